@@ -1,0 +1,96 @@
+#include "npu_model/fluid_batching_engine.hpp"
+
+#include <fmt/format.h>
+
+namespace npusim::npu {
+
+ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<LayerWork>& layers,
+                                           std::uint32_t max_batch) {
+  if (max_batch == 0) throw std::invalid_argument("control-block table needs max_batch >= 1");
+  ControlBlockTable table;
+  table.layer_count_ = layers.size();
+  table.max_batch_ = max_batch;
+  table.entries_.reserve(layers.size() * max_batch);
+  for (const auto& layer : layers)
+    for (std::uint32_t batch = 1; batch <= max_batch; ++batch)
+      table.entries_.push_back(best_layer_cost(npu, layer, batch));
+  return table;
+}
+
+const LayerCost& ControlBlockTable::entry(std::uint32_t batch, std::size_t layer) const {
+  if (batch == 0 || batch > max_batch_ || layer >= layer_count_)
+    throw std::out_of_range(fmt::format(
+        "control block has batch 1..{} and layers 0..{}; asked for batch {} layer {}",
+        max_batch_, layer_count_ == 0 ? 0 : layer_count_ - 1, batch, layer));
+  return entries_[layer * max_batch_ + batch - 1];
+}
+
+void FbeRegisters::start(std::uint32_t batch) {
+  if (batch == 0 || batch > max_batch_)
+    throw FbeProtocolError(fmt::format("start: batch {} outside 1..{}", batch, max_batch_));
+  b_act_ = batch;
+  l_ = 0;
+  b_old_ = l_old_ = 0;
+  catching_up_ = false;
+}
+
+void FbeRegisters::preempt(std::uint32_t b_incr) {
+  if (catching_up_)
+    throw FbeProtocolError("preempt: a catch-up run is already in progress");
+  if (b_incr == 0 || std::uint64_t{b_incr} + b_act_ > max_batch_)
+    throw FbeProtocolError(fmt::format("preempt: B_incr {} with B_act {} exceeds the table's batch {}",
+                                       b_incr, b_act_, max_batch_));
+  if (b_act_ == 0 || l_ == 0)
+    throw FbeProtocolError("preempt: nothing to suspend (no active batch past layer 0)");
+  b_old_ = b_act_;
+  l_old_ = l_;
+  b_act_ = b_incr;
+  l_ = 0;
+  catching_up_ = true;
+}
+
+void FbeRegisters::early_exit(std::uint32_t b_exit) {
+  if (b_exit > b_act_)
+    throw FbeProtocolError(fmt::format("early exit: B_exit {} exceeds B_act {}", b_exit, b_act_));
+  b_act_ -= b_exit;
+}
+
+void FbeRegisters::layer_done() {
+  ++l_;
+  if (catching_up_ && l_ == l_old_) {
+    b_act_ += b_old_;
+    b_old_ = l_old_ = 0;
+    catching_up_ = false;
+  }
+}
+
+FluidBatchingEngine::FluidBatchingEngine(sc_core::sc_module_name name,
+                                         const ControlBlockTable& table)
+    : sc_core::sc_module(name), table_(table), registers_(table.max_batch()) {
+  SC_METHOD(on_rising_edge);
+  sensitive << clk.pos();
+  dont_initialize();
+}
+
+void FluidBatchingEngine::on_rising_edge() {
+  if (start.read()) registers_.start(b_start.read());
+  if (early_exit.read()) registers_.early_exit(b_exit.read());
+  if (layer_done.read()) registers_.layer_done();
+  if (preempt.read()) registers_.preempt(b_incr.read());
+  const std::uint32_t batch = registers_.active_batch();
+  const std::uint32_t l = registers_.layer();
+  layer.write(l);
+  active_batch.write(batch);
+  if (batch == 0 || l >= table_.layer_count()) {
+    b_r.write(0);
+    b_p.write(0);
+    k.write(0);
+    return;
+  }
+  const BatchMapping& m = table_.mapping(batch, l);
+  b_r.write(m.b_r);
+  b_p.write(m.b_p);
+  k.write(m.k);
+}
+
+}  // namespace npusim::npu

@@ -1,0 +1,91 @@
+#pragma once
+// The Fluid Batching Engine: its control-block table (batch size, layer) -> <B_R, B_P, k>,
+// its register file (B_old, l_old, B_act, l), and a clocked SystemC module around them.
+
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include <systemc>
+
+#include "npu_model/cost_model.hpp"
+#include "npu_model/layer_lowering.hpp"
+
+namespace npusim::npu {
+
+// Filled offline: for every batch size 1..max_batch and every layer, the allowed mapping with
+// the fewest cycles (ties as in best_gemm_cost). Immutable after build.
+class ControlBlockTable {
+ public:
+  static ControlBlockTable build(const Npu& npu, const std::vector<LayerWork>& layers,
+                                 std::uint32_t max_batch);
+
+  std::size_t layer_count() const { return layer_count_; }
+  std::uint32_t max_batch() const { return max_batch_; }
+  // Throws std::out_of_range for batch outside [1, max_batch] or layer >= layer_count.
+  const LayerCost& entry(std::uint32_t batch, std::size_t layer) const;
+  const BatchMapping& mapping(std::uint32_t batch, std::size_t layer) const {
+    return entry(batch, layer).mapping;
+  }
+
+ private:
+  std::size_t layer_count_ = 0;
+  std::uint32_t max_batch_ = 0;
+  std::vector<LayerCost> entries_;  // layer-major: [layer * max_batch + batch - 1]
+};
+
+class FbeProtocolError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// The FBE's register file and control rules, free of any simulation kernel so the serving
+// model and the SystemC module share one definition.
+//  - start(B): B_act = B, l = 0.
+//  - preempt(B_incr) at a layer boundary: B_old = B_act, l_old = l, then the B_incr new samples
+//    run from layer 0 (B_act = B_incr, l = 0).
+//  - early_exit(B_exit): B_exit samples leave at the current layer; B_act -= B_exit.
+//  - layer_done(): l += 1; when a catch-up run reaches l_old, the two batches merge:
+//    B_act += B_old.
+// Violations (more exits than samples, preempting while catching up, a merged batch above
+// the table) throw FbeProtocolError.
+class FbeRegisters {
+ public:
+  explicit FbeRegisters(std::uint32_t max_batch) : max_batch_(max_batch) {}
+  void start(std::uint32_t batch);
+  void preempt(std::uint32_t b_incr);
+  void early_exit(std::uint32_t b_exit);
+  void layer_done();
+
+  std::uint32_t active_batch() const { return b_act_; }
+  std::uint32_t suspended_batch() const { return b_old_; }
+  std::uint32_t layer() const { return l_; }
+  std::uint32_t suspended_layer() const { return l_old_; }
+  bool catching_up() const { return catching_up_; }
+
+ private:
+  std::uint32_t max_batch_;
+  std::uint32_t b_act_ = 0, b_old_ = 0, l_ = 0, l_old_ = 0;
+  bool catching_up_ = false;
+};
+
+// Clocked FBE. On each rising edge it applies, in this order, start (with b_start), early_exit
+// (with b_exit), layer_done and preempt (with b_incr), then drives the mapping for
+// (B_act, l). Outputs are 0 when no samples are active or the network is finished.
+SC_MODULE(FluidBatchingEngine) {
+  sc_core::sc_in<bool> clk;
+  sc_core::sc_in<bool> start, preempt, early_exit, layer_done;
+  sc_core::sc_in<std::uint32_t> b_start, b_incr, b_exit;
+  sc_core::sc_out<std::uint32_t> b_r, b_p, k, layer, active_batch;
+
+  SC_HAS_PROCESS(FluidBatchingEngine);
+  FluidBatchingEngine(sc_core::sc_module_name name, const ControlBlockTable& table);
+  const FbeRegisters& registers() const { return registers_; }
+
+ private:
+  void on_rising_edge();
+  const ControlBlockTable& table_;
+  FbeRegisters registers_;
+};
+
+}  // namespace npusim::npu

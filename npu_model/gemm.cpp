@@ -1,0 +1,45 @@
+#include "npu_model/gemm.hpp"
+
+#include <fmt/format.h>
+
+namespace npusim::npu {
+
+BatchingMode mode_of(const BatchMapping& mapping) {
+  if (mapping.b_p == 1) return BatchingMode::r_batching;
+  if (mapping.b_r == 1) return BatchingMode::p_batching;
+  return BatchingMode::fluid;
+}
+
+std::string to_string(const BatchMapping& mapping) {
+  return fmt::format("<{},{},{}>", mapping.b_r, mapping.b_p, mapping.k);
+}
+
+std::string mapping_violation(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                              const BatchMapping& mapping) {
+  if (batch == 0) return "batch must be at least 1";
+  if (mapping.b_p == 0 || mapping.b_p > batch)
+    return fmt::format("b_p = {} must be in [1, batch = {}]", mapping.b_p, batch);
+  const std::uint32_t needed_rows = (batch + mapping.b_p - 1) / mapping.b_p;
+  if (mapping.b_r != needed_rows)
+    return fmt::format("b_r = {} must be ceil(batch / b_p) = {} for batch {} and b_p {}",
+                       mapping.b_r, needed_rows, batch, mapping.b_p);
+  if (!npu.allows(mode_of(mapping)))
+    return fmt::format("batching mode {} is not enabled on NPU {}", to_string(mode_of(mapping)),
+                       npu.config().name);
+  if (!npu.allows_stack_factor(mapping.k))
+    return fmt::format("stack factor k = {} is not in batching.stack_factors {}", mapping.k,
+                       fmt::format("[{}]", fmt::join(npu.config().stack_factors, ", ")));
+  const std::uint64_t lanes = std::uint64_t{mapping.k} * npu.config().pe_width;
+  if (mapping.b_p > 1 && mapping.b_p * shape.depth > lanes)
+    return fmt::format("b_p * P = {} * {} exceeds k * T_P = {} lanes", mapping.b_p, shape.depth,
+                       lanes);
+  return {};
+}
+
+void require_legal(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                   const BatchMapping& mapping) {
+  if (auto reason = mapping_violation(npu, shape, batch, mapping); !reason.empty())
+    throw InvalidMapping(fmt::format("mapping {} is illegal: {}", to_string(mapping), reason));
+}
+
+}  // namespace npusim::npu

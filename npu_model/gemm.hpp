@@ -1,0 +1,60 @@
+#pragma once
+// The unit of work the PE array executes, and how a batch of samples is laid out on it.
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "npu_model/npu_config.hpp"
+
+namespace npusim::npu {
+
+// One sample's layer as a GEMM: activations R x P times weights P x C. `groups` identical
+// GEMMs of this shape run back to back (grouped and depthwise convolution).
+struct GemmShape {
+  std::uint64_t rows = 1;     // R
+  std::uint64_t depth = 1;    // P
+  std::uint64_t cols = 1;     // C
+  std::uint64_t groups = 1;
+  friend bool operator==(const GemmShape&, const GemmShape&) = default;
+};
+
+// <B_R, B_P, k>: samples stacked B_R deep along R and B_P wide along P (block-diagonal
+// weights), on the array stacked by factor k.
+struct BatchMapping {
+  std::uint32_t b_r = 1;
+  std::uint32_t b_p = 1;
+  std::uint32_t k = 1;
+  friend bool operator==(const BatchMapping&, const BatchMapping&) = default;
+};
+
+BatchingMode mode_of(const BatchMapping& mapping);
+std::string to_string(const BatchMapping& mapping);
+
+class InvalidMapping : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// A mapping is legal for `batch` samples of `shape` on `npu` when:
+//  - 1 <= b_p <= batch and b_r = ceil(batch / b_p) (the grid has no empty row or column);
+//  - its mode (r: b_p = 1; p: b_r = 1, b_p > 1; fluid: both > 1) and k are allowed;
+//  - b_p > 1 only if b_p * P <= k * T_P: P-batching fills idle lanes of one P tile.
+// Returns an empty string when legal, else the reason.
+std::string mapping_violation(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                              const BatchMapping& mapping);
+void require_legal(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                   const BatchMapping& mapping);
+
+// The GEMM that the array really runs for a mapped batch (per group).
+struct EffectiveGemm {
+  std::uint64_t rows = 0;   // B_R * R
+  std::uint64_t depth = 0;  // B_P * P
+  std::uint64_t cols = 0;   // B_P * C
+};
+
+inline EffectiveGemm effective_gemm(const GemmShape& shape, const BatchMapping& mapping) {
+  return {mapping.b_r * shape.rows, mapping.b_p * shape.depth, mapping.b_p * shape.cols};
+}
+
+}  // namespace npusim::npu

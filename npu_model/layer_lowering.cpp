@@ -1,0 +1,84 @@
+#include "npu_model/layer_lowering.hpp"
+
+#include <fmt/format.h>
+
+namespace npusim::npu {
+namespace {
+
+std::uint32_t output_extent(const LayerSpec& layer, const char* axis, std::uint32_t in,
+                            std::uint32_t kernel) {
+  const std::uint64_t padded = std::uint64_t{in} + 2ull * layer.padding;
+  if (kernel == 0 || kernel > padded)
+    throw InvalidLayer(fmt::format("layer {}: kernel {} = {} does not fit the padded {} {}",
+                                   layer.name, axis, kernel, axis, padded));
+  return static_cast<std::uint32_t>((padded - kernel) / layer.stride + 1);
+}
+
+void require_positive(const LayerSpec& layer, const char* field, std::uint32_t value) {
+  if (value == 0) throw InvalidLayer(fmt::format("layer {}: {} must be at least 1", layer.name, field));
+}
+
+}  // namespace
+
+LayerWork lower(const LayerSpec& layer) {
+  require_positive(layer, "in_height", layer.in_height);
+  require_positive(layer, "in_width", layer.in_width);
+  require_positive(layer, "in_channels", layer.in_channels);
+  require_positive(layer, "out_channels", layer.out_channels);
+  require_positive(layer, "stride", layer.stride);
+  require_positive(layer, "groups", layer.groups);
+  LayerWork work;
+  work.name = layer.name;
+  const std::uint64_t in_elements =
+      std::uint64_t{layer.in_height} * layer.in_width * layer.in_channels;
+  switch (layer.kind) {
+    case LayerKind::convolution: {
+      if (layer.in_channels % layer.groups != 0 || layer.out_channels % layer.groups != 0)
+        throw InvalidLayer(fmt::format("layer {}: groups = {} must divide in_channels = {} and out_channels = {}",
+                                       layer.name, layer.groups, layer.in_channels, layer.out_channels));
+      work.out_height = output_extent(layer, "height", layer.in_height, layer.kernel_height);
+      work.out_width = output_extent(layer, "width", layer.in_width, layer.kernel_width);
+      work.out_channels = layer.out_channels;
+      work.gemm.rows = std::uint64_t{work.out_height} * work.out_width;
+      work.gemm.depth =
+          std::uint64_t{layer.kernel_height} * layer.kernel_width * (layer.in_channels / layer.groups);
+      work.gemm.cols = layer.out_channels / layer.groups;
+      work.gemm.groups = layer.groups;
+      return work;
+    }
+    case LayerKind::fully_connected:
+      work.gemm = {1, in_elements, layer.out_channels, 1};
+      work.out_channels = layer.out_channels;
+      return work;
+    case LayerKind::pooling: {
+      if (layer.out_channels != layer.in_channels)
+        throw InvalidLayer(fmt::format("layer {}: pooling keeps channels, out_channels = {} must equal in_channels = {}",
+                                       layer.name, layer.out_channels, layer.in_channels));
+      work.on_vector_path = true;
+      work.out_height = output_extent(layer, "height", layer.in_height, layer.kernel_height);
+      work.out_width = output_extent(layer, "width", layer.in_width, layer.kernel_width);
+      work.out_channels = layer.in_channels;
+      const std::uint64_t out = std::uint64_t{work.out_height} * work.out_width * work.out_channels;
+      work.vector = {in_elements, out, out * layer.kernel_height * layer.kernel_width};
+      return work;
+    }
+    case LayerKind::elementwise:
+      if (layer.out_channels != layer.in_channels)
+        throw InvalidLayer(fmt::format("layer {}: element-wise keeps channels, out_channels = {} must equal in_channels = {}",
+                                       layer.name, layer.out_channels, layer.in_channels));
+      work.on_vector_path = true;
+      work.out_height = layer.in_height;
+      work.out_width = layer.in_width;
+      work.out_channels = layer.in_channels;
+      work.vector = {2 * in_elements, in_elements, in_elements};
+      return work;
+  }
+  throw InvalidLayer(fmt::format("layer {}: unknown kind", layer.name));
+}
+
+LayerCost best_layer_cost(const Npu& npu, const LayerWork& work, std::uint32_t batch) {
+  if (work.on_vector_path) return vector_cost(npu, work.vector, batch);
+  return best_gemm_cost(npu, work.gemm, batch);
+}
+
+}  // namespace npusim::npu

@@ -1,0 +1,52 @@
+#pragma once
+// Lowering of DNN layers to the work the NPU runs: a GEMM on the PE array, or a job on the
+// vector path (pooling, element-wise).
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "npu_model/cost_model.hpp"
+#include "npu_model/gemm.hpp"
+
+namespace npusim::npu {
+
+enum class LayerKind { convolution, fully_connected, pooling, elementwise };
+
+// One layer of one sample. Convolution: in_* and out_channels, kernel, stride, padding,
+// groups (groups == in_channels == out_channels is depthwise). Fully connected: in_channels
+// inputs (height = width = 1) to out_channels outputs. Pooling: kernel/stride/padding over
+// each channel; out_channels must equal in_channels. Element-wise: two tensors of the input
+// shape combined into one.
+struct LayerSpec {
+  std::string name;
+  LayerKind kind = LayerKind::convolution;
+  std::uint32_t in_height = 1, in_width = 1, in_channels = 1;
+  std::uint32_t out_channels = 1;
+  std::uint32_t kernel_height = 1, kernel_width = 1;
+  std::uint32_t stride = 1;
+  std::uint32_t padding = 0;
+  std::uint32_t groups = 1;
+};
+
+class InvalidLayer : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+struct LayerWork {
+  std::string name;
+  bool on_vector_path = false;
+  GemmShape gemm;     // valid when !on_vector_path
+  VectorWork vector;  // valid when on_vector_path
+  std::uint32_t out_height = 1, out_width = 1, out_channels = 1;
+};
+
+// Throws InvalidLayer naming the layer and the bad field.
+LayerWork lower(const LayerSpec& layer);
+
+// Cost of a lowered layer for `batch` samples: the best legal mapping for a GEMM, the vector
+// path otherwise.
+LayerCost best_layer_cost(const Npu& npu, const LayerWork& work, std::uint32_t batch);
+
+}  // namespace npusim::npu

@@ -1,0 +1,113 @@
+#pragma once
+// NPU hardware description: the plain, user-facing struct (NpuConfig) and the validated,
+// immutable runtime object (Npu) that the cost model, the reference model and the FBE use.
+
+#include <array>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace npusim::npu {
+
+enum class BatchingMode { r_batching, p_batching, fluid };
+
+// Name used in YAML and reports: "r", "p", "fluid".
+std::string to_string(BatchingMode mode);
+
+// Capacities in bytes (YAML gives them in KiB: buffers.input_kib and friends).
+struct BufferConfig {
+  std::uint64_t input_bytes = 64 * 1024;
+  std::uint64_t weight_bytes = 128 * 1024;
+  std::uint64_t output_bytes = 64 * 1024;
+};
+
+struct OffchipConfig {
+  double bandwidth_gbps = 25.6;  // GB/s (10^9 bytes per second)
+  std::uint32_t latency_ns = 100;
+};
+
+// Everything a user can set. Plain data: no invariants are assumed until Npu::validate.
+struct NpuConfig {
+  std::string name = "default";
+  std::uint32_t clock_mhz = 1000;
+  std::uint32_t pe_count = 64;        // T_C
+  std::uint32_t pe_width = 64;        // T_P
+  std::uint32_t input_rows = 64;      // T_R
+  std::uint32_t element_bytes = 1;
+  std::uint32_t accumulator_bytes = 4;
+  std::uint32_t vector_lanes = 64;
+  BufferConfig buffers;
+  OffchipConfig offchip;
+  std::vector<BatchingMode> modes{BatchingMode::r_batching, BatchingMode::p_batching,
+                                  BatchingMode::fluid};
+  std::vector<std::uint32_t> stack_factors{1, 2, 4};
+};
+
+// Thrown by Npu::validate. `key` is the dotted path relative to the `npu` section
+// (e.g. "buffers.weight_kib"), so a loader can prefix its file and section.
+class NpuConfigError : public std::invalid_argument {
+ public:
+  NpuConfigError(std::string key, std::string value, std::string allowed);
+  const std::string& key() const { return key_; }
+  const std::string& value() const { return value_; }
+  const std::string& allowed() const { return allowed_; }
+
+ private:
+  std::string key_, value_, allowed_;
+};
+
+// The array as seen by one stack factor k: (k*T_P)-wide x (T_C/k) PEs, input tile T_R/k rows.
+struct StackGeometry {
+  std::uint32_t k = 1;
+  std::uint32_t tile_rows = 0;         // T_R / k
+  std::uint32_t tile_depth = 0;        // k * T_P
+  std::uint32_t tile_cols = 0;         // T_C / k
+  // 1 multiply + ceil(log2 T_P) PE adder levels + ceil(log2 k) stacking adder levels +
+  // 1 accumulate: a row issued in cycle t is in its accumulator after cycle t + depth - 1.
+  std::uint32_t pipeline_depth_cycles = 0;
+  bool double_buffered = false;        // every buffer holds two tiles
+  std::uint64_t weight_tile_slots = 0; // weight tiles the weight buffer holds at once
+};
+
+// Validated NPU. Invariants: every field of the config is in range, each stack factor divides
+// T_C and T_R, every buffer holds at least one tile, and R-batching with k=1 is allowed.
+class Npu {
+ public:
+  static constexpr std::size_t max_stack_factors = 8;
+
+  // Throws NpuConfigError naming the first offending key.
+  static Npu validate(const NpuConfig& config);
+
+  const NpuConfig& config() const { return config_; }
+  std::uint64_t latency_cycles() const { return latency_cycles_; }
+  std::uint64_t bandwidth_mbps() const { return bandwidth_mbps_; }
+  bool allows(BatchingMode mode) const;
+  bool allows_stack_factor(std::uint32_t k) const;
+  // Geometry for an allowed stack factor; throws std::out_of_range otherwise.
+  const StackGeometry& geometry(std::uint32_t k) const;
+  const std::vector<StackGeometry>& geometries() const { return geometries_; }
+
+  // Cycles to move `bytes` over the off-chip channel as one request: the channel latency plus
+  // ceil(bytes * clock / bandwidth). Zero bytes cost nothing (no request is issued).
+  std::uint64_t transfer_cycles(std::uint64_t bytes) const {
+    if (bytes == 0) return 0;
+    return latency_cycles_ + (bytes * clock_mhz_ + bandwidth_mbps_ - 1) / bandwidth_mbps_;
+  }
+  std::uint64_t macs_per_cycle() const {
+    return std::uint64_t{config_.pe_count} * config_.pe_width;
+  }
+
+ private:
+  explicit Npu(NpuConfig config) : config_(std::move(config)) {}
+  NpuConfig config_;
+  std::uint64_t clock_mhz_ = 0;
+  std::uint64_t latency_cycles_ = 0;
+  std::uint64_t bandwidth_mbps_ = 0;
+  std::uint32_t allowed_modes_mask_ = 0;
+  std::vector<StackGeometry> geometries_;
+};
+
+std::uint32_t ceil_log2(std::uint64_t value);
+
+}  // namespace npusim::npu

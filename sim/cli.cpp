@@ -1,0 +1,230 @@
+#include "sim/cli.hpp"
+
+#include <charconv>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "npu_model/cost_model.hpp"
+#include "npu_model/fluid_batching_engine.hpp"
+#include "npu_model/layer_lowering.hpp"
+#include "sim/config_node.hpp"
+#include "sim/npu_yaml.hpp"
+#include "workloads/resnet_cifar.hpp"
+
+namespace npusim::sim {
+namespace {
+
+// A bad command-line value: reported like a config error, exit status 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::vector<std::uint64_t> parse_positive_list(const std::string& option, const std::string& text,
+                                               std::size_t count, const std::string& form) {
+  std::vector<std::uint64_t> values;
+  std::size_t begin = 0;
+  while (begin <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', begin), text.size());
+    std::uint64_t value = 0;
+    const char* first = text.data() + begin;
+    const char* last = text.data() + comma;
+    const auto [end, ec] = std::from_chars(first, last, value);
+    if (ec != std::errc{} || end != last || first == last || value == 0 || value > (1ull << 32))
+      throw UsageError(fmt::format("{} {}: allowed {} (positive integers up to 2^32)", option, text, form));
+    values.push_back(value);
+    begin = comma + 1;
+  }
+  if (values.size() != count)
+    throw UsageError(fmt::format("{} {}: allowed {} ({} comma-separated positive integers)", option,
+                                 text, form, count));
+  return values;
+}
+
+npu::Npu load_npu_option(const std::string& npu_file) {
+  return npu_file.empty() ? default_npu() : load_npu_file(npu_file);
+}
+
+std::string npu_label(const npu::Npu& npu) {
+  const auto& c = npu.config();
+  return fmt::format("{} ({} PEs x {} lanes, T_R {}, {} MHz, {} GB/s)", c.name, c.pe_count,
+                     c.pe_width, c.input_rows, c.clock_mhz, c.offchip.bandwidth_gbps);
+}
+
+struct CostOptions {
+  std::string npu_file;
+  std::string gemm;
+  std::uint32_t batch = 1;
+  std::string mapping;
+  std::uint32_t groups = 1;
+  bool json = false;
+};
+
+void run_cost(const CostOptions& o, std::ostream& out) {
+  const npu::Npu npu = load_npu_option(o.npu_file);
+  const auto dims = parse_positive_list("--gemm", o.gemm, 3, "R,P,C");
+  if (o.batch == 0) throw UsageError("--batch 0: allowed a batch of at least 1");
+  if (o.groups == 0) throw UsageError("--groups 0: allowed at least 1");
+  const npu::GemmShape shape{dims[0], dims[1], dims[2], o.groups};
+  npu::LayerCost cost;
+  if (o.mapping.empty()) {
+    cost = npu::best_gemm_cost(npu, shape, o.batch);
+  } else {
+    const auto m = parse_positive_list("--mapping", o.mapping, 3, "BR,BP,k");
+    const npu::BatchMapping mapping{static_cast<std::uint32_t>(m[0]), static_cast<std::uint32_t>(m[1]),
+                                    static_cast<std::uint32_t>(m[2])};
+    if (auto reason = npu::mapping_violation(npu, shape, o.batch, mapping); !reason.empty())
+      throw UsageError(fmt::format("--mapping {}: {}", o.mapping, reason));
+    cost = npu::gemm_cost_unchecked(npu, shape, o.batch, mapping);
+  }
+  const double latency_us = static_cast<double>(cost.cycles) / npu.config().clock_mhz;
+  if (o.json) {
+    out << fmt::format(
+        "{{\"npu\": \"{}\", \"gemm\": {{\"r\": {}, \"p\": {}, \"c\": {}, \"groups\": {}}}, "
+        "\"batch\": {}, \"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", "
+        "\"cycles\": {}, \"latency_us\": {}, \"compute_cycles\": {}, \"stall_cycles\": {}, "
+        "\"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}}}\n",
+        npu.config().name, shape.rows, shape.depth, shape.cols, shape.groups, o.batch,
+        cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)),
+        cost.cycles, latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes,
+        cost.macs, cost.mac_utilisation);
+    return;
+  }
+  std::ostringstream text;
+  text << fmt::format("npu              {}\n", npu_label(npu));
+  text << fmt::format("gemm             R={} P={} C={} groups={}, batch {}\n", shape.rows,
+                      shape.depth, shape.cols, shape.groups, o.batch);
+  text << fmt::format("mapping          <B_R={}, B_P={}, k={}> ({}-batching){}\n", cost.mapping.b_r,
+                      cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)),
+                      o.mapping.empty() ? ", best allowed" : "");
+  text << fmt::format("cycles           {} ({:.3f} us)\n", cost.cycles, latency_us);
+  text << fmt::format("compute_cycles   {}\n", cost.compute_cycles);
+  text << fmt::format("stall_cycles     {}\n", cost.stall_cycles);
+  text << fmt::format("offchip_bytes    {}\n", cost.offchip_bytes);
+  text << fmt::format("macs             {}\n", cost.macs);
+  text << fmt::format("mac_utilisation  {:.4f}\n", cost.mac_utilisation);
+  out << text.str();
+}
+
+struct TableOptions {
+  std::string npu_file;
+  std::uint32_t depth = 56;
+  std::uint32_t max_batch = 8;
+  bool json = false;
+};
+
+void run_table(const TableOptions& o, std::ostream& out) {
+  const npu::Npu npu = load_npu_option(o.npu_file);
+  if (o.max_batch == 0 || o.max_batch > 256)
+    throw UsageError(fmt::format("--max-batch {}: allowed 1 to 256", o.max_batch));
+  std::vector<npu::LayerSpec> specs;
+  try {
+    specs = workloads::resnet_cifar(o.depth, 100);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--resnet-depth {}: {}", o.depth, e.what()));
+  }
+  std::vector<npu::LayerWork> layers;
+  for (const auto& spec : specs) layers.push_back(npu::lower(spec));
+  const auto table = npu::ControlBlockTable::build(npu, layers, o.max_batch);
+  std::vector<std::uint32_t> batches;
+  for (std::uint32_t b = 1; b <= o.max_batch; b *= 2) batches.push_back(b);
+  if (batches.back() != o.max_batch) batches.push_back(o.max_batch);
+
+  std::ostringstream text;
+  if (o.json) {
+    text << fmt::format("{{\"npu\": \"{}\", \"network\": \"resnet{}-cifar100\", \"layers\": [", npu.config().name, o.depth);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      text << (l ? ", " : "") << fmt::format("{{\"name\": \"{}\", \"entries\": [", layers[l].name);
+      for (std::uint32_t b = 1; b <= o.max_batch; ++b) {
+        const auto& e = table.entry(b, l);
+        text << (b > 1 ? ", " : "")
+             << fmt::format("{{\"batch\": {}, \"b_r\": {}, \"b_p\": {}, \"k\": {}, \"cycles\": {}}}",
+                            b, e.mapping.b_r, e.mapping.b_p, e.mapping.k, e.cycles);
+      }
+      text << "]}";
+    }
+    text << "]}\n";
+    out << text.str();
+    return;
+  }
+  text << fmt::format("control-block table: ResNet-{} (CIFAR-100) on {}\n", o.depth, npu_label(npu));
+  text << fmt::format("each cell: <B_R,B_P,k> cycles; vector-path layers show <B,1,1>\n");
+  text << fmt::format("{:<20}", "layer");
+  for (auto b : batches) text << fmt::format(" {:>20}", fmt::format("batch {}", b));
+  text << "\n";
+  std::vector<std::uint64_t> totals(batches.size(), 0);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    text << fmt::format("{:<20}", layers[l].name);
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      const auto& e = table.entry(batches[i], l);
+      totals[i] += e.cycles;
+      text << fmt::format(" {:>20}", fmt::format("{} {}", npu::to_string(e.mapping), e.cycles));
+    }
+    text << "\n";
+  }
+  text << fmt::format("{:<20}", "total cycles");
+  for (auto t : totals) text << fmt::format(" {:>20}", t);
+  text << "\n" << fmt::format("{:<20}", "cycles per sample");
+  for (std::size_t i = 0; i < batches.size(); ++i) text << fmt::format(" {:>20}", totals[i] / batches[i]);
+  text << "\n";
+  out << text.str();
+}
+
+}  // namespace
+
+int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{"npusim: cycle-level simulator of an edge NPU serving early-exit DNNs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "npusim 0.1.0");
+
+  CostOptions cost;
+  auto* cost_cmd = app.add_subcommand("cost", "Cycles and traffic of one GEMM layer on the NPU");
+  cost_cmd->add_option("--npu", cost.npu_file, "NPU YAML file (default: the embedded configs/npu/default.yaml)");
+  cost_cmd->add_option("--gemm", cost.gemm, "Layer as a GEMM: R,P,C (activations R x P, weights P x C)")->required();
+  cost_cmd->add_option("--batch", cost.batch, "Samples in the batch")->required();
+  cost_cmd->add_option("--mapping", cost.mapping, "B_R,B_P,k (default: the best allowed mapping)");
+  cost_cmd->add_option("--groups", cost.groups, "Identical GEMMs run back to back (grouped convolution)");
+  cost_cmd->add_flag("--json", cost.json, "Print one JSON object");
+
+  TableOptions table;
+  auto* table_cmd = app.add_subcommand("table", "FBE control-block table for a CIFAR ResNet");
+  table_cmd->add_option("--npu", table.npu_file, "NPU YAML file (default: embedded default)");
+  table_cmd->add_option("--resnet-depth", table.depth, "CIFAR ResNet depth, 6n+2 (default 56)");
+  table_cmd->add_option("--max-batch", table.max_batch, "Largest batch in the table (default 8)");
+  table_cmd->add_flag("--json", table.json, "Print the whole table as one JSON object");
+
+  try {
+    app.parse(argc, argv);
+    if (cost_cmd->parsed()) run_cost(cost, out);
+    if (table_cmd->parsed()) run_table(table, out);
+    return 0;
+  } catch (const CLI::CallForHelp& e) {
+    out << app.help(e.get_name() == "cost" ? "cost" : "");
+    return 0;
+  } catch (const CLI::Success&) {
+    out << "npusim 0.1.0\n";
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    for (auto& ch : message) if (ch == '\n') ch = ' ';
+    err << "npusim: error: " << message << " (see npusim --help)\n";
+    return 2;
+  } catch (const ConfigError& e) {
+    err << "npusim: error: " << e.what() << "\n";
+    return 2;
+  } catch (const UsageError& e) {
+    err << "npusim: error: " << e.what() << "\n";
+    return 2;
+  } catch (const npu::InvalidMapping& e) {
+    err << "npusim: error: " << e.what() << "\n";
+    return 2;
+  }
+}
+
+}  // namespace npusim::sim

@@ -1,0 +1,146 @@
+#include "sim/config_node.hpp"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace npusim::sim {
+
+ConfigNode ConfigNode::load_file(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) {
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(file, ec);
+    throw ConfigError(fmt::format("{}: {}", file.string(),
+                                  exists ? "cannot be read" : "no such file"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return load_text(text.str(), file.string());
+}
+
+ConfigNode ConfigNode::load_text(const std::string& text, const std::string& source) {
+  auto name = std::make_shared<const std::string>(source);
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (!root.IsMap())
+      throw ConfigError(fmt::format("{}:1: the document must be a YAML mapping (key: value)", source));
+    return ConfigNode(root, name, "");
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
+  }
+}
+
+int ConfigNode::line() const {
+  const auto mark = node_.Mark();
+  return mark.is_null() ? 0 : mark.line + 1;
+}
+
+std::string ConfigNode::location() const {
+  const int l = line();
+  return l > 0 ? fmt::format("{}:{}", *source_, l) : *source_;
+}
+
+std::string ConfigNode::child_path(std::string_view key) const {
+  return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key);
+}
+
+bool ConfigNode::has(std::string_view key) const {
+  return node_.IsMap() && node_[std::string(key)].IsDefined();
+}
+
+ConfigNode ConfigNode::at(std::string_view key) const {
+  if (!node_.IsMap())
+    fail(display_value(), fmt::format("a mapping with key {}", key));
+  YAML::Node child = node_[std::string(key)];
+  if (!child.IsDefined())
+    throw ConfigError(fmt::format("{}: {} is missing: required key", location(), child_path(key)));
+  return ConfigNode(child, source_, child_path(key));
+}
+
+void ConfigNode::expect_keys(std::initializer_list<std::string_view> allowed) const {
+  if (!node_.IsMap())
+    fail(display_value(), fmt::format("a mapping with keys {}", fmt::join(allowed, ", ")));
+  for (const auto& item : node_) {
+    const std::string key = item.first.Scalar();
+    bool known = false;
+    for (auto a : allowed) known = known || a == key;
+    if (!known) {
+      const auto mark = item.first.Mark();
+      throw ConfigError(fmt::format("{}:{}: {} is not a known key: allowed keys are {}", *source_,
+                                    mark.line + 1, child_path(key), fmt::join(allowed, ", ")));
+    }
+  }
+}
+
+ConfigNode ConfigNode::deepest(std::string_view dotted) const {
+  ConfigNode current = *this;
+  while (!dotted.empty()) {
+    const auto dot = dotted.find('.');
+    const std::string_view part = dotted.substr(0, dot);
+    if (!current.has(part)) break;
+    current = current.at(part);
+    dotted = dot == std::string_view::npos ? std::string_view{} : dotted.substr(dot + 1);
+  }
+  return current;
+}
+
+std::string ConfigNode::display_value() const {
+  if (node_.IsScalar()) return node_.Scalar().empty() ? "\"\"" : node_.Scalar();
+  if (node_.IsMap()) return "<map>";
+  if (node_.IsSequence()) return "<list>";
+  return "<empty>";
+}
+
+std::uint32_t ConfigNode::as_uint32() const {
+  const std::string allowed = "a whole number in [0, 4294967295]";
+  if (!node_.IsScalar()) fail(display_value(), allowed);
+  const std::string& text = node_.Scalar();
+  std::uint32_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
+    fail(display_value(), allowed);
+  return value;
+}
+
+double ConfigNode::as_double() const {
+  const std::string allowed = "a number";
+  if (!node_.IsScalar()) fail(display_value(), allowed);
+  const std::string& text = node_.Scalar();
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE ||
+      !(value == value))
+    fail(display_value(), allowed);
+  return value;
+}
+
+std::string ConfigNode::as_string() const {
+  if (!node_.IsScalar()) fail(display_value(), "a string");
+  return node_.Scalar();
+}
+
+std::vector<ConfigNode> ConfigNode::as_list() const {
+  if (!node_.IsSequence()) fail(display_value(), "a list, e.g. [a, b]");
+  std::vector<ConfigNode> items;
+  std::size_t i = 0;
+  for (const auto& item : node_)
+    items.push_back(ConfigNode(item, source_, fmt::format("{}[{}]", path_, i++)));
+  return items;
+}
+
+void ConfigNode::fail(const std::string& value, const std::string& allowed) const {
+  throw ConfigError(fmt::format("{}: {} = {}: allowed {}", location(), path_, value, allowed));
+}
+
+void ConfigNode::fail_here(const std::string& message) const {
+  throw ConfigError(fmt::format("{}: {}: {}", location(), path_, message));
+}
+
+}  // namespace npusim::sim

@@ -1,0 +1,65 @@
+#pragma once
+// Reading YAML configuration with exact error locations. Every error names the file, the line,
+// the dotted YAML path, the bad value and what is allowed, in one line.
+
+#include <cstdint>
+#include <filesystem>
+#include <initializer_list>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+namespace npusim::sim {
+
+// A configuration the user gave is wrong. what() is the complete one-line message.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One node of a loaded YAML document plus its source file and dotted path (e.g.
+// "npu.buffers.weight_kib"). Cheap to copy.
+class ConfigNode {
+ public:
+  // Throws ConfigError if the file is missing, unreadable or not valid YAML.
+  static ConfigNode load_file(const std::filesystem::path& file);
+  // `source` names the text in messages (a file name, or "<embedded default>").
+  static ConfigNode load_text(const std::string& text, const std::string& source);
+
+  const std::string& path() const { return path_; }
+  const std::string& source() const { return *source_; }
+  int line() const;  // 1-based; 0 when unknown
+
+  bool has(std::string_view key) const;
+  ConfigNode at(std::string_view key) const;  // throws ConfigError if missing
+  // Throws ConfigError unless this is a mapping whose keys are all in `allowed`.
+  void expect_keys(std::initializer_list<std::string_view> allowed) const;
+  // The node for a dotted path below this one, or this node if some part is absent.
+  ConfigNode deepest(std::string_view dotted) const;
+
+  std::uint32_t as_uint32() const;
+  double as_double() const;
+  std::string as_string() const;
+  std::vector<ConfigNode> as_list() const;
+  std::string display_value() const;  // the scalar as written, or <map>/<list>
+
+  // Throws ConfigError "<source>:<line>: <path> = <value>: allowed <allowed>".
+  [[noreturn]] void fail(const std::string& value, const std::string& allowed) const;
+  [[noreturn]] void fail_here(const std::string& message) const;
+
+ private:
+  ConfigNode(YAML::Node node, std::shared_ptr<const std::string> source, std::string path)
+      : node_(std::move(node)), source_(std::move(source)), path_(std::move(path)) {}
+  std::string location() const;
+  std::string child_path(std::string_view key) const;
+
+  YAML::Node node_;
+  std::shared_ptr<const std::string> source_;
+  std::string path_;
+};
+
+}  // namespace npusim::sim

@@ -1,0 +1,98 @@
+#include "sim/npu_yaml.hpp"
+
+#include <fmt/format.h>
+
+#include "sim/embedded_configs.hpp"
+
+namespace npusim::sim {
+namespace {
+
+void read_optional(const ConfigNode& node, std::string_view key, std::uint32_t& out) {
+  if (node.has(key)) out = node.at(key).as_uint32();
+}
+
+void read_kib(const ConfigNode& node, std::string_view key, std::uint64_t& bytes) {
+  if (node.has(key)) bytes = std::uint64_t{node.at(key).as_uint32()} * 1024;
+}
+
+npu::BatchingMode parse_mode(const ConfigNode& item) {
+  const std::string text = item.as_string();
+  if (text == "r") return npu::BatchingMode::r_batching;
+  if (text == "p") return npu::BatchingMode::p_batching;
+  if (text == "fluid") return npu::BatchingMode::fluid;
+  item.fail(text, "r, p or fluid");
+}
+
+}  // namespace
+
+npu::NpuConfig parse_npu_config(const ConfigNode& node) {
+  node.expect_keys({"name", "clock_mhz", "pe_count", "pe_width", "input_rows", "element_bytes",
+                    "accumulator_bytes", "vector_lanes", "buffers", "offchip", "batching"});
+  npu::NpuConfig config;
+  if (node.has("name")) config.name = node.at("name").as_string();
+  read_optional(node, "clock_mhz", config.clock_mhz);
+  read_optional(node, "pe_count", config.pe_count);
+  read_optional(node, "pe_width", config.pe_width);
+  read_optional(node, "input_rows", config.input_rows);
+  read_optional(node, "element_bytes", config.element_bytes);
+  read_optional(node, "accumulator_bytes", config.accumulator_bytes);
+  read_optional(node, "vector_lanes", config.vector_lanes);
+  if (node.has("buffers")) {
+    const ConfigNode buffers = node.at("buffers");
+    buffers.expect_keys({"input_kib", "weight_kib", "output_kib"});
+    read_kib(buffers, "input_kib", config.buffers.input_bytes);
+    read_kib(buffers, "weight_kib", config.buffers.weight_bytes);
+    read_kib(buffers, "output_kib", config.buffers.output_bytes);
+  }
+  if (node.has("offchip")) {
+    const ConfigNode offchip = node.at("offchip");
+    offchip.expect_keys({"bandwidth_gbps", "latency_ns"});
+    if (offchip.has("bandwidth_gbps"))
+      config.offchip.bandwidth_gbps = offchip.at("bandwidth_gbps").as_double();
+    read_optional(offchip, "latency_ns", config.offchip.latency_ns);
+  }
+  if (node.has("batching")) {
+    const ConfigNode batching = node.at("batching");
+    batching.expect_keys({"modes", "stack_factors"});
+    if (batching.has("modes")) {
+      config.modes.clear();
+      for (const auto& item : batching.at("modes").as_list()) config.modes.push_back(parse_mode(item));
+    }
+    if (batching.has("stack_factors")) {
+      config.stack_factors.clear();
+      for (const auto& item : batching.at("stack_factors").as_list())
+        config.stack_factors.push_back(item.as_uint32());
+    }
+  }
+  return config;
+}
+
+npu::Npu load_npu(const ConfigNode& document) {
+  document.expect_keys({"npu"});
+  const ConfigNode node = document.at("npu");
+  const npu::NpuConfig config = parse_npu_config(node);
+  try {
+    return npu::Npu::validate(config);
+  } catch (const npu::NpuConfigError& e) {
+    const ConfigNode at = node.deepest(e.key());
+    const int line = at.line();
+    throw ConfigError(fmt::format("{}{}: npu.{} = {}: allowed {}", document.source(),
+                                  line > 0 ? fmt::format(":{}", line) : std::string{}, e.key(),
+                                  e.value(), e.allowed()));
+  }
+}
+
+npu::Npu load_npu_file(const std::filesystem::path& file) {
+  return load_npu(ConfigNode::load_file(file));
+}
+
+const std::string& default_npu_yaml() {
+  static const std::string text{embedded::default_npu_yaml};
+  return text;
+}
+
+npu::Npu default_npu() {
+  return load_npu(ConfigNode::load_text(default_npu_yaml(), "<embedded configs/npu/default.yaml>"));
+}
+
+}  // namespace npusim::sim

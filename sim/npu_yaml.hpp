@@ -1,0 +1,25 @@
+#pragma once
+// The `npu:` section of a configuration file, parsed into npu::NpuConfig and validated into
+// an npu::Npu. Every key is optional and defaults to configs/npu/default.yaml.
+
+#include <filesystem>
+#include <string>
+
+#include "npu_model/npu_config.hpp"
+#include "sim/config_node.hpp"
+
+namespace npusim::sim {
+
+// Parses the mapping at `npu_node` (the value of the `npu` key). Throws ConfigError on unknown
+// keys and values of the wrong type.
+npu::NpuConfig parse_npu_config(const ConfigNode& npu_node);
+
+// Parses and validates a whole document whose only top-level key is `npu`. Range and
+// cross-field errors from npu::Npu::validate are reported at the offending key's line.
+npu::Npu load_npu(const ConfigNode& document);
+npu::Npu load_npu_file(const std::filesystem::path& file);
+// The NPU described by configs/npu/default.yaml, compiled into the binary.
+npu::Npu default_npu();
+const std::string& default_npu_yaml();
+
+}  // namespace npusim::sim

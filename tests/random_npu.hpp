@@ -1,0 +1,74 @@
+#pragma once
+// Random small NPUs, GEMMs and legal mappings for property tests. Small enough that the
+// cycle-stepped reference runs a case in milliseconds, varied enough to reach every regime of
+// the schedule: single/double buffering, resident/streamed weights, edge tiles, stacking.
+
+#include <vector>
+
+#include "npu_model/gemm.hpp"
+#include "npu_model/npu_config.hpp"
+#include "npu_model/reference_array.hpp"
+#include "traces/random_stream.hpp"
+
+namespace npusim::testing {
+
+struct RandomCase {
+  npu::NpuConfig config;
+  npu::GemmShape shape;
+  std::uint32_t batch = 1;
+  npu::BatchMapping mapping;
+};
+
+inline RandomCase random_case(traces::RandomStream& rng) {
+  RandomCase c;
+  auto& n = c.config;
+  n.name = "random";
+  const std::uint32_t sizes[] = {1, 2, 3, 4, 6, 8};
+  n.pe_count = sizes[rng.uniform_below(6)];
+  n.pe_width = static_cast<std::uint32_t>(rng.uniform_between(1, 8));
+  n.input_rows = sizes[rng.uniform_below(6)];
+  n.clock_mhz = static_cast<std::uint32_t>(rng.uniform_between(100, 2000));
+  n.element_bytes = 1u << rng.uniform_below(3);
+  n.accumulator_bytes = std::max(n.element_bytes, 4u);
+  n.offchip.bandwidth_gbps = static_cast<double>(rng.uniform_between(100, 20'000)) / 1000.0;
+  n.offchip.latency_ns = static_cast<std::uint32_t>(rng.uniform_below(40));
+  n.stack_factors.clear();
+  for (std::uint32_t k = 1; k <= 8; ++k)
+    if (n.pe_count % k == 0 && n.input_rows % k == 0 && (k == 1 || rng.uniform_below(2)))
+      n.stack_factors.push_back(k);
+  // Buffers of one to a few tiles, so that single buffering and streamed weights both occur.
+  const std::uint64_t input_tile = std::uint64_t{n.input_rows} * n.pe_width * n.element_bytes;
+  const std::uint64_t weight_tile = std::uint64_t{n.pe_width} * n.pe_count * n.element_bytes;
+  const std::uint64_t output_tile = std::uint64_t{n.input_rows} * n.pe_count * n.accumulator_bytes;
+  n.buffers.input_bytes = input_tile * rng.uniform_between(1, 3) + rng.uniform_below(input_tile);
+  n.buffers.weight_bytes = weight_tile * rng.uniform_between(1, 6) + rng.uniform_below(weight_tile);
+  n.buffers.output_bytes = output_tile * rng.uniform_between(1, 3) + rng.uniform_below(output_tile);
+  c.shape.rows = rng.uniform_between(1, 24);
+  // Half the layers have a small P, where P-batching and fluid mappings become legal.
+  c.shape.depth = rng.uniform_below(2) ? rng.uniform_between(1, 6) : rng.uniform_between(1, 40);
+  c.shape.cols = rng.uniform_between(1, 20);
+  c.batch = static_cast<std::uint32_t>(rng.uniform_between(1, 5));
+  return c;
+}
+
+// Picks a legal mapping for the case's NPU uniformly among all legal ones.
+inline npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const RandomCase& c,
+                                              traces::RandomStream& rng) {
+  std::vector<npu::BatchMapping> legal;
+  for (auto k : npu.config().stack_factors)
+    for (std::uint32_t b_p = 1; b_p <= c.batch; ++b_p) {
+      const npu::BatchMapping m{(c.batch + b_p - 1) / b_p, b_p, k};
+      if (npu::mapping_violation(npu, c.shape, c.batch, m).empty()) legal.push_back(m);
+    }
+  return legal[rng.uniform_below(legal.size())];
+}
+
+inline npu::IntMatrix random_matrix(traces::RandomStream& rng, std::uint64_t rows, std::uint64_t cols) {
+  npu::IntMatrix m(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  for (Eigen::Index i = 0; i < m.rows(); ++i)
+    for (Eigen::Index j = 0; j < m.cols(); ++j)
+      m(i, j) = static_cast<std::int64_t>(rng.uniform_below(255)) - 127;
+  return m;
+}
+
+}  // namespace npusim::testing
