@@ -1,1 +1,150 @@
+#include <memory>
+
 #include <gtest/gtest.h>
+#include <systemc>
+
+#include "npu_model/fluid_batching_engine.hpp"
+#include "workloads/resnet_cifar.hpp"
+
+namespace npusim {
+namespace {
+
+std::vector<npu::LayerWork> resnet56() {
+  std::vector<npu::LayerWork> layers;
+  for (const auto& spec : workloads::resnet_cifar(56, 100)) layers.push_back(npu::lower(spec));
+  return layers;
+}
+
+TEST(ControlBlockTable, EveryEntryIsTheBestLegalMapping) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const auto layers = resnet56();
+  const auto table = npu::ControlBlockTable::build(npu, layers, 8);
+  EXPECT_EQ(table.layer_count(), layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    for (std::uint32_t b = 1; b <= 8; ++b) {
+      const auto& e = table.entry(b, l);
+      EXPECT_EQ(e.cycles, npu::best_layer_cost(npu, layers[l], b).cycles);
+      if (!layers[l].on_vector_path) {
+        EXPECT_EQ(npu::mapping_violation(npu, layers[l].gemm, b, e.mapping), "");
+      }
+    }
+  EXPECT_THROW(table.entry(0, 0), std::out_of_range);
+  EXPECT_THROW(table.entry(9, 0), std::out_of_range);
+  EXPECT_THROW(table.entry(1, layers.size()), std::out_of_range);
+}
+
+TEST(ControlBlockTable, FluidBatchingHelpsTheClassifierAtBatch) {
+  // The 64 -> 100 FC classifier has P = 64 = T_P: with k = 2 two samples share 128 lanes.
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const auto layers = resnet56();
+  const auto table = npu::ControlBlockTable::build(npu, layers, 4);
+  const auto& fc = table.entry(4, layers.size() - 1);
+  auto baseline_config = npu::NpuConfig{};
+  baseline_config.modes = {npu::BatchingMode::r_batching};
+  baseline_config.stack_factors = {1};
+  const auto baseline = npu::Npu::validate(baseline_config);
+  EXPECT_LE(fc.cycles, npu::best_layer_cost(baseline, layers.back(), 4).cycles);
+}
+
+TEST(FbeRegisters, PreemptCatchUpAndMerge) {
+  npu::FbeRegisters fbe(16);
+  fbe.start(8);
+  fbe.layer_done();
+  fbe.layer_done();
+  fbe.early_exit(3);  // 3 leave at layer 2's exit
+  fbe.layer_done();   // now at layer 3 with 5 samples
+  EXPECT_EQ(fbe.active_batch(), 5u);
+  fbe.preempt(4);  // 4 new samples catch up from layer 0
+  EXPECT_EQ(fbe.suspended_batch(), 5u);
+  EXPECT_EQ(fbe.suspended_layer(), 3u);
+  EXPECT_EQ(fbe.active_batch(), 4u);
+  EXPECT_EQ(fbe.layer(), 0u);
+  fbe.layer_done();
+  fbe.layer_done();
+  fbe.early_exit(1);  // one catch-up sample exits at layer 2
+  EXPECT_TRUE(fbe.catching_up());
+  fbe.layer_done();  // reaches l_old = 3: merge 3 + 5
+  EXPECT_FALSE(fbe.catching_up());
+  EXPECT_EQ(fbe.active_batch(), 8u);
+  EXPECT_EQ(fbe.layer(), 3u);
+}
+
+TEST(FbeRegisters, ProtocolViolationsThrow) {
+  npu::FbeRegisters fbe(8);
+  EXPECT_THROW(fbe.start(0), npu::FbeProtocolError);
+  EXPECT_THROW(fbe.start(9), npu::FbeProtocolError);
+  fbe.start(6);
+  EXPECT_THROW(fbe.preempt(1), npu::FbeProtocolError);  // nothing past layer 0 yet
+  fbe.layer_done();
+  EXPECT_THROW(fbe.preempt(3), npu::FbeProtocolError);  // 6 + 3 > 8
+  EXPECT_THROW(fbe.early_exit(7), npu::FbeProtocolError);
+  fbe.preempt(2);
+  EXPECT_THROW(fbe.preempt(1), npu::FbeProtocolError);  // already catching up
+}
+
+// The clocked module drives the table's mapping for (B_act, l) after each edge.
+TEST(FluidBatchingEngineModule, DrivesTheControlBlockMapping) {
+  sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+  auto* context = new sc_core::sc_simcontext();
+  auto* previous = sc_core::sc_curr_simcontext;
+  sc_core::sc_curr_simcontext = context;
+  sc_core::sc_default_global_context = context;
+  {
+    const auto npu = npu::Npu::validate(npu::NpuConfig{});
+    const auto layers = resnet56();
+    const auto table = npu::ControlBlockTable::build(npu, layers, 8);
+    sc_core::sc_clock clk("clk", 1, sc_core::SC_NS);
+    sc_core::sc_signal<bool> start, preempt, early_exit, layer_done;
+    sc_core::sc_signal<std::uint32_t> b_start, b_incr, b_exit, b_r, b_p, k, layer, active;
+    npu::FluidBatchingEngine fbe("fbe", table);
+    fbe.clk(clk);
+    fbe.start(start);
+    fbe.preempt(preempt);
+    fbe.early_exit(early_exit);
+    fbe.layer_done(layer_done);
+    fbe.b_start(b_start);
+    fbe.b_incr(b_incr);
+    fbe.b_exit(b_exit);
+    fbe.b_r(b_r);
+    fbe.b_p(b_p);
+    fbe.k(k);
+    fbe.layer(layer);
+    fbe.active_batch(active);
+    const auto expect_mapping = [&](std::uint32_t batch, std::uint32_t l) {
+      EXPECT_EQ(active.read(), batch);
+      EXPECT_EQ(layer.read(), l);
+      const auto& m = table.mapping(batch, l);
+      EXPECT_EQ(b_r.read(), m.b_r);
+      EXPECT_EQ(b_p.read(), m.b_p);
+      EXPECT_EQ(k.read(), m.k);
+    };
+    start = true;
+    b_start = 6;
+    sc_core::sc_start(1, sc_core::SC_NS);  // edge at 0 samples start = 6
+    start = false;
+    layer_done = true;
+    sc_core::sc_start(1, sc_core::SC_NS);  // edge at 1: l = 1
+    expect_mapping(6, 1);
+    layer_done = false;
+    preempt = true;
+    b_incr = 2;
+    sc_core::sc_start(1, sc_core::SC_NS);  // edge at 2: suspend 6 at l = 1, run 2 from 0
+    expect_mapping(2, 0);
+    preempt = false;
+    layer_done = true;
+    sc_core::sc_start(1, sc_core::SC_NS);  // edge at 3: l = 1 = l_old: merge to 8
+    expect_mapping(8, 1);
+    layer_done = false;
+    early_exit = true;
+    b_exit = 5;
+    sc_core::sc_start(1, sc_core::SC_NS);  // edge at 4: 5 exit
+    expect_mapping(3, 1);
+    EXPECT_EQ(fbe.registers().active_batch(), 3u);
+  }
+  sc_core::sc_curr_simcontext = previous;
+  sc_core::sc_default_global_context = previous;
+  delete context;
+}
+
+}  // namespace
+}  // namespace npusim
