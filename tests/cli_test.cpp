@@ -1,1 +1,154 @@
+// The command-line contract, exercised on the real binary.
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
 #include <gtest/gtest.h>
+
+namespace npusim {
+namespace {
+
+struct CliResult {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("npusim_cli_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  CliResult run(const std::string& args) {
+    const auto out = dir_ / "stdout", err = dir_ / "stderr";
+    // No SYSTEMC_DISABLE_COPYRIGHT_MESSAGE here on purpose: the CLI must silence SystemC itself.
+    const std::string command = "env -u SYSTEMC_DISABLE_COPYRIGHT_MESSAGE " NPUSIM_CLI_PATH " " +
+                                args + " >" + out.string() + " 2>" + err.string();
+    const int raw = std::system(command.c_str());
+    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+  }
+
+  std::filesystem::path write(const std::string& name, const std::string& text) {
+    const auto file = dir_ / name;
+    std::ofstream(file) << text;
+    return file;
+  }
+
+  void expect_one_line_error(const CliResult& r, const std::string& needle) {
+    EXPECT_EQ(r.status, 2);
+    EXPECT_EQ(r.out, "");
+    ASSERT_FALSE(r.err.empty());
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
+    EXPECT_EQ(r.err.rfind("npusim: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  }
+
+  std::filesystem::path dir_;
+};
+
+std::string json_value(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\": ");
+  if (at == std::string::npos) return "<missing>";
+  const auto start = at + key.size() + 4;
+  const auto end = json.find_first_of(",}", start);
+  return json.substr(start, end - start);
+}
+
+TEST_F(Cli, CostJsonHasTheContractKeys) {
+  const auto r = run("cost --npu " NPUSIM_SOURCE_DIR "/configs/npu/default.yaml --gemm 1024,576,64 --batch 4 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  for (const char* key : {"cycles", "macs", "mapping", "b_r", "b_p", "k", "compute_cycles",
+                          "stall_cycles", "offchip_bytes", "mac_utilisation"})
+    EXPECT_NE(json_value(r.out, key), "<missing>") << key;
+  EXPECT_EQ(json_value(r.out, "macs"), std::to_string(4ull * 1024 * 576 * 64));
+  EXPECT_EQ(r.out.back(), '\n');
+  EXPECT_EQ(r.out.find('\n'), r.out.size() - 1);  // one object, one line
+}
+
+TEST_F(Cli, ExplicitMappingIsCostedAndBestIsNoWorse) {
+  const auto fixed = run("cost --gemm 64,27,16 --batch 4 --mapping 4,1,1 --json");
+  ASSERT_EQ(fixed.status, 0) << fixed.err;
+  EXPECT_EQ(json_value(fixed.out, "b_r"), "4");
+  EXPECT_EQ(json_value(fixed.out, "b_p"), "1");
+  const auto best = run("cost --gemm 64,27,16 --batch 4 --json");
+  ASSERT_EQ(best.status, 0);
+  EXPECT_LE(std::stoull(json_value(best.out, "cycles")), std::stoull(json_value(fixed.out, "cycles")));
+}
+
+TEST_F(Cli, TextOutputNamesUnits) {
+  const auto r = run("cost --gemm 256,256,256 --batch 2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("cycles "), std::string::npos);
+  EXPECT_NE(r.out.find(" us)"), std::string::npos);
+  EXPECT_NE(r.out.find("best allowed"), std::string::npos);
+}
+
+TEST_F(Cli, MissingFile) {
+  expect_one_line_error(run("cost --npu /nonexistent/npu.yaml --gemm 1,1,1 --batch 1"),
+                        "/nonexistent/npu.yaml: no such file");
+}
+
+TEST_F(Cli, BadValueNamesFileLinePathValueAndAllowed) {
+  const auto file = write("bad.yaml", "npu:\n  buffers:\n    weight_kib: 2\n");
+  expect_one_line_error(run("cost --npu " + file.string() + " --gemm 8,8,8 --batch 1"),
+                        file.string() + ":3: npu.buffers.weight_kib = 2: allowed at least one");
+}
+
+TEST_F(Cli, UnknownKey) {
+  const auto file = write("typo.yaml", "npu:\n  clock_mhz: 800\n  pe_cuont: 16\n");
+  expect_one_line_error(run("cost --npu " + file.string() + " --gemm 8,8,8 --batch 1"),
+                        file.string() + ":3: npu.pe_cuont is not a known key");
+}
+
+TEST_F(Cli, BadOptions) {
+  expect_one_line_error(run("cost --gemm 8,8 --batch 1"), "--gemm 8,8: allowed R,P,C");
+  expect_one_line_error(run("cost --gemm 8,x,8 --batch 1"), "--gemm 8,x,8");
+  expect_one_line_error(run("cost --gemm 8,0,8 --batch 1"), "--gemm 8,0,8");
+  expect_one_line_error(run("cost --gemm 8,8,8 --batch 0"), "--batch 0");
+  expect_one_line_error(run("cost --gemm 8,8,8 --batch 4 --mapping 1,1,1"),
+                        "--mapping 1,1,1: b_r = 1 must be ceil(batch / b_p) = 4");
+  expect_one_line_error(run("cost --gemm 8,8,8 --batch 4 --mapping 4,1,3"),
+                        "stack factor k = 3 is not in batching.stack_factors [1, 2, 4]");
+  expect_one_line_error(run("cost --gemm 8,8,8"), "--batch");
+  expect_one_line_error(run("cost --gemm 8,8,8 --batch 1 --frobnicate"), "frobnicate");
+  expect_one_line_error(run(""), "subcommand");
+}
+
+TEST_F(Cli, BaselineNpuRefusesFluidMappings) {
+  expect_one_line_error(run("cost --npu " NPUSIM_SOURCE_DIR "/configs/npu/baseline.yaml --gemm 64,9,8 --batch 4 --mapping 2,2,1"),
+                        "batching mode fluid is not enabled on NPU baseline");
+}
+
+TEST_F(Cli, TableListsEveryLayer) {
+  const auto r = run("table --max-batch 4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("stage3.block9.conv2"), std::string::npos);
+  EXPECT_NE(r.out.find("cycles per sample"), std::string::npos);
+  expect_one_line_error(run("table --resnet-depth 51"), "--resnet-depth 51");
+  expect_one_line_error(run("table --max-batch 0"), "--max-batch 0");
+}
+
+TEST_F(Cli, HelpExitsZero) {
+  const auto r = run("--help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("cost"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace npusim
