@@ -1,0 +1,94 @@
+// Speed of the closed-form cost model and of the FBE control-block search.
+// Targets (issue 2): >= 5 M cost evaluations per second on one core; the control-block table
+// of a ~60-layer network for batch 1..32 in under 100 ms.
+
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "npu_model/cost_model.hpp"
+#include "npu_model/fluid_batching_engine.hpp"
+#include "npu_model/reference_array.hpp"
+#include "workloads/resnet_cifar.hpp"
+
+namespace {
+
+using namespace npusim;
+
+struct CostQuery {
+  npu::GemmShape shape;
+  std::uint32_t batch;
+  npu::BatchMapping mapping;
+};
+
+// Every legal (layer, batch, mapping) of ResNet-56's GEMM layers at batches 1..32 on the
+// default NPU: the mix the FBE search and a scheduler actually ask for.
+std::vector<CostQuery> resnet56_queries(const npu::Npu& npu) {
+  std::vector<CostQuery> queries;
+  for (const auto& spec : workloads::resnet_cifar(56, 100)) {
+    const auto work = npu::lower(spec);
+    if (work.on_vector_path) continue;
+    for (std::uint32_t batch = 1; batch <= 32; ++batch)
+      for (const auto& g : npu.geometries())
+        for (std::uint32_t b_p = 1; b_p <= batch; ++b_p) {
+          const npu::BatchMapping m{(batch + b_p - 1) / b_p, b_p, g.k};
+          if (npu::mapping_violation(npu, work.gemm, batch, m).empty())
+            queries.push_back({work.gemm, batch, m});
+        }
+  }
+  return queries;
+}
+
+void BM_GemmCostEvaluation(benchmark::State& state) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const auto queries = resnet56_queries(npu);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const auto& q = queries[i];
+    benchmark::DoNotOptimize(npu::gemm_cost_unchecked(npu, q.shape, q.batch, q.mapping));
+    i = i + 1 == queries.size() ? 0 : i + 1;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  state.counters["distinct_queries"] = static_cast<double>(queries.size());
+}
+BENCHMARK(BM_GemmCostEvaluation);
+
+// A large layer: ResNet-50's conv1 at batch 32 (R = 401,408 rows), to show the cost does not
+// grow with the tile count.
+void BM_GemmCostLargeLayer(benchmark::State& state) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const npu::GemmShape conv1{112 * 112, 7 * 7 * 3, 64, 1};
+  for (auto _ : state)
+    benchmark::DoNotOptimize(npu::gemm_cost_unchecked(npu, conv1, 32, {32, 1, 1}));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_GemmCostLargeLayer);
+
+void BM_ControlBlockTableResNet56(benchmark::State& state) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  std::vector<npu::LayerWork> layers;
+  for (const auto& spec : workloads::resnet_cifar(56, 100)) layers.push_back(npu::lower(spec));
+  const auto max_batch = static_cast<std::uint32_t>(state.range(0));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(npu::ControlBlockTable::build(npu, layers, max_batch));
+  state.counters["layers"] = static_cast<double>(layers.size());
+}
+BENCHMARK(BM_ControlBlockTableResNet56)->Arg(32)->Unit(benchmark::kMillisecond);
+
+// For scale: the cycle-stepped reference on a 64x64x64 GEMM, batch 2, on a 16x16 array.
+void BM_ReferenceArrayCycles(benchmark::State& state) {
+  npu::NpuConfig config;
+  config.pe_count = config.pe_width = config.input_rows = config.vector_lanes = 16;
+  const auto npu = npu::Npu::validate(config);
+  const npu::IntMatrix weights = npu::IntMatrix::Constant(64, 64, 3);
+  const std::vector<npu::IntMatrix> inputs(2, npu::IntMatrix::Constant(64, 64, 2));
+  std::uint64_t cycles = 0;
+  for (auto _ : state) cycles += npu::run_reference_array(npu, weights, inputs, {2, 1, 1}).cycles;
+  state.counters["simulated_cycles_per_second"] =
+      benchmark::Counter(static_cast<double>(cycles), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ReferenceArrayCycles)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

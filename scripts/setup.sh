@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what npusim needs from Debian's packages (only what is missing), then configures
+# and builds the release preset. Safe to run again: it skips what is already there.
+# Usage: scripts/setup.sh            (as root, or as a user with sudo)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake ninja-build pkg-config
+  libsystemc-dev libyaml-cpp-dev libboost-graph-dev libeigen3-dev libfmt-dev libcli11-dev
+  libgtest-dev libbenchmark-dev
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  as_root=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    as_root=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$(nproc)"
