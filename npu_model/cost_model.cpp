@@ -15,12 +15,14 @@ struct TileKind {
   unsigned index() const { return row_class * 4u + col_class * 2u + (loads_weights ? 1u : 0u); }
 };
 
+// Bus (data) cycles of each transfer a tile makes; latency is added per phase, since the
+// requests of one phase are issued together and their latencies overlap.
 struct TileTimes {
   std::uint64_t rows = 0;
   std::uint64_t load_first = 0;  // operands of P step 0
   std::uint64_t load_full = 0;   // operands of a full-depth P step
   std::uint64_t load_last = 0;   // operands of the last P step
-  std::uint64_t write = 0;       // writing the finished output tile
+  std::uint64_t write = 0;       // the finished output tile
 };
 
 class GemmSchedule {
@@ -41,6 +43,7 @@ class GemmSchedule {
     const std::uint64_t slots_needed = n_p_ + (g_.double_buffered ? 1 : 0);
     weights_resident_ = g_.weight_tile_slots >= slots_needed;
     element_bytes_ = npu.config().element_bytes;
+    latency_ = npu.latency_cycles();
   }
 
   std::uint64_t total_cycles() {
@@ -49,10 +52,10 @@ class GemmSchedule {
     const std::uint8_t first_col_class = full_columns > 0 ? 0 : 1;
     const std::uint8_t last_col_class = has_edge_column ? 1 : 0;
     // Head: the first step's operands arrive before anything can stream.
-    std::uint64_t cycles = times(TileKind{row_first(), first_col_class, true}).load_first;
+    std::uint64_t cycles = loads_only(times(TileKind{row_first(), first_col_class, true}).load_first);
     // Tail (double-buffered): drain the pipeline, then write the last tile.
     if (g_.double_buffered)
-      cycles += g_.pipeline_depth_cycles + times(last_tile_of_column(last_col_class)).write;
+      cycles += loads_then_write(0, times(last_tile_of_column(last_col_class)).write);
     const TileKind edge_first{row_first(), 1, true};
     const TileKind full_last = last_tile_of_column(0);
     if (full_columns > 0)
@@ -90,11 +93,11 @@ class GemmSchedule {
 
   std::uint64_t load(const TileKind& t, std::uint64_t depth) const {
     const std::uint64_t input_bytes = rows_[t.row_class] * depth * element_bytes_;
-    std::uint64_t cycles = npu_.transfer_cycles(input_bytes);
+    std::uint64_t cycles = npu_.data_cycles(input_bytes);
     if (t.loads_weights) {
       const std::uint64_t distinct_depth = mapping_.b_p > 1 ? shape_.depth : depth;
       const std::uint64_t distinct_cols = std::min(cols_[t.col_class], shape_.cols);
-      cycles += npu_.transfer_cycles(distinct_depth * distinct_cols * element_bytes_);
+      cycles += npu_.data_cycles(distinct_depth * distinct_cols * element_bytes_);
     }
     return cycles;
   }
@@ -107,10 +110,17 @@ class GemmSchedule {
       c.load_full = n_p_ > 1 ? load(t, depth_full_) : 0;
       c.load_last = load(t, depth_last_);
       c.load_first = n_p_ > 1 ? c.load_full : c.load_last;
-      c.write = npu_.transfer_cycles(rows_[t.row_class] * cols_[t.col_class] * element_bytes_);
+      c.write = npu_.data_cycles(rows_[t.row_class] * cols_[t.col_class] * element_bytes_);
       cached_[i] = true;
     }
     return cache_[i];
+  }
+
+  // Channel time of a phase whose loads need `load` bus cycles (0: no load requests).
+  std::uint64_t loads_only(std::uint64_t load) const { return load ? latency_ + load : 0; }
+  // ... and which also writes a tile of `write` bus cycles, issued `drain` cycles in.
+  std::uint64_t loads_then_write(std::uint64_t load, std::uint64_t write) const {
+    return latency_ + std::max(load, std::uint64_t{g_.pipeline_depth_cycles}) + write;
   }
 
   // Cycles of all P-step phases of tile `cur`, given the tile before it (whose output is
@@ -119,20 +129,21 @@ class GemmSchedule {
   std::uint64_t tile_cycles(const TileKind* prev, const TileKind& cur, const TileKind* next) {
     const TileTimes& c = times(cur);
     const std::uint64_t next_first = next ? times(*next).load_first : 0;
-    const std::uint64_t drain = g_.pipeline_depth_cycles;
     if (!g_.double_buffered) {
       // Serial phases: stream rows, then load the next step; the last step also waits for the
       // drain and writes the tile before the next tile may use the single output buffer.
       std::uint64_t cycles = n_p_ * c.rows;
-      if (n_p_ >= 2) cycles += (n_p_ - 2) * c.load_full + c.load_last;
-      return cycles + std::max(next_first, drain) + c.write;
+      if (n_p_ >= 2) cycles += (n_p_ - 2) * loads_only(c.load_full) + loads_only(c.load_last);
+      return cycles + loads_then_write(next_first, c.write);
     }
     const std::uint64_t load_step1 = n_p_ > 2 ? c.load_full : (n_p_ == 2 ? c.load_last : next_first);
-    const std::uint64_t dma0 = prev ? std::max(load_step1, drain) + times(*prev).write : load_step1;
+    const std::uint64_t dma0 =
+        prev ? loads_then_write(load_step1, times(*prev).write) : loads_only(load_step1);
     std::uint64_t cycles = std::max(c.rows, dma0);
     if (n_p_ >= 3)
-      cycles += (n_p_ - 3) * std::max(c.rows, c.load_full) + std::max(c.rows, c.load_last);
-    if (n_p_ >= 2) cycles += std::max(c.rows, next_first);
+      cycles += (n_p_ - 3) * std::max(c.rows, loads_only(c.load_full)) +
+                std::max(c.rows, loads_only(c.load_last));
+    if (n_p_ >= 2) cycles += std::max(c.rows, loads_only(next_first));
     return cycles;
   }
 
@@ -195,6 +206,7 @@ class GemmSchedule {
   std::array<std::uint64_t, 2> rows_{}, cols_{};
   std::uint64_t depth_full_ = 0, depth_last_ = 0;
   std::uint64_t element_bytes_ = 1;
+  std::uint64_t latency_ = 0;
   bool weights_resident_ = false;
   std::array<TileTimes, 8> cache_{};
   std::array<bool, 8> cached_{};
@@ -263,8 +275,8 @@ LayerCost vector_cost(const Npu& npu, const VectorWork& work, std::uint32_t batc
   LayerCost cost;
   cost.mapping = {batch, 1, 1};
   cost.compute_cycles = (ops + lanes - 1) / lanes;
-  cost.cycles = std::max(cost.compute_cycles,
-                         npu.transfer_cycles(read_bytes) + npu.transfer_cycles(write_bytes));
+  const std::uint64_t bus = npu.data_cycles(read_bytes) + npu.data_cycles(write_bytes);
+  cost.cycles = std::max(cost.compute_cycles, npu.latency_cycles() + bus);
   cost.offchip_bytes = read_bytes + write_bytes;
   cost.stall_cycles = cost.cycles - cost.compute_cycles;
   cost.mac_utilisation = 0.0;

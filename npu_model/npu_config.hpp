@@ -88,11 +88,16 @@ class Npu {
   const StackGeometry& geometry(std::uint32_t k) const;
   const std::vector<StackGeometry>& geometries() const { return geometries_; }
 
-  // Cycles to move `bytes` over the off-chip channel as one request: the channel latency plus
-  // ceil(bytes * clock / bandwidth). Zero bytes cost nothing (no request is issued).
+  // The off-chip channel keeps requests outstanding: a request issued at cycle t has its data
+  // on the bus from t + latency at the earliest, and the bus carries one request's data at a
+  // time, in issue order. data_cycles is how long `bytes` occupy the bus:
+  // ceil(bytes * clock / bandwidth); zero bytes issue no request.
+  std::uint64_t data_cycles(std::uint64_t bytes) const {
+    return (bytes * clock_mhz_ + bandwidth_mbps_ - 1) / bandwidth_mbps_;
+  }
+  // A lone request on an idle channel: latency + data cycles (0 for no bytes).
   std::uint64_t transfer_cycles(std::uint64_t bytes) const {
-    if (bytes == 0) return 0;
-    return latency_cycles_ + (bytes * clock_mhz_ + bandwidth_mbps_ - 1) / bandwidth_mbps_;
+    return bytes == 0 ? 0 : latency_cycles_ + data_cycles(bytes);
   }
   std::uint64_t macs_per_cycle() const {
     return std::uint64_t{config_.pe_count} * config_.pe_width;

@@ -10,16 +10,17 @@
 namespace npusim::npu {
 namespace {
 
-// One request on the off-chip channel. Requests run strictly in queue order; each pays the
-// channel latency and then streams floor(j * bandwidth / clock) bytes by its j-th data cycle.
+// One request on the off-chip channel. A request is issued at `not_before`; its data may use
+// the bus from not_before + latency on. The bus carries one request's data at a time, in queue
+// order, streaming floor(j * bandwidth / clock) bytes by the request's j-th bus cycle.
 struct DmaRequest {
   enum class Kind { input, weights, output } kind;
   std::uint64_t step = 0;        // input/weights: the step whose operands it loads
   std::uint64_t tile = 0;        // output: the tile it writes
   std::uint64_t elements = 0;    // elements that cross the channel
-  std::uint64_t not_before = 0;  // earliest cycle it may start
+  std::uint64_t not_before = 0;  // issue cycle
   bool started = false;
-  std::uint64_t start_cycle = 0;
+  std::uint64_t bus_cycles = 0;
   std::uint64_t moved = 0;
 };
 
@@ -229,27 +230,20 @@ class ArrayDatapath {
   }
 
   void run_channel() {
-    while (!queue_.empty()) {
-      DmaRequest& req = queue_.front();
-      if (!req.started) {
-        if (cycle_ < req.not_before) return;
-        req.started = true;
-        req.start_cycle = cycle_;
-        offchip_bytes_ += req.elements * npu_.config().element_bytes;
-        if (req.kind == DmaRequest::Kind::weights && mapping_.b_p > 1)
-          weight_slots_[weight_slot(req.step)].setZero();  // block-diagonal zeros are generated
-      }
-      const std::uint64_t latency = npu_.latency_cycles();
-      if (cycle_ < req.start_cycle + latency) return;
-      const std::uint64_t data_cycle = cycle_ - req.start_cycle - latency + 1;
-      const std::uint64_t bytes =
-          data_cycle * npu_.bandwidth_mbps() / npu_.config().clock_mhz;
-      const std::uint64_t deliverable =
-          std::min(req.elements, bytes / npu_.config().element_bytes);
-      while (req.moved < deliverable) move_element(req, req.moved++);
-      if (req.moved == req.elements) queue_.pop_front();
-      return;  // one request per cycle: the next one starts on the following cycle
+    if (queue_.empty()) return;
+    DmaRequest& req = queue_.front();
+    if (cycle_ < req.not_before + npu_.latency_cycles()) return;
+    if (!req.started) {
+      req.started = true;
+      offchip_bytes_ += req.elements * npu_.config().element_bytes;
+      if (req.kind == DmaRequest::Kind::weights && mapping_.b_p > 1)
+        weight_slots_[weight_slot(req.step)].setZero();  // block-diagonal zeros are generated
     }
+    ++req.bus_cycles;
+    const std::uint64_t bytes = req.bus_cycles * npu_.bandwidth_mbps() / npu_.config().clock_mhz;
+    const std::uint64_t deliverable = std::min(req.elements, bytes / npu_.config().element_bytes);
+    while (req.moved < deliverable) move_element(req, req.moved++);
+    if (req.moved == req.elements) queue_.pop_front();  // the next request streams next cycle
   }
 
   void move_element(const DmaRequest& req, std::uint64_t index) {

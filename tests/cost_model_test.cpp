@@ -11,7 +11,8 @@ namespace {
 // A toy NPU where every number is easy: 4 PEs x 4 lanes, T_R = 4, 1 GHz, 4 GB/s = 4 bytes per
 // cycle, 10 ns = 10 cycles of latency, int8 data, int32 accumulators.
 // Pipeline depth D = 1 multiply + log2(4) = 2 adder levels + 1 accumulate = 4 cycles.
-// A request of n bytes costs 10 + ceil(n / 4) cycles.
+// n bytes hold the bus for ceil(n / 4) cycles. The requests of a phase are issued together, so
+// loads of L bus cycles take 10 + L; a write issued D cycles in ends at 10 + max(L, D) + W.
 npu::NpuConfig toy_config() {
   npu::NpuConfig c;
   c.name = "toy";
@@ -34,8 +35,9 @@ npu::NpuConfig toy_config() {
 TEST(CostModel, ToyNpuDerivedConstants) {
   const auto npu = npu::Npu::validate(toy_config());
   EXPECT_EQ(npu.latency_cycles(), 10u);
-  EXPECT_EQ(npu.transfer_cycles(16), 14u);  // 10 + 16/4
-  EXPECT_EQ(npu.transfer_cycles(17), 15u);  // 10 + ceil(17/4)
+  EXPECT_EQ(npu.data_cycles(16), 4u);       // 16 / 4
+  EXPECT_EQ(npu.data_cycles(17), 5u);       // ceil(17 / 4)
+  EXPECT_EQ(npu.transfer_cycles(16), 14u);  // 10 + 4
   EXPECT_EQ(npu.transfer_cycles(0), 0u);    // no request at all
   EXPECT_EQ(npu.geometry(1).pipeline_depth_cycles, 4u);  // 1 + 2 + 1
   EXPECT_EQ(npu.geometry(2).pipeline_depth_cycles, 5u);  // 1 + 2 + log2(2) + 1
@@ -47,17 +49,35 @@ TEST(CostModel, DoubleBufferedRBatchingWorkedExample) {
   // R=8, P=4, C=4, batch 1: two R tiles of 4 rows, one P step, one C tile. The weight buffer
   // holds 2 tiles >= 1 P step + 1 prefetch slot, so weights are fetched once.
   const auto cost = npu::gemm_cost(npu, {8, 4, 4, 1}, 1, {1, 1, 1});
-  // head:    input 16 B (14) + weights 16 B (14)                         = 28
-  // phase 0: stream 4 rows || load step 1 input 16 B (14)   -> max(4, 14) = 14
-  // phase 1: stream 4 rows || max(no load 0, D 4) + write tile 0 16 B (14)
+  // head:    10 + input 16 B (4) + weights 16 B (4)                       = 18
+  // phase 0: stream 4 rows || 10 + load step 1 input (4)    -> max(4, 14) = 14
+  // phase 1: stream 4 rows || 10 + max(no load 0, D 4) + write tile 0 16 B (4)
   //                                                          -> max(4, 18) = 18
-  // tail:    D 4 + write tile 1 16 B (14)                                 = 18
-  EXPECT_EQ(cost.cycles, 28u + 14u + 18u + 18u);
+  // tail:    10 + D 4 + write tile 1 (4)                                  = 18
+  EXPECT_EQ(cost.cycles, 18u + 14u + 18u + 18u);
   EXPECT_EQ(cost.compute_cycles, 8u);
-  EXPECT_EQ(cost.stall_cycles, 78u - 8u);
+  EXPECT_EQ(cost.stall_cycles, 68u - 8u);
   EXPECT_EQ(cost.offchip_bytes, 32u + 16u + 32u);  // inputs 2x16, weights 16, outputs 2x16
   EXPECT_EQ(cost.macs, 8u * 4u * 4u);
-  EXPECT_DOUBLE_EQ(cost.mac_utilisation, 128.0 / (78.0 * 16.0));
+  EXPECT_DOUBLE_EQ(cost.mac_utilisation, 128.0 / (68.0 * 16.0));
+}
+
+// The worked example of docs/npu-model.md section 5.
+TEST(CostModel, StreamedWeightsWorkedExample) {
+  const auto npu = npu::Npu::validate(toy_config());
+  // R=8, P=8, C=4: 2 R tiles x 2 P steps x 1 C tile = 4 steps. The weight buffer has 2 slots
+  // < 2 P steps + 1, so weights are streamed with every step: each load is input 16 B (4) +
+  // weights 16 B (4) = 8 bus cycles.
+  const auto cost = npu::gemm_cost(npu, {8, 8, 4, 1}, 1, {1, 1, 1});
+  // head:            10 + 8                                   = 18
+  // step 0 (t0, p0): max(4 rows, 10 + 8)                      = 18
+  // step 1 (t0, p1): max(4 rows, 10 + 8)                      = 18
+  // step 2 (t1, p0): max(4 rows, 10 + max(8, D 4) + write 4)  = 22
+  // step 3 (t1, p1): max(4 rows, no requests 0)               =  4
+  // tail:            10 + D 4 + write 4                       = 18
+  EXPECT_EQ(cost.cycles, 18u + 18u + 18u + 22u + 4u + 18u);
+  EXPECT_EQ(cost.compute_cycles, 16u);                // 4 steps x 4 rows
+  EXPECT_EQ(cost.offchip_bytes, 4u * 32u + 2u * 16u);  // 4 loads of 32 B, 2 tile writes
 }
 
 TEST(CostModel, SingleOutputBufferSerialisesThePhases) {
@@ -66,28 +86,28 @@ TEST(CostModel, SingleOutputBufferSerialisesThePhases) {
   const auto npu = npu::Npu::validate(config);
   EXPECT_FALSE(npu.geometry(1).double_buffered);
   const auto cost = npu::gemm_cost(npu, {8, 4, 4, 1}, 1, {1, 1, 1});
-  // head:    28 as above
-  // phase 0: 4 rows, then load step 1 (14) || drain D 4 -> max 14, then write tile 0 (14) = 32
-  // phase 1: 4 rows, then nothing to load || drain 4   -> max 4,  then write tile 1 (14) = 22
-  EXPECT_EQ(cost.cycles, 28u + 32u + 22u);
+  // head:    18 as above
+  // phase 0: 4 rows, then 10 + max(load step 1: 4, D 4) + write tile 0 (4)   = 4 + 18 = 22
+  // phase 1: 4 rows, then 10 + max(nothing to load: 0, D 4) + write tile 1 (4) = 4 + 18 = 22
+  EXPECT_EQ(cost.cycles, 18u + 22u + 22u);
 }
 
 TEST(CostModel, PBatchingFillsIdleLanesOfASmallPLayer) {
   const auto npu = npu::Npu::validate(toy_config());
   // R=4, P=2, C=1 with batch 2.
   // <1,2,1>: effective 4 x 4 x 2 (block-diagonal weights), one tile.
-  //   head: input 4x4 = 16 B (14) + 2 distinct weights (10 + 1 = 11) = 25
+  //   head: 10 + input 4x4 = 16 B (4) + 2 distinct weights (1)       = 15
   //   phase 0: 4 rows, nothing to load                               =  4
-  //   tail: D 4 + write 4x2 = 8 B (10 + 2 = 12)                      = 16
+  //   tail: 10 + D 4 + write 4x2 = 8 B (2)                           = 16
   const auto p_batched = npu::gemm_cost(npu, {4, 2, 1, 1}, 2, {1, 2, 1});
-  EXPECT_EQ(p_batched.cycles, 25u + 4u + 16u);
+  EXPECT_EQ(p_batched.cycles, 15u + 4u + 16u);
   // <2,1,1>: effective 8 x 2 x 1, two R tiles.
-  //   head: input 4x2 = 8 B (12) + weights 2 B (11)                  = 23
-  //   phase 0: 4 rows || load input 8 B (12)                         = 12
-  //   phase 1: 4 rows || max(0, D 4) + write 4x1 = 4 B (11)          = 15
-  //   tail: D 4 + write 4 B (11)                                     = 15
+  //   head: 10 + input 4x2 = 8 B (2) + weights 2 B (1)               = 13
+  //   phase 0: 4 rows || 10 + load input 8 B (2)                     = 12
+  //   phase 1: 4 rows || 10 + max(0, D 4) + write 4x1 = 4 B (1)      = 15
+  //   tail: 10 + D 4 + write 4 B (1)                                 = 15
   const auto r_batched = npu::gemm_cost(npu, {4, 2, 1, 1}, 2, {2, 1, 1});
-  EXPECT_EQ(r_batched.cycles, 23u + 12u + 15u + 15u);
+  EXPECT_EQ(r_batched.cycles, 13u + 12u + 15u + 15u);
   const auto best = npu::best_gemm_cost(npu, {4, 2, 1, 1}, 2);
   EXPECT_EQ(best.mapping, (npu::BatchMapping{1, 2, 1}));
   EXPECT_EQ(best.cycles, p_batched.cycles);
@@ -123,9 +143,9 @@ TEST(CostModel, VectorPathCost) {
   // 2x2 max-pool over 4x4x2 -> 2x2x2: 32 inputs, 8 outputs, 8 * 4 = 32 ops, batch 2.
   const npu::VectorWork work{32, 8, 32};
   const auto cost = npu::vector_cost(npu, work, 2);
-  // compute: 64 ops / 4 lanes = 16; transfer: read 64 B (10 + 16) + write 16 B (10 + 4) = 40
+  // compute: 64 ops / 4 lanes = 16; channel: 10 + read 64 B (16) + write 16 B (4) = 30
   EXPECT_EQ(cost.compute_cycles, 16u);
-  EXPECT_EQ(cost.cycles, 40u);
+  EXPECT_EQ(cost.cycles, 30u);
   EXPECT_EQ(cost.offchip_bytes, 80u);
 }
 
