@@ -245,6 +245,7 @@ LayerCost gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
 }
 
 LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+  require_legal(npu, shape, batch, {batch, 1, 1});
   LayerCost best;
   bool found = false;
   const auto better = [](const LayerCost& a, const LayerCost& b) {

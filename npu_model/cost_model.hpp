@@ -31,7 +31,8 @@ LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint3
                               const BatchMapping& mapping);
 
 // The legal mapping with the fewest cycles; ties go to fewer off-chip bytes, then smaller k,
-// then smaller b_p. Always exists, because <batch, 1, 1> is legal on every valid Npu.
+// then smaller b_p. Exists whenever <batch, 1, 1> is legal, which is checked first (it fails
+// only for an empty batch or a layer beyond the size limits): throws InvalidMapping then.
 LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch);
 
 // Work for the vector path (pooling, element-wise, activation), per sample.

@@ -14,9 +14,21 @@ std::string to_string(const BatchMapping& mapping) {
   return fmt::format("<{},{},{}>", mapping.b_r, mapping.b_p, mapping.k);
 }
 
+namespace {
+
+__extension__ typedef unsigned __int128 wide;
+
+// Keeps every byte and cycle count of the cost model far from 64-bit overflow.
+constexpr wide max_matrix_elements = wide{1} << 40;
+constexpr wide max_macs = wide{1} << 62;
+
+}  // namespace
+
 std::string mapping_violation(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                               const BatchMapping& mapping) {
   if (batch == 0) return "batch must be at least 1";
+  if (shape.rows == 0 || shape.depth == 0 || shape.cols == 0 || shape.groups == 0)
+    return "R, P, C and groups must be at least 1";
   if (mapping.b_p == 0 || mapping.b_p > batch)
     return fmt::format("b_p = {} must be in [1, batch = {}]", mapping.b_p, batch);
   const std::uint32_t needed_rows = (batch + mapping.b_p - 1) / mapping.b_p;
@@ -33,6 +45,12 @@ std::string mapping_violation(const Npu& npu, const GemmShape& shape, std::uint3
   if (mapping.b_p > 1 && mapping.b_p * shape.depth > lanes)
     return fmt::format("b_p * P = {} * {} exceeds k * T_P = {} lanes", mapping.b_p, shape.depth,
                        lanes);
+  const wide rows = wide{mapping.b_r} * shape.rows, depth = wide{mapping.b_p} * shape.depth,
+             cols = wide{mapping.b_p} * shape.cols;
+  if (rows * depth > max_matrix_elements || depth * cols > max_matrix_elements ||
+      rows * cols > max_matrix_elements ||
+      wide{batch} * shape.rows * shape.depth * shape.cols * shape.groups > max_macs)
+    return "the layer is too large to model (limits: 2^40 elements per matrix, 2^62 MACs)";
   return {};
 }
 

@@ -96,12 +96,19 @@ Npu Npu::validate(const NpuConfig& config) {
   const std::uint64_t input_capacity = config.buffers.input_bytes;
   const std::uint64_t weight_capacity = config.buffers.weight_bytes;
   const std::uint64_t output_capacity = config.buffers.output_bytes;
+  constexpr std::uint64_t max_buffer_bytes = std::uint64_t{1} << 30;
+  if (input_capacity > max_buffer_bytes)
+    throw NpuConfigError("buffers.input_kib", kib(input_capacity), "at most 1048576 (1 GiB)");
+  if (weight_capacity > max_buffer_bytes)
+    throw NpuConfigError("buffers.weight_kib", kib(weight_capacity), "at most 1048576 (1 GiB)");
+  if (output_capacity > max_buffer_bytes)
+    throw NpuConfigError("buffers.output_kib", kib(output_capacity), "at most 1048576 (1 GiB)");
   if (input_capacity < input_tile_bytes)
     throw NpuConfigError("buffers.input_kib", kib(input_capacity),
-                         fmt::format("at least one T_R x T_P input tile ({} bytes)", input_tile_bytes));
+                         fmt::format("at least one T_R x T_P input tile: {} KiB ({} bytes)", kib(input_tile_bytes), input_tile_bytes));
   if (weight_capacity < weight_tile_bytes)
     throw NpuConfigError("buffers.weight_kib", kib(weight_capacity),
-                         fmt::format("at least one T_P x T_C weight tile ({} bytes)", weight_tile_bytes));
+                         fmt::format("at least one T_P x T_C weight tile: {} KiB ({} bytes)", kib(weight_tile_bytes), weight_tile_bytes));
 
   for (auto k : factors) {
     if (k == 0 || config.pe_count % k != 0 || config.input_rows % k != 0)
@@ -118,8 +125,8 @@ Npu Npu::validate(const NpuConfig& config) {
         std::uint64_t{g.tile_rows} * g.tile_cols * config.accumulator_bytes;
     if (output_capacity < output_tile_bytes)
       throw NpuConfigError("buffers.output_kib", kib(output_capacity),
-                           fmt::format("at least one (T_R/k) x (T_C/k) accumulator tile ({} bytes at k={})",
-                                       output_tile_bytes, k));
+                           fmt::format("at least one (T_R/k) x (T_C/k) accumulator tile at k = {}: {} KiB ({} bytes)",
+                                       k, kib(output_tile_bytes), output_tile_bytes));
     g.double_buffered = input_capacity >= 2 * input_tile_bytes &&
                         weight_capacity >= 2 * weight_tile_bytes &&
                         output_capacity >= 2 * output_tile_bytes;

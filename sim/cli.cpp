@@ -74,6 +74,8 @@ void run_cost(const CostOptions& o, std::ostream& out) {
   const npu::GemmShape shape{dims[0], dims[1], dims[2], o.groups};
   npu::LayerCost cost;
   if (o.mapping.empty()) {
+    if (auto reason = npu::mapping_violation(npu, shape, o.batch, {o.batch, 1, 1}); !reason.empty())
+      throw UsageError(fmt::format("--gemm {} --batch {}: {}", o.gemm, o.batch, reason));
     cost = npu::best_gemm_cost(npu, shape, o.batch);
   } else {
     const auto m = parse_positive_list("--mapping", o.mapping, 3, "BR,BP,k");

@@ -128,6 +128,7 @@ TEST_F(Cli, BadOptions) {
   expect_one_line_error(run("cost --gemm 8,8,8"), "--batch");
   expect_one_line_error(run("cost --gemm 8,8,8 --batch 1 --frobnicate"), "frobnicate");
   expect_one_line_error(run(""), "subcommand");
+  expect_one_line_error(run("cost --gemm 4294967296,4294967296,8 --batch 1"), "too large to model");
 }
 
 TEST_F(Cli, BaselineNpuRefusesFluidMappings) {

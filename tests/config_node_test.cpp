@@ -70,8 +70,8 @@ TEST(NpuYaml, WrongTypesNameThePathAndLine) {
 
 TEST(NpuYaml, RangeErrorsFromValidationPointAtTheKey) {
   EXPECT_EQ(error_of("npu:\n  name: x\n  buffers:\n    weight_kib: 2\n"),
-            "test.yaml:4: npu.buffers.weight_kib = 2: allowed at least one T_P x T_C weight tile "
-            "(4096 bytes)");
+            "test.yaml:4: npu.buffers.weight_kib = 2: allowed at least one T_P x T_C weight tile: "
+            "4 KiB (4096 bytes)");
   EXPECT_EQ(error_of("npu:\n  clock_mhz: 0\n"),
             "test.yaml:2: npu.clock_mhz = 0: allowed an integer in [1, 10000]");
   EXPECT_EQ(error_of("npu:\n  batching:\n    stack_factors: [1, 3]\n"),

@@ -44,6 +44,10 @@ TEST(NpuConfig, BufferMustHoldOneTileExactly) {
   EXPECT_EQ(rejected_key(c), "");
   c.buffers.input_bytes = 4095;
   EXPECT_EQ(rejected_key(c), "buffers.input_kib");
+  c.buffers.input_bytes = std::uint64_t{1} << 30;
+  EXPECT_EQ(rejected_key(c), "");
+  c.buffers.input_bytes += 1;
+  EXPECT_EQ(rejected_key(c), "buffers.input_kib");
   c = {};
   c.buffers.weight_bytes = 4095;  // weight tile 64 x 64 x 1 B
   EXPECT_EQ(rejected_key(c), "buffers.weight_kib");
