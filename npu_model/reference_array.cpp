@@ -1,5 +1,7 @@
 #include "npu_model/reference_array.hpp"
 
+#include "npu_model/systemc_context.hpp"
+
 #include <algorithm>
 #include <deque>
 #include <memory>
@@ -326,30 +328,6 @@ SC_MODULE(ReferenceArrayModule) {
   }
 };
 
-// A fresh SystemC kernel for one run, restored afterwards (SystemC keeps its context in a
-// process-wide pointer; this keeps runs independent).
-class ScopedSimContext {
- public:
-  ScopedSimContext() : previous_(sc_core::sc_curr_simcontext) {
-    // sc_stop() ends every run; its "stopped by user" notice is not news.
-    sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
-    context_ = new sc_core::sc_simcontext();
-    sc_core::sc_curr_simcontext = context_;
-    sc_core::sc_default_global_context = context_;
-  }
-  ~ScopedSimContext() {
-    delete context_;
-    sc_core::sc_curr_simcontext = previous_;
-    sc_core::sc_default_global_context = previous_;
-  }
-  ScopedSimContext(const ScopedSimContext&) = delete;
-  ScopedSimContext& operator=(const ScopedSimContext&) = delete;
-
- private:
-  sc_core::sc_simcontext* previous_;
-  sc_core::sc_simcontext* context_;
-};
-
 }  // namespace
 
 ReferenceRun run_reference_array(const Npu& npu, const IntMatrix& weights,
@@ -366,7 +344,7 @@ ReferenceRun run_reference_array(const Npu& npu, const IntMatrix& weights,
   ArrayDatapath datapath(npu, weights, inputs, mapping);
   ReferenceRun run;
   {
-    ScopedSimContext context;
+    ScopedSystemCContext context;
     const sc_core::sc_time period(1.0e6 / npu.config().clock_mhz, sc_core::SC_PS);
     auto clock = std::make_unique<sc_core::sc_clock>("clk", period);
     auto module = std::make_unique<ReferenceArrayModule>("reference_array");

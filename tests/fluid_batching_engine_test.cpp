@@ -4,6 +4,7 @@
 #include <systemc>
 
 #include "npu_model/fluid_batching_engine.hpp"
+#include "npu_model/systemc_context.hpp"
 #include "workloads/resnet_cifar.hpp"
 
 namespace npusim {
@@ -94,11 +95,7 @@ TEST(FbeRegisters, ProtocolViolationsThrow) {
 
 // The clocked module drives the table's mapping for (B_act, l) after each edge.
 TEST(FluidBatchingEngineModule, DrivesTheControlBlockMapping) {
-  sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
-  auto* context = new sc_core::sc_simcontext();
-  auto* previous = sc_core::sc_curr_simcontext;
-  sc_core::sc_curr_simcontext = context;
-  sc_core::sc_default_global_context = context;
+  npu::ScopedSystemCContext context;
   {
     const auto npu = npu::Npu::validate(npu::NpuConfig{});
     const auto layers = resnet56();
@@ -151,9 +148,6 @@ TEST(FluidBatchingEngineModule, DrivesTheControlBlockMapping) {
     expect_mapping(3, 1);
     EXPECT_EQ(fbe.registers().active_batch(), 3u);
   }
-  sc_core::sc_curr_simcontext = previous;
-  sc_core::sc_default_global_context = previous;
-  delete context;
 }
 
 }  // namespace
