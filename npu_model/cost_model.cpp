@@ -268,6 +268,8 @@ LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t b
 }
 
 LayerCost vector_cost(const Npu& npu, const VectorWork& work, std::uint32_t batch) {
+  if (work.input_elements == 0 && work.output_elements == 0 && work.operations == 0)
+    return LayerCost{.mapping = {batch, 1, 1}};  // e.g. a concatenation: nothing moves
   const std::uint64_t lanes = npu.config().vector_lanes;
   const std::uint64_t element_bytes = npu.config().element_bytes;
   const std::uint64_t ops = work.operations * batch;

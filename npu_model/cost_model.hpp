@@ -45,7 +45,7 @@ struct VectorWork {
 // Vector path: `vector_lanes` ops per cycle, operands streamed over the off-chip channel as
 // one read and one write request issued together. cycles = max(compute, latency + read bus
 // cycles + write bus cycles): the vector unit streams, so compute overlaps the transfers.
-// Mapping reported as <batch, 1, 1>.
+// Mapping reported as <batch, 1, 1>. Work with no elements and no ops costs nothing.
 LayerCost vector_cost(const Npu& npu, const VectorWork& work, std::uint32_t batch);
 
 }  // namespace npusim::npu

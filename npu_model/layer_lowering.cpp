@@ -6,12 +6,19 @@ namespace npusim::npu {
 namespace {
 
 std::uint32_t output_extent(const LayerSpec& layer, const char* axis, std::uint32_t in,
-                            std::uint32_t kernel) {
-  const std::uint64_t padded = std::uint64_t{in} + 2ull * layer.padding;
+                            std::uint32_t kernel, std::uint32_t stride, std::uint32_t padding) {
+  const std::uint64_t padded = std::uint64_t{in} + 2ull * padding;
   if (kernel == 0 || kernel > padded)
     throw InvalidLayer(fmt::format("layer {}: kernel {} = {} does not fit the padded {} {}",
                                    layer.name, axis, kernel, axis, padded));
-  return static_cast<std::uint32_t>((padded - kernel) / layer.stride + 1);
+  return static_cast<std::uint32_t>((padded - kernel) / stride + 1);
+}
+
+void set_output_extent(const LayerSpec& layer, LayerWork& work) {
+  work.out_height = output_extent(layer, "height", layer.in_height, layer.kernel_height,
+                                  layer.stride_height, layer.padding_height);
+  work.out_width = output_extent(layer, "width", layer.in_width, layer.kernel_width,
+                                 layer.stride_width, layer.padding_width);
 }
 
 void require_positive(const LayerSpec& layer, const char* field, std::uint32_t value) {
@@ -25,7 +32,8 @@ LayerWork lower(const LayerSpec& layer) {
   require_positive(layer, "in_width", layer.in_width);
   require_positive(layer, "in_channels", layer.in_channels);
   require_positive(layer, "out_channels", layer.out_channels);
-  require_positive(layer, "stride", layer.stride);
+  require_positive(layer, "stride_height", layer.stride_height);
+  require_positive(layer, "stride_width", layer.stride_width);
   require_positive(layer, "groups", layer.groups);
   LayerWork work;
   work.name = layer.name;
@@ -36,8 +44,7 @@ LayerWork lower(const LayerSpec& layer) {
       if (layer.in_channels % layer.groups != 0 || layer.out_channels % layer.groups != 0)
         throw InvalidLayer(fmt::format("layer {}: groups = {} must divide in_channels = {} and out_channels = {}",
                                        layer.name, layer.groups, layer.in_channels, layer.out_channels));
-      work.out_height = output_extent(layer, "height", layer.in_height, layer.kernel_height);
-      work.out_width = output_extent(layer, "width", layer.in_width, layer.kernel_width);
+      set_output_extent(layer, work);
       work.out_channels = layer.out_channels;
       work.gemm.rows = std::uint64_t{work.out_height} * work.out_width;
       work.gemm.depth =
@@ -55,8 +62,7 @@ LayerWork lower(const LayerSpec& layer) {
         throw InvalidLayer(fmt::format("layer {}: pooling keeps channels, out_channels = {} must equal in_channels = {}",
                                        layer.name, layer.out_channels, layer.in_channels));
       work.on_vector_path = true;
-      work.out_height = output_extent(layer, "height", layer.in_height, layer.kernel_height);
-      work.out_width = output_extent(layer, "width", layer.in_width, layer.kernel_width);
+      set_output_extent(layer, work);
       work.out_channels = layer.in_channels;
       const std::uint64_t out = std::uint64_t{work.out_height} * work.out_width * work.out_channels;
       work.vector = {in_elements, out, out * layer.kernel_height * layer.kernel_width};
@@ -71,6 +77,12 @@ LayerWork lower(const LayerSpec& layer) {
       work.out_width = layer.in_width;
       work.out_channels = layer.in_channels;
       work.vector = {2 * in_elements, in_elements, in_elements};
+      return work;
+    case LayerKind::concatenation:
+      work.on_vector_path = true;
+      work.out_height = layer.in_height;
+      work.out_width = layer.in_width;
+      work.out_channels = layer.out_channels;
       return work;
   }
   throw InvalidLayer(fmt::format("layer {}: unknown kind", layer.name));

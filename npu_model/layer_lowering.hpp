@@ -11,21 +11,22 @@
 
 namespace npusim::npu {
 
-enum class LayerKind { convolution, fully_connected, pooling, elementwise };
+enum class LayerKind { convolution, fully_connected, pooling, elementwise, concatenation };
 
 // One layer of one sample. Convolution: in_* and out_channels, kernel, stride, padding,
-// groups (groups == in_channels == out_channels is depthwise). Fully connected: in_channels
-// inputs (height = width = 1) to out_channels outputs. Pooling: kernel/stride/padding over
-// each channel; out_channels must equal in_channels. Element-wise: two tensors of the input
-// shape combined into one.
+// groups (groups == in_channels == out_channels is depthwise). Fully connected:
+// in_height * in_width * in_channels inputs to out_channels outputs. Pooling: kernel, stride,
+// padding over each channel; out_channels must equal in_channels. Element-wise: two tensors
+// of the input shape combined into one. Concatenation: no work (producers write in place);
+// out_channels is the concatenated width.
 struct LayerSpec {
   std::string name;
   LayerKind kind = LayerKind::convolution;
   std::uint32_t in_height = 1, in_width = 1, in_channels = 1;
   std::uint32_t out_channels = 1;
   std::uint32_t kernel_height = 1, kernel_width = 1;
-  std::uint32_t stride = 1;
-  std::uint32_t padding = 0;
+  std::uint32_t stride_height = 1, stride_width = 1;
+  std::uint32_t padding_height = 0, padding_width = 0;
   std::uint32_t groups = 1;
 };
 

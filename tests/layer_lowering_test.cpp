@@ -14,8 +14,8 @@ npu::LayerSpec conv(std::uint32_t size, std::uint32_t in, std::uint32_t out, std
   l.in_channels = in;
   l.out_channels = out;
   l.kernel_height = l.kernel_width = kernel;
-  l.stride = stride;
-  l.padding = pad;
+  l.stride_height = l.stride_width = stride;
+  l.padding_height = l.padding_width = pad;
   l.groups = groups;
   return l;
 }

@@ -22,8 +22,8 @@ std::vector<npu::LayerSpec> resnet_cifar(std::uint32_t depth, std::uint32_t clas
     layer.in_channels = in;
     layer.out_channels = out;
     layer.kernel_height = layer.kernel_width = 3;
-    layer.stride = stride;
-    layer.padding = 1;
+    layer.stride_height = layer.stride_width = stride;
+    layer.padding_height = layer.padding_width = 1;
     layers.push_back(layer);
   };
   conv("conv1", 32, 3, 16, 1);
@@ -51,7 +51,7 @@ std::vector<npu::LayerSpec> resnet_cifar(std::uint32_t depth, std::uint32_t clas
   pool.in_height = pool.in_width = size;
   pool.in_channels = pool.out_channels = channels;
   pool.kernel_height = pool.kernel_width = size;
-  pool.stride = size;
+  pool.stride_height = pool.stride_width = size;
   layers.push_back(pool);
   npu::LayerSpec fc;
   fc.name = "fc";
