@@ -14,8 +14,10 @@
 #include "npu_model/fluid_batching_engine.hpp"
 #include "npu_model/layer_lowering.hpp"
 #include "sim/config_node.hpp"
+#include "sim/json.hpp"
+#include "sim/model_report.hpp"
 #include "sim/npu_yaml.hpp"
-#include "workloads/resnet_cifar.hpp"
+#include "sim/network_yaml.hpp"
 
 namespace npusim::sim {
 namespace {
@@ -88,11 +90,11 @@ void run_cost(const CostOptions& o, std::ostream& out) {
   const double latency_us = static_cast<double>(cost.cycles) / npu.config().clock_mhz;
   if (o.json) {
     out << fmt::format(
-        "{{\"npu\": \"{}\", \"gemm\": {{\"r\": {}, \"p\": {}, \"c\": {}, \"groups\": {}}}, "
+        "{{\"npu\": {}, \"gemm\": {{\"r\": {}, \"p\": {}, \"c\": {}, \"groups\": {}}}, "
         "\"batch\": {}, \"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", "
         "\"cycles\": {}, \"latency_us\": {}, \"compute_cycles\": {}, \"stall_cycles\": {}, "
         "\"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}}}\n",
-        npu.config().name, shape.rows, shape.depth, shape.cols, shape.groups, o.batch,
+        json_string(npu.config().name), shape.rows, shape.depth, shape.cols, shape.groups, o.batch,
         cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)),
         cost.cycles, latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes,
         cost.macs, cost.mac_utilisation);
@@ -116,7 +118,7 @@ void run_cost(const CostOptions& o, std::ostream& out) {
 
 struct TableOptions {
   std::string npu_file;
-  std::uint32_t depth = 56;
+  std::string model = "resnet56";
   std::uint32_t max_batch = 8;
   bool json = false;
 };
@@ -125,14 +127,9 @@ void run_table(const TableOptions& o, std::ostream& out) {
   const npu::Npu npu = load_npu_option(o.npu_file);
   if (o.max_batch == 0 || o.max_batch > 256)
     throw UsageError(fmt::format("--max-batch {}: allowed 1 to 256", o.max_batch));
-  std::vector<npu::LayerSpec> specs;
-  try {
-    specs = workloads::resnet_cifar(o.depth, 100);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(fmt::format("--resnet-depth {}: {}", o.depth, e.what()));
-  }
+  const auto net = load_model(o.model);
   std::vector<npu::LayerWork> layers;
-  for (const auto& spec : specs) layers.push_back(npu::lower(spec));
+  for (const auto& l : net.layers) layers.push_back(l.work);
   const auto table = npu::ControlBlockTable::build(npu, layers, o.max_batch);
   std::vector<std::uint32_t> batches;
   for (std::uint32_t b = 1; b <= o.max_batch; b *= 2) batches.push_back(b);
@@ -140,9 +137,10 @@ void run_table(const TableOptions& o, std::ostream& out) {
 
   std::ostringstream text;
   if (o.json) {
-    text << fmt::format("{{\"npu\": \"{}\", \"network\": \"resnet{}-cifar100\", \"layers\": [", npu.config().name, o.depth);
+    text << fmt::format("{{\"npu\": {}, \"network\": {}, \"layers\": [", json_string(npu.config().name),
+                        json_string(net.name));
     for (std::size_t l = 0; l < layers.size(); ++l) {
-      text << (l ? ", " : "") << fmt::format("{{\"name\": \"{}\", \"entries\": [", layers[l].name);
+      text << (l ? ", " : "") << fmt::format("{{\"name\": {}, \"entries\": [", json_string(net.layers[l].name));
       for (std::uint32_t b = 1; b <= o.max_batch; ++b) {
         const auto& e = table.entry(b, l);
         text << (b > 1 ? ", " : "")
@@ -155,14 +153,14 @@ void run_table(const TableOptions& o, std::ostream& out) {
     out << text.str();
     return;
   }
-  text << fmt::format("control-block table: ResNet-{} (CIFAR-100) on {}\n", o.depth, npu_label(npu));
-  text << fmt::format("each cell: <B_R,B_P,k> cycles; vector-path layers show <B,1,1>\n");
-  text << fmt::format("{:<20}", "layer");
+  text << fmt::format("control-block table: {} on {}\n", net.name, npu_label(npu));
+  text << "each cell: <B_R,B_P,k> cycles for the whole batch; vector-path layers show <B,1,1>\n";
+  text << fmt::format("{:<28}", "layer");
   for (auto b : batches) text << fmt::format(" {:>20}", fmt::format("batch {}", b));
   text << "\n";
   std::vector<std::uint64_t> totals(batches.size(), 0);
   for (std::size_t l = 0; l < layers.size(); ++l) {
-    text << fmt::format("{:<20}", layers[l].name);
+    text << fmt::format("{:<28}", net.layers[l].name);
     for (std::size_t i = 0; i < batches.size(); ++i) {
       const auto& e = table.entry(batches[i], l);
       totals[i] += e.cycles;
@@ -170,11 +168,28 @@ void run_table(const TableOptions& o, std::ostream& out) {
     }
     text << "\n";
   }
-  text << fmt::format("{:<20}", "total cycles");
+  text << fmt::format("{:<28}", "all layers, cycles");
   for (auto t : totals) text << fmt::format(" {:>20}", t);
-  text << "\n" << fmt::format("{:<20}", "cycles per sample");
+  text << "\n" << fmt::format("{:<28}", "cycles per sample");
   for (std::size_t i = 0; i < batches.size(); ++i) text << fmt::format(" {:>20}", totals[i] / batches[i]);
   text << "\n";
+  out << text.str();
+}
+
+struct ModelOptions {
+  std::string model;
+  bool json = false;
+};
+
+void run_model(const ModelOptions& o, std::ostream& out) {
+  const auto net = load_model(o.model);
+  out << (o.json ? model_json(net) : model_text(net));
+}
+
+void run_describe(const std::string& what, std::ostream& out) {
+  if (what != "models") throw UsageError(fmt::format("describe {}: allowed models", what));
+  std::ostringstream text;
+  for (const auto& entry : model_zoo()) text << fmt::format("{:<14} {}\n", entry.name, entry.description);
   out << text.str();
 }
 
@@ -195,19 +210,30 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   cost_cmd->add_flag("--json", cost.json, "Print one JSON object");
 
   TableOptions table;
-  auto* table_cmd = app.add_subcommand("table", "FBE control-block table for a CIFAR ResNet");
+  auto* table_cmd = app.add_subcommand("table", "FBE control-block table for a network");
   table_cmd->add_option("--npu", table.npu_file, "NPU YAML file (default: embedded default)");
-  table_cmd->add_option("--resnet-depth", table.depth, "CIFAR ResNet depth, 6n+2 (default 56)");
+  table_cmd->add_option("--model", table.model, "Zoo name, network YAML or SCALE-Sim CSV (default resnet56)");
   table_cmd->add_option("--max-batch", table.max_batch, "Largest batch in the table (default 8)");
   table_cmd->add_flag("--json", table.json, "Print the whole table as one JSON object");
+
+  ModelOptions model;
+  auto* model_cmd = app.add_subcommand("model", "A network as lowered: layers, GEMM shapes, exits, totals");
+  model_cmd->add_option("model", model.model, "Zoo name, network YAML file or SCALE-Sim CSV")->required();
+  model_cmd->add_flag("--json", model.json, "Print one JSON object");
+
+  std::string describe_what;
+  auto* describe_cmd = app.add_subcommand("describe", "List what is built in");
+  describe_cmd->add_option("what", describe_what, "models")->required();
 
   try {
     app.parse(argc, argv);
     if (cost_cmd->parsed()) run_cost(cost, out);
     if (table_cmd->parsed()) run_table(table, out);
+    if (model_cmd->parsed()) run_model(model, out);
+    if (describe_cmd->parsed()) run_describe(describe_what, out);
     return 0;
   } catch (const CLI::CallForHelp& e) {
-    out << app.help(e.get_name() == "cost" ? "cost" : "");
+    out << app.help();
     return 0;
   } catch (const CLI::Success&) {
     out << "npusim 0.1.0\n";
@@ -224,6 +250,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     err << "npusim: error: " << e.what() << "\n";
     return 2;
   } catch (const npu::InvalidMapping& e) {
+    err << "npusim: error: " << e.what() << "\n";
+    return 2;
+  } catch (const workloads::NetworkError& e) {
     err << "npusim: error: " << e.what() << "\n";
     return 2;
   }

@@ -1,0 +1,31 @@
+#pragma once
+// Network files: the zoo (configs/models/*.yaml, compiled in), network YAML files, SCALE-Sim
+// CSV files, and YAML overlays that add exits to a SCALE-Sim backbone. Format: docs/models.md.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "sim/config_node.hpp"
+#include "workloads/network.hpp"
+
+namespace npusim::sim {
+
+struct ZooEntry {
+  std::string name;
+  std::string description;
+};
+
+// The networks compiled into the binary, sorted by name.
+std::vector<ZooEntry> model_zoo();
+
+// Parses a document whose only top-level key is `network`. Relative paths inside (a
+// `scalesim_csv` file) are resolved against `base_dir`. Throws ConfigError.
+workloads::NetworkDef parse_network(const ConfigNode& document, const std::filesystem::path& base_dir);
+
+// A zoo name, or a file: *.csv is a SCALE-Sim topology (no exits: an exit-less network cannot
+// be lowered, so use an overlay), anything else is YAML. Validates and lowers. Throws
+// ConfigError (file problems, YAML errors) or workloads::NetworkError (graph problems).
+workloads::LoweredNetwork load_model(const std::string& name_or_file);
+
+}  // namespace npusim::sim

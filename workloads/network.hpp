@@ -1,0 +1,106 @@
+#pragma once
+// Early-exit networks: the description a file gives (NetworkDef), its validation as a
+// Boost.Graph of layers, and the lowered form the NPU runs (LoweredNetwork).
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "npu_model/layer_lowering.hpp"
+
+namespace npusim::workloads {
+
+enum class LayerType { conv, fc, maxpool, avgpool, global_avgpool, add, concat };
+
+// YAML spelling: conv, fc, maxpool, avgpool, global_avgpool, add, concat.
+std::string to_string(LayerType type);
+const std::vector<std::string>& layer_type_names();
+
+struct TensorShape {
+  std::uint32_t height = 1, width = 1, channels = 1;
+  friend bool operator==(const TensorShape&, const TensorShape&) = default;
+};
+std::string to_string(const TensorShape& shape);  // "HxWxC"
+
+// One layer as written. `inputs` empty means "the previous layer of the same list" (the network
+// input for the first backbone layer, the attach point for the first classifier layer).
+struct LayerDef {
+  std::string name;
+  LayerType type = LayerType::conv;
+  std::vector<std::string> inputs;
+  std::uint32_t out_channels = 0;  // conv: filters; fc: outputs
+  std::uint32_t kernel_height = 1, kernel_width = 1;
+  std::uint32_t stride_height = 1, stride_width = 1;
+  std::uint32_t padding_height = 0, padding_width = 0;
+  std::uint32_t groups = 1;
+  bool bias = false;                 // counts C_out bias parameters
+  std::uint32_t expected_in_channels = 0;  // conv/fc: 0 = not declared; else checked
+  std::string origin;                // where it was written ("file:line"), for messages
+};
+
+// An exit: a classifier hanging off backbone layer `after`. The final exit sits on the last
+// backbone layer and has no classifier of its own (the backbone's head is its classifier).
+struct ExitDef {
+  std::string name;
+  std::string after;
+  double probability = 0.0;  // share of all samples that leave here
+  std::vector<LayerDef> classifier;
+  std::string origin;
+};
+
+struct NetworkDef {
+  std::string name;
+  std::string description;
+  std::string source;  // file or zoo name, for messages
+  TensorShape input;
+  std::vector<LayerDef> layers;  // the backbone
+  std::vector<ExitDef> exits;    // in any order; validation sorts them by depth
+};
+
+// A network that breaks a rule. what() is one line naming the source and the layer or exit.
+class NetworkError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+struct LoweredLayer {
+  std::string name;
+  LayerType type = LayerType::conv;
+  TensorShape input, output;  // input: of the first input for add/concat
+  npu::LayerWork work;
+  std::uint64_t macs = 0;    // per sample
+  std::uint64_t params = 0;  // weights (+ biases)
+  int exit_index = -1;       // -1: backbone; else the classifier of exits[exit_index]
+};
+
+struct LoweredExit {
+  std::string name;
+  std::size_t after_layer = 0;  // index into LoweredNetwork::layers
+  std::vector<std::size_t> classifier_layers;
+  double probability = 0.0;
+  std::uint64_t macs_to_exit = 0;  // per sample that leaves here: backbone so far + every
+                                   // classifier it ran, its own included
+};
+
+// Execution order: backbone segments in topological order, each exit's classifier layers
+// right after the layer they hang off. Exits are ordered by depth; the last is the final exit.
+struct LoweredNetwork {
+  std::string name;
+  std::string description;
+  TensorShape input;
+  std::vector<LoweredLayer> layers;
+  std::vector<LoweredExit> exits;
+  std::uint64_t total_macs = 0;    // every layer once, classifiers included
+  std::uint64_t total_params = 0;
+  std::uint64_t backbone_macs = 0;    // without the early exits' classifiers
+  std::uint64_t backbone_params = 0;
+  std::vector<double> exit_probabilities() const;
+};
+
+// Validates (names unique, inputs exist, no cycles, shapes match, exits on backbone layers,
+// probabilities in [0, 1] summing to 1 within 1e-6, exactly one final exit) and lowers.
+// Throws NetworkError.
+LoweredNetwork lower_network(const NetworkDef& network);
+
+}  // namespace npusim::workloads

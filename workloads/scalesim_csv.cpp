@@ -1,0 +1,94 @@
+#include "workloads/scalesim_csv.hpp"
+
+#include <charconv>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace npusim::workloads {
+namespace {
+
+std::string trim(const std::string& text) {
+  const auto begin = text.find_first_not_of(" \t\r");
+  if (begin == std::string::npos) return "";
+  return text.substr(begin, text.find_last_not_of(" \t\r") - begin + 1);
+}
+
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> fields;
+  std::size_t begin = 0;
+  while (true) {
+    const auto comma = line.find(',', begin);
+    fields.push_back(trim(line.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin)));
+    if (comma == std::string::npos) break;
+    begin = comma + 1;
+  }
+  if (fields.size() > 1 && fields.back().empty()) fields.pop_back();
+  return fields;
+}
+
+const char* const columns[] = {"Layer name", "IFMAP Height", "IFMAP Width", "Filter Height",
+                               "Filter Width", "Channels", "Num Filter", "Strides"};
+
+}  // namespace
+
+void import_scalesim_csv(std::istream& in, const std::string& source, NetworkDef& net) {
+  std::string line;
+  std::size_t number = 0;
+  bool header_seen = false;
+  TensorShape previous{};
+  while (std::getline(in, line)) {
+    ++number;
+    if (trim(line).empty()) continue;
+    const auto fields = split(line);
+    const std::string where = fmt::format("{}:{}", source, number);
+    if (!header_seen) {
+      if (fields.size() != 8 || fields[0] != columns[0])
+        throw NetworkError(fmt::format("{}: expected the SCALE-Sim header: {}", where,
+                                       fmt::join(columns, ", ")));
+      header_seen = true;
+      continue;
+    }
+    if (fields.size() != 8)
+      throw NetworkError(fmt::format("{}: {} fields: allowed 8 ({})", where, fields.size(),
+                                     fmt::join(columns, ", ")));
+    std::uint32_t v[8] = {};
+    for (int i = 1; i < 8; ++i) {
+      const std::string& f = fields[i];
+      const auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), v[i]);
+      if (ec != std::errc{} || end != f.data() + f.size() || f.empty() || v[i] == 0)
+        throw NetworkError(fmt::format("{}: {} = {}: allowed a positive integer", where, columns[i], f));
+    }
+    LayerDef layer;
+    layer.name = fields[0];
+    layer.type = LayerType::conv;
+    layer.kernel_height = v[3];
+    layer.kernel_width = v[4];
+    layer.out_channels = v[6];
+    layer.stride_height = layer.stride_width = v[7];
+    layer.origin = where;
+    if (layer.name.empty()) throw NetworkError(fmt::format("{}: Layer name is empty", where));
+    if (net.layers.empty()) {
+      net.input = {v[1], v[2], v[5]};
+    } else {
+      const std::int64_t pad_h = (std::int64_t{v[1]} - previous.height);
+      const std::int64_t pad_w = (std::int64_t{v[2]} - previous.width);
+      if (v[5] != previous.channels || pad_h < 0 || pad_w < 0 || pad_h % 2 || pad_w % 2)
+        throw NetworkError(fmt::format(
+            "{}: layer {}: IFMAP {}x{}x{} does not follow from {}'s {} output (rows must chain: same "
+            "channels, input = output + symmetric padding)",
+            where, layer.name, v[1], v[2], v[5], net.layers.back().name, to_string(previous)));
+      layer.padding_height = static_cast<std::uint32_t>(pad_h / 2);
+      layer.padding_width = static_cast<std::uint32_t>(pad_w / 2);
+    }
+    if (v[3] > v[1] || v[4] > v[2])
+      throw NetworkError(fmt::format("{}: layer {}: filter {}x{} is larger than the IFMAP {}x{}",
+                                     where, layer.name, v[3], v[4], v[1], v[2]));
+    previous = {(v[1] - v[3]) / v[7] + 1, (v[2] - v[4]) / v[7] + 1, v[6]};
+    net.layers.push_back(std::move(layer));
+  }
+  if (!header_seen) throw NetworkError(fmt::format("{}: empty file: expected the SCALE-Sim header", source));
+  if (net.layers.empty()) throw NetworkError(fmt::format("{}: no layers after the header", source));
+}
+
+}  // namespace npusim::workloads
