@@ -9,7 +9,7 @@
 #include "npu_model/cost_model.hpp"
 #include "npu_model/fluid_batching_engine.hpp"
 #include "npu_model/reference_array.hpp"
-#include "workloads/resnet_cifar.hpp"
+#include "sim/network_yaml.hpp"
 
 namespace {
 
@@ -21,12 +21,12 @@ struct CostQuery {
   npu::BatchMapping mapping;
 };
 
-// Every legal (layer, batch, mapping) of ResNet-56's GEMM layers at batches 1..32 on the
+// Every legal (layer, batch, mapping) of the zoo ResNet-56's GEMM layers (exits included) at batches 1..32 on the
 // default NPU: the mix the FBE search and a scheduler actually ask for.
 std::vector<CostQuery> resnet56_queries(const npu::Npu& npu) {
   std::vector<CostQuery> queries;
-  for (const auto& spec : workloads::resnet_cifar(56, 100)) {
-    const auto work = npu::lower(spec);
+  for (const auto& layer : sim::load_model("resnet56").layers) {
+    const auto& work = layer.work;
     if (work.on_vector_path) continue;
     for (std::uint32_t batch = 1; batch <= 32; ++batch)
       for (const auto& g : npu.geometries())
@@ -67,7 +67,7 @@ BENCHMARK(BM_GemmCostLargeLayer);
 void BM_ControlBlockTableResNet56(benchmark::State& state) {
   const auto npu = npu::Npu::validate(npu::NpuConfig{});
   std::vector<npu::LayerWork> layers;
-  for (const auto& spec : workloads::resnet_cifar(56, 100)) layers.push_back(npu::lower(spec));
+  for (const auto& layer : sim::load_model("resnet56").layers) layers.push_back(layer.work);
   const auto max_batch = static_cast<std::uint32_t>(state.range(0));
   for (auto _ : state)
     benchmark::DoNotOptimize(npu::ControlBlockTable::build(npu, layers, max_batch));

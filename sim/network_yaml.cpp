@@ -164,6 +164,8 @@ workloads::LoweredNetwork load_model(const std::string& name_or_file) {
     net.source = file.string();
     net.name = file.stem().string();
     workloads::import_scalesim_csv(in, file.string(), net);
+    // A bare backbone: every sample runs to the last layer. Exits come from an overlay.
+    net.exits.push_back({"final", net.layers.back().name, 1.0, {}, file.string()});
     return workloads::lower_network(net);
   }
   if (!std::filesystem::exists(file) && file.extension().empty()) {

@@ -23,8 +23,8 @@ std::vector<ZooEntry> model_zoo();
 // `scalesim_csv` file) are resolved against `base_dir`. Throws ConfigError.
 workloads::NetworkDef parse_network(const ConfigNode& document, const std::filesystem::path& base_dir);
 
-// A zoo name, or a file: *.csv is a SCALE-Sim topology (no exits: an exit-less network cannot
-// be lowered, so use an overlay), anything else is YAML. Validates and lowers. Throws
+// A zoo name, or a file: *.csv is a SCALE-Sim topology (a bare backbone whose only exit is the
+// last layer, probability 1; an overlay adds early exits), anything else is YAML. Validates and lowers. Throws
 // ConfigError (file problems, YAML errors) or workloads::NetworkError (graph problems).
 workloads::LoweredNetwork load_model(const std::string& name_or_file);
 

@@ -141,8 +141,56 @@ TEST_F(Cli, TableListsEveryLayer) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("stage3.block9.conv2"), std::string::npos);
   EXPECT_NE(r.out.find("cycles per sample"), std::string::npos);
-  expect_one_line_error(run("table --resnet-depth 51"), "--resnet-depth 51");
+  expect_one_line_error(run("table --model resnet57"), "resnet57: not a zoo model");
   expect_one_line_error(run("table --max-batch 0"), "--max-batch 0");
+}
+
+TEST_F(Cli, ModelJsonHasTheContractKeys) {
+  const auto r = run("model resnet50 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* key : {"layers", "name", "kind", "r", "p", "c", "macs", "exits", "after_layer",
+                          "probability", "total_macs", "total_params"})
+    EXPECT_NE(json_value(r.out, key), "<missing>") << key;
+  EXPECT_EQ(r.out.find('\n'), r.out.size() - 1);
+  // conv1 of ResNet-50: R = 112 * 112, P = 7 * 7 * 3, C = 64.
+  EXPECT_NE(r.out.find("\"name\": \"conv1\", \"kind\": \"conv\", \"exit\": null, \"output\": [112, 112, 64], "
+                       "\"r\": 12544, \"p\": 147, \"c\": 64"),
+            std::string::npos);
+}
+
+TEST_F(Cli, ModelTextAndDescribe) {
+  const auto model = run("model vgg16");
+  ASSERT_EQ(model.status, 0) << model.err;
+  EXPECT_NE(model.out.find("exits (probability"), std::string::npos);
+  const auto zoo = run("describe models");
+  ASSERT_EQ(zoo.status, 0);
+  int lines = 0;
+  for (char ch : zoo.out) lines += ch == '\n';
+  EXPECT_EQ(lines, 5);
+  for (const char* name : {"resnet56", "resnet50", "mobilenetv2", "vgg16", "inception_v3"})
+    EXPECT_NE(zoo.out.find(name), std::string::npos) << name;
+  expect_one_line_error(run("describe policies"), "describe policies: allowed models");
+}
+
+TEST_F(Cli, MalformedNetworkFiles) {
+  const auto cyc = write("cycle.yaml", R"(network:
+  name: cyc
+  input: {height: 4, width: 4, channels: 1}
+  layers:
+    - {name: a, type: conv, out_channels: 1, kernel: 1, inputs: [b]}
+    - {name: b, type: conv, out_channels: 1, kernel: 1}
+  exits:
+    - {name: final, after: b, probability: 1}
+)");
+  expect_one_line_error(run("model " + cyc.string()), cyc.string() + ":6: layer b: its output feeds a");
+  const auto csv = write("bad.csv", "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides\nc1, 8, 8, 3, 3, 3, -4, 1\n");
+  expect_one_line_error(run("model " + csv.string()), csv.string() + ":2: Num Filter = -4: allowed a positive integer");
+  expect_one_line_error(run("model /nonexistent/net.yaml"), "/nonexistent/net.yaml: no such file");
+  const auto good = write("good.csv", "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides\nc1, 8, 8, 3, 3, 3, 4, 1\nc2, 8, 8, 3, 3, 4, 4, 1\n");
+  const auto bare = run("model " + good.string() + " --json");
+  ASSERT_EQ(bare.status, 0) << bare.err;
+  EXPECT_NE(bare.out.find("\"exits\": [{\"name\": \"final\", \"after_layer\": \"c2\", \"after_index\": 1, \"probability\": 1"),
+            std::string::npos) << bare.out;
 }
 
 TEST_F(Cli, HelpExitsZero) {

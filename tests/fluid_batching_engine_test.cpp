@@ -5,14 +5,14 @@
 
 #include "npu_model/fluid_batching_engine.hpp"
 #include "npu_model/systemc_context.hpp"
-#include "workloads/resnet_cifar.hpp"
+#include "sim/network_yaml.hpp"
 
 namespace npusim {
 namespace {
 
 std::vector<npu::LayerWork> resnet56() {
   std::vector<npu::LayerWork> layers;
-  for (const auto& spec : workloads::resnet_cifar(56, 100)) layers.push_back(npu::lower(spec));
+  for (const auto& layer : sim::load_model("resnet56").layers) layers.push_back(layer.work);
   return layers;
 }
 

@@ -1,7 +1,6 @@
 #include <gtest/gtest.h>
 
 #include "npu_model/layer_lowering.hpp"
-#include "workloads/resnet_cifar.hpp"
 
 namespace npusim {
 namespace {
@@ -68,25 +67,6 @@ TEST(LayerLowering, BadLayersNameTheProblem) {
   } catch (const npu::InvalidLayer& e) {
     EXPECT_STREQ(e.what(), "layer conv: kernel height = 7 does not fit the padded height 6");
   }
-}
-
-TEST(ResNetCifar, Resnet56HasFiftyFiveConvolutionsAndOneClassifier) {
-  const auto layers = workloads::resnet_cifar(56, 100);
-  int convs = 0, adds = 0, fcs = 0;
-  for (const auto& l : layers) {
-    convs += l.kind == npu::LayerKind::convolution;
-    adds += l.kind == npu::LayerKind::elementwise;
-    fcs += l.kind == npu::LayerKind::fully_connected;
-  }
-  EXPECT_EQ(convs, 55);  // conv1 + 3 stages x 9 blocks x 2
-  EXPECT_EQ(adds, 27);
-  EXPECT_EQ(fcs, 1);
-  EXPECT_EQ(layers.size(), 55u + 27u + 2u);
-  // Shapes chain: stage 3 runs at 8x8 with 64 channels.
-  const auto last_conv = npu::lower(layers[layers.size() - 4]);
-  EXPECT_EQ(last_conv.gemm, (npu::GemmShape{64, 9 * 64, 64, 1}));
-  EXPECT_THROW(workloads::resnet_cifar(51, 100), std::invalid_argument);  // not 6n + 2
-  EXPECT_THROW(workloads::resnet_cifar(2, 100), std::invalid_argument);   // n = 0
 }
 
 }  // namespace

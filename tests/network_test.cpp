@@ -1,0 +1,274 @@
+// Early-exit networks: the zoo against published totals, graph validation, the SCALE-Sim
+// importer, and the error each malformed file gets.
+
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "sim/network_yaml.hpp"
+#include "workloads/scalesim_csv.hpp"
+
+namespace npusim {
+namespace {
+
+workloads::LoweredNetwork from_yaml(const std::string& yaml) {
+  return workloads::lower_network(sim::parse_network(sim::ConfigNode::load_text(yaml, "net.yaml"), "."));
+}
+
+std::string error_of(const std::string& yaml) {
+  try {
+    from_yaml(yaml);
+  } catch (const workloads::NetworkError& e) {
+    return e.what();
+  } catch (const sim::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Published per-image totals: MACs of convolutions and FC layers, weights plus FC biases
+// (batch-norm parameters excluded: about 0.2 % of each).
+struct Published {
+  const char* name;
+  double gmacs;
+  double million_params;
+};
+
+class Zoo : public ::testing::TestWithParam<Published> {};
+
+TEST_P(Zoo, BackboneMatchesThePublishedTotalsWithinOnePercent) {
+  const auto& expected = GetParam();
+  const auto net = sim::load_model(expected.name);
+  EXPECT_NEAR(static_cast<double>(net.backbone_macs) / 1e9, expected.gmacs, 0.01 * expected.gmacs);
+  EXPECT_NEAR(static_cast<double>(net.backbone_params) / 1e6, expected.million_params,
+              0.01 * expected.million_params);
+  // Exits: six early exits by depth, then the final one; probabilities sum to 1.
+  ASSERT_EQ(net.exits.size(), 7u);
+  double sum = 0;
+  for (std::size_t e = 0; e < net.exits.size(); ++e) {
+    sum += net.exits[e].probability;
+    if (e > 0) {
+      EXPECT_GT(net.exits[e].after_layer, net.exits[e - 1].after_layer);
+      EXPECT_GT(net.exits[e].macs_to_exit, net.exits[e - 1].macs_to_exit);
+    }
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-9);
+  EXPECT_EQ(net.exits.back().after_layer, net.layers.size() - 1);
+  EXPECT_EQ(net.exits.back().macs_to_exit, net.total_macs);
+  // Each early exit's classifier layers follow its attach point in execution order.
+  for (std::size_t e = 0; e + 1 < net.exits.size(); ++e)
+    for (std::size_t i = 0; i < net.exits[e].classifier_layers.size(); ++i)
+      EXPECT_EQ(net.exits[e].classifier_layers[i], net.exits[e].after_layer + 1 + i);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Published, Zoo,
+    ::testing::Values(Published{"resnet56", 0.1258, 0.855},       // He et al. 2016 (CIFAR-100 head)
+                      Published{"resnet50", 4.089, 25.50},        // 4.1 GMAC, 25.6 M with BN
+                      Published{"mobilenetv2", 0.3006, 3.47},     // 300 MMAC, 3.4-3.5 M
+                      Published{"vgg16", 15.47, 138.36},          // 15.5 GMAC, 138 M
+                      Published{"inception_v3", 5.713, 23.80}),   // 5.7 GMAC, 23.8 M (no aux)
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST(Network, ShapeInferenceAndLoweringOfResNet50Conv1) {
+  const auto net = sim::load_model("resnet50");
+  const auto& conv1 = net.layers.front();
+  EXPECT_EQ(conv1.output, (workloads::TensorShape{112, 112, 64}));
+  EXPECT_EQ(conv1.work.gemm, (npu::GemmShape{112 * 112, 7 * 7 * 3, 64, 1}));
+  EXPECT_EQ(conv1.macs, 112ull * 112 * 147 * 64);
+}
+
+TEST(Network, DepthwiseLayersLowerToGroups) {
+  const auto net = sim::load_model("mobilenetv2");
+  bool found = false;
+  for (const auto& l : net.layers)
+    if (l.name == "block2.depthwise") {
+      found = true;
+      EXPECT_EQ(l.work.gemm, (npu::GemmShape{56 * 56, 9, 1, 96}));  // 112 -> 56, 16 * 6 channels
+    }
+  EXPECT_TRUE(found);
+}
+
+const char* const tiny_header = R"(network:
+  name: tiny
+  input: {height: 8, width: 8, channels: 3}
+)";
+
+TEST(Network, BranchesJoinAndExitsAttach) {
+  const auto net = from_yaml(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 4, kernel: 3, padding: 1}
+    - {name: b1, type: conv, out_channels: 4, kernel: 1, inputs: [a]}
+    - {name: b2, type: conv, out_channels: 4, kernel: 3, padding: 1, inputs: [a]}
+    - {name: sum, type: add, inputs: [b1, b2]}
+    - {name: cat, type: concat, inputs: [sum, a]}
+    - {name: pool, type: global_avgpool}
+    - {name: fc, type: fc, out_channels: 10, bias: true, in_features: 8}
+  exits:
+    - {name: final, after: fc, probability: 0.7}
+    - name: early
+      after: sum
+      probability: 0.3
+      classifier:
+        - {name: early.pool, type: global_avgpool}
+        - {name: early.fc, type: fc, out_channels: 10}
+)");
+  ASSERT_EQ(net.layers.size(), 9u);
+  EXPECT_EQ(net.layers[4].name, "early.pool");  // right after its attach point, sum (#3)
+  EXPECT_EQ(net.exits.front().name, "early");   // exits sorted by depth
+  EXPECT_EQ(net.layers[6].output, (workloads::TensorShape{8, 8, 8}));  // concat 4 + 4
+  EXPECT_EQ(net.layers.back().params, 8u * 10u + 10u);
+  // early exit: a (8*8*27*4) + b1 (8*8*4*4) + b2 (8*8*36*4) + its fc (4*10)
+  EXPECT_EQ(net.exits.front().macs_to_exit, 8u * 8 * 27 * 4 + 8u * 8 * 4 * 4 + 8u * 8 * 36 * 4 + 40u);
+}
+
+TEST(Network, ShapeMismatchIsNamed) {
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 4, kernel: 3}
+    - {name: b, type: conv, out_channels: 4, kernel: 3, padding: 1, inputs: [input]}
+    - {name: sum, type: add, inputs: [a, b]}
+  exits:
+    - {name: final, after: sum, probability: 1}
+)"),
+            "net.yaml:7: layer sum: input shapes do not match: a is 6x6x4 but b is 8x8x4");
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 4, kernel: 3, in_channels: 4}
+  exits:
+    - {name: final, after: a, probability: 1}
+)"),
+            "net.yaml:5: layer a: declares 4 input channels but input gives 3 (8x8x3)");
+}
+
+TEST(Network, CycleIsNamed) {
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1, inputs: [c]}
+    - {name: b, type: conv, out_channels: 3, kernel: 1}
+    - {name: c, type: add, inputs: [b, input]}
+  exits:
+    - {name: final, after: c, probability: 1}
+)"),
+            "net.yaml:7: layer c: its output feeds a, which it depends on: the layers form a cycle");
+}
+
+TEST(Network, UnknownTypeMissingExitLayerAndBadProbabilities) {
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: convolution, out_channels: 3}
+  exits: []
+)"),
+            "net.yaml:5: network.layers[0].type = convolution: allowed a layer type: conv, fc, "
+            "maxpool, avgpool, global_avgpool, add, concat");
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1}
+  exits:
+    - {name: final, after: a, probability: 0.5}
+    - {name: e1, after: nope, probability: 0.5, classifier: [{name: p, type: global_avgpool}]}
+)"),
+            "net.yaml:8: exit e1: after = nope is not a backbone layer");
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1}
+    - {name: b, type: conv, out_channels: 3, kernel: 1}
+  exits:
+    - {name: final, after: b, probability: 0.5}
+    - {name: e1, after: a, probability: 0.4, classifier: [{name: p, type: global_avgpool}]}
+)"),
+            "net.yaml: exit probabilities sum to 0.9, not 1");
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1}
+  exits:
+    - {name: final, after: a, probability: 1.5}
+)"),
+            "net.yaml:7: exit final: probability = 1.5: allowed a number in [0, 1]");
+}
+
+TEST(Network, OtherRuleBreaks) {
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1}
+    - {name: a, type: conv, out_channels: 3, kernel: 1}
+  exits:
+    - {name: final, after: a, probability: 1}
+)"),
+            "net.yaml:6: layer a: duplicate layer name");
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1}
+    - {name: b, type: conv, out_channels: 3, kernel: 1, inputs: [input]}
+  exits:
+    - {name: final, after: b, probability: 1}
+)"),
+            "net.yaml: the backbone must end in one layer (the final classifier); it ends in 2: a, b");
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1, stide: 2}
+  exits: []
+)"),
+            "net.yaml:5: network.layers[0].stide is not a known key: allowed keys are name, type, inputs, "
+            "out_channels, kernel, stride, padding, groups, bias, in_channels");
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 9}
+  exits:
+    - {name: final, after: a, probability: 1}
+)"),
+            "net.yaml:5: layer a: kernel height = 9 does not fit the padded height 8 (input 8x8x3)");
+}
+
+TEST(ScaleSim, ChainedRowsImportWithInferredPadding) {
+  std::istringstream csv(
+      "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+      "Conv1, 230, 230, 7, 7, 3, 64, 2,\n"
+      "Conv2, 114, 114, 3, 3, 64, 64, 1,\n"  // 112 + 2 * 1
+      "FC, 112, 112, 112, 112, 64, 10, 1,\n");
+  workloads::NetworkDef net;
+  net.source = "t.csv";
+  workloads::import_scalesim_csv(csv, "t.csv", net);
+  ASSERT_EQ(net.layers.size(), 3u);
+  EXPECT_EQ(net.input, (workloads::TensorShape{230, 230, 3}));
+  EXPECT_EQ(net.layers[1].padding_height, 1u);
+  EXPECT_EQ(net.layers[2].padding_height, 0u);
+  net.exits.push_back({"final", "FC", 1.0, {}, ""});
+  const auto lowered = workloads::lower_network(net);
+  EXPECT_EQ(lowered.layers[2].work.gemm, (npu::GemmShape{1, 112 * 112 * 64, 10, 1}));
+}
+
+std::string csv_error(const std::string& text) {
+  std::istringstream csv(text);
+  workloads::NetworkDef net;
+  try {
+    workloads::import_scalesim_csv(csv, "t.csv", net);
+  } catch (const workloads::NetworkError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ScaleSim, BadRowsAreNamedByLine) {
+  const std::string header =
+      "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides\n";
+  EXPECT_EQ(csv_error(header + "c1, 8, 8, 3, 3, 3, x, 1\n"), "t.csv:2: Num Filter = x: allowed a positive integer");
+  EXPECT_EQ(csv_error(header + "c1, 8, 8, 3, 3, 3, 4, 1\nc2, 9, 9, 3, 3, 4, 4, 1\n"),
+            "t.csv:3: layer c2: IFMAP 9x9x4 does not follow from c1's 6x6x4 output (rows must chain: "
+            "same channels, input = output + symmetric padding)");
+  EXPECT_EQ(csv_error("name,a,b\n"), "t.csv:1: expected the SCALE-Sim header: Layer name, IFMAP Height, "
+                                     "IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides");
+  EXPECT_EQ(csv_error(header), "t.csv: no layers after the header");
+}
+
+TEST(ScaleSim, OverlayAddsExits) {
+  const auto dir = std::filesystem::temp_directory_path() / ("npusim_overlay_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "net.csv")
+      << "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+         "c1, 10, 10, 3, 3, 3, 8, 1,\nc2, 10, 10, 3, 3, 8, 8, 1,\nc3, 10, 10, 3, 3, 8, 8, 1,\n";
+  std::ofstream(dir / "overlay.yaml") << R"(network:
+  name: imported
+  scalesim_csv: net.csv
+  exits:
+    - {name: e1, after: c1, probability: 0.25, classifier: [{name: e1.pool, type: global_avgpool}, {name: e1.fc, type: fc, out_channels: 10}]}
+    - {name: final, after: c3, probability: 0.75}
+)";
+  const auto net = sim::load_model((dir / "overlay.yaml").string());
+  EXPECT_EQ(net.exits.size(), 2u);
+  EXPECT_EQ(net.exits.front().after_layer, 0u);
+  EXPECT_EQ(net.layers[1].name, "e1.pool");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace npusim
