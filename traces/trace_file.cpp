@@ -1,0 +1,153 @@
+#include "traces/trace_file.hpp"
+
+#include <charconv>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace npusim::traces {
+namespace {
+
+std::vector<std::string> split_csv(const std::string& line) {
+  std::vector<std::string> fields;
+  std::size_t begin = 0;
+  while (true) {
+    const auto comma = line.find(',', begin);
+    std::string field = line.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    while (!field.empty() && (field.back() == '\r' || field.back() == ' ')) field.pop_back();
+    while (!field.empty() && field.front() == ' ') field.erase(field.begin());
+    fields.push_back(std::move(field));
+    if (comma == std::string::npos) break;
+    begin = comma + 1;
+  }
+  return fields;
+}
+
+}  // namespace
+
+TraceReader::TraceReader(const std::filesystem::path& file) : file_(file.string()), in_(file) {
+  if (!in_) {
+    std::error_code ec;
+    throw TraceFileError(fmt::format("{}: {}", file_, std::filesystem::exists(file, ec) ? "cannot be read" : "no such file"));
+  }
+  std::string header;
+  if (!std::getline(in_, header)) fail("empty file: expected the header arrival_ns,device,model,exit");
+  ++line_;
+  const auto fields = split_csv(header);
+  const bool three = fields.size() == 3 && fields[0] == "arrival_ns" && fields[1] == "device" && fields[2] == "model";
+  const bool four = fields.size() == 4 && fields[0] == "arrival_ns" && fields[1] == "device" &&
+                    fields[2] == "model" && fields[3] == "exit";
+  if (!three && !four) fail(fmt::format("header \"{}\": allowed arrival_ns,device,model[,exit]", header));
+  columns_ = fields.size();
+}
+
+void TraceReader::fail(const std::string& message) const {
+  throw TraceFileError(fmt::format("{}:{}: {}", file_, line_, message));
+}
+
+std::optional<TraceRow> TraceReader::next() {
+  std::string text;
+  while (std::getline(in_, text)) {
+    ++line_;
+    if (text.empty() || text == "\r") continue;
+    const auto fields = split_csv(text);
+    if (fields.size() != columns_)
+      fail(fmt::format("{} fields: allowed {} (the header's columns)", fields.size(), columns_));
+    TraceRow row;
+    row.line = line_;
+    const std::string& time = fields[0];
+    const auto [end, ec] = std::from_chars(time.data(), time.data() + time.size(), row.arrival_ns);
+    if (ec != std::errc{} || end != time.data() + time.size() || time.empty())
+      fail(fmt::format("arrival_ns = {}: allowed a whole number of nanoseconds", time));
+    if (row.arrival_ns < 0) fail(fmt::format("arrival_ns = {}: allowed a time >= 0", time));
+    if (row.arrival_ns < last_ns_)
+      fail(fmt::format("arrival_ns = {} is earlier than the row before ({}): rows must be sorted by time",
+                       row.arrival_ns, last_ns_));
+    last_ns_ = row.arrival_ns;
+    row.device = fields[1];
+    row.model = fields[2];
+    if (row.device.empty()) fail("device is empty");
+    if (row.model.empty()) fail("model is empty");
+    if (columns_ == 4 && !fields[3].empty()) {
+      std::uint32_t exit = 0;
+      const std::string& e = fields[3];
+      const auto [exit_end, exit_ec] = std::from_chars(e.data(), e.data() + e.size(), exit);
+      if (exit_ec != std::errc{} || exit_end != e.data() + e.size())
+        fail(fmt::format("exit = {}: allowed an exit index (0 = first exit) or empty", e));
+      row.exit = exit;
+    }
+    return row;
+  }
+  return std::nullopt;
+}
+
+TraceWriter::TraceWriter(const std::filesystem::path& file)
+    : file_(file), partial_(file.string() + ".partial"), out_(partial_) {
+  if (!out_) throw TraceFileError(fmt::format("{}: cannot be written", partial_.string()));
+  out_ << "arrival_ns,device,model,exit\n";
+}
+
+TraceWriter::~TraceWriter() {
+  if (!committed_) {
+    out_.close();
+    std::error_code ec;
+    std::filesystem::remove(partial_, ec);
+  }
+}
+
+void TraceWriter::write(std::int64_t arrival_ns, const std::string& device, const std::string& model,
+                        std::optional<std::uint32_t> exit) {
+  out_ << arrival_ns << ',' << device << ',' << model << ',';
+  if (exit) out_ << *exit;
+  out_ << '\n';
+}
+
+void TraceWriter::commit() {
+  out_.close();
+  if (!out_) throw TraceFileError(fmt::format("{}: writing failed", partial_.string()));
+  std::filesystem::rename(partial_, file_);
+  committed_ = true;
+}
+
+namespace {
+
+class Replay final : public ArrivalProcess {
+ public:
+  Replay(const std::filesystem::path& file, std::string device, std::string model, std::uint32_t exit_count,
+         std::set<std::string> known)
+      : reader_(file), device_(std::move(device)), model_(std::move(model)), exit_count_(exit_count),
+        known_(std::move(known)) {}
+
+  std::optional<ArrivalEvent> next() override {
+    while (auto row = reader_.next()) {
+      const std::string where = fmt::format("{}:{}", reader_.file(), row->line);
+      if (!known_.count(row->device))
+        throw TraceFileError(fmt::format("{}: device = {}: not a device of the scenario", where, row->device));
+      if (row->device != device_) continue;
+      if (row->model != model_)
+        throw TraceFileError(fmt::format("{}: model = {}: device {} runs {} in the scenario", where, row->model,
+                                         device_, model_));
+      if (row->exit && *row->exit >= exit_count_)
+        throw TraceFileError(fmt::format("{}: exit = {}: allowed 0 to {} ({} has {} exits)", where, *row->exit,
+                                         exit_count_ - 1, model_, exit_count_));
+      return ArrivalEvent{row->arrival_ns, row->exit};
+    }
+    return std::nullopt;
+  }
+
+ private:
+  TraceReader reader_;
+  std::string device_, model_;
+  std::uint32_t exit_count_;
+  std::set<std::string> known_;
+};
+
+}  // namespace
+
+std::unique_ptr<ArrivalProcess> open_replay(const std::filesystem::path& file, const std::string& device,
+                                            const std::string& model, std::uint32_t exit_count,
+                                            std::set<std::string> known_devices) {
+  return std::make_unique<Replay>(file, device, model, exit_count, std::move(known_devices));
+}
+
+}  // namespace npusim::traces

@@ -1,0 +1,73 @@
+#pragma once
+// The trace CSV (docs/traces.md): header "arrival_ns,device,model,exit", one sample per row,
+// sorted by arrival time; exit may be empty (or the column absent) to let the scenario draw it.
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include "traces/arrival_process.hpp"
+
+namespace npusim::traces {
+
+// A trace file problem. what() is one line starting "<file>:<line>: ".
+class TraceFileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TraceRow {
+  std::int64_t arrival_ns = 0;
+  std::string device;
+  std::string model;
+  std::optional<std::uint32_t> exit;
+  std::size_t line = 0;
+};
+
+// Streams rows one at a time. Rejects (TraceFileError): a missing or wrong header, a wrong
+// field count, a bad or negative time, a time earlier than the row before, a bad exit index.
+class TraceReader {
+ public:
+  explicit TraceReader(const std::filesystem::path& file);
+  std::optional<TraceRow> next();
+  const std::string& file() const { return file_; }
+
+ private:
+  [[noreturn]] void fail(const std::string& message) const;
+  std::string file_;
+  std::ifstream in_;
+  std::size_t line_ = 0;
+  std::size_t columns_ = 0;
+  std::int64_t last_ns_ = 0;
+};
+
+// Writes to "<file>.partial" and renames it to <file> on commit(), so an interrupted run never
+// leaves a file that looks complete. Destroying an uncommitted writer deletes the partial file.
+class TraceWriter {
+ public:
+  explicit TraceWriter(const std::filesystem::path& file);
+  ~TraceWriter();
+  TraceWriter(const TraceWriter&) = delete;
+  TraceWriter& operator=(const TraceWriter&) = delete;
+  void write(std::int64_t arrival_ns, const std::string& device, const std::string& model,
+             std::optional<std::uint32_t> exit);
+  void commit();
+
+ private:
+  std::filesystem::path file_, partial_;
+  std::ofstream out_;
+  bool committed_ = false;
+};
+
+// Replays the rows of one device. Every row's device must be in `known_devices` and a row of
+// this device must name `model`; its exit, if given, must be below `exit_count`.
+std::unique_ptr<ArrivalProcess> open_replay(const std::filesystem::path& file, const std::string& device,
+                                            const std::string& model, std::uint32_t exit_count,
+                                            std::set<std::string> known_devices);
+
+}  // namespace npusim::traces
