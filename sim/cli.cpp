@@ -17,6 +17,8 @@
 #include "sim/json.hpp"
 #include "sim/model_report.hpp"
 #include "sim/npu_yaml.hpp"
+#include "sim/scenario_yaml.hpp"
+#include "traces/trace_file.hpp"
 #include "sim/network_yaml.hpp"
 
 namespace npusim::sim {
@@ -193,6 +195,33 @@ void run_describe(const std::string& what, std::ostream& out) {
   out << text.str();
 }
 
+struct TraceOptions {
+  std::string scenario;
+  std::uint64_t samples = 0;
+  std::string out_file;
+};
+
+void run_trace(const TraceOptions& o, std::ostream& out) {
+  if (o.samples == 0) throw UsageError("--samples 0: allowed at least 1 sample");
+  const Scenario scenario = load_scenario(o.scenario);
+  traces::ArrivalStream stream(scenario.devices, scenario.seed, scenario.base_dir);
+  traces::TraceWriter writer(o.out_file);
+  std::uint64_t written = 0;
+  std::int64_t last_ns = 0;
+  while (written < o.samples) {
+    const auto sample = stream.next();
+    if (!sample) break;
+    const auto& device = scenario.devices[sample->device];
+    writer.write(sample->arrival_ns, device.name, device.model, sample->exit);
+    last_ns = sample->arrival_ns;
+    ++written;
+  }
+  writer.commit();
+  out << fmt::format("wrote {} samples from {} devices of scenario {} ({:.3f} s of arrivals) to {}{}\n", written,
+                     scenario.devices.size(), scenario.name, static_cast<double>(last_ns) / 1e9, o.out_file,
+                     written < o.samples ? " (every arrival process ended before --samples)" : "");
+}
+
 }  // namespace
 
 int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -221,6 +250,12 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   model_cmd->add_option("model", model.model, "Zoo name, network YAML file or SCALE-Sim CSV")->required();
   model_cmd->add_flag("--json", model.json, "Print one JSON object");
 
+  TraceOptions trace;
+  auto* trace_cmd = app.add_subcommand("trace", "Write the arrival stream a scenario generates as a trace CSV");
+  trace_cmd->add_option("scenario", trace.scenario, "Scenario YAML file, or 'default'")->required();
+  trace_cmd->add_option("--samples", trace.samples, "Number of samples to write")->required();
+  trace_cmd->add_option("--out", trace.out_file, "Output CSV file (written atomically)")->required();
+
   std::string describe_what;
   auto* describe_cmd = app.add_subcommand("describe", "List what is built in");
   describe_cmd->add_option("what", describe_what, "models")->required();
@@ -231,6 +266,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     if (table_cmd->parsed()) run_table(table, out);
     if (model_cmd->parsed()) run_model(model, out);
     if (describe_cmd->parsed()) run_describe(describe_what, out);
+    if (trace_cmd->parsed()) run_trace(trace, out);
     return 0;
   } catch (const CLI::CallForHelp& e) {
     out << app.help();
@@ -253,6 +289,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     err << "npusim: error: " << e.what() << "\n";
     return 2;
   } catch (const workloads::NetworkError& e) {
+    err << "npusim: error: " << e.what() << "\n";
+    return 2;
+  } catch (const traces::TraceFileError& e) {
     err << "npusim: error: " << e.what() << "\n";
     return 2;
   }

@@ -108,6 +108,17 @@ std::uint32_t ConfigNode::as_uint32() const {
   return value;
 }
 
+std::uint64_t ConfigNode::as_uint64() const {
+  const std::string allowed = "a whole number in [0, 18446744073709551615]";
+  if (!node_.IsScalar()) fail(display_value(), allowed);
+  const std::string& text = node_.Scalar();
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
+    fail(display_value(), allowed);
+  return value;
+}
+
 double ConfigNode::as_double() const {
   const std::string allowed = "a number";
   if (!node_.IsScalar()) fail(display_value(), allowed);

@@ -42,6 +42,7 @@ class ConfigNode {
   ConfigNode deepest(std::string_view dotted) const;
 
   std::uint32_t as_uint32() const;
+  std::uint64_t as_uint64() const;
   double as_double() const;
   std::string as_string() const;
   std::vector<ConfigNode> as_list() const;
