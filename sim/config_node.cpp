@@ -82,10 +82,21 @@ ConfigNode ConfigNode::deepest(std::string_view dotted) const {
   ConfigNode current = *this;
   while (!dotted.empty()) {
     const auto dot = dotted.find('.');
-    const std::string_view part = dotted.substr(0, dot);
-    if (!current.has(part)) break;
-    current = current.at(part);
+    std::string_view part = dotted.substr(0, dot);
     dotted = dot == std::string_view::npos ? std::string_view{} : dotted.substr(dot + 1);
+    const auto bracket = part.find('[');
+    const std::string_view key = part.substr(0, bracket);
+    if (!current.has(key)) return current;
+    current = current.at(key);
+    // Follow list indices such as "schedule[1]".
+    for (auto open = bracket; open != std::string_view::npos; open = part.find('[', open + 1)) {
+      std::size_t index = 0;
+      const auto close = part.find(']', open);
+      const auto [end, ec] = std::from_chars(part.data() + open + 1, part.data() + close, index);
+      if (ec != std::errc{} || !current.node_.IsSequence() || index >= current.node_.size()) return current;
+      current = current.as_list()[index];
+      (void)end;
+    }
   }
   return current;
 }

@@ -193,6 +193,43 @@ TEST_F(Cli, MalformedNetworkFiles) {
             std::string::npos) << bare.out;
 }
 
+TEST_F(Cli, TraceWritesTheScenarioStreamDeterministically) {
+  const auto first = dir_ / "a.csv", second = dir_ / "b.csv";
+  const auto r = run("trace default --samples 2000 --out " + first.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("wrote 2000 samples from 5 devices"), std::string::npos) << r.out;
+  ASSERT_EQ(run("trace default --samples 2000 --out " + second.string()).status, 0);
+  const std::string a = slurp(first);
+  EXPECT_EQ(a, slurp(second));
+  EXPECT_EQ(a.rfind("arrival_ns,device,model,exit\n", 0), 0u);
+  int rows = 0;
+  for (char ch : a) rows += ch == '\n';
+  EXPECT_EQ(rows, 2001);
+  // The written trace replays: a scenario whose devices replay it yields the same rows.
+  const auto replay = write("replay.yaml", "scenario:\n  name: r\n  seed: 1\n  devices:\n"
+      "    - {name: door-cam, model: resnet56, arrival: {process: replay, file: a.csv}}\n"
+      "    - {name: garden-cam, model: resnet56, arrival: {process: replay, file: a.csv}}\n"
+      "    - {name: hall-cam, model: mobilenetv2, arrival: {process: replay, file: a.csv}}\n"
+      "    - {name: baby-monitor, model: mobilenetv2, arrival: {process: replay, file: a.csv}}\n"
+      "    - {name: kitchen-cam, model: resnet56, arrival: {process: replay, file: a.csv}}\n");
+  const auto again = dir_ / "c.csv";
+  ASSERT_EQ(run("trace " + replay.string() + " --samples 5000 --out " + again.string()).status, 0);
+  EXPECT_EQ(slurp(again), a);
+}
+
+TEST_F(Cli, TraceErrors) {
+  const auto bad = write("bad.csv", "arrival_ns,device,model,exit\n5,door-cam,resnet56,\n4,door-cam,resnet56,\n");
+  const auto scenario = write("s.yaml", "scenario:\n  name: r\n  seed: 1\n  devices:\n"
+      "    - {name: door-cam, model: resnet56, arrival: {process: replay, file: bad.csv}}\n");
+  const auto out = dir_ / "out.csv";
+  expect_one_line_error(run("trace " + scenario.string() + " --samples 10 --out " + out.string()),
+                        bad.string() + ":3: arrival_ns = 4 is earlier than the row before (5)");
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_FALSE(std::filesystem::exists(out.string() + ".partial"));
+  expect_one_line_error(run("trace default --samples 0 --out " + out.string()), "--samples 0");
+  expect_one_line_error(run("trace /nonexistent.yaml --samples 5 --out " + out.string()), "/nonexistent.yaml: no such file");
+}
+
 TEST_F(Cli, HelpExitsZero) {
   const auto r = run("--help");
   EXPECT_EQ(r.status, 0);
