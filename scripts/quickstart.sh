@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Set up, build, and run the default scenario on the embedded default NPU.
+# Set up, build, and run the default scenario on the embedded default NPU. Until the serving
+# simulation lands, "running the default scenario" means: the networks it uses, the arrival
+# trace it generates, and the FBE control block of its main network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 bin=build/release/sim/npusim
+mkdir -p out
 echo
-echo "== one layer: ResNet-50 res2 3x3 conv (R=56*56, P=3*3*64, C=64), batch 8, best mapping =="
-"$bin" cost --gemm 3136,576,64 --batch 8
+echo "== the model zoo =="
+"$bin" describe models
 echo
-echo "== the FBE control-block table for ResNet-56 (CIFAR-100), batch 1..8 =="
-"$bin" table --max-batch 8
+echo "== the default scenario's arrival stream: first 100,000 samples =="
+"$bin" trace default --samples 100000 --out out/default-trace.csv
+head -n 6 out/default-trace.csv
+echo
+echo "== resnet56 as lowered: exits and totals =="
+"$bin" model resnet56 | tail -n 9
+echo
+echo "== the FBE control block for resnet56 on the default NPU (batch 1..8), last rows =="
+"$bin" table --model resnet56 --max-batch 8 | tail -n 4
