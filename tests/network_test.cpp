@@ -209,6 +209,22 @@ TEST(Network, OtherRuleBreaks) {
             "net.yaml:5: layer a: kernel height = 9 does not fit the padded height 8 (input 8x8x3)");
 }
 
+TEST(Network, ClassifierCannotReadAheadOfItsExit) {
+  EXPECT_EQ(error_of(std::string(tiny_header) + R"(  layers:
+    - {name: a, type: conv, out_channels: 3, kernel: 1}
+    - {name: b, type: conv, out_channels: 3, kernel: 1}
+  exits:
+    - {name: final, after: b, probability: 0.5}
+    - name: e1
+      after: a
+      probability: 0.5
+      classifier:
+        - {name: p, type: global_avgpool, inputs: [b]}
+)"),
+            "net.yaml:13: layer p: input b runs after the exit's layer a: a classifier may only read layers "
+            "up to the one it hangs off");
+}
+
 TEST(ScaleSim, ChainedRowsImportWithInferredPadding) {
   std::istringstream csv(
       "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"

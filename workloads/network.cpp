@@ -60,7 +60,9 @@ class Lowering {
     out.input = net_.input;
     std::vector<std::size_t> position(nodes_.size());
     std::vector<TensorShape> shapes(nodes_.size());
+    emitted_.assign(nodes_.size(), false);
     const auto emit = [&](std::size_t v) {
+      emitted_[v] = true;
       position[v] = out.layers.size();
       out.layers.push_back(lower_layer(v, shapes));
     };
@@ -74,6 +76,11 @@ class Lowering {
         lowered.after_layer = position[v];
         lowered.probability = net_.exits[e].probability;
         for (std::size_t c : classifier_order(e)) {
+          for (auto from : inputs_[c])
+            if (from != kNetworkInput && from < backbone_count_ && !emitted_[from])
+              fail_at(*nodes_[c].def, fmt::format("input {} runs after the exit's layer {}: a classifier may only "
+                                                  "read layers up to the one it hangs off",
+                                                  nodes_[from].def->name, net_.exits[e].after));
           lowered.classifier_layers.push_back(out.layers.size());
           emit(c);
           out.layers.back().exit_index = static_cast<int>(out.exits.size());
@@ -415,6 +422,7 @@ class Lowering {
   std::vector<std::size_t> attach_;
   Graph graph_;
   std::vector<std::size_t> backbone_order_;
+  std::vector<bool> emitted_;
   std::size_t final_layer_ = 0;
 };
 
