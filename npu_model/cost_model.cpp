@@ -40,6 +40,8 @@ class GemmSchedule {
     cols_[1] = e.cols - (n_c_ - 1) * tc;
     depth_full_ = tp;
     depth_last_ = e.depth - (n_p_ - 1) * tp;
+    has_edge_column_ = cols_[1] != cols_[0];
+    full_columns_ = has_edge_column_ ? n_c_ - 1 : n_c_;
     const std::uint64_t slots_needed = n_p_ + (g_.double_buffered ? 1 : 0);
     weights_resident_ = g_.weight_tile_slots >= slots_needed;
     element_bytes_ = npu.config().element_bytes;
@@ -47,10 +49,8 @@ class GemmSchedule {
   }
 
   std::uint64_t total_cycles() {
-    const bool has_edge_column = cols_[1] != cols_[0];
-    const std::uint64_t full_columns = has_edge_column ? n_c_ - 1 : n_c_;
-    const std::uint8_t first_col_class = full_columns > 0 ? 0 : 1;
-    const std::uint8_t last_col_class = has_edge_column ? 1 : 0;
+    const std::uint8_t first_col_class = full_columns_ > 0 ? 0 : 1;
+    const std::uint8_t last_col_class = has_edge_column_ ? 1 : 0;
     // Head: the first step's operands arrive before anything can stream.
     std::uint64_t cycles = loads_only(times(TileKind{row_first(), first_col_class, true}).load_first);
     // Tail (double-buffered): drain the pipeline, then write the last tile.
@@ -58,10 +58,10 @@ class GemmSchedule {
       cycles += loads_then_write(0, times(last_tile_of_column(last_col_class)).write);
     const TileKind edge_first{row_first(), 1, true};
     const TileKind full_last = last_tile_of_column(0);
-    if (full_columns > 0)
-      cycles += run_of_columns(0, full_columns, nullptr, has_edge_column ? &edge_first : nullptr);
-    if (has_edge_column)
-      cycles += column_cycles(1, full_columns > 0 ? &full_last : nullptr, nullptr);
+    if (full_columns_ > 0)
+      cycles += run_of_columns(0, full_columns_, nullptr, has_edge_column_ ? &edge_first : nullptr);
+    if (has_edge_column_)
+      cycles += column_cycles(1, full_columns_ > 0 ? &full_last : nullptr, nullptr);
     return cycles;
   }
 
@@ -73,9 +73,8 @@ class GemmSchedule {
     const auto e = effective_gemm(shape_, mapping_);
     const std::uint64_t input = n_c_ * e.rows * e.depth;
     const std::uint64_t distinct_depth = mapping_.b_p > 1 ? shape_.depth : e.depth;
-    const std::uint64_t full_cols = cols_[1] != cols_[0] ? n_c_ - 1 : n_c_;
-    std::uint64_t weight_cols = full_cols * std::min(cols_[0], shape_.cols);
-    if (full_cols != n_c_) weight_cols += std::min(cols_[1], shape_.cols);
+    std::uint64_t weight_cols = full_columns_ * std::min(cols_[0], shape_.cols);
+    if (has_edge_column_) weight_cols += std::min(cols_[1], shape_.cols);
     const std::uint64_t weight_fetches = weights_resident_ ? 1 : n_r_;
     const std::uint64_t weights = weight_fetches * distinct_depth * weight_cols;
     const std::uint64_t output = e.rows * e.cols;
@@ -205,6 +204,8 @@ class GemmSchedule {
   std::uint64_t n_r_ = 0, n_p_ = 0, n_c_ = 0;
   std::array<std::uint64_t, 2> rows_{}, cols_{};
   std::uint64_t depth_full_ = 0, depth_last_ = 0;
+  bool has_edge_column_ = false;
+  std::uint64_t full_columns_ = 0;  // columns of the full T_C/k width
   std::uint64_t element_bytes_ = 1;
   std::uint64_t latency_ = 0;
   bool weights_resident_ = false;
