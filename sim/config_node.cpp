@@ -1,5 +1,6 @@
 #include "sim/config_node.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -108,26 +109,26 @@ std::string ConfigNode::display_value() const {
   return "<empty>";
 }
 
-std::uint32_t ConfigNode::as_uint32() const {
-  const std::string allowed = "a whole number in [0, 4294967295]";
+template <typename Unsigned>
+Unsigned ConfigNode::as_unsigned() const {
+  const std::string allowed = fmt::format("a whole number in [0, {}]", std::numeric_limits<Unsigned>::max());
   if (!node_.IsScalar()) fail(display_value(), allowed);
   const std::string& text = node_.Scalar();
-  std::uint32_t value = 0;
+  Unsigned value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
     fail(display_value(), allowed);
   return value;
 }
 
-std::uint64_t ConfigNode::as_uint64() const {
-  const std::string allowed = "a whole number in [0, 18446744073709551615]";
-  if (!node_.IsScalar()) fail(display_value(), allowed);
-  const std::string& text = node_.Scalar();
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
-    fail(display_value(), allowed);
-  return value;
+std::uint32_t ConfigNode::as_uint32() const { return as_unsigned<std::uint32_t>(); }
+std::uint64_t ConfigNode::as_uint64() const { return as_unsigned<std::uint64_t>(); }
+
+std::size_t ConfigNode::as_choice(const std::vector<std::string>& choices, std::string_view what) const {
+  const std::string text = as_string();
+  const auto it = std::find(choices.begin(), choices.end(), text);
+  if (it == choices.end()) fail(text, fmt::format("{}: {}", what, fmt::join(choices, ", ")));
+  return static_cast<std::size_t>(it - choices.begin());
 }
 
 double ConfigNode::as_double() const {

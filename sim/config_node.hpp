@@ -43,6 +43,8 @@ class ConfigNode {
 
   std::uint32_t as_uint32() const;
   std::uint64_t as_uint64() const;
+  // The index of this scalar in `choices`; otherwise fails with "allowed <what>: a, b, c".
+  std::size_t as_choice(const std::vector<std::string>& choices, std::string_view what) const;
   double as_double() const;
   std::string as_string() const;
   std::vector<ConfigNode> as_list() const;
@@ -56,6 +58,8 @@ class ConfigNode {
   ConfigNode(YAML::Node node, std::shared_ptr<const std::string> source, std::string path)
       : node_(std::move(node)), source_(std::move(source)), path_(std::move(path)) {}
   std::string location() const;
+  template <typename Unsigned>
+  Unsigned as_unsigned() const;
   std::string child_path(std::string_view key) const;
 
   YAML::Node node_;

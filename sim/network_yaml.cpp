@@ -41,12 +41,7 @@ workloads::LayerDef parse_layer(const ConfigNode& node) {
   using workloads::LayerType;
   workloads::LayerDef layer;
   layer.origin = origin_of(node);
-  const ConfigNode type_node = node.at("type");
-  const std::string type = type_node.as_string();
-  const auto& names = workloads::layer_type_names();
-  const auto it = std::find(names.begin(), names.end(), type);
-  if (it == names.end()) type_node.fail(type, fmt::format("a layer type: {}", fmt::join(names, ", ")));
-  layer.type = static_cast<LayerType>(it - names.begin());
+  layer.type = static_cast<LayerType>(node.at("type").as_choice(workloads::layer_type_names(), "a layer type"));
   switch (layer.type) {
     case LayerType::conv:
       node.expect_keys({"name", "type", "inputs", "out_channels", "kernel", "stride", "padding",
@@ -148,6 +143,12 @@ std::vector<ZooEntry> model_zoo() {
   }
   std::sort(zoo.begin(), zoo.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return zoo;
+}
+
+bool is_zoo_model(const std::string& name) {
+  for (const auto& model : embedded::models)
+    if (name == model.name) return true;
+  return false;
 }
 
 workloads::LoweredNetwork load_model(const std::string& name_or_file) {

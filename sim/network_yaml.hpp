@@ -18,6 +18,7 @@ struct ZooEntry {
 
 // The networks compiled into the binary, sorted by name.
 std::vector<ZooEntry> model_zoo();
+bool is_zoo_model(const std::string& name);
 
 // Parses a document whose only top-level key is `network`. Relative paths inside (a
 // `scalesim_csv` file) are resolved against `base_dir`. Throws ConfigError.

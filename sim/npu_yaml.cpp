@@ -16,11 +16,10 @@ void read_kib(const ConfigNode& node, std::string_view key, std::uint64_t& bytes
 }
 
 npu::BatchingMode parse_mode(const ConfigNode& item) {
-  const std::string text = item.as_string();
-  if (text == "r") return npu::BatchingMode::r_batching;
-  if (text == "p") return npu::BatchingMode::p_batching;
-  if (text == "fluid") return npu::BatchingMode::fluid;
-  item.fail(text, "r, p or fluid");
+  static const std::vector<std::string> modes{"r", "p", "fluid"};
+  static constexpr npu::BatchingMode values[] = {npu::BatchingMode::r_batching, npu::BatchingMode::p_batching,
+                                                 npu::BatchingMode::fluid};
+  return values[item.as_choice(modes, "a batching mode")];
 }
 
 }  // namespace

@@ -16,12 +16,7 @@ namespace {
 traces::ArrivalSpec parse_arrival(const ConfigNode& node) {
   using traces::ProcessKind;
   traces::ArrivalSpec spec;
-  const ConfigNode kind = node.at("process");
-  const std::string text = kind.as_string();
-  const auto& names = traces::process_kind_names();
-  const auto it = std::find(names.begin(), names.end(), text);
-  if (it == names.end()) kind.fail(text, fmt::format("an arrival process: {}", fmt::join(names, ", ")));
-  spec.kind = static_cast<ProcessKind>(it - names.begin());
+  spec.kind = static_cast<ProcessKind>(node.at("process").as_choice(traces::process_kind_names(), "an arrival process"));
   switch (spec.kind) {
     case ProcessKind::poisson: node.expect_keys({"process", "rate_hz"}); break;
     case ProcessKind::periodic: node.expect_keys({"process", "fps", "jitter_ms", "phase_ms"}); break;
@@ -99,9 +94,7 @@ std::vector<double> parse_exit_profile(const ConfigNode& node, const workloads::
 }
 
 std::string resolve_model(const std::string& name, const std::filesystem::path& base_dir) {
-  for (const auto& entry : model_zoo())
-    if (entry.name == name) return name;
-  return (base_dir / name).string();
+  return is_zoo_model(name) ? name : (base_dir / name).string();
 }
 
 }  // namespace

@@ -63,7 +63,7 @@ TEST(NpuYaml, WrongTypesNameThePathAndLine) {
   EXPECT_EQ(error_of("npu:\n  offchip:\n    bandwidth_gbps: lots\n"),
             "test.yaml:3: npu.offchip.bandwidth_gbps = lots: allowed a number");
   EXPECT_EQ(error_of("npu:\n  batching:\n    modes: [r, q]\n"),
-            "test.yaml:3: npu.batching.modes[1] = q: allowed r, p or fluid");
+            "test.yaml:3: npu.batching.modes[1] = q: allowed a batching mode: r, p, fluid");
   EXPECT_EQ(error_of("npu:\n  batching:\n    modes: r\n"),
             "test.yaml:3: npu.batching.modes = r: allowed a list, e.g. [a, b]");
 }
