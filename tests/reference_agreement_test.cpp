@@ -84,3 +84,39 @@ TEST(ReferenceAgreement, ClosedFormEqualsCycleSteppedReferenceAndEigen) {
 
 }  // namespace
 }  // namespace npusim
+
+namespace npusim {
+namespace {
+
+// Real layer shapes on the default NPU, under the mapping the FBE would pick.
+TEST(ReferenceAgreement, RealLayersOnTheDefaultNpu) {
+  const npu::Npu npu = npu::Npu::validate(npu::NpuConfig{});
+  traces::RandomStream rng(77, 4);
+  struct Case {
+    const char* name;
+    npu::GemmShape shape;
+    std::uint32_t batch;
+  };
+  const Case cases[] = {
+      {"resnet56 conv1, batch 2", {32 * 32, 27, 16, 1}, 2},
+      {"resnet56 stage3 conv, batch 1", {8 * 8, 576, 64, 1}, 1},
+      {"resnet56 exit classifier fc, batch 4", {1, 64, 100, 1}, 4},
+      {"resnet56 stage1 conv, batch 4", {32 * 32, 144, 16, 1}, 4},
+      {"resnet50 layer4 3x3 conv, batch 2", {7 * 7, 3 * 3 * 512, 512, 1}, 2},
+      {"mobilenetv2 block2 depthwise (one group), batch 8", {56 * 56, 9, 1, 1}, 8},
+  };
+  for (const auto& c : cases) {
+    const npu::LayerCost best = npu::best_gemm_cost(npu, c.shape, c.batch);
+    const npu::IntMatrix weights = testing::random_matrix(rng, c.shape.depth, c.shape.cols);
+    std::vector<npu::IntMatrix> inputs;
+    for (std::uint32_t b = 0; b < c.batch; ++b)
+      inputs.push_back(testing::random_matrix(rng, c.shape.rows, c.shape.depth));
+    const auto reference = npu::run_reference_array(npu, weights, inputs, best.mapping);
+    EXPECT_EQ(best.cycles, reference.cycles) << c.name << " " << npu::to_string(best.mapping);
+    EXPECT_EQ(best.offchip_bytes, reference.offchip_bytes) << c.name;
+    for (std::uint32_t b = 0; b < c.batch; ++b) EXPECT_EQ(reference.outputs[b], inputs[b] * weights) << c.name;
+  }
+}
+
+}  // namespace
+}  // namespace npusim
