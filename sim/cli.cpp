@@ -222,6 +222,12 @@ void run_trace(const TraceOptions& o, std::ostream& out) {
                      written < o.samples ? " (every arrival process ended before --samples)" : "");
 }
 
+// Bad input: one line, exit status 2.
+int user_error(std::ostream& err, const std::string& message) {
+  err << "npusim: error: " << message << "\n";
+  return 2;
+}
+
 }  // namespace
 
 int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -268,32 +274,27 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     if (describe_cmd->parsed()) run_describe(describe_what, out);
     if (trace_cmd->parsed()) run_trace(trace, out);
     return 0;
-  } catch (const CLI::CallForHelp& e) {
-    out << app.help();
-    return 0;
-  } catch (const CLI::Success&) {
-    out << "npusim 0.1.0\n";
-    return 0;
+  } catch (const CLI::Success& e) {  // --help and --version
+    return app.exit(e, out, err);
   } catch (const CLI::ParseError& e) {
     std::string message = e.what();
-    for (auto& ch : message) if (ch == '\n') ch = ' ';
-    err << "npusim: error: " << message << " (see npusim --help)\n";
-    return 2;
+    for (auto& ch : message)
+      if (ch == '\n') ch = ' ';
+    return user_error(err, message + " (see npusim --help)");
   } catch (const ConfigError& e) {
-    err << "npusim: error: " << e.what() << "\n";
-    return 2;
+    return user_error(err, e.what());
   } catch (const UsageError& e) {
-    err << "npusim: error: " << e.what() << "\n";
-    return 2;
+    return user_error(err, e.what());
   } catch (const npu::InvalidMapping& e) {
-    err << "npusim: error: " << e.what() << "\n";
-    return 2;
+    return user_error(err, e.what());
   } catch (const workloads::NetworkError& e) {
-    err << "npusim: error: " << e.what() << "\n";
-    return 2;
+    return user_error(err, e.what());
   } catch (const traces::TraceFileError& e) {
-    err << "npusim: error: " << e.what() << "\n";
-    return 2;
+    return user_error(err, e.what());
+  } catch (const std::exception& e) {
+    // Not the user's fault: say so, and keep exit status 2 for bad input only.
+    err << "npusim: internal error: " << e.what() << "\n";
+    return 1;
   }
 }
 
