@@ -27,9 +27,11 @@ struct TileTimes {
 
 class GemmSchedule {
  public:
-  GemmSchedule(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping)
-      : npu_(npu), g_(npu.geometry(mapping.k)), shape_(shape), mapping_(mapping) {
-    const auto e = effective_gemm(shape, mapping);
+  // One pass of `packed` groups.
+  GemmSchedule(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping, std::uint64_t packed)
+      : npu_(npu), g_(npu.geometry(mapping.k)), shape_(shape), mapping_(mapping), packed_(packed) {
+    const auto e = effective_gemm(shape, mapping, packed);
+    block_diagonal_ = e.blocks > 1;
     const std::uint64_t tr = g_.tile_rows, tp = g_.tile_depth, tc = g_.tile_cols;
     n_r_ = (e.rows + tr - 1) / tr;
     n_p_ = (e.depth + tp - 1) / tp;
@@ -70,11 +72,11 @@ class GemmSchedule {
   }
 
   std::uint64_t offchip_bytes() const {
-    const auto e = effective_gemm(shape_, mapping_);
+    const auto e = effective_gemm(shape_, mapping_, packed_);
     const std::uint64_t input = n_c_ * e.rows * e.depth;
-    const std::uint64_t distinct_depth = mapping_.b_p > 1 ? shape_.depth : e.depth;
-    std::uint64_t weight_cols = full_columns_ * std::min(cols_[0], shape_.cols);
-    if (has_edge_column_) weight_cols += std::min(cols_[1], shape_.cols);
+    const std::uint64_t distinct_depth = block_diagonal_ ? shape_.depth : e.depth;
+    std::uint64_t weight_cols = full_columns_ * distinct_cols(cols_[0]);
+    if (has_edge_column_) weight_cols += distinct_cols(cols_[1]);
     const std::uint64_t weight_fetches = weights_resident_ ? 1 : n_r_;
     const std::uint64_t weights = weight_fetches * distinct_depth * weight_cols;
     const std::uint64_t output = e.rows * e.cols;
@@ -90,13 +92,17 @@ class GemmSchedule {
     return {1, col_class, later_rows_load_weights()};
   }
 
+  // Weights a C tile of `cols` columns fetches per depth row. Block-diagonal tiles fetch each
+  // distinct weight once (sample slots share a group's weights, so columns repeat with period
+  // packed * C) and the buffer logic writes the copies and the zeros.
+  std::uint64_t distinct_cols(std::uint64_t cols) const { return std::min(cols, packed_ * shape_.cols); }
+
   std::uint64_t load(const TileKind& t, std::uint64_t depth) const {
     const std::uint64_t input_bytes = rows_[t.row_class] * depth * element_bytes_;
     std::uint64_t cycles = npu_.data_cycles(input_bytes);
     if (t.loads_weights) {
-      const std::uint64_t distinct_depth = mapping_.b_p > 1 ? shape_.depth : depth;
-      const std::uint64_t distinct_cols = std::min(cols_[t.col_class], shape_.cols);
-      cycles += npu_.data_cycles(distinct_depth * distinct_cols * element_bytes_);
+      const std::uint64_t distinct_depth = block_diagonal_ ? shape_.depth : depth;
+      cycles += npu_.data_cycles(distinct_depth * distinct_cols(cols_[t.col_class]) * element_bytes_);
     }
     return cycles;
   }
@@ -201,6 +207,8 @@ class GemmSchedule {
   const StackGeometry& g_;
   GemmShape shape_;
   BatchMapping mapping_;
+  std::uint64_t packed_ = 1;
+  bool block_diagonal_ = false;
   std::uint64_t n_r_ = 0, n_p_ = 0, n_c_ = 0;
   std::array<std::uint64_t, 2> rows_{}, cols_{};
   std::uint64_t depth_full_ = 0, depth_last_ = 0;
@@ -213,10 +221,16 @@ class GemmSchedule {
   std::array<bool, 8> cached_{};
 };
 
-LayerCost finish(const Npu& npu, LayerCost cost, std::uint64_t groups) {
-  cost.cycles *= groups;
-  cost.compute_cycles *= groups;
-  cost.offchip_bytes *= groups;
+void add_passes(LayerCost& cost, const Npu& npu, const GemmShape& shape, const BatchMapping& mapping,
+                std::uint64_t packed, std::uint64_t passes) {
+  if (passes == 0) return;
+  GemmSchedule schedule(npu, shape, mapping, packed);
+  cost.cycles += passes * schedule.total_cycles();
+  cost.compute_cycles += passes * schedule.compute_cycles();
+  cost.offchip_bytes += passes * schedule.offchip_bytes();
+}
+
+LayerCost finish(const Npu& npu, LayerCost cost) {
   cost.stall_cycles = cost.cycles - cost.compute_cycles;
   cost.mac_utilisation = cost.cycles == 0 ? 0.0
                                           : static_cast<double>(cost.macs) /
@@ -229,14 +243,14 @@ LayerCost finish(const Npu& npu, LayerCost cost, std::uint64_t groups) {
 
 LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                               const BatchMapping& mapping) {
-  GemmSchedule schedule(npu, shape, mapping);
   LayerCost cost;
   cost.mapping = mapping;
-  cost.cycles = schedule.total_cycles();
-  cost.compute_cycles = schedule.compute_cycles();
-  cost.offchip_bytes = schedule.offchip_bytes();
+  // Passes of `packed` groups back to back, then one pass of the remaining groups.
+  const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
+  add_passes(cost, npu, shape, mapping, packed, shape.groups / packed);
+  add_passes(cost, npu, shape, mapping, shape.groups % packed, shape.groups % packed ? 1 : 0);
   cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
-  return finish(npu, cost, shape.groups);
+  return finish(npu, cost);
 }
 
 LayerCost gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,

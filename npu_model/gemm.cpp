@@ -1,5 +1,7 @@
 #include "npu_model/gemm.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace npusim::npu {
@@ -52,6 +54,12 @@ std::string mapping_violation(const Npu& npu, const GemmShape& shape, std::uint3
       wide{batch} * shape.rows * shape.depth * shape.cols * shape.groups > max_macs)
     return "the layer is too large to model (limits: 2^40 elements per matrix, 2^62 MACs)";
   return {};
+}
+
+std::uint64_t groups_per_pass(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping) {
+  const std::uint64_t lanes = std::uint64_t{mapping.k} * npu.config().pe_width;
+  const std::uint64_t fit = lanes / (std::uint64_t{mapping.b_p} * shape.depth);
+  return std::max<std::uint64_t>(1, std::min(shape.groups, fit));
 }
 
 void require_legal(const Npu& npu, const GemmShape& shape, std::uint32_t batch,

@@ -9,8 +9,8 @@
 
 namespace npusim::npu {
 
-// One sample's layer as a GEMM: activations R x P times weights P x C. `groups` identical
-// GEMMs of this shape run back to back (grouped and depthwise convolution).
+// One sample's layer as a GEMM: activations R x P times weights P x C, `groups` times with
+// different weights (grouped and depthwise convolution: R x P_g times P_g x C_g per group).
 struct GemmShape {
   std::uint64_t rows = 1;     // R
   std::uint64_t depth = 1;    // P
@@ -46,15 +46,23 @@ std::string mapping_violation(const Npu& npu, const GemmShape& shape, std::uint3
 void require_legal(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                    const BatchMapping& mapping);
 
-// The GEMM that the array really runs for a mapped batch (per group).
+// How many groups of a grouped layer one pass packs side by side along P, next to the B_P
+// sample slots (block-diagonal weights, one block per sample slot and group): as many as fit
+// the k * T_P lanes, at least 1. The layer runs in ceil(groups / packed) passes.
+std::uint64_t groups_per_pass(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping);
+
+// The GEMM the array really runs in one pass of `packed` groups for a mapped batch.
 struct EffectiveGemm {
   std::uint64_t rows = 0;   // B_R * R
-  std::uint64_t depth = 0;  // B_P * P
-  std::uint64_t cols = 0;   // B_P * C
+  std::uint64_t depth = 0;  // B_P * packed * P
+  std::uint64_t cols = 0;   // B_P * packed * C
+  std::uint64_t blocks = 1; // B_P * packed diagonal blocks (1: a plain GEMM)
 };
 
-inline EffectiveGemm effective_gemm(const GemmShape& shape, const BatchMapping& mapping) {
-  return {mapping.b_r * shape.rows, mapping.b_p * shape.depth, mapping.b_p * shape.cols};
+inline EffectiveGemm effective_gemm(const GemmShape& shape, const BatchMapping& mapping,
+                                    std::uint64_t packed = 1) {
+  const std::uint64_t blocks = mapping.b_p * packed;
+  return {mapping.b_r * shape.rows, blocks * shape.depth, blocks * shape.cols, blocks};
 }
 
 }  // namespace npusim::npu

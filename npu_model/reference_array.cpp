@@ -43,24 +43,30 @@ std::vector<std::int64_t> halve(const std::vector<std::int64_t>& values) {
 
 class ArrayDatapath {
  public:
-  ArrayDatapath(const Npu& npu, const IntMatrix& weights, const std::vector<IntMatrix>& inputs,
-                const BatchMapping& mapping)
-      : npu_(npu), g_(npu.geometry(mapping.k)), mapping_(mapping), weights_(weights) {
-    shape_ = {static_cast<std::uint64_t>(inputs.front().rows()),
-              static_cast<std::uint64_t>(weights.rows()),
-              static_cast<std::uint64_t>(weights.cols()), 1};
-    const auto e = effective_gemm(shape_, mapping);
+  // One pass: groups [first_group, first_group + packed) of every sample.
+  ArrayDatapath(const Npu& npu, const std::vector<IntMatrix>& group_weights,
+                const std::vector<std::vector<IntMatrix>>& inputs, const BatchMapping& mapping,
+                std::size_t first_group, std::uint64_t packed)
+      : npu_(npu), g_(npu.geometry(mapping.k)), mapping_(mapping), packed_(packed) {
+    for (std::uint64_t j = 0; j < packed; ++j) weights_.push_back(&group_weights[first_group + j]);
+    shape_ = {static_cast<std::uint64_t>(inputs.front().front().rows()),
+              static_cast<std::uint64_t>(group_weights.front().rows()),
+              static_cast<std::uint64_t>(group_weights.front().cols()), packed};
+    const auto e = effective_gemm(shape_, mapping, packed);
     rows_e_ = e.rows;
     depth_e_ = e.depth;
     cols_e_ = e.cols;
-    // Batch formation: sample b sits at grid cell (b / b_p, b % b_p); empty cells stay zero.
+    block_diagonal_ = e.blocks > 1;
+    // Batch formation: sample b sits at grid cell (b / b_p, b % b_p); its packed groups sit side
+    // by side inside the cell; empty cells stay zero.
+    const auto r = static_cast<Eigen::Index>(shape_.rows), p = static_cast<Eigen::Index>(shape_.depth);
     x_eff_ = IntMatrix::Zero(static_cast<Eigen::Index>(rows_e_), static_cast<Eigen::Index>(depth_e_));
-    for (std::size_t b = 0; b < inputs.size(); ++b) {
-      const auto gr = static_cast<Eigen::Index>(b / mapping.b_p);
-      const auto gc = static_cast<Eigen::Index>(b % mapping.b_p);
-      x_eff_.block(gr * inputs[b].rows(), gc * inputs[b].cols(), inputs[b].rows(),
-                   inputs[b].cols()) = inputs[b];
-    }
+    for (std::size_t b = 0; b < inputs.size(); ++b)
+      for (std::uint64_t j = 0; j < packed; ++j) {
+        const auto gr = static_cast<Eigen::Index>(b / mapping.b_p);
+        const auto block = static_cast<Eigen::Index>((b % mapping.b_p) * packed + j);
+        x_eff_.block(gr * r, block * p, r, p) = inputs[b][first_group + j];
+      }
     y_eff_ = IntMatrix::Zero(static_cast<Eigen::Index>(rows_e_), static_cast<Eigen::Index>(cols_e_));
     n_r_ = (rows_e_ + g_.tile_rows - 1) / g_.tile_rows;
     n_p_ = (depth_e_ + g_.tile_depth - 1) / g_.tile_depth;
@@ -77,11 +83,18 @@ class ArrayDatapath {
     stack_levels_ = ceil_log2(g_.k);
   }
 
+  // Sample b's result for packed group j.
+  IntMatrix output(std::size_t b, std::uint64_t j) const {
+    const auto r = static_cast<Eigen::Index>(shape_.rows), c = static_cast<Eigen::Index>(shape_.cols);
+    const auto gr = static_cast<Eigen::Index>(b / mapping_.b_p);
+    const auto block = static_cast<Eigen::Index>((b % mapping_.b_p) * packed_ + j);
+    return y_eff_.block(gr * r, block * c, r, c);
+  }
+
   bool finished() const { return finished_; }
   std::uint64_t cycles() const { return cycle_; }
   std::uint64_t compute_cycles() const { return compute_cycles_; }
   std::uint64_t offchip_bytes() const { return offchip_bytes_; }
-  const IntMatrix& output() const { return y_eff_; }
 
   // One clock cycle of every component.
   void tick() {
@@ -124,10 +137,10 @@ class ArrayDatapath {
   }
   bool loads_weights(std::uint64_t step) const { return !resident_ || decode(step).r == 0; }
   std::uint64_t distinct_weight_cols(std::uint64_t c) const {
-    return std::min<std::uint64_t>(cols_of(c), shape_.cols);
+    return std::min<std::uint64_t>(cols_of(c), packed_ * shape_.cols);
   }
   std::uint64_t distinct_weight_depth(std::uint64_t p) const {
-    return mapping_.b_p > 1 ? shape_.depth : depth_of(p);
+    return block_diagonal_ ? shape_.depth : depth_of(p);
   }
 
   // Phases: -1 loads the first step; 0..steps-1 stream one step each; a double-buffered run
@@ -238,7 +251,7 @@ class ArrayDatapath {
     if (!req.started) {
       req.started = true;
       offchip_bytes_ += req.elements * npu_.config().element_bytes;
-      if (req.kind == DmaRequest::Kind::weights && mapping_.b_p > 1)
+      if (req.kind == DmaRequest::Kind::weights && block_diagonal_)
         weight_slots_[weight_slot(req.step)].setZero();  // block-diagonal zeros are generated
     }
     ++req.bus_cycles;
@@ -263,19 +276,22 @@ class ArrayDatapath {
         const auto s = decode(req.step);
         IntMatrix& slot = weight_slots_[weight_slot(req.step)];
         const std::uint64_t c0 = s.c * g_.tile_cols;
-        if (mapping_.b_p == 1) {
+        if (!block_diagonal_) {
           const std::uint64_t cols = cols_of(s.c);
           const std::uint64_t l = index / cols, j = index % cols;
           slot(static_cast<Eigen::Index>(l), static_cast<Eigen::Index>(j)) =
-              weights_(static_cast<Eigen::Index>(s.p * g_.tile_depth + l), static_cast<Eigen::Index>(c0 + j));
+              (*weights_.front())(static_cast<Eigen::Index>(s.p * g_.tile_depth + l), static_cast<Eigen::Index>(c0 + j));
           break;
         }
-        // P-batching: one fetched weight lands in every block-diagonal copy inside the tile.
+        // Block-diagonal: one fetched weight lands in every copy inside the tile (columns repeat
+        // with period packed * C: the sample slots share each group's weights).
         const std::uint64_t distinct = distinct_weight_cols(s.c);
+        const std::uint64_t period = packed_ * shape_.cols;
         const std::uint64_t l = index / distinct, q0 = index % distinct;
-        const std::int64_t value = weights_(static_cast<Eigen::Index>(l),
-                                            static_cast<Eigen::Index>((c0 + q0) % shape_.cols));
-        for (std::uint64_t q = q0; q < cols_of(s.c); q += shape_.cols) {
+        const std::uint64_t column = c0 + q0;
+        const IntMatrix& w = *weights_[(column / shape_.cols) % packed_];
+        const std::int64_t value = w(static_cast<Eigen::Index>(l), static_cast<Eigen::Index>(column % shape_.cols));
+        for (std::uint64_t q = q0; q < cols_of(s.c); q += period) {
           const std::uint64_t block = (c0 + q) / shape_.cols;
           slot(static_cast<Eigen::Index>(block * shape_.depth + l), static_cast<Eigen::Index>(q)) = value;
         }
@@ -295,7 +311,9 @@ class ArrayDatapath {
   const Npu& npu_;
   const StackGeometry& g_;
   BatchMapping mapping_;
-  const IntMatrix& weights_;
+  std::uint64_t packed_ = 1;
+  bool block_diagonal_ = false;
+  std::vector<const IntMatrix*> weights_;  // one per packed group
   GemmShape shape_;
   std::uint64_t rows_e_ = 0, depth_e_ = 0, cols_e_ = 0;
   std::uint64_t n_r_ = 0, n_p_ = 0, n_c_ = 0, steps_ = 0;
@@ -330,45 +348,63 @@ SC_MODULE(ReferenceArrayModule) {
 
 }  // namespace
 
-ReferenceRun run_reference_array(const Npu& npu, const IntMatrix& weights,
-                                 const std::vector<IntMatrix>& inputs, const BatchMapping& mapping) {
-  if (inputs.empty()) throw std::invalid_argument("reference run needs at least one sample");
-  for (const auto& x : inputs)
-    if (x.cols() != weights.rows() || x.rows() != inputs.front().rows())
-      throw std::invalid_argument("every sample must be R x P with P = weights.rows()");
-  const GemmShape shape{static_cast<std::uint64_t>(inputs.front().rows()),
-                        static_cast<std::uint64_t>(weights.rows()),
-                        static_cast<std::uint64_t>(weights.cols()), 1};
+ReferenceRun run_reference_array(const Npu& npu, const std::vector<IntMatrix>& group_weights,
+                                 const std::vector<std::vector<IntMatrix>>& inputs,
+                                 const BatchMapping& mapping) {
+  if (inputs.empty() || group_weights.empty())
+    throw std::invalid_argument("reference run needs at least one sample and one group");
+  const IntMatrix& w0 = group_weights.front();
+  for (const auto& w : group_weights)
+    if (w.rows() != w0.rows() || w.cols() != w0.cols())
+      throw std::invalid_argument("every group's weights must be P x C");
+  for (const auto& sample : inputs) {
+    if (sample.size() != group_weights.size())
+      throw std::invalid_argument("every sample needs one input per group");
+    for (const auto& x : sample)
+      if (x.cols() != w0.rows() || x.rows() != inputs.front().front().rows())
+        throw std::invalid_argument("every input must be R x P with P = weights.rows()");
+  }
+  const GemmShape shape{static_cast<std::uint64_t>(inputs.front().front().rows()),
+                        static_cast<std::uint64_t>(w0.rows()), static_cast<std::uint64_t>(w0.cols()),
+                        group_weights.size()};
   require_legal(npu, shape, static_cast<std::uint32_t>(inputs.size()), mapping);
 
-  ArrayDatapath datapath(npu, weights, inputs, mapping);
   ReferenceRun run;
-  {
-    ScopedSystemCContext context;
-    const sc_core::sc_time period(1.0e6 / npu.config().clock_mhz, sc_core::SC_PS);
-    auto clock = std::make_unique<sc_core::sc_clock>("clk", period);
-    auto module = std::make_unique<ReferenceArrayModule>("reference_array");
-    module->clk(*clock);
-    module->datapath = &datapath;
-    sc_core::sc_start();
-    // The last edge fires at (cycles - 1) periods; the run ends one period later.
-    run.clock_period_ps = period.value();
-    run.simulated_ps = (sc_core::sc_time_stamp() + period).value();
-    module.reset();
-    clock.reset();
-  }
-  if (!datapath.finished()) throw std::logic_error("reference array stopped before finishing");
-  run.cycles = datapath.cycles();
-  run.compute_cycles = datapath.compute_cycles();
-  run.offchip_bytes = datapath.offchip_bytes();
-  const IntMatrix& y = datapath.output();
-  for (std::size_t b = 0; b < inputs.size(); ++b) {
-    const auto gr = static_cast<Eigen::Index>(b / mapping.b_p);
-    const auto gc = static_cast<Eigen::Index>(b % mapping.b_p);
-    const auto r = static_cast<Eigen::Index>(shape.rows), c = static_cast<Eigen::Index>(shape.cols);
-    run.outputs.emplace_back(y.block(gr * r, gc * c, r, c));
+  run.outputs.assign(inputs.size(), std::vector<IntMatrix>(group_weights.size()));
+  const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
+  for (std::size_t first = 0; first < group_weights.size(); first += packed) {
+    const std::uint64_t in_pass = std::min<std::uint64_t>(packed, group_weights.size() - first);
+    ArrayDatapath datapath(npu, group_weights, inputs, mapping, first, in_pass);
+    {
+      ScopedSystemCContext context;
+      const sc_core::sc_time period(1.0e6 / npu.config().clock_mhz, sc_core::SC_PS);
+      auto clock = std::make_unique<sc_core::sc_clock>("clk", period);
+      auto module = std::make_unique<ReferenceArrayModule>("reference_array");
+      module->clk(*clock);
+      module->datapath = &datapath;
+      sc_core::sc_start();
+      // The last edge fires at (cycles - 1) periods; the pass ends one period later.
+      run.clock_period_ps = period.value();
+      run.simulated_ps += (sc_core::sc_time_stamp() + period).value();
+      module.reset();
+      clock.reset();
+    }
+    if (!datapath.finished()) throw std::logic_error("reference array stopped before finishing");
+    run.cycles += datapath.cycles();
+    run.compute_cycles += datapath.compute_cycles();
+    run.offchip_bytes += datapath.offchip_bytes();
+    ++run.passes;
+    for (std::size_t b = 0; b < inputs.size(); ++b)
+      for (std::uint64_t j = 0; j < in_pass; ++j) run.outputs[b][first + j] = datapath.output(b, j);
   }
   return run;
+}
+
+ReferenceRun run_reference_array(const Npu& npu, const IntMatrix& weights,
+                                 const std::vector<IntMatrix>& inputs, const BatchMapping& mapping) {
+  std::vector<std::vector<IntMatrix>> grouped;
+  for (const auto& x : inputs) grouped.push_back({x});
+  return run_reference_array(npu, std::vector<IntMatrix>{weights}, grouped, mapping);
 }
 
 }  // namespace npusim::npu

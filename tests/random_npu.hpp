@@ -48,6 +48,7 @@ inline RandomCase random_case(traces::RandomStream& rng) {
   c.shape.depth = rng.uniform_below(2) ? rng.uniform_between(1, 6) : rng.uniform_between(1, 40);
   c.shape.cols = rng.uniform_between(1, 20);
   c.batch = static_cast<std::uint32_t>(rng.uniform_between(1, 5));
+  c.shape.groups = rng.uniform_below(2) ? 1 : rng.uniform_between(2, 6);
   return c;
 }
 
@@ -61,6 +62,23 @@ inline npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const RandomC
       if (npu::mapping_violation(npu, c.shape, c.batch, m).empty()) legal.push_back(m);
     }
   return legal[rng.uniform_below(legal.size())];
+}
+
+// Per-group weights (P x C each) and per-sample, per-group inputs (R x P each).
+struct RandomOperands {
+  std::vector<npu::IntMatrix> weights;
+  std::vector<std::vector<npu::IntMatrix>> inputs;
+};
+
+inline npu::IntMatrix random_matrix(traces::RandomStream& rng, std::uint64_t rows, std::uint64_t cols);
+
+inline RandomOperands random_operands(traces::RandomStream& rng, const npu::GemmShape& shape, std::uint32_t batch) {
+  RandomOperands o;
+  for (std::uint64_t g = 0; g < shape.groups; ++g) o.weights.push_back(random_matrix(rng, shape.depth, shape.cols));
+  o.inputs.resize(batch);
+  for (auto& sample : o.inputs)
+    for (std::uint64_t g = 0; g < shape.groups; ++g) sample.push_back(random_matrix(rng, shape.rows, shape.depth));
+  return o;
 }
 
 inline npu::IntMatrix random_matrix(traces::RandomStream& rng, std::uint64_t rows, std::uint64_t cols) {

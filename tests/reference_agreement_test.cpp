@@ -24,7 +24,7 @@ std::uint64_t env_or(const char* name, std::uint64_t fallback) {
 
 struct Coverage {
   int serial = 0, double_buffered = 0, streamed_weights = 0, p_batched = 0, fluid = 0,
-      stacked = 0, multi_p_step = 0;
+      stacked = 0, multi_p_step = 0, packed_groups = 0, remainder_pass = 0;
 };
 
 TEST(ReferenceAgreement, ClosedFormEqualsCycleSteppedReferenceAndEigen) {
@@ -35,32 +35,33 @@ TEST(ReferenceAgreement, ClosedFormEqualsCycleSteppedReferenceAndEigen) {
     auto c = testing::random_case(rng);
     const npu::Npu npu = npu::Npu::validate(c.config);
     c.mapping = testing::random_legal_mapping(npu, c, rng);
-    const npu::IntMatrix weights = testing::random_matrix(rng, c.shape.depth, c.shape.cols);
-    std::vector<npu::IntMatrix> inputs;
-    for (std::uint32_t b = 0; b < c.batch; ++b)
-      inputs.push_back(testing::random_matrix(rng, c.shape.rows, c.shape.depth));
+    const auto operands = testing::random_operands(rng, c.shape, c.batch);
 
     const npu::LayerCost model = npu::gemm_cost(npu, c.shape, c.batch, c.mapping);
-    const npu::ReferenceRun reference = npu::run_reference_array(npu, weights, inputs, c.mapping);
+    const npu::ReferenceRun reference =
+        npu::run_reference_array(npu, operands.weights, operands.inputs, c.mapping);
 
     const auto& g = npu.geometry(c.mapping.k);
-    const auto e = npu::effective_gemm(c.shape, c.mapping);
+    const std::uint64_t packed = npu::groups_per_pass(npu, c.shape, c.mapping);
+    const auto e = npu::effective_gemm(c.shape, c.mapping, packed);
     const std::uint64_t p_steps = (e.depth + g.tile_depth - 1) / g.tile_depth;
     const std::string where = ::testing::PrintToString(i) + ": npu " +
         std::to_string(c.config.pe_count) + "x" + std::to_string(c.config.pe_width) + " T_R " +
         std::to_string(c.config.input_rows) + (g.double_buffered ? " double" : " serial") +
         ", gemm " + std::to_string(c.shape.rows) + "x" + std::to_string(c.shape.depth) + "x" +
-        std::to_string(c.shape.cols) + ", batch " + std::to_string(c.batch) + ", mapping " +
+        std::to_string(c.shape.cols) + " x " + std::to_string(c.shape.groups) + " groups (" +
+        std::to_string(packed) + " a pass), batch " + std::to_string(c.batch) + ", mapping " +
         npu::to_string(c.mapping);
     ASSERT_EQ(model.cycles, reference.cycles) << "case " << where;
     ASSERT_EQ(model.compute_cycles, reference.compute_cycles) << "case " << where;
     ASSERT_EQ(model.offchip_bytes, reference.offchip_bytes) << "case " << where;
     ASSERT_EQ(reference.simulated_ps, reference.cycles * reference.clock_period_ps)
         << "case " << where;
-    for (std::uint32_t b = 0; b < c.batch; ++b) {
-      const npu::IntMatrix expected = inputs[b] * weights;
-      ASSERT_EQ(reference.outputs[b], expected) << "case " << where << ", sample " << b;
-    }
+    for (std::uint32_t b = 0; b < c.batch; ++b)
+      for (std::uint64_t grp = 0; grp < c.shape.groups; ++grp) {
+        const npu::IntMatrix expected = operands.inputs[b][grp] * operands.weights[grp];
+        ASSERT_EQ(reference.outputs[b][grp], expected) << "case " << where << ", sample " << b << ", group " << grp;
+      }
 
     seen.serial += g.double_buffered ? 0 : 1;
     seen.double_buffered += g.double_buffered ? 1 : 0;
@@ -69,6 +70,8 @@ TEST(ReferenceAgreement, ClosedFormEqualsCycleSteppedReferenceAndEigen) {
     seen.fluid += npu::mode_of(c.mapping) == npu::BatchingMode::fluid ? 1 : 0;
     seen.stacked += c.mapping.k > 1 ? 1 : 0;
     seen.multi_p_step += p_steps > 1 ? 1 : 0;
+    seen.packed_groups += packed > 1 ? 1 : 0;
+    seen.remainder_pass += c.shape.groups % packed != 0 ? 1 : 0;
   }
   // The random cases must actually reach every regime of the schedule.
   if (cases >= 1000) {
@@ -79,6 +82,8 @@ TEST(ReferenceAgreement, ClosedFormEqualsCycleSteppedReferenceAndEigen) {
     EXPECT_GT(seen.fluid, 20);
     EXPECT_GT(seen.stacked, 20);
     EXPECT_GT(seen.multi_p_step, 20);
+    EXPECT_GT(seen.packed_groups, 20);
+    EXPECT_GT(seen.remainder_pass, 20);
   }
 }
 
@@ -114,7 +119,7 @@ TEST(ReferenceAgreement, RealLayersOnTheDefaultNpu) {
     const auto reference = npu::run_reference_array(npu, weights, inputs, best.mapping);
     EXPECT_EQ(best.cycles, reference.cycles) << c.name << " " << npu::to_string(best.mapping);
     EXPECT_EQ(best.offchip_bytes, reference.offchip_bytes) << c.name;
-    for (std::uint32_t b = 0; b < c.batch; ++b) EXPECT_EQ(reference.outputs[b], inputs[b] * weights) << c.name;
+    for (std::uint32_t b = 0; b < c.batch; ++b) EXPECT_EQ(reference.outputs[b][0], inputs[b] * weights) << c.name;
   }
 }
 
