@@ -122,6 +122,29 @@ TEST(CostModel, GroupsRunBackToBack) {
   EXPECT_EQ(three.macs, 3 * one.macs);
 }
 
+TEST(CostModel, GroupsArePackedSideBySideInP) {
+  const auto npu = npu::Npu::validate(toy_config());
+  // R=8, P=2, C=4 per group, 3 groups, batch 1, <1,1,1>: floor(4 lanes / 2) = 2 groups a pass,
+  // so one pass of 2 groups (8 x 4 x 8, block-diagonal) and one of the last group (8 x 2 x 4).
+  EXPECT_EQ(npu::groups_per_pass(npu, {8, 2, 4, 3}, {1, 1, 1}), 2u);
+  const auto cost = npu::gemm_cost(npu, {8, 2, 4, 3}, 1, {1, 1, 1});
+  // Pass of 2 groups: 2 R tiles x 2 C tiles, weights resident (2 slots >= 1 step + 1).
+  // A load: input 4x4 = 16 B (4); weights of a C tile: 2 rows x min(4, 2 * 4) distinct = 8 B (2).
+  //   head:        10 + 4 + 2                        = 16
+  //   (c0,r0):     max(4, 10 + 4)                    = 14
+  //   (c0,r1):     max(4, 10 + max(4 + 2, D 4) + 4)  = 20   (writes tile (c0,r0))
+  //   (c1,r0):     max(4, 10 + max(4, 4) + 4)        = 18
+  //   (c1,r1):     max(4, 10 + max(0, 4) + 4)        = 18
+  //   tail:        10 + 4 + 4                        = 18   -> 104
+  // Pass of 1 group: input 4x2 = 8 B (2), weights 2x4 = 8 B (2), tiles 4x4 = 16 B (4).
+  //   head 10 + 2 + 2 = 14; (r0) max(4, 10 + 2) = 12; (r1) max(4, 10 + 4 + 4) = 18;
+  //   tail 10 + 4 + 4 = 18                                  -> 62
+  EXPECT_EQ(cost.cycles, 104u + 62u);
+  EXPECT_EQ(cost.macs, 8u * 2u * 4u * 3u);
+  // Without packing room (P = 4 fills the 4 lanes) the groups run one by one.
+  EXPECT_EQ(npu::groups_per_pass(npu, {8, 4, 4, 3}, {1, 1, 1}), 1u);
+}
+
 TEST(CostModel, IllegalMappingsAreRejectedWithTheReason) {
   const auto npu = npu::Npu::validate(toy_config());
   const npu::GemmShape shape{4, 3, 4, 1};
