@@ -90,14 +90,15 @@ void run_cost(const CostOptions& o, std::ostream& out) {
     cost = npu::gemm_cost_unchecked(npu, shape, o.batch, mapping);
   }
   const double latency_us = static_cast<double>(cost.cycles) / npu.config().clock_mhz;
+  const std::uint64_t packed = npu::groups_per_pass(npu, shape, cost.mapping);
   if (o.json) {
     out << fmt::format(
         "{{\"npu\": {}, \"gemm\": {{\"r\": {}, \"p\": {}, \"c\": {}, \"groups\": {}}}, "
-        "\"batch\": {}, \"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", "
+        "\"batch\": {}, \"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", \"groups_per_pass\": {}, "
         "\"cycles\": {}, \"latency_us\": {}, \"compute_cycles\": {}, \"stall_cycles\": {}, "
         "\"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}}}\n",
         json_string(npu.config().name), shape.rows, shape.depth, shape.cols, shape.groups, o.batch,
-        cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)),
+        cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)), packed,
         cost.cycles, latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes,
         cost.macs, cost.mac_utilisation);
     return;
@@ -109,6 +110,8 @@ void run_cost(const CostOptions& o, std::ostream& out) {
   text << fmt::format("mapping          <B_R={}, B_P={}, k={}> ({}-batching){}\n", cost.mapping.b_r,
                       cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)),
                       o.mapping.empty() ? ", best allowed" : "");
+  if (shape.groups > 1)
+    text << fmt::format("groups           {} a pass, {} passes\n", packed, (shape.groups + packed - 1) / packed);
   text << fmt::format("cycles           {} ({:.3f} us)\n", cost.cycles, latency_us);
   text << fmt::format("compute_cycles   {}\n", cost.compute_cycles);
   text << fmt::format("stall_cycles     {}\n", cost.stall_cycles);
