@@ -51,8 +51,8 @@ std::vector<std::uint64_t> parse_positive_list(const std::string& option, const 
   return values;
 }
 
-npu::Npu load_npu_option(const std::string& npu_file) {
-  return npu_file.empty() ? default_npu() : load_npu_file(npu_file);
+npu::Npu load_npu_option(const std::string& npu_file, const std::vector<std::string>& overrides) {
+  return npu_file.empty() ? default_npu(overrides) : load_npu_file(npu_file, overrides);
 }
 
 std::string npu_label(const npu::Npu& npu) {
@@ -63,6 +63,7 @@ std::string npu_label(const npu::Npu& npu) {
 
 struct CostOptions {
   std::string npu_file;
+  std::vector<std::string> overrides;
   std::string gemm;
   std::uint32_t batch = 1;
   std::string mapping;
@@ -71,7 +72,7 @@ struct CostOptions {
 };
 
 void run_cost(const CostOptions& o, std::ostream& out) {
-  const npu::Npu npu = load_npu_option(o.npu_file);
+  const npu::Npu npu = load_npu_option(o.npu_file, o.overrides);
   const auto dims = parse_positive_list("--gemm", o.gemm, 3, "R,P,C");
   if (o.batch == 0) throw UsageError("--batch 0: allowed a batch of at least 1");
   if (o.groups == 0) throw UsageError("--groups 0: allowed at least 1");
@@ -123,13 +124,14 @@ void run_cost(const CostOptions& o, std::ostream& out) {
 
 struct TableOptions {
   std::string npu_file;
+  std::vector<std::string> overrides;
   std::string model = "resnet56";
   std::uint32_t max_batch = 8;
   bool json = false;
 };
 
 void run_table(const TableOptions& o, std::ostream& out) {
-  const npu::Npu npu = load_npu_option(o.npu_file);
+  const npu::Npu npu = load_npu_option(o.npu_file, o.overrides);
   if (o.max_batch == 0 || o.max_batch > 256)
     throw UsageError(fmt::format("--max-batch {}: allowed 1 to 256", o.max_batch));
   const auto net = load_model(o.model);
@@ -200,13 +202,14 @@ void run_describe(const std::string& what, std::ostream& out) {
 
 struct TraceOptions {
   std::string scenario;
+  std::vector<std::string> overrides;
   std::uint64_t samples = 0;
   std::string out_file;
 };
 
 void run_trace(const TraceOptions& o, std::ostream& out) {
   if (o.samples == 0) throw UsageError("--samples 0: allowed at least 1 sample");
-  const Scenario scenario = load_scenario(o.scenario);
+  const Scenario scenario = load_scenario(o.scenario, o.overrides);
   traces::ArrivalStream stream(scenario.devices, scenario.seed, scenario.base_dir);
   traces::TraceWriter writer(o.out_file);
   std::uint64_t written = 0;
@@ -246,6 +249,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   cost_cmd->add_option("--mapping", cost.mapping, "B_R,B_P,k (default: the best allowed mapping)");
   cost_cmd->add_option("--groups", cost.groups, "Identical GEMMs run back to back (grouped convolution)");
   cost_cmd->add_flag("--json", cost.json, "Print one JSON object");
+  cost_cmd->add_option("--set", cost.overrides, "Override an NPU key: npu.KEY=VALUE (repeatable)");
 
   TableOptions table;
   auto* table_cmd = app.add_subcommand("table", "FBE control-block table for a network");
@@ -253,6 +257,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   table_cmd->add_option("--model", table.model, "Zoo name, network YAML or SCALE-Sim CSV (default resnet56)");
   table_cmd->add_option("--max-batch", table.max_batch, "Largest batch in the table (default 8)");
   table_cmd->add_flag("--json", table.json, "Print the whole table as one JSON object");
+  table_cmd->add_option("--set", table.overrides, "Override an NPU key: npu.KEY=VALUE (repeatable)");
 
   ModelOptions model;
   auto* model_cmd = app.add_subcommand("model", "A network as lowered: layers, GEMM shapes, exits, totals");
@@ -264,6 +269,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   trace_cmd->add_option("scenario", trace.scenario, "Scenario YAML file, or 'default'")->required();
   trace_cmd->add_option("--samples", trace.samples, "Number of samples to write")->required();
   trace_cmd->add_option("--out", trace.out_file, "Output CSV file (written atomically)")->required();
+  trace_cmd->add_option("--set", trace.overrides, "Override a scenario key: scenario.KEY=VALUE (repeatable)");
 
   std::string describe_what;
   auto* describe_cmd = app.add_subcommand("describe", "List what is built in");

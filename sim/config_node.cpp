@@ -31,7 +31,7 @@ ConfigNode ConfigNode::load_text(const std::string& text, const std::string& sou
     YAML::Node root = YAML::Load(text);
     if (!root.IsMap())
       throw ConfigError(fmt::format("{}:1: the document must be a YAML mapping (key: value)", source));
-    return ConfigNode(root, name, "");
+    return ConfigNode(root, name, "", std::make_shared<std::vector<std::string>>());
   } catch (const YAML::ParserException& e) {
     throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
   }
@@ -42,9 +42,59 @@ int ConfigNode::line() const {
   return mark.is_null() ? 0 : mark.line + 1;
 }
 
-std::string ConfigNode::location() const {
-  const int l = line();
-  return l > 0 ? fmt::format("{}:{}", *source_, l) : *source_;
+std::string ConfigNode::where_of(const std::string& path, int line_number) const {
+  for (const auto& set : *overrides_) {
+    const bool inside = path.size() >= set.size() && path.compare(0, set.size(), set) == 0 &&
+                        (path.size() == set.size() || path[set.size()] == '.' || path[set.size()] == '[');
+    if (inside) return fmt::format("{} (--set {})", *source_, set);
+  }
+  return line_number > 0 ? fmt::format("{}:{}", *source_, line_number) : *source_;
+}
+
+std::string ConfigNode::where() const { return where_of(path_, line()); }
+
+void ConfigNode::apply_override(const std::string& assignment) {
+  const auto equals = assignment.find('=');
+  const std::string usage = "--set " + assignment + ": allowed KEY=VALUE, e.g. npu.pe_count=32";
+  if (equals == std::string::npos || equals == 0) throw ConfigError(usage);
+  const std::string path = assignment.substr(0, equals);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(equals + 1));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(fmt::format("--set {}: the value is not valid YAML: {}", assignment, e.msg));
+  }
+  // Walk with node handles: operator[] on a mapping creates missing keys.
+  std::vector<YAML::Node> chain{node_};
+  std::string walked;
+  std::string_view rest = path;
+  while (!rest.empty()) {
+    const auto dot = rest.find('.');
+    const std::string_view part = rest.substr(0, dot);
+    rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
+    const auto bracket = part.find('[');
+    const std::string key(part.substr(0, bracket));
+    if (key.empty()) throw ConfigError(usage);
+    YAML::Node current = chain.back();
+    if (current.IsDefined() && !current.IsNull() && !current.IsMap())
+      throw ConfigError(fmt::format("--set {}: {} is not a mapping", assignment, walked.empty() ? "the document" : walked));
+    walked += (walked.empty() ? "" : ".") + key;
+    chain.push_back(current[key]);
+    for (auto open = bracket; open != std::string_view::npos; open = part.find('[', open + 1)) {
+      const auto close = part.find(']', open);
+      std::size_t index = 0;
+      const auto [end, ec] = std::from_chars(part.data() + open + 1, part.data() + close, index);
+      YAML::Node list = chain.back();
+      if (close == std::string_view::npos || ec != std::errc{} || end != part.data() + close)
+        throw ConfigError(usage);
+      if (!list.IsSequence() || index >= list.size())
+        throw ConfigError(fmt::format("--set {}: {} has no item [{}]", assignment, walked, index));
+      walked += fmt::format("[{}]", index);
+      chain.push_back(list[index]);
+    }
+  }
+  chain.back() = value;
+  overrides_->push_back(path);
 }
 
 std::string ConfigNode::child_path(std::string_view key) const {
@@ -58,10 +108,10 @@ bool ConfigNode::has(std::string_view key) const {
 ConfigNode ConfigNode::at(std::string_view key) const {
   if (!node_.IsMap())
     fail(display_value(), fmt::format("a mapping with key {}", key));
-  YAML::Node child = node_[std::string(key)];
-  if (!child.IsDefined())
+  YAML::Node value = node_[std::string(key)];
+  if (!value.IsDefined())
     throw ConfigError(fmt::format("{}: {} is missing: required key", location(), child_path(key)));
-  return ConfigNode(child, source_, child_path(key));
+  return child(value, child_path(key));
 }
 
 void ConfigNode::expect_keys(std::initializer_list<std::string_view> allowed) const {
@@ -73,8 +123,9 @@ void ConfigNode::expect_keys(std::initializer_list<std::string_view> allowed) co
     for (auto a : allowed) known = known || a == key;
     if (!known) {
       const auto mark = item.first.Mark();
-      throw ConfigError(fmt::format("{}:{}: {} is not a known key: allowed keys are {}", *source_,
-                                    mark.line + 1, child_path(key), fmt::join(allowed, ", ")));
+      throw ConfigError(fmt::format("{}: {} is not a known key: allowed keys are {}",
+                                    where_of(child_path(key), mark.is_null() ? 0 : mark.line + 1),
+                                    child_path(key), fmt::join(allowed, ", ")));
     }
   }
 }
@@ -154,7 +205,7 @@ std::vector<ConfigNode> ConfigNode::as_list() const {
   std::vector<ConfigNode> items;
   std::size_t i = 0;
   for (const auto& item : node_)
-    items.push_back(ConfigNode(item, source_, fmt::format("{}[{}]", path_, i++)));
+    items.push_back(child(item, fmt::format("{}[{}]", path_, i++)));
   return items;
 }
 

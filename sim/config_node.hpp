@@ -33,6 +33,13 @@ class ConfigNode {
   const std::string& path() const { return path_; }
   const std::string& source() const { return *source_; }
   int line() const;  // 1-based; 0 when unknown
+  // Where this node came from, for messages: "file:line", or "file (--set a.b)" for a value
+  // given on the command line.
+  std::string where() const;
+
+  // Applies a command-line override "a.b[2].c=VALUE" to this document (VALUE is YAML: 3,
+  // fast, [1, 2]). Missing mappings are created; list indices must exist. Throws ConfigError.
+  void apply_override(const std::string& assignment);
 
   bool has(std::string_view key) const;
   ConfigNode at(std::string_view key) const;  // throws ConfigError if missing
@@ -55,9 +62,15 @@ class ConfigNode {
   [[noreturn]] void fail_here(const std::string& message) const;
 
  private:
-  ConfigNode(YAML::Node node, std::shared_ptr<const std::string> source, std::string path)
-      : node_(std::move(node)), source_(std::move(source)), path_(std::move(path)) {}
-  std::string location() const;
+  ConfigNode(YAML::Node node, std::shared_ptr<const std::string> source, std::string path,
+             std::shared_ptr<std::vector<std::string>> overrides)
+      : node_(std::move(node)), source_(std::move(source)), path_(std::move(path)),
+        overrides_(std::move(overrides)) {}
+  ConfigNode child(YAML::Node node, std::string path) const {
+    return ConfigNode(std::move(node), source_, std::move(path), overrides_);
+  }
+  std::string location() const { return where(); }
+  std::string where_of(const std::string& path, int line) const;
   template <typename Unsigned>
   Unsigned as_unsigned() const;
   std::string child_path(std::string_view key) const;
@@ -65,6 +78,7 @@ class ConfigNode {
   YAML::Node node_;
   std::shared_ptr<const std::string> source_;
   std::string path_;
+  std::shared_ptr<std::vector<std::string>> overrides_;  // paths set by apply_override
 };
 
 }  // namespace npusim::sim

@@ -12,9 +12,7 @@
 namespace npusim::sim {
 namespace {
 
-std::string origin_of(const ConfigNode& node) {
-  return node.line() > 0 ? fmt::format("{}:{}", node.source(), node.line()) : node.source();
-}
+std::string origin_of(const ConfigNode& node) { return node.where(); }
 
 // kernel: 3 or [3, 1] (height, width).
 void read_pair(const ConfigNode& node, std::string_view key, std::uint32_t& height, std::uint32_t& width) {

@@ -73,16 +73,22 @@ npu::Npu load_npu(const ConfigNode& document) {
   try {
     return npu::Npu::validate(config);
   } catch (const npu::NpuConfigError& e) {
-    const ConfigNode at = node.deepest(e.key());
-    const int line = at.line();
-    throw ConfigError(fmt::format("{}{}: npu.{} = {}: allowed {}", document.source(),
-                                  line > 0 ? fmt::format(":{}", line) : std::string{}, e.key(),
+    throw ConfigError(fmt::format("{}: npu.{} = {}: allowed {}", node.deepest(e.key()).where(), e.key(),
                                   e.value(), e.allowed()));
   }
 }
 
-npu::Npu load_npu_file(const std::filesystem::path& file) {
-  return load_npu(ConfigNode::load_file(file));
+namespace {
+
+npu::Npu load_with_overrides(ConfigNode document, const std::vector<std::string>& overrides) {
+  for (const auto& assignment : overrides) document.apply_override(assignment);
+  return load_npu(document);
+}
+
+}  // namespace
+
+npu::Npu load_npu_file(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  return load_with_overrides(ConfigNode::load_file(file), overrides);
 }
 
 const std::string& default_npu_yaml() {
@@ -90,8 +96,9 @@ const std::string& default_npu_yaml() {
   return text;
 }
 
-npu::Npu default_npu() {
-  return load_npu(ConfigNode::load_text(default_npu_yaml(), "<embedded configs/npu/default.yaml>"));
+npu::Npu default_npu(const std::vector<std::string>& overrides) {
+  return load_with_overrides(ConfigNode::load_text(default_npu_yaml(), "<embedded configs/npu/default.yaml>"),
+                             overrides);
 }
 
 }  // namespace npusim::sim

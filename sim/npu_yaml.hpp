@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "npu_model/npu_config.hpp"
 #include "sim/config_node.hpp"
@@ -17,9 +18,10 @@ npu::NpuConfig parse_npu_config(const ConfigNode& npu_node);
 // Parses and validates a whole document whose only top-level key is `npu`. Range and
 // cross-field errors from npu::Npu::validate are reported at the offending key's line.
 npu::Npu load_npu(const ConfigNode& document);
-npu::Npu load_npu_file(const std::filesystem::path& file);
+// `overrides` are --set assignments ("npu.pe_count=32") applied before parsing.
+npu::Npu load_npu_file(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 // The NPU described by configs/npu/default.yaml, compiled into the binary.
-npu::Npu default_npu();
+npu::Npu default_npu(const std::vector<std::string>& overrides = {});
 const std::string& default_npu_yaml();
 
 }  // namespace npusim::sim

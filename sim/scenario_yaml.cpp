@@ -62,8 +62,7 @@ traces::ArrivalSpec parse_arrival(const ConfigNode& node) {
   try {
     traces::validate(spec);
   } catch (const traces::ArrivalSpecError& e) {
-    const ConfigNode at = node.deepest(e.key());
-    throw ConfigError(fmt::format("{}:{}: {}.{} = {}: allowed {}", node.source(), at.line(), node.path(), e.key(),
+    throw ConfigError(fmt::format("{}: {}.{} = {}: allowed {}", node.deepest(e.key()).where(), node.path(), e.key(),
                                   e.value(), e.allowed()));
   }
   return spec;
@@ -104,11 +103,12 @@ const std::string& default_scenario_yaml() {
   return text;
 }
 
-Scenario load_scenario(const std::string& file_or_default) {
+Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides) {
   const bool embedded = file_or_default == "default";
-  const ConfigNode document = embedded
+  ConfigNode document = embedded
                                   ? ConfigNode::load_text(default_scenario_yaml(), "<embedded configs/scenarios/default.yaml>")
                                   : ConfigNode::load_file(file_or_default);
+  for (const auto& assignment : overrides) document.apply_override(assignment);
   document.expect_keys({"scenario"});
   const ConfigNode node = document.at("scenario");
   node.expect_keys({"name", "seed", "devices"});

@@ -24,7 +24,8 @@ struct Scenario {
 };
 
 // Throws ConfigError (one line: file:line: path = value: allowed ...) or NetworkError.
-Scenario load_scenario(const std::string& file_or_default);
+// `overrides` are --set assignments ("scenario.seed=7") applied before parsing.
+Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides = {});
 const std::string& default_scenario_yaml();
 
 }  // namespace npusim::sim

@@ -230,6 +230,20 @@ TEST_F(Cli, TraceErrors) {
   expect_one_line_error(run("trace /nonexistent.yaml --samples 5 --out " + out.string()), "/nonexistent.yaml: no such file");
 }
 
+TEST_F(Cli, SetOverridesConfigKeys) {
+  const auto fast = run("cost --gemm 1024,27,16 --batch 4 --json --set npu.offchip.bandwidth_gbps=51.2");
+  const auto slow = run("cost --gemm 1024,27,16 --batch 4 --json");
+  ASSERT_EQ(fast.status, 0) << fast.err;
+  EXPECT_LT(std::stoull(json_value(fast.out, "cycles")), std::stoull(json_value(slow.out, "cycles")));
+  expect_one_line_error(run("cost --gemm 8,8,8 --batch 1 --set npu.pe_cuont=3"),
+                        "(--set npu.pe_cuont): npu.pe_cuont is not a known key");
+  const auto out = dir_ / "t.csv";
+  ASSERT_EQ(run("trace default --samples 10 --out " + out.string() + " --set scenario.seed=1").status, 0);
+  const std::string seed1 = slurp(out);
+  ASSERT_EQ(run("trace default --samples 10 --out " + out.string() + " --set scenario.seed=2").status, 0);
+  EXPECT_NE(slurp(out), seed1);
+}
+
 TEST_F(Cli, HelpExitsZero) {
   const auto r = run("--help");
   EXPECT_EQ(r.status, 0);

@@ -79,6 +79,32 @@ TEST(NpuYaml, RangeErrorsFromValidationPointAtTheKey) {
             "pe_count (64) and input_rows (64)");
 }
 
+TEST(NpuYaml, OverridesApplyBeforeParsingAndAreNamedInErrors) {
+  const auto npu = sim::default_npu({"npu.pe_count=32", "npu.offchip.bandwidth_gbps=51.2",
+                                      "npu.batching.modes=[r]"});
+  EXPECT_EQ(npu.config().pe_count, 32u);
+  EXPECT_EQ(npu.bandwidth_mbps(), 51'200u);
+  EXPECT_FALSE(npu.allows(npu::BatchingMode::fluid));
+  const auto error = [](const std::vector<std::string>& overrides) {
+    try {
+      sim::default_npu(overrides);
+    } catch (const sim::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error({"npu.clock_mhz=0"}),
+            "<embedded configs/npu/default.yaml> (--set npu.clock_mhz): npu.clock_mhz = 0: allowed an integer in [1, 10000]");
+  EXPECT_EQ(error({"npu.offchip.latency=3"}),
+            "<embedded configs/npu/default.yaml> (--set npu.offchip.latency): npu.offchip.latency is not a known key: "
+            "allowed keys are bandwidth_gbps, latency_ns");
+  EXPECT_EQ(error({"npu.batching.stack_factors[5]=2"}), "--set npu.batching.stack_factors[5]=2: npu.batching.stack_factors has no item [5]");
+  EXPECT_EQ(error({"=3"}), "--set =3: allowed KEY=VALUE, e.g. npu.pe_count=32");
+  // An override of one list item leaves the others.
+  EXPECT_EQ(sim::default_npu({"npu.batching.stack_factors[2]=8"}).config().stack_factors,
+            (std::vector<std::uint32_t>{1, 2, 8}));
+}
+
 TEST(NpuYaml, FileProblems) {
   EXPECT_THROW(sim::load_npu_file("/nonexistent/npu.yaml"), sim::ConfigError);
   try {
