@@ -117,16 +117,25 @@ ConfigNode ConfigNode::at(std::string_view key) const {
 void ConfigNode::expect_keys(std::initializer_list<std::string_view> allowed) const {
   if (!node_.IsMap())
     fail(display_value(), fmt::format("a mapping with keys {}", fmt::join(allowed, ", ")));
+  std::vector<std::string> seen;
   for (const auto& item : node_) {
+    const auto mark = item.first.Mark();
+    const int key_line = mark.is_null() ? 0 : mark.line + 1;
+    if (!item.first.IsScalar())
+      throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line),
+                                    path_.empty() ? "the document" : path_));
     const std::string key = item.first.Scalar();
     bool known = false;
     for (auto a : allowed) known = known || a == key;
-    if (!known) {
-      const auto mark = item.first.Mark();
+    if (!known)
       throw ConfigError(fmt::format("{}: {} is not a known key: allowed keys are {}",
-                                    where_of(child_path(key), mark.is_null() ? 0 : mark.line + 1),
-                                    child_path(key), fmt::join(allowed, ", ")));
-    }
+                                    where_of(child_path(key), key_line), child_path(key),
+                                    fmt::join(allowed, ", ")));
+    // YAML parsers keep one of two equal keys silently; a config that says a thing twice is
+    // a mistake.
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line), child_path(key)));
+    seen.push_back(key);
   }
 }
 

@@ -55,6 +55,12 @@ TEST(NpuYaml, UnknownKeysAreErrors) {
   EXPECT_EQ(error_of("npus: {}\n"), "test.yaml:1: npus is not a known key: allowed keys are npu");
 }
 
+TEST(NpuYaml, DuplicateAndNonScalarKeys) {
+  EXPECT_EQ(error_of("npu:\n  pe_count: 32\n  clock_mhz: 900\n  pe_count: 64\n"),
+            "test.yaml:4: npu.pe_count is given twice");
+  EXPECT_EQ(error_of("npu:\n  [a, b]: 3\n"), "test.yaml:2: npu has a key that is not a name");
+}
+
 TEST(NpuYaml, WrongTypesNameThePathAndLine) {
   EXPECT_EQ(error_of("npu:\n  clock_mhz: fast\n"),
             "test.yaml:2: npu.clock_mhz = fast: allowed a whole number in [0, 4294967295]");
