@@ -10,6 +10,7 @@ packages=(
   g++ cmake ninja-build pkg-config
   libsystemc-dev libyaml-cpp-dev libboost-graph-dev libeigen3-dev libfmt-dev libcli11-dev
   libgtest-dev libbenchmark-dev
+  python3-matplotlib
 )
 
 missing=()
