@@ -57,6 +57,9 @@ std::string mapping_violation(const Npu& npu, const GemmShape& shape, std::uint3
 }
 
 std::uint64_t groups_per_pass(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping) {
+  // Packing uses the block-diagonal weight buffer logic of P-batching; without it (a baseline
+  // NPU restricted to R-batching) groups run one by one.
+  if (!npu.allows(BatchingMode::p_batching)) return 1;
   const std::uint64_t lanes = std::uint64_t{mapping.k} * npu.config().pe_width;
   const std::uint64_t fit = lanes / (std::uint64_t{mapping.b_p} * shape.depth);
   return std::max<std::uint64_t>(1, std::min(shape.groups, fit));

@@ -48,7 +48,8 @@ void require_legal(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
 
 // How many groups of a grouped layer one pass packs side by side along P, next to the B_P
 // sample slots (block-diagonal weights, one block per sample slot and group): as many as fit
-// the k * T_P lanes, at least 1. The layer runs in ceil(groups / packed) passes.
+// the k * T_P lanes, at least 1. The layer runs in ceil(groups / packed) passes. Packing needs
+// the block-diagonal buffer logic of P-batching: on an NPU without mode p it is always 1.
 std::uint64_t groups_per_pass(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping);
 
 // The GEMM the array really runs in one pass of `packed` groups for a mapped batch.

@@ -143,6 +143,12 @@ TEST(CostModel, GroupsArePackedSideBySideInP) {
   EXPECT_EQ(cost.macs, 8u * 2u * 4u * 3u);
   // Without packing room (P = 4 fills the 4 lanes) the groups run one by one.
   EXPECT_EQ(npu::groups_per_pass(npu, {8, 4, 4, 3}, {1, 1, 1}), 1u);
+  // Nor on an NPU without the block-diagonal logic of P-batching.
+  auto r_only = toy_config();
+  r_only.modes = {npu::BatchingMode::r_batching};
+  const auto baseline = npu::Npu::validate(r_only);
+  EXPECT_EQ(npu::groups_per_pass(baseline, {8, 2, 4, 3}, {1, 1, 1}), 1u);
+  EXPECT_GT(npu::gemm_cost(baseline, {8, 2, 4, 3}, 1, {1, 1, 1}).cycles, cost.cycles);
 }
 
 TEST(CostModel, IllegalMappingsAreRejectedWithTheReason) {

@@ -32,6 +32,8 @@ inline RandomCase random_case(traces::RandomStream& rng) {
   n.accumulator_bytes = std::max(n.element_bytes, 4u);
   n.offchip.bandwidth_gbps = static_cast<double>(rng.uniform_between(100, 20'000)) / 1000.0;
   n.offchip.latency_ns = static_cast<std::uint32_t>(rng.uniform_below(40));
+  // One NPU in five is the R-batching baseline (no P/fluid batching, no group packing).
+  if (rng.uniform_below(5) == 0) n.modes = {npu::BatchingMode::r_batching};
   n.stack_factors.clear();
   for (std::uint32_t k = 1; k <= 8; ++k)
     if (n.pe_count % k == 0 && n.input_rows % k == 0 && (k == 1 || rng.uniform_below(2)))
