@@ -17,37 +17,37 @@ traces::ArrivalSpec parse_arrival(const ConfigNode& node) {
   using traces::ProcessKind;
   traces::ArrivalSpec spec;
   spec.kind = static_cast<ProcessKind>(node.at("process").as_choice(traces::process_kind_names(), "an arrival process"));
-  switch (spec.kind) {
-    case ProcessKind::poisson: node.expect_keys({"process", "rate_hz"}); break;
-    case ProcessKind::periodic: node.expect_keys({"process", "fps", "jitter_ms", "phase_ms"}); break;
-    case ProcessKind::mmpp: node.expect_keys({"process", "rate_hz", "peak_factor", "burst_ms", "gap_ms"}); break;
-    case ProcessKind::on_off: node.expect_keys({"process", "rate_hz", "burst_ms", "gap_ms"}); break;
-    case ProcessKind::piecewise: node.expect_keys({"process", "schedule"}); break;
-    case ProcessKind::replay: node.expect_keys({"process", "file"}); break;
-  }
   const auto number = [&](std::string_view key, double& out, bool required) {
     if (node.has(key)) out = node.at(key).as_double();
-    else if (required) node.at(key);
+    else if (required) node.at(key);  // reports the missing key
   };
+  // Each process declares its keys (anything else is an error) and reads them.
   switch (spec.kind) {
-    case ProcessKind::poisson: number("rate_hz", spec.rate_hz, true); break;
+    case ProcessKind::poisson:
+      node.expect_keys({"process", "rate_hz"});
+      number("rate_hz", spec.rate_hz, true);
+      break;
     case ProcessKind::periodic:
+      node.expect_keys({"process", "fps", "jitter_ms", "phase_ms"});
       number("fps", spec.fps, true);
       number("jitter_ms", spec.jitter_ms, false);
       number("phase_ms", spec.phase_ms, false);
       break;
     case ProcessKind::mmpp:
+      node.expect_keys({"process", "rate_hz", "peak_factor", "burst_ms", "gap_ms"});
       number("rate_hz", spec.rate_hz, true);
       number("peak_factor", spec.peak_factor, true);
       number("burst_ms", spec.burst_ms, true);
       number("gap_ms", spec.gap_ms, true);
       break;
     case ProcessKind::on_off:
+      node.expect_keys({"process", "rate_hz", "burst_ms", "gap_ms"});
       number("rate_hz", spec.rate_hz, true);
       number("burst_ms", spec.burst_ms, true);
       number("gap_ms", spec.gap_ms, true);
       break;
     case ProcessKind::piecewise:
+      node.expect_keys({"process", "schedule"});
       for (const auto& item : node.at("schedule").as_list()) {
         item.expect_keys({"until_ms", "rate_hz"});
         traces::RateSegment segment;
@@ -57,7 +57,10 @@ traces::ArrivalSpec parse_arrival(const ConfigNode& node) {
         spec.schedule.push_back(segment);
       }
       break;
-    case ProcessKind::replay: spec.file = node.at("file").as_string(); break;
+    case ProcessKind::replay:
+      node.expect_keys({"process", "file"});
+      spec.file = node.at("file").as_string();
+      break;
   }
   try {
     traces::validate(spec);
