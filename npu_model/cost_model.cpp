@@ -29,8 +29,9 @@ class GemmSchedule {
  public:
   // One pass of `packed` groups.
   GemmSchedule(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping, std::uint64_t packed)
-      : npu_(npu), g_(npu.geometry(mapping.k)), shape_(shape), mapping_(mapping), packed_(packed) {
-    const auto e = effective_gemm(shape, mapping, packed);
+      : npu_(npu), g_(npu.geometry(mapping.k)), shape_(shape), mapping_(mapping), packed_(packed),
+        e_(effective_gemm(shape, mapping, packed)) {
+    const EffectiveGemm& e = e_;
     block_diagonal_ = e.blocks > 1;
     const std::uint64_t tr = g_.tile_rows, tp = g_.tile_depth, tc = g_.tile_cols;
     n_r_ = (e.rows + tr - 1) / tr;
@@ -72,14 +73,13 @@ class GemmSchedule {
   }
 
   std::uint64_t offchip_bytes() const {
-    const auto e = effective_gemm(shape_, mapping_, packed_);
-    const std::uint64_t input = n_c_ * e.rows * e.depth;
-    const std::uint64_t distinct_depth = block_diagonal_ ? shape_.depth : e.depth;
+    const std::uint64_t input = n_c_ * e_.rows * e_.depth;
+    const std::uint64_t distinct_depth = block_diagonal_ ? shape_.depth : e_.depth;
     std::uint64_t weight_cols = full_columns_ * distinct_cols(cols_[0]);
     if (has_edge_column_) weight_cols += distinct_cols(cols_[1]);
     const std::uint64_t weight_fetches = weights_resident_ ? 1 : n_r_;
     const std::uint64_t weights = weight_fetches * distinct_depth * weight_cols;
-    const std::uint64_t output = e.rows * e.cols;
+    const std::uint64_t output = e_.rows * e_.cols;
     return (input + weights + output) * element_bytes_;
   }
 
@@ -208,6 +208,7 @@ class GemmSchedule {
   GemmShape shape_;
   BatchMapping mapping_;
   std::uint64_t packed_ = 1;
+  EffectiveGemm e_;
   bool block_diagonal_ = false;
   std::uint64_t n_r_ = 0, n_p_ = 0, n_c_ = 0;
   std::array<std::uint64_t, 2> rows_{}, cols_{};

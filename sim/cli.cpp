@@ -16,10 +16,10 @@
 #include "sim/config_node.hpp"
 #include "sim/json.hpp"
 #include "sim/model_report.hpp"
+#include "sim/network_yaml.hpp"
 #include "sim/npu_yaml.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "traces/trace_file.hpp"
-#include "sim/network_yaml.hpp"
 
 namespace npusim::sim {
 namespace {
