@@ -27,7 +27,7 @@ BENCHMARK(BM_ControlBlockTableInceptionV3)->Unit(benchmark::kMillisecond);
 
 void BM_DefaultScenarioArrivalStream(benchmark::State& state) {
   const auto scenario = sim::load_scenario("default");
-  traces::ArrivalStream stream(scenario.devices, scenario.seed, scenario.base_dir);
+  traces::ArrivalStream stream(scenario.streams(), scenario.simulation.seed, scenario.base_dir);
   for (auto _ : state) benchmark::DoNotOptimize(stream.next());
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }

@@ -1,6 +1,8 @@
 #include "sim/cli.hpp"
 
 #include <charconv>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <sstream>
@@ -18,6 +20,8 @@
 #include "sim/model_report.hpp"
 #include "sim/network_yaml.hpp"
 #include "sim/npu_yaml.hpp"
+#include "sim/run_report.hpp"
+#include "sim/serving.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "traces/trace_file.hpp"
 
@@ -193,11 +197,75 @@ void run_model(const ModelOptions& o, std::ostream& out) {
   out << (o.json ? model_json(net) : model_text(net));
 }
 
+void describe_policies(std::ostream& out) {
+  scheduler::PolicyRegistry registry;
+  scheduler::register_builtin_policies(registry);
+  std::ostringstream text;
+  for (const auto& policy : registry.policies()) {
+    text << fmt::format("{:<14} {}\n", policy.name, policy.summary);
+    for (const auto& p : policy.parameters)
+      text << fmt::format("  scheduler.{}.{} ({}, default {}, {}): {}\n", policy.name, p.name, scheduler::to_string(p.type),
+                          scheduler::to_string(p.default_value), p.allowed(), p.description);
+  }
+  out << text.str();
+}
+
 void run_describe(const std::string& what, std::ostream& out) {
-  if (what != "models") throw UsageError(fmt::format("describe {}: allowed models", what));
+  if (what == "policies") return describe_policies(out);
+  if (what != "models") throw UsageError(fmt::format("describe {}: allowed models, policies", what));
   std::ostringstream text;
   for (const auto& entry : model_zoo()) text << fmt::format("{:<14} {}\n", entry.name, entry.description);
   out << text.str();
+}
+
+struct RunOptions {
+  std::string scenario;
+  std::vector<std::string> overrides;
+  std::string out_dir;
+  bool samples_csv = false;
+};
+
+void run_scenario(const RunOptions& o, std::ostream& out) {
+  scheduler::PolicyRegistry registry;
+  scheduler::register_builtin_policies(registry);
+  const Scenario scenario = load_scenario(o.scenario, o.overrides, registry);
+  if (o.samples_csv && o.out_dir.empty()) throw UsageError("--samples-csv needs --out DIR");
+  const std::filesystem::path dir(o.out_dir);
+  bool created = false;
+  if (!o.out_dir.empty()) {
+    if (std::filesystem::exists(dir) && !std::filesystem::is_directory(dir))
+      throw UsageError(fmt::format("--out {}: exists and is not a directory", o.out_dir));
+    created = std::filesystem::create_directories(dir);
+    // A result from an earlier run must not pass for this one's if this one fails.
+    std::filesystem::remove(dir / "summary.json");
+    std::filesystem::remove(dir / "samples.csv");
+  }
+  try {
+    std::unique_ptr<SampleCsvWriter> csv;
+    std::vector<ServingObserver*> observers;
+    if (o.samples_csv) {
+      csv = std::make_unique<SampleCsvWriter>(dir / "samples.csv", scenario);
+      observers.push_back(csv.get());
+    }
+    const ServingResult result = run_serving(scenario, registry, observers);
+    std::ostringstream text;
+    print_summary(text, scenario, result);
+    if (!o.out_dir.empty()) {
+      if (csv) csv->commit();
+      AtomicFile summary(dir / "summary.json");
+      summary.stream() << summary_json(scenario, result);
+      summary.commit();
+      text << fmt::format("wrote {}{}\n", (dir / "summary.json").string(),
+                          csv ? fmt::format(" and {}", (dir / "samples.csv").string()) : "");
+    }
+    out << text.str();
+  } catch (...) {
+    if (created) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+    throw;
+  }
 }
 
 struct TraceOptions {
@@ -210,14 +278,14 @@ struct TraceOptions {
 void run_trace(const TraceOptions& o, std::ostream& out) {
   if (o.samples == 0) throw UsageError("--samples 0: allowed at least 1 sample");
   const Scenario scenario = load_scenario(o.scenario, o.overrides);
-  traces::ArrivalStream stream(scenario.devices, scenario.seed, scenario.base_dir);
+  traces::ArrivalStream stream(scenario.streams(), scenario.simulation.seed, scenario.base_dir);
   traces::TraceWriter writer(o.out_file);
   std::uint64_t written = 0;
   std::int64_t last_ns = 0;
   while (written < o.samples) {
     const auto sample = stream.next();
     if (!sample) break;
-    const auto& device = scenario.devices[sample->device];
+    const auto& device = scenario.devices[sample->device].stream;
     writer.write(sample->arrival_ns, device.name, device.model, sample->exit);
     last_ns = sample->arrival_ns;
     ++written;
@@ -269,11 +337,18 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   trace_cmd->add_option("scenario", trace.scenario, "Scenario YAML file, or 'default'")->required();
   trace_cmd->add_option("--samples", trace.samples, "Number of samples to write")->required();
   trace_cmd->add_option("--out", trace.out_file, "Output CSV file (written atomically)")->required();
-  trace_cmd->add_option("--set", trace.overrides, "Override a scenario key: scenario.KEY=VALUE (repeatable)");
+  trace_cmd->add_option("--set", trace.overrides, "Override a scenario key: PATH=VALUE (repeatable)");
+
+  RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "Simulate a scenario: devices stream samples to the NPU under a policy");
+  run_cmd->add_option("scenario", run.scenario, "Scenario YAML file, or 'default'")->required();
+  run_cmd->add_option("--set", run.overrides, "Override any scenario key: PATH=VALUE, e.g. scheduler.policy=edf (repeatable)");
+  run_cmd->add_option("--out", run.out_dir, "Directory for summary.json (and samples.csv)");
+  run_cmd->add_flag("--samples-csv", run.samples_csv, "Also write one row per sample to DIR/samples.csv");
 
   std::string describe_what;
   auto* describe_cmd = app.add_subcommand("describe", "List what is built in");
-  describe_cmd->add_option("what", describe_what, "models")->required();
+  describe_cmd->add_option("what", describe_what, "models or policies")->required();
 
   try {
     app.parse(argc, argv);
@@ -282,6 +357,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     if (model_cmd->parsed()) run_model(model, out);
     if (describe_cmd->parsed()) run_describe(describe_what, out);
     if (trace_cmd->parsed()) run_trace(trace, out);
+    if (run_cmd->parsed()) run_scenario(run, out);
     return 0;
   } catch (const CLI::Success& e) {  // --help and --version
     return app.exit(e, out, err);
@@ -299,6 +375,10 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   } catch (const workloads::NetworkError& e) {
     return user_error(err, e.what());
   } catch (const traces::TraceFileError& e) {
+    return user_error(err, e.what());
+  } catch (const traces::ArrivalSpecError& e) {
+    return user_error(err, e.what());
+  } catch (const scheduler::PolicyError& e) {
     return user_error(err, e.what());
   } catch (const std::exception& e) {
     // Not the user's fault: say so, and keep exit status 2 for bad input only.

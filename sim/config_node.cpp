@@ -114,6 +114,23 @@ ConfigNode ConfigNode::at(std::string_view key) const {
   return child(value, child_path(key));
 }
 
+std::vector<std::string> ConfigNode::keys() const {
+  if (!node_.IsMap()) fail(display_value(), "a mapping");
+  std::vector<std::string> out;
+  for (const auto& item : node_) {
+    const auto mark = item.first.Mark();
+    const int key_line = mark.is_null() ? 0 : mark.line + 1;
+    if (!item.first.IsScalar())
+      throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line),
+                                    path_.empty() ? "the document" : path_));
+    const std::string key = item.first.Scalar();
+    if (std::find(out.begin(), out.end(), key) != out.end())
+      throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line), child_path(key)));
+    out.push_back(key);
+  }
+  return out;
+}
+
 void ConfigNode::expect_keys(std::initializer_list<std::string_view> allowed) const {
   if (!node_.IsMap())
     fail(display_value(), fmt::format("a mapping with keys {}", fmt::join(allowed, ", ")));

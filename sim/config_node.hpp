@@ -43,6 +43,9 @@ class ConfigNode {
 
   bool has(std::string_view key) const;
   ConfigNode at(std::string_view key) const;  // throws ConfigError if missing
+  // The keys of this mapping in file order. Throws ConfigError unless this is a mapping of
+  // distinct scalar keys.
+  std::vector<std::string> keys() const;
   // Throws ConfigError unless this is a mapping whose keys are all in `allowed`.
   void expect_keys(std::initializer_list<std::string_view> allowed) const;
   // The node for a dotted path below this one, or this node if some part is absent.

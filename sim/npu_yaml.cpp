@@ -68,7 +68,10 @@ npu::NpuConfig parse_npu_config(const ConfigNode& node) {
 
 npu::Npu load_npu(const ConfigNode& document) {
   document.expect_keys({"npu"});
-  const ConfigNode node = document.at("npu");
+  return load_npu_section(document.at("npu"));
+}
+
+npu::Npu load_npu_section(const ConfigNode& node) {
   const npu::NpuConfig config = parse_npu_config(node);
   try {
     return npu::Npu::validate(config);
@@ -97,8 +100,27 @@ const std::string& default_npu_yaml() {
 }
 
 npu::Npu default_npu(const std::vector<std::string>& overrides) {
-  return load_with_overrides(ConfigNode::load_text(default_npu_yaml(), "<embedded configs/npu/default.yaml>"),
-                             overrides);
+  return load_npu_preset("default", overrides);
+}
+
+std::vector<std::string> npu_presets() {
+  std::vector<std::string> names;
+  for (const auto& preset : embedded::npu_presets) names.emplace_back(preset.name);
+  return names;
+}
+
+bool is_npu_preset(const std::string& name) {
+  for (const auto& preset : embedded::npu_presets)
+    if (name == preset.name) return true;
+  return false;
+}
+
+npu::Npu load_npu_preset(const std::string& name, const std::vector<std::string>& overrides) {
+  for (const auto& preset : embedded::npu_presets)
+    if (name == preset.name)
+      return load_with_overrides(ConfigNode::load_text(preset.text, fmt::format("<embedded configs/npu/{}.yaml>", name)),
+                                 overrides);
+  throw ConfigError(fmt::format("{} is not an NPU preset: allowed {}", name, fmt::join(npu_presets(), ", ")));
 }
 
 }  // namespace npusim::sim

@@ -18,10 +18,17 @@ npu::NpuConfig parse_npu_config(const ConfigNode& npu_node);
 // Parses and validates a whole document whose only top-level key is `npu`. Range and
 // cross-field errors from npu::Npu::validate are reported at the offending key's line.
 npu::Npu load_npu(const ConfigNode& document);
+// Parses and validates the mapping at `npu_node`, reporting errors at its keys.
+npu::Npu load_npu_section(const ConfigNode& npu_node);
 // `overrides` are --set assignments ("npu.pe_count=32") applied before parsing.
 npu::Npu load_npu_file(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 // The NPU described by configs/npu/default.yaml, compiled into the binary.
 npu::Npu default_npu(const std::vector<std::string>& overrides = {});
 const std::string& default_npu_yaml();
+// The presets compiled into the binary: configs/npu/NAME.yaml, by NAME, sorted.
+std::vector<std::string> npu_presets();
+bool is_npu_preset(const std::string& name);
+// Throws ConfigError for an unknown name (listing the presets) or a bad override.
+npu::Npu load_npu_preset(const std::string& name, const std::vector<std::string>& overrides = {});
 
 }  // namespace npusim::sim

@@ -1,5 +1,6 @@
 #include "sim/scenario_yaml.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -9,6 +10,7 @@
 #include "sim/config_node.hpp"
 #include "sim/embedded_configs.hpp"
 #include "sim/network_yaml.hpp"
+#include "sim/npu_yaml.hpp"
 
 namespace npusim::sim {
 namespace {
@@ -99,6 +101,143 @@ std::string resolve_model(const std::string& name, const std::filesystem::path& 
   return is_zoo_model(name) ? name : (base_dir / name).string();
 }
 
+bool starts_with_npu(const std::string& assignment) { return assignment.rfind("npu.", 0) == 0; }
+
+// `npu:` is a preset name, a file (relative to the scenario) holding an `npu:` section, or the
+// section itself. Overrides of npu.* keys apply to whichever it is.
+npu::Npu parse_npu(ConfigNode document, const std::vector<std::string>& npu_overrides,
+                   const std::filesystem::path& base_dir) {
+  if (!document.has("npu")) return load_npu_preset("default", npu_overrides);
+  const ConfigNode node = document.at("npu");
+  if (node.display_value() == "<map>") {
+    for (const auto& assignment : npu_overrides) document.apply_override(assignment);
+    return load_npu_section(document.at("npu"));
+  }
+  const std::string name = node.as_string();
+  const std::filesystem::path file = base_dir / name;
+  if (std::filesystem::is_regular_file(file)) return load_npu_file(file, npu_overrides);
+  if (is_npu_preset(name)) return load_npu_preset(name, npu_overrides);
+  node.fail(name, fmt::format("an NPU preset ({}), a file relative to the scenario, or an npu mapping",
+                              fmt::join(npu_presets(), ", ")));
+}
+
+scheduler::ParameterValue parse_parameter(const ConfigNode& node, const scheduler::ParameterSpec& spec) {
+  using scheduler::ParameterType;
+  scheduler::ParameterValue value;
+  switch (spec.type) {
+    case ParameterType::integer: {
+      const double number = node.as_double();
+      if (number != std::floor(number) || std::fabs(number) > 9e15) node.fail(node.display_value(), spec.allowed());
+      value = static_cast<std::int64_t>(number);
+      break;
+    }
+    case ParameterType::real: value = node.as_double(); break;
+    case ParameterType::boolean: value = node.as_choice({"false", "true"}, "a boolean") == 1; break;
+  }
+  if (!spec.accepts(value)) node.fail(node.display_value(), spec.allowed());
+  return value;
+}
+
+// Every policy section present is checked against its policy's declarations, so a sweep may
+// keep parameters for policies it switches between.
+SchedulerConfig parse_scheduler(const ConfigNode& node, scheduler::PolicyRegistry& registry,
+                                const std::filesystem::path& base_dir) {
+  static const std::vector<std::string> own_keys{"policy", "max_batch", "plugins"};
+  if (node.has("plugins")) {
+    for (const auto& item : node.at("plugins").as_list()) {
+      const std::string file = item.as_string();
+      const std::filesystem::path path = std::filesystem::path(file).is_absolute() ? std::filesystem::path(file) : base_dir / file;
+      try {
+        registry.load_plugin(path);
+      } catch (const scheduler::PolicyError& e) {
+        item.fail(file, fmt::format("a policy plugin that loads ({})", e.what()));
+      }
+    }
+  }
+  SchedulerConfig config;
+  config.policy = node.at("policy").as_string();
+  if (!registry.find(config.policy))
+    node.at("policy").fail(config.policy, fmt::format("a registered policy: {}", fmt::join(registry.names(), ", ")));
+  if (node.has("max_batch")) {
+    const ConfigNode max_batch = node.at("max_batch");
+    config.max_batch = max_batch.as_uint32();
+    if (config.max_batch < 1 || config.max_batch > 1024) max_batch.fail(max_batch.display_value(), "1 to 1024 samples");
+  }
+  std::map<std::string, scheduler::ParameterValue> chosen;
+  for (const auto& key : node.keys()) {
+    if (std::find(own_keys.begin(), own_keys.end(), key) != own_keys.end()) continue;
+    const auto* info = registry.find(key);
+    if (!info)
+      node.at(key).fail_here(fmt::format("not a known key: allowed keys are {}, or a policy's parameter section: {}",
+                                         fmt::join(own_keys, ", "), fmt::join(registry.names(), ", ")));
+    const ConfigNode section = node.at(key);
+    std::map<std::string, scheduler::ParameterValue> given;
+    for (const auto& name : section.keys()) {
+      const auto spec = std::find_if(info->parameters.begin(), info->parameters.end(),
+                                     [&](const scheduler::ParameterSpec& p) { return p.name == name; });
+      if (spec == info->parameters.end()) {
+        std::vector<std::string> declared;
+        for (const auto& p : info->parameters) declared.push_back(p.name);
+        section.at(name).fail_here(fmt::format("not a parameter of policy {}: allowed {}", key,
+                                               declared.empty() ? "none" : fmt::format("{}", fmt::join(declared, ", "))));
+      }
+      given[name] = parse_parameter(section.at(name), *spec);
+    }
+    if (key == config.policy) chosen = given;
+  }
+  config.parameters = scheduler::ParameterValues(registry.find(config.policy)->parameters, chosen);
+  return config;
+}
+
+double positive(const ConfigNode& node, double max, const std::string& unit) {
+  const double value = node.as_double();
+  if (!(value > 0.0 && value <= max)) node.fail(node.display_value(), fmt::format("a number in (0, {}] {}", max, unit));
+  return value;
+}
+
+std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode& document, Scenario& scenario) {
+  const auto devices = list.as_list();
+  if (devices.empty()) list.fail("[]", "a list of at least one device");
+  std::set<std::string> names;
+  std::vector<DeviceConfig> out;
+  for (const auto& d : devices) {
+    d.expect_keys({"name", "model", "count", "arrival", "exits", "slo_ms", "slo_factor"});
+    DeviceConfig device;
+    std::string name = d.at("name").as_string();
+    if (name.empty() || name.find(',') != std::string::npos) d.at("name").fail(name, "a non-empty name without commas");
+    std::string model_name;
+    if (d.has("model")) model_name = d.at("model").as_string();
+    else if (document.has("model")) model_name = document.at("model").as_string();
+    else d.fail_here("no model: give the device a model, or the scenario a top-level model");
+    const ConfigNode model_node = d.has("model") ? d.at("model") : document.at("model");
+    if (model_name.find(',') != std::string::npos) model_node.fail(model_name, "a model name without commas");
+    if (!scenario.models.count(model_name))
+      scenario.models.emplace(model_name, load_model(resolve_model(model_name, scenario.base_dir)));
+    const auto& model = scenario.models.at(model_name);
+    device.stream.model = model_name;
+    device.stream.arrival = parse_arrival(d.at("arrival"));
+    device.stream.exit_probabilities =
+        d.has("exits") ? parse_exit_profile(d.at("exits"), model) : model.exit_probabilities();
+    if (d.has("slo_ms") == d.has("slo_factor"))
+      d.fail_here("give exactly one of slo_ms (absolute) or slo_factor (times the model's isolated batch-1 latency)");
+    if (d.has("slo_ms")) device.slo_ms = positive(d.at("slo_ms"), 1e9, "ms");
+    else device.slo_factor = positive(d.at("slo_factor"), 1e6, "times the isolated latency");
+    std::uint32_t count = 1;
+    if (d.has("count")) {
+      count = d.at("count").as_uint32();
+      if (count < 1 || count > 4096) d.at("count").fail(d.at("count").display_value(), "1 to 4096 copies of the device");
+    }
+    for (std::uint32_t copy = 0; copy < count; ++copy) {
+      DeviceConfig instance = device;
+      instance.stream.name = count == 1 ? name : fmt::format("{}-{}", name, copy);
+      if (!names.insert(instance.stream.name).second) d.at("name").fail(instance.stream.name, "a name no other device has");
+      out.push_back(std::move(instance));
+    }
+  }
+  return out;
+}
+
+
 }  // namespace
 
 const std::string& default_scenario_yaml() {
@@ -106,40 +245,93 @@ const std::string& default_scenario_yaml() {
   return text;
 }
 
-Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides) {
+std::string to_string(DropPolicy policy) { return policy == DropPolicy::newest ? "newest" : "oldest"; }
+
+std::vector<traces::DeviceStream> Scenario::streams() const {
+  std::vector<traces::DeviceStream> out;
+  for (const auto& d : devices) out.push_back(d.stream);
+  return out;
+}
+
+Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides,
+                       scheduler::PolicyRegistry& registry) {
   const bool embedded = file_or_default == "default";
-  ConfigNode document = embedded
-                                  ? ConfigNode::load_text(default_scenario_yaml(), "<embedded configs/scenarios/default.yaml>")
-                                  : ConfigNode::load_file(file_or_default);
-  for (const auto& assignment : overrides) document.apply_override(assignment);
-  document.expect_keys({"scenario"});
-  const ConfigNode node = document.at("scenario");
-  node.expect_keys({"name", "seed", "devices"});
+  ConfigNode document = embedded ? ConfigNode::load_text(default_scenario_yaml(), "<embedded configs/scenarios/default.yaml>")
+                                 : ConfigNode::load_file(file_or_default);
+  std::vector<std::string> npu_overrides;
+  for (const auto& assignment : overrides) {
+    if (starts_with_npu(assignment)) npu_overrides.push_back(assignment);
+    else document.apply_override(assignment);
+  }
+  document.expect_keys({"name", "npu", "model", "devices", "scheduler", "serving", "simulation", "metrics"});
   Scenario scenario;
   scenario.source = document.source();
   scenario.base_dir = embedded ? std::filesystem::path(".") : std::filesystem::path(file_or_default).parent_path();
-  scenario.name = node.at("name").as_string();
-  scenario.seed = node.at("seed").as_uint64();
-  const auto devices = node.at("devices").as_list();
-  if (devices.empty()) node.at("devices").fail("[]", "a list of at least one device");
-  std::set<std::string> names;
-  for (const auto& d : devices) {
-    d.expect_keys({"name", "model", "arrival", "exits"});
-    traces::DeviceStream device;
-    device.name = d.at("name").as_string();
-    if (device.name.empty() || device.name.find(',') != std::string::npos)
-      d.at("name").fail(device.name, "a non-empty name without commas");
-    if (!names.insert(device.name).second) d.at("name").fail(device.name, "a name no other device has");
-    device.model = d.at("model").as_string();
-    if (device.model.find(',') != std::string::npos) d.at("model").fail(device.model, "a model name without commas");
-    if (!scenario.models.count(device.model))
-      scenario.models.emplace(device.model, load_model(resolve_model(device.model, scenario.base_dir)));
-    const auto& model = scenario.models.at(device.model);
-    device.arrival = parse_arrival(d.at("arrival"));
-    device.exit_probabilities = d.has("exits") ? parse_exit_profile(d.at("exits"), model) : model.exit_probabilities();
-    scenario.devices.push_back(std::move(device));
+  scenario.name = document.has("name") ? document.at("name").as_string()
+                                       : std::filesystem::path(file_or_default).stem().string();
+  scenario.npu = parse_npu(document, npu_overrides, scenario.base_dir);
+  scenario.devices = parse_devices(document.at("devices"), document, scenario);
+
+  const ConfigNode scheduler_node = document.at("scheduler");
+  scenario.scheduler = parse_scheduler(scheduler_node, registry, scenario.base_dir);
+
+  if (document.has("serving")) {
+    const ConfigNode node = document.at("serving");
+    node.expect_keys({"fifo_capacity", "drop", "preemption_depth", "context_buffer_kib"});
+    auto& serving = scenario.serving;
+    if (node.has("fifo_capacity")) {
+      serving.fifo_capacity = node.at("fifo_capacity").as_uint64();
+      if (serving.fifo_capacity < 1 || serving.fifo_capacity > 100'000'000)
+        node.at("fifo_capacity").fail(node.at("fifo_capacity").display_value(), "1 to 100000000 samples");
+    }
+    if (node.has("drop")) serving.drop = static_cast<DropPolicy>(node.at("drop").as_choice({"newest", "oldest"}, "a drop policy"));
+    if (node.has("preemption_depth")) {
+      serving.preemption_depth = node.at("preemption_depth").as_uint32();
+      if (serving.preemption_depth > 64)
+        node.at("preemption_depth").fail(node.at("preemption_depth").display_value(), "0 (no preemption) to 64");
+    }
+    if (node.has("context_buffer_kib")) {
+      const ConfigNode kib = node.at("context_buffer_kib");
+      const std::uint64_t value = kib.as_uint64();
+      if (value > (std::uint64_t{1} << 30)) kib.fail(kib.display_value(), "0 to 1073741824 KiB");
+      serving.context_buffer_bytes = value * 1024;
+    }
+  }
+
+  const ConfigNode simulation = document.at("simulation");
+  simulation.expect_keys({"seed", "samples", "duration_s"});
+  scenario.simulation.seed = simulation.at("seed").as_uint64();
+  if (simulation.has("samples") == simulation.has("duration_s"))
+    simulation.fail_here("give exactly one of samples (arrivals to simulate) or duration_s (seconds of arrivals)");
+  if (simulation.has("samples")) {
+    const ConfigNode samples = simulation.at("samples");
+    scenario.simulation.samples = samples.as_uint64();
+    if (scenario.simulation.samples < 1 || scenario.simulation.samples > 1'000'000'000'000ULL)
+      samples.fail(samples.display_value(), "1 to 1e12 samples");
+  } else {
+    scenario.simulation.duration_s = positive(simulation.at("duration_s"), 1e6, "s");
+  }
+
+  if (document.has("metrics")) {
+    const ConfigNode node = document.at("metrics");
+    node.expect_keys({"tail_window_ms", "tail_percentile", "exact_percentile_samples"});
+    auto& metrics = scenario.metrics;
+    if (node.has("tail_window_ms")) metrics.tail_window_ms = positive(node.at("tail_window_ms"), 1e9, "ms");
+    if (node.has("tail_percentile")) metrics.tail_percentile = positive(node.at("tail_percentile"), 100.0, "percent");
+    if (node.has("exact_percentile_samples")) {
+      const ConfigNode limit = node.at("exact_percentile_samples");
+      metrics.exact_percentile_samples = limit.as_uint64();
+      if (metrics.exact_percentile_samples > 100'000'000)
+        limit.fail(limit.display_value(), "0 to 100000000 samples kept for exact percentiles");
+    }
   }
   return scenario;
+}
+
+Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides) {
+  scheduler::PolicyRegistry registry;
+  scheduler::register_builtin_policies(registry);
+  return load_scenario(file_or_default, overrides, registry);
 }
 
 }  // namespace npusim::sim

@@ -169,7 +169,14 @@ TEST_F(Cli, ModelTextAndDescribe) {
   EXPECT_EQ(lines, 5);
   for (const char* name : {"resnet56", "resnet50", "mobilenetv2", "vgg16", "inception_v3"})
     EXPECT_NE(zoo.out.find(name), std::string::npos) << name;
-  expect_one_line_error(run("describe policies"), "describe policies: allowed models");
+  expect_one_line_error(run("describe plans"), "describe plans: allowed models, policies");
+  // Every registered policy is listed with each declared parameter, its type and default.
+  const auto policies = run("describe policies");
+  ASSERT_EQ(policies.status, 0) << policies.err;
+  for (const char* name : {"fcfs", "static_batch", "lazy_batching", "prema", "edf", "exit_aware"})
+    EXPECT_NE(policies.out.find(std::string("\n") + name + " "), std::string::npos) << name;
+  EXPECT_NE(policies.out.find("scheduler.static_batch.timeout_ms (number, default 5, a number in [0, 1000000])"),
+            std::string::npos) << policies.out;
 }
 
 TEST_F(Cli, MalformedNetworkFiles) {
@@ -206,12 +213,12 @@ TEST_F(Cli, TraceWritesTheScenarioStreamDeterministically) {
   for (char ch : a) rows += ch == '\n';
   EXPECT_EQ(rows, 2001);
   // The written trace replays: a scenario whose devices replay it yields the same rows.
-  const auto replay = write("replay.yaml", "scenario:\n  name: r\n  seed: 1\n  devices:\n"
-      "    - {name: door-cam, model: resnet56, arrival: {process: replay, file: a.csv}}\n"
-      "    - {name: garden-cam, model: resnet56, arrival: {process: replay, file: a.csv}}\n"
-      "    - {name: hall-cam, model: mobilenetv2, arrival: {process: replay, file: a.csv}}\n"
-      "    - {name: baby-monitor, model: mobilenetv2, arrival: {process: replay, file: a.csv}}\n"
-      "    - {name: kitchen-cam, model: resnet56, arrival: {process: replay, file: a.csv}}\n");
+  const auto replay = write("replay.yaml", "name: r\nscheduler: {policy: fcfs}\nsimulation: {seed: 1, samples: 10}\ndevices:\n"
+      "    - {name: door-cam, model: resnet56, arrival: {process: replay, file: a.csv}, slo_ms: 5}\n"
+      "    - {name: garden-cam, model: resnet56, arrival: {process: replay, file: a.csv}, slo_ms: 5}\n"
+      "    - {name: hall-cam, model: mobilenetv2, arrival: {process: replay, file: a.csv}, slo_ms: 5}\n"
+      "    - {name: baby-monitor, model: mobilenetv2, arrival: {process: replay, file: a.csv}, slo_ms: 5}\n"
+      "    - {name: kitchen-cam, model: resnet56, arrival: {process: replay, file: a.csv}, slo_ms: 5}\n");
   const auto again = dir_ / "c.csv";
   ASSERT_EQ(run("trace " + replay.string() + " --samples 5000 --out " + again.string()).status, 0);
   EXPECT_EQ(slurp(again), a);
@@ -219,8 +226,8 @@ TEST_F(Cli, TraceWritesTheScenarioStreamDeterministically) {
 
 TEST_F(Cli, TraceErrors) {
   const auto bad = write("bad.csv", "arrival_ns,device,model,exit\n5,door-cam,resnet56,\n4,door-cam,resnet56,\n");
-  const auto scenario = write("s.yaml", "scenario:\n  name: r\n  seed: 1\n  devices:\n"
-      "    - {name: door-cam, model: resnet56, arrival: {process: replay, file: bad.csv}}\n");
+  const auto scenario = write("s.yaml", "name: r\nscheduler: {policy: fcfs}\nsimulation: {seed: 1, samples: 10}\ndevices:\n"
+      "    - {name: door-cam, model: resnet56, arrival: {process: replay, file: bad.csv}, slo_ms: 5}\n");
   const auto out = dir_ / "out.csv";
   expect_one_line_error(run("trace " + scenario.string() + " --samples 10 --out " + out.string()),
                         bad.string() + ":3: arrival_ns = 4 is earlier than the row before (5)");
@@ -238,9 +245,9 @@ TEST_F(Cli, SetOverridesConfigKeys) {
   expect_one_line_error(run("cost --gemm 8,8,8 --batch 1 --set npu.pe_cuont=3"),
                         "(--set npu.pe_cuont): npu.pe_cuont is not a known key");
   const auto out = dir_ / "t.csv";
-  ASSERT_EQ(run("trace default --samples 10 --out " + out.string() + " --set scenario.seed=1").status, 0);
+  ASSERT_EQ(run("trace default --samples 10 --out " + out.string() + " --set simulation.seed=1").status, 0);
   const std::string seed1 = slurp(out);
-  ASSERT_EQ(run("trace default --samples 10 --out " + out.string() + " --set scenario.seed=2").status, 0);
+  ASSERT_EQ(run("trace default --samples 10 --out " + out.string() + " --set simulation.seed=2").status, 0);
   EXPECT_NE(slurp(out), seed1);
 }
 

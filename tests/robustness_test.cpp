@@ -99,7 +99,7 @@ TEST(Robustness, DamagedScenarioFiles) {
   fuzz(read(NPUSIM_SOURCE_DIR "/configs/scenarios/default.yaml"), 500, 3, [&](const std::string& text) {
     std::ofstream(dir / "s.yaml") << text;
     const auto scenario = sim::load_scenario((dir / "s.yaml").string());
-    traces::ArrivalStream stream(scenario.devices, scenario.seed, scenario.base_dir);
+    traces::ArrivalStream stream(scenario.streams(), scenario.simulation.seed, scenario.base_dir);
     for (int i = 0; i < 100; ++i) stream.next();
   });
   std::filesystem::remove_all(dir);

@@ -36,35 +36,37 @@ TEST_F(ScenarioFiles, ShippedScenariosLoad) {
   EXPECT_EQ(def.devices.size(), 5u);
   EXPECT_EQ(def.models.size(), 2u);
   // The garden camera is tilted toward later exits: its final-exit share exceeds the model's.
-  EXPECT_GT(def.devices[1].exit_probabilities.back(), def.models.at("resnet56").exits.back().probability);
+  EXPECT_GT(def.devices[1].stream.exit_probabilities.back(), def.models.at("resnet56").exits.back().probability);
   const auto replay = sim::load_scenario(NPUSIM_SOURCE_DIR "/configs/scenarios/replay.yaml");
-  traces::ArrivalStream stream(replay.devices, replay.seed, replay.base_dir);
+  traces::ArrivalStream stream(replay.streams(), replay.simulation.seed, replay.base_dir);
   int samples = 0;
   while (stream.next()) ++samples;
   EXPECT_EQ(samples, 8);  // every row of configs/traces/example.csv
 }
 
-const char* const head = "scenario:\n  name: s\n  seed: 1\n  devices:\n";
+const char* const head = "name: s\nscheduler: {policy: fcfs}\nsimulation: {seed: 1, samples: 10}\ndevices:\n";
 
 TEST_F(ScenarioFiles, MistakesAreNamed) {
-  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: -3}}\n"),
-            ":5: scenario.devices[0].arrival.rate_hz = -3: allowed a rate in (0, 1e9] Hz");
-  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poison, rate_hz: 3}}\n"),
-            ":5: scenario.devices[0].arrival.process = poison: allowed an arrival process: poisson, periodic, "
+  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: -3}, slo_ms: 5}\n"),
+            ":5: devices[0].arrival.rate_hz = -3: allowed a rate in (0, 1e9] Hz");
+  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poison, rate_hz: 3}, slo_ms: 5}\n"),
+            ":5: devices[0].arrival.process = poison: allowed an arrival process: poisson, periodic, "
             "mmpp, on_off, piecewise, replay");
-  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poisson, rate: 3}}\n"),
-            ":5: scenario.devices[0].arrival.rate is not a known key: allowed keys are process, rate_hz");
-  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}}\n"
-                                         "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}}\n"),
-            ":6: scenario.devices[1].name = a: allowed a name no other device has");
+  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poisson, rate: 3}, slo_ms: 5}\n"),
+            ":5: devices[0].arrival.rate is not a known key: allowed keys are process, rate_hz");
+  EXPECT_EQ(error_of(std::string(head) + "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}, slo_ms: 5}\n"
+                                         "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}, slo_ms: 5}\n"),
+            ":6: devices[1].name = a: allowed a name no other device has");
   EXPECT_EQ(error_of(std::string(head) +
-                     "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}, exits: {probabilities: [0.5, 0.5]}}\n"),
-            ":5: scenario.devices[0].exits.probabilities = 2 values: allowed 7 values, one per exit of resnet56");
+                     "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}, exits: {probabilities: [0.5, 0.5]}, slo_ms: 5}\n"),
+            ":5: devices[0].exits.probabilities = 2 values: allowed 7 values, one per exit of resnet56");
   EXPECT_EQ(error_of(std::string(head) +
-                     "    - name: a\n      model: resnet56\n      arrival:\n        process: piecewise\n"
+                     "    - name: a\n      slo_ms: 5\n      model: resnet56\n      arrival:\n        process: piecewise\n"
                      "        schedule:\n          - {until_ms: 100, rate_hz: 5}\n          - {until_ms: 50, rate_hz: 5}\n"),
-            ":11: scenario.devices[0].arrival.schedule[1].until_ms = 50: allowed an end time after 100 ms, at most 1e12 ms");
-  EXPECT_EQ(error_of("scenario:\n  name: s\n  devices: []\n"), ":2: scenario.seed is missing: required key");
+            ":12: devices[0].arrival.schedule[1].until_ms = 50: allowed an end time after 100 ms, at most 1e12 ms");
+  EXPECT_EQ(error_of("name: s\nscheduler: {policy: fcfs}\nsimulation: {samples: 5}\ndevices:\n"
+                     "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}, slo_ms: 5}\n"),
+            ":3: simulation.seed is missing: required key");
 }
 
 }  // namespace

@@ -1,0 +1,99 @@
+#include "scheduler/model_profile.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace npusim::scheduler {
+
+ModelProfile::ModelProfile(std::string name, std::uint32_t layer_count, std::uint32_t max_batch,
+                           const CycleQuery& cycles, std::vector<ExitPoint> exits)
+    : name_(std::move(name)), layer_count_(layer_count), max_batch_(max_batch), exits_(std::move(exits)) {
+  if (layer_count_ == 0 || max_batch_ == 0)
+    throw std::invalid_argument(fmt::format("model {}: needs at least one layer and a batch limit of at least 1", name_));
+  if (exits_.empty() || exits_.back().decision_layer != layer_count_ - 1)
+    throw std::invalid_argument(fmt::format("model {}: the last exit must be decided after the last layer", name_));
+  exit_after_.assign(layer_count_, -1);
+  hazard_after_.assign(layer_count_, 0.0);
+  double left = 1.0, total = 0.0;
+  for (std::size_t e = 0; e < exits_.size(); ++e) {
+    const auto& exit = exits_[e];
+    if (e > 0 && exit.decision_layer <= exits_[e - 1].decision_layer)
+      throw std::invalid_argument(fmt::format("model {}: exits must be in strictly increasing depth", name_));
+    if (!(exit.probability >= 0.0 && exit.probability <= 1.0))
+      throw std::invalid_argument(fmt::format("model {}: exit {} has probability {} outside [0, 1]", name_, exit.name,
+                                              exit.probability));
+    exit_after_[exit.decision_layer] = static_cast<int>(e);
+    // Hazard: the share of the samples still running that leave here.
+    hazard_after_[exit.decision_layer] = left > 1e-12 ? std::min(1.0, exit.probability / left) : 1.0;
+    left -= exit.probability;
+    total += exit.probability;
+  }
+  if (std::fabs(total - 1.0) > 1e-6)
+    throw std::invalid_argument(fmt::format("model {}: exit probabilities sum to {}, not 1", name_, total));
+  hazard_after_.back() = 1.0;  // everybody still there leaves at the final exit
+  survival_from_zero_.assign(layer_count_ + 1, 1.0);
+  for (std::uint32_t l = 0; l < layer_count_; ++l)
+    survival_from_zero_[l + 1] = survival_from_zero_[l] * (1.0 - hazard_after_[l]);
+
+  const std::size_t size = std::size_t{layer_count_ + 1} * (max_batch_ + 1);
+  cycles_.assign(size, 0);
+  for (std::uint32_t l = 0; l < layer_count_; ++l)
+    for (std::uint32_t b = 1; b <= max_batch_; ++b) cycles_[index(l, b)] = cycles(l, b);
+  build_predictions();
+}
+
+double ModelProfile::survival(std::uint32_t from, std::uint32_t to) const {
+  if (from >= to) return 1.0;
+  const double base = survival_from_zero_[from];
+  return base > 0.0 ? survival_from_zero_[to] / base : 0.0;
+}
+
+std::uint32_t ModelProfile::expected_batch(std::uint32_t batch, std::uint32_t from, std::uint32_t to,
+                                           Prediction prediction) const {
+  if (prediction == Prediction::exit_blind || from >= to) return batch;
+  const double expected = batch * survival(from, to);
+  // The tolerance keeps 4 * 0.5 from becoming 3 through rounding of the products.
+  const auto rounded = static_cast<std::uint32_t>(std::ceil(expected - 1e-9));
+  return std::min(batch, rounded);
+}
+
+void ModelProfile::build_predictions() {
+  const std::size_t size = cycles_.size();
+  blind_remaining_.assign(size, 0);
+  aware_remaining_.assign(size, 0);
+  aware_sample_remaining_.assign(size, 0.0);
+  blind_catch_up_.assign(size, 0);
+  aware_catch_up_.assign(size, 0);
+  aware_catch_up_exit_latency_.assign(size, 0.0);
+  for (std::uint32_t b = 1; b <= max_batch_; ++b) {
+    for (std::uint32_t l = layer_count_; l-- > 0;)
+      blind_remaining_[index(l, b)] = blind_remaining_[index(l + 1, b)] + cycles_[index(l, b)];
+    for (std::uint32_t l = 0; l < layer_count_; ++l)
+      blind_catch_up_[index(l + 1, b)] = blind_catch_up_[index(l, b)] + cycles_[index(l, b)];
+    // Exit-aware: walk forward from every start layer. O(layers^2) per batch size.
+    for (std::uint32_t start = 0; start < layer_count_; ++start) {
+      std::uint64_t elapsed = 0;
+      double sample_latency = 0.0;
+      for (std::uint32_t m = start; m < layer_count_; ++m) {
+        const std::uint32_t running = expected_batch(b, start, m, Prediction::exit_aware);
+        if (running > 0) elapsed += cycles_[index(m, running)];
+        if (exit_after_[m] >= 0) {
+          const double leaving = survival(start, m) * hazard_after_[m];  // of the samples at `start`
+          sample_latency += leaving * static_cast<double>(elapsed);
+          if (start == 0) {
+            // Samples of a catch-up batch that leave after m finish before any layer > m.
+            for (std::uint32_t to = m + 1; to <= layer_count_; ++to)
+              aware_catch_up_exit_latency_[index(to, b)] += leaving * static_cast<double>(elapsed);
+          }
+        }
+        if (start == 0) aware_catch_up_[index(m + 1, b)] = elapsed;
+      }
+      aware_remaining_[index(start, b)] = elapsed;
+      aware_sample_remaining_[index(start, b)] = sample_latency;
+    }
+  }
+}
+
+}  // namespace npusim::scheduler

@@ -1,0 +1,51 @@
+#pragma once
+// The shape lazy_batching and exit_aware share: start the oldest model's queued samples at
+// once when the NPU is free (never wait for a batch to form), and at each layer boundary
+// choose how many queued samples of the running model to catch up and merge. They differ in
+// the prediction they use and in how they choose.
+
+#include <cmath>
+
+#include "scheduler/policies/common.hpp"
+
+namespace npusim::scheduler::policies {
+
+class CatchUpPolicy : public Policy {
+ public:
+  explicit CatchUpPolicy(double slack_ms) : slack_ns_(slack_ms * 1e6) {}
+
+  Decision decide(const SchedulerView& view) override {
+    if (!view.running) {
+      if (view.queue.empty()) return Decision::idle();
+      return Decision::start(oldest_model_batch(view, view.max_batch));
+    }
+    auto positions = view.queued_of_model(view.running->model, view.queue.size());
+    const std::uint32_t room = catch_up_room(view, static_cast<std::uint32_t>(positions.size()));
+    if (room == 0) return Decision::keep_running();
+    const std::uint32_t take = choose(view, room, static_cast<std::uint32_t>(positions.size()));
+    if (take == 0) return Decision::keep_running();
+    positions.resize(take);
+    return Decision::preempt(std::move(positions));
+  }
+
+ protected:
+  // How many of the `waiting` queued samples of the running model to catch up, at most `room`.
+  virtual std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) = 0;
+
+  // The deadline the in-flight samples must still meet: the earliest among those that make it
+  // when nothing joins (samples already predicted late cannot be saved by refusing to merge),
+  // less the safety slack. never_ns when none of them can make it.
+  double guarded_deadline_ns(const SchedulerView& view, double completion_if_alone_ns) const {
+    double earliest = static_cast<double>(never_ns);
+    for (const auto& s : view.running->samples) {
+      const double d = static_cast<double>(s.deadline_ns);
+      if (d >= static_cast<double>(view.now_ns) + completion_if_alone_ns && d < earliest) earliest = d;
+    }
+    return earliest == static_cast<double>(never_ns) ? earliest : earliest - slack_ns_;
+  }
+
+ private:
+  double slack_ns_;
+};
+
+}  // namespace npusim::scheduler::policies

@@ -1,0 +1,53 @@
+// edf: earliest deadline first, preemptive at layer boundaries. Queued samples whose deadline
+// is earlier than every in-flight sample's preempt the running batch; of the running model
+// they catch up and merge, of another model they run as their own batch first.
+#include <algorithm>
+
+#include "scheduler/policies/builtin.hpp"
+
+namespace npusim::scheduler::policies {
+namespace {
+
+// Positions of the queued samples of `model` with a deadline before `before`, earliest
+// deadline first (ties by arrival), at most `limit`.
+std::vector<std::uint32_t> by_deadline(const SchedulerView& view, std::uint32_t model, std::int64_t before,
+                                       std::size_t limit) {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t i = 0; i < view.queue.size(); ++i)
+    if (view.queue[i].model == model && view.queue[i].deadline_ns < before) out.push_back(i);
+  std::stable_sort(out.begin(), out.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return view.queue[a].deadline_ns < view.queue[b].deadline_ns;
+  });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+class Edf final : public Policy {
+ public:
+  Decision decide(const SchedulerView& view) override {
+    if (view.queue.empty()) return view.running ? Decision::keep_running() : Decision::idle();
+    const auto urgent = std::min_element(view.queue.begin(), view.queue.end(), [](const auto& a, const auto& b) {
+      return a.deadline_ns < b.deadline_ns;
+    });
+    if (!view.running) return Decision::start(by_deadline(view, urgent->model, never_ns, view.max_batch));
+    const std::int64_t running_deadline = view.running->earliest_deadline_ns();
+    if (view.preemptions_left == 0 || urgent->deadline_ns >= running_deadline) return Decision::keep_running();
+    if (urgent->model == view.running->model) {
+      const auto room = catch_up_room(view, static_cast<std::uint32_t>(view.queue.size()));
+      if (room > 0) return Decision::preempt(by_deadline(view, urgent->model, running_deadline, room));
+    }
+    return Decision::preempt(by_deadline(view, urgent->model, running_deadline, view.max_batch), false);
+  }
+};
+
+}  // namespace
+
+PolicyInfo edf_info() {
+  return {"edf",
+          "earliest deadline first, preemptive at layer boundaries, merging earlier-deadline samples of the running "
+          "model",
+          {},
+          [](const ParameterValues&) { return std::make_unique<Edf>(); }};
+}
+
+}  // namespace npusim::scheduler::policies

@@ -1,0 +1,24 @@
+// fcfs: one sample at a time, oldest first, run to completion. The latency floor at light load
+// and the throughput floor at heavy load.
+#include "scheduler/policies/builtin.hpp"
+
+namespace npusim::scheduler::policies {
+namespace {
+
+class Fcfs final : public Policy {
+ public:
+  Decision decide(const SchedulerView& view) override {
+    if (view.running) return Decision::keep_running();
+    if (view.queue.empty()) return Decision::idle();
+    return Decision::start({0});
+  }
+};
+
+}  // namespace
+
+PolicyInfo fcfs_info() {
+  return {"fcfs", "batch size 1, first come first served, run to completion, never preempts", {},
+          [](const ParameterValues&) { return std::make_unique<Fcfs>(); }};
+}
+
+}  // namespace npusim::scheduler::policies

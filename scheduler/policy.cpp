@@ -1,0 +1,36 @@
+#include "scheduler/policy.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace npusim::scheduler {
+
+std::int64_t BatchInfo::earliest_deadline_ns() const {
+  std::int64_t earliest = never_ns;
+  for (const auto& s : samples) earliest = std::min(earliest, s.deadline_ns);
+  return earliest;
+}
+
+std::string to_string(Trigger trigger) {
+  switch (trigger) {
+    case Trigger::arrival: return "arrival";
+    case Trigger::wakeup: return "wakeup";
+    case Trigger::layer_boundary: return "layer_boundary";
+    case Trigger::early_exit: return "early_exit";
+    case Trigger::batch_completed: return "batch_completed";
+  }
+  return "?";
+}
+
+std::int64_t SchedulerView::ns_from_cycles(double cycles) const {
+  return static_cast<std::int64_t>(std::ceil(cycles * ns_per_cycle));
+}
+
+std::vector<std::uint32_t> SchedulerView::queued_of_model(std::uint32_t model, std::size_t limit) const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t i = 0; i < queue.size() && out.size() < limit; ++i)
+    if (queue[i].model == model) out.push_back(i);
+  return out;
+}
+
+}  // namespace npusim::scheduler

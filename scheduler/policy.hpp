@@ -1,0 +1,125 @@
+#pragma once
+// The scheduling-policy interface: what a policy sees at a decision point (SchedulerView) and
+// what it may answer (Decision). docs/policies.md describes the built-in policies.
+
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "scheduler/model_profile.hpp"
+
+namespace npusim::scheduler {
+
+// Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
+// registry.hpp changes its layout, so a plugin built against other headers is refused.
+inline constexpr int policy_api_version = 1;
+
+inline constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
+
+// What a policy may know about a sample. Its exit is deliberately absent: it is decided by the
+// sample's content, which no scheduler can see in advance.
+struct SampleInfo {
+  std::uint64_t id = 0;
+  std::int64_t arrival_ns = 0;
+  std::int64_t deadline_ns = 0;  // arrival + the device's SLO
+  std::uint32_t device = 0;
+  std::uint32_t model = 0;  // index into SchedulerView::models
+};
+
+// A batch on the NPU: the samples still in it and the first layer it has not run yet.
+struct BatchInfo {
+  std::uint32_t model = 0;
+  std::uint32_t next_layer = 0;
+  std::span<const SampleInfo> samples;
+  // A catch-up batch started by a merging preemption: when next_layer reaches merge_layer it
+  // merges with the suspended batch below it.
+  bool merges = false;
+  std::uint32_t merge_layer = 0;
+
+  std::int64_t earliest_deadline_ns() const;
+};
+
+enum class Trigger {
+  arrival,          // a sample arrived while the NPU had no batch
+  wakeup,           // the time asked for by an idle decision has come
+  layer_boundary,   // the running batch finished a layer; nobody left
+  early_exit,       // the running batch finished a layer and some samples left at an exit
+  batch_completed,  // the running batch finished (or emptied); nothing is running now
+};
+std::string to_string(Trigger trigger);
+
+struct SchedulerView {
+  std::int64_t now_ns = 0;
+  Trigger trigger = Trigger::arrival;
+  std::span<const SampleInfo> queue;         // waiting samples in arrival order
+  const BatchInfo* running = nullptr;        // null when the NPU holds no batch
+  std::span<const BatchInfo> suspended;      // oldest first; the last resumes or merges next
+  std::uint32_t preemptions_left = 0;        // further nesting the FBE registers allow now
+  std::uint32_t max_batch = 1;               // the largest batch the FBE table holds
+  // Cycles a preemption of the running batch would add now: saving its activations off chip
+  // and restoring them, or 0 when they stay on chip (docs/serving.md, "Preemption").
+  std::uint64_t preemption_overhead_cycles = 0;
+  std::span<const ModelProfile> models;
+  double ns_per_cycle = 1.0;
+
+  std::int64_t ns_from_cycles(double cycles) const;
+  // Positions in `queue` of the waiting samples of `model`, oldest first, at most `limit`.
+  std::vector<std::uint32_t> queued_of_model(std::uint32_t model, std::size_t limit) const;
+};
+
+// A policy's answer. The engine checks it and throws PolicyError when it breaks a rule:
+//  - run:     keep running the current batch (only with a running batch);
+//  - start:   start a batch of the given queued samples (only with no running batch); they must
+//             share a model, and there are 1..max_batch of them;
+//  - preempt: at a layer boundary, suspend the running batch and run the given queued samples
+//             from layer 0. With merge, they must be of the running batch's model and fit the
+//             table together with it; they catch up to its layer and the two merge. Without
+//             merge, the new batch runs to completion, then the suspended batch resumes.
+//             Needs preemptions_left > 0.
+//  - idle:    leave the NPU idle until wake_ns or the next arrival, whichever is first (only
+//             with no running batch). wake_ns must be later than now, or never_ns.
+struct Decision {
+  enum class Kind { run, start, preempt, idle };
+  Kind kind = Kind::run;
+  std::vector<std::uint32_t> queue_positions;  // start / preempt: positions in view.queue
+  bool merge = true;
+  std::int64_t wake_ns = never_ns;
+
+  static Decision keep_running() { return {}; }
+  static Decision start(std::vector<std::uint32_t> positions) {
+    return {Kind::start, std::move(positions), true, never_ns};
+  }
+  static Decision preempt(std::vector<std::uint32_t> positions, bool merge = true) {
+    return {Kind::preempt, std::move(positions), merge, never_ns};
+  }
+  static Decision idle(std::int64_t wake_ns = never_ns) { return {Kind::idle, {}, true, wake_ns}; }
+};
+
+// A decision the engine cannot carry out, or a policy that cannot be built. what() is one line.
+class PolicyError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A scheduling policy. One instance serves one simulation, single-threaded.
+// Contract:
+//  - observe_arrival is called for every sample that enters the queue, before any decision at
+//    that time; it may update the policy's own state and must not assume the NPU is free.
+//  - decide is called at every decision point: on arrival or wake-up while the NPU holds no
+//    batch, at every layer boundary of the running batch (after the samples that exit there
+//    have left), and when a batch completes. It must return quickly: it runs up to once per
+//    layer.
+//  - The view and its spans are valid only during the call.
+//  - A policy must be deterministic: the same calls give the same answers (no wall clock, no
+//    unseeded randomness), so a seed reproduces a run byte for byte.
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual void observe_arrival(const SchedulerView& /*view*/, const SampleInfo& /*sample*/) {}
+  virtual Decision decide(const SchedulerView& view) = 0;
+};
+
+}  // namespace npusim::scheduler

@@ -1,0 +1,112 @@
+#include "sim/metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace npusim::sim {
+namespace {
+
+// Buckets (gamma^(i-1), gamma^i] with gamma = (1 + a) / (1 - a): the point 2 gamma^i / (gamma + 1)
+// is within a of every value in its bucket.
+const double gamma_base = (1.0 + LatencyDistribution::sketch_relative_error) / (1.0 - LatencyDistribution::sketch_relative_error);
+const double log_gamma = std::log(gamma_base);
+
+std::size_t nearest_rank(double q, std::size_t n) {
+  const auto rank = static_cast<std::size_t>(std::ceil(q / 100.0 * static_cast<double>(n) - 1e-9));
+  return std::clamp<std::size_t>(rank, 1, n);
+}
+
+}  // namespace
+
+int LatencyDistribution::bucket_of(double value) const {
+  return static_cast<int>(std::ceil(std::log(value) / log_gamma));
+}
+
+void LatencyDistribution::add_to_sketch(double value) { ++buckets_[value > 0.0 ? bucket_of(value) : INT32_MIN]; }
+
+void LatencyDistribution::add(double value) {
+  ++count_;
+  sum_ += value;
+  max_ = std::max(max_, value);
+  if (sketching_) {
+    add_to_sketch(value);
+    return;
+  }
+  values_.push_back(value);
+  sorted_ = false;
+  if (values_.size() > exact_limit_) {
+    sketching_ = true;
+    for (const double v : values_) add_to_sketch(v);
+    std::vector<double>().swap(values_);
+  }
+}
+
+double LatencyDistribution::percentile(double q) const {
+  if (count_ == 0) return 0.0;
+  const std::size_t rank = nearest_rank(q, count_);
+  if (!sketching_) {
+    if (!sorted_) {
+      std::sort(values_.begin(), values_.end());
+      sorted_ = true;
+    }
+    return values_[rank - 1];
+  }
+  std::uint64_t seen = 0;
+  for (const auto& [bucket, n] : buckets_) {
+    seen += n;
+    if (seen >= rank) {
+      if (bucket == INT32_MIN) return 0.0;
+      return std::min(max_, 2.0 * std::pow(gamma_base, bucket) / (gamma_base + 1.0));
+    }
+  }
+  return max_;
+}
+
+void TailWindows::add(double completion_ns, double latency_over_slo) {
+  const auto window = static_cast<std::int64_t>(std::floor(completion_ns / window_ns_));
+  if (window != current_) {
+    close();
+    current_ = window;
+  }
+  ratios_.push_back(latency_over_slo);
+}
+
+void TailWindows::close() {
+  if (ratios_.empty()) return;
+  const std::size_t rank = nearest_rank(percentile_, ratios_.size());
+  std::nth_element(ratios_.begin(), ratios_.begin() + static_cast<std::ptrdiff_t>(rank - 1), ratios_.end());
+  ++windows_;
+  if (ratios_[rank - 1] <= 1.0) ++satisfied_;
+  ratios_.clear();
+}
+
+void TailWindows::finish() { close(); }
+
+MetricsCollector::MetricsCollector(std::size_t devices, std::uint64_t exact_limit, double window_ns, double percentile)
+    : overall_(exact_limit, window_ns, percentile), devices_(devices, GroupMetrics(exact_limit, window_ns, percentile)) {}
+
+void MetricsCollector::arrived(std::uint32_t device) {
+  ++overall_.arrived;
+  ++devices_[device].arrived;
+}
+
+void MetricsCollector::dropped(std::uint32_t device) {
+  ++overall_.dropped;
+  ++devices_[device].dropped;
+}
+
+void MetricsCollector::completed(std::uint32_t device, double latency_ns, double slo_ns, double completion_ns) {
+  for (GroupMetrics* group : {&overall_, &devices_[device]}) {
+    ++group->completed;
+    if (latency_ns <= slo_ns) ++group->within_slo;
+    group->latency_ns.add(latency_ns);
+    group->tail.add(completion_ns, latency_ns / slo_ns);
+  }
+}
+
+void MetricsCollector::finish() {
+  overall_.tail.finish();
+  for (auto& d : devices_) d.tail.finish();
+}
+
+}  // namespace npusim::sim

@@ -1,0 +1,151 @@
+#include "sim/run_report.hpp"
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include "sim/json.hpp"
+
+namespace npusim::sim {
+namespace {
+
+double ms(std::int64_t ps) { return static_cast<double>(ps) / 1e9; }
+
+std::string latency_json(const LatencyDistribution& d) {
+  return fmt::format(R"({{"mean": {}, "p50": {}, "p90": {}, "p95": {}, "p99": {}, "max": {}, "exact": {}, "relative_error_bound": {}}})",
+                     d.mean() / 1e6, d.percentile(50) / 1e6, d.percentile(90) / 1e6, d.percentile(95) / 1e6,
+                     d.percentile(99) / 1e6, d.max() / 1e6, d.exact() ? "true" : "false", d.relative_error_bound());
+}
+
+std::string counts_json(const GroupMetrics& g) {
+  return fmt::format(R"({{"arrived": {}, "completed": {}, "dropped": {}}})", g.arrived, g.completed, g.dropped);
+}
+
+std::string slo_json(const GroupMetrics& g) {
+  return fmt::format(R"({{"satisfaction": {}, "within": {}, "tail_satisfaction": {}, "tail_windows": {}, "tail_windows_satisfied": {}}})",
+                     g.slo_satisfaction(), g.within_slo, g.tail.satisfaction(), g.tail.windows(), g.tail.satisfied());
+}
+
+double span_s(const ServingStats& s) { return static_cast<double>(s.end_ps - s.first_arrival_ps) / 1e12; }
+
+}  // namespace
+
+AtomicFile::AtomicFile(std::filesystem::path file) : file_(std::move(file)), partial_(file_.string() + ".partial") {
+  out_.open(partial_, std::ios::binary | std::ios::trunc);
+  if (!out_) throw std::runtime_error(fmt::format("cannot write {}", partial_.string()));
+}
+
+AtomicFile::~AtomicFile() {
+  if (committed_) return;
+  out_.close();
+  std::error_code ignored;
+  std::filesystem::remove(partial_, ignored);
+}
+
+void AtomicFile::commit() {
+  out_.flush();
+  if (!out_) throw std::runtime_error(fmt::format("cannot write {}", partial_.string()));
+  out_.close();
+  std::filesystem::rename(partial_, file_);
+  committed_ = true;
+}
+
+std::string summary_json(const Scenario& scenario, const ServingResult& result) {
+  const auto& all = result.metrics.overall();
+  const auto& s = result.stats;
+  const double span = span_s(s);
+  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  std::string out = "{\n";
+  out += fmt::format("  \"scenario\": {},\n  \"source\": {},\n  \"policy\": {},\n  \"seed\": {},\n  \"npu\": {},\n",
+                     json_string(scenario.name), json_string(scenario.source), json_string(scenario.scheduler.policy),
+                     scenario.simulation.seed, json_string(scenario.npu.config().name));
+  out += fmt::format("  \"samples\": {},\n", counts_json(all));
+  out += fmt::format("  \"latency_ms\": {},\n", latency_json(all.latency_ns));
+  out += fmt::format("  \"slo\": {},\n", slo_json(all));
+  out += fmt::format("  \"tail_definition\": {{\"percentile\": {}, \"window_ms\": {}}},\n", scenario.metrics.tail_percentile,
+                     scenario.metrics.tail_window_ms);
+  out += fmt::format("  \"throughput_sps\": {},\n", span > 0 ? static_cast<double>(all.completed) / span : 0.0);
+  out += fmt::format("  \"simulated_ms\": {},\n", ms(s.end_ps - s.first_arrival_ps));
+  out += fmt::format(
+      "  \"npu\": {{\"name\": {}, \"utilisation\": {}, \"mac_utilisation\": {}, \"busy_ms\": {}, \"context_transfer_ms\": "
+      "{}, \"layers_run\": {}, \"macs\": {}}},\n",
+      json_string(scenario.npu.config().name), span_ps > 0 ? static_cast<double>(s.layer_busy_ps) / span_ps : 0.0,
+      span_ps > 0 ? static_cast<double>(s.macs) / (s.peak_macs_per_ns * span_ps / 1000.0) : 0.0, ms(s.layer_busy_ps),
+      ms(s.context_transfer_ps), s.layers_run, s.macs);
+  out += fmt::format("  \"preemptions\": {},\n  \"merges\": {},\n  \"resumes\": {},\n", s.preemptions, s.merges, s.resumes);
+  out += fmt::format("  \"context_spills\": {},\n  \"context_bytes_moved\": {},\n  \"decisions\": {},\n  \"max_queue\": {},\n",
+                     s.context_spills, s.context_bytes_moved, s.decisions, s.max_queue);
+  out += "  \"exits\": [";
+  for (std::size_t i = 0; i < s.exits.size(); ++i) {
+    const auto& e = s.exits[i];
+    out += fmt::format("{}\n    {{\"model\": {}, \"exit\": {}, \"layer\": {}, \"completions\": {}}}", i ? "," : "",
+                       json_string(e.model), json_string(e.exit), e.decision_layer, e.completions);
+  }
+  out += "\n  ],\n  \"per_device\": [";
+  for (std::size_t d = 0; d < scenario.devices.size(); ++d) {
+    const auto& g = result.metrics.devices()[d];
+    out += fmt::format("{}\n    {{\"name\": {}, \"model\": {}, \"slo_ms\": {}, \"samples\": {}, \"latency_ms\": {}, \"slo\": {}}}",
+                       d ? "," : "", json_string(scenario.devices[d].stream.name), json_string(s.device_models[d]),
+                       s.device_slo_ms[d], counts_json(g), latency_json(g.latency_ns), slo_json(g));
+  }
+  out += "\n  ]\n}\n";
+  return out;
+}
+
+void print_summary(std::ostream& out, const Scenario& scenario, const ServingResult& result) {
+  const auto& all = result.metrics.overall();
+  const auto& s = result.stats;
+  const auto& l = all.latency_ns;
+  const double span = span_s(s);
+  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  fmt::print(out, "scenario {} | policy {} | NPU {} | seed {}\n", scenario.name, scenario.scheduler.policy,
+             scenario.npu.config().name, scenario.simulation.seed);
+  fmt::print(out, "samples     {} arrived, {} completed, {} dropped over {:.3f} s ({:.1f} samples/s)\n", all.arrived,
+             all.completed, all.dropped, span, span > 0 ? static_cast<double>(all.completed) / span : 0.0);
+  fmt::print(out, "latency ms  mean {:.3f}  p50 {:.3f}  p90 {:.3f}  p95 {:.3f}  p99 {:.3f}  max {:.3f}{}\n", l.mean() / 1e6,
+             l.percentile(50) / 1e6, l.percentile(90) / 1e6, l.percentile(95) / 1e6, l.percentile(99) / 1e6, l.max() / 1e6,
+             l.exact() ? "" : "  (percentiles within 0.1%)");
+  fmt::print(out, "SLO         {:.2f} % of samples within SLO; tail: {:.2f} % of {} windows ({} ms) meet it at p{}\n",
+             100.0 * all.slo_satisfaction(), 100.0 * all.tail.satisfaction(), all.tail.windows(),
+             scenario.metrics.tail_window_ms, scenario.metrics.tail_percentile);
+  fmt::print(out, "NPU         {:.1f} % busy, {:.1f} % MAC utilisation; {} preemptions, {} merges, {} context spills\n",
+             span_ps > 0 ? 100.0 * static_cast<double>(s.layer_busy_ps) / span_ps : 0.0,
+             span_ps > 0 ? 100.0 * static_cast<double>(s.macs) / (s.peak_macs_per_ns * span_ps / 1000.0) : 0.0,
+             s.preemptions, s.merges, s.context_spills);
+  fmt::print(out, "{:<16} {:<12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}\n", "device", "model", "slo_ms", "arrived",
+             "completed", "dropped", "mean_ms", "p99_ms", "slo_%");
+  for (std::size_t d = 0; d < scenario.devices.size(); ++d) {
+    const auto& g = result.metrics.devices()[d];
+    fmt::print(out, "{:<16} {:<12} {:>8.2f} {:>9} {:>9} {:>8} {:>9.3f} {:>9.3f} {:>7.2f}\n", scenario.devices[d].stream.name,
+               s.device_models[d], s.device_slo_ms[d], g.arrived, g.completed, g.dropped, g.latency_ns.mean() / 1e6,
+               g.latency_ns.percentile(99) / 1e6, 100.0 * g.slo_satisfaction());
+  }
+  std::string exits;
+  for (const auto& e : s.exits) exits += fmt::format(" {}/{}={}", e.model, e.exit, e.completions);
+  fmt::print(out, "exits      {}\n", exits);
+}
+
+SampleCsvWriter::SampleCsvWriter(const std::filesystem::path& file, const Scenario& scenario)
+    : file_(file), scenario_(scenario) {
+  for (const auto& [name, network] : scenario.models) model_names_.push_back(name);
+  file_.stream() << "sample,device,model,arrival_ns,completion_ns,latency_ms,exit,slo_ms,within_slo,status\n";
+}
+
+void SampleCsvWriter::on_complete(std::int64_t time_ps, const scheduler::SampleInfo& sample, std::uint32_t exit) {
+  const double latency_ms = static_cast<double>(time_ps - sample.arrival_ns * 1000) / 1e9;
+  const double slo_ms = static_cast<double>(sample.deadline_ns - sample.arrival_ns) / 1e6;
+  const auto& network = scenario_.models.at(model_names_[sample.model]);
+  fmt::print(file_.stream(), "{},{},{},{},{},{},{},{},{},completed\n", sample.id,
+             scenario_.devices[sample.device].stream.name, model_names_[sample.model], sample.arrival_ns,
+             time_ps / 1000, latency_ms, network.exits[exit].name, slo_ms,
+             time_ps <= sample.deadline_ns * 1000 ? 1 : 0);
+}
+
+void SampleCsvWriter::on_drop(std::int64_t time_ps, const scheduler::SampleInfo& sample) {
+  fmt::print(file_.stream(), "{},{},{},{},{},,,{},0,dropped\n", sample.id, scenario_.devices[sample.device].stream.name,
+             model_names_[sample.model], sample.arrival_ns, time_ps / 1000,
+             static_cast<double>(sample.deadline_ns - sample.arrival_ns) / 1e6);
+}
+
+}  // namespace npusim::sim

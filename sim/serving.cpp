@@ -1,0 +1,515 @@
+#include "sim/serving.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <cmath>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+#include <systemc>
+
+#include "npu_model/fluid_batching_engine.hpp"
+#include "npu_model/systemc_context.hpp"
+
+namespace npusim::sim {
+namespace {
+
+using scheduler::Decision;
+using scheduler::SampleInfo;
+using scheduler::Trigger;
+
+// One network on this NPU: the FBE's control-block table, the scheduler's profile of it, and
+// the per-sample activation bytes live at each layer boundary.
+struct ModelRuntime {
+  const workloads::LoweredNetwork* network = nullptr;
+  npu::ControlBlockTable table;
+  scheduler::ModelProfile profile;
+  std::vector<std::uint64_t> boundary_bytes;  // [layer]: the input of `layer`, per sample
+};
+
+std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& network) {
+  std::vector<scheduler::ExitPoint> out;
+  for (const auto& exit : network.exits) {
+    const std::size_t decided = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
+    out.push_back({exit.name, static_cast<std::uint32_t>(decided), exit.probability});
+  }
+  return out;
+}
+
+ModelRuntime build_runtime(const npu::Npu& npu, const workloads::LoweredNetwork& network, std::uint32_t max_batch) {
+  std::vector<npu::LayerWork> work;
+  std::vector<std::uint64_t> bytes;
+  for (const auto& layer : network.layers) {
+    work.push_back(layer.work);
+    bytes.push_back(std::uint64_t{layer.input.height} * layer.input.width * layer.input.channels *
+                    npu.config().element_bytes);
+  }
+  auto table = npu::ControlBlockTable::build(npu, work, max_batch);
+  try {
+    scheduler::ModelProfile profile(
+        network.name, static_cast<std::uint32_t>(work.size()), max_batch,
+        [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
+        exit_points(network));
+    return {&network, std::move(table), std::move(profile), std::move(bytes)};
+  } catch (const std::invalid_argument& e) {
+    throw workloads::NetworkError(e.what());
+  }
+}
+
+struct Batch {
+  std::uint32_t model = 0;
+  std::uint32_t next_layer = 0;
+  std::vector<SampleInfo> samples;
+  std::vector<std::uint32_t> exits;  // the drawn exit of each sample, hidden from policies
+  bool merges = false;
+  std::uint32_t merge_layer = 0;
+  // Set while suspended: where its context lives.
+  std::uint64_t context_bytes = 0;
+  bool spilled = false;
+
+  scheduler::BatchInfo info() const {
+    return {model, next_layer, samples, merges, merge_layer};
+  }
+};
+
+SC_MODULE(ServingSystem) {
+  SC_HAS_PROCESS(ServingSystem);
+
+  ServingSystem(sc_core::sc_module_name name, const Scenario& scenario, std::vector<ModelRuntime>& models,
+                std::vector<scheduler::ModelProfile>& profiles, scheduler::Policy& policy,
+                std::span<ServingObserver* const> observers)
+      : sc_module(name), scenario_(scenario), npu_(scenario.npu), models_(models), profiles_(profiles),
+        policy_(policy), observers_(observers),
+        stream_(scenario.streams(), scenario.simulation.seed, scenario.base_dir),
+        metrics_(scenario.devices.size(), scenario.metrics.exact_percentile_samples,
+                 scenario.metrics.tail_window_ms * 1e6, scenario.metrics.tail_percentile),
+        ps_per_cycle_(1.0e6 / scenario.npu.config().clock_mhz),
+        context_capacity_bytes_(scenario.serving.context_buffer_bytes.value_or(
+            scenario.npu.config().buffers.output_bytes)) {
+    for (const auto& model : models_) model_index_.push_back(model.network->name);
+    for (const auto& device : scenario.devices) {
+      const auto m = static_cast<std::uint32_t>(
+          std::find(model_index_.begin(), model_index_.end(), device.stream.model) - model_index_.begin());
+      device_model_.push_back(m);
+      const double isolated_ns = static_cast<double>(profiles_[m].isolated_cycles()) * ps_per_cycle_ / 1000.0;
+      slo_ns_.push_back(device.slo_ms ? *device.slo_ms * 1e6 : *device.slo_factor * isolated_ns);
+    }
+    for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
+    SC_THREAD(device_sources);
+    SC_THREAD(npu_core);
+  }
+
+  ServingResult result() {
+    metrics_.finish();
+    ServingStats stats = stats_;
+    for (std::size_t m = 0; m < models_.size(); ++m) {
+      const auto& network = *models_[m].network;
+      for (std::size_t e = 0; e < network.exits.size(); ++e)
+        stats.exits.push_back({network.name, network.exits[e].name, profiles_[m].exits()[e].decision_layer,
+                               exit_counts_[m][e]});
+    }
+    for (std::size_t d = 0; d < slo_ns_.size(); ++d) {
+      stats.device_slo_ms.push_back(slo_ns_[d] / 1e6);
+      stats.device_models.push_back(model_index_[device_model_[d]]);
+    }
+    stats.peak_macs_per_ns = static_cast<double>(npu_.macs_per_cycle()) * 1000.0 / ps_per_cycle_;
+    return {std::move(metrics_), std::move(stats)};
+  }
+
+  std::exception_ptr failure() const { return failure_; }
+
+  // After the run: every admitted sample must have completed exactly once.
+  void check_balance() const {
+    const auto& all = metrics_.overall();
+    if (running_ || !suspended_.empty() || !queue_.empty() || all.arrived != all.completed + all.dropped)
+      throw SimulationError(fmt::format("sample balance broken: {} arrived, {} completed, {} dropped, {} still queued, "
+                                        "{} running, {} suspended batches",
+                                        all.arrived, all.completed, all.dropped, queue_.size(),
+                                        running_ ? running_->samples.size() : 0, suspended_.size()));
+  }
+
+ private:
+  std::int64_t now_ps() const { return static_cast<std::int64_t>(sc_core::sc_time_stamp().value()); }
+  std::int64_t cycles_to_ps(std::uint64_t cycles) const {
+    // Exact when the clock period is a whole number of picoseconds (any clock dividing 1 THz);
+    // otherwise rounded up, by under 1 ps per event.
+    // No event lasts 10^13 cycles (hours), so the product stays within 64 bits.
+    const std::uint64_t mhz = scenario_.npu.config().clock_mhz;
+    return static_cast<std::int64_t>((cycles * 1'000'000 + mhz - 1) / mhz);
+  }
+  // The kernel's resolution is its default, 1 ps.
+  static sc_core::sc_time ps_time(std::int64_t ps) { return sc_core::sc_time::from_value(static_cast<sc_dt::uint64>(ps)); }
+  void wait_ps(std::int64_t ps) {
+    if (ps > 0) wait(ps_time(ps));
+  }
+
+  // ---- device sources -> request FIFO ----
+  std::optional<traces::Sample> next_arrival() {
+    const auto& limits = scenario_.simulation;
+    if (limits.samples > 0 && emitted_ >= limits.samples) return std::nullopt;
+    auto sample = stream_.next();
+    if (!sample) return std::nullopt;
+    if (limits.samples == 0 && static_cast<double>(sample->arrival_ns) >= limits.duration_s * 1e9) return std::nullopt;
+    ++emitted_;
+    return sample;
+  }
+
+  // SystemC would turn an exception escaping a process into a report of another type; keep it
+  // and hand it to run_serving as it was thrown.
+  template <typename Body>
+  void guarded(Body body) {
+    try {
+      body();
+    } catch (...) {
+      failure_ = std::current_exception();
+      sc_core::sc_stop();
+    }
+  }
+
+  void device_sources() {
+    guarded([this] { emit_arrivals(); });
+  }
+
+  void emit_arrivals() {
+    while (auto sample = next_arrival()) {
+      pending_arrival_ps_ = sample->arrival_ns * 1000;
+      wait_ps(pending_arrival_ps_ - now_ps());
+      admit(*sample);
+    }
+    pending_arrival_ps_ = -1;
+    sources_done_ = true;
+    arrival_event_.notify(sc_core::SC_ZERO_TIME);
+  }
+
+  void admit(const traces::Sample& s) {
+    if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = s.arrival_ns * 1000;
+    metrics_.arrived(s.device);
+    const std::uint32_t model = device_model_[s.device];
+    const SampleInfo info{s.id, s.arrival_ns, s.arrival_ns + static_cast<std::int64_t>(std::llround(slo_ns_[s.device])),
+                          s.device, model};
+    if (s.exit >= profiles_[model].exits().size())
+      throw SimulationError(fmt::format("sample {} drew exit {} of a model with {} exits", s.id, s.exit,
+                                        profiles_[model].exits().size()));
+    if (queue_.size() >= scenario_.serving.fifo_capacity) {
+      if (scenario_.serving.drop == DropPolicy::newest) {
+        drop(info);
+        return;
+      }
+      drop(queue_.front());
+      queue_.erase(queue_.begin());
+      queue_exits_.erase(queue_exits_.begin());
+    }
+    queue_.push_back(info);
+    queue_exits_.push_back(s.exit);
+    stats_.max_queue = std::max<std::uint64_t>(stats_.max_queue, queue_.size());
+    policy_.observe_arrival(view(Trigger::arrival), info);
+    arrival_event_.notify();
+  }
+
+  void drop(const SampleInfo& info) {
+    metrics_.dropped(info.device);
+    for (auto* o : observers_) o->on_drop(now_ps(), info);
+  }
+
+  // ---- the policy's view ----
+  scheduler::SchedulerView view(Trigger trigger) {
+    scheduler::SchedulerView v;
+    v.now_ns = now_ps() / 1000;
+    v.trigger = trigger;
+    v.queue = queue_;
+    if (running_) {
+      running_info_ = running_->info();
+      v.running = &running_info_;
+      v.preemption_overhead_cycles = preemption_overhead_cycles(*running_);
+    }
+    suspended_info_.clear();
+    for (const auto& b : suspended_) suspended_info_.push_back(b.info());
+    v.suspended = suspended_info_;
+    v.preemptions_left = scenario_.serving.preemption_depth - static_cast<std::uint32_t>(suspended_.size());
+    v.max_batch = scenario_.scheduler.max_batch;
+    v.models = profiles_;
+    v.ns_per_cycle = ps_per_cycle_ / 1000.0;
+    return v;
+  }
+
+  std::uint64_t context_bytes(const Batch& b) const {
+    return b.samples.size() * models_[b.model].boundary_bytes[b.next_layer];
+  }
+  bool fits_on_chip(std::uint64_t bytes) const { return on_chip_context_bytes_ + bytes <= context_capacity_bytes_; }
+  std::uint64_t preemption_overhead_cycles(const Batch& b) const {
+    const std::uint64_t bytes = context_bytes(b);
+    return fits_on_chip(bytes) ? 0 : 2 * npu_.transfer_cycles(bytes);
+  }
+
+  // ---- the NPU ----
+  void npu_core() {
+    guarded([this] { serve(); });
+  }
+
+  void serve() {
+    Trigger trigger = Trigger::arrival;
+    while (true) {
+      // Arrivals stamped with this instant are in the FIFO before anything is decided.
+      while (pending_arrival_ps_ == now_ps()) wait(sc_core::SC_ZERO_TIME);
+      if (!running_ && queue_.empty()) {
+        if (sources_done_) break;
+        wait(arrival_event_);
+        trigger = Trigger::arrival;
+        continue;
+      }
+      ++stats_.decisions;
+      const Decision decision = policy_.decide(view(trigger));
+      if (decision.kind == Decision::Kind::idle) {
+        trigger = idle(decision);
+        continue;
+      }
+      apply(decision);
+      trigger = run_layer();
+    }
+  }
+
+  [[noreturn]] void refuse(const std::string& why) const {
+    throw scheduler::PolicyError(fmt::format("policy {} at {} ns: {}", scenario_.scheduler.policy, now_ps() / 1000, why));
+  }
+
+  Trigger idle(const Decision& d) {
+    if (running_) refuse("asked to idle while a batch is running (answer run or preempt)");
+    if (d.wake_ns == scheduler::never_ns) {
+      if (sources_done_)
+        refuse(fmt::format("left {} samples waiting with no arrival or wake-up to come", queue_.size()));
+      wait(arrival_event_);
+      return Trigger::arrival;
+    }
+    const std::int64_t wake_ps = d.wake_ns * 1000;
+    if (wake_ps <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
+    wait(ps_time(wake_ps - now_ps()), arrival_event_);
+    return now_ps() >= wake_ps ? Trigger::wakeup : Trigger::arrival;
+  }
+
+  // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO.
+  Batch take_from_queue(const std::vector<std::uint32_t>& positions, const char* what) {
+    if (positions.empty()) refuse(fmt::format("{} with no samples", what));
+    std::vector<bool> chosen(queue_.size(), false);
+    Batch batch;
+    batch.model = queue_[positions.front() < queue_.size() ? positions.front() : 0].model;
+    for (const auto p : positions) {
+      if (p >= queue_.size()) refuse(fmt::format("{} names queue position {} of a queue of {}", what, p, queue_.size()));
+      if (chosen[p]) refuse(fmt::format("{} names queue position {} twice", what, p));
+      if (queue_[p].model != batch.model) refuse(fmt::format("{} mixes samples of two models", what));
+      chosen[p] = true;
+      batch.samples.push_back(queue_[p]);
+      batch.exits.push_back(queue_exits_[p]);
+    }
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < queue_.size(); ++i) {
+      if (chosen[i]) continue;
+      queue_[kept] = queue_[i];
+      queue_exits_[kept] = queue_exits_[i];
+      ++kept;
+    }
+    queue_.resize(kept);
+    queue_exits_.resize(kept);
+    return batch;
+  }
+
+  void apply(const Decision& d) {
+    const std::uint32_t max_batch = scenario_.scheduler.max_batch;
+    switch (d.kind) {
+      case Decision::Kind::run:
+        if (!running_) refuse("asked to keep running with no batch on the NPU (answer start or idle)");
+        return;
+      case Decision::Kind::start: {
+        if (running_) refuse("asked to start a batch while one is running (answer run or preempt)");
+        if (d.queue_positions.size() > max_batch)
+          refuse(fmt::format("started a batch of {}, above scheduler.max_batch = {}", d.queue_positions.size(), max_batch));
+        running_ = take_from_queue(d.queue_positions, "started a batch");
+        return;
+      }
+      case Decision::Kind::preempt: {
+        if (!running_) refuse("asked to preempt with no batch on the NPU (answer start or idle)");
+        if (suspended_.size() >= scenario_.serving.preemption_depth)
+          refuse(fmt::format("preempted with {} batches suspended; serving.preemption_depth = {}", suspended_.size(),
+                             scenario_.serving.preemption_depth));
+        const std::size_t limit = d.merge ? max_batch - running_->samples.size() : max_batch;
+        if (d.queue_positions.size() > limit)
+          refuse(fmt::format("preempted with {} samples; at most {} fit (scheduler.max_batch = {}{})",
+                             d.queue_positions.size(), limit, max_batch, d.merge ? " with the running batch" : ""));
+        Batch incoming = take_from_queue(d.queue_positions, "preempted");
+        if (d.merge && incoming.model != running_->model)
+          refuse("asked to merge samples of another model into the running batch");
+        suspend(d.merge, std::move(incoming));
+        return;
+      }
+      case Decision::Kind::idle: return;
+    }
+  }
+
+  void suspend(bool merge, Batch incoming) {
+    Batch& old = *running_;
+    old.context_bytes = context_bytes(old);
+    old.spilled = !fits_on_chip(old.context_bytes);
+    std::uint64_t save_cycles = 0;
+    if (old.spilled) {
+      save_cycles = npu_.transfer_cycles(old.context_bytes);
+      ++stats_.context_spills;
+      stats_.context_bytes_moved += old.context_bytes;
+    } else {
+      on_chip_context_bytes_ += old.context_bytes;
+    }
+    ++stats_.preemptions;
+    for (auto* o : observers_)
+      o->on_preempt(now_ps(), static_cast<std::uint32_t>(old.samples.size()), old.next_layer,
+                    static_cast<std::uint32_t>(incoming.samples.size()), merge, save_cycles);
+    incoming.merges = merge;
+    incoming.merge_layer = old.next_layer;
+    suspended_.push_back(std::move(old));
+    running_ = std::move(incoming);
+    transfer_context(save_cycles);
+  }
+
+  void transfer_context(std::uint64_t cycles) {
+    const std::int64_t ps = cycles_to_ps(cycles);
+    stats_.context_transfer_ps += ps;
+    wait_ps(ps);
+  }
+
+  // The top suspended batch comes back: merged with the running catch-up batch, or alone.
+  void restore_top(bool merge) {
+    Batch old = std::move(suspended_.back());
+    suspended_.pop_back();
+    std::uint64_t restore_cycles = 0;
+    if (old.spilled) {
+      restore_cycles = npu_.transfer_cycles(old.context_bytes);
+      stats_.context_bytes_moved += old.context_bytes;
+    } else {
+      on_chip_context_bytes_ -= old.context_bytes;
+    }
+    if (merge) {
+      ++stats_.merges;
+      Batch& r = *running_;
+      r.samples.insert(r.samples.end(), old.samples.begin(), old.samples.end());
+      r.exits.insert(r.exits.end(), old.exits.begin(), old.exits.end());
+      r.merges = old.merges;
+      r.merge_layer = old.merge_layer;
+    } else {
+      ++stats_.resumes;
+      old.spilled = false;
+      old.context_bytes = 0;
+      running_ = std::move(old);
+    }
+    for (auto* o : observers_)
+      o->on_resume(now_ps(), static_cast<std::uint32_t>(running_->samples.size()), running_->next_layer, merge,
+                   restore_cycles);
+    transfer_context(restore_cycles);
+  }
+
+  Trigger run_layer() {
+    Batch& b = *running_;
+    const ModelRuntime& model = models_[b.model];
+    const std::uint32_t layer = b.next_layer;
+    const auto& cost = model.table.entry(static_cast<std::uint32_t>(b.samples.size()), layer);
+    const std::int64_t start = now_ps();
+    const std::int64_t duration = cycles_to_ps(cost.cycles);
+    wait_ps(duration);
+    ++stats_.layers_run;
+    stats_.layer_busy_ps += duration;
+    stats_.macs += cost.macs;
+    for (auto* o : observers_) o->on_layer({start, start + duration, b.model, layer, cost.mapping, cost.cycles, b.samples});
+    ++b.next_layer;
+
+    bool someone_left = false;
+    const int exit = profiles_[b.model].exit_after(layer);
+    if (exit >= 0) {
+      const auto e = static_cast<std::uint32_t>(exit);
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < b.samples.size(); ++i) {
+        if (b.exits[i] == e) {
+          complete(b.samples[i], e);
+          someone_left = true;
+          continue;
+        }
+        b.samples[kept] = b.samples[i];
+        b.exits[kept] = b.exits[i];
+        ++kept;
+      }
+      b.samples.resize(kept);
+      b.exits.resize(kept);
+    }
+    if (b.next_layer == profiles_[b.model].layer_count() && !b.samples.empty())
+      throw SimulationError(fmt::format("{} samples passed the final exit of {}", b.samples.size(),
+                                        profiles_[b.model].name()));
+    if (b.samples.empty()) {
+      running_.reset();
+      if (!suspended_.empty()) restore_top(false);
+      return Trigger::batch_completed;
+    }
+    if (b.merges && b.next_layer == b.merge_layer) restore_top(true);
+    return someone_left ? Trigger::early_exit : Trigger::layer_boundary;
+  }
+
+  void complete(const SampleInfo& sample, std::uint32_t exit) {
+    const std::int64_t now = now_ps();
+    const double latency_ns = static_cast<double>(now - sample.arrival_ns * 1000) / 1000.0;
+    metrics_.completed(sample.device, latency_ns, static_cast<double>(sample.deadline_ns - sample.arrival_ns),
+                       static_cast<double>(now) / 1000.0);
+    ++exit_counts_[sample.model][exit];
+    stats_.end_ps = now;
+    for (auto* o : observers_) o->on_complete(now, sample, exit);
+  }
+
+  const Scenario& scenario_;
+  const npu::Npu& npu_;
+  std::vector<ModelRuntime>& models_;
+  std::vector<scheduler::ModelProfile>& profiles_;
+  scheduler::Policy& policy_;
+  std::span<ServingObserver* const> observers_;
+  traces::ArrivalStream stream_;
+  MetricsCollector metrics_;
+  ServingStats stats_;
+  double ps_per_cycle_;
+  std::uint64_t context_capacity_bytes_;
+  std::uint64_t on_chip_context_bytes_ = 0;
+  std::vector<std::string> model_index_;
+  std::vector<std::uint32_t> device_model_;
+  std::vector<double> slo_ns_;
+  std::vector<std::vector<std::uint64_t>> exit_counts_;
+
+  std::exception_ptr failure_;
+  std::uint64_t emitted_ = 0;
+  std::int64_t pending_arrival_ps_ = -1;
+  bool sources_done_ = false;
+  sc_core::sc_event arrival_event_;
+
+  std::vector<SampleInfo> queue_;
+  std::vector<std::uint32_t> queue_exits_;
+  std::optional<Batch> running_;
+  std::vector<Batch> suspended_;
+  scheduler::BatchInfo running_info_;
+  std::vector<scheduler::BatchInfo> suspended_info_;
+};
+
+}  // namespace
+
+ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,
+                          std::span<ServingObserver* const> observers) {
+  const auto* info = registry.find(scenario.scheduler.policy);
+  if (!info) throw scheduler::PolicyError(fmt::format("policy {} is not registered", scenario.scheduler.policy));
+  std::vector<ModelRuntime> models;
+  std::vector<scheduler::ModelProfile> profiles;
+  models.reserve(scenario.models.size());
+  for (const auto& [name, network] : scenario.models) {
+    models.push_back(build_runtime(scenario.npu, network, scenario.scheduler.max_batch));
+    profiles.push_back(models.back().profile);
+  }
+  // The policy dies before the registry that may hold its plugin.
+  std::unique_ptr<scheduler::Policy> policy = info->create(scenario.scheduler.parameters);
+  npu::ScopedSystemCContext context;
+  ServingSystem system("serving", scenario, models, profiles, *policy, observers);
+  sc_core::sc_start();
+  if (system.failure()) std::rethrow_exception(system.failure());
+  system.check_balance();
+  return system.result();
+}
+
+}  // namespace npusim::sim

@@ -1,0 +1,86 @@
+#pragma once
+// The serving system (docs/serving.md): device sources -> request FIFO -> batch formation ->
+// NPU, with the Fluid Batching Engine's table choosing each layer's mapping, and a policy
+// deciding at every layer boundary. A SystemC model advanced by events (arrivals, layer
+// completions, context transfers), never by a ticking clock.
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "npu_model/gemm.hpp"
+#include "scheduler/policy.hpp"
+#include "scheduler/registry.hpp"
+#include "sim/metrics.hpp"
+#include "sim/scenario_yaml.hpp"
+
+namespace npusim::sim {
+
+// The simulator broke one of its own invariants (sample balance, a sample in two places).
+// An internal fault, not a user error.
+class SimulationError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+struct LayerRun {
+  std::int64_t start_ps = 0, end_ps = 0;
+  std::uint32_t model = 0, layer = 0;
+  npu::BatchMapping mapping;
+  std::uint64_t cycles = 0;
+  std::span<const scheduler::SampleInfo> samples;  // the batch; its size is the batch size
+};
+
+// Watches a run as it happens (traces, per-sample files, tests). Callbacks come in simulated
+// time order; spans are valid only during the call.
+class ServingObserver {
+ public:
+  virtual ~ServingObserver() = default;
+  virtual void on_layer(const LayerRun& /*run*/) {}
+  // The running batch of `suspended` samples at `layer` is suspended for `incoming` samples.
+  virtual void on_preempt(std::int64_t /*time_ps*/, std::uint32_t /*suspended*/, std::uint32_t /*layer*/,
+                          std::uint32_t /*incoming*/, bool /*merge*/, std::uint64_t /*save_cycles*/) {}
+  // A catch-up batch merged into the suspended one (merge) or a suspended batch resumed alone.
+  virtual void on_resume(std::int64_t /*time_ps*/, std::uint32_t /*batch*/, std::uint32_t /*layer*/, bool /*merge*/,
+                         std::uint64_t /*restore_cycles*/) {}
+  virtual void on_complete(std::int64_t /*time_ps*/, const scheduler::SampleInfo& /*sample*/,
+                           std::uint32_t /*exit*/) {}
+  virtual void on_drop(std::int64_t /*time_ps*/, const scheduler::SampleInfo& /*sample*/) {}
+};
+
+struct ExitCount {
+  std::string model, exit;
+  std::uint32_t decision_layer = 0;
+  std::uint64_t completions = 0;
+};
+
+struct ServingStats {
+  std::int64_t first_arrival_ps = 0, end_ps = 0;  // end: the last completion
+  std::int64_t layer_busy_ps = 0;                  // the array running layers
+  std::int64_t context_transfer_ps = 0;            // saving and restoring suspended batches
+  std::uint64_t layers_run = 0, macs = 0;
+  std::uint64_t preemptions = 0, merges = 0, resumes = 0;
+  std::uint64_t context_spills = 0, context_bytes_moved = 0;
+  std::uint64_t decisions = 0;
+  std::uint64_t max_queue = 0;
+  double peak_macs_per_ns = 0.0;
+  std::vector<ExitCount> exits;          // every exit of every model, model by model
+  std::vector<double> device_slo_ms;     // resolved SLO of each device
+  std::vector<std::string> device_models;
+};
+
+struct ServingResult {
+  MetricsCollector metrics;
+  ServingStats stats;
+};
+
+// Runs a scenario to the end: arrivals stop at the scenario's sample count or duration, then
+// everything admitted completes. Throws scheduler::PolicyError when the policy asks for
+// something the system cannot do, SimulationError on a broken invariant, and whatever the
+// arrival processes throw. Re-entrant: each call has its own SystemC context.
+ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,
+                          std::span<ServingObserver* const> observers = {});
+
+}  // namespace npusim::sim
