@@ -59,6 +59,9 @@ struct SchedulerView {
   std::span<const BatchInfo> suspended;      // oldest first; the last resumes or merges next
   std::uint32_t preemptions_left = 0;        // further nesting the FBE registers allow now
   std::uint32_t max_batch = 1;               // the largest batch the FBE table holds
+  // Samples a merging preemption may add now: max_batch less the running batch and every
+  // suspended batch it will merge into on its way back.
+  std::uint32_t merge_room = 0;
   // Cycles a preemption of the running batch would add now: saving its activations off chip
   // and restoring them, or 0 when they stay on chip (docs/serving.md, "Preemption").
   std::uint64_t preemption_overhead_cycles = 0;

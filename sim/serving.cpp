@@ -22,6 +22,7 @@ using scheduler::Trigger;
 // One network on this NPU: the FBE's control-block table, the scheduler's profile of it, and
 // the per-sample activation bytes live at each layer boundary.
 struct ModelRuntime {
+  std::string name;  // as the scenario's devices name it (a zoo name or a file)
   const workloads::LoweredNetwork* network = nullptr;
   npu::ControlBlockTable table;
   scheduler::ModelProfile profile;
@@ -37,7 +38,8 @@ std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& n
   return out;
 }
 
-ModelRuntime build_runtime(const npu::Npu& npu, const workloads::LoweredNetwork& network, std::uint32_t max_batch) {
+ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const workloads::LoweredNetwork& network,
+                           std::uint32_t max_batch) {
   std::vector<npu::LayerWork> work;
   std::vector<std::uint64_t> bytes;
   for (const auto& layer : network.layers) {
@@ -51,7 +53,7 @@ ModelRuntime build_runtime(const npu::Npu& npu, const workloads::LoweredNetwork&
         network.name, static_cast<std::uint32_t>(work.size()), max_batch,
         [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
         exit_points(network));
-    return {&network, std::move(table), std::move(profile), std::move(bytes)};
+    return {name, &network, std::move(table), std::move(profile), std::move(bytes)};
   } catch (const std::invalid_argument& e) {
     throw workloads::NetworkError(e.what());
   }
@@ -87,7 +89,7 @@ SC_MODULE(ServingSystem) {
         ps_per_cycle_(1.0e6 / scenario.npu.config().clock_mhz),
         context_capacity_bytes_(scenario.serving.context_buffer_bytes.value_or(
             scenario.npu.config().buffers.output_bytes)) {
-    for (const auto& model : models_) model_index_.push_back(model.network->name);
+    for (const auto& model : models_) model_index_.push_back(model.name);
     for (const auto& device : scenario.devices) {
       const auto m = static_cast<std::uint32_t>(
           std::find(model_index_.begin(), model_index_.end(), device.stream.model) - model_index_.begin());
@@ -106,7 +108,7 @@ SC_MODULE(ServingSystem) {
     for (std::size_t m = 0; m < models_.size(); ++m) {
       const auto& network = *models_[m].network;
       for (std::size_t e = 0; e < network.exits.size(); ++e)
-        stats.exits.push_back({network.name, network.exits[e].name, profiles_[m].exits()[e].decision_layer,
+        stats.exits.push_back({models_[m].name, network.exits[e].name, profiles_[m].exits()[e].decision_layer,
                                exit_counts_[m][e]});
     }
     for (std::size_t d = 0; d < slo_ns_.size(); ++d) {
@@ -228,9 +230,22 @@ SC_MODULE(ServingSystem) {
     v.suspended = suspended_info_;
     v.preemptions_left = scenario_.serving.preemption_depth - static_cast<std::uint32_t>(suspended_.size());
     v.max_batch = scenario_.scheduler.max_batch;
+    v.merge_room = running_ ? scenario_.scheduler.max_batch - static_cast<std::uint32_t>(merge_chain_size()) : 0;
     v.models = profiles_;
     v.ns_per_cycle = ps_per_cycle_ / 1000.0;
     return v;
+  }
+
+  // The running batch plus every suspended batch it merges into on the way back: the batch a
+  // merging preemption would eventually grow.
+  std::size_t merge_chain_size() const {
+    std::size_t total = running_->samples.size();
+    bool merges = running_->merges;
+    for (auto it = suspended_.rbegin(); merges && it != suspended_.rend(); ++it) {
+      total += it->samples.size();
+      merges = it->merges;
+    }
+    return total;
   }
 
   std::uint64_t context_bytes(const Batch& b) const {
@@ -331,10 +346,11 @@ SC_MODULE(ServingSystem) {
         if (suspended_.size() >= scenario_.serving.preemption_depth)
           refuse(fmt::format("preempted with {} batches suspended; serving.preemption_depth = {}", suspended_.size(),
                              scenario_.serving.preemption_depth));
-        const std::size_t limit = d.merge ? max_batch - running_->samples.size() : max_batch;
+        const std::size_t limit = d.merge ? max_batch - merge_chain_size() : max_batch;
         if (d.queue_positions.size() > limit)
           refuse(fmt::format("preempted with {} samples; at most {} fit (scheduler.max_batch = {}{})",
-                             d.queue_positions.size(), limit, max_batch, d.merge ? " with the running batch" : ""));
+                             d.queue_positions.size(), limit, max_batch,
+                             d.merge ? " with the batches they merge into" : ""));
         Batch incoming = take_from_queue(d.queue_positions, "preempted");
         if (d.merge && incoming.model != running_->model)
           refuse("asked to merge samples of another model into the running batch");
@@ -499,7 +515,7 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   std::vector<scheduler::ModelProfile> profiles;
   models.reserve(scenario.models.size());
   for (const auto& [name, network] : scenario.models) {
-    models.push_back(build_runtime(scenario.npu, network, scenario.scheduler.max_batch));
+    models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch));
     profiles.push_back(models.back().profile);
   }
   // The policy dies before the registry that may hold its plugin.

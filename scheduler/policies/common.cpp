@@ -42,9 +42,7 @@ std::vector<std::uint32_t> catch_up_candidates(std::uint32_t limit) {
 
 std::uint32_t catch_up_room(const SchedulerView& view, std::uint32_t queued_of_model) {
   if (!view.running || view.preemptions_left == 0 || view.running->next_layer == 0) return 0;
-  const auto batch = static_cast<std::uint32_t>(view.running->samples.size());
-  if (batch >= view.max_batch) return 0;
-  return std::min(queued_of_model, view.max_batch - batch);
+  return std::min(queued_of_model, view.merge_room);
 }
 
 }  // namespace npusim::scheduler::policies

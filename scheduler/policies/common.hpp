@@ -29,7 +29,7 @@ CatchUpEstimate estimate_catch_up(const SchedulerView& view, std::uint32_t take,
 std::vector<std::uint32_t> catch_up_candidates(std::uint32_t limit);
 
 // How many samples of the running batch's model may join it now: bounded by the queue, the
-// table's largest batch and the preemption registers. 0 when preemption is not possible.
+// merge room and the preemption registers. 0 when preemption is not possible.
 std::uint32_t catch_up_room(const SchedulerView& view, std::uint32_t queued_of_model);
 
 }  // namespace npusim::scheduler::policies
