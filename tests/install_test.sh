@@ -18,3 +18,23 @@ if [[ "$got" != "cycles $cycles" ]]; then
   exit 1
 fi
 echo "out-of-tree build against the installed package: $got"
+
+# A policy plugin built against the installed package loads into the installed CLI from YAML.
+cmake -S "$source_dir/examples/policy_plugin" -B "$work/plugin" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/plugin" >/dev/null
+scenario="$source_dir/examples/policy_plugin/scenario.yaml"
+plugin="scheduler.plugins=[$work/plugin/greedy_batch.so]"
+"$work/prefix/bin/npusim" run "$scenario" --set "$plugin" --out "$work/run" >"$work/run.txt"
+grep -q '"policy": "greedy_batch"' "$work/run/summary.json" || { echo "plugin policy did not run" >&2; exit 1; }
+grep -q '"completed": 2000' "$work/run/summary.json" || { echo "plugin run did not complete 2000 samples" >&2; exit 1; }
+# Its declared parameters are checked like a built-in policy's.
+set +e
+err=$("$work/prefix/bin/npusim" run "$scenario" --set "$plugin" --set scheduler.greedy_batch.batch_limit=0 2>&1 >/dev/null)
+status=$?
+set -e
+if [[ $status -ne 2 || "$err" != *"scheduler.greedy_batch.batch_limit = 0: allowed an integer in [1, 1024]"* ]]; then
+  echo "a bad plugin parameter gave status $status: $err" >&2
+  exit 1
+fi
+echo "policy plugin: $(head -1 "$work/run.txt")"
