@@ -259,3 +259,69 @@ TEST_F(Cli, HelpExitsZero) {
 
 }  // namespace
 }  // namespace npusim
+
+namespace npusim {
+namespace {
+
+class CliRun : public Cli {};
+
+TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
+  const auto out = dir_ / "run";
+  const auto r = run("run default --set simulation.duration_s=20 --out " + out.string() + " --samples-csv");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("latency ms  mean"), std::string::npos) << r.out;
+  const std::string summary = slurp(out / "summary.json");
+  // Every key a plotting script may rely on, at its documented path.
+  for (const char* section : {"\"samples\": {", "\"latency_ms\": {", "\"slo\": {", "\"npu\": {", "\"exits\": [",
+                              "\"per_device\": ["})
+    EXPECT_NE(summary.find(section), std::string::npos) << section;
+  for (const char* key : {"arrived", "completed", "dropped", "mean", "p50", "p90", "p95", "p99", "max", "satisfaction",
+                          "tail_satisfaction", "throughput_sps", "utilisation", "preemptions", "relative_error_bound"})
+    EXPECT_NE(json_value(summary, key), "<missing>") << key;
+  const auto arrived = std::stoull(json_value(summary, "arrived"));
+  EXPECT_EQ(arrived, std::stoull(json_value(summary, "completed")) + std::stoull(json_value(summary, "dropped")));
+  // One CSV row per sample, plus the header.
+  const std::string csv = slurp(out / "samples.csv");
+  EXPECT_EQ(static_cast<std::uint64_t>(std::count(csv.begin(), csv.end(), '\n')), arrived + 1);
+  EXPECT_FALSE(std::filesystem::exists(out / "summary.json.partial"));
+  // The same seed gives the same bytes; another seed does not.
+  const auto again = dir_ / "again";
+  ASSERT_EQ(run("run default --set simulation.duration_s=20 --out " + again.string()).status, 0);
+  EXPECT_EQ(slurp(again / "summary.json"), summary);
+  ASSERT_EQ(run("run default --set simulation.duration_s=20 --set simulation.seed=5 --out " + again.string()).status, 0);
+  EXPECT_NE(slurp(again / "summary.json"), summary);
+}
+
+TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {
+  const auto out = dir_ / "never";
+  expect_one_line_error(run("run default --set scheduler.policy=fifo --out " + out.string()),
+                        "scheduler.policy = fifo: allowed a registered policy: fcfs, static_batch, lazy_batching, "
+                        "prema, edf, exit_aware");
+  expect_one_line_error(run("run default --set scheduler.exit_aware.slack=3"),
+                        "scheduler.exit_aware.slack: not a parameter of policy exit_aware: allowed slack_ms, "
+                        "guard_deadlines");
+  expect_one_line_error(run("run default --set scheduler.static_batch.timeout_ms=-1"),
+                        "scheduler.static_batch.timeout_ms = -1: allowed a number in [0, 1000000]");
+  expect_one_line_error(run("run default --set scheduler.edf_fast.x=1"),
+                        "scheduler.edf_fast: not a known key: allowed keys are policy, max_batch, plugins, or a "
+                        "policy's parameter section: fcfs,");
+  expect_one_line_error(run("run default --set scheduler.plugins=[nothere.so]"),
+                        "scheduler.plugins[0] = nothere.so: allowed a policy plugin that loads (cannot load policy "
+                        "plugin ./nothere.so");
+  expect_one_line_error(run("run default --set simulation.samples=10"),
+                        "simulation: give exactly one of samples (arrivals to simulate) or duration_s");
+  expect_one_line_error(run("run default --set devices[0].slo_ms=0"), "devices[0].slo_ms = 0: allowed a number in (0, 1000000000] ms");
+  expect_one_line_error(run("run default --set npu.clock_mhz=0"), "(--set npu.clock_mhz): npu.clock_mhz = 0");
+  expect_one_line_error(run("run default --set serving.drop=random"), "serving.drop = random: allowed a drop policy: newest, oldest");
+  EXPECT_FALSE(std::filesystem::exists(out));
+
+  // A failure in the middle of a run (a replayed trace going back in time) leaves nothing.
+  write("bad.csv", "arrival_ns,device,model,exit\n5,cam,resnet56,\n4,cam,resnet56,\n");
+  const auto scenario = write("s.yaml", "model: resnet56\nscheduler: {policy: fcfs}\nsimulation: {seed: 1, samples: 10}\n"
+                                        "devices:\n  - {name: cam, arrival: {process: replay, file: bad.csv}, slo_ms: 5}\n");
+  expect_one_line_error(run("run " + scenario.string() + " --out " + out.string()), "arrival_ns = 4 is earlier");
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace npusim
