@@ -26,27 +26,38 @@ const LayerCost& ControlBlockTable::entry(std::uint32_t batch, std::size_t layer
 }
 
 void FbeRegisters::start(std::uint32_t batch) {
+  if (b_act_ != 0 || !contexts_.empty())
+    throw FbeProtocolError(fmt::format("start: a batch of {} is active and {} suspended", b_act_, contexts_.size()));
   if (batch == 0 || batch > max_batch_)
     throw FbeProtocolError(fmt::format("start: batch {} outside 1..{}", batch, max_batch_));
   b_act_ = batch;
   l_ = 0;
-  b_old_ = l_old_ = 0;
-  catching_up_ = false;
 }
 
-void FbeRegisters::preempt(std::uint32_t b_incr) {
-  if (catching_up_)
-    throw FbeProtocolError("preempt: a catch-up run is already in progress");
-  if (b_incr == 0 || std::uint64_t{b_incr} + b_act_ > max_batch_)
-    throw FbeProtocolError(fmt::format("preempt: B_incr {} with B_act {} exceeds the table's batch {}",
-                                       b_incr, b_act_, max_batch_));
+// The active batch plus every suspended batch it merges into on the way back.
+std::uint32_t FbeRegisters::merge_chain() const {
+  std::uint32_t total = b_act_;
+  bool merging = merging_;
+  for (auto it = contexts_.rbegin(); merging && it != contexts_.rend(); ++it) {
+    total += it->batch;
+    merging = it->merging;
+  }
+  return total;
+}
+
+void FbeRegisters::preempt(std::uint32_t b_incr, bool merge) {
+  if (contexts_.size() >= depth_)
+    throw FbeProtocolError(fmt::format("preempt: {} batches are already suspended (depth {})", contexts_.size(), depth_));
   if (b_act_ == 0 || l_ == 0)
     throw FbeProtocolError("preempt: nothing to suspend (no active batch past layer 0)");
-  b_old_ = b_act_;
-  l_old_ = l_;
+  const std::uint64_t grows_to = merge ? std::uint64_t{b_incr} + merge_chain() : b_incr;
+  if (b_incr == 0 || grows_to > max_batch_)
+    throw FbeProtocolError(fmt::format("preempt: B_incr {} with B_act {} exceeds the table's batch {}",
+                                       b_incr, b_act_, max_batch_));
+  contexts_.push_back({b_act_, l_, merging_});
   b_act_ = b_incr;
   l_ = 0;
-  catching_up_ = true;
+  merging_ = merge;
 }
 
 void FbeRegisters::early_exit(std::uint32_t b_exit) {
@@ -57,11 +68,20 @@ void FbeRegisters::early_exit(std::uint32_t b_exit) {
 
 void FbeRegisters::layer_done() {
   ++l_;
-  if (catching_up_ && l_ == l_old_) {
-    b_act_ += b_old_;
-    b_old_ = l_old_ = 0;
-    catching_up_ = false;
+  if (merging_ && b_act_ > 0 && l_ == contexts_.back().layer) {
+    b_act_ += contexts_.back().batch;
+    merging_ = contexts_.back().merging;
+    contexts_.pop_back();
   }
+}
+
+void FbeRegisters::resume() {
+  if (b_act_ != 0 || contexts_.empty())
+    throw FbeProtocolError(fmt::format("resume: B_act is {} with {} suspended", b_act_, contexts_.size()));
+  b_act_ = contexts_.back().batch;
+  l_ = contexts_.back().layer;
+  merging_ = contexts_.back().merging;
+  contexts_.pop_back();
 }
 
 FluidBatchingEngine::FluidBatchingEngine(sc_core::sc_module_name name,
@@ -76,6 +96,8 @@ void FluidBatchingEngine::on_rising_edge() {
   if (start.read()) registers_.start(b_start.read());
   if (early_exit.read()) registers_.early_exit(b_exit.read());
   if (layer_done.read()) registers_.layer_done();
+  // A catch-up run whose samples all left hands the NPU back to the batch it interrupted.
+  if (registers_.active_batch() == 0 && registers_.suspended_count() > 0) registers_.resume();
   if (preempt.read()) registers_.preempt(b_incr.read());
   const std::uint32_t batch = registers_.active_batch();
   const std::uint32_t l = registers_.layer();

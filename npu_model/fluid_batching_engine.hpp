@@ -40,38 +40,53 @@ class FbeProtocolError : public std::logic_error {
 };
 
 // The FBE's register file and control rules, free of any simulation kernel so the serving
-// model and the SystemC module share one definition.
-//  - start(B): B_act = B, l = 0.
-//  - preempt(B_incr) at a layer boundary: B_old = B_act, l_old = l, then the B_incr new samples
-//    run from layer 0 (B_act = B_incr, l = 0).
+// model and the SystemC module share one definition. The hardware holds one suspended context
+// (B_old, l_old); `depth` generalises that to a stack for design-space studies.
+//  - start(B): with nothing active or suspended, B_act = B, l = 0.
+//  - preempt(B_incr, merge) at a layer boundary: the active (B_act, l) is suspended and the
+//    B_incr new samples run from layer 0 (B_act = B_incr, l = 0). With merge they catch up:
+//    when l reaches the suspended l_old the two merge, B_act += B_old. Without merge they run
+//    to the end and the suspended batch resumes after them.
 //  - early_exit(B_exit): B_exit samples leave at the current layer; B_act -= B_exit.
-//  - layer_done(): l += 1; when a catch-up run reaches l_old, the two batches merge:
-//    B_act += B_old.
-// Violations (more exits than samples, preempting while catching up, a merged batch above
-// the table) throw FbeProtocolError.
+//  - layer_done(): l += 1, then a catch-up run that reached l_old merges.
+//  - resume(): when B_act is 0 (everybody left) and a batch is suspended, it comes back:
+//    B_act = B_old, l = l_old.
+// Violations (more exits than samples, more suspended batches than `depth`, a merged batch
+// above the table) throw FbeProtocolError.
 class FbeRegisters {
  public:
-  explicit FbeRegisters(std::uint32_t max_batch) : max_batch_(max_batch) {}
+  explicit FbeRegisters(std::uint32_t max_batch, std::uint32_t depth = 1) : max_batch_(max_batch), depth_(depth) {}
   void start(std::uint32_t batch);
-  void preempt(std::uint32_t b_incr);
+  void preempt(std::uint32_t b_incr, bool merge = true);
   void early_exit(std::uint32_t b_exit);
   void layer_done();
+  void resume();
 
   std::uint32_t active_batch() const { return b_act_; }
-  std::uint32_t suspended_batch() const { return b_old_; }
   std::uint32_t layer() const { return l_; }
-  std::uint32_t suspended_layer() const { return l_old_; }
-  bool catching_up() const { return catching_up_; }
+  // The most recently suspended context (what the hardware registers show); 0 when none.
+  std::uint32_t suspended_batch() const { return contexts_.empty() ? 0 : contexts_.back().batch; }
+  std::uint32_t suspended_layer() const { return contexts_.empty() ? 0 : contexts_.back().layer; }
+  std::size_t suspended_count() const { return contexts_.size(); }
+  bool catching_up() const { return merging_; }
 
  private:
+  struct Context {
+    std::uint32_t batch, layer;
+    bool merging;  // the suspended batch was itself a catch-up run
+  };
+  std::uint32_t merge_chain() const;
+
   std::uint32_t max_batch_;
-  std::uint32_t b_act_ = 0, b_old_ = 0, l_ = 0, l_old_ = 0;
-  bool catching_up_ = false;
+  std::uint32_t depth_;
+  std::uint32_t b_act_ = 0, l_ = 0;
+  bool merging_ = false;  // the active batch merges into the top context at its layer
+  std::vector<Context> contexts_;
 };
 
 // Clocked FBE. On each rising edge it applies, in this order, start (with b_start), early_exit
-// (with b_exit), layer_done and preempt (with b_incr), then drives the mapping for
-// (B_act, l). Outputs are 0 when no samples are active or the network is finished.
+// (with b_exit), layer_done, resume (when B_act fell to 0 with a batch suspended) and preempt
+// (with b_incr, merging), then drives the mapping for (B_act, l). Outputs are 0 when no samples are active or the network is finished.
 SC_MODULE(FluidBatchingEngine) {
   sc_core::sc_in<bool> clk;
   sc_core::sc_in<bool> start, preempt, early_exit, layer_done;

@@ -88,7 +88,8 @@ SC_MODULE(ServingSystem) {
                  scenario.metrics.tail_window_ms * 1e6, scenario.metrics.tail_percentile),
         ps_per_cycle_(1.0e6 / scenario.npu.config().clock_mhz),
         context_capacity_bytes_(scenario.serving.context_buffer_bytes.value_or(
-            scenario.npu.config().buffers.output_bytes)) {
+            scenario.npu.config().buffers.output_bytes)),
+        fbe_(scenario.scheduler.max_batch, scenario.serving.preemption_depth) {
     for (const auto& model : models_) model_index_.push_back(model.name);
     for (const auto& device : scenario.devices) {
       const auto m = static_cast<std::uint32_t>(
@@ -339,6 +340,8 @@ SC_MODULE(ServingSystem) {
         if (d.queue_positions.size() > max_batch)
           refuse(fmt::format("started a batch of {}, above scheduler.max_batch = {}", d.queue_positions.size(), max_batch));
         running_ = take_from_queue(d.queue_positions, "started a batch");
+        fbe_.start(static_cast<std::uint32_t>(running_->samples.size()));
+        check_fbe();
         return;
       }
       case Decision::Kind::preempt: {
@@ -379,8 +382,10 @@ SC_MODULE(ServingSystem) {
                     static_cast<std::uint32_t>(incoming.samples.size()), merge, save_cycles);
     incoming.merges = merge;
     incoming.merge_layer = old.next_layer;
+    fbe_.preempt(static_cast<std::uint32_t>(incoming.samples.size()), merge);
     suspended_.push_back(std::move(old));
     running_ = std::move(incoming);
+    check_fbe();
     transfer_context(save_cycles);
   }
 
@@ -424,7 +429,8 @@ SC_MODULE(ServingSystem) {
     Batch& b = *running_;
     const ModelRuntime& model = models_[b.model];
     const std::uint32_t layer = b.next_layer;
-    const auto& cost = model.table.entry(static_cast<std::uint32_t>(b.samples.size()), layer);
+    // The FBE drives the array: the mapping for (B_act, l) from its control-block table.
+    const auto& cost = model.table.entry(fbe_.active_batch(), fbe_.layer());
     const std::int64_t start = now_ps();
     const std::int64_t duration = cycles_to_ps(cost.cycles);
     wait_ps(duration);
@@ -449,19 +455,36 @@ SC_MODULE(ServingSystem) {
         b.exits[kept] = b.exits[i];
         ++kept;
       }
+      fbe_.early_exit(static_cast<std::uint32_t>(b.samples.size() - kept));
       b.samples.resize(kept);
       b.exits.resize(kept);
     }
+    fbe_.layer_done();
     if (b.next_layer == profiles_[b.model].layer_count() && !b.samples.empty())
       throw SimulationError(fmt::format("{} samples passed the final exit of {}", b.samples.size(),
                                         profiles_[b.model].name()));
     if (b.samples.empty()) {
       running_.reset();
-      if (!suspended_.empty()) restore_top(false);
+      if (!suspended_.empty()) {
+        fbe_.resume();
+        restore_top(false);
+      }
+      check_fbe();
       return Trigger::batch_completed;
     }
     if (b.merges && b.next_layer == b.merge_layer) restore_top(true);
+    check_fbe();
     return someone_left ? Trigger::early_exit : Trigger::layer_boundary;
+  }
+
+  void check_fbe() const {
+    const std::uint32_t batch = running_ ? static_cast<std::uint32_t>(running_->samples.size()) : 0;
+    if (fbe_.active_batch() != batch || fbe_.suspended_count() != suspended_.size() ||
+        (running_ && fbe_.layer() != running_->next_layer))
+      throw SimulationError(fmt::format("FBE registers (B_act {}, l {}, {} suspended) disagree with the NPU's batch "
+                                        "({} samples at layer {}, {} suspended)",
+                                        fbe_.active_batch(), fbe_.layer(), fbe_.suspended_count(), batch,
+                                        running_ ? running_->next_layer : 0, suspended_.size()));
   }
 
   void complete(const SampleInfo& sample, std::uint32_t exit) {
@@ -497,6 +520,9 @@ SC_MODULE(ServingSystem) {
   bool sources_done_ = false;
   sc_core::sc_event arrival_event_;
 
+  // The FBE's registers, driven as the hardware would be; the engine checks after every step
+  // that they describe the batch it runs.
+  npu::FbeRegisters fbe_;
   std::vector<SampleInfo> queue_;
   std::vector<std::uint32_t> queue_exits_;
   std::optional<Batch> running_;

@@ -91,6 +91,54 @@ TEST(FbeRegisters, ProtocolViolationsThrow) {
   EXPECT_THROW(fbe.early_exit(7), npu::FbeProtocolError);
   fbe.preempt(2);
   EXPECT_THROW(fbe.preempt(1), npu::FbeProtocolError);  // already catching up
+  EXPECT_THROW(fbe.start(1), npu::FbeProtocolError);    // a batch is active
+  EXPECT_THROW(fbe.resume(), npu::FbeProtocolError);    // ... and not empty
+}
+
+TEST(FbeRegisters, DeeperStacksMergeInTurnAndCapTheWholeChain) {
+  npu::FbeRegisters fbe(10, 2);
+  fbe.start(4);
+  for (int l = 0; l < 5; ++l) fbe.layer_done();  // 4 samples at layer 5
+  fbe.preempt(3);                                 // 3 catch up toward layer 5
+  fbe.layer_done();
+  fbe.layer_done();                               // at layer 2
+  // The chain is 3 + 4 = 7; 4 more would merge into 11 > 10.
+  EXPECT_THROW(fbe.preempt(4), npu::FbeProtocolError);
+  fbe.preempt(2);  // 2 catch up toward layer 2: 2 + 3 + 4 = 9
+  EXPECT_EQ(fbe.suspended_count(), 2u);
+  fbe.layer_done();
+  fbe.layer_done();  // reach 2: merge with the 3
+  EXPECT_EQ(fbe.active_batch(), 5u);
+  EXPECT_EQ(fbe.suspended_count(), 1u);
+  EXPECT_TRUE(fbe.catching_up());  // the merged batch still catches up to layer 5
+  for (int l = 2; l < 5; ++l) fbe.layer_done();
+  EXPECT_EQ(fbe.active_batch(), 9u);
+  EXPECT_EQ(fbe.layer(), 5u);
+  EXPECT_FALSE(fbe.catching_up());
+  EXPECT_EQ(fbe.suspended_count(), 0u);
+}
+
+TEST(FbeRegisters, NonMergingPreemptionAndEmptiedCatchUpsResume) {
+  npu::FbeRegisters fbe(8);
+  fbe.start(5);
+  fbe.layer_done();
+  fbe.layer_done();
+  fbe.preempt(2, false);  // runs to the end on its own
+  for (int l = 0; l < 4; ++l) fbe.layer_done();
+  EXPECT_EQ(fbe.active_batch(), 2u);  // passed layer 2 without merging
+  EXPECT_EQ(fbe.suspended_count(), 1u);
+  fbe.early_exit(2);  // its final exit
+  fbe.resume();       // the 5 come back at layer 2
+  EXPECT_EQ(fbe.active_batch(), 5u);
+  EXPECT_EQ(fbe.layer(), 2u);
+  // A catch-up run whose samples all leave before l_old does not merge; the batch resumes.
+  fbe.preempt(1);
+  fbe.early_exit(1);
+  fbe.layer_done();
+  EXPECT_EQ(fbe.active_batch(), 0u);
+  fbe.resume();
+  EXPECT_EQ(fbe.active_batch(), 5u);
+  EXPECT_EQ(fbe.layer(), 2u);
 }
 
 // The clocked module drives the table's mapping for (B_act, l) after each edge.
