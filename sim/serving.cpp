@@ -26,7 +26,7 @@ struct ModelRuntime {
   const workloads::LoweredNetwork* network = nullptr;
   npu::ControlBlockTable table;
   scheduler::ModelProfile profile;
-  std::vector<std::uint64_t> boundary_bytes;  // [layer]: the input of `layer`, per sample
+  std::vector<std::uint64_t> boundary_bytes;  // [layer]: live activations before `layer`, per sample
 };
 
 std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& network) {
@@ -44,8 +44,7 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
   std::vector<std::uint64_t> bytes;
   for (const auto& layer : network.layers) {
     work.push_back(layer.work);
-    bytes.push_back(std::uint64_t{layer.input.height} * layer.input.width * layer.input.channels *
-                    npu.config().element_bytes);
+    bytes.push_back(layer.live_elements_before * npu.config().element_bytes);
   }
   auto table = npu::ControlBlockTable::build(npu, work, max_batch);
   try {

@@ -120,6 +120,20 @@ TEST(Network, BranchesJoinAndExitsAttach) {
   EXPECT_EQ(net.layers.back().params, 8u * 10u + 10u);
   // early exit: a (8*8*27*4) + b1 (8*8*4*4) + b2 (8*8*36*4) + its fc (4*10)
   EXPECT_EQ(net.exits.front().macs_to_exit, 8u * 8 * 27 * 4 + 8u * 8 * 4 * 4 + 8u * 8 * 36 * 4 + 40u);
+  // Live activations at each boundary, per sample. Order: a b1 b2 sum early.pool early.fc cat
+  // pool fc. An 8x8x4 tensor is 256 elements; a is read by b1, b2 and cat, sum by early.pool
+  // and cat, so both stay live across the exit.
+  const std::vector<std::uint64_t> live{
+      192,              // before a: the 8x8x3 input
+      256,              // a
+      256 + 256,        // a, b1
+      256 + 256 + 256,  // a, b1, b2
+      256 + 256,        // a, sum
+      256 + 256 + 4,    // a, sum, early.pool (1x1x4)
+      256 + 256,        // a, sum (early.fc's output is read by nobody)
+      512,              // cat (8x8x8)
+      8};               // pool
+  for (std::size_t b = 0; b < live.size(); ++b) EXPECT_EQ(net.layers[b].live_elements_before, live[b]) << b;
 }
 
 TEST(Network, ShapeMismatchIsNamed) {

@@ -88,6 +88,7 @@ class Lowering {
         out.exits.push_back(std::move(lowered));
       }
     }
+    mark_live_activations(out, position, shapes);
     std::uint64_t running = 0;
     std::size_t layer = 0;
     for (auto& e : out.exits) {
@@ -108,6 +109,39 @@ class Lowering {
   }
 
  private:
+  // A tensor is live at the boundary before layer b when a layer before b produced it and a
+  // layer at or after b still reads it (the network input counts as produced before layer 0).
+  void mark_live_activations(LoweredNetwork& out, const std::vector<std::size_t>& position,
+                             const std::vector<TensorShape>& shapes) const {
+    const auto elements = [](const TensorShape& t) { return std::uint64_t{t.height} * t.width * t.channels; };
+    std::vector<std::int64_t> delta(out.layers.size() + 1, 0);
+    const auto live_between = [&](std::size_t first_boundary, std::size_t last_reader, std::uint64_t size) {
+      if (last_reader < first_boundary) return;
+      delta[first_boundary] += static_cast<std::int64_t>(size);
+      delta[last_reader + 1] -= static_cast<std::int64_t>(size);
+    };
+    std::vector<std::size_t> last_reader(nodes_.size(), 0);
+    std::vector<bool> read(nodes_.size(), false);
+    std::size_t input_last_reader = 0;
+    for (std::size_t c = 0; c < nodes_.size(); ++c)
+      for (auto from : inputs_[c]) {
+        if (from == kNetworkInput) {
+          input_last_reader = std::max(input_last_reader, position[c]);
+        } else {
+          last_reader[from] = read[from] ? std::max(last_reader[from], position[c]) : position[c];
+          read[from] = true;
+        }
+      }
+    live_between(0, input_last_reader, elements(net_.input));
+    for (std::size_t v = 0; v < nodes_.size(); ++v)
+      if (read[v]) live_between(position[v] + 1, last_reader[v], elements(shapes[v]));
+    std::int64_t live = 0;
+    for (std::size_t b = 0; b < out.layers.size(); ++b) {
+      live += delta[b];
+      out.layers[b].live_elements_before = static_cast<std::uint64_t>(live);
+    }
+  }
+
   [[noreturn]] void fail(const std::string& message) const {
     throw NetworkError(fmt::format("{}: {}", net_.source, message));
   }

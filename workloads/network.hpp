@@ -72,6 +72,10 @@ struct LoweredLayer {
   std::uint64_t macs = 0;    // per sample
   std::uint64_t params = 0;  // weights (+ biases)
   int exit_index = -1;       // -1: backbone; else the classifier of exits[exit_index]
+  // Activation elements per sample still needed at the boundary before this layer: every
+  // tensor produced earlier and read here or later (skip connections included). What a batch
+  // suspended here must keep.
+  std::uint64_t live_elements_before = 0;
 };
 
 struct LoweredExit {
