@@ -121,9 +121,17 @@ void print_summary(std::ostream& out, const Scenario& scenario, const ServingRes
                s.device_models[d], s.device_slo_ms[d], g.arrived, g.completed, g.dropped, g.latency_ns.mean() / 1e6,
                g.latency_ns.percentile(99) / 1e6, 100.0 * g.slo_satisfaction());
   }
-  std::string exits;
-  for (const auto& e : s.exits) exits += fmt::format(" {}/{}={}", e.model, e.exit, e.completions);
-  fmt::print(out, "exits      {}\n", exits);
+  // One line per network: how many samples left at each of its exits.
+  std::string line, model;
+  for (const auto& e : s.exits) {
+    if (e.model != model) {
+      if (!line.empty()) fmt::print(out, "{}\n", line);
+      line = fmt::format("{:<12}{}:", model.empty() ? "exits" : "", e.model);
+      model = e.model;
+    }
+    line += fmt::format(" {} {}", e.exit, e.completions);
+  }
+  if (!line.empty()) fmt::print(out, "{}\n", line);
 }
 
 SampleCsvWriter::SampleCsvWriter(const std::filesystem::path& file, const Scenario& scenario)
