@@ -57,9 +57,9 @@ std::string summary_json(const Scenario& scenario, const ServingResult& result) 
   const double span = span_s(s);
   const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
   std::string out = "{\n";
-  out += fmt::format("  \"scenario\": {},\n  \"source\": {},\n  \"policy\": {},\n  \"seed\": {},\n  \"npu\": {},\n",
+  out += fmt::format("  \"scenario\": {},\n  \"source\": {},\n  \"policy\": {},\n  \"seed\": {},\n",
                      json_string(scenario.name), json_string(scenario.source), json_string(scenario.scheduler.policy),
-                     scenario.simulation.seed, json_string(scenario.npu.config().name));
+                     scenario.simulation.seed);
   out += fmt::format("  \"samples\": {},\n", counts_json(all));
   out += fmt::format("  \"latency_ms\": {},\n", latency_json(all.latency_ns));
   out += fmt::format("  \"slo\": {},\n", slo_json(all));
