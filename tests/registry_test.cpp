@@ -1,0 +1,58 @@
+// The policy registry: declared parameters, plugin loading and its failures.
+
+#include <gtest/gtest.h>
+
+#include "scheduler/registry.hpp"
+
+namespace npusim {
+namespace {
+
+std::string load_error(const std::string& file) {
+  scheduler::PolicyRegistry registry;
+  try {
+    registry.load_plugin(file);
+  } catch (const scheduler::PolicyError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(PolicyRegistry, LoadsTheExamplePluginAndChecksItsParameters) {
+  scheduler::PolicyRegistry registry;
+  scheduler::register_builtin_policies(registry);
+  registry.load_plugin(NPUSIM_EXAMPLE_PLUGIN);
+  const auto* info = registry.find("greedy_batch");
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->origin, NPUSIM_EXAMPLE_PLUGIN);
+  EXPECT_EQ(registry.names().back(), "greedy_batch");
+  const scheduler::ParameterValues defaults(info->parameters, {});
+  EXPECT_EQ(defaults.integer("batch_limit"), 8);
+  EXPECT_THROW(scheduler::ParameterValues(info->parameters, {{"batch_limit", std::int64_t{0}}}), std::invalid_argument);
+  EXPECT_THROW(scheduler::ParameterValues(info->parameters, {{"batch_limit", 2.5}}), std::invalid_argument);
+  EXPECT_THROW(scheduler::ParameterValues(info->parameters, {{"limit", std::int64_t{2}}}), std::invalid_argument);
+  EXPECT_NE(info->create(defaults), nullptr);
+  // Loading it twice registers the name twice: refused, and the registry is unchanged.
+  EXPECT_THROW(registry.load_plugin(NPUSIM_EXAMPLE_PLUGIN), scheduler::PolicyError);
+  EXPECT_EQ(registry.names().size(), 7u);
+}
+
+TEST(PolicyRegistry, BadPluginsAreNamed) {
+  EXPECT_EQ(load_error(NPUSIM_WRONG_VERSION_PLUGIN),
+            std::string("policy plugin ") + NPUSIM_WRONG_VERSION_PLUGIN +
+                " was built for policy API 999, this npusim has 1: rebuild it");
+  EXPECT_EQ(load_error(NPUSIM_NO_ENTRY_PLUGIN),
+            std::string("policy plugin ") + NPUSIM_NO_ENTRY_PLUGIN +
+                " does not export npusim_policy_api_version and npusim_register_policies (use NPUSIM_POLICY_PLUGIN)");
+  EXPECT_NE(load_error("/nonexistent/p.so").find("cannot load policy plugin /nonexistent/p.so"), std::string::npos);
+}
+
+TEST(PolicyRegistry, BuiltInsAreSixWithDistinctNames) {
+  scheduler::PolicyRegistry registry;
+  scheduler::register_builtin_policies(registry);
+  EXPECT_EQ(registry.names(), (std::vector<std::string>{"fcfs", "static_batch", "lazy_batching", "prema", "edf",
+                                                        "exit_aware"}));
+  EXPECT_THROW(scheduler::register_builtin_policies(registry), scheduler::PolicyError);
+}
+
+}  // namespace
+}  // namespace npusim
