@@ -306,13 +306,15 @@ SC_MODULE(ServingSystem) {
   Batch take_from_queue(const std::vector<std::uint32_t>& positions, const char* what) {
     if (positions.empty()) refuse(fmt::format("{} with no samples", what));
     std::vector<bool> chosen(queue_.size(), false);
-    Batch batch;
-    batch.model = queue_[positions.front() < queue_.size() ? positions.front() : 0].model;
     for (const auto p : positions) {
       if (p >= queue_.size()) refuse(fmt::format("{} names queue position {} of a queue of {}", what, p, queue_.size()));
       if (chosen[p]) refuse(fmt::format("{} names queue position {} twice", what, p));
-      if (queue_[p].model != batch.model) refuse(fmt::format("{} mixes samples of two models", what));
       chosen[p] = true;
+    }
+    Batch batch;
+    batch.model = queue_[positions.front()].model;
+    for (const auto p : positions) {
+      if (queue_[p].model != batch.model) refuse(fmt::format("{} mixes samples of two models", what));
       batch.samples.push_back(queue_[p]);
       batch.exits.push_back(queue_exits_[p]);
     }

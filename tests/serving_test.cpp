@@ -230,15 +230,31 @@ class Rogue final : public scheduler::Policy {
   }
 };
 
+// Starts properly, then preempts with a queue position that does not exist.
+class PhantomPreempter final : public scheduler::Policy {
+ public:
+  Decision decide(const SchedulerView& view) override {
+    if (!view.running) return Decision::start({0});
+    return Decision::preempt({7});
+  }
+};
+
 TEST_F(Serving, RuleBreakingPoliciesAreStopped) {
   registry_.add({"rogue", "test", {}, [](const scheduler::ParameterValues&) { return std::make_unique<Rogue>(); }});
-  const auto s = tiny_scenario({{0, 1}}, "{policy: rogue}");
-  try {
-    sim::run_serving(s, registry_);
-    FAIL() << "no error";
-  } catch (const scheduler::PolicyError& e) {
-    EXPECT_STREQ(e.what(), "policy rogue at 0 ns: started a batch names queue position 0 twice");
-  }
+  registry_.add({"phantom", "test", {},
+                 [](const scheduler::ParameterValues&) { return std::make_unique<PhantomPreempter>(); }});
+  const auto error_of = [&](const std::string& policy) -> std::string {
+    try {
+      sim::run_serving(tiny_scenario({{0, 1}}, "{policy: " + policy + "}"), registry_);
+    } catch (const scheduler::PolicyError& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_EQ(error_of("rogue"), "policy rogue at 0 ns: started a batch names queue position 0 twice");
+  // After fc1 (batch 1) the queue is empty.
+  const auto c = cycles(tiny_scenario({{0, 1}}, "{policy: fcfs}"), 1);
+  EXPECT_EQ(error_of("phantom"), fmt::format("policy phantom at {} ns: preempted names queue position 7 of a queue of 0", c[0]));
 }
 
 // ---- invariants over random scenarios ----
