@@ -1,5 +1,8 @@
 #include "sim/cli.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <memory>
@@ -7,6 +10,7 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +26,7 @@
 #include "sim/npu_yaml.hpp"
 #include "sim/run_report.hpp"
 #include "sim/serving.hpp"
+#include "sim/sweep.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "traces/trace_file.hpp"
 
@@ -237,8 +242,7 @@ void run_scenario(const RunOptions& o, std::ostream& out) {
       throw UsageError(fmt::format("--out {}: exists and is not a directory", o.out_dir));
     created = std::filesystem::create_directories(dir);
     // A result from an earlier run must not pass for this one's if this one fails.
-    std::filesystem::remove(dir / "summary.json");
-    std::filesystem::remove(dir / "samples.csv");
+    for (const char* name : {"metrics.csv", "summary.json", "samples.csv"}) std::filesystem::remove(dir / name);
   }
   try {
     std::unique_ptr<SampleCsvWriter> csv;
@@ -255,6 +259,10 @@ void run_scenario(const RunOptions& o, std::ostream& out) {
       AtomicFile summary(dir / "summary.json");
       summary.stream() << summary_json(scenario, result);
       summary.commit();
+      // Written last: a sweep takes its presence as "this point is done".
+      AtomicFile metrics(dir / "metrics.csv");
+      metrics.stream() << metrics_csv(result);
+      metrics.commit();
       text << fmt::format("wrote {}{}\n", (dir / "summary.json").string(),
                           csv ? fmt::format(" and {}", (dir / "samples.csv").string()) : "");
     }
@@ -294,6 +302,35 @@ void run_trace(const TraceOptions& o, std::ostream& out) {
   out << fmt::format("wrote {} samples from {} devices of scenario {} ({:.3f} s of arrivals) to {}{}\n", written,
                      scenario.devices.size(), scenario.name, static_cast<double>(last_ns) / 1e9, o.out_file,
                      written < o.samples ? " (every arrival process ended before --samples)" : "");
+}
+
+struct SweepCliOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+  std::string out_dir;
+  unsigned jobs = 0;
+  std::string backend = "local";
+  bool resume = false;
+  std::size_t points_per_task = 0;
+};
+
+// Exit status 3 when the sweep ran but some points failed (their errors are in results.csv).
+int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream& err) {
+  SweepOptions options;
+  options.out_dir = o.out_dir;
+  options.jobs = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
+  options.backend = o.backend == "slurm" ? SweepBackend::slurm : SweepBackend::local;
+  options.resume = o.resume;
+  options.points_per_task = o.points_per_task;
+  options.npusim = std::filesystem::read_symlink("/proc/self/exe");
+  options.progress = ::isatty(STDERR_FILENO) != 0;
+  const SweepPlan plan = load_sweep(o.file, o.overrides);
+  const SweepOutcome outcome = run_sweep(plan, options, err);
+  out << fmt::format("sweep {}: {} points, {} ok, {} failed{}; results in {}\n", plan.name, outcome.total,
+                     outcome.succeeded, outcome.failed,
+                     outcome.reused ? fmt::format(" ({} finished before this run)", outcome.reused) : "",
+                     (options.out_dir / "results.csv").string());
+  return outcome.failed > 0 ? 3 : 0;
 }
 
 // Bad input: one line, exit status 2.
@@ -346,6 +383,23 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   run_cmd->add_option("--out", run.out_dir, "Directory for summary.json (and samples.csv)");
   run_cmd->add_flag("--samples-csv", run.samples_csv, "Also write one row per sample to DIR/samples.csv");
 
+  SweepCliOptions sweep;
+  auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a sweep file, locally or on Slurm");
+  sweep_cmd->add_option("sweep", sweep.file, "Sweep YAML file")->required();
+  sweep_cmd->add_option("--out", sweep.out_dir, "Directory for results.csv and each point's results")->required();
+  sweep_cmd->add_option("--jobs", sweep.jobs, "Local points run in parallel (default: the number of cores)");
+  sweep_cmd->add_option("--backend", sweep.backend, "local or slurm")->check(CLI::IsMember({"local", "slurm"}));
+  sweep_cmd->add_flag("--resume", sweep.resume, "Finish a sweep in --out, skipping its finished points");
+  sweep_cmd->add_option("--points-per-task", sweep.points_per_task, "Slurm: points per array task (default: 1, or enough for 1000 tasks)");
+  sweep_cmd->add_option("--set", sweep.overrides, "Override a scenario key in every point: PATH=VALUE (repeatable)");
+
+  std::string task_dir;
+  std::size_t task_index = 0;
+  auto* task_cmd = app.add_subcommand("sweep-task", "One Slurm array task of a sweep (used by --backend slurm)");
+  task_cmd->group("");  // internal: not listed in --help
+  task_cmd->add_option("dir", task_dir, "The sweep's --out directory")->required();
+  task_cmd->add_option("--task", task_index, "The array task index")->required();
+
   std::string describe_what;
   auto* describe_cmd = app.add_subcommand("describe", "List what is built in");
   describe_cmd->add_option("what", describe_what, "models or policies")->required();
@@ -358,6 +412,8 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     if (describe_cmd->parsed()) run_describe(describe_what, out);
     if (trace_cmd->parsed()) run_trace(trace, out);
     if (run_cmd->parsed()) run_scenario(run, out);
+    if (sweep_cmd->parsed()) return run_sweep_command(sweep, out, err);
+    if (task_cmd->parsed()) run_sweep_task(task_dir, task_index, std::filesystem::read_symlink("/proc/self/exe"));
     return 0;
   } catch (const CLI::Success& e) {  // --help and --version
     return app.exit(e, out, err);
@@ -379,6 +435,8 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   } catch (const traces::ArrivalSpecError& e) {
     return user_error(err, e.what());
   } catch (const scheduler::PolicyError& e) {
+    return user_error(err, e.what());
+  } catch (const SweepError& e) {
     return user_error(err, e.what());
   } catch (const std::exception& e) {
     // Not the user's fault: say so, and keep exit status 2 for bad input only.

@@ -93,6 +93,45 @@ std::string summary_json(const Scenario& scenario, const ServingResult& result) 
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> summary_fields(const ServingResult& result) {
+  const auto& all = result.metrics.overall();
+  const auto& s = result.stats;
+  const auto& l = all.latency_ns;
+  const double span = span_s(s);
+  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  const auto num = [](double v) { return fmt::format("{}", v); };
+  return {
+      {"samples.arrived", std::to_string(all.arrived)},
+      {"samples.completed", std::to_string(all.completed)},
+      {"samples.dropped", std::to_string(all.dropped)},
+      {"latency_ms.mean", num(l.mean() / 1e6)},
+      {"latency_ms.p50", num(l.percentile(50) / 1e6)},
+      {"latency_ms.p90", num(l.percentile(90) / 1e6)},
+      {"latency_ms.p95", num(l.percentile(95) / 1e6)},
+      {"latency_ms.p99", num(l.percentile(99) / 1e6)},
+      {"latency_ms.max", num(l.max() / 1e6)},
+      {"slo.satisfaction", num(all.slo_satisfaction())},
+      {"slo.tail_satisfaction", num(all.tail.satisfaction())},
+      {"throughput_sps", num(span > 0 ? static_cast<double>(all.completed) / span : 0.0)},
+      {"npu.utilisation", num(span_ps > 0 ? static_cast<double>(s.layer_busy_ps) / span_ps : 0.0)},
+      {"npu.mac_utilisation",
+       num(span_ps > 0 ? static_cast<double>(s.macs) / (s.peak_macs_per_ns * span_ps / 1000.0) : 0.0)},
+      {"preemptions", std::to_string(s.preemptions)},
+      {"merges", std::to_string(s.merges)},
+      {"context_spills", std::to_string(s.context_spills)},
+      {"simulated_ms", num(ms(s.end_ps - s.first_arrival_ps))},
+  };
+}
+
+std::string metrics_csv(const ServingResult& result) {
+  std::string header, row;
+  for (const auto& [name, value] : summary_fields(result)) {
+    header += (header.empty() ? "" : ",") + name;
+    row += (row.empty() ? "" : ",") + value;
+  }
+  return header + "\n" + row + "\n";
+}
+
 void print_summary(std::ostream& out, const Scenario& scenario, const ServingResult& result) {
   const auto& all = result.metrics.overall();
   const auto& s = result.stats;

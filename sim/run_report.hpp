@@ -29,6 +29,13 @@ class AtomicFile {
 };
 
 std::string summary_json(const Scenario& scenario, const ServingResult& result);
+
+// The headline metrics as flat (name, value) pairs, names as dotted summary.json paths
+// (latency_ms.p99, slo.tail_satisfaction, npu.utilisation, ...). Values print exactly as in
+// summary.json. The sweep's results.csv columns.
+std::vector<std::pair<std::string, std::string>> summary_fields(const ServingResult& result);
+// Those pairs as a two-line CSV: a header and one row.
+std::string metrics_csv(const ServingResult& result);
 void print_summary(std::ostream& out, const Scenario& scenario, const ServingResult& result);
 
 // One row per sample, in completion (or drop) order:

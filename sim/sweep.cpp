@@ -1,0 +1,582 @@
+#include "sim/sweep.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "sim/config_node.hpp"
+#include "sim/run_report.hpp"
+#include "sim/scenario_yaml.hpp"
+
+extern char** environ;
+
+namespace npusim::sim {
+namespace {
+
+constexpr const char* plan_magic = "npusim-sweep-plan 1";
+
+// ---- the sweep file ----
+
+struct Axis {
+  std::string path;
+  std::vector<std::string> values;  // YAML text
+  std::vector<ConfigNode> nodes;    // where each value was written
+};
+
+std::string yaml_text(const ConfigNode& node, const YAML::Node& raw) {
+  YAML::Emitter out;
+  out << YAML::Flow << raw;
+  if (!out.good()) node.fail(node.display_value(), "a YAML value");
+  return out.c_str();
+}
+
+Axis parse_axis(const ConfigNode& list_node, const std::string& path, const YAML::Node& raw_list) {
+  Axis axis{path, {}, {}};
+  const auto items = list_node.as_list();
+  if (items.empty()) list_node.fail("[]", "a non-empty list of values");
+  if (path.find('=') != std::string::npos || path.find('\t') != std::string::npos)
+    list_node.fail_here("a key path may not contain '=' or a tab");
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    axis.values.push_back(yaml_text(items[i], raw_list[i]));
+    axis.nodes.push_back(items[i]);
+  }
+  return axis;
+}
+
+// The YAML node under `path` in the document, for re-emitting values as written.
+YAML::Node raw_at(const std::string& file, const std::vector<std::string>& keys) {
+  YAML::Node node = YAML::LoadFile(file);
+  for (const auto& k : keys) node = node[k];
+  return node;
+}
+
+}  // namespace
+
+SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  const ConfigNode doc = ConfigNode::load_file(file);
+  doc.expect_keys({"name", "base", "set", "grid", "zip", "seeds"});
+  const std::string text_file = file.string();
+  SweepPlan plan;
+  plan.name = doc.has("name") ? doc.at("name").as_string() : file.stem().string();
+  const std::string base = doc.at("base").as_string();
+  if (base == "default") {
+    plan.base = base;
+  } else {
+    const auto path = std::filesystem::absolute(file.parent_path() / base).lexically_normal();
+    if (!std::filesystem::is_regular_file(path)) doc.at("base").fail(base, "a scenario file (relative to the sweep file) or default");
+    plan.base = path.string();
+  }
+
+  std::vector<std::string> fixed = overrides;
+  if (doc.has("set")) {
+    const ConfigNode set = doc.at("set");
+    const YAML::Node raw = raw_at(text_file, {"set"});
+    for (const auto& key : set.keys()) fixed.push_back(key + "=" + yaml_text(set.at(key), raw[key]));
+  }
+  std::vector<Axis> grid;
+  if (doc.has("grid")) {
+    const ConfigNode node = doc.at("grid");
+    const YAML::Node raw = raw_at(text_file, {"grid"});
+    for (const auto& key : node.keys()) grid.push_back(parse_axis(node.at(key), key, raw[key]));
+  }
+  std::vector<std::vector<Axis>> zips;
+  if (doc.has("zip")) {
+    const auto groups = doc.at("zip").as_list();
+    const YAML::Node raw = raw_at(text_file, {"zip"});
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      std::vector<Axis> group;
+      for (const auto& key : groups[g].keys()) {
+        group.push_back(parse_axis(groups[g].at(key), key, raw[g][key]));
+        if (group.back().values.size() != group.front().values.size())
+          groups[g].at(key).fail(fmt::format("{} values", group.back().values.size()),
+                                 fmt::format("{} values, as many as {} in the same zip group", group.front().values.size(),
+                                             group.front().path));
+      }
+      if (group.empty()) groups[g].fail("{}", "a mapping of key paths to lists of equal length");
+      zips.push_back(std::move(group));
+    }
+  }
+  Axis seeds{"simulation.seed", {}, {}};
+  if (doc.has("seeds")) {
+    const ConfigNode node = doc.at("seeds");
+    if (node.display_value() == "<list>") {
+      for (const auto& item : node.as_list()) {
+        seeds.values.push_back(std::to_string(item.as_uint64()));
+        seeds.nodes.push_back(item);
+      }
+      if (seeds.values.empty()) node.fail("[]", "a repetition count, or a non-empty list of seeds");
+    } else {
+      const std::uint64_t count = node.as_uint64();
+      if (count < 1 || count > 100000) node.fail(node.display_value(), "1 to 100000 repetitions (seeds 1..N)");
+      for (std::uint64_t s = 1; s <= count; ++s) {
+        seeds.values.push_back(std::to_string(s));
+        seeds.nodes.push_back(node);
+      }
+    }
+  }
+
+  // Every axis value must make a valid scenario on its own: unknown paths and wrong types are
+  // the sweep file's fault and are reported now. Combinations are checked when points run.
+  const auto check = [&](const Axis& axis) {
+    for (std::size_t i = 0; i < axis.values.size(); ++i) {
+      std::vector<std::string> assignments = fixed;
+      assignments.push_back(axis.path + "=" + axis.values[i]);
+      try {
+        load_scenario(plan.base, assignments);
+      } catch (const ConfigError& e) {
+        throw ConfigError(fmt::format("{}: {} = {}: {}", axis.nodes[i].where(), axis.path, axis.values[i], e.what()));
+      } catch (const std::exception& e) {
+        throw ConfigError(fmt::format("{}: {} = {}: {}", axis.nodes[i].where(), axis.path, axis.values[i], e.what()));
+      }
+    }
+  };
+  try {
+    load_scenario(plan.base, fixed);
+  } catch (const std::exception& e) {
+    throw ConfigError(fmt::format("{}: base {} with set: {}", doc.at("base").where(), base, e.what()));
+  }
+  std::vector<const Axis*> axes;  // column order: grid, zip groups, seeds
+  for (const auto& a : grid) axes.push_back(&a);
+  for (const auto& g : zips)
+    for (const auto& a : g) axes.push_back(&a);
+  if (!seeds.values.empty()) axes.push_back(&seeds);
+  for (const auto* a : axes) {
+    for (const auto* other : axes)
+      if (other != a && other->path == a->path)
+        a->nodes.front().fail_here(fmt::format("{} is swept twice", a->path));
+    check(*a);
+    plan.parameters.push_back(a->path);
+  }
+
+  // Enumerate: the first grid axis outermost, seeds innermost.
+  std::vector<std::size_t> sizes;
+  for (const auto& a : grid) sizes.push_back(a.values.size());
+  for (const auto& g : zips) sizes.push_back(g.front().values.size());
+  if (!seeds.values.empty()) sizes.push_back(seeds.values.size());
+  std::size_t total = 1;
+  for (auto n : sizes) {
+    total *= n;
+    if (total > 1'000'000) doc.fail_here("expands to more than 1,000,000 points");
+  }
+  std::vector<std::size_t> at(sizes.size(), 0);
+  for (std::size_t p = 0; p < total; ++p) {
+    SweepPoint point;
+    point.index = p;
+    point.assignments = fixed;
+    std::size_t dim = 0;
+    const auto add = [&](const Axis& a, std::size_t i) {
+      point.values.push_back(a.values[i]);
+      point.assignments.push_back(a.path + "=" + a.values[i]);
+    };
+    for (const auto& a : grid) add(a, at[dim++]);
+    for (const auto& g : zips) {
+      for (const auto& a : g) add(a, at[dim]);
+      ++dim;
+    }
+    if (!seeds.values.empty()) add(seeds, at[dim++]);
+    plan.points.push_back(std::move(point));
+    for (std::size_t d = sizes.size(); d-- > 0;) {
+      if (++at[d] < sizes[d]) break;
+      at[d] = 0;
+    }
+  }
+  return plan;
+}
+
+namespace {
+
+// ---- the plan on disk, shared by the driver and Slurm tasks ----
+
+std::string plan_text(const SweepPlan& plan, std::size_t points_per_task) {
+  std::string out = fmt::format("{}\nname\t{}\nbase\t{}\npoints_per_task\t{}\nparameters", plan_magic, plan.name,
+                                plan.base, points_per_task);
+  for (const auto& p : plan.parameters) out.append("\t").append(p);
+  out += "\n";
+  for (const auto& point : plan.points) {
+    out += fmt::format("point\t{}", point.index);
+    for (const auto& v : point.values) out.append("\t").append(v);
+    for (const auto& a : point.assignments) out.append("\t").append(a);
+    out += "\n";
+  }
+  return out;
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    const auto tab = line.find('\t', start);
+    out.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    if (tab == std::string::npos) return out;
+    start = tab + 1;
+  }
+}
+
+struct StoredPlan {
+  SweepPlan plan;
+  std::size_t points_per_task = 1;
+};
+
+StoredPlan read_plan(const std::filesystem::path& dir) {
+  std::ifstream in(dir / "plan.tsv");
+  std::string line;
+  if (!std::getline(in, line) || line != plan_magic)
+    throw SweepError(fmt::format("{}: not an npusim sweep plan", (dir / "plan.tsv").string()));
+  StoredPlan stored;
+  while (std::getline(in, line)) {
+    auto f = split_tabs(line);
+    if (f[0] == "name" && f.size() == 2) stored.plan.name = f[1];
+    else if (f[0] == "base" && f.size() == 2) stored.plan.base = f[1];
+    else if (f[0] == "points_per_task" && f.size() == 2) stored.points_per_task = std::stoull(f[1]);
+    else if (f[0] == "parameters") stored.plan.parameters.assign(f.begin() + 1, f.end());
+    else if (f[0] == "point" && f.size() >= 2 + stored.plan.parameters.size()) {
+      SweepPoint p;
+      p.index = std::stoull(f[1]);
+      const std::size_t n = stored.plan.parameters.size();
+      p.values.assign(f.begin() + 2, f.begin() + 2 + static_cast<std::ptrdiff_t>(n));
+      p.assignments.assign(f.begin() + 2 + static_cast<std::ptrdiff_t>(n), f.end());
+      stored.plan.points.push_back(std::move(p));
+    } else {
+      throw SweepError(fmt::format("{}: malformed line: {}", (dir / "plan.tsv").string(), line));
+    }
+  }
+  return stored;
+}
+
+void write_atomically(const std::filesystem::path& file, const std::string& text) {
+  AtomicFile out(file);
+  out.stream() << text;
+  out.commit();
+}
+
+std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// ---- one point ----
+
+std::filesystem::path point_dir(const std::filesystem::path& dir, std::size_t index) {
+  return dir / "points" / fmt::format("{:06}", index);
+}
+std::filesystem::path error_file(const std::filesystem::path& dir, std::size_t index) {
+  return dir / "points" / fmt::format("{:06}.error", index);
+}
+bool finished(const std::filesystem::path& dir, std::size_t index) {
+  return std::filesystem::exists(point_dir(dir, index) / "metrics.csv") || std::filesystem::exists(error_file(dir, index));
+}
+
+// Starts `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr.
+pid_t start_point(const std::filesystem::path& npusim, const std::string& base, const SweepPoint& point,
+                  const std::filesystem::path& dir) {
+  std::vector<std::string> args{npusim.string(), "run", base};
+  for (const auto& a : point.assignments) {
+    args.push_back("--set");
+    args.push_back(a);
+  }
+  args.push_back("--out");
+  args.push_back(point_dir(dir, point.index).string());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string err = point_dir(dir, point.index).string() + ".stderr";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, npusim.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw SweepError(fmt::format("cannot start {}: {}", npusim.string(), std::strerror(rc)));
+  return pid;
+}
+
+// Records how a point's process ended. A failure keeps its error line.
+bool record_point(const std::filesystem::path& dir, std::size_t index, int status) {
+  const auto err_path = point_dir(dir, index).string() + ".stderr";
+  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                  std::filesystem::exists(point_dir(dir, index) / "metrics.csv");
+  if (!ok) {
+    std::string last, line;
+    std::ifstream err(err_path);
+    while (std::getline(err, line))
+      if (!line.empty()) last = line;
+    const std::string why = WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
+                            : !last.empty()     ? last
+                                                : fmt::format("exit status {} and no message", WEXITSTATUS(status));
+    write_atomically(error_file(dir, index), why + "\n");
+  }
+  std::error_code ignored;
+  std::filesystem::remove(err_path, ignored);
+  return ok;
+}
+
+bool run_point_now(const std::filesystem::path& npusim, const std::string& base, const SweepPoint& point,
+                   const std::filesystem::path& dir) {
+  const pid_t pid = start_point(npusim, base, point, dir);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return record_point(dir, point.index, status);
+}
+
+// ---- results ----
+
+std::string csv_field(const std::string& value) {
+  if (value.find_first_of(",\"\n") == std::string::npos) return value;
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"') out.append("\"\"");
+    else out.push_back(c == '\n' ? ' ' : c);
+  }
+  return out + "\"";
+}
+
+void write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
+  std::vector<std::string> metric_names;
+  for (const auto& point : plan.points) {
+    const auto file = point_dir(dir, point.index) / "metrics.csv";
+    if (!std::filesystem::exists(file)) continue;
+    std::istringstream text(read_text(file));
+    std::string header;
+    std::getline(text, header);
+    metric_names = split_tabs([&] {
+      std::string h = header;
+      for (auto& c : h) c = c == ',' ? '\t' : c;
+      return h;
+    }());
+    break;
+  }
+  std::string out = "point,status";
+  for (const auto& p : plan.parameters) out.append(",").append(csv_field(p));
+  for (const auto& m : metric_names) out.append(",").append(m);
+  out += ",error\n";
+  for (const auto& point : plan.points) {
+    out += std::to_string(point.index);
+    const auto metrics = point_dir(dir, point.index) / "metrics.csv";
+    std::string row, error;
+    if (std::filesystem::exists(metrics)) {
+      std::istringstream text(read_text(metrics));
+      std::string header;
+      std::getline(text, header);
+      std::getline(text, row);
+    } else {
+      error = read_text(error_file(dir, point.index));
+      while (!error.empty() && error.back() == '\n') error.pop_back();
+    }
+    out += row.empty() ? ",failed" : ",ok";
+    for (const auto& v : point.values) out.append(",").append(csv_field(v));
+    if (row.empty()) out += std::string(metric_names.size(), ',');
+    else out.append(",").append(row);
+    out.append(",").append(csv_field(error)).append("\n");
+  }
+  write_atomically(dir / "results.csv", out);
+}
+
+// ---- progress ----
+
+class Progress {
+ public:
+  Progress(std::ostream& log, bool enabled, std::size_t total, std::size_t already)
+      : log_(log), enabled_(enabled), total_(total), already_(already), start_(std::chrono::steady_clock::now()) {}
+  void update(std::size_t done, std::size_t failed) {
+    if (!enabled_) return;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const std::size_t fresh = done - already_;
+    std::string eta = "ETA --:--";
+    if (fresh > 0 && done < total_) {
+      const auto left = static_cast<long>(elapsed / static_cast<double>(fresh) * static_cast<double>(total_ - done));
+      eta = fmt::format("ETA {}:{:02}", left / 60, left % 60);
+    } else if (done == total_) {
+      eta = fmt::format("in {:.1f} s", elapsed);
+    }
+    log_ << fmt::format("\rsweep: {}/{} done, {} failed, {}   ", done, total_, failed, eta) << std::flush;
+  }
+  void finish() {
+    if (enabled_) log_ << "\n";
+  }
+
+ private:
+  std::ostream& log_;
+  bool enabled_;
+  std::size_t total_, already_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+std::size_t count_failed(const SweepPlan& plan, const std::filesystem::path& dir) {
+  std::size_t n = 0;
+  for (const auto& p : plan.points) n += std::filesystem::exists(error_file(dir, p.index)) ? 1 : 0;
+  return n;
+}
+
+void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
+               Progress& progress, std::size_t already) {
+  std::map<pid_t, std::size_t> running;
+  std::size_t next = 0, done = already;
+  const unsigned jobs = std::max(1u, o.jobs);
+  std::size_t failed = count_failed(plan, o.out_dir);
+  progress.update(done, failed);
+  while (next < todo.size() || !running.empty()) {
+    while (next < todo.size() && running.size() < jobs) {
+      const auto* point = todo[next++];
+      running[start_point(o.npusim, plan.base, *point, o.out_dir)] = point->index;
+    }
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      throw SweepError(fmt::format("waiting for sweep points: {}", std::strerror(errno)));
+    }
+    const auto it = running.find(pid);
+    if (it == running.end()) continue;
+    if (!record_point(o.out_dir, it->second, status)) ++failed;
+    running.erase(it);
+    progress.update(++done, failed);
+  }
+}
+
+std::string find_on_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    const auto colon = dirs.find(':', start);
+    const std::string d = dirs.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    const auto candidate = std::filesystem::path(d.empty() ? "." : d) / program;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return "";
+}
+
+// Runs a command and returns its stdout; throws SweepError with its stderr when it fails.
+std::string capture(const std::vector<std::string>& command, const std::filesystem::path& err_file) {
+  // Single quotes keep paths with spaces whole; a quote inside becomes '\''.
+  const auto quote = [](const std::string& text) {
+    std::string q = "'";
+    for (char c : text) {
+      if (c == '\'') q.append("'\\''");
+      else q.push_back(c);
+    }
+    return q + "'";
+  };
+  std::string line;
+  for (const auto& c : command) line.append(line.empty() ? "" : " ").append(quote(c));
+  const std::string out_file = err_file.string() + ".out";
+  const std::string shell = fmt::format("{} >{} 2>{}", line, quote(out_file), quote(err_file.string()));
+  const int rc = std::system(shell.c_str());
+  std::string out = read_text(out_file), err = read_text(err_file);
+  std::filesystem::remove(out_file);
+  if (rc != 0) {
+    for (auto& c : err) c = c == '\n' ? ' ' : c;
+    throw SweepError(fmt::format("{} failed: {}", command.front(), err.empty() ? "no message" : err));
+  }
+  return out;
+}
+
+void run_slurm(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
+               Progress& progress, std::size_t points_per_task, std::size_t already) {
+  const auto slurm_dir = o.out_dir / "slurm";
+  std::filesystem::create_directories(slurm_dir);
+  const std::size_t tasks = (plan.points.size() + points_per_task - 1) / points_per_task;
+  // Only the tasks that hold unfinished points are submitted.
+  std::vector<std::size_t> needed;
+  for (const auto* p : todo)
+    if (needed.empty() || needed.back() != p->index / points_per_task) needed.push_back(p->index / points_per_task);
+  std::string array;
+  for (auto t : needed) array.append(array.empty() ? "" : ",").append(std::to_string(t));
+  if (needed.size() == tasks && tasks > 0) array = fmt::format("0-{}", tasks - 1);
+  const auto script = slurm_dir / "task.sh";
+  write_atomically(script, fmt::format("#!/bin/sh\nexec '{}' sweep-task '{}' --task \"$SLURM_ARRAY_TASK_ID\"\n",
+                                       o.npusim.string(), std::filesystem::absolute(o.out_dir).string()));
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
+  const std::string job = capture({"sbatch", "--parsable", "--job-name=npusim-sweep", "--array=" + array, "-o",
+                                   (slurm_dir / "%A_%a.log").string(), script.string()},
+                                  slurm_dir / "sbatch.err");
+  const std::string job_id = job.substr(0, job.find_first_of(";\n"));
+  std::size_t failed = count_failed(plan, o.out_dir);
+  progress.update(already, failed);
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::size_t done = 0;
+    for (const auto& p : plan.points) done += finished(o.out_dir, p.index) ? 1 : 0;
+    progress.update(done, count_failed(plan, o.out_dir));
+    const std::string queued = capture({"squeue", "-h", "-j", job_id, "-o", "%i"}, slurm_dir / "squeue.err");
+    if (queued.find_first_not_of(" \n") == std::string::npos) break;
+  }
+  // A task that died (time limit, node failure) leaves points without a result: failed.
+  for (const auto* p : todo)
+    if (!finished(o.out_dir, p->index))
+      write_atomically(error_file(o.out_dir, p->index),
+                       fmt::format("Slurm task {} of job {} ended without a result for this point (see {})\n",
+                                   p->index / points_per_task, job_id,
+                                   (slurm_dir / fmt::format("{}_{}.log", job_id, p->index / points_per_task)).string()));
+}
+
+}  // namespace
+
+SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostream& log) {
+  if (o.backend == SweepBackend::slurm && (find_on_path("sbatch").empty() || find_on_path("squeue").empty()))
+    throw SweepError("--backend slurm: sbatch and squeue are not on PATH (install Slurm's client tools and point "
+                     "SLURM_CONF at the cluster), or run with --backend local");
+  const std::size_t points_per_task =
+      o.points_per_task > 0 ? o.points_per_task : std::max<std::size_t>(1, (plan.points.size() + 999) / 1000);
+  const std::string text = plan_text(plan, points_per_task);
+  const auto plan_file = o.out_dir / "plan.tsv";
+  if (std::filesystem::exists(plan_file)) {
+    if (!o.resume)
+      throw SweepError(fmt::format("--out {} already holds a sweep: add --resume to finish it, or choose another "
+                                   "directory", o.out_dir.string()));
+    if (read_text(plan_file) != text)
+      throw SweepError(fmt::format("--resume: {} holds a different sweep (its plan.tsv differs); choose another "
+                                   "directory", o.out_dir.string()));
+  } else {
+    if (std::filesystem::exists(o.out_dir) && !std::filesystem::is_directory(o.out_dir))
+      throw SweepError(fmt::format("--out {}: exists and is not a directory", o.out_dir.string()));
+    std::filesystem::create_directories(o.out_dir / "points");
+    write_atomically(plan_file, text);
+  }
+  std::filesystem::create_directories(o.out_dir / "points");
+  std::vector<const SweepPoint*> todo;
+  for (const auto& p : plan.points)
+    if (!finished(o.out_dir, p.index)) todo.push_back(&p);
+  SweepOutcome outcome;
+  outcome.total = plan.points.size();
+  outcome.reused = plan.points.size() - todo.size();
+  Progress progress(log, o.progress, plan.points.size(), outcome.reused);
+  if (o.backend == SweepBackend::local) run_local(plan, o, todo, progress, outcome.reused);
+  else run_slurm(plan, o, todo, progress, points_per_task, outcome.reused);
+  progress.finish();
+  write_results(plan, o.out_dir);
+  outcome.failed = count_failed(plan, o.out_dir);
+  outcome.succeeded = outcome.total - outcome.failed;
+  return outcome;
+}
+
+void run_sweep_task(const std::filesystem::path& out_dir, std::size_t task, const std::filesystem::path& npusim) {
+  const StoredPlan stored = read_plan(out_dir);
+  const std::size_t first = task * stored.points_per_task;
+  for (std::size_t i = first; i < std::min(first + stored.points_per_task, stored.plan.points.size()); ++i) {
+    const auto& point = stored.plan.points[i];
+    if (!finished(out_dir, point.index)) run_point_now(npusim, stored.plan.base, point, out_dir);
+  }
+}
+
+}  // namespace npusim::sim

@@ -1,0 +1,64 @@
+#pragma once
+// Design-space sweeps (docs/sweeps.md): a base scenario and axes (a grid, zipped lists,
+// seeds) expand into points; each point is one `npusim run` in its own process, locally or as
+// a Slurm job array; results gather into results.csv. Each point's result is written
+// atomically, so a killed sweep resumes where it stopped.
+
+#include <cstdint>
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace npusim::sim {
+
+struct SweepPoint {
+  std::size_t index = 0;
+  std::vector<std::string> values;       // one per SweepPlan::parameters, as YAML text
+  std::vector<std::string> assignments;  // path=value for npusim run --set: the fixed ones, then the axes
+};
+
+struct SweepPlan {
+  std::string name;
+  std::string base;                     // the base scenario: an absolute path, or "default"
+  std::vector<std::string> parameters;  // axis paths, in column order
+  std::vector<SweepPoint> points;
+};
+
+// Reads a sweep file and checks every axis value against the base scenario, so unknown key
+// paths and values of the wrong type are reported before any point runs. `overrides` are
+// --set assignments applied to every point. Throws ConfigError (one line).
+SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
+
+enum class SweepBackend { local, slurm };
+
+struct SweepOptions {
+  std::filesystem::path out_dir;
+  unsigned jobs = 1;                   // local: points in parallel
+  SweepBackend backend = SweepBackend::local;
+  bool resume = false;
+  std::size_t points_per_task = 0;     // slurm: 0 chooses (one per point, at most 1000 tasks)
+  std::filesystem::path npusim;        // the executable that runs points
+  bool progress = false;               // draw a progress line on `log`
+};
+
+struct SweepOutcome {
+  std::size_t total = 0, succeeded = 0, failed = 0, reused = 0;  // reused: finished before a resume
+};
+
+// Runs the points not yet finished and writes out_dir/results.csv. Throws UsageError-like
+// SweepError for an out_dir holding another sweep, a missing Slurm, or a Slurm submission
+// that fails.
+SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& options, std::ostream& log);
+
+// One Slurm array task: runs its share of the points of the sweep planned in out_dir.
+void run_sweep_task(const std::filesystem::path& out_dir, std::size_t task, const std::filesystem::path& npusim);
+
+// A sweep that cannot start or gather (not a bad point: those are recorded and the sweep goes
+// on). what() is one line.
+class SweepError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace npusim::sim
