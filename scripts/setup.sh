@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what npusim needs from Debian's packages (only what is missing), then configures
-# and builds the release preset. Safe to run again: it skips what is already there.
+# and builds the release preset. Slurm and munge are for the Slurm backend's test, which starts
+# a one-node cluster on this machine (scripts/local-slurm-cluster.sh). Safe to run again: it skips what is already there.
 # Usage: scripts/setup.sh            (as root, or as a user with sudo)
 set -euo pipefail
 
@@ -11,6 +12,7 @@ packages=(
   libsystemc-dev libyaml-cpp-dev libboost-graph-dev libeigen3-dev libfmt-dev libcli11-dev
   libgtest-dev libbenchmark-dev
   python3-matplotlib
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()
