@@ -63,6 +63,14 @@ std::string summary_json(const Scenario& scenario, const ServingResult& result) 
   out += fmt::format("  \"samples\": {},\n", counts_json(all));
   out += fmt::format("  \"latency_ms\": {},\n", latency_json(all.latency_ns));
   out += fmt::format("  \"slo\": {},\n", slo_json(all));
+  // The latency distribution at 1 %, 2 %, ..., 99 % and 99.9 %, for CDF plots.
+  std::string percents, values;
+  for (int i = 1; i <= 100; ++i) {
+    const double q = i <= 99 ? i : 99.9;
+    percents += fmt::format("{}{}", i > 1 ? ", " : "", q);
+    values += fmt::format("{}{}", i > 1 ? ", " : "", all.latency_ns.percentile(q) / 1e6);
+  }
+  out += fmt::format("  \"latency_cdf\": {{\"percent\": [{}], \"ms\": [{}]}},\n", percents, values);
   out += fmt::format("  \"tail_definition\": {{\"percentile\": {}, \"window_ms\": {}}},\n", scenario.metrics.tail_percentile,
                      scenario.metrics.tail_window_ms);
   out += fmt::format("  \"throughput_sps\": {},\n", span > 0 ? static_cast<double>(all.completed) / span : 0.0);

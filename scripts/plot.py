@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""Figures from npusim results, as PNG and SVG (Debian's python3-matplotlib).
+
+From a sweep's results.csv, one curve per group (default: scheduler.policy), averaged over the
+points that share a group and an x value (the seeds), with the range over seeds shaded:
+  latency-vs-load     mean and p99 latency against --x
+  slo-vs-load         per-sample and tail-latency SLO satisfaction against --x
+  utilisation-vs-load NPU utilisation against --x
+  latency-cdf         the latency CDF of each group at --cdf-at (default: the largest x), read
+                      from the points' summary.json
+
+    scripts/plot.py out/sweep/results.csv --x 'devices[0].arrival.rate_hz' --out out/plots
+
+From single runs instead: the latency CDF of each summary.json, labelled by its policy:
+    scripts/plot.py --cdf out/fcfs/summary.json out/exit_aware/summary.json --out out/plots
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def fail(message):
+    sys.exit(f"plot.py: error: {message}")
+
+
+def number(text, what):
+    try:
+        return float(text)
+    except ValueError:
+        fail(f"{what} = {text!r}: allowed a number")
+
+
+def read_results(path, x, group):
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        fail(f"{path}: {e.strerror}")
+    if not rows or "status" not in rows[0] or "latency_ms.mean" not in rows[0]:
+        fail(f"{path}: not a results.csv written by npusim sweep")
+    for column in (x, group):
+        if column not in rows[0]:
+            parameters = [c for c in rows[0] if c not in ("point", "status", "error") and "." in c and not c.startswith(("latency_ms", "slo.", "npu.", "samples."))]
+            fail(f"{path}: no column {column!r}: allowed {', '.join(parameters) or 'the sweep parameters'}")
+    ok = [r for r in rows if r["status"] == "ok"]
+    skipped = len(rows) - len(ok)
+    if skipped:
+        print(f"plot.py: {skipped} failed point(s) left out", file=sys.stderr)
+    if not ok:
+        fail(f"{path}: no successful point to plot")
+    return ok
+
+
+def series(rows, x, group, metric):
+    """{group: [(x, mean, low, high)]}: the metric averaged over rows sharing group and x."""
+    cells = {}
+    for r in rows:
+        cells.setdefault(r[group], {}).setdefault(number(r[x], x), []).append(number(r[metric], metric))
+    out = {}
+    for g, by_x in cells.items():
+        out[g] = [(xv, sum(v) / len(v), min(v), max(v)) for xv, v in sorted(by_x.items())]
+    return out
+
+
+def save(figure, out_dir, name):
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        path = os.path.join(out_dir, f"{name}.{ext}")
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+        paths.append(path)
+    plt.close(figure)
+    print("wrote " + " and ".join(paths))
+
+
+def panel(ax, rows, x, group, metric, label, scale=1.0, style="-"):
+    for g, points in sorted(series(rows, x, group, metric).items()):
+        xs = [p[0] for p in points]
+        ax.plot(xs, [p[1] * scale for p in points], style, marker="o", markersize=3, label=f"{g} {label}".strip())
+        if any(p[2] != p[3] for p in points):
+            ax.fill_between(xs, [p[2] * scale for p in points], [p[3] * scale for p in points], alpha=0.15)
+
+
+def plot_sweep(args):
+    rows = read_results(args.results, args.x, args.group)
+    n = len({r.get("simulation.seed", "") for r in rows})
+    note = f" (mean of {n} seeds, range shaded)" if n > 1 else ""
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    panel(axes[0], rows, args.x, args.group, "latency_ms.mean", "")
+    axes[0].set_title("mean latency" + note)
+    panel(axes[1], rows, args.x, args.group, "latency_ms.p99", "")
+    axes[1].set_title("p99 latency" + note)
+    for ax in axes:
+        ax.set_xlabel(args.x)
+        ax.set_ylabel("latency (ms)")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    save(fig, args.out, "latency-vs-load")
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    panel(axes[0], rows, args.x, args.group, "slo.satisfaction", "", 100)
+    axes[0].set_title("SLO satisfaction: share of samples" + note)
+    panel(axes[1], rows, args.x, args.group, "slo.tail_satisfaction", "", 100)
+    axes[1].set_title("tail SLO satisfaction: share of windows" + note)
+    for ax in axes:
+        ax.set_xlabel(args.x)
+        ax.set_ylabel("%")
+        ax.set_ylim(-2, 102)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    save(fig, args.out, "slo-vs-load")
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    panel(ax, rows, args.x, args.group, "npu.utilisation", "", 100)
+    ax.set_title("NPU utilisation (share of time running layers)")
+    ax.set_xlabel(args.x)
+    ax.set_ylabel("%")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, args.out, "utilisation-vs-load")
+
+    # The CDF at one x: each group's first point there (its first seed).
+    xs = sorted({number(r[args.x], args.x) for r in rows})
+    at = xs[-1] if args.cdf_at is None else number(args.cdf_at, "--cdf-at")
+    if at not in xs:
+        fail(f"--cdf-at {args.cdf_at}: allowed one of {', '.join(f'{v:g}' for v in xs)}")
+    points_dir = os.path.join(os.path.dirname(os.path.abspath(args.results)), "points")
+    chosen = {}
+    for r in rows:
+        if number(r[args.x], args.x) == at and r[args.group] not in chosen:
+            chosen[r[args.group]] = os.path.join(points_dir, f"{int(r['point']):06}", "summary.json")
+    plot_cdf([(g, path) for g, path in sorted(chosen.items())], args.out, f"{args.x} = {at:g}")
+
+
+def plot_cdf(labelled, out_dir, subtitle=""):
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, path in labelled:
+        try:
+            with open(path) as f:
+                cdf = json.load(f)["latency_cdf"]
+        except (OSError, ValueError, KeyError) as e:
+            fail(f"{path}: not an npusim summary.json with latency_cdf ({e})")
+        ax.plot(cdf["ms"], [p / 100 for p in cdf["percent"]], label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("share of samples at or below")
+    ax.set_title("latency CDF" + (f" at {subtitle}" if subtitle else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, out_dir, "latency-cdf")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="?", help="a sweep's results.csv")
+    parser.add_argument("--x", help="the results.csv column on the x axis (a swept key, e.g. a rate)")
+    parser.add_argument("--group", default="scheduler.policy", help="one curve per value of this column")
+    parser.add_argument("--cdf-at", help="the x value whose points give the latency CDF (default: the largest)")
+    parser.add_argument("--cdf", nargs="+", metavar="SUMMARY", help="plot the latency CDF of these summary.json files")
+    parser.add_argument("--out", default="out/plots", help="directory for the figures")
+    args = parser.parse_args()
+    if args.cdf:
+        labelled = []
+        for path in args.cdf:
+            try:
+                with open(path) as f:
+                    labelled.append((json.load(f)["policy"], path))
+            except (OSError, ValueError, KeyError) as e:
+                fail(f"{path}: not an npusim summary.json ({e})")
+        plot_cdf(labelled, args.out)
+        return
+    if not args.results or not args.x:
+        parser.error("give a results.csv and --x, or --cdf SUMMARY...")
+    plot_sweep(args)
+
+
+if __name__ == "__main__":
+    main()
