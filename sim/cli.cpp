@@ -215,9 +215,23 @@ void describe_policies(std::ostream& out) {
   out << text.str();
 }
 
+// Every NPU key with its type, unit and the default NPU's value, then the presets.
+void describe_npu(std::ostream& out) {
+  const npu::NpuConfig defaults = default_npu().config();
+  std::ostringstream text;
+  for (const auto& key : npu_keys())
+    text << fmt::format("npu.{:<24} {:<20} default {:<12} {}{}\n", key.path, key.type, key.show(defaults), key.meaning,
+                        std::string(key.unit).empty() ? "" : fmt::format(" ({})", key.unit));
+  text << "presets (npu: NAME in a scenario, or --npu configs/npu/NAME.yaml):";
+  for (const auto& name : npu_presets()) text << " " << name;
+  text << "\n";
+  out << text.str();
+}
+
 void run_describe(const std::string& what, std::ostream& out) {
   if (what == "policies") return describe_policies(out);
-  if (what != "models") throw UsageError(fmt::format("describe {}: allowed models, policies", what));
+  if (what == "npu") return describe_npu(out);
+  if (what != "models") throw UsageError(fmt::format("describe {}: allowed models, policies, npu", what));
   std::ostringstream text;
   for (const auto& entry : model_zoo()) text << fmt::format("{:<14} {}\n", entry.name, entry.description);
   out << text.str();
@@ -304,6 +318,15 @@ void run_trace(const TraceOptions& o, std::ostream& out) {
                      written < o.samples ? " (every arrival process ended before --samples)" : "");
 }
 
+// Checks a scenario (plugins included) and prints it fully resolved.
+void run_validate(const std::string& file, const std::vector<std::string>& overrides, std::ostream& out) {
+  scheduler::PolicyRegistry registry;
+  scheduler::register_builtin_policies(registry);
+  const Scenario scenario = load_scenario(file, overrides, registry);
+  out << "# " << scenario.source << ", resolved by npusim validate: every default written out\n"
+      << resolved_yaml(scenario);
+}
+
 struct SweepCliOptions {
   std::string file;
   std::vector<std::string> overrides;
@@ -383,6 +406,12 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   run_cmd->add_option("--out", run.out_dir, "Directory for summary.json (and samples.csv)");
   run_cmd->add_flag("--samples-csv", run.samples_csv, "Also write one row per sample to DIR/samples.csv");
 
+  std::string validate_file;
+  std::vector<std::string> validate_overrides;
+  auto* validate_cmd = app.add_subcommand("validate", "Check a scenario and print it fully resolved");
+  validate_cmd->add_option("scenario", validate_file, "Scenario YAML file, or 'default'")->required();
+  validate_cmd->add_option("--set", validate_overrides, "Override a scenario key: PATH=VALUE (repeatable)");
+
   SweepCliOptions sweep;
   auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a sweep file, locally or on Slurm");
   sweep_cmd->add_option("sweep", sweep.file, "Sweep YAML file")->required();
@@ -402,7 +431,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
 
   std::string describe_what;
   auto* describe_cmd = app.add_subcommand("describe", "List what is built in");
-  describe_cmd->add_option("what", describe_what, "models or policies")->required();
+  describe_cmd->add_option("what", describe_what, "models, policies or npu")->required();
 
   try {
     app.parse(argc, argv);
@@ -412,6 +441,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     if (describe_cmd->parsed()) run_describe(describe_what, out);
     if (trace_cmd->parsed()) run_trace(trace, out);
     if (run_cmd->parsed()) run_scenario(run, out);
+    if (validate_cmd->parsed()) run_validate(validate_file, validate_overrides, out);
     if (sweep_cmd->parsed()) return run_sweep_command(sweep, out, err);
     if (task_cmd->parsed()) run_sweep_task(task_dir, task_index, std::filesystem::read_symlink("/proc/self/exe"));
     return 0;

@@ -37,21 +37,129 @@ ConfigNode ConfigNode::load_text(const std::string& text, const std::string& sou
   }
 }
 
+namespace {
+
+bool contains(const YAML::Node& root, const YAML::Node& target) {
+  if (root.is(target)) return true;
+  if (root.IsMap()) {
+    for (const auto& item : root)
+      if (contains(item.first, target) || contains(item.second, target)) return true;
+  } else if (root.IsSequence()) {
+    for (const auto& item : root)
+      if (contains(item, target)) return true;
+  }
+  return false;
+}
+
+int line_of(const YAML::Node& node) {
+  const auto mark = node.Mark();
+  return mark.is_null() ? 0 : mark.line + 1;
+}
+
+// Fills `target` (a file's own mapping) with what `from` (an included file's) has and it does
+// not. Inserted nodes are shared, not copied, so they keep their file and line.
+void compose(YAML::Node target, const YAML::Node& from, bool top_level) {
+  for (const auto& item : from) {
+    const std::string key = item.first.Scalar();
+    if (top_level && key == "include") continue;
+    YAML::Node mine = target[key];
+    if (!mine.IsDefined() || mine.IsNull()) {
+      mine = item.second;
+    } else if (mine.IsMap() && item.second.IsMap()) {
+      compose(mine, item.second, false);
+    } else if (top_level && key == "devices" && mine.IsSequence() && item.second.IsSequence()) {
+      YAML::Node both(YAML::NodeType::Sequence);
+      for (const auto& d : item.second) both.push_back(d);
+      for (const auto& d : mine) both.push_back(d);
+      mine = both;
+    }
+  }
+}
+
+struct Composer {
+  std::vector<ConfigNode::Document>* documents;
+  std::vector<std::filesystem::path> chain;  // the files being included, outermost first
+
+  YAML::Node load(const std::filesystem::path& file) {
+    const ConfigNode own = ConfigNode::load_file(file);  // reads, parses, checks it is a mapping
+    YAML::Node root = YAML::LoadFile(file.string());
+    chain.push_back(std::filesystem::weakly_canonical(file));
+    if (root["include"]) {
+      const YAML::Node include = root["include"];
+      std::vector<YAML::Node> names;
+      if (include.IsScalar()) names.push_back(include);
+      else if (include.IsSequence())
+        for (const auto& n : include) names.push_back(n);
+      std::vector<YAML::Node> included;
+      for (const auto& name : names) {
+        if (!name.IsScalar() || name.Scalar().empty())
+          throw ConfigError(fmt::format("{}:{}: include = {}: allowed a file name or a list of file names",
+                                        file.string(), line_of(include), name.IsScalar() ? name.Scalar() : "<map>"));
+        const auto path = file.parent_path() / name.Scalar();
+        const auto canonical = std::filesystem::weakly_canonical(path);
+        if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
+          std::string cycle;
+          for (const auto& c : chain) cycle += c.filename().string() + " -> ";
+          throw ConfigError(fmt::format("{}:{}: include = {}: allowed a file that does not include itself ({}{})",
+                                        file.string(), line_of(name), name.Scalar(), cycle, canonical.filename().string()));
+        }
+        if (chain.size() >= 16)
+          throw ConfigError(fmt::format("{}:{}: include = {}: allowed at most 16 levels of includes", file.string(),
+                                        line_of(name), name.Scalar()));
+        if (!std::filesystem::exists(path))
+          throw ConfigError(fmt::format("{}:{}: include = {}: no such file ({})", file.string(), line_of(name),
+                                        name.Scalar(), path.string()));
+        included.push_back(load(path));
+      }
+      // Later includes win over earlier ones, and the file itself over all of them.
+      for (auto it = included.rbegin(); it != included.rend(); ++it) compose(root, *it, true);
+      root.remove("include");
+    }
+    chain.pop_back();
+    documents->push_back({root, file.string()});
+    return root;
+  }
+};
+
+}  // namespace
+
+ConfigNode ConfigNode::load_composed(const std::filesystem::path& file) {
+  auto documents = std::make_shared<std::vector<Document>>();
+  Composer composer{documents.get(), {}};
+  YAML::Node root;
+  try {
+    root = composer.load(file);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", file.string(), e.mark.line + 1, e.msg));
+  }
+  return ConfigNode(root, std::make_shared<const std::string>(file.string()), "",
+                    std::make_shared<std::vector<std::string>>(),
+                    documents->size() > 1 ? Documents(documents) : nullptr);
+}
+
+std::string ConfigNode::source_of(const YAML::Node& node) const {
+  if (documents_)
+    for (const auto& d : *documents_)
+      if (contains(d.root, node)) return d.source;
+  return *source_;
+}
+
 int ConfigNode::line() const {
   const auto mark = node_.Mark();
   return mark.is_null() ? 0 : mark.line + 1;
 }
 
-std::string ConfigNode::where_of(const std::string& path, int line_number) const {
+std::string ConfigNode::where_of(const std::string& path, int line_number, const YAML::Node& node) const {
   for (const auto& set : *overrides_) {
     const bool inside = path.size() >= set.size() && path.compare(0, set.size(), set) == 0 &&
                         (path.size() == set.size() || path[set.size()] == '.' || path[set.size()] == '[');
     if (inside) return fmt::format("{} (--set {})", *source_, set);
   }
-  return line_number > 0 ? fmt::format("{}:{}", *source_, line_number) : *source_;
+  const std::string source = source_of(node);
+  return line_number > 0 ? fmt::format("{}:{}", source, line_number) : source;
 }
 
-std::string ConfigNode::where() const { return where_of(path_, line()); }
+std::string ConfigNode::where() const { return where_of(path_, line(), node_); }
 
 void ConfigNode::apply_override(const std::string& assignment) {
   const auto equals = assignment.find('=');
@@ -118,40 +226,46 @@ std::vector<std::string> ConfigNode::keys() const {
   if (!node_.IsMap()) fail(display_value(), "a mapping");
   std::vector<std::string> out;
   for (const auto& item : node_) {
-    const auto mark = item.first.Mark();
-    const int key_line = mark.is_null() ? 0 : mark.line + 1;
+    // A key composed in from an include has no mark of its own; its value has.
+    const YAML::Node& marked = item.first.Mark().is_null() ? item.second : item.first;
+    const int key_line = line_of(marked);
     if (!item.first.IsScalar())
-      throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line),
+      throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line, marked),
                                     path_.empty() ? "the document" : path_));
     const std::string key = item.first.Scalar();
     if (std::find(out.begin(), out.end(), key) != out.end())
-      throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line), child_path(key)));
+      throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line, marked),
+                                    child_path(key)));
     out.push_back(key);
   }
   return out;
 }
 
 void ConfigNode::expect_keys(std::initializer_list<std::string_view> allowed) const {
+  expect_keys(std::vector<std::string>(allowed.begin(), allowed.end()));
+}
+
+void ConfigNode::expect_keys(const std::vector<std::string>& allowed) const {
   if (!node_.IsMap())
     fail(display_value(), fmt::format("a mapping with keys {}", fmt::join(allowed, ", ")));
   std::vector<std::string> seen;
   for (const auto& item : node_) {
-    const auto mark = item.first.Mark();
-    const int key_line = mark.is_null() ? 0 : mark.line + 1;
+    const YAML::Node& marked = item.first.Mark().is_null() ? item.second : item.first;
+    const int key_line = line_of(marked);
     if (!item.first.IsScalar())
-      throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line),
+      throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line, marked),
                                     path_.empty() ? "the document" : path_));
     const std::string key = item.first.Scalar();
-    bool known = false;
-    for (auto a : allowed) known = known || a == key;
+    const bool known = std::find(allowed.begin(), allowed.end(), key) != allowed.end();
     if (!known)
       throw ConfigError(fmt::format("{}: {} is not a known key: allowed keys are {}",
-                                    where_of(child_path(key), key_line), child_path(key),
+                                    where_of(child_path(key), key_line, marked), child_path(key),
                                     fmt::join(allowed, ", ")));
     // YAML parsers keep one of two equal keys silently; a config that says a thing twice is
     // a mistake.
     if (std::find(seen.begin(), seen.end(), key) != seen.end())
-      throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line), child_path(key)));
+      throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line, marked),
+                                    child_path(key)));
     seen.push_back(key);
   }
 }

@@ -25,10 +25,23 @@ class ConfigError : public std::runtime_error {
 // "npu.buffers.weight_kib"). Cheap to copy.
 class ConfigNode {
  public:
+  // The files a composed document was built from, includes before the files including them.
+  struct Document {
+    YAML::Node root;
+    std::string source;
+  };
+  using Documents = std::shared_ptr<const std::vector<Document>>;
+
   // Throws ConfigError if the file is missing, unreadable or not valid YAML.
   static ConfigNode load_file(const std::filesystem::path& file);
   // `source` names the text in messages (a file name, or "<embedded default>").
   static ConfigNode load_text(const std::string& text, const std::string& source);
+  // A file whose top-level `include:` (a file name or a list, relative to the including file)
+  // names files to compose it from (docs/config.md, "Composing files"): mappings merge key by
+  // key, the including file wins, later includes win over earlier ones, and the top-level
+  // `devices` lists concatenate. Every node keeps its own file and line for messages.
+  // Throws ConfigError for a missing file, bad YAML, or an include cycle.
+  static ConfigNode load_composed(const std::filesystem::path& file);
 
   const std::string& path() const { return path_; }
   const std::string& source() const { return *source_; }
@@ -48,6 +61,7 @@ class ConfigNode {
   std::vector<std::string> keys() const;
   // Throws ConfigError unless this is a mapping whose keys are all in `allowed`.
   void expect_keys(std::initializer_list<std::string_view> allowed) const;
+  void expect_keys(const std::vector<std::string>& allowed) const;
   // The node for a dotted path below this one, or this node if some part is absent.
   ConfigNode deepest(std::string_view dotted) const;
 
@@ -65,15 +79,18 @@ class ConfigNode {
   [[noreturn]] void fail_here(const std::string& message) const;
 
  private:
+
   ConfigNode(YAML::Node node, std::shared_ptr<const std::string> source, std::string path,
-             std::shared_ptr<std::vector<std::string>> overrides)
+             std::shared_ptr<std::vector<std::string>> overrides, Documents documents = nullptr)
       : node_(std::move(node)), source_(std::move(source)), path_(std::move(path)),
-        overrides_(std::move(overrides)) {}
+        overrides_(std::move(overrides)), documents_(std::move(documents)) {}
   ConfigNode child(YAML::Node node, std::string path) const {
-    return ConfigNode(std::move(node), source_, std::move(path), overrides_);
+    return ConfigNode(std::move(node), source_, std::move(path), overrides_, documents_);
   }
   std::string location() const { return where(); }
-  std::string where_of(const std::string& path, int line) const;
+  // `node` (a value or a key) decides the file when the document was composed.
+  std::string where_of(const std::string& path, int line, const YAML::Node& node) const;
+  std::string source_of(const YAML::Node& node) const;
   template <typename Unsigned>
   Unsigned as_unsigned() const;
   std::string child_path(std::string_view key) const;
@@ -82,6 +99,7 @@ class ConfigNode {
   std::shared_ptr<const std::string> source_;
   std::string path_;
   std::shared_ptr<std::vector<std::string>> overrides_;  // paths set by apply_override
+  Documents documents_;                                   // set when composed from includes
 };
 
 }  // namespace npusim::sim

@@ -1,19 +1,14 @@
 #include "sim/npu_yaml.hpp"
 
+#include <algorithm>
+#include <map>
+
 #include <fmt/format.h>
 
 #include "sim/embedded_configs.hpp"
 
 namespace npusim::sim {
 namespace {
-
-void read_optional(const ConfigNode& node, std::string_view key, std::uint32_t& out) {
-  if (node.has(key)) out = node.at(key).as_uint32();
-}
-
-void read_kib(const ConfigNode& node, std::string_view key, std::uint64_t& bytes) {
-  if (node.has(key)) bytes = std::uint64_t{node.at(key).as_uint32()} * 1024;
-}
 
 npu::BatchingMode parse_mode(const ConfigNode& item) {
   static const std::vector<std::string> modes{"r", "p", "fluid"};
@@ -24,43 +19,97 @@ npu::BatchingMode parse_mode(const ConfigNode& item) {
 
 }  // namespace
 
+const std::vector<NpuKey>& npu_keys() {
+  using C = npu::NpuConfig;
+  const auto u32 = [](std::uint32_t C::*field) {
+    return [field](const ConfigNode& n, C& c) { c.*field = n.as_uint32(); };
+  };
+  const auto show_u32 = [](std::uint32_t C::*field) {
+    return [field](const C& c) { return std::to_string(c.*field); };
+  };
+  const auto kib = [](std::uint64_t npu::BufferConfig::*field) {
+    return [field](const ConfigNode& n, C& c) { c.buffers.*field = std::uint64_t{n.as_uint32()} * 1024; };
+  };
+  const auto show_kib = [](std::uint64_t npu::BufferConfig::*field) {
+    return [field](const C& c) { return std::to_string(c.buffers.*field / 1024); };
+  };
+  static const std::vector<NpuKey> keys{
+      {"name", "string", "", "appears in reports", [](const ConfigNode& n, C& c) { c.name = n.as_string(); },
+       [](const C& c) { return c.name; }},
+      {"clock_mhz", "integer", "MHz", "NPU clock", u32(&C::clock_mhz), show_u32(&C::clock_mhz)},
+      {"pe_count", "integer", "PEs", "T_C: processing elements, each holding one weight column", u32(&C::pe_count),
+       show_u32(&C::pe_count)},
+      {"pe_width", "integer", "multipliers", "T_P: the dot-product width of a PE", u32(&C::pe_width),
+       show_u32(&C::pe_width)},
+      {"input_rows", "integer", "rows", "T_R: rows of the input tile broadcast to every PE", u32(&C::input_rows),
+       show_u32(&C::input_rows)},
+      {"element_bytes", "integer", "bytes", "activation and weight size", u32(&C::element_bytes),
+       show_u32(&C::element_bytes)},
+      {"accumulator_bytes", "integer", "bytes", "accumulator size", u32(&C::accumulator_bytes),
+       show_u32(&C::accumulator_bytes)},
+      {"vector_lanes", "integer", "ops/cycle", "pooling and element-wise throughput", u32(&C::vector_lanes),
+       show_u32(&C::vector_lanes)},
+      {"buffers.input_kib", "integer", "KiB", "input buffer", kib(&npu::BufferConfig::input_bytes),
+       show_kib(&npu::BufferConfig::input_bytes)},
+      {"buffers.weight_kib", "integer", "KiB", "weight buffer", kib(&npu::BufferConfig::weight_bytes),
+       show_kib(&npu::BufferConfig::weight_bytes)},
+      {"buffers.output_kib", "integer", "KiB", "output (accumulator) buffer", kib(&npu::BufferConfig::output_bytes),
+       show_kib(&npu::BufferConfig::output_bytes)},
+      {"offchip.bandwidth_gbps", "number", "GB/s", "off-chip channel bandwidth (10^9 bytes/s)",
+       [](const ConfigNode& n, C& c) { c.offchip.bandwidth_gbps = n.as_double(); },
+       [](const C& c) { return fmt::format("{}", c.offchip.bandwidth_gbps); }},
+      {"offchip.latency_ns", "integer", "ns", "off-chip request latency",
+       [](const ConfigNode& n, C& c) { c.offchip.latency_ns = n.as_uint32(); },
+       [](const C& c) { return std::to_string(c.offchip.latency_ns); }},
+      {"batching.modes", "list of r, p, fluid", "", "batch layouts the hardware supports (r is required)",
+       [](const ConfigNode& n, C& c) {
+         c.modes.clear();
+         for (const auto& item : n.as_list()) c.modes.push_back(parse_mode(item));
+       },
+       [](const C& c) {
+         std::vector<std::string> names;
+         for (auto m : c.modes) names.push_back(npu::to_string(m));
+         return fmt::format("[{}]", fmt::join(names, ", "));
+       }},
+      {"batching.stack_factors", "list of integers", "", "k values of the stackable PEs (1 is required)",
+       [](const ConfigNode& n, C& c) {
+         c.stack_factors.clear();
+         for (const auto& item : n.as_list()) c.stack_factors.push_back(item.as_uint32());
+       },
+       [](const C& c) { return fmt::format("[{}]", fmt::join(c.stack_factors, ", ")); }},
+  };
+  return keys;
+}
+
+// Reads the keys the table declares; the table also decides which keys are known.
 npu::NpuConfig parse_npu_config(const ConfigNode& node) {
-  node.expect_keys({"name", "clock_mhz", "pe_count", "pe_width", "input_rows", "element_bytes",
-                    "accumulator_bytes", "vector_lanes", "buffers", "offchip", "batching"});
   npu::NpuConfig config;
-  if (node.has("name")) config.name = node.at("name").as_string();
-  read_optional(node, "clock_mhz", config.clock_mhz);
-  read_optional(node, "pe_count", config.pe_count);
-  read_optional(node, "pe_width", config.pe_width);
-  read_optional(node, "input_rows", config.input_rows);
-  read_optional(node, "element_bytes", config.element_bytes);
-  read_optional(node, "accumulator_bytes", config.accumulator_bytes);
-  read_optional(node, "vector_lanes", config.vector_lanes);
-  if (node.has("buffers")) {
-    const ConfigNode buffers = node.at("buffers");
-    buffers.expect_keys({"input_kib", "weight_kib", "output_kib"});
-    read_kib(buffers, "input_kib", config.buffers.input_bytes);
-    read_kib(buffers, "weight_kib", config.buffers.weight_bytes);
-    read_kib(buffers, "output_kib", config.buffers.output_bytes);
-  }
-  if (node.has("offchip")) {
-    const ConfigNode offchip = node.at("offchip");
-    offchip.expect_keys({"bandwidth_gbps", "latency_ns"});
-    if (offchip.has("bandwidth_gbps"))
-      config.offchip.bandwidth_gbps = offchip.at("bandwidth_gbps").as_double();
-    read_optional(offchip, "latency_ns", config.offchip.latency_ns);
-  }
-  if (node.has("batching")) {
-    const ConfigNode batching = node.at("batching");
-    batching.expect_keys({"modes", "stack_factors"});
-    if (batching.has("modes")) {
-      config.modes.clear();
-      for (const auto& item : batching.at("modes").as_list()) config.modes.push_back(parse_mode(item));
+  std::vector<std::string> top, sections;
+  std::map<std::string, std::vector<std::string>> members;
+  for (const auto& key : npu_keys()) {
+    const std::string path = key.path;
+    const auto dot = path.find('.');
+    if (dot == std::string::npos) {
+      top.push_back(path);
+      continue;
     }
-    if (batching.has("stack_factors")) {
-      config.stack_factors.clear();
-      for (const auto& item : batching.at("stack_factors").as_list())
-        config.stack_factors.push_back(item.as_uint32());
+    const std::string section = path.substr(0, dot);
+    if (std::find(sections.begin(), sections.end(), section) == sections.end()) {
+      sections.push_back(section);
+      top.push_back(section);
+    }
+    members[section].push_back(path.substr(dot + 1));
+  }
+  node.expect_keys(top);
+  for (const auto& section : sections)
+    if (node.has(section)) node.at(section).expect_keys(members[section]);
+  for (const auto& key : npu_keys()) {
+    const std::string path = key.path;
+    const auto dot = path.find('.');
+    if (dot == std::string::npos) {
+      if (node.has(path)) key.read(node.at(path), config);
+    } else if (node.has(path.substr(0, dot)) && node.at(path.substr(0, dot)).has(path.substr(dot + 1))) {
+      key.read(node.at(path.substr(0, dot)).at(path.substr(dot + 1)), config);
     }
   }
   return config;

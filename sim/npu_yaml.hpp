@@ -3,6 +3,7 @@
 // an npu::Npu. Every key is optional and defaults to configs/npu/default.yaml.
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,18 @@
 #include "sim/config_node.hpp"
 
 namespace npusim::sim {
+
+// One key of the `npu` section: how it is read and described. The table drives parsing, the
+// unknown-key checks and `npusim describe npu`.
+struct NpuKey {
+  const char* path;  // below `npu`, e.g. "buffers.input_kib"
+  const char* type;
+  const char* unit;
+  const char* meaning;
+  std::function<void(const ConfigNode&, npu::NpuConfig&)> read;
+  std::function<std::string(const npu::NpuConfig&)> show;  // the value in a config, as YAML
+};
+const std::vector<NpuKey>& npu_keys();
 
 // Parses the mapping at `npu_node` (the value of the `npu` key). Throws ConfigError on unknown
 // keys and values of the wrong type.

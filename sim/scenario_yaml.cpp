@@ -143,18 +143,21 @@ scheduler::ParameterValue parse_parameter(const ConfigNode& node, const schedule
 SchedulerConfig parse_scheduler(const ConfigNode& node, scheduler::PolicyRegistry& registry,
                                 const std::filesystem::path& base_dir) {
   static const std::vector<std::string> own_keys{"policy", "max_batch", "plugins"};
+  std::vector<std::string> plugins;
   if (node.has("plugins")) {
     for (const auto& item : node.at("plugins").as_list()) {
       const std::string file = item.as_string();
       const std::filesystem::path path = std::filesystem::path(file).is_absolute() ? std::filesystem::path(file) : base_dir / file;
       try {
         registry.load_plugin(path);
+        plugins.push_back(std::filesystem::absolute(path).lexically_normal().string());
       } catch (const scheduler::PolicyError& e) {
         item.fail(file, fmt::format("a policy plugin that loads ({})", e.what()));
       }
     }
   }
   SchedulerConfig config;
+  config.plugins = plugins;
   config.policy = node.at("policy").as_string();
   if (!registry.find(config.policy))
     node.at("policy").fail(config.policy, fmt::format("a registered policy: {}", fmt::join(registry.names(), ", ")));
@@ -257,7 +260,7 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
                        scheduler::PolicyRegistry& registry) {
   const bool embedded = file_or_default == "default";
   ConfigNode document = embedded ? ConfigNode::load_text(default_scenario_yaml(), "<embedded configs/scenarios/default.yaml>")
-                                 : ConfigNode::load_file(file_or_default);
+                                 : ConfigNode::load_composed(file_or_default);
   std::vector<std::string> npu_overrides;
   for (const auto& assignment : overrides) {
     if (starts_with_npu(assignment)) npu_overrides.push_back(assignment);
@@ -326,6 +329,136 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
     }
   }
   return scenario;
+}
+
+namespace {
+
+// Doubles in their shortest form that reads back to the same value (0.06, not 0.0599...).
+std::string num(double value) { return fmt::format("{}", value); }
+
+void emit_npu(YAML::Emitter& out, const npu::NpuConfig& c) {
+  out << YAML::Key << "npu" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "name" << YAML::Value << c.name;
+  out << YAML::Key << "clock_mhz" << YAML::Value << c.clock_mhz;
+  out << YAML::Key << "pe_count" << YAML::Value << c.pe_count;
+  out << YAML::Key << "pe_width" << YAML::Value << c.pe_width;
+  out << YAML::Key << "input_rows" << YAML::Value << c.input_rows;
+  out << YAML::Key << "element_bytes" << YAML::Value << c.element_bytes;
+  out << YAML::Key << "accumulator_bytes" << YAML::Value << c.accumulator_bytes;
+  out << YAML::Key << "vector_lanes" << YAML::Value << c.vector_lanes;
+  out << YAML::Key << "buffers" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "input_kib" << YAML::Value << c.buffers.input_bytes / 1024;
+  out << YAML::Key << "weight_kib" << YAML::Value << c.buffers.weight_bytes / 1024;
+  out << YAML::Key << "output_kib" << YAML::Value << c.buffers.output_bytes / 1024 << YAML::EndMap;
+  out << YAML::Key << "offchip" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "bandwidth_gbps" << YAML::Value << num(c.offchip.bandwidth_gbps);
+  out << YAML::Key << "latency_ns" << YAML::Value << c.offchip.latency_ns << YAML::EndMap;
+  out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "modes" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (auto m : c.modes) out << npu::to_string(m);
+  out << YAML::EndSeq << YAML::Key << "stack_factors" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (auto k : c.stack_factors) out << k;
+  out << YAML::EndSeq << YAML::EndMap << YAML::EndMap;
+}
+
+void emit_arrival(YAML::Emitter& out, const traces::ArrivalSpec& a, const std::filesystem::path& base_dir) {
+  using traces::ProcessKind;
+  out << YAML::Key << "arrival" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "process" << YAML::Value << traces::to_string(a.kind);
+  const auto put = [&](const char* key, double value) { out << YAML::Key << key << YAML::Value << num(value); };
+  switch (a.kind) {
+    case ProcessKind::poisson: put("rate_hz", a.rate_hz); break;
+    case ProcessKind::periodic:
+      put("fps", a.fps);
+      put("jitter_ms", a.jitter_ms);
+      put("phase_ms", a.phase_ms);
+      break;
+    case ProcessKind::mmpp:
+      put("rate_hz", a.rate_hz);
+      put("peak_factor", a.peak_factor);
+      put("burst_ms", a.burst_ms);
+      put("gap_ms", a.gap_ms);
+      break;
+    case ProcessKind::on_off:
+      put("rate_hz", a.rate_hz);
+      put("burst_ms", a.burst_ms);
+      put("gap_ms", a.gap_ms);
+      break;
+    case ProcessKind::piecewise:
+      out << YAML::Key << "schedule" << YAML::Value << YAML::BeginSeq;
+      for (const auto& segment : a.schedule) {
+        out << YAML::BeginMap;
+        if (std::isfinite(segment.until_ms)) put("until_ms", segment.until_ms);
+        put("rate_hz", segment.rate_hz);
+        out << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+      break;
+    case ProcessKind::replay:
+      out << YAML::Key << "file" << YAML::Value
+          << std::filesystem::absolute(base_dir / a.file).lexically_normal().string();
+      break;
+  }
+  out << YAML::EndMap;
+}
+
+}  // namespace
+
+std::string resolved_yaml(const Scenario& s) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "name" << YAML::Value << s.name;
+  emit_npu(out, s.npu.config());
+  out << YAML::Key << "devices" << YAML::Value << YAML::BeginSeq;
+  for (const auto& d : s.devices) {
+    out << YAML::BeginMap;
+    out << YAML::Key << "name" << YAML::Value << d.stream.name;
+    out << YAML::Key << "model" << YAML::Value
+        << (is_zoo_model(d.stream.model) ? d.stream.model
+                                         : std::filesystem::absolute(s.base_dir / d.stream.model).lexically_normal().string());
+    emit_arrival(out, d.stream.arrival, s.base_dir);
+    out << YAML::Key << "exits" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "probabilities"
+        << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const double p : d.stream.exit_probabilities) out << num(p);
+    out << YAML::EndSeq << YAML::EndMap;
+    if (d.slo_ms) out << YAML::Key << "slo_ms" << YAML::Value << num(*d.slo_ms);
+    else out << YAML::Key << "slo_factor" << YAML::Value << num(*d.slo_factor);
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  out << YAML::Key << "scheduler" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "policy" << YAML::Value << s.scheduler.policy;
+  out << YAML::Key << "max_batch" << YAML::Value << s.scheduler.max_batch;
+  if (!s.scheduler.plugins.empty()) out << YAML::Key << "plugins" << YAML::Value << YAML::Flow << s.scheduler.plugins;
+  if (!s.scheduler.parameters.all().empty()) {
+    out << YAML::Key << s.scheduler.policy << YAML::Value << YAML::BeginMap;
+    for (const auto& [name, value] : s.scheduler.parameters.all()) {
+      out << YAML::Key << name << YAML::Value;
+      if (const auto* i = std::get_if<std::int64_t>(&value)) out << *i;
+      else if (const auto* d = std::get_if<double>(&value)) out << num(*d);
+      else out << std::get<bool>(value);
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+  out << YAML::Key << "serving" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "fifo_capacity" << YAML::Value << s.serving.fifo_capacity;
+  out << YAML::Key << "drop" << YAML::Value << to_string(s.serving.drop);
+  out << YAML::Key << "preemption_depth" << YAML::Value << s.serving.preemption_depth;
+  out << YAML::Key << "context_buffer_kib" << YAML::Value
+      << s.serving.context_buffer_bytes.value_or(s.npu.config().buffers.output_bytes) / 1024;
+  out << YAML::EndMap;
+  out << YAML::Key << "simulation" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "seed" << YAML::Value << s.simulation.seed;
+  if (s.simulation.samples > 0) out << YAML::Key << "samples" << YAML::Value << s.simulation.samples;
+  else out << YAML::Key << "duration_s" << YAML::Value << num(s.simulation.duration_s);
+  out << YAML::EndMap;
+  out << YAML::Key << "metrics" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "tail_window_ms" << YAML::Value << num(s.metrics.tail_window_ms);
+  out << YAML::Key << "tail_percentile" << YAML::Value << num(s.metrics.tail_percentile);
+  out << YAML::Key << "exact_percentile_samples" << YAML::Value << s.metrics.exact_percentile_samples;
+  out << YAML::EndMap << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
 }
 
 Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides) {

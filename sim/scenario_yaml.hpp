@@ -41,6 +41,7 @@ struct ServingConfig {
 struct SchedulerConfig {
   std::string policy;
   std::uint32_t max_batch = 16;
+  std::vector<std::string> plugins;       // as loaded: resolved paths
   scheduler::ParameterValues parameters;  // of `policy`, defaults filled in
 };
 
@@ -81,5 +82,10 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
 // For callers that need only the arrivals (npusim trace): the built-in policies suffice.
 Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides = {});
 const std::string& default_scenario_yaml();
+
+// The scenario fully resolved, as a scenario file: includes and overrides applied, every
+// default written out, devices expanded, exit profiles as probabilities, files as absolute
+// paths. Loading it gives the same scenario (npusim validate prints it).
+std::string resolved_yaml(const Scenario& scenario);
 
 }  // namespace npusim::sim

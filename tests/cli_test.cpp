@@ -169,7 +169,13 @@ TEST_F(Cli, ModelTextAndDescribe) {
   EXPECT_EQ(lines, 5);
   for (const char* name : {"resnet56", "resnet50", "mobilenetv2", "vgg16", "inception_v3"})
     EXPECT_NE(zoo.out.find(name), std::string::npos) << name;
-  expect_one_line_error(run("describe plans"), "describe plans: allowed models, policies");
+  expect_one_line_error(run("describe plans"), "describe plans: allowed models, policies, npu");
+  // The NPU's keys come from the table the parser reads, with the default NPU's values.
+  const auto npu = run("describe npu");
+  ASSERT_EQ(npu.status, 0) << npu.err;
+  EXPECT_NE(npu.out.find("npu.buffers.weight_kib"), std::string::npos) << npu.out;
+  EXPECT_NE(npu.out.find("default 128"), std::string::npos) << npu.out;
+  EXPECT_NE(npu.out.find("baseline default"), std::string::npos) << npu.out;
   // Every registered policy is listed with each declared parameter, its type and default.
   const auto policies = run("describe policies");
   ASSERT_EQ(policies.status, 0) << policies.err;
@@ -290,6 +296,18 @@ TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
   EXPECT_EQ(slurp(again / "summary.json"), summary);
   ASSERT_EQ(run("run default --set simulation.duration_s=20 --set simulation.seed=5 --out " + again.string()).status, 0);
   EXPECT_NE(slurp(again / "summary.json"), summary);
+}
+
+TEST_F(CliRun, ValidatePrintsAScenarioThatRunsTheSame) {
+  const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf");
+  ASSERT_EQ(resolved.status, 0) << resolved.err;
+  EXPECT_NE(resolved.out.find("policy: edf"), std::string::npos);
+  EXPECT_NE(resolved.out.find("context_buffer_kib: 64"), std::string::npos);  // defaults written out
+  const auto file = write("resolved.yaml", resolved.out);
+  ASSERT_EQ(run("run " + file.string() + " --out " + (dir_ / "a").string()).status, 0);
+  ASSERT_EQ(run("run default --set simulation.duration_s=10 --set scheduler.policy=edf --out " + (dir_ / "b").string()).status, 0);
+  EXPECT_EQ(slurp(dir_ / "a" / "metrics.csv"), slurp(dir_ / "b" / "metrics.csv"));
+  expect_one_line_error(run("validate default --set scheduler.policy=fifo"), "scheduler.policy = fifo");
 }
 
 TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {

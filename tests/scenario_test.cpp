@@ -71,3 +71,67 @@ TEST_F(ScenarioFiles, MistakesAreNamed) {
 
 }  // namespace
 }  // namespace npusim
+
+namespace npusim {
+namespace {
+
+TEST_F(ScenarioFiles, IncludesComposeAndKeepTheirOwnLocations) {
+  const auto put = [&](const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; };
+  put("cams.yaml",
+      "devices:\n"
+      "  - {name: cam, count: 2, arrival: {process: poisson, rate_hz: 20}, slo_ms: 30}\n"
+      "scheduler:\n"
+      "  policy: fcfs\n"
+      "  static_batch: {timeout_ms: 3}\n");
+  put("base.yaml",
+      "include: cams.yaml\n"
+      "model: resnet56\n"
+      "scheduler: {policy: static_batch}\n"
+      "simulation: {seed: 1, samples: 100}\n"
+      "devices:\n"
+      "  - {name: door, arrival: {process: periodic, fps: 10}, slo_ms: 25}\n");
+  put("top.yaml", "include: [base.yaml]\ndevices:\n  - {name: extra, arrival: {process: poisson, rate_hz: 5}, slo_ms: 40}\n");
+  const auto s = sim::load_scenario((dir_ / "top.yaml").string());
+  // Device lists concatenate, includes first; mappings merge, the including file winning.
+  std::vector<std::string> names;
+  for (const auto& d : s.devices) names.push_back(d.stream.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"cam-0", "cam-1", "door", "extra"}));
+  EXPECT_EQ(s.scheduler.policy, "static_batch");                // base.yaml over cams.yaml
+  EXPECT_EQ(s.scheduler.parameters.real("timeout_ms"), 3.0);    // kept from cams.yaml
+  EXPECT_EQ(s.simulation.samples, 100u);
+
+  // An error inside an included file names that file and its line.
+  put("cams.yaml", "devices:\n  - {name: cam, arrival: {process: poisson, rate_hz: -20}, slo_ms: 30}\n");
+  try {
+    sim::load_scenario((dir_ / "top.yaml").string());
+    FAIL() << "no error";
+  } catch (const sim::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir_ / "cams.yaml").string() +
+                                         ":2: devices[0].arrival.rate_hz = -20: allowed a rate in (0, 1e9] Hz");
+  }
+  put("cams.yaml", "include: top.yaml\n");
+  try {
+    sim::load_scenario((dir_ / "top.yaml").string());
+    FAIL() << "no error";
+  } catch (const sim::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir_ / "cams.yaml").string() +
+                                         ":1: include = top.yaml: allowed a file that does not include itself "
+                                         "(top.yaml -> base.yaml -> cams.yaml -> top.yaml)");
+  }
+  put("cams.yaml", "include: nowhere.yaml\n");
+  EXPECT_THROW(sim::load_scenario((dir_ / "top.yaml").string()), sim::ConfigError);
+}
+
+TEST_F(ScenarioFiles, TheResolvedScenarioLoadsBackToTheSameScenario) {
+  const auto original = sim::load_scenario("default", {"simulation.duration_s=5", "scheduler.max_batch=8"});
+  const std::string text = sim::resolved_yaml(original);
+  std::ofstream(dir_ / "resolved.yaml") << text;
+  const auto again = sim::load_scenario((dir_ / "resolved.yaml").string());
+  EXPECT_EQ(sim::resolved_yaml(again), text);
+  EXPECT_EQ(again.scheduler.max_batch, 8u);
+  EXPECT_EQ(again.devices.size(), original.devices.size());
+  EXPECT_EQ(again.devices[1].stream.exit_probabilities, original.devices[1].stream.exit_probabilities);
+}
+
+}  // namespace
+}  // namespace npusim
