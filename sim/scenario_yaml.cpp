@@ -15,55 +15,62 @@
 namespace npusim::sim {
 namespace {
 
+// The numeric keys of each arrival process, in the order they are written; piecewise and
+// replay have structured keys of their own. Parsing and `npusim validate` share this table.
+struct ArrivalField {
+  const char* key;
+  double traces::ArrivalSpec::*member;
+  bool required;
+};
+
+const std::vector<ArrivalField>& arrival_fields(traces::ProcessKind kind) {
+  using traces::ArrivalSpec;
+  using traces::ProcessKind;
+  static const std::vector<ArrivalField> poisson{{"rate_hz", &ArrivalSpec::rate_hz, true}};
+  static const std::vector<ArrivalField> periodic{{"fps", &ArrivalSpec::fps, true},
+                                                  {"jitter_ms", &ArrivalSpec::jitter_ms, false},
+                                                  {"phase_ms", &ArrivalSpec::phase_ms, false}};
+  static const std::vector<ArrivalField> mmpp{{"rate_hz", &ArrivalSpec::rate_hz, true},
+                                              {"peak_factor", &ArrivalSpec::peak_factor, true},
+                                              {"burst_ms", &ArrivalSpec::burst_ms, true},
+                                              {"gap_ms", &ArrivalSpec::gap_ms, true}};
+  static const std::vector<ArrivalField> on_off{{"rate_hz", &ArrivalSpec::rate_hz, true},
+                                                {"burst_ms", &ArrivalSpec::burst_ms, true},
+                                                {"gap_ms", &ArrivalSpec::gap_ms, true}};
+  static const std::vector<ArrivalField> none;
+  switch (kind) {
+    case ProcessKind::poisson: return poisson;
+    case ProcessKind::periodic: return periodic;
+    case ProcessKind::mmpp: return mmpp;
+    case ProcessKind::on_off: return on_off;
+    default: return none;
+  }
+}
+
 traces::ArrivalSpec parse_arrival(const ConfigNode& node) {
   using traces::ProcessKind;
   traces::ArrivalSpec spec;
   spec.kind = static_cast<ProcessKind>(node.at("process").as_choice(traces::process_kind_names(), "an arrival process"));
-  const auto number = [&](std::string_view key, double& out, bool required) {
-    if (node.has(key)) out = node.at(key).as_double();
-    else if (required) node.at(key);  // reports the missing key
-  };
   // Each process declares its keys (anything else is an error) and reads them.
-  switch (spec.kind) {
-    case ProcessKind::poisson:
-      node.expect_keys({"process", "rate_hz"});
-      number("rate_hz", spec.rate_hz, true);
-      break;
-    case ProcessKind::periodic:
-      node.expect_keys({"process", "fps", "jitter_ms", "phase_ms"});
-      number("fps", spec.fps, true);
-      number("jitter_ms", spec.jitter_ms, false);
-      number("phase_ms", spec.phase_ms, false);
-      break;
-    case ProcessKind::mmpp:
-      node.expect_keys({"process", "rate_hz", "peak_factor", "burst_ms", "gap_ms"});
-      number("rate_hz", spec.rate_hz, true);
-      number("peak_factor", spec.peak_factor, true);
-      number("burst_ms", spec.burst_ms, true);
-      number("gap_ms", spec.gap_ms, true);
-      break;
-    case ProcessKind::on_off:
-      node.expect_keys({"process", "rate_hz", "burst_ms", "gap_ms"});
-      number("rate_hz", spec.rate_hz, true);
-      number("burst_ms", spec.burst_ms, true);
-      number("gap_ms", spec.gap_ms, true);
-      break;
-    case ProcessKind::piecewise:
-      node.expect_keys({"process", "schedule"});
-      for (const auto& item : node.at("schedule").as_list()) {
-        item.expect_keys({"until_ms", "rate_hz"});
-        traces::RateSegment segment;
-        segment.rate_hz = item.at("rate_hz").as_double();
-        segment.until_ms = item.has("until_ms") ? item.at("until_ms").as_double()
-                                                : std::numeric_limits<double>::infinity();
-        spec.schedule.push_back(segment);
-      }
-      break;
-    case ProcessKind::replay:
-      node.expect_keys({"process", "file"});
-      spec.file = node.at("file").as_string();
-      break;
+  std::vector<std::string> keys{"process"};
+  for (const auto& field : arrival_fields(spec.kind)) keys.emplace_back(field.key);
+  if (spec.kind == ProcessKind::piecewise) keys.emplace_back("schedule");
+  if (spec.kind == ProcessKind::replay) keys.emplace_back("file");
+  node.expect_keys(keys);
+  for (const auto& field : arrival_fields(spec.kind)) {
+    if (node.has(field.key)) spec.*field.member = node.at(field.key).as_double();
+    else if (field.required) node.at(field.key);  // reports the missing key
   }
+  if (spec.kind == ProcessKind::piecewise) {
+    for (const auto& item : node.at("schedule").as_list()) {
+      item.expect_keys({"until_ms", "rate_hz"});
+      traces::RateSegment segment;
+      segment.rate_hz = item.at("rate_hz").as_double();
+      segment.until_ms = item.has("until_ms") ? item.at("until_ms").as_double() : std::numeric_limits<double>::infinity();
+      spec.schedule.push_back(segment);
+    }
+  }
+  if (spec.kind == ProcessKind::replay) spec.file = node.at("file").as_string();
   try {
     traces::validate(spec);
   } catch (const traces::ArrivalSpecError& e) {
@@ -366,39 +373,19 @@ void emit_arrival(YAML::Emitter& out, const traces::ArrivalSpec& a, const std::f
   out << YAML::Key << "arrival" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "process" << YAML::Value << traces::to_string(a.kind);
   const auto put = [&](const char* key, double value) { out << YAML::Key << key << YAML::Value << num(value); };
-  switch (a.kind) {
-    case ProcessKind::poisson: put("rate_hz", a.rate_hz); break;
-    case ProcessKind::periodic:
-      put("fps", a.fps);
-      put("jitter_ms", a.jitter_ms);
-      put("phase_ms", a.phase_ms);
-      break;
-    case ProcessKind::mmpp:
-      put("rate_hz", a.rate_hz);
-      put("peak_factor", a.peak_factor);
-      put("burst_ms", a.burst_ms);
-      put("gap_ms", a.gap_ms);
-      break;
-    case ProcessKind::on_off:
-      put("rate_hz", a.rate_hz);
-      put("burst_ms", a.burst_ms);
-      put("gap_ms", a.gap_ms);
-      break;
-    case ProcessKind::piecewise:
-      out << YAML::Key << "schedule" << YAML::Value << YAML::BeginSeq;
-      for (const auto& segment : a.schedule) {
-        out << YAML::BeginMap;
-        if (std::isfinite(segment.until_ms)) put("until_ms", segment.until_ms);
-        put("rate_hz", segment.rate_hz);
-        out << YAML::EndMap;
-      }
-      out << YAML::EndSeq;
-      break;
-    case ProcessKind::replay:
-      out << YAML::Key << "file" << YAML::Value
-          << std::filesystem::absolute(base_dir / a.file).lexically_normal().string();
-      break;
+  for (const auto& field : arrival_fields(a.kind)) put(field.key, a.*field.member);
+  if (a.kind == ProcessKind::piecewise) {
+    out << YAML::Key << "schedule" << YAML::Value << YAML::BeginSeq;
+    for (const auto& segment : a.schedule) {
+      out << YAML::BeginMap;
+      if (std::isfinite(segment.until_ms)) put("until_ms", segment.until_ms);
+      put("rate_hz", segment.rate_hz);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
   }
+  if (a.kind == ProcessKind::replay)
+    out << YAML::Key << "file" << YAML::Value << std::filesystem::absolute(base_dir / a.file).lexically_normal().string();
   out << YAML::EndMap;
 }
 
