@@ -27,6 +27,7 @@
 #include "sim/run_report.hpp"
 #include "sim/serving.hpp"
 #include "sim/sweep.hpp"
+#include "sim/timeline.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "traces/trace_file.hpp"
 
@@ -242,13 +243,36 @@ struct RunOptions {
   std::vector<std::string> overrides;
   std::string out_dir;
   bool samples_csv = false;
+  std::string trace_file;
+  std::string trace_window = "0:1000";
+  std::string vcd_file;
 };
+
+// "START:END" in ms of simulated time.
+std::pair<double, double> parse_window(const std::string& text) {
+  const auto colon = text.find(':');
+  const std::string usage = fmt::format("--trace-window {}: allowed START_MS:END_MS with 0 <= START < END", text);
+  if (colon == std::string::npos) throw UsageError(usage);
+  double start = 0, end = 0;
+  try {
+    std::size_t used = 0;
+    start = std::stod(text.substr(0, colon), &used);
+    if (used != colon) throw UsageError(usage);
+    end = std::stod(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1) throw UsageError(usage);
+  } catch (const std::logic_error&) {
+    throw UsageError(usage);
+  }
+  if (!(start >= 0 && end > start && end <= 1e9)) throw UsageError(usage);
+  return {start, end};
+}
 
 void run_scenario(const RunOptions& o, std::ostream& out) {
   scheduler::PolicyRegistry registry;
   scheduler::register_builtin_policies(registry);
   const Scenario scenario = load_scenario(o.scenario, o.overrides, registry);
   if (o.samples_csv && o.out_dir.empty()) throw UsageError("--samples-csv needs --out DIR");
+  const auto [trace_start_ms, trace_end_ms] = parse_window(o.trace_window);
   const std::filesystem::path dir(o.out_dir);
   bool created = false;
   if (!o.out_dir.empty()) {
@@ -260,12 +284,20 @@ void run_scenario(const RunOptions& o, std::ostream& out) {
   }
   try {
     std::unique_ptr<SampleCsvWriter> csv;
+    std::unique_ptr<ChromeTraceWriter> timeline;
     std::vector<ServingObserver*> observers;
     if (o.samples_csv) {
       csv = std::make_unique<SampleCsvWriter>(dir / "samples.csv", scenario);
       observers.push_back(csv.get());
     }
-    const ServingResult result = run_serving(scenario, registry, observers);
+    if (!o.trace_file.empty()) {
+      timeline = std::make_unique<ChromeTraceWriter>(o.trace_file, scenario, trace_start_ms, trace_end_ms);
+      observers.push_back(timeline.get());
+    }
+    const VcdTrace vcd{o.vcd_file, static_cast<std::int64_t>(trace_start_ms * 1e9),
+                       static_cast<std::int64_t>(trace_end_ms * 1e9)};
+    const ServingResult result = run_serving(scenario, registry, observers, vcd);
+    if (timeline) timeline->commit();
     std::ostringstream text;
     print_summary(text, scenario, result);
     if (!o.out_dir.empty()) {
@@ -405,6 +437,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   run_cmd->add_option("--set", run.overrides, "Override any scenario key: PATH=VALUE, e.g. scheduler.policy=edf (repeatable)");
   run_cmd->add_option("--out", run.out_dir, "Directory for summary.json (and samples.csv)");
   run_cmd->add_flag("--samples-csv", run.samples_csv, "Also write one row per sample to DIR/samples.csv");
+  run_cmd->add_option("--trace", run.trace_file, "Write a Chrome trace-event timeline (open it in Perfetto)");
+  run_cmd->add_option("--trace-window", run.trace_window, "Simulated time the timeline covers: START_MS:END_MS (default 0:1000)");
+  run_cmd->add_option("--vcd", run.vcd_file, "Write a SystemC VCD trace of the FBE registers and the FIFO length (same window)");
 
   std::string validate_file;
   std::vector<std::string> validate_overrides;

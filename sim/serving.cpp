@@ -121,6 +121,21 @@ SC_MODULE(ServingSystem) {
 
   std::exception_ptr failure() const { return failure_; }
 
+  // What a VCD trace shows: the FBE's registers and the FIFO's length, as plain variables the
+  // kernel samples at every time step.
+  struct Traced {
+    unsigned b_act = 0, l = 0, b_old = 0, l_old = 0, suspended = 0, queue_length = 0;
+  };
+  void trace(sc_core::sc_trace_file* file, std::int64_t start_ps, std::int64_t end_ps) {
+    trace_window_ = {start_ps, end_ps};
+    sc_core::sc_trace(file, traced_.b_act, "fbe.B_act");
+    sc_core::sc_trace(file, traced_.l, "fbe.l");
+    sc_core::sc_trace(file, traced_.b_old, "fbe.B_old");
+    sc_core::sc_trace(file, traced_.l_old, "fbe.l_old");
+    sc_core::sc_trace(file, traced_.suspended, "fbe.suspended");
+    sc_core::sc_trace(file, traced_.queue_length, "fifo.length");
+  }
+
   // After the run: every admitted sample must have completed exactly once.
   void check_balance() const {
     const auto& all = metrics_.overall();
@@ -201,9 +216,11 @@ SC_MODULE(ServingSystem) {
       drop(queue_.front());
       queue_.erase(queue_.begin());
       queue_exits_.erase(queue_exits_.begin());
+      queue_changed();
     }
     queue_.push_back(info);
     queue_exits_.push_back(s.exit);
+    queue_changed();
     stats_.max_queue = std::max<std::uint64_t>(stats_.max_queue, queue_.size());
     policy_.observe_arrival(view(Trigger::arrival), info);
     arrival_event_.notify();
@@ -327,6 +344,7 @@ SC_MODULE(ServingSystem) {
     }
     queue_.resize(kept);
     queue_exits_.resize(kept);
+    queue_changed();
     return batch;
   }
 
@@ -478,7 +496,22 @@ SC_MODULE(ServingSystem) {
     return someone_left ? Trigger::early_exit : Trigger::layer_boundary;
   }
 
-  void check_fbe() const {
+  // The traced copies follow the state only inside the VCD window, so the file stays small.
+  bool tracing() const { return now_ps() >= trace_window_.first && now_ps() < trace_window_.second; }
+
+  void queue_changed() {
+    if (tracing()) traced_.queue_length = static_cast<unsigned>(queue_.size());
+    for (auto* o : observers_) o->on_queue_length(now_ps(), queue_.size());
+  }
+
+  void check_fbe() {
+    if (tracing()) {
+      traced_.b_act = fbe_.active_batch();
+      traced_.l = fbe_.layer();
+      traced_.b_old = fbe_.suspended_batch();
+      traced_.l_old = fbe_.suspended_layer();
+      traced_.suspended = static_cast<unsigned>(fbe_.suspended_count());
+    }
     const std::uint32_t batch = running_ ? static_cast<std::uint32_t>(running_->samples.size()) : 0;
     if (fbe_.active_batch() != batch || fbe_.suspended_count() != suspended_.size() ||
         (running_ && fbe_.layer() != running_->next_layer))
@@ -516,6 +549,8 @@ SC_MODULE(ServingSystem) {
   std::vector<std::vector<std::uint64_t>> exit_counts_;
 
   std::exception_ptr failure_;
+  Traced traced_;
+  std::pair<std::int64_t, std::int64_t> trace_window_{0, -1};
   std::uint64_t emitted_ = 0;
   std::int64_t pending_arrival_ps_ = -1;
   bool sources_done_ = false;
@@ -535,7 +570,7 @@ SC_MODULE(ServingSystem) {
 }  // namespace
 
 ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,
-                          std::span<ServingObserver* const> observers) {
+                          std::span<ServingObserver* const> observers, const VcdTrace& vcd_trace) {
   const auto* info = registry.find(scenario.scheduler.policy);
   if (!info) throw scheduler::PolicyError(fmt::format("policy {} is not registered", scenario.scheduler.policy));
   std::vector<ModelRuntime> models;
@@ -549,7 +584,17 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   std::unique_ptr<scheduler::Policy> policy = info->create(scenario.scheduler.parameters);
   npu::ScopedSystemCContext context;
   ServingSystem system("serving", scenario, models, profiles, *policy, observers);
+  sc_core::sc_trace_file* vcd = nullptr;
+  if (!vcd_trace.file.empty()) {
+    // SystemC appends ".vcd" to the name it is given.
+    auto stem = vcd_trace.file;
+    if (stem.extension() == ".vcd") stem.replace_extension();
+    vcd = sc_core::sc_create_vcd_trace_file(stem.string().c_str());
+    vcd->set_time_unit(1, sc_core::SC_NS);
+    system.trace(vcd, vcd_trace.start_ps, vcd_trace.end_ps);
+  }
   sc_core::sc_start();
+  if (vcd) sc_core::sc_close_vcd_trace_file(vcd);
   if (system.failure()) std::rethrow_exception(system.failure());
   system.check_balance();
   return system.result();

@@ -5,6 +5,7 @@
 // completions, context transfers), never by a ticking clock.
 
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -48,6 +49,8 @@ class ServingObserver {
   virtual void on_complete(std::int64_t /*time_ps*/, const scheduler::SampleInfo& /*sample*/,
                            std::uint32_t /*exit*/) {}
   virtual void on_drop(std::int64_t /*time_ps*/, const scheduler::SampleInfo& /*sample*/) {}
+  // The number of samples waiting in the FIFO changed.
+  virtual void on_queue_length(std::int64_t /*time_ps*/, std::size_t /*waiting*/) {}
 };
 
 struct ExitCount {
@@ -80,7 +83,15 @@ struct ServingResult {
 // everything admitted completes. Throws scheduler::PolicyError when the policy asks for
 // something the system cannot do, SimulationError on a broken invariant, and whatever the
 // arrival processes throw. Re-entrant: each call has its own SystemC context.
+// A SystemC VCD trace of the FBE registers and the FIFO length. Values change in the file only
+// inside [start_ps, end_ps) of simulated time, which bounds its size.
+struct VcdTrace {
+  std::filesystem::path file;  // empty: no trace
+  std::int64_t start_ps = 0;
+  std::int64_t end_ps = 1'000'000'000'000;  // 1 s
+};
+
 ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,
-                          std::span<ServingObserver* const> observers = {});
+                          std::span<ServingObserver* const> observers = {}, const VcdTrace& vcd = {});
 
 }  // namespace npusim::sim
