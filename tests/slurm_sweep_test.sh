@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npusim sweep --backend slurm on a real one-node Slurm cluster started here: the results.csv
-# equals the local backend's, byte for byte; a task that dies shows up as failed points.
+# equals the local backend's (run one point at a time), byte for byte; a task that dies shows
+# up as failed points.
 # Usage: slurm_sweep_test.sh NPUSIM_BINARY SOURCE_DIR
 set -euo pipefail
 npusim=$1
@@ -28,7 +29,7 @@ grid:
   devices[0].arrival.rate_hz: [8, 16]
 seeds: 2
 YAML
-"$npusim" sweep "$work/sweep.yaml" --out "$work/local" --jobs 2 >/dev/null
+"$npusim" sweep "$work/sweep.yaml" --out "$work/local" --jobs 1 >/dev/null
 "$npusim" sweep "$work/sweep.yaml" --out "$work/slurm" --backend slurm --points-per-task 3 > "$work/slurm.txt"
 grep -q "12 points, 12 ok, 0 failed" "$work/slurm.txt" || fail "$(cat "$work/slurm.txt")"
 cmp "$work/local/results.csv" "$work/slurm/results.csv" || fail "Slurm's results.csv differs from the local one"
