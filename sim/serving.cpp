@@ -98,8 +98,9 @@ SC_MODULE(ServingSystem) {
       slo_ns_.push_back(device.slo_ms ? *device.slo_ms * 1e6 : *device.slo_factor * isolated_ns);
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
-    SC_THREAD(device_sources);
-    SC_THREAD(npu_core);
+    // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
+    SC_METHOD(device_sources);
+    SC_METHOD(npu_core);
   }
 
   ServingResult result() {
@@ -157,9 +158,7 @@ SC_MODULE(ServingSystem) {
   }
   // The kernel's resolution is its default, 1 ps.
   static sc_core::sc_time ps_time(std::int64_t ps) { return sc_core::sc_time::from_value(static_cast<sc_dt::uint64>(ps)); }
-  void wait_ps(std::int64_t ps) {
-    if (ps > 0) wait(ps_time(ps));
-  }
+
 
   // ---- device sources -> request FIFO ----
   std::optional<traces::Sample> next_arrival() {
@@ -188,11 +187,21 @@ SC_MODULE(ServingSystem) {
     guarded([this] { emit_arrivals(); });
   }
 
+  // Runs at time 0 and then at each arrival: admits what is due and sleeps until the next.
   void emit_arrivals() {
+    if (pending_arrival_) {
+      admit(*pending_arrival_);
+      pending_arrival_.reset();
+    }
     while (auto sample = next_arrival()) {
       pending_arrival_ps_ = sample->arrival_ns * 1000;
-      wait_ps(pending_arrival_ps_ - now_ps());
-      admit(*sample);
+      if (pending_arrival_ps_ <= now_ps()) {
+        admit(*sample);
+        continue;
+      }
+      pending_arrival_ = sample;
+      next_trigger(ps_time(pending_arrival_ps_ - now_ps()));
+      return;
     }
     pending_arrival_ps_ = -1;
     sources_done_ = true;
@@ -276,47 +285,75 @@ SC_MODULE(ServingSystem) {
 
   // ---- the NPU ----
   void npu_core() {
-    guarded([this] { serve(); });
+    guarded([this] { advance(); });
   }
 
-  void serve() {
-    Trigger trigger = Trigger::arrival;
+  // The NPU's control loop as a state machine: it runs until it has to wait for something,
+  // asks the kernel to call it back then (next_trigger), and returns.
+  void advance() {
     while (true) {
-      // Arrivals stamped with this instant are in the FIFO before anything is decided.
-      while (pending_arrival_ps_ == now_ps()) wait(sc_core::SC_ZERO_TIME);
-      if (!running_ && queue_.empty()) {
-        if (sources_done_) break;
-        wait(arrival_event_);
-        trigger = Trigger::arrival;
-        continue;
+      switch (step_) {
+        case Step::decide: {
+          // Arrivals stamped with this instant are in the FIFO before anything is decided.
+          if (pending_arrival_ps_ == now_ps()) {
+            next_trigger(sc_core::SC_ZERO_TIME);
+            return;
+          }
+          if (!running_ && queue_.empty()) {
+            if (sources_done_) return;  // the run is over: nothing will call again
+            trigger_ = Trigger::arrival;
+            next_trigger(arrival_event_);
+            return;
+          }
+          ++stats_.decisions;
+          const Decision decision = policy_.decide(view(trigger_));
+          if (decision.kind == Decision::Kind::idle) {
+            idle(decision);
+            return;
+          }
+          step_ = Step::start_layer;
+          if (sleep_for(apply(decision))) return;
+          break;
+        }
+        case Step::after_idle:
+          trigger_ = now_ps() >= wake_ps_ ? Trigger::wakeup : Trigger::arrival;
+          step_ = Step::decide;
+          break;
+        case Step::start_layer:
+          step_ = Step::layer_done;
+          if (sleep_for(start_layer())) return;
+          break;
+        case Step::layer_done:
+          step_ = Step::decide;
+          if (sleep_for(finish_layer())) return;
+          break;
       }
-      ++stats_.decisions;
-      const Decision decision = policy_.decide(view(trigger));
-      if (decision.kind == Decision::Kind::idle) {
-        trigger = idle(decision);
-        continue;
-      }
-      apply(decision);
-      trigger = run_layer();
     }
+  }
+
+  bool sleep_for(std::int64_t ps) {
+    if (ps <= 0) return false;
+    next_trigger(ps_time(ps));
+    return true;
   }
 
   [[noreturn]] void refuse(const std::string& why) const {
     throw scheduler::PolicyError(fmt::format("policy {} at {} ns: {}", scenario_.scheduler.policy, now_ps() / 1000, why));
   }
 
-  Trigger idle(const Decision& d) {
+  void idle(const Decision& d) {
     if (running_) refuse("asked to idle while a batch is running (answer run or preempt)");
     if (d.wake_ns == scheduler::never_ns) {
       if (sources_done_)
         refuse(fmt::format("left {} samples waiting with no arrival or wake-up to come", queue_.size()));
-      wait(arrival_event_);
-      return Trigger::arrival;
+      trigger_ = Trigger::arrival;
+      next_trigger(arrival_event_);
+      return;
     }
-    const std::int64_t wake_ps = d.wake_ns * 1000;
-    if (wake_ps <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
-    wait(ps_time(wake_ps - now_ps()), arrival_event_);
-    return now_ps() >= wake_ps ? Trigger::wakeup : Trigger::arrival;
+    wake_ps_ = d.wake_ns * 1000;
+    if (wake_ps_ <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
+    step_ = Step::after_idle;
+    next_trigger(ps_time(wake_ps_ - now_ps()), arrival_event_);
   }
 
   // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO.
@@ -348,12 +385,13 @@ SC_MODULE(ServingSystem) {
     return batch;
   }
 
-  void apply(const Decision& d) {
+  // Carries out a run, start or preempt decision; returns the context-save time it costs.
+  std::int64_t apply(const Decision& d) {
     const std::uint32_t max_batch = scenario_.scheduler.max_batch;
     switch (d.kind) {
       case Decision::Kind::run:
         if (!running_) refuse("asked to keep running with no batch on the NPU (answer start or idle)");
-        return;
+        return 0;
       case Decision::Kind::start: {
         if (running_) refuse("asked to start a batch while one is running (answer run or preempt)");
         if (d.queue_positions.size() > max_batch)
@@ -361,7 +399,7 @@ SC_MODULE(ServingSystem) {
         running_ = take_from_queue(d.queue_positions, "started a batch");
         fbe_.start(static_cast<std::uint32_t>(running_->samples.size()));
         check_fbe();
-        return;
+        return 0;
       }
       case Decision::Kind::preempt: {
         if (!running_) refuse("asked to preempt with no batch on the NPU (answer start or idle)");
@@ -376,14 +414,14 @@ SC_MODULE(ServingSystem) {
         Batch incoming = take_from_queue(d.queue_positions, "preempted");
         if (d.merge && incoming.model != running_->model)
           refuse("asked to merge samples of another model into the running batch");
-        suspend(d.merge, std::move(incoming));
-        return;
+        return suspend(d.merge, std::move(incoming));
       }
-      case Decision::Kind::idle: return;
+      case Decision::Kind::idle: return 0;
     }
+    return 0;
   }
 
-  void suspend(bool merge, Batch incoming) {
+  std::int64_t suspend(bool merge, Batch incoming) {
     Batch& old = *running_;
     old.context_bytes = context_bytes(old);
     old.spilled = !fits_on_chip(old.context_bytes);
@@ -405,17 +443,19 @@ SC_MODULE(ServingSystem) {
     suspended_.push_back(std::move(old));
     running_ = std::move(incoming);
     check_fbe();
-    transfer_context(save_cycles);
+    return transfer_context(save_cycles);
   }
 
-  void transfer_context(std::uint64_t cycles) {
+  // A context transfer keeps the NPU busy for its duration.
+  std::int64_t transfer_context(std::uint64_t cycles) {
     const std::int64_t ps = cycles_to_ps(cycles);
     stats_.context_transfer_ps += ps;
-    wait_ps(ps);
+    return ps;
   }
 
   // The top suspended batch comes back: merged with the running catch-up batch, or alone.
-  void restore_top(bool merge) {
+  // Returns the time its restore takes.
+  std::int64_t restore_top(bool merge) {
     Batch old = std::move(suspended_.back());
     suspended_.pop_back();
     std::uint64_t restore_cycles = 0;
@@ -441,18 +481,26 @@ SC_MODULE(ServingSystem) {
     for (auto* o : observers_)
       o->on_resume(now_ps(), static_cast<std::uint32_t>(running_->samples.size()), running_->next_layer, merge,
                    restore_cycles);
-    transfer_context(restore_cycles);
+    return transfer_context(restore_cycles);
   }
 
-  Trigger run_layer() {
-    Batch& b = *running_;
-    const ModelRuntime& model = models_[b.model];
-    const std::uint32_t layer = b.next_layer;
+  // Starts the running batch's next layer; returns how long it takes.
+  std::int64_t start_layer() {
+    const Batch& b = *running_;
     // The FBE drives the array: the mapping for (B_act, l) from its control-block table.
-    const auto& cost = model.table.entry(fbe_.active_batch(), fbe_.layer());
-    const std::int64_t start = now_ps();
-    const std::int64_t duration = cycles_to_ps(cost.cycles);
-    wait_ps(duration);
+    layer_cost_ = &models_[b.model].table.entry(fbe_.active_batch(), fbe_.layer());
+    layer_start_ps_ = now_ps();
+    return cycles_to_ps(layer_cost_->cycles);
+  }
+
+  // The layer has run: exits leave, the FBE advances, a catch-up merges or a batch resumes.
+  // Sets the trigger of the next decision and returns the context-restore time, if any.
+  std::int64_t finish_layer() {
+    Batch& b = *running_;
+    const std::uint32_t layer = b.next_layer;
+    const auto& cost = *layer_cost_;
+    const std::int64_t start = layer_start_ps_;
+    const std::int64_t duration = now_ps() - start;
     ++stats_.layers_run;
     stats_.layer_busy_ps += duration;
     stats_.macs += cost.macs;
@@ -482,18 +530,21 @@ SC_MODULE(ServingSystem) {
     if (b.next_layer == profiles_[b.model].layer_count() && !b.samples.empty())
       throw SimulationError(fmt::format("{} samples passed the final exit of {}", b.samples.size(),
                                         profiles_[b.model].name()));
+    std::int64_t restore_ps = 0;
     if (b.samples.empty()) {
       running_.reset();
       if (!suspended_.empty()) {
         fbe_.resume();
-        restore_top(false);
+        restore_ps = restore_top(false);
       }
       check_fbe();
-      return Trigger::batch_completed;
+      trigger_ = Trigger::batch_completed;
+      return restore_ps;
     }
-    if (b.merges && b.next_layer == b.merge_layer) restore_top(true);
+    if (b.merges && b.next_layer == b.merge_layer) restore_ps = restore_top(true);
     check_fbe();
-    return someone_left ? Trigger::early_exit : Trigger::layer_boundary;
+    trigger_ = someone_left ? Trigger::early_exit : Trigger::layer_boundary;
+    return restore_ps;
   }
 
   // The traced copies follow the state only inside the VCD window, so the file stays small.
@@ -549,6 +600,14 @@ SC_MODULE(ServingSystem) {
   std::vector<std::vector<std::uint64_t>> exit_counts_;
 
   std::exception_ptr failure_;
+  // The NPU's state machine (advance).
+  enum class Step { decide, after_idle, start_layer, layer_done };
+  Step step_ = Step::decide;
+  Trigger trigger_ = Trigger::arrival;
+  std::int64_t wake_ps_ = 0;
+  std::int64_t layer_start_ps_ = 0;
+  const npu::LayerCost* layer_cost_ = nullptr;
+  std::optional<traces::Sample> pending_arrival_;
   Traced traced_;
   std::pair<std::int64_t, std::int64_t> trace_window_{0, -1};
   std::uint64_t emitted_ = 0;
