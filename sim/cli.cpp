@@ -503,6 +503,11 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     return user_error(err, e.what());
   } catch (const SweepError& e) {
     return user_error(err, e.what());
+  } catch (const OutputError& e) {
+    return user_error(err, e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    // Creating or clearing an output directory: a path or permission the user gave.
+    return user_error(err, fmt::format("{}: {}", e.path1().string(), e.code().message()));
   } catch (const std::exception& e) {
     // Not the user's fault: say so, and keep exit status 2 for bad input only.
     err << "npusim: internal error: " << e.what() << "\n";

@@ -1,5 +1,7 @@
 #include "sim/run_report.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -33,7 +35,7 @@ double span_s(const ServingStats& s) { return static_cast<double>(s.end_ps - s.f
 
 AtomicFile::AtomicFile(std::filesystem::path file) : file_(std::move(file)), partial_(file_.string() + ".partial") {
   out_.open(partial_, std::ios::binary | std::ios::trunc);
-  if (!out_) throw std::runtime_error(fmt::format("cannot write {}", partial_.string()));
+  if (!out_) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
 }
 
 AtomicFile::~AtomicFile() {
@@ -45,9 +47,11 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::commit() {
   out_.flush();
-  if (!out_) throw std::runtime_error(fmt::format("cannot write {}", partial_.string()));
+  if (!out_) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
   out_.close();
-  std::filesystem::rename(partial_, file_);
+  std::error_code ec;
+  std::filesystem::rename(partial_, file_, ec);
+  if (ec) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), ec.message()));
   committed_ = true;
 }
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <ostream>
 #include <string>
 
@@ -11,8 +12,15 @@
 
 namespace npusim::sim {
 
+// An output file or directory that cannot be written: the user's to fix (a path, a
+// permission, a full disk). what() is one line naming it.
+class OutputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A file written under NAME.partial and renamed to NAME by commit(); removed if never
-// committed. Throws std::runtime_error naming the file when it cannot be written.
+// committed. Throws OutputError naming the file when it cannot be written.
 class AtomicFile {
  public:
   explicit AtomicFile(std::filesystem::path file);

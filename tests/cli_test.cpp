@@ -332,6 +332,11 @@ TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {
   expect_one_line_error(run("run default --set npu.clock_mhz=0"), "(--set npu.clock_mhz): npu.clock_mhz = 0");
   expect_one_line_error(run("run default --set serving.drop=random"), "serving.drop = random: allowed a drop policy: newest, oldest");
   EXPECT_FALSE(std::filesystem::exists(out));
+  // Output that cannot be written is the user's to fix: one line, exit 2, not an internal error.
+  expect_one_line_error(run("run default --set simulation.duration_s=1 --trace /nonexistent/t.json"),
+                        "cannot write /nonexistent/t.json: No such file or directory");
+  expect_one_line_error(run("run default --set simulation.duration_s=1 --out /proc/npusim-out"),
+                        "/proc/npusim-out: No such file or directory");
 
   // A failure in the middle of a run (a replayed trace going back in time) leaves nothing.
   write("bad.csv", "arrival_ns,device,model,exit\n5,cam,resnet56,\n4,cam,resnet56,\n");
