@@ -280,7 +280,8 @@ void run_scenario(const RunOptions& o, std::ostream& out) {
       throw UsageError(fmt::format("--out {}: exists and is not a directory", o.out_dir));
     created = std::filesystem::create_directories(dir);
     // A result from an earlier run must not pass for this one's if this one fails.
-    for (const char* name : {"metrics.csv", "summary.json", "samples.csv"}) std::filesystem::remove(dir / name);
+    for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"})
+      std::filesystem::remove(dir / name);
   }
   try {
     std::unique_ptr<SampleCsvWriter> csv;
@@ -302,6 +303,10 @@ void run_scenario(const RunOptions& o, std::ostream& out) {
     print_summary(text, scenario, result);
     if (!o.out_dir.empty()) {
       if (csv) csv->commit();
+      // The scenario exactly as run, so a result can be reproduced from its own directory.
+      AtomicFile resolved(dir / "scenario.yaml");
+      resolved.stream() << "# " << scenario.source << ", resolved by npusim run\n" << resolved_yaml(scenario);
+      resolved.commit();
       AtomicFile summary(dir / "summary.json");
       summary.stream() << summary_json(scenario, result);
       summary.commit();
@@ -385,6 +390,9 @@ int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream&
                      outcome.succeeded, outcome.failed,
                      outcome.reused ? fmt::format(" ({} finished before this run)", outcome.reused) : "",
                      (options.out_dir / "results.csv").string());
+  for (const auto& line : outcome.first_errors) out << "  failed: " << line << "\n";
+  if (outcome.failed > outcome.first_errors.size())
+    out << fmt::format("  ... and {} more (see results.csv)\n", outcome.failed - outcome.first_errors.size());
   return outcome.failed > 0 ? 3 : 0;
 }
 

@@ -567,6 +567,13 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   write_results(plan, o.out_dir);
   outcome.failed = count_failed(plan, o.out_dir);
   outcome.succeeded = outcome.total - outcome.failed;
+  for (const auto& p : plan.points) {
+    if (outcome.first_errors.size() == 3) break;
+    if (!std::filesystem::exists(error_file(o.out_dir, p.index))) continue;
+    std::string line = read_text(error_file(o.out_dir, p.index));
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    outcome.first_errors.push_back(fmt::format("point {}: {}", p.index, line));
+  }
   return outcome;
 }
 

@@ -44,6 +44,7 @@ struct SweepOptions {
 
 struct SweepOutcome {
   std::size_t total = 0, succeeded = 0, failed = 0, reused = 0;  // reused: finished before a resume
+  std::vector<std::string> first_errors;  // "point N: error line" for the first few failures
 };
 
 // Runs the points not yet finished and writes out_dir/results.csv. Throws UsageError-like

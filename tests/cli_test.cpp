@@ -290,6 +290,10 @@ TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
   const std::string csv = slurp(out / "samples.csv");
   EXPECT_EQ(static_cast<std::uint64_t>(std::count(csv.begin(), csv.end(), '\n')), arrived + 1);
   EXPECT_FALSE(std::filesystem::exists(out / "summary.json.partial"));
+  // The scenario as run is kept beside its results, and reproduces them.
+  ASSERT_TRUE(std::filesystem::exists(out / "scenario.yaml"));
+  ASSERT_EQ(run("run " + (out / "scenario.yaml").string() + " --out " + (dir_ / "rerun").string()).status, 0);
+  EXPECT_EQ(slurp(dir_ / "rerun" / "metrics.csv"), slurp(out / "metrics.csv"));
   // The same seed gives the same bytes; another seed does not.
   const auto again = dir_ / "again";
   ASSERT_EQ(run("run default --set simulation.duration_s=20 --out " + again.string()).status, 0);

@@ -51,6 +51,8 @@ status=$?
 set -e
 [[ $status -eq 3 ]] || fail "a sweep with a failed point exited $status: $(cat "$work/mixed.txt")"
 grep -q "4 points, 3 ok, 1 failed" "$work/mixed.txt" || fail "$(cat "$work/mixed.txt")"
+grep -q "  failed: point 3: .*npu.batching.stack_factors" "$work/mixed.txt" || fail "the failure is not listed: $(cat "$work/mixed.txt")"
+[[ -f "$work/mixed/points/000000/scenario.yaml" ]] || fail "a point does not keep its resolved scenario"
 grep -q '^3,failed,40,"\[1, 16\]",.*npu.batching.stack_factors' "$work/mixed/results.csv" || fail "failed row: $(cat "$work/mixed/results.csv")"
 
 # 4. Malformed sweeps: one line, exit 2, nothing written.
