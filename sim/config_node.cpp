@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <sstream>
 
@@ -222,9 +223,8 @@ ConfigNode ConfigNode::at(std::string_view key) const {
   return child(value, child_path(key));
 }
 
-std::vector<std::string> ConfigNode::keys() const {
-  if (!node_.IsMap()) fail(display_value(), "a mapping");
-  std::vector<std::string> out;
+void ConfigNode::for_each_key(const std::function<void(const std::string&, int, const YAML::Node&)>& visit) const {
+  std::vector<std::string> seen;
   for (const auto& item : node_) {
     // A key composed in from an include has no mark of its own; its value has.
     const YAML::Node& marked = item.first.Mark().is_null() ? item.second : item.first;
@@ -233,11 +233,22 @@ std::vector<std::string> ConfigNode::keys() const {
       throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line, marked),
                                     path_.empty() ? "the document" : path_));
     const std::string key = item.first.Scalar();
-    if (std::find(out.begin(), out.end(), key) != out.end())
+    visit(key, key_line, marked);
+    // YAML parsers keep one of two equal keys silently; a config that says a thing twice is
+    // a mistake.
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
       throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line, marked),
                                     child_path(key)));
-    out.push_back(key);
+    seen.push_back(key);
   }
+}
+
+std::vector<std::string> ConfigNode::keys() const {
+  if (!node_.IsMap()) fail(display_value(), "a mapping");
+  std::vector<std::string> out;
+  for_each_key([&](const std::string& key, int, const YAML::Node&) {
+    if (std::find(out.begin(), out.end(), key) == out.end()) out.push_back(key);
+  });
   return out;
 }
 
@@ -248,26 +259,12 @@ void ConfigNode::expect_keys(std::initializer_list<std::string_view> allowed) co
 void ConfigNode::expect_keys(const std::vector<std::string>& allowed) const {
   if (!node_.IsMap())
     fail(display_value(), fmt::format("a mapping with keys {}", fmt::join(allowed, ", ")));
-  std::vector<std::string> seen;
-  for (const auto& item : node_) {
-    const YAML::Node& marked = item.first.Mark().is_null() ? item.second : item.first;
-    const int key_line = line_of(marked);
-    if (!item.first.IsScalar())
-      throw ConfigError(fmt::format("{}: {} has a key that is not a name", where_of(path_, key_line, marked),
-                                    path_.empty() ? "the document" : path_));
-    const std::string key = item.first.Scalar();
-    const bool known = std::find(allowed.begin(), allowed.end(), key) != allowed.end();
-    if (!known)
+  for_each_key([&](const std::string& key, int key_line, const YAML::Node& marked) {
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
       throw ConfigError(fmt::format("{}: {} is not a known key: allowed keys are {}",
                                     where_of(child_path(key), key_line, marked), child_path(key),
                                     fmt::join(allowed, ", ")));
-    // YAML parsers keep one of two equal keys silently; a config that says a thing twice is
-    // a mistake.
-    if (std::find(seen.begin(), seen.end(), key) != seen.end())
-      throw ConfigError(fmt::format("{}: {} is given twice", where_of(child_path(key), key_line, marked),
-                                    child_path(key)));
-    seen.push_back(key);
-  }
+  });
 }
 
 ConfigNode ConfigNode::deepest(std::string_view dotted) const {

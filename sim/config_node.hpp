@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <stdexcept>
@@ -91,6 +92,9 @@ class ConfigNode {
   // `node` (a value or a key) decides the file when the document was composed.
   std::string where_of(const std::string& path, int line, const YAML::Node& node) const;
   std::string source_of(const YAML::Node& node) const;
+  // Calls visit(key, line, node that carries the line) for each key of this mapping, after
+  // checking it is a name; throws ConfigError for a key given twice.
+  void for_each_key(const std::function<void(const std::string&, int, const YAML::Node&)>& visit) const;
   template <typename Unsigned>
   Unsigned as_unsigned() const;
   std::string child_path(std::string_view key) const;

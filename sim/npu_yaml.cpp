@@ -143,11 +143,6 @@ npu::Npu load_npu_file(const std::filesystem::path& file, const std::vector<std:
   return load_with_overrides(ConfigNode::load_file(file), overrides);
 }
 
-const std::string& default_npu_yaml() {
-  static const std::string text{embedded::default_npu_yaml};
-  return text;
-}
-
 npu::Npu default_npu(const std::vector<std::string>& overrides) {
   return load_npu_preset("default", overrides);
 }

@@ -37,7 +37,6 @@ npu::Npu load_npu_section(const ConfigNode& npu_node);
 npu::Npu load_npu_file(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 // The NPU described by configs/npu/default.yaml, compiled into the binary.
 npu::Npu default_npu(const std::vector<std::string>& overrides = {});
-const std::string& default_npu_yaml();
 // The presets compiled into the binary: configs/npu/NAME.yaml, by NAME, sorted.
 std::vector<std::string> npu_presets();
 bool is_npu_preset(const std::string& name);
