@@ -372,6 +372,7 @@ struct SweepCliOptions {
   std::string backend = "local";
   bool resume = false;
   std::size_t points_per_task = 0;
+  std::vector<std::string> slurm_options;
 };
 
 // Exit status 3 when the sweep ran but some points failed (their errors are in results.csv).
@@ -382,6 +383,9 @@ int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream&
   options.backend = o.backend == "slurm" ? SweepBackend::slurm : SweepBackend::local;
   options.resume = o.resume;
   options.points_per_task = o.points_per_task;
+  options.slurm_options = o.slurm_options;
+  if (!o.slurm_options.empty() && options.backend != SweepBackend::slurm)
+    throw UsageError("--slurm-option: only with --backend slurm");
   options.npusim = std::filesystem::read_symlink("/proc/self/exe");
   options.progress = ::isatty(STDERR_FILENO) != 0;
   const SweepPlan plan = load_sweep(o.file, o.overrides);
@@ -464,6 +468,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   sweep_cmd->add_flag("--resume", sweep.resume, "Finish a sweep in --out, skipping its finished points");
   sweep_cmd->add_option("--points-per-task", sweep.points_per_task, "Slurm: points per array task (default: 1, or enough for 1000 tasks)");
   sweep_cmd->add_option("--set", sweep.overrides, "Override a scenario key in every point: PATH=VALUE (repeatable)");
+  sweep_cmd->add_option("--slurm-option", sweep.slurm_options,
+                        "Slurm: an sbatch option, e.g. --slurm-option=--partition=short (repeatable)")
+      ->allow_extra_args(false);
 
   std::string task_dir;
   std::size_t task_index = 0;

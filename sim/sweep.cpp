@@ -507,9 +507,11 @@ void run_slurm(const SweepPlan& plan, const SweepOptions& o, const std::vector<c
   write_atomically(script, fmt::format("#!/bin/sh\nexec '{}' sweep-task '{}' --task \"$SLURM_ARRAY_TASK_ID\"\n",
                                        o.npusim.string(), std::filesystem::absolute(o.out_dir).string()));
   std::filesystem::permissions(script, std::filesystem::perms::owner_all, std::filesystem::perm_options::add);
-  const std::string job = capture({"sbatch", "--parsable", "--job-name=npusim-sweep", "--array=" + array, "-o",
-                                   (slurm_dir / "%A_%a.log").string(), script.string()},
-                                  slurm_dir / "sbatch.err");
+  std::vector<std::string> sbatch{"sbatch", "--parsable", "--job-name=npusim-sweep", "--array=" + array, "-o",
+                                  (slurm_dir / "%A_%a.log").string()};
+  sbatch.insert(sbatch.end(), o.slurm_options.begin(), o.slurm_options.end());
+  sbatch.push_back(script.string());
+  const std::string job = capture(sbatch, slurm_dir / "sbatch.err");
   const std::string job_id = job.substr(0, job.find_first_of(";\n"));
   std::size_t failed = count_failed(plan, o.out_dir);
   progress.update(already, failed);

@@ -38,6 +38,7 @@ struct SweepOptions {
   SweepBackend backend = SweepBackend::local;
   bool resume = false;
   std::size_t points_per_task = 0;     // slurm: 0 chooses (one per point, at most 1000 tasks)
+  std::vector<std::string> slurm_options;  // slurm: passed to sbatch as given (--partition=..., --time=...)
   std::filesystem::path npusim;        // the executable that runs points
   bool progress = false;               // draw a progress line on `log`
 };

@@ -30,10 +30,17 @@ grid:
 seeds: 2
 YAML
 "$npusim" sweep "$work/sweep.yaml" --out "$work/local" --jobs 1 >/dev/null
-"$npusim" sweep "$work/sweep.yaml" --out "$work/slurm" --backend slurm --points-per-task 3 > "$work/slurm.txt"
+"$npusim" sweep "$work/sweep.yaml" --out "$work/slurm" --backend slurm --points-per-task 3 \
+  --slurm-option=--partition=local --slurm-option=--time=10 > "$work/slurm.txt"
 grep -q "12 points, 12 ok, 0 failed" "$work/slurm.txt" || fail "$(cat "$work/slurm.txt")"
 cmp "$work/local/results.csv" "$work/slurm/results.csv" || fail "Slurm's results.csv differs from the local one"
 ls "$work/slurm/slurm/"*_*.log >/dev/null || fail "no task logs"
+# sbatch options reach sbatch: a partition that does not exist is refused, in one line.
+set +e
+err=$("$npusim" sweep "$work/sweep.yaml" --out "$work/nopart" --backend slurm --slurm-option=--partition=nope 2>&1 >/dev/null)
+status=$?
+set -e
+[[ $status -eq 2 && "$err" == "npusim: error: sbatch failed: "*"partition"* ]] || fail "a bad partition: $status $err"
 
 # A task that dies: an sbatch wrapper makes array task 1 exit before running anything. Its
 # points (6..11) must come back as failed, with the reason, and the others as they were.
