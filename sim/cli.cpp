@@ -203,12 +203,20 @@ void run_model(const ModelOptions& o, std::ostream& out) {
   out << (o.json ? model_json(net) : model_text(net));
 }
 
-void describe_policies(std::ostream& out) {
+void describe_policies(const std::vector<std::string>& plugins, std::ostream& out) {
   scheduler::PolicyRegistry registry;
   scheduler::register_builtin_policies(registry);
+  for (const auto& plugin : plugins) {
+    try {
+      registry.load_plugin(plugin);
+    } catch (const scheduler::PolicyError& e) {
+      throw UsageError(fmt::format("--plugin {}: {}", plugin, e.what()));
+    }
+  }
   std::ostringstream text;
   for (const auto& policy : registry.policies()) {
-    text << fmt::format("{:<14} {}\n", policy.name, policy.summary);
+    text << fmt::format("{:<14} {}{}\n", policy.name, policy.summary,
+                        policy.origin == "built-in" ? "" : fmt::format(" (from {})", policy.origin));
     for (const auto& p : policy.parameters)
       text << fmt::format("  scheduler.{}.{} ({}, default {}, {}): {}\n", policy.name, p.name, scheduler::to_string(p.type),
                           scheduler::to_string(p.default_value), p.allowed(), p.description);
@@ -229,8 +237,9 @@ void describe_npu(std::ostream& out) {
   out << text.str();
 }
 
-void run_describe(const std::string& what, std::ostream& out) {
-  if (what == "policies") return describe_policies(out);
+void run_describe(const std::string& what, const std::vector<std::string>& plugins, std::ostream& out) {
+  if (!plugins.empty() && what != "policies") throw UsageError("--plugin: only with describe policies");
+  if (what == "policies") return describe_policies(plugins, out);
   if (what == "npu") return describe_npu(out);
   if (what != "models") throw UsageError(fmt::format("describe {}: allowed models, policies, npu", what));
   std::ostringstream text;
@@ -482,13 +491,15 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   std::string describe_what;
   auto* describe_cmd = app.add_subcommand("describe", "List what is built in");
   describe_cmd->add_option("what", describe_what, "models, policies or npu")->required();
+  std::vector<std::string> describe_plugins;
+  describe_cmd->add_option("--plugin", describe_plugins, "policies: also list the policies of this plugin (repeatable)");
 
   try {
     app.parse(argc, argv);
     if (cost_cmd->parsed()) run_cost(cost, out);
     if (table_cmd->parsed()) run_table(table, out);
     if (model_cmd->parsed()) run_model(model, out);
-    if (describe_cmd->parsed()) run_describe(describe_what, out);
+    if (describe_cmd->parsed()) run_describe(describe_what, describe_plugins, out);
     if (trace_cmd->parsed()) run_trace(trace, out);
     if (run_cmd->parsed()) run_scenario(run, out);
     if (validate_cmd->parsed()) run_validate(validate_file, validate_overrides, out);

@@ -37,4 +37,8 @@ if [[ $status -ne 2 || "$err" != *"scheduler.greedy_batch.batch_limit = 0: allow
   echo "a bad plugin parameter gave status $status: $err" >&2
   exit 1
 fi
+# describe lists the plugin's policy with its declared parameter.
+"$work/prefix/bin/npusim" describe policies --plugin "$work/plugin/greedy_batch.so" > "$work/describe.txt"
+grep -q "^greedy_batch .*(from $work/plugin/greedy_batch.so)" "$work/describe.txt" || { echo "describe misses the plugin" >&2; exit 1; }
+grep -q "scheduler.greedy_batch.batch_limit (integer, default 8" "$work/describe.txt" || { echo "describe misses its parameter" >&2; exit 1; }
 echo "policy plugin: $(head -1 "$work/run.txt")"
