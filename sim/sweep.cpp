@@ -552,7 +552,7 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   } else {
     if (std::filesystem::exists(o.out_dir) && !std::filesystem::is_directory(o.out_dir))
       throw SweepError(fmt::format("--out {}: exists and is not a directory", o.out_dir.string()));
-    std::filesystem::create_directories(o.out_dir / "points");
+    std::filesystem::create_directories(o.out_dir);
     write_atomically(plan_file, text);
   }
   std::filesystem::create_directories(o.out_dir / "points");
