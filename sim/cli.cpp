@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -276,7 +277,38 @@ std::pair<double, double> parse_window(const std::string& text) {
   return {start, end};
 }
 
-void run_scenario(const RunOptions& o, std::ostream& out) {
+// On a terminal, a long run shows how far it is: samples done and simulated time, redrawn at
+// most every half second of wall time.
+class RunProgress final : public ServingObserver {
+ public:
+  RunProgress(std::ostream& log, std::uint64_t samples, double duration_s)
+      : log_(log), samples_(samples), duration_s_(duration_s), last_(std::chrono::steady_clock::now()) {}
+  void on_complete(std::int64_t time_ps, const scheduler::SampleInfo&, std::uint32_t) override {
+    if (++done_ % 1024 != 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(500)) return;
+    last_ = now;
+    const double simulated_s = static_cast<double>(time_ps) / 1e12;
+    const std::string line = samples_ ? fmt::format("run: {} of {} samples done", done_, samples_)
+                                      : fmt::format("run: {} samples done, {:.0f} of {} s simulated", done_,
+                                                    simulated_s, duration_s_);
+    log_ << "\r" << line << "   " << std::flush;
+    drawn_ = true;
+  }
+  ~RunProgress() override {
+    if (drawn_) log_ << "\r" << std::string(60, ' ') << "\r" << std::flush;
+  }
+
+ private:
+  std::ostream& log_;
+  std::uint64_t samples_;
+  double duration_s_;
+  std::uint64_t done_ = 0;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_;
+};
+
+void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
   scheduler::PolicyRegistry registry;
   scheduler::register_builtin_policies(registry);
   const Scenario scenario = load_scenario(o.scenario, o.overrides, registry);
@@ -295,7 +327,12 @@ void run_scenario(const RunOptions& o, std::ostream& out) {
   try {
     std::unique_ptr<SampleCsvWriter> csv;
     std::unique_ptr<ChromeTraceWriter> timeline;
+    std::unique_ptr<RunProgress> progress;
     std::vector<ServingObserver*> observers;
+    if (::isatty(STDERR_FILENO)) {
+      progress = std::make_unique<RunProgress>(err, scenario.simulation.samples, scenario.simulation.duration_s);
+      observers.push_back(progress.get());
+    }
     if (o.samples_csv) {
       csv = std::make_unique<SampleCsvWriter>(dir / "samples.csv", scenario);
       observers.push_back(csv.get());
@@ -307,6 +344,7 @@ void run_scenario(const RunOptions& o, std::ostream& out) {
     const VcdTrace vcd{o.vcd_file, static_cast<std::int64_t>(trace_start_ms * 1e9),
                        static_cast<std::int64_t>(trace_end_ms * 1e9)};
     const ServingResult result = run_serving(scenario, registry, observers, vcd);
+    progress.reset();
     if (timeline) timeline->commit();
     std::ostringstream text;
     print_summary(text, scenario, result);
@@ -501,7 +539,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     if (model_cmd->parsed()) run_model(model, out);
     if (describe_cmd->parsed()) run_describe(describe_what, describe_plugins, out);
     if (trace_cmd->parsed()) run_trace(trace, out);
-    if (run_cmd->parsed()) run_scenario(run, out);
+    if (run_cmd->parsed()) run_scenario(run, out, err);
     if (validate_cmd->parsed()) run_validate(validate_file, validate_overrides, out);
     if (sweep_cmd->parsed()) return run_sweep_command(sweep, out, err);
     if (task_cmd->parsed()) run_sweep_task(task_dir, task_index, std::filesystem::read_symlink("/proc/self/exe"));
