@@ -420,10 +420,12 @@ struct SweepCliOptions {
   bool resume = false;
   std::size_t points_per_task = 0;
   std::vector<std::string> slurm_options;
+  bool dry_run = false;
 };
 
 // Exit status 3 when the sweep ran but some points failed (their errors are in results.csv).
 int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream& err) {
+  if (o.out_dir.empty() && !o.dry_run) throw UsageError("sweep: --out DIR is required (or --dry-run)");
   SweepOptions options;
   options.out_dir = o.out_dir;
   options.jobs = o.jobs > 0 ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
@@ -436,6 +438,19 @@ int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream&
   options.npusim = std::filesystem::read_symlink("/proc/self/exe");
   options.progress = ::isatty(STDERR_FILENO) != 0;
   const SweepPlan plan = load_sweep(o.file, o.overrides);
+  if (o.dry_run) {
+    // The expansion only: how many points, and what each sets. Nothing is written.
+    std::ostringstream text;
+    text << fmt::format("sweep {}: {} points over {} (base {})\n", plan.name, plan.points.size(),
+                        plan.parameters.empty() ? "no axes" : fmt::format("{}", fmt::join(plan.parameters, ", ")),
+                        plan.base);
+    const std::size_t shown = std::min<std::size_t>(plan.points.size(), 10);
+    for (std::size_t i = 0; i < shown; ++i)
+      text << fmt::format("  point {}: {}\n", plan.points[i].index, fmt::join(plan.points[i].values, ", "));
+    if (shown < plan.points.size()) text << fmt::format("  ... and {} more\n", plan.points.size() - shown);
+    out << text.str();
+    return 0;
+  }
   const SweepOutcome outcome = run_sweep(plan, options, err);
   out << fmt::format("sweep {}: {} points, {} ok, {} failed{}; results in {}\n", plan.name, outcome.total,
                      outcome.succeeded, outcome.failed,
@@ -509,7 +524,8 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   SweepCliOptions sweep;
   auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a sweep file, locally or on Slurm");
   sweep_cmd->add_option("sweep", sweep.file, "Sweep YAML file")->required();
-  sweep_cmd->add_option("--out", sweep.out_dir, "Directory for results.csv and each point's results")->required();
+  sweep_cmd->add_option("--out", sweep.out_dir, "Directory for results.csv and each point's results");
+  sweep_cmd->add_flag("--dry-run", sweep.dry_run, "Check the sweep and list its points without running them");
   sweep_cmd->add_option("--jobs", sweep.jobs, "Local points run in parallel (default: the number of cores)");
   sweep_cmd->add_option("--backend", sweep.backend, "local or slurm")->check(CLI::IsMember({"local", "slurm"}));
   sweep_cmd->add_flag("--resume", sweep.resume, "Finish a sweep in --out, skipping its finished points");
