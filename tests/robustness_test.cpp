@@ -14,6 +14,7 @@
 #include "sim/npu_yaml.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "sim/serving.hpp"
+#include "sim/sweep.hpp"
 #include "traces/random_stream.hpp"
 #include "traces/trace_file.hpp"
 #include "workloads/scalesim_csv.hpp"
@@ -107,6 +108,24 @@ TEST(Robustness, DamagedScenarioFiles) {
     scheduler::register_builtin_policies(registry);
     const auto result = sim::run_serving(scenario, registry);
     EXPECT_EQ(result.metrics.overall().arrived, 200u);
+  });
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Robustness, DamagedSweepFiles) {
+  const auto dir = std::filesystem::temp_directory_path() / ("npusim_fuzz_sweep_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  // The sweep's base scenario is found next to the damaged copy, as in configs/.
+  std::filesystem::create_directories(dir / "sweeps");
+  std::filesystem::copy_file(NPUSIM_SOURCE_DIR "/configs/scenarios/resnet50-bursty.yaml", dir / "base.yaml",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::string original = read(NPUSIM_SOURCE_DIR "/configs/sweeps/policies-vs-load.yaml");
+  const std::string from = "base: ../scenarios/resnet50-bursty.yaml";
+  original.replace(original.find(from), from.size(), "base: ../base.yaml");
+  fuzz(original, 150, 5, [&](const std::string& text) {
+    std::ofstream(dir / "sweeps" / "s.yaml") << text;
+    const auto plan = sim::load_sweep(dir / "sweeps" / "s.yaml");
+    EXPECT_FALSE(plan.points.empty());
   });
   std::filesystem::remove_all(dir);
 }
