@@ -27,6 +27,13 @@ struct ModelRuntime {
   npu::ControlBlockTable table;
   scheduler::ModelProfile profile;
   std::vector<std::uint64_t> boundary_bytes;  // [layer]: live activations before `layer`, per sample
+  // [layer * (max_batch + 1) + batch]: cycles to move a suspended batch's context off chip (or
+  // back), asked for at every decision, so computed once.
+  std::vector<std::uint64_t> context_transfer_cycles;
+  std::uint32_t max_batch = 0;
+  std::uint64_t transfer_cycles(std::uint32_t layer, std::size_t batch) const {
+    return context_transfer_cycles[std::size_t{layer} * (max_batch + 1) + batch];
+  }
 };
 
 std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& network) {
@@ -52,7 +59,11 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
         network.name, static_cast<std::uint32_t>(work.size()), max_batch,
         [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
         exit_points(network));
-    return {name, &network, std::move(table), std::move(profile), std::move(bytes)};
+    std::vector<std::uint64_t> transfers;
+    transfers.reserve(bytes.size() * (max_batch + 1));
+    for (const auto per_sample : bytes)
+      for (std::uint32_t b = 0; b <= max_batch; ++b) transfers.push_back(npu.transfer_cycles(per_sample * b));
+    return {name, &network, std::move(table), std::move(profile), std::move(bytes), std::move(transfers), max_batch};
   } catch (const std::invalid_argument& e) {
     throw workloads::NetworkError(e.what());
   }
@@ -279,8 +290,7 @@ SC_MODULE(ServingSystem) {
   }
   bool fits_on_chip(std::uint64_t bytes) const { return on_chip_context_bytes_ + bytes <= context_capacity_bytes_; }
   std::uint64_t preemption_overhead_cycles(const Batch& b) const {
-    const std::uint64_t bytes = context_bytes(b);
-    return fits_on_chip(bytes) ? 0 : 2 * npu_.transfer_cycles(bytes);
+    return fits_on_chip(context_bytes(b)) ? 0 : 2 * models_[b.model].transfer_cycles(b.next_layer, b.samples.size());
   }
 
   // ---- the NPU ----
@@ -427,7 +437,7 @@ SC_MODULE(ServingSystem) {
     old.spilled = !fits_on_chip(old.context_bytes);
     std::uint64_t save_cycles = 0;
     if (old.spilled) {
-      save_cycles = npu_.transfer_cycles(old.context_bytes);
+      save_cycles = models_[old.model].transfer_cycles(old.next_layer, old.samples.size());
       ++stats_.context_spills;
       stats_.context_bytes_moved += old.context_bytes;
     } else {
@@ -460,7 +470,7 @@ SC_MODULE(ServingSystem) {
     suspended_.pop_back();
     std::uint64_t restore_cycles = 0;
     if (old.spilled) {
-      restore_cycles = npu_.transfer_cycles(old.context_bytes);
+      restore_cycles = models_[old.model].transfer_cycles(old.next_layer, old.samples.size());
       stats_.context_bytes_moved += old.context_bytes;
     } else {
       on_chip_context_bytes_ -= old.context_bytes;
