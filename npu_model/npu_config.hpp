@@ -99,6 +99,11 @@ class Npu {
   std::uint64_t transfer_cycles(std::uint64_t bytes) const {
     return bytes == 0 ? 0 : latency_cycles_ + data_cycles(bytes);
   }
+  // Time of `cycles` in picoseconds: ceil(cycles * 10^6 / clock_MHz), exact whenever the clock
+  // period is a whole number of picoseconds. Holds for anything under 10^13 cycles.
+  std::int64_t cycles_to_ps(std::uint64_t cycles) const {
+    return static_cast<std::int64_t>((cycles * 1'000'000 + clock_mhz_ - 1) / clock_mhz_);
+  }
   std::uint64_t macs_per_cycle() const {
     return std::uint64_t{config_.pe_count} * config_.pe_width;
   }

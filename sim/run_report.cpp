@@ -29,7 +29,23 @@ std::string slo_json(const GroupMetrics& g) {
                      g.slo_satisfaction(), g.within_slo, g.tail.satisfaction(), g.tail.windows(), g.tail.satisfied());
 }
 
-double span_s(const ServingStats& s) { return static_cast<double>(s.end_ps - s.first_arrival_ps) / 1e12; }
+// The rates every report shows, over the span from the first arrival to the last completion
+// (docs/metrics.md); zero for an empty span.
+struct Rates {
+  double span_s = 0.0, throughput_sps = 0.0, utilisation = 0.0, mac_utilisation = 0.0;
+};
+
+Rates rates(const ServingResult& result) {
+  const auto& s = result.stats;
+  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  Rates r;
+  if (span_ps <= 0) return r;
+  r.span_s = span_ps / 1e12;
+  r.throughput_sps = static_cast<double>(result.metrics.overall().completed) / r.span_s;
+  r.utilisation = static_cast<double>(s.layer_busy_ps) / span_ps;
+  r.mac_utilisation = static_cast<double>(s.macs) / (s.peak_macs_per_ns * span_ps / 1000.0);
+  return r;
+}
 
 }  // namespace
 
@@ -58,8 +74,7 @@ void AtomicFile::commit() {
 std::string summary_json(const Scenario& scenario, const ServingResult& result) {
   const auto& all = result.metrics.overall();
   const auto& s = result.stats;
-  const double span = span_s(s);
-  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  const Rates r = rates(result);
   std::string out = "{\n";
   out += fmt::format("  \"scenario\": {},\n  \"source\": {},\n  \"policy\": {},\n  \"seed\": {},\n",
                      json_string(scenario.name), json_string(scenario.source), json_string(scenario.scheduler.policy),
@@ -77,13 +92,12 @@ std::string summary_json(const Scenario& scenario, const ServingResult& result) 
   out += fmt::format("  \"latency_cdf\": {{\"percent\": [{}], \"ms\": [{}]}},\n", percents, values);
   out += fmt::format("  \"tail_definition\": {{\"percentile\": {}, \"window_ms\": {}}},\n", scenario.metrics.tail_percentile,
                      scenario.metrics.tail_window_ms);
-  out += fmt::format("  \"throughput_sps\": {},\n", span > 0 ? static_cast<double>(all.completed) / span : 0.0);
+  out += fmt::format("  \"throughput_sps\": {},\n", r.throughput_sps);
   out += fmt::format("  \"simulated_ms\": {},\n", ms(s.end_ps - s.first_arrival_ps));
   out += fmt::format(
       "  \"npu\": {{\"name\": {}, \"utilisation\": {}, \"mac_utilisation\": {}, \"busy_ms\": {}, \"context_transfer_ms\": "
       "{}, \"layers_run\": {}, \"macs\": {}}},\n",
-      json_string(scenario.npu.config().name), span_ps > 0 ? static_cast<double>(s.layer_busy_ps) / span_ps : 0.0,
-      span_ps > 0 ? static_cast<double>(s.macs) / (s.peak_macs_per_ns * span_ps / 1000.0) : 0.0, ms(s.layer_busy_ps),
+      json_string(scenario.npu.config().name), r.utilisation, r.mac_utilisation, ms(s.layer_busy_ps),
       ms(s.context_transfer_ps), s.layers_run, s.macs);
   out += fmt::format("  \"preemptions\": {},\n  \"merges\": {},\n  \"resumes\": {},\n", s.preemptions, s.merges, s.resumes);
   out += fmt::format("  \"context_spills\": {},\n  \"context_bytes_moved\": {},\n  \"decisions\": {},\n  \"max_queue\": {},\n",
@@ -109,8 +123,7 @@ std::vector<std::pair<std::string, std::string>> summary_fields(const ServingRes
   const auto& all = result.metrics.overall();
   const auto& s = result.stats;
   const auto& l = all.latency_ns;
-  const double span = span_s(s);
-  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  const Rates r = rates(result);
   const auto num = [](double v) { return fmt::format("{}", v); };
   return {
       {"samples.arrived", std::to_string(all.arrived)},
@@ -124,10 +137,9 @@ std::vector<std::pair<std::string, std::string>> summary_fields(const ServingRes
       {"latency_ms.max", num(l.max() / 1e6)},
       {"slo.satisfaction", num(all.slo_satisfaction())},
       {"slo.tail_satisfaction", num(all.tail.satisfaction())},
-      {"throughput_sps", num(span > 0 ? static_cast<double>(all.completed) / span : 0.0)},
-      {"npu.utilisation", num(span_ps > 0 ? static_cast<double>(s.layer_busy_ps) / span_ps : 0.0)},
-      {"npu.mac_utilisation",
-       num(span_ps > 0 ? static_cast<double>(s.macs) / (s.peak_macs_per_ns * span_ps / 1000.0) : 0.0)},
+      {"throughput_sps", num(r.throughput_sps)},
+      {"npu.utilisation", num(r.utilisation)},
+      {"npu.mac_utilisation", num(r.mac_utilisation)},
       {"preemptions", std::to_string(s.preemptions)},
       {"merges", std::to_string(s.merges)},
       {"context_spills", std::to_string(s.context_spills)},
@@ -148,12 +160,11 @@ void print_summary(std::ostream& out, const Scenario& scenario, const ServingRes
   const auto& all = result.metrics.overall();
   const auto& s = result.stats;
   const auto& l = all.latency_ns;
-  const double span = span_s(s);
-  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  const Rates r = rates(result);
   fmt::print(out, "scenario {} | policy {} | NPU {} | seed {}\n", scenario.name, scenario.scheduler.policy,
              scenario.npu.config().name, scenario.simulation.seed);
   fmt::print(out, "samples     {} arrived, {} completed, {} dropped over {:.3f} s ({:.1f} samples/s)\n", all.arrived,
-             all.completed, all.dropped, span, span > 0 ? static_cast<double>(all.completed) / span : 0.0);
+             all.completed, all.dropped, r.span_s, r.throughput_sps);
   fmt::print(out, "latency ms  mean {:.3f}  p50 {:.3f}  p90 {:.3f}  p95 {:.3f}  p99 {:.3f}  max {:.3f}{}\n", l.mean() / 1e6,
              l.percentile(50) / 1e6, l.percentile(90) / 1e6, l.percentile(95) / 1e6, l.percentile(99) / 1e6, l.max() / 1e6,
              l.exact() ? "" : "  (percentiles within 0.1%)");
@@ -161,8 +172,7 @@ void print_summary(std::ostream& out, const Scenario& scenario, const ServingRes
              100.0 * all.slo_satisfaction(), 100.0 * all.tail.satisfaction(), all.tail.windows(),
              scenario.metrics.tail_window_ms, scenario.metrics.tail_percentile);
   fmt::print(out, "NPU         {:.1f} % busy, {:.1f} % MAC utilisation; {} preemptions, {} merges, {} context spills\n",
-             span_ps > 0 ? 100.0 * static_cast<double>(s.layer_busy_ps) / span_ps : 0.0,
-             span_ps > 0 ? 100.0 * static_cast<double>(s.macs) / (s.peak_macs_per_ns * span_ps / 1000.0) : 0.0,
+             100.0 * r.utilisation, 100.0 * r.mac_utilisation,
              s.preemptions, s.merges, s.context_spills);
   fmt::print(out, "{:<16} {:<12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}\n", "device", "model", "slo_ms", "arrived",
              "completed", "dropped", "mean_ms", "p99_ms", "slo_%");

@@ -160,13 +160,6 @@ SC_MODULE(ServingSystem) {
 
  private:
   std::int64_t now_ps() const { return static_cast<std::int64_t>(sc_core::sc_time_stamp().value()); }
-  std::int64_t cycles_to_ps(std::uint64_t cycles) const {
-    // Exact when the clock period is a whole number of picoseconds (any clock dividing 1 THz);
-    // otherwise rounded up, by under 1 ps per event.
-    // No event lasts 10^13 cycles (hours), so the product stays within 64 bits.
-    const std::uint64_t mhz = scenario_.npu.config().clock_mhz;
-    return static_cast<std::int64_t>((cycles * 1'000'000 + mhz - 1) / mhz);
-  }
   // The kernel's resolution is its default, 1 ps.
   static sc_core::sc_time ps_time(std::int64_t ps) { return sc_core::sc_time::from_value(static_cast<sc_dt::uint64>(ps)); }
 
@@ -458,7 +451,7 @@ SC_MODULE(ServingSystem) {
 
   // A context transfer keeps the NPU busy for its duration.
   std::int64_t transfer_context(std::uint64_t cycles) {
-    const std::int64_t ps = cycles_to_ps(cycles);
+    const std::int64_t ps = npu_.cycles_to_ps(cycles);
     stats_.context_transfer_ps += ps;
     return ps;
   }
@@ -500,7 +493,7 @@ SC_MODULE(ServingSystem) {
     // The FBE drives the array: the mapping for (B_act, l) from its control-block table.
     layer_cost_ = &models_[b.model].table.entry(fbe_.active_batch(), fbe_.layer());
     layer_start_ps_ = now_ps();
-    return cycles_to_ps(layer_cost_->cycles);
+    return npu_.cycles_to_ps(layer_cost_->cycles);
   }
 
   // The layer has run: exits leave, the FBE advances, a catch-up merges or a batch resumes.

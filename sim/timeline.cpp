@@ -17,7 +17,7 @@ constexpr int npu_track = 1, channel_track = 2, exit_track = 3, drop_track = 4;
 
 ChromeTraceWriter::ChromeTraceWriter(const std::filesystem::path& file, const Scenario& scenario, double start_ms,
                                      double end_ms)
-    : file_(file), clock_mhz_(scenario.npu.config().clock_mhz),
+    : file_(file), npu_(scenario.npu),
       start_ps_(static_cast<std::int64_t>(start_ms * 1e9)), end_ps_(static_cast<std::int64_t>(end_ms * 1e9)) {
   for (const auto& [name, network] : scenario.models) {
     model_names_.push_back(name);
@@ -32,10 +32,6 @@ ChromeTraceWriter::ChromeTraceWriter(const std::filesystem::path& file, const Sc
     file_.stream() << fmt::format(",\n{{\"ph\": \"M\", \"pid\": 1, \"tid\": {}, \"name\": \"thread_name\", \"args\": "
                                   "{{\"name\": \"{}\"}}}}",
                                   tid, name);
-}
-
-std::int64_t ChromeTraceWriter::cycles_ps(std::uint64_t cycles) const {
-  return static_cast<std::int64_t>((cycles * 1'000'000 + clock_mhz_ - 1) / clock_mhz_);
 }
 
 void ChromeTraceWriter::event(const std::string& json) {
@@ -62,7 +58,7 @@ void ChromeTraceWriter::on_preempt(std::int64_t time_ps, std::uint32_t suspended
   if (save_cycles > 0)
     event(fmt::format(R"({{"ph": "X", "pid": 1, "tid": {}, "ts": {}, "dur": {}, "name": "save context", )"
                       R"("cat": "context", "args": {{"cycles": {}}}}})",
-                      channel_track, us(time_ps), us(cycles_ps(save_cycles)), save_cycles));
+                      channel_track, us(time_ps), us(npu_.cycles_to_ps(save_cycles)), save_cycles));
 }
 
 void ChromeTraceWriter::on_resume(std::int64_t time_ps, std::uint32_t batch, std::uint32_t layer, bool merge,
@@ -74,7 +70,7 @@ void ChromeTraceWriter::on_resume(std::int64_t time_ps, std::uint32_t batch, std
   if (restore_cycles > 0)
     event(fmt::format(R"({{"ph": "X", "pid": 1, "tid": {}, "ts": {}, "dur": {}, "name": "restore context", )"
                       R"("cat": "context", "args": {{"cycles": {}}}}})",
-                      channel_track, us(time_ps), us(cycles_ps(restore_cycles)), restore_cycles));
+                      channel_track, us(time_ps), us(npu_.cycles_to_ps(restore_cycles)), restore_cycles));
 }
 
 void ChromeTraceWriter::flush_exits() {

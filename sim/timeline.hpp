@@ -35,13 +35,12 @@ class ChromeTraceWriter final : public ServingObserver {
   bool inside(std::int64_t time_ps) const { return time_ps >= start_ps_ && time_ps < end_ps_; }
   void event(const std::string& json);
   void flush_exits();
-  std::int64_t cycles_ps(std::uint64_t cycles) const;
 
   AtomicFile file_;
   std::vector<const workloads::LoweredNetwork*> models_;
   std::vector<std::string> model_names_;
   std::vector<std::string> device_names_;
-  std::uint32_t clock_mhz_;
+  const npu::Npu& npu_;
   std::int64_t start_ps_, end_ps_;
   std::size_t events_ = 0;
   // Completions at one instant and exit are one event.
