@@ -82,8 +82,8 @@ struct Composer {
   std::vector<std::filesystem::path> chain;  // the files being included, outermost first
 
   YAML::Node load(const std::filesystem::path& file) {
-    const ConfigNode own = ConfigNode::load_file(file);  // reads, parses, checks it is a mapping
-    YAML::Node root = YAML::LoadFile(file.string());
+    // Reads, parses and checks it is a mapping; the composed tree is built from this parse.
+    YAML::Node root = ConfigNode::load_file(file).yaml();
     chain.push_back(std::filesystem::weakly_canonical(file));
     if (root["include"]) {
       const YAML::Node include = root["include"];
@@ -288,6 +288,13 @@ ConfigNode ConfigNode::deepest(std::string_view dotted) const {
     }
   }
   return current;
+}
+
+std::string ConfigNode::flow_text() const {
+  YAML::Emitter out;
+  out << YAML::Flow << node_;
+  if (!out.good()) fail(display_value(), "a YAML value");
+  return out.c_str();
 }
 
 std::string ConfigNode::display_value() const {

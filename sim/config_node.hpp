@@ -74,6 +74,11 @@ class ConfigNode {
   std::string as_string() const;
   std::vector<ConfigNode> as_list() const;
   std::string display_value() const;  // the scalar as written, or <map>/<list>
+  // The value as YAML flow text ("fast", "[1, 2]", "{a: 1}"), which --set reads back as the
+  // same value. Throws ConfigError if it cannot be written.
+  std::string flow_text() const;
+  // The parsed node itself, for code that composes documents.
+  const YAML::Node& yaml() const { return node_; }
 
   // Throws ConfigError "<source>:<line>: <path> = <value>: allowed <allowed>".
   [[noreturn]] void fail(const std::string& value, const std::string& allowed) const;

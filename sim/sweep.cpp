@@ -16,7 +16,6 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 #include "sim/config_node.hpp"
 #include "sim/run_report.hpp"
@@ -37,31 +36,17 @@ struct Axis {
   std::vector<ConfigNode> nodes;    // where each value was written
 };
 
-std::string yaml_text(const ConfigNode& node, const YAML::Node& raw) {
-  YAML::Emitter out;
-  out << YAML::Flow << raw;
-  if (!out.good()) node.fail(node.display_value(), "a YAML value");
-  return out.c_str();
-}
-
-Axis parse_axis(const ConfigNode& list_node, const std::string& path, const YAML::Node& raw_list) {
+Axis parse_axis(const ConfigNode& list_node, const std::string& path) {
   Axis axis{path, {}, {}};
   const auto items = list_node.as_list();
   if (items.empty()) list_node.fail("[]", "a non-empty list of values");
   if (path.find('=') != std::string::npos || path.find('\t') != std::string::npos)
     list_node.fail_here("a key path may not contain '=' or a tab");
   for (std::size_t i = 0; i < items.size(); ++i) {
-    axis.values.push_back(yaml_text(items[i], raw_list[i]));
+    axis.values.push_back(items[i].flow_text());
     axis.nodes.push_back(items[i]);
   }
   return axis;
-}
-
-// The YAML node under `path` in the document, for re-emitting values as written.
-YAML::Node raw_at(const std::string& file, const std::vector<std::string>& keys) {
-  YAML::Node node = YAML::LoadFile(file);
-  for (const auto& k : keys) node = node[k];
-  return node;
 }
 
 }  // namespace
@@ -69,7 +54,6 @@ YAML::Node raw_at(const std::string& file, const std::vector<std::string>& keys)
 SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
   const ConfigNode doc = ConfigNode::load_file(file);
   doc.expect_keys({"name", "base", "set", "grid", "zip", "seeds"});
-  const std::string text_file = file.string();
   SweepPlan plan;
   plan.name = doc.has("name") ? doc.at("name").as_string() : file.stem().string();
   const std::string base = doc.at("base").as_string();
@@ -84,23 +68,20 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
   std::vector<std::string> fixed = overrides;
   if (doc.has("set")) {
     const ConfigNode set = doc.at("set");
-    const YAML::Node raw = raw_at(text_file, {"set"});
-    for (const auto& key : set.keys()) fixed.push_back(key + "=" + yaml_text(set.at(key), raw[key]));
+    for (const auto& key : set.keys()) fixed.push_back(key + "=" + set.at(key).flow_text());
   }
   std::vector<Axis> grid;
   if (doc.has("grid")) {
     const ConfigNode node = doc.at("grid");
-    const YAML::Node raw = raw_at(text_file, {"grid"});
-    for (const auto& key : node.keys()) grid.push_back(parse_axis(node.at(key), key, raw[key]));
+    for (const auto& key : node.keys()) grid.push_back(parse_axis(node.at(key), key));
   }
   std::vector<std::vector<Axis>> zips;
   if (doc.has("zip")) {
     const auto groups = doc.at("zip").as_list();
-    const YAML::Node raw = raw_at(text_file, {"zip"});
     for (std::size_t g = 0; g < groups.size(); ++g) {
       std::vector<Axis> group;
       for (const auto& key : groups[g].keys()) {
-        group.push_back(parse_axis(groups[g].at(key), key, raw[g][key]));
+        group.push_back(parse_axis(groups[g].at(key), key));
         if (group.back().values.size() != group.front().values.size())
           groups[g].at(key).fail(fmt::format("{} values", group.back().values.size()),
                                  fmt::format("{} values, as many as {} in the same zip group", group.front().values.size(),
@@ -137,9 +118,7 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
       assignments.push_back(axis.path + "=" + axis.values[i]);
       try {
         load_scenario(plan.base, assignments);
-      } catch (const ConfigError& e) {
-        throw ConfigError(fmt::format("{}: {} = {}: {}", axis.nodes[i].where(), axis.path, axis.values[i], e.what()));
-      } catch (const std::exception& e) {
+      } catch (const std::exception& e) {  // a config, network or arrival error: one line
         throw ConfigError(fmt::format("{}: {} = {}: {}", axis.nodes[i].where(), axis.path, axis.values[i], e.what()));
       }
     }
