@@ -19,13 +19,13 @@ using scheduler::Decision;
 using scheduler::SampleInfo;
 using scheduler::Trigger;
 
-// One network on this NPU: the FBE's control-block table, the scheduler's profile of it, and
-// the per-sample activation bytes live at each layer boundary.
+// One network on this NPU: the FBE's control-block table and the per-sample activation bytes
+// live at each layer boundary. (The scheduler's profile of it sits in a vector of its own, the
+// span policies see.)
 struct ModelRuntime {
   std::string name;  // as the scenario's devices name it (a zoo name or a file)
   const workloads::LoweredNetwork* network = nullptr;
   npu::ControlBlockTable table;
-  scheduler::ModelProfile profile;
   std::vector<std::uint64_t> boundary_bytes;  // [layer]: live activations before `layer`, per sample
   // [layer * (max_batch + 1) + batch]: cycles to move a suspended batch's context off chip (or
   // back), asked for at every decision, so computed once.
@@ -45,8 +45,9 @@ std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& n
   return out;
 }
 
+// Builds the runtime of a network and appends the scheduler's profile of it to `profiles`.
 ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const workloads::LoweredNetwork& network,
-                           std::uint32_t max_batch) {
+                           std::uint32_t max_batch, std::vector<scheduler::ModelProfile>& profiles) {
   std::vector<npu::LayerWork> work;
   std::vector<std::uint64_t> bytes;
   for (const auto& layer : network.layers) {
@@ -55,15 +56,14 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
   }
   auto table = npu::ControlBlockTable::build(npu, work, max_batch);
   try {
-    scheduler::ModelProfile profile(
-        network.name, static_cast<std::uint32_t>(work.size()), max_batch,
-        [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
-        exit_points(network));
+    profiles.emplace_back(network.name, static_cast<std::uint32_t>(work.size()), max_batch,
+                          [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
+                          exit_points(network));
     std::vector<std::uint64_t> transfers;
     transfers.reserve(bytes.size() * (max_batch + 1));
     for (const auto per_sample : bytes)
       for (std::uint32_t b = 0; b <= max_batch; ++b) transfers.push_back(npu.transfer_cycles(per_sample * b));
-    return {name, &network, std::move(table), std::move(profile), std::move(bytes), std::move(transfers), max_batch};
+    return {name, &network, std::move(table), std::move(bytes), std::move(transfers), max_batch};
   } catch (const std::invalid_argument& e) {
     throw workloads::NetworkError(e.what());
   }
@@ -638,10 +638,8 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   std::vector<ModelRuntime> models;
   std::vector<scheduler::ModelProfile> profiles;
   models.reserve(scenario.models.size());
-  for (const auto& [name, network] : scenario.models) {
-    models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch));
-    profiles.push_back(models.back().profile);
-  }
+  for (const auto& [name, network] : scenario.models)
+    models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch, profiles));
   // The policy dies before the registry that may hold its plugin.
   std::unique_ptr<scheduler::Policy> policy = info->create(scenario.scheduler.parameters);
   npu::ScopedSystemCContext context;
