@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "npu_model/systolic.hpp"
+
 namespace npusim::npu {
 namespace {
 
@@ -240,16 +242,59 @@ LayerCost finish(const Npu& npu, LayerCost cost) {
   return cost;
 }
 
+// Off-chip bytes of one group on a systolic array. The stationary operand (WS: weights, IS:
+// inputs; OS keeps outputs) is read once. A streamed operand is read once when it fits its
+// buffer, and otherwise again for every fold of the other spatial dimension. Outputs are
+// written once.
+std::uint64_t systolic_offchip_bytes(const Npu& npu, const SystolicGemm& gemm) {
+  const auto& c = npu.config();
+  const SystolicFolds folds = folds_of(c.systolic, gemm);
+  const std::uint64_t eb = c.element_bytes;
+  const std::uint64_t input = gemm.m * gemm.k * eb, weights = gemm.k * gemm.n * eb, output = gemm.m * gemm.n * eb;
+  const auto streamed = [](std::uint64_t bytes, std::uint64_t capacity, std::uint64_t refetches) {
+    return bytes <= capacity ? bytes : bytes * refetches;
+  };
+  switch (c.systolic.dataflow) {
+    case Dataflow::output_stationary:
+      return streamed(input, c.buffers.input_bytes, folds.col_folds) +
+             streamed(weights, c.buffers.weight_bytes, folds.row_folds) + output;
+    case Dataflow::weight_stationary:
+      return weights + streamed(input, c.buffers.input_bytes, folds.col_folds) + output;
+    case Dataflow::input_stationary:
+      return input + streamed(weights, c.buffers.weight_bytes, folds.col_folds) + output;
+  }
+  return 0;
+}
+
+// R-batching on a systolic array: the batch's rows stream through one after another, groups
+// run one by one. Double-buffered scratchpads overlap the off-chip transfers with the folds,
+// so the layer takes the longer of the two (never longer than the array when stall-free).
+LayerCost systolic_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+  const SystolicGemm gemm{std::uint64_t{batch} * shape.rows, shape.depth, shape.cols};
+  LayerCost cost;
+  cost.mapping = {batch, 1, 1};
+  cost.compute_cycles = shape.groups * systolic_array_cycles(npu.config().systolic, gemm);
+  cost.offchip_bytes = shape.groups * systolic_offchip_bytes(npu, gemm);
+  cost.cycles = cost.compute_cycles;
+  if (!npu.config().systolic.stall_free)
+    cost.cycles = std::max(cost.cycles, npu.latency_cycles() + npu.data_cycles(cost.offchip_bytes));
+  return cost;
+}
+
 }  // namespace
 
 LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                               const BatchMapping& mapping) {
   LayerCost cost;
-  cost.mapping = mapping;
-  // Passes of `packed` groups back to back, then one pass of the remaining groups.
-  const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
-  add_passes(cost, npu, shape, mapping, packed, shape.groups / packed);
-  add_passes(cost, npu, shape, mapping, shape.groups % packed, shape.groups % packed ? 1 : 0);
+  if (npu.is_systolic()) {
+    cost = systolic_gemm_cost(npu, shape, batch);
+  } else {
+    cost.mapping = mapping;
+    // Passes of `packed` groups back to back, then one pass of the remaining groups.
+    const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
+    add_passes(cost, npu, shape, mapping, packed, shape.groups / packed);
+    add_passes(cost, npu, shape, mapping, shape.groups % packed, shape.groups % packed ? 1 : 0);
+  }
   cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
   return finish(npu, cost);
 }
@@ -262,6 +307,7 @@ LayerCost gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
 
 LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
   require_legal(npu, shape, batch, {batch, 1, 1});
+  if (npu.is_systolic()) return gemm_cost_unchecked(npu, shape, batch, {batch, 1, 1});
   LayerCost best;
   bool found = false;
   const auto better = [](const LayerCost& a, const LayerCost& b) {

@@ -16,6 +16,19 @@ std::string to_string(BatchingMode mode) {
   return "?";
 }
 
+std::string to_string(ArrayKind kind) {
+  return kind == ArrayKind::systolic ? "systolic" : "dot_product";
+}
+
+std::string to_string(Dataflow dataflow) {
+  switch (dataflow) {
+    case Dataflow::output_stationary: return "os";
+    case Dataflow::weight_stationary: return "ws";
+    case Dataflow::input_stationary: return "is";
+  }
+  return "?";
+}
+
 NpuConfigError::NpuConfigError(std::string key, std::string value, std::string allowed)
     : std::invalid_argument(fmt::format("{} = {}: allowed {}", key, value, allowed)),
       key_(std::move(key)),
@@ -67,6 +80,8 @@ Npu Npu::validate(const NpuConfig& config) {
     throw NpuConfigError("offchip.bandwidth_gbps", fmt::format("{}", bandwidth),
                          "a number in (0, 100000] with at most 3 decimals (1 MB/s steps)");
   require_range("offchip.latency_ns", config.offchip.latency_ns, 0, 1'000'000);
+
+  if (config.array == ArrayKind::systolic) return validate_systolic(config, bandwidth_mbps);
 
   if (config.modes.empty())
     throw NpuConfigError("batching.modes", "[]", "a non-empty list of r, p, fluid");
@@ -134,10 +149,40 @@ Npu Npu::validate(const NpuConfig& config) {
     npu.geometries_.push_back(g);
   }
 
-  npu.clock_mhz_ = config.clock_mhz;
-  npu.bandwidth_mbps_ = static_cast<std::uint64_t>(bandwidth_mbps);
-  npu.latency_cycles_ =
-      (std::uint64_t{config.offchip.latency_ns} * config.clock_mhz + 999) / 1000;
+  npu.set_channel(bandwidth_mbps);
+  return npu;
+}
+
+void Npu::set_channel(double bandwidth_mbps) {
+  clock_mhz_ = config_.clock_mhz;
+  bandwidth_mbps_ = static_cast<std::uint64_t>(bandwidth_mbps);
+  latency_cycles_ = (std::uint64_t{config_.offchip.latency_ns} * config_.clock_mhz + 999) / 1000;
+}
+
+// A systolic array batches by streaming more rows (R-batching) and has no stackable PEs, so
+// the batching section may only restate that.
+Npu Npu::validate_systolic(const NpuConfig& config, double bandwidth_mbps) {
+  require_range("systolic.rows", config.systolic.rows, 1, 4096);
+  require_range("systolic.cols", config.systolic.cols, 1, 4096);
+  if (config.modes != std::vector<BatchingMode>{BatchingMode::r_batching}) {
+    std::vector<std::string> names;
+    for (auto m : config.modes) names.push_back(to_string(m));
+    throw NpuConfigError("batching.modes", fmt::format("[{}]", fmt::join(names, ", ")),
+                         "[r] on a systolic array: batching streams more rows (R-batching)");
+  }
+  if (config.stack_factors != std::vector<std::uint32_t>{1})
+    throw NpuConfigError("batching.stack_factors", join_factors(config.stack_factors),
+                         "[1] on a systolic array: it has no stackable PEs");
+  constexpr std::uint64_t max_buffer_bytes = std::uint64_t{1} << 30;
+  const std::pair<const char*, std::uint64_t> buffers[] = {{"buffers.input_kib", config.buffers.input_bytes},
+                                                           {"buffers.weight_kib", config.buffers.weight_bytes},
+                                                           {"buffers.output_kib", config.buffers.output_bytes}};
+  for (const auto& [key, bytes] : buffers)
+    if (bytes == 0 || bytes > max_buffer_bytes)
+      throw NpuConfigError(key, kib(bytes), "an integer in [1, 1048576] (up to 1 GiB)");
+  Npu npu(config);
+  npu.allowed_modes_mask_ = 1u << static_cast<unsigned>(BatchingMode::r_batching);
+  npu.set_channel(bandwidth_mbps);
   return npu;
 }
 
@@ -146,6 +191,7 @@ bool Npu::allows(BatchingMode mode) const {
 }
 
 bool Npu::allows_stack_factor(std::uint32_t k) const {
+  if (is_systolic()) return k == 1;
   return std::any_of(geometries_.begin(), geometries_.end(),
                      [k](const StackGeometry& g) { return g.k == k; });
 }

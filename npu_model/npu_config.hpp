@@ -15,6 +15,25 @@ enum class BatchingMode { r_batching, p_batching, fluid };
 // Name used in YAML and reports: "r", "p", "fluid".
 std::string to_string(BatchingMode mode);
 
+// The PE array: the dot-product array of the fluid-batching NPU (T_C PEs of T_P lanes), or an
+// R x C systolic array (docs/npu-model.md, "Systolic arrays").
+enum class ArrayKind { dot_product, systolic };
+// Which operand stays in the systolic PEs: outputs, weights or inputs.
+enum class Dataflow { output_stationary, weight_stationary, input_stationary };
+
+// Names used in YAML and reports: "dot_product", "systolic"; "os", "ws", "is".
+std::string to_string(ArrayKind kind);
+std::string to_string(Dataflow dataflow);
+
+struct SystolicConfig {
+  std::uint32_t rows = 64;  // PE rows (SCALE-Sim's ArrayHeight)
+  std::uint32_t cols = 64;  // PE columns (SCALE-Sim's ArrayWidth)
+  Dataflow dataflow = Dataflow::weight_stationary;
+  // Memory never stalls the array: operands are always in the scratchpads on time (SCALE-Sim's
+  // InterfaceBandwidth CALC). Off: the off-chip channel bounds each layer (cost_model.hpp).
+  bool stall_free = false;
+};
+
 // Capacities in bytes (YAML gives them in KiB: buffers.input_kib and friends).
 struct BufferConfig {
   std::uint64_t input_bytes = 64 * 1024;
@@ -31,6 +50,8 @@ struct OffchipConfig {
 struct NpuConfig {
   std::string name = "default";
   std::uint32_t clock_mhz = 1000;
+  ArrayKind array = ArrayKind::dot_product;
+  SystolicConfig systolic;            // used when array == systolic
   std::uint32_t pe_count = 64;        // T_C
   std::uint32_t pe_width = 64;        // T_P
   std::uint32_t input_rows = 64;      // T_R
@@ -71,7 +92,8 @@ struct StackGeometry {
 };
 
 // Validated NPU. Invariants: every field of the config is in range, each stack factor divides
-// T_C and T_R, every buffer holds at least one tile, and R-batching with k=1 is allowed.
+// T_C and T_R, every buffer holds at least one tile, and R-batching with k=1 is allowed. A
+// systolic NPU allows exactly R-batching with k = 1 and has no stack geometries.
 class Npu {
  public:
   static constexpr std::size_t max_stack_factors = 8;
@@ -104,12 +126,16 @@ class Npu {
   std::int64_t cycles_to_ps(std::uint64_t cycles) const {
     return static_cast<std::int64_t>((cycles * 1'000'000 + clock_mhz_ - 1) / clock_mhz_);
   }
+  bool is_systolic() const { return config_.array == ArrayKind::systolic; }
   std::uint64_t macs_per_cycle() const {
+    if (is_systolic()) return std::uint64_t{config_.systolic.rows} * config_.systolic.cols;
     return std::uint64_t{config_.pe_count} * config_.pe_width;
   }
 
  private:
   explicit Npu(NpuConfig config) : config_(std::move(config)) {}
+  static Npu validate_systolic(const NpuConfig& config, double bandwidth_mbps);
+  void set_channel(double bandwidth_mbps);
   NpuConfig config_;
   std::uint64_t clock_mhz_ = 0;
   std::uint64_t latency_cycles_ = 0;

@@ -1,13 +1,10 @@
 #include "npu_model/reference_array.hpp"
 
-#include "npu_model/systemc_context.hpp"
+#include "npu_model/clocked_run.hpp"
 
 #include <algorithm>
 #include <deque>
-#include <memory>
 #include <stdexcept>
-
-#include <systemc>
 
 namespace npusim::npu {
 namespace {
@@ -330,22 +327,6 @@ class ArrayDatapath {
   bool finished_ = false;
 };
 
-SC_MODULE(ReferenceArrayModule) {
-  sc_core::sc_in<bool> clk;
-  ArrayDatapath* datapath = nullptr;
-
-  SC_CTOR(ReferenceArrayModule) {
-    SC_METHOD(on_rising_edge);
-    sensitive << clk.pos();
-    dont_initialize();
-  }
-
-  void on_rising_edge() {
-    datapath->tick();
-    if (datapath->finished()) sc_core::sc_stop();
-  }
-};
-
 }  // namespace
 
 ReferenceRun run_reference_array(const Npu& npu, const std::vector<IntMatrix>& group_weights,
@@ -375,20 +356,10 @@ ReferenceRun run_reference_array(const Npu& npu, const std::vector<IntMatrix>& g
   for (std::size_t first = 0; first < group_weights.size(); first += packed) {
     const std::uint64_t in_pass = std::min<std::uint64_t>(packed, group_weights.size() - first);
     ArrayDatapath datapath(npu, group_weights, inputs, mapping, first, in_pass);
-    {
-      ScopedSystemCContext context;
-      const sc_core::sc_time period(1.0e6 / npu.config().clock_mhz, sc_core::SC_PS);
-      auto clock = std::make_unique<sc_core::sc_clock>("clk", period);
-      auto module = std::make_unique<ReferenceArrayModule>("reference_array");
-      module->clk(*clock);
-      module->datapath = &datapath;
-      sc_core::sc_start();
-      // The last edge fires at (cycles - 1) periods; the pass ends one period later.
-      run.clock_period_ps = period.value();
-      run.simulated_ps += (sc_core::sc_time_stamp() + period).value();
-      module.reset();
-      clock.reset();
-    }
+    const ClockedRun clocked = run_clocked(
+        npu.config().clock_mhz, [&] { datapath.tick(); }, [&] { return datapath.finished(); });
+    run.clock_period_ps = clocked.period_ps;
+    run.simulated_ps += clocked.simulated_ps;
     if (!datapath.finished()) throw std::logic_error("reference array stopped before finishing");
     run.cycles += datapath.cycles();
     run.compute_cycles += datapath.compute_cycles();
