@@ -20,7 +20,9 @@
 #include "npu_model/cost_model.hpp"
 #include "npu_model/fluid_batching_engine.hpp"
 #include "npu_model/layer_lowering.hpp"
+#include "sim/cli_support.hpp"
 #include "sim/config_node.hpp"
+#include "sim/cost_command.hpp"
 #include "sim/json.hpp"
 #include "sim/model_report.hpp"
 #include "sim/network_yaml.hpp"
@@ -34,104 +36,6 @@
 
 namespace npusim::sim {
 namespace {
-
-// A bad command-line value: reported like a config error, exit status 2.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-std::vector<std::uint64_t> parse_positive_list(const std::string& option, const std::string& text,
-                                               std::size_t count, const std::string& form) {
-  std::vector<std::uint64_t> values;
-  std::size_t begin = 0;
-  while (begin <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', begin), text.size());
-    std::uint64_t value = 0;
-    const char* first = text.data() + begin;
-    const char* last = text.data() + comma;
-    const auto [end, ec] = std::from_chars(first, last, value);
-    if (ec != std::errc{} || end != last || first == last || value == 0 || value > (1ull << 32))
-      throw UsageError(fmt::format("{} {}: allowed {} (positive integers up to 2^32)", option, text, form));
-    values.push_back(value);
-    begin = comma + 1;
-  }
-  if (values.size() != count)
-    throw UsageError(fmt::format("{} {}: allowed {} ({} comma-separated positive integers)", option,
-                                 text, form, count));
-  return values;
-}
-
-npu::Npu load_npu_option(const std::string& npu_file, const std::vector<std::string>& overrides) {
-  return npu_file.empty() ? default_npu(overrides) : load_npu_file(npu_file, overrides);
-}
-
-std::string npu_label(const npu::Npu& npu) {
-  const auto& c = npu.config();
-  return fmt::format("{} ({} PEs x {} lanes, T_R {}, {} MHz, {} GB/s)", c.name, c.pe_count,
-                     c.pe_width, c.input_rows, c.clock_mhz, c.offchip.bandwidth_gbps);
-}
-
-struct CostOptions {
-  std::string npu_file;
-  std::vector<std::string> overrides;
-  std::string gemm;
-  std::uint32_t batch = 1;
-  std::string mapping;
-  std::uint32_t groups = 1;
-  bool json = false;
-};
-
-void run_cost(const CostOptions& o, std::ostream& out) {
-  const npu::Npu npu = load_npu_option(o.npu_file, o.overrides);
-  const auto dims = parse_positive_list("--gemm", o.gemm, 3, "R,P,C");
-  if (o.batch == 0) throw UsageError("--batch 0: allowed a batch of at least 1");
-  if (o.groups == 0) throw UsageError("--groups 0: allowed at least 1");
-  const npu::GemmShape shape{dims[0], dims[1], dims[2], o.groups};
-  npu::LayerCost cost;
-  if (o.mapping.empty()) {
-    if (auto reason = npu::mapping_violation(npu, shape, o.batch, {o.batch, 1, 1}); !reason.empty())
-      throw UsageError(fmt::format("--gemm {} --batch {}: {}", o.gemm, o.batch, reason));
-    cost = npu::best_gemm_cost(npu, shape, o.batch);
-  } else {
-    const auto m = parse_positive_list("--mapping", o.mapping, 3, "BR,BP,k");
-    const npu::BatchMapping mapping{static_cast<std::uint32_t>(m[0]), static_cast<std::uint32_t>(m[1]),
-                                    static_cast<std::uint32_t>(m[2])};
-    if (auto reason = npu::mapping_violation(npu, shape, o.batch, mapping); !reason.empty())
-      throw UsageError(fmt::format("--mapping {}: {}", o.mapping, reason));
-    cost = npu::gemm_cost_unchecked(npu, shape, o.batch, mapping);
-  }
-  const double latency_us = static_cast<double>(cost.cycles) / npu.config().clock_mhz;
-  const std::uint64_t packed = npu::groups_per_pass(npu, shape, cost.mapping);
-  if (o.json) {
-    out << fmt::format(
-        "{{\"npu\": {}, \"gemm\": {{\"r\": {}, \"p\": {}, \"c\": {}, \"groups\": {}}}, "
-        "\"batch\": {}, \"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", \"groups_per_pass\": {}, "
-        "\"cycles\": {}, \"latency_us\": {}, \"compute_cycles\": {}, \"stall_cycles\": {}, "
-        "\"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}}}\n",
-        json_string(npu.config().name), shape.rows, shape.depth, shape.cols, shape.groups, o.batch,
-        cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)), packed,
-        cost.cycles, latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes,
-        cost.macs, cost.mac_utilisation);
-    return;
-  }
-  std::ostringstream text;
-  text << fmt::format("npu              {}\n", npu_label(npu));
-  text << fmt::format("gemm             R={} P={} C={} groups={}, batch {}\n", shape.rows,
-                      shape.depth, shape.cols, shape.groups, o.batch);
-  text << fmt::format("mapping          <B_R={}, B_P={}, k={}> ({}-batching){}\n", cost.mapping.b_r,
-                      cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)),
-                      o.mapping.empty() ? ", best allowed" : "");
-  if (shape.groups > 1)
-    text << fmt::format("groups           {} a pass, {} passes\n", packed, (shape.groups + packed - 1) / packed);
-  text << fmt::format("cycles           {} ({:.3f} us)\n", cost.cycles, latency_us);
-  text << fmt::format("compute_cycles   {}\n", cost.compute_cycles);
-  text << fmt::format("stall_cycles     {}\n", cost.stall_cycles);
-  text << fmt::format("offchip_bytes    {}\n", cost.offchip_bytes);
-  text << fmt::format("macs             {}\n", cost.macs);
-  text << fmt::format("mac_utilisation  {:.4f}\n", cost.mac_utilisation);
-  out << text.str();
-}
 
 struct TableOptions {
   std::string npu_file;
@@ -230,7 +134,7 @@ void describe_npu(std::ostream& out) {
   const npu::NpuConfig defaults = default_npu().config();
   std::ostringstream text;
   for (const auto& key : npu_keys())
-    text << fmt::format("npu.{:<24} {:<20} default {:<12} {}{}\n", key.path, key.type, key.show(defaults), key.meaning,
+    text << fmt::format("npu.{:<24} {:<23} default {:<13} {}{}\n", key.path, key.type, key.show(defaults), key.meaning,
                         std::string(key.unit).empty() ? "" : fmt::format(" ({})", key.unit));
   text << "presets (npu: NAME in a scenario, or --npu configs/npu/NAME.yaml):";
   for (const auto& name : npu_presets()) text << " " << name;
@@ -476,14 +380,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   app.set_version_flag("--version", "npusim 0.1.0");
 
   CostOptions cost;
-  auto* cost_cmd = app.add_subcommand("cost", "Cycles and traffic of one GEMM layer on the NPU");
-  cost_cmd->add_option("--npu", cost.npu_file, "NPU YAML file (default: the embedded configs/npu/default.yaml)");
-  cost_cmd->add_option("--gemm", cost.gemm, "Layer as a GEMM: R,P,C (activations R x P, weights P x C)")->required();
-  cost_cmd->add_option("--batch", cost.batch, "Samples in the batch")->required();
-  cost_cmd->add_option("--mapping", cost.mapping, "B_R,B_P,k (default: the best allowed mapping)");
-  cost_cmd->add_option("--groups", cost.groups, "Identical GEMMs run back to back (grouped convolution)");
-  cost_cmd->add_flag("--json", cost.json, "Print one JSON object");
-  cost_cmd->add_option("--set", cost.overrides, "Override an NPU key: npu.KEY=VALUE (repeatable)");
+  auto* cost_cmd = add_cost_command(app, cost);
 
   TableOptions table;
   auto* table_cmd = app.add_subcommand("table", "FBE control-block table for a network");

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "sim/embedded_configs.hpp"
+#include "sim/scalesim_cfg.hpp"
 
 namespace npusim::sim {
 namespace {
@@ -15,6 +16,32 @@ npu::BatchingMode parse_mode(const ConfigNode& item) {
   static constexpr npu::BatchingMode values[] = {npu::BatchingMode::r_batching, npu::BatchingMode::p_batching,
                                                  npu::BatchingMode::fluid};
   return values[item.as_choice(modes, "a batching mode")];
+}
+
+npu::ArrayKind parse_array(const ConfigNode& item) {
+  return item.as_choice({"dot_product", "systolic"}, "an array kind") == 1 ? npu::ArrayKind::systolic
+                                                                          : npu::ArrayKind::dot_product;
+}
+
+npu::Dataflow parse_dataflow(const ConfigNode& item) {
+  static constexpr npu::Dataflow values[] = {npu::Dataflow::output_stationary, npu::Dataflow::weight_stationary,
+                                             npu::Dataflow::input_stationary};
+  return values[item.as_choice({"os", "ws", "is"}, "a dataflow")];
+}
+
+// Keys that describe only one kind of array. Giving them for the other kind is a mistake the
+// user should hear about rather than a value silently ignored.
+const std::vector<std::string> dot_product_only_keys{"pe_count", "pe_width", "input_rows"};
+
+void check_array_specific_keys(const ConfigNode& node, const npu::NpuConfig& config) {
+  if (config.array == npu::ArrayKind::systolic) {
+    for (const auto& key : dot_product_only_keys)
+      if (node.has(key))
+        node.at(key).fail_here(
+            "applies to array: dot_product; a systolic array is sized by systolic.rows and systolic.cols");
+  } else if (node.has("systolic")) {
+    node.at("systolic").fail_here("applies to array: systolic (this NPU's array is dot_product)");
+  }
 }
 
 }  // namespace
@@ -37,12 +64,27 @@ const std::vector<NpuKey>& npu_keys() {
       {"name", "string", "", "appears in reports", [](const ConfigNode& n, C& c) { c.name = n.as_string(); },
        [](const C& c) { return c.name; }},
       {"clock_mhz", "integer", "MHz", "NPU clock", u32(&C::clock_mhz), show_u32(&C::clock_mhz)},
+      {"array", "dot_product or systolic", "", "the PE array: fluid-batching dot-product PEs or a systolic array",
+       [](const ConfigNode& n, C& c) { c.array = parse_array(n); },
+       [](const C& c) { return npu::to_string(c.array); }},
       {"pe_count", "integer", "PEs", "T_C: processing elements, each holding one weight column", u32(&C::pe_count),
        show_u32(&C::pe_count)},
       {"pe_width", "integer", "multipliers", "T_P: the dot-product width of a PE", u32(&C::pe_width),
        show_u32(&C::pe_width)},
       {"input_rows", "integer", "rows", "T_R: rows of the input tile broadcast to every PE", u32(&C::input_rows),
        show_u32(&C::input_rows)},
+      {"systolic.rows", "integer", "PEs", "systolic array height (SCALE-Sim ArrayHeight)",
+       [](const ConfigNode& n, C& c) { c.systolic.rows = n.as_uint32(); },
+       [](const C& c) { return std::to_string(c.systolic.rows); }},
+      {"systolic.cols", "integer", "PEs", "systolic array width (SCALE-Sim ArrayWidth)",
+       [](const ConfigNode& n, C& c) { c.systolic.cols = n.as_uint32(); },
+       [](const C& c) { return std::to_string(c.systolic.cols); }},
+      {"systolic.dataflow", "os, ws or is", "", "output-, weight- or input-stationary",
+       [](const ConfigNode& n, C& c) { c.systolic.dataflow = parse_dataflow(n); },
+       [](const C& c) { return npu::to_string(c.systolic.dataflow); }},
+      {"systolic.stall_free", "boolean", "", "memory never stalls the array (SCALE-Sim's InterfaceBandwidth CALC)",
+       [](const ConfigNode& n, C& c) { c.systolic.stall_free = n.as_choice({"false", "true"}, "a boolean") == 1; },
+       [](const C& c) { return c.systolic.stall_free ? std::string("true") : std::string("false"); }},
       {"element_bytes", "integer", "bytes", "activation and weight size", u32(&C::element_bytes),
        show_u32(&C::element_bytes)},
       {"accumulator_bytes", "integer", "bytes", "accumulator size", u32(&C::accumulator_bytes),
@@ -112,6 +154,12 @@ npu::NpuConfig parse_npu_config(const ConfigNode& node) {
       key.read(node.at(path.substr(0, dot)).at(path.substr(dot + 1)), config);
     }
   }
+  check_array_specific_keys(node, config);
+  // A systolic array batches only by streaming rows; that is its default, not an error.
+  if (config.array == npu::ArrayKind::systolic && !node.has("batching")) {
+    config.modes = {npu::BatchingMode::r_batching};
+    config.stack_factors = {1};
+  }
   return config;
 }
 
@@ -140,6 +188,13 @@ npu::Npu load_with_overrides(ConfigNode document, const std::vector<std::string>
 }  // namespace
 
 npu::Npu load_npu_file(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  if (is_scalesim_cfg(file)) {
+    if (!overrides.empty())
+      throw ConfigError(fmt::format("--set {}: npu overrides apply to npu YAML, not to the SCALE-Sim config {}: edit "
+                                    "it, or describe the NPU in YAML (array: systolic)",
+                                    overrides.front(), file.string()));
+    return load_scalesim_cfg(file);
+  }
   return load_with_overrides(ConfigNode::load_file(file), overrides);
 }
 

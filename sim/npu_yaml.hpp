@@ -33,7 +33,8 @@ npu::NpuConfig parse_npu_config(const ConfigNode& npu_node);
 npu::Npu load_npu(const ConfigNode& document);
 // Parses and validates the mapping at `npu_node`, reporting errors at its keys.
 npu::Npu load_npu_section(const ConfigNode& npu_node);
-// `overrides` are --set assignments ("npu.pe_count=32") applied before parsing.
+// `overrides` are --set assignments ("npu.pe_count=32") applied before parsing. A file ending
+// in .cfg is a SCALE-Sim v2 config (scalesim_cfg.hpp), which takes no overrides.
 npu::Npu load_npu_file(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 // The NPU described by configs/npu/default.yaml, compiled into the binary.
 npu::Npu default_npu(const std::vector<std::string>& overrides = {});

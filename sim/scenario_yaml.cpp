@@ -347,9 +347,18 @@ void emit_npu(YAML::Emitter& out, const npu::NpuConfig& c) {
   out << YAML::Key << "npu" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "name" << YAML::Value << c.name;
   out << YAML::Key << "clock_mhz" << YAML::Value << c.clock_mhz;
-  out << YAML::Key << "pe_count" << YAML::Value << c.pe_count;
-  out << YAML::Key << "pe_width" << YAML::Value << c.pe_width;
-  out << YAML::Key << "input_rows" << YAML::Value << c.input_rows;
+  out << YAML::Key << "array" << YAML::Value << npu::to_string(c.array);
+  if (c.array == npu::ArrayKind::systolic) {
+    out << YAML::Key << "systolic" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "rows" << YAML::Value << c.systolic.rows;
+    out << YAML::Key << "cols" << YAML::Value << c.systolic.cols;
+    out << YAML::Key << "dataflow" << YAML::Value << npu::to_string(c.systolic.dataflow);
+    out << YAML::Key << "stall_free" << YAML::Value << c.systolic.stall_free << YAML::EndMap;
+  } else {
+    out << YAML::Key << "pe_count" << YAML::Value << c.pe_count;
+    out << YAML::Key << "pe_width" << YAML::Value << c.pe_width;
+    out << YAML::Key << "input_rows" << YAML::Value << c.input_rows;
+  }
   out << YAML::Key << "element_bytes" << YAML::Value << c.element_bytes;
   out << YAML::Key << "accumulator_bytes" << YAML::Value << c.accumulator_bytes;
   out << YAML::Key << "vector_lanes" << YAML::Value << c.vector_lanes;

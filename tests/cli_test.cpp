@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -125,7 +126,8 @@ TEST_F(Cli, BadOptions) {
                         "--mapping 1,1,1: b_r = 1 must be ceil(batch / b_p) = 4");
   expect_one_line_error(run("cost --gemm 8,8,8 --batch 4 --mapping 4,1,3"),
                         "stack factor k = 3 is not in batching.stack_factors [1, 2, 4]");
-  expect_one_line_error(run("cost --gemm 8,8,8"), "--batch");
+  expect_one_line_error(run("cost --batch 2"), "cost: give exactly one of --gemm R,P,C, --conv H,W,Fh,Fw,C,K,S or --topology");
+  expect_one_line_error(run("cost --gemm 8,8,8 --conv 8,8,3,3,1,1,1"), "give exactly one of");
   expect_one_line_error(run("cost --gemm 8,8,8 --batch 1 --frobnicate"), "frobnicate");
   expect_one_line_error(run(""), "subcommand");
   expect_one_line_error(run("cost --gemm 4294967296,4294967296,8 --batch 1"), "too large to model");
@@ -257,6 +259,65 @@ TEST_F(Cli, SetOverridesConfigKeys) {
   EXPECT_NE(slurp(out), seed1);
 }
 
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::uint64_t cycles_in(const std::string& json_line) {
+  const auto at = json_line.find("\"cycles\": ");
+  EXPECT_NE(at, std::string::npos) << json_line;
+  return std::stoull(json_line.substr(at + 10));
+}
+
+// AlexNet conv1 on a 32 x 32 output-stationary array, as systolic_test.cpp works it out:
+// 285 folds of 425 demand rows, Total Cycles 285 * 425 - 1 = 121124.
+TEST_F(Cli, CostReportsScaleSimCyclesForAConvAndATopology) {
+  const std::string npu = "--npu " NPUSIM_SOURCE_DIR "/examples/scalesim/systolic_32x32_os.cfg";
+  const auto one = run("cost " + npu + " --conv 224,224,11,11,3,96,4 --convention scalesim --json");
+  ASSERT_EQ(one.status, 0) << one.err;
+  EXPECT_EQ(cycles_in(one.out), 121124u);
+  EXPECT_NE(one.out.find("\"ofmap\": [55, 55]"), std::string::npos) << one.out;
+  const auto text = run("cost " + npu + " --conv 224,224,11,11,3,96,4 --convention scalesim");
+  EXPECT_NE(text.out.find("cycles           121124 (SCALE-Sim v2"), std::string::npos) << text.out;
+
+  const auto all = run("cost " + npu + " --topology " NPUSIM_SOURCE_DIR "/examples/scalesim/alexnet.csv "
+                       "--convention scalesim --json");
+  ASSERT_EQ(all.status, 0) << all.err;
+  const auto lines = lines_of(all.out);
+  ASSERT_EQ(lines.size(), 6u);  // five layers, then the total
+  EXPECT_EQ(cycles_in(lines[0]), 121124u);
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < 5; ++i) sum += cycles_in(lines[i]);
+  EXPECT_NE(lines[5].find("\"layer_id\": \"total\""), std::string::npos);
+  EXPECT_EQ(cycles_in(lines[5]), sum);
+  // npusim's own count on the same layers: the floor output rule (54 x 54) and used PEs only.
+  const auto own = run("cost " + npu + " --topology " NPUSIM_SOURCE_DIR "/examples/scalesim/alexnet.csv --json");
+  ASSERT_EQ(own.status, 0) << own.err;
+  EXPECT_NE(own.out.find("\"r\": 2916"), std::string::npos) << own.out;
+}
+
+TEST_F(Cli, ScaleSimConventionNeedsAStallFreeSystolicNpuAndOneSample) {
+  const std::string cfg = NPUSIM_SOURCE_DIR "/examples/scalesim/systolic_32x32_ws.cfg";
+  expect_one_line_error(run("cost --conv 8,8,3,3,1,4,1 --convention scalesim"),
+                        "--convention scalesim: NPU default has a dot_product array: allowed a systolic NPU");
+  expect_one_line_error(run("cost --npu " NPUSIM_SOURCE_DIR "/configs/npu/systolic.yaml --conv 8,8,3,3,1,4,1 "
+                            "--convention scalesim"),
+                        "allowed a stall-free NPU");
+  expect_one_line_error(run("cost --npu " + cfg + " --conv 8,8,3,3,1,4,1 --convention scalesim --batch 2"),
+                        "--batch 2: allowed 1 with --convention scalesim");
+  expect_one_line_error(run("cost --npu " + cfg + " --conv 8,8,3,3,1,4,1 --convention scale"), "--convention");
+  expect_one_line_error(run("cost --npu " + cfg + " --conv 8,8,9,3,1,4,1"), "filter 9x3 is larger than the IFMAP 8x8");
+  expect_one_line_error(run("cost --npu " + cfg + " --gemm 8,8,8 --set npu.clock_mhz=2"),
+                        "npu overrides apply to npu YAML, not to the SCALE-Sim config");
+  const auto bad = write("bad.cfg", "[general]\nrun_name = x\n[architecture_presets]\nArrayHeight: 8\n");
+  expect_one_line_error(run("cost --npu " + bad.string() + " --gemm 8,8,8"),
+                        "[architecture_presets] ArrayWidth is missing: SCALE-Sim v2 requires it");
+  expect_one_line_error(run("cost --npu " + cfg + " --topology /nonexistent.csv"), "--topology /nonexistent.csv");
+}
+
 TEST_F(Cli, HelpExitsZero) {
   const auto r = run("--help");
   EXPECT_EQ(r.status, 0);
@@ -300,6 +361,25 @@ TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
   EXPECT_EQ(slurp(again / "summary.json"), summary);
   ASSERT_EQ(run("run default --set simulation.duration_s=20 --set simulation.seed=5 --out " + again.string()).status, 0);
   EXPECT_NE(slurp(again / "summary.json"), summary);
+}
+
+// A systolic NPU (the shipped preset, and a SCALE-Sim .cfg) under the serving engine: the run
+// balances its samples, names the NPU, and `validate` writes a scenario that runs the same.
+TEST_F(CliRun, SystolicNpusServe) {
+  const auto out = dir_ / "systolic";
+  const auto r = run("run default --set npu=systolic --set simulation.duration_s=10 --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string summary = slurp(out / "summary.json");
+  EXPECT_NE(summary.find("\"name\": \"systolic\""), std::string::npos);
+  EXPECT_EQ(std::stoull(json_value(summary, "arrived")),
+            std::stoull(json_value(summary, "completed")) + std::stoull(json_value(summary, "dropped")));
+  EXPECT_GT(std::stoull(json_value(summary, "completed")), 0u);
+  ASSERT_EQ(run("run " + (out / "scenario.yaml").string() + " --out " + (dir_ / "rerun").string()).status, 0);
+  EXPECT_EQ(slurp(dir_ / "rerun" / "metrics.csv"), slurp(out / "metrics.csv"));
+  const auto cfg = run("run default --set npu=" NPUSIM_SOURCE_DIR "/examples/scalesim/systolic_32x32_ws.cfg "
+                       "--set simulation.duration_s=5 --out " + (dir_ / "cfg").string());
+  ASSERT_EQ(cfg.status, 0) << cfg.err;
+  EXPECT_NE(slurp(dir_ / "cfg" / "summary.json").find("systolic_32x32_ws"), std::string::npos);
 }
 
 TEST_F(CliRun, ValidatePrintsAScenarioThatRunsTheSame) {

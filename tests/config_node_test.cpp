@@ -44,10 +44,39 @@ TEST(NpuYaml, OmittedKeysTakeDefaults) {
   EXPECT_EQ(npu.config().pe_width, 64u);
 }
 
+TEST(NpuYaml, SystolicArrays) {
+  const auto npu = sim::load_npu_preset("systolic");
+  EXPECT_TRUE(npu.is_systolic());
+  EXPECT_EQ(npu.config().systolic.rows, 64u);
+  EXPECT_EQ(npu.config().systolic.dataflow, npu::Dataflow::weight_stationary);
+  EXPECT_EQ(npu.macs_per_cycle(), 64u * 64u);
+  // Without a batching section a systolic array gets its only mode, R-batching with k = 1.
+  const auto small = sim::load_npu(sim::ConfigNode::load_text(
+      "npu:\n  array: systolic\n  systolic: {rows: 8, cols: 4, dataflow: os, stall_free: true}\n", "t.yaml"));
+  EXPECT_EQ(small.config().systolic.cols, 4u);
+  EXPECT_TRUE(small.config().systolic.stall_free);
+  EXPECT_TRUE(small.allows(npu::BatchingMode::r_batching));
+  EXPECT_FALSE(small.allows(npu::BatchingMode::fluid));
+  EXPECT_EQ(error_of("npu:\n  array: systolic\n  pe_count: 32\n"),
+            "test.yaml:3: npu.pe_count: applies to array: dot_product; a systolic array is sized by systolic.rows "
+            "and systolic.cols");
+  EXPECT_EQ(error_of("npu:\n  systolic: {rows: 8}\n"),
+            "test.yaml:2: npu.systolic: applies to array: systolic (this NPU's array is dot_product)");
+  EXPECT_EQ(error_of("npu:\n  array: systolic\n  systolic: {dataflow: rs}\n"),
+            "test.yaml:3: npu.systolic.dataflow = rs: allowed a dataflow: os, ws, is");
+  EXPECT_EQ(error_of("npu:\n  array: systolic\n  systolic: {rows: 0}\n"),
+            "test.yaml:3: npu.systolic.rows = 0: allowed an integer in [1, 4096]");
+  EXPECT_EQ(error_of("npu:\n  array: systolic\n  batching: {modes: [r, fluid]}\n"),
+            "test.yaml:3: npu.batching.modes = [r, fluid]: allowed [r] on a systolic array: batching streams more "
+            "rows (R-batching)");
+  EXPECT_EQ(error_of("npu:\n  array: tpu\n"),
+            "test.yaml:2: npu.array = tpu: allowed an array kind: dot_product, systolic");
+}
+
 TEST(NpuYaml, UnknownKeysAreErrors) {
   EXPECT_EQ(error_of("npu:\n  pe_cuont: 32\n"),
-            "test.yaml:2: npu.pe_cuont is not a known key: allowed keys are name, clock_mhz, "
-            "pe_count, pe_width, input_rows, element_bytes, accumulator_bytes, vector_lanes, "
+            "test.yaml:2: npu.pe_cuont is not a known key: allowed keys are name, clock_mhz, array, "
+            "pe_count, pe_width, input_rows, systolic, element_bytes, accumulator_bytes, vector_lanes, "
             "buffers, offchip, batching");
   EXPECT_EQ(error_of("npu:\n  buffers:\n    weight_kb: 4\n"),
             "test.yaml:3: npu.buffers.weight_kb is not a known key: allowed keys are input_kib, "

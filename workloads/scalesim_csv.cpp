@@ -91,4 +91,53 @@ void import_scalesim_csv(std::istream& in, const std::string& source, NetworkDef
   if (net.layers.empty()) throw NetworkError(fmt::format("{}: no layers after the header", source));
 }
 
+std::vector<ScaleSimLayer> read_scalesim_topology(std::istream& in, const std::string& source) {
+  static const char* const fields_named[] = {"IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
+                                             "Channels",     "Num Filter",  "Stride Height", "Stride Width"};
+  std::vector<ScaleSimLayer> layers;
+  std::string line;
+  std::size_t number = 0;
+  bool header_seen = false;
+  while (std::getline(in, line)) {
+    ++number;
+    if (trim(line).empty()) continue;
+    if (!header_seen) {
+      header_seen = true;
+      continue;
+    }
+    const auto fields = split(line);
+    const std::string where = fmt::format("{}:{}", source, number);
+    if (fields.size() != 8 && fields.size() != 9)
+      throw NetworkError(fmt::format("{}: {} fields: allowed 8 (Layer name, IFMAP Height, IFMAP Width, Filter "
+                                     "Height, Filter Width, Channels, Num Filter, Strides) or 9 (two strides)",
+                                     where, fields.size()));
+    std::uint32_t v[8] = {};
+    for (std::size_t i = 1; i < fields.size(); ++i) {
+      const std::string& f = fields[i];
+      const auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), v[i - 1]);
+      if (ec != std::errc{} || end != f.data() + f.size() || f.empty() || v[i - 1] == 0)
+        throw NetworkError(fmt::format("{}: {} = {}: allowed a positive integer", where,
+                                       fields.size() == 8 && i == 7 ? "Strides" : fields_named[i - 1], f));
+    }
+    if (fields.size() == 8) v[7] = v[6];
+    ScaleSimLayer layer{fields[0], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], where};
+    if (layer.name.empty()) throw NetworkError(fmt::format("{}: Layer name is empty", where));
+    if (layer.filter_height > layer.ifmap_height || layer.filter_width > layer.ifmap_width)
+      throw NetworkError(fmt::format("{}: layer {}: filter {}x{} is larger than the IFMAP {}x{}", where, layer.name,
+                                     layer.filter_height, layer.filter_width, layer.ifmap_height, layer.ifmap_width));
+    if (layer.name.find("DP") != std::string::npos) {
+      const std::uint32_t channels = layer.channels;
+      layer.channels = 1;
+      for (std::uint32_t c = 0; c < channels; ++c) {
+        layers.push_back(layer);
+        layers.back().name = fmt::format("{}Channel_{}", fields[0], c);
+      }
+    } else {
+      layers.push_back(std::move(layer));
+    }
+  }
+  if (layers.empty()) throw NetworkError(fmt::format("{}: no layers after the header", source));
+  return layers;
+}
+
 }  // namespace npusim::workloads

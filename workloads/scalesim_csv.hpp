@@ -6,8 +6,10 @@
 // the previous row's output plus symmetric zero padding, with the same channels. The first row's
 // IFMAP is the network input.
 
+#include <cstdint>
 #include <istream>
 #include <string>
+#include <vector>
 
 #include "workloads/network.hpp"
 
@@ -16,5 +18,23 @@ namespace npusim::workloads {
 // Fills net.input and net.layers (layer origins are "source:line"). Throws NetworkError
 // "<source>:<line>: ..." for a missing header, a bad number or a row that does not chain.
 void import_scalesim_csv(std::istream& in, const std::string& source, NetworkDef& net);
+
+// One layer of a SCALE-Sim topology file, read the way SCALE-Sim v2 reads it for its own runs:
+// rows are independent layers (no chaining), the first line is the header, a row has 7
+// numbers (one stride for both directions) or 8 (stride height, stride width), and a layer
+// whose name contains "DP" (depthwise) becomes one single-channel layer per input channel,
+// named NAME + "Channel_" + i.
+struct ScaleSimLayer {
+  std::string name;
+  std::uint32_t ifmap_height = 1, ifmap_width = 1;
+  std::uint32_t filter_height = 1, filter_width = 1;
+  std::uint32_t channels = 1, filters = 1;
+  std::uint32_t stride_height = 1, stride_width = 1;
+  std::string origin;  // "source:line"
+};
+
+// Throws NetworkError "<source>:<line>: ..." for a bad number, a wrong field count or a filter
+// larger than its IFMAP, and for a file with no layers.
+std::vector<ScaleSimLayer> read_scalesim_topology(std::istream& in, const std::string& source);
 
 }  // namespace npusim::workloads
