@@ -382,6 +382,21 @@ TEST_F(CliRun, SystolicNpusServe) {
   EXPECT_NE(slurp(dir_ / "cfg" / "summary.json").find("systolic_32x32_ws"), std::string::npos);
 }
 
+// A sweep may put the array kind on an axis: the dot-product NPU, the systolic preset and a
+// SCALE-Sim config side by side under the same workload.
+TEST_F(CliRun, SweepsAcrossArrayKinds) {
+  const auto sweep = write("arrays.yaml", "base: " NPUSIM_SOURCE_DIR "/configs/scenarios/default.yaml\n"
+                                          "set: {simulation.duration_s: 2}\n"
+                                          "grid:\n  npu: [default, systolic, " NPUSIM_SOURCE_DIR
+                                          "/examples/scalesim/systolic_32x32_os.cfg]\n");
+  const auto r = run("sweep " + sweep.string() + " --out " + (dir_ / "sweep").string() + " --jobs 2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto rows = lines_of(slurp(dir_ / "sweep" / "results.csv"));
+  ASSERT_EQ(rows.size(), 4u);  // header + three points
+  for (std::size_t i = 1; i < rows.size(); ++i) EXPECT_NE(rows[i].find(",ok,"), std::string::npos) << rows[i];
+  EXPECT_NE(rows[2].find(",systolic,"), std::string::npos) << rows[2];
+}
+
 TEST_F(CliRun, ValidatePrintsAScenarioThatRunsTheSame) {
   const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf");
   ASSERT_EQ(resolved.status, 0) << resolved.err;
