@@ -167,6 +167,66 @@ TEST(Policies, PremaPicksTheShortestReadyJobAndPreemptsWithoutMerging) {
   EXPECT_EQ(prema->decide(b.view(188)).kind, Decision::Kind::run);
 }
 
+// Two networks: model 0 short (100 + 10/sample cycles a layer), model 1 long (1000 + 10).
+// Both: half the samples leave after layer 1, the rest after layer 3.
+TEST(Policies, ExitAwareStartsTheGroupThatCompletesMostPerCycle) {
+  auto exit_aware = make("exit_aware");
+  ViewBuilder b;
+  b.models.push_back(four_layers(100, 10));
+  b.models.push_back(four_layers(1000, 10));
+  // Model 1's sample is older, but one sample of model 0 takes 4 * 110 = 440 cycles against
+  // 4 * 1010 = 4040 (a batch of 1 stays 1 after the exit: ceil(0.5) = 1): 1/440 > 1/4040.
+  b.queue = {sample(1, 0, 99999, 1), sample(2, 5, 99999, 0)};
+  const auto d = exit_aware->decide(b.view(10));
+  EXPECT_EQ(d.kind, Decision::Kind::start);
+  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{1}));
+}
+
+// A model-1 batch of one sample at layer 1 has R = 1010 (layer 1) + 1010 + 1010 (layers 2-3,
+// ceil(1 * 0.5) = 1 sample) = 3030 cycles left. Preempting it for a group of n samples with
+// batch time D gains n * R - 1 * (D + overhead) - (other waiting samples) * overhead.
+TEST(Policies, ExitAwarePreemptsForAnotherNetworkWhenThatLowersTotalLatency) {
+  auto exit_aware = make("exit_aware");
+  ViewBuilder b;
+  b.models.push_back(four_layers(100, 10));   // model 0
+  b.models.push_back(four_layers(1000, 10));  // model 1, running
+  b.models.push_back(four_layers(100, 10));   // model 2
+  b.has_running = true;
+  b.running.model = 1;
+  b.running.next_layer = 1;
+  b.running_samples = {sample(9, 0, 1'000'000'000, 1)};
+  // Model 0: 2 samples, D = 2 * 120 (layers 0-1) + 2 * 110 (ceil(2 * 0.5) = 1 after the exit) = 460.
+  // Model 2: 3 samples, D = 2 * 130 + 2 * 120 (ceil(1.5) = 2) = 500.
+  b.queue = {sample(1, 0, 99999, 0), sample(2, 0, 99999, 0), sample(3, 0, 99999, 2), sample(4, 0, 99999, 2),
+             sample(5, 0, 99999, 2)};
+  // No overhead: gains 2 * 3030 - 460 = 5600 and 3 * 3030 - 500 = 8590: model 2 runs first.
+  auto view = b.view(10);
+  auto d = exit_aware->decide(view);
+  EXPECT_EQ(d.kind, Decision::Kind::preempt);
+  EXPECT_FALSE(d.merge);
+  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{2, 3, 4}));
+  // Overhead 2000: model 0 gains 6060 - 2460 - 3 * 2000 = -2400, model 2 9090 - 2500 - 2 * 2000 = 2590.
+  view.preemption_overhead_cycles = 2000;
+  d = exit_aware->decide(view);
+  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{2, 3, 4}));
+  // Overhead 4000: model 2 gains 9090 - 4500 - 2 * 4000 = -3410: nothing pays, keep running.
+  view.preemption_overhead_cycles = 4000;
+  EXPECT_EQ(exit_aware->decide(view).kind, Decision::Kind::run);
+  // Without cross-model preemption it never preempts for another network.
+  auto same_model_only = make("exit_aware", {{"cross_model", false}});
+  EXPECT_EQ(same_model_only->decide(b.view(10)).kind, Decision::Kind::run);
+  // The in-flight sample expects 0.5 * 1010 + 0.5 * 3030 = 2020 more cycles; with its deadline
+  // at 10 + 2020 + 400 it cannot absorb model 2's 500 cycles nor model 0's 460.
+  b.running_samples = {sample(9, 0, 10 + 2020 + 400, 1)};
+  EXPECT_EQ(exit_aware->decide(b.view(10)).kind, Decision::Kind::run);
+  // A batch of 8 at its last layer (1080 cycles left) is not worth stopping for one sample of
+  // model 0 (440 cycles): 1080 - 8 * 440 < 0.
+  b.running.next_layer = 3;
+  b.running_samples.assign(8, sample(9, 0, 1'000'000'000, 1));
+  b.queue = {sample(1, 0, 99999, 0)};
+  EXPECT_EQ(exit_aware->decide(b.view(10)).kind, Decision::Kind::run);
+}
+
 // The catch-up policies on a batch of 1 at layer 2 with 4 samples waiting.
 ViewBuilder catch_up_case(std::uint64_t fixed, std::uint64_t per_sample, std::int64_t in_flight_deadline) {
   ViewBuilder b;
