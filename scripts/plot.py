@@ -37,7 +37,7 @@ def number(text, what):
         fail(f"{what} = {text!r}: allowed a number")
 
 
-def read_results(path, x, group):
+def read_results(path, x, group, where=()):
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -49,6 +49,13 @@ def read_results(path, x, group):
         if column not in rows[0]:
             parameters = [c for c in rows[0] if c not in ("point", "status", "error") and "." in c and not c.startswith(("latency_ms", "slo.", "npu.", "samples."))]
             fail(f"{path}: no column {column!r}: allowed {', '.join(parameters) or 'the sweep parameters'}")
+    for condition in where:
+        column, _, value = condition.partition("=")
+        if column not in rows[0]:
+            fail(f"--where {condition}: {path} has no column {column!r}")
+        rows = [r for r in rows if r[column] == value]
+        if not rows:
+            fail(f"--where {condition}: no point of {path} has {column} = {value}")
     ok = [r for r in rows if r["status"] == "ok"]
     skipped = len(rows) - len(ok)
     if skipped:
@@ -56,6 +63,47 @@ def read_results(path, x, group):
     if not ok:
         fail(f"{path}: no successful point to plot")
     return ok
+
+
+def is_numeric(rows, x):
+    try:
+        for r in rows:
+            float(r[x])
+    except ValueError:
+        return False
+    return True
+
+
+def plot_bars(rows, args):
+    """Categorical x (an NPU, an exit profile): grouped bars of mean latency and tail SLO
+    satisfaction, one bar per group, whiskers over the seeds' range."""
+    xs = list(dict.fromkeys(r[args.x] for r in rows))
+    groups = sorted({r[args.group] for r in rows})
+    n = len({r.get("simulation.seed", "") for r in rows})
+    note = f" (mean of {n} seeds, whiskers: range)" if n > 1 else ""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    width = 0.8 / max(1, len(groups))
+    for metric, ax, scale, title in (("latency_ms.mean", axes[0], 1.0, "mean latency (ms)"),
+                                     ("slo.tail_satisfaction", axes[1], 100.0, "tail SLO satisfaction (%)")):
+        for gi, g in enumerate(groups):
+            means, lows, highs = [], [], []
+            for xv in xs:
+                values = [number(r[metric], metric) * scale for r in rows if r[args.x] == xv and r[args.group] == g]
+                m = sum(values) / len(values) if values else float("nan")
+                means.append(m)
+                lows.append(m - min(values) if values else 0.0)
+                highs.append(max(values) - m if values else 0.0)
+            positions = [i + (gi - (len(groups) - 1) / 2) * width for i in range(len(xs))]
+            ax.bar(positions, means, width, yerr=[lows, highs], capsize=2, label=g)
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels(xs, rotation=20, fontsize=8)
+        ax.set_title(title + note, fontsize=9)
+        ax.set_xlabel(args.x)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[1].set_ylim(0, 102)
+    axes[0].legend(fontsize=7)
+    save(fig, args.out, f"{args.name}bars")
 
 
 def series(rows, x, group, metric):
@@ -89,7 +137,10 @@ def panel(ax, rows, x, group, metric, label, scale=1.0, style="-"):
 
 
 def plot_sweep(args):
-    rows = read_results(args.results, args.x, args.group)
+    rows = read_results(args.results, args.x, args.group, args.where)
+    if not is_numeric(rows, args.x):
+        plot_bars(rows, args)
+        return
     n = len({r.get("simulation.seed", "") for r in rows})
     note = f" (mean of {n} seeds, range shaded)" if n > 1 else ""
 
@@ -104,7 +155,7 @@ def plot_sweep(args):
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    save(fig, args.out, "latency-vs-load")
+    save(fig, args.out, f"{args.name}latency-vs-load")
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     panel(axes[0], rows, args.x, args.group, "slo.satisfaction", "", 100)
@@ -117,7 +168,7 @@ def plot_sweep(args):
         ax.set_ylim(-2, 102)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    save(fig, args.out, "slo-vs-load")
+    save(fig, args.out, f"{args.name}slo-vs-load")
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     panel(ax, rows, args.x, args.group, "npu.utilisation", "", 100)
@@ -126,7 +177,7 @@ def plot_sweep(args):
     ax.set_ylabel("%")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    save(fig, args.out, "utilisation-vs-load")
+    save(fig, args.out, f"{args.name}utilisation-vs-load")
 
     # The CDF at one x: each group's first point there (its first seed).
     xs = sorted({number(r[args.x], args.x) for r in rows})
@@ -138,10 +189,10 @@ def plot_sweep(args):
     for r in rows:
         if number(r[args.x], args.x) == at and r[args.group] not in chosen:
             chosen[r[args.group]] = os.path.join(points_dir, f"{int(r['point']):06}", "summary.json")
-    plot_cdf([(g, path) for g, path in sorted(chosen.items())], args.out, f"{args.x} = {at:g}")
+    plot_cdf([(g, path) for g, path in sorted(chosen.items())], args.out, f"{args.x} = {at:g}", args.name)
 
 
-def plot_cdf(labelled, out_dir, subtitle=""):
+def plot_cdf(labelled, out_dir, subtitle="", name=""):
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for label, path in labelled:
         try:
@@ -156,7 +207,7 @@ def plot_cdf(labelled, out_dir, subtitle=""):
     ax.set_title("latency CDF" + (f" at {subtitle}" if subtitle else ""))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    save(fig, out_dir, "latency-cdf")
+    save(fig, out_dir, f"{name}latency-cdf")
 
 
 def main():
@@ -167,6 +218,9 @@ def main():
     parser.add_argument("--cdf-at", help="the x value whose points give the latency CDF (default: the largest)")
     parser.add_argument("--cdf", nargs="+", metavar="SUMMARY", help="plot the latency CDF of these summary.json files")
     parser.add_argument("--out", default="out/plots", help="directory for the figures")
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="plot only the points whose results.csv COLUMN is VALUE (repeatable)")
+    parser.add_argument("--name", default="", metavar="PREFIX", help="prefix of the figure files' names")
     args = parser.parse_args()
     if args.cdf:
         labelled = []

@@ -149,7 +149,7 @@ scheduler::ParameterValue parse_parameter(const ConfigNode& node, const schedule
 // keep parameters for policies it switches between.
 SchedulerConfig parse_scheduler(const ConfigNode& node, scheduler::PolicyRegistry& registry,
                                 const std::filesystem::path& base_dir) {
-  static const std::vector<std::string> own_keys{"policy", "max_batch", "plugins"};
+  static const std::vector<std::string> own_keys{"policy", "max_batch", "plugins", "exit_profile"};
   std::vector<std::string> plugins;
   if (node.has("plugins")) {
     for (const auto& item : node.at("plugins").as_list()) {
@@ -173,6 +173,8 @@ SchedulerConfig parse_scheduler(const ConfigNode& node, scheduler::PolicyRegistr
     config.max_batch = max_batch.as_uint32();
     if (config.max_batch < 1 || config.max_batch > 1024) max_batch.fail(max_batch.display_value(), "1 to 1024 samples");
   }
+  if (node.has("exit_profile"))
+    config.exit_profile_from_devices = node.at("exit_profile").as_choice({"network", "devices"}, "an exit profile source") == 1;
   std::map<std::string, scheduler::ParameterValue> chosen;
   for (const auto& key : node.keys()) {
     if (std::find(own_keys.begin(), own_keys.end(), key) != own_keys.end()) continue;
@@ -425,6 +427,7 @@ std::string resolved_yaml(const Scenario& s) {
   out << YAML::Key << "scheduler" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "policy" << YAML::Value << s.scheduler.policy;
   out << YAML::Key << "max_batch" << YAML::Value << s.scheduler.max_batch;
+  out << YAML::Key << "exit_profile" << YAML::Value << (s.scheduler.exit_profile_from_devices ? "devices" : "network");
   if (!s.scheduler.plugins.empty()) out << YAML::Key << "plugins" << YAML::Value << YAML::Flow << s.scheduler.plugins;
   if (!s.scheduler.parameters.all().empty()) {
     out << YAML::Key << s.scheduler.policy << YAML::Value << YAML::BeginMap;

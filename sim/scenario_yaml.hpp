@@ -41,6 +41,10 @@ struct ServingConfig {
 struct SchedulerConfig {
   std::string policy;
   std::uint32_t max_batch = 16;
+  // Where the policies' exit probabilities come from: the network file (the profile measured
+  // offline) or the mean of the network's devices' profiles (a profile measured on this
+  // deployment's data).
+  bool exit_profile_from_devices = false;
   std::vector<std::string> plugins;       // as loaded: resolved paths
   scheduler::ParameterValues parameters;  // of `policy`, defaults filled in
 };

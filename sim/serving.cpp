@@ -36,18 +36,39 @@ struct ModelRuntime {
   }
 };
 
-std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& network) {
+// The network's exits with the probabilities the scheduler believes.
+std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& network,
+                                              const std::vector<double>& probabilities) {
   std::vector<scheduler::ExitPoint> out;
-  for (const auto& exit : network.exits) {
+  for (std::size_t e = 0; e < network.exits.size(); ++e) {
+    const auto& exit = network.exits[e];
     const std::size_t decided = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
-    out.push_back({exit.name, static_cast<std::uint32_t>(decided), exit.probability});
+    out.push_back({exit.name, static_cast<std::uint32_t>(decided), probabilities[e]});
   }
   return out;
 }
 
+// scheduler.exit_profile: the network's probabilities, or the mean over its devices' profiles.
+std::vector<double> believed_exit_probabilities(const Scenario& scenario, const std::string& model,
+                                                const workloads::LoweredNetwork& network) {
+  std::vector<double> probabilities = network.exit_probabilities();
+  if (!scenario.scheduler.exit_profile_from_devices) return probabilities;
+  std::vector<double> sum(probabilities.size(), 0.0);
+  std::size_t devices = 0;
+  for (const auto& d : scenario.devices) {
+    if (d.stream.model != model) continue;
+    for (std::size_t e = 0; e < sum.size(); ++e) sum[e] += d.stream.exit_probabilities[e];
+    ++devices;
+  }
+  if (devices == 0) return probabilities;
+  for (auto& p : sum) p /= static_cast<double>(devices);
+  return sum;
+}
+
 // Builds the runtime of a network and appends the scheduler's profile of it to `profiles`.
 ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const workloads::LoweredNetwork& network,
-                           std::uint32_t max_batch, std::vector<scheduler::ModelProfile>& profiles) {
+                           std::uint32_t max_batch, const std::vector<double>& exit_probabilities,
+                           std::vector<scheduler::ModelProfile>& profiles) {
   std::vector<npu::LayerWork> work;
   std::vector<std::uint64_t> bytes;
   for (const auto& layer : network.layers) {
@@ -58,7 +79,7 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
   try {
     profiles.emplace_back(network.name, static_cast<std::uint32_t>(work.size()), max_batch,
                           [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
-                          exit_points(network));
+                          exit_points(network, exit_probabilities));
     std::vector<std::uint64_t> transfers;
     transfers.reserve(bytes.size() * (max_batch + 1));
     for (const auto per_sample : bytes)
@@ -639,7 +660,8 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   std::vector<scheduler::ModelProfile> profiles;
   models.reserve(scenario.models.size());
   for (const auto& [name, network] : scenario.models)
-    models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch, profiles));
+    models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch,
+                                   believed_exit_probabilities(scenario, name, network), profiles));
   // The policy dies before the registry that may hold its plugin.
   std::unique_ptr<scheduler::Policy> policy = info->create(scenario.scheduler.parameters);
   npu::ScopedSystemCContext context;
