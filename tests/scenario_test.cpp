@@ -75,6 +75,19 @@ TEST_F(ScenarioFiles, MistakesAreNamed) {
 namespace npusim {
 namespace {
 
+TEST_F(ScenarioFiles, PaperScenariosLoadAndTheExitProfileSourceIsChecked) {
+  const auto home = sim::load_scenario(NPUSIM_SOURCE_DIR "/configs/paper/home.yaml");
+  EXPECT_EQ(home.devices.size(), 8u);
+  EXPECT_EQ(home.models.size(), 2u);
+  EXPECT_FALSE(home.scheduler.exit_profile_from_devices);
+  const auto informed = sim::load_scenario(NPUSIM_SOURCE_DIR "/configs/paper/home.yaml", {"scheduler.exit_profile=devices"});
+  EXPECT_TRUE(informed.scheduler.exit_profile_from_devices);
+  EXPECT_NE(sim::resolved_yaml(informed).find("exit_profile: devices"), std::string::npos);
+  EXPECT_EQ(error_of("name: s\nscheduler: {policy: fcfs, exit_profile: guess}\nsimulation: {seed: 1, samples: 10}\n"
+                     "devices:\n    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}, slo_ms: 5}\n"),
+            ":2: scheduler.exit_profile = guess: allowed an exit profile source: network, devices");
+}
+
 TEST_F(ScenarioFiles, IncludesComposeAndKeepTheirOwnLocations) {
   const auto put = [&](const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; };
   put("cams.yaml",
