@@ -420,7 +420,7 @@ TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {
   expect_one_line_error(run("run default --set scheduler.static_batch.timeout_ms=-1"),
                         "scheduler.static_batch.timeout_ms = -1: allowed a number in [0, 1000000]");
   expect_one_line_error(run("run default --set scheduler.edf_fast.x=1"),
-                        "scheduler.edf_fast: not a known key: allowed keys are policy, max_batch, plugins, or a "
+                        "scheduler.edf_fast: not a known key: allowed keys are policy, max_batch, plugins, exit_profile, or a "
                         "policy's parameter section: fcfs,");
   expect_one_line_error(run("run default --set scheduler.plugins=[nothere.so]"),
                         "scheduler.plugins[0] = nothere.so: allowed a policy plugin that loads (cannot load policy "

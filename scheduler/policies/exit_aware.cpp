@@ -96,7 +96,10 @@ class ExitAware final : public CatchUpPolicy {
   // samples still make their deadlines.
   Decision preempt_for_other_model(const SchedulerView& view) const {
     const BatchInfo& running = *view.running;
-    if (view.preemptions_left == 0 || running.next_layer == 0 || view.queue.empty()) return Decision::keep_running();
+    if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
+    if (std::none_of(view.queue.begin(), view.queue.end(),
+                     [&](const SampleInfo& s) { return s.model != running.model; }))
+      return Decision::keep_running();
     const auto in_flight = static_cast<std::uint32_t>(running.samples.size());
     const ModelProfile& model = view.models[running.model];
     const double remaining = static_cast<double>(model.remaining_cycles(running.next_layer, in_flight, prediction_));
