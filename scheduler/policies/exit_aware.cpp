@@ -19,7 +19,6 @@ class ExitAware final : public CatchUpPolicy {
       : CatchUpPolicy(p.real("slack_ms")),
         guard_deadlines_(p.boolean("guard_deadlines")),
         cross_model_(p.boolean("cross_model")),
-
         prediction_(p.boolean("exit_blind") ? Prediction::exit_blind : Prediction::exit_aware) {}
 
   Decision decide(const SchedulerView& view) override {
@@ -83,7 +82,6 @@ class ExitAware final : public CatchUpPolicy {
   std::uint32_t model_to_start(const SchedulerView& view) const {
     const auto groups = waiting_groups(view);
     const Group* best = &groups.front();
-
     for (const auto& g : groups)
       if (g.size * best->batch_cycles > best->size * g.batch_cycles) best = &g;
     return best->model;
@@ -92,8 +90,9 @@ class ExitAware final : public CatchUpPolicy {
   // A batch of another network runs first (no merge; the running batch resumes after it) when
   // that lowers the expected total latency: its samples stop waiting for the running batch's
   // remaining work R, while the B in-flight samples wait for its batch time D plus the context
-  // save and restore. Gain = size * R - B * D, the best positive one is taken if the in-flight
-  // samples still make their deadlines.
+  // save and restore, and every other waiting sample waits for that save and restore too:
+  // gain = size * R - B * (D + overhead) - others * overhead. The best positive gain is taken
+  // if the in-flight samples still make their deadlines.
   Decision preempt_for_other_model(const SchedulerView& view) const {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
@@ -117,7 +116,6 @@ class ExitAware final : public CatchUpPolicy {
       const double others = static_cast<double>(view.queue.size() - g.size);
       const double gain = g.size * remaining - in_flight * delay - others * overhead;
       if (gain <= best_gain) continue;
-
       if (static_cast<double>(view.now_ns) + view.ns_per_cycle * delay + alone_ns > deadline) continue;
       best = &g;
       best_gain = gain;
