@@ -2,235 +2,187 @@
 
 #include <algorithm>
 #include <array>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "npu_model/systolic.hpp"
 
 namespace npusim::npu {
 namespace {
 
-// A tile of the output (one R tile x one C tile) as far as timing cares: which row/column
-// class it belongs to, and whether its P steps fetch weights.
-struct TileKind {
-  std::uint8_t row_class = 0;  // 0: full T_R/k rows, 1: the last (possibly short) R tile
-  std::uint8_t col_class = 0;  // 0: full T_C/k columns, 1: the last (possibly short) C tile
-  bool loads_weights = true;
-  unsigned index() const { return row_class * 4u + col_class * 2u + (loads_weights ? 1u : 0u); }
-};
+__extension__ typedef unsigned __int128 wide_t;
 
-// Bus (data) cycles of each transfer a tile makes; latency is added per phase, since the
-// requests of one phase are issued together and their latencies overlap.
-struct TileTimes {
-  std::uint64_t rows = 0;
-  std::uint64_t load_first = 0;  // operands of P step 0
-  std::uint64_t load_full = 0;   // operands of a full-depth P step
-  std::uint64_t load_last = 0;   // operands of the last P step
-  std::uint64_t write = 0;       // the finished output tile
-};
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 
-class GemmSchedule {
- public:
-  // One pass of `packed` groups.
-  GemmSchedule(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping, std::uint64_t packed)
-      : npu_(npu), g_(npu.geometry(mapping.k)), shape_(shape), mapping_(mapping), packed_(packed),
-        e_(effective_gemm(shape, mapping, packed)) {
-    const EffectiveGemm& e = e_;
-    block_diagonal_ = e.blocks > 1;
-    const std::uint64_t tr = g_.tile_rows, tp = g_.tile_depth, tc = g_.tile_cols;
-    n_r_ = (e.rows + tr - 1) / tr;
-    n_p_ = (e.depth + tp - 1) / tp;
-    n_c_ = (e.cols + tc - 1) / tc;
-    rows_[0] = tr;
-    rows_[1] = e.rows - (n_r_ - 1) * tr;
-    cols_[0] = tc;
-    cols_[1] = e.cols - (n_c_ - 1) * tc;
-    depth_full_ = tp;
-    depth_last_ = e.depth - (n_p_ - 1) * tp;
-    has_edge_column_ = cols_[1] != cols_[0];
-    full_columns_ = has_edge_column_ ? n_c_ - 1 : n_c_;
-    const std::uint64_t slots_needed = n_p_ + (g_.double_buffered ? 1 : 0);
-    weights_resident_ = g_.weight_tile_slots >= slots_needed;
-    element_bytes_ = npu.config().element_bytes;
-    latency_ = npu.latency_cycles();
-  }
-
-  std::uint64_t total_cycles() {
-    const std::uint8_t first_col_class = full_columns_ > 0 ? 0 : 1;
-    const std::uint8_t last_col_class = has_edge_column_ ? 1 : 0;
-    // Head: the first step's operands arrive before anything can stream.
-    std::uint64_t cycles = loads_only(times(TileKind{row_first(), first_col_class, true}).load_first);
-    // Tail (double-buffered): drain the pipeline, then write the last tile.
-    if (g_.double_buffered)
-      cycles += loads_then_write(0, times(last_tile_of_column(last_col_class)).write);
-    const TileKind edge_first{row_first(), 1, true};
-    const TileKind full_last = last_tile_of_column(0);
-    if (full_columns_ > 0)
-      cycles += run_of_columns(0, full_columns_, nullptr, has_edge_column_ ? &edge_first : nullptr);
-    if (has_edge_column_)
-      cycles += column_cycles(1, full_columns_ > 0 ? &full_last : nullptr, nullptr);
-    return cycles;
-  }
-
-  std::uint64_t compute_cycles() const {
-    return mapping_.b_r * shape_.rows * n_p_ * n_c_;
-  }
-
-  std::uint64_t offchip_bytes() const {
-    const std::uint64_t input = n_c_ * e_.rows * e_.depth;
-    const std::uint64_t distinct_depth = block_diagonal_ ? shape_.depth : e_.depth;
-    std::uint64_t weight_cols = full_columns_ * distinct_cols(cols_[0]);
-    if (has_edge_column_) weight_cols += distinct_cols(cols_[1]);
-    const std::uint64_t weight_fetches = weights_resident_ ? 1 : n_r_;
-    const std::uint64_t weights = weight_fetches * distinct_depth * weight_cols;
-    const std::uint64_t output = e_.rows * e_.cols;
-    return (input + weights + output) * element_bytes_;
-  }
-
- private:
-  std::uint8_t row_first() const { return n_r_ == 1 ? 1 : 0; }
-  bool later_rows_load_weights() const { return !weights_resident_; }
-
-  TileKind last_tile_of_column(std::uint8_t col_class) const {
-    if (n_r_ == 1) return {1, col_class, true};
-    return {1, col_class, later_rows_load_weights()};
-  }
-
-  // Weights a C tile of `cols` columns fetches per depth row. Block-diagonal tiles fetch each
-  // distinct weight once (sample slots share a group's weights, so columns repeat with period
-  // packed * C) and the buffer logic writes the copies and the zeros.
-  std::uint64_t distinct_cols(std::uint64_t cols) const { return std::min(cols, packed_ * shape_.cols); }
-
-  std::uint64_t load(const TileKind& t, std::uint64_t depth) const {
-    const std::uint64_t input_bytes = rows_[t.row_class] * depth * element_bytes_;
-    std::uint64_t cycles = npu_.data_cycles(input_bytes);
-    if (t.loads_weights) {
-      const std::uint64_t distinct_depth = block_diagonal_ ? shape_.depth : depth;
-      cycles += npu_.data_cycles(distinct_depth * distinct_cols(cols_[t.col_class]) * element_bytes_);
-    }
-    return cycles;
-  }
-
-  const TileTimes& times(const TileKind& t) {
-    const unsigned i = t.index();
-    if (!cached_[i]) {
-      TileTimes& c = cache_[i];
-      c.rows = rows_[t.row_class];
-      c.load_full = n_p_ > 1 ? load(t, depth_full_) : 0;
-      c.load_last = load(t, depth_last_);
-      c.load_first = n_p_ > 1 ? c.load_full : c.load_last;
-      c.write = npu_.data_cycles(rows_[t.row_class] * cols_[t.col_class] * element_bytes_);
-      cached_[i] = true;
-    }
-    return cache_[i];
-  }
-
-  // Channel time of a phase whose loads need `load` bus cycles (0: no load requests).
-  std::uint64_t loads_only(std::uint64_t load) const { return load ? latency_ + load : 0; }
-  // ... and which also writes a tile of `write` bus cycles, issued `drain` cycles in.
-  std::uint64_t loads_then_write(std::uint64_t load, std::uint64_t write) const {
-    return latency_ + std::max(load, std::uint64_t{g_.pipeline_depth_cycles}) + write;
-  }
-
-  // Cycles of all P-step phases of tile `cur`, given the tile before it (whose output is
-  // written during cur's first phase when double-buffered) and the tile after it (whose first
-  // operands are prefetched during cur's last phase).
-  std::uint64_t tile_cycles(const TileKind* prev, const TileKind& cur, const TileKind* next) {
-    const TileTimes& c = times(cur);
-    const std::uint64_t next_first = next ? times(*next).load_first : 0;
-    if (!g_.double_buffered) {
-      // Serial phases: stream rows, then load the next step; the last step also waits for the
-      // drain and writes the tile before the next tile may use the single output buffer.
-      std::uint64_t cycles = n_p_ * c.rows;
-      if (n_p_ >= 2) cycles += (n_p_ - 2) * loads_only(c.load_full) + loads_only(c.load_last);
-      return cycles + loads_then_write(next_first, c.write);
-    }
-    const std::uint64_t load_step1 = n_p_ > 2 ? c.load_full : (n_p_ == 2 ? c.load_last : next_first);
-    const std::uint64_t dma0 =
-        prev ? loads_then_write(load_step1, times(*prev).write) : loads_only(load_step1);
-    std::uint64_t cycles = std::max(c.rows, dma0);
-    if (n_p_ >= 3)
-      cycles += (n_p_ - 3) * std::max(c.rows, loads_only(c.load_full)) +
-                std::max(c.rows, loads_only(c.load_last));
-    if (n_p_ >= 2) cycles += std::max(c.rows, loads_only(next_first));
-    return cycles;
-  }
-
-  struct TileRun {
-    TileKind kind;
-    std::uint64_t count;
+// Input rows that some output row's window reads.
+std::uint64_t rows_read(const FeatureMap& f) {
+  const auto covered = [&](std::uint64_t y) {
+    const std::int64_t top = static_cast<std::int64_t>(y * f.stride_height) - static_cast<std::int64_t>(f.padding_height);
+    const std::int64_t lo = std::max<std::int64_t>(0, top);
+    const std::int64_t hi = std::min<std::int64_t>(static_cast<std::int64_t>(f.height) - 1,
+                                                   top + static_cast<std::int64_t>(f.kernel_height) - 1);
+    return std::pair{lo, hi};
   };
+  if (f.kernel_height >= f.stride_height) {
+    const auto [lo, hi] = covered(0);
+    const auto hi_last = covered(f.out_height - 1).second;
+    (void)hi;
+    return hi_last < lo ? 0 : static_cast<std::uint64_t>(hi_last - lo + 1);
+  }
+  std::uint64_t rows = 0;  // windows do not overlap
+  for (std::uint64_t y = 0; y < f.out_height; ++y) {
+    const auto [lo, hi] = covered(y);
+    if (hi >= lo) rows += static_cast<std::uint64_t>(hi - lo + 1);
+  }
+  return rows;
+}
 
-  // Sum over a sequence of runs of identical tiles; items inside a run see identical
-  // neighbours, so a run costs at most three distinct tile evaluations.
-  std::uint64_t tile_runs_cycles(const TileRun* runs, std::size_t n, const TileKind* before,
-                                 const TileKind* after) {
-    std::uint64_t cycles = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const TileKind& k = runs[i].kind;
-      const TileKind* prev = i == 0 ? before : &runs[i - 1].kind;
-      const TileKind* next = i + 1 == n ? after : &runs[i + 1].kind;
-      const std::uint64_t m = runs[i].count;
-      if (m == 1) {
-        cycles += tile_cycles(prev, k, next);
-      } else {
-        cycles += tile_cycles(prev, k, &k) + tile_cycles(&k, k, next);
-        if (m > 2) cycles += (m - 2) * tile_cycles(&k, k, &k);
+std::uint64_t compulsory_bytes(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+  const FeatureMap f = feature_map_of(shape);
+  const std::uint64_t e = npu.config().element_bytes;
+  const std::uint64_t weights = shape.groups * shape.depth * shape.cols;
+  const std::uint64_t input = batch * rows_read(f) * f.width * f.channels * shape.groups;
+  const std::uint64_t output = batch * shape.rows * shape.cols * shape.groups;
+  return (weights + input + output) * e;
+}
+
+// Streaming cycles of the mapping with memory for free: every pass streams B_R * R rows per
+// (depth tile, column tile).
+std::uint64_t streaming_floor(const Npu& npu, const GemmShape& shape, const BatchMapping& mapping) {
+  const auto& g = npu.geometry(mapping.k);
+  const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
+  const auto pass = [&](std::uint64_t groups) {
+    const EffectiveGemm e = effective_gemm(shape, mapping, groups);
+    return e.rows * ceil_div(e.depth, g.tile_depth) * ceil_div(e.cols, g.tile_cols);
+  };
+  std::uint64_t cycles = (shape.groups / packed) * pass(packed);
+  if (shape.groups % packed) cycles += pass(shape.groups % packed);
+  return cycles;
+}
+
+// The smallest buffers any tiling of this layer needs (one band of one output row, one channel
+// per chunk, one column tile, nothing prefetched), over the stack factors the NPU allows.
+std::string smallest_buffers_message(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+  const FeatureMap f = feature_map_of(shape);
+  const auto& c = npu.config();
+  const std::uint64_t e = c.element_bytes;
+  const std::uint64_t input = std::min(f.kernel_height, f.height) * f.width * e;
+  std::uint64_t weights = ~std::uint64_t{0}, output = ~std::uint64_t{0};
+  for (const auto& g : npu.geometries()) {
+    const std::uint64_t cols = std::min<std::uint64_t>(g.tile_cols, shape.cols);
+    weights = std::min(weights, f.kernel_height * f.kernel_width * cols * e);
+    output = std::min(output, f.out_width * cols * c.accumulator_bytes);
+  }
+  (void)batch;
+  const auto kib = [](std::uint64_t bytes) { return static_cast<double>(bytes) / 1024.0; };
+  if (c.buffers.input_bytes < input)
+    return fmt::format("buffers.input_kib = {}: too small for a {}x{}x{} input with a {}-row kernel; at least {} KiB "
+                       "({} bytes: one band of input rows of one channel)",
+                       kib(c.buffers.input_bytes), f.height, f.width, f.channels, f.kernel_height, kib(input), input);
+  if (c.buffers.weight_bytes < weights)
+    return fmt::format("buffers.weight_kib = {}: too small; at least {} KiB ({} bytes: one channel's taps for one column tile)",
+                       kib(c.buffers.weight_bytes), kib(weights), weights);
+  if (c.buffers.output_bytes < output)
+    return fmt::format("buffers.output_kib = {}: too small; at least {} KiB ({} bytes: accumulators of one output row "
+                       "for one column tile)", kib(c.buffers.output_bytes), kib(output), output);
+  return "no tiling fits the buffers";
+}
+
+struct MapperChoice {
+  ScheduleResult result;
+  Tiling tiling;
+  bool found = false;
+};
+
+bool better(const ScheduleResult& a, const ScheduleResult& b) {
+  if (a.cycles != b.cycles) return a.cycles < b.cycles;
+  return a.bytes.total() < b.bytes.total();
+}
+
+// Exhaustive over a candidate set that depends on the layer and mapping only, never on the
+// buffer sizes or the bandwidth: with more buffer every candidate is as fast or faster and more
+// of them fit, and with more bandwidth every candidate is as fast or faster, so the choice can
+// only get better (the monotonicity tests rely on this).
+MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping) {
+  const FeatureMap f = feature_map_of(shape);
+  const auto& geometry = npu.geometry(mapping.k);
+  const auto& c = npu.config();
+  const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
+  const bool block_diagonal = mapping.b_p * packed > 1;
+  const std::uint64_t cols = mapping.b_p * packed * shape.cols;
+  const std::uint64_t e = c.element_bytes;
+  const std::uint64_t input_all = batch * rows_read(f) * f.width * f.channels * shape.groups * e;
+  const std::uint64_t weights_all = shape.groups * shape.depth * shape.cols * e;
+  const bool input_fits = input_all <= c.buffers.input_bytes;
+  const bool weights_fit = weights_all <= c.buffers.weight_bytes;
+
+  // Bands of 1, 2, 4 and 8 output rows, whole samples, and whole grids.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> bands;  // (band_rows, band_samples)
+  for (std::uint64_t rows = 1; rows < f.out_height && rows <= 8; rows *= 2)
+    bands.emplace_back(static_cast<std::uint32_t>(rows), 1);
+  bands.emplace_back(static_cast<std::uint32_t>(f.out_height), 1);
+  if (mapping.b_r > 1) bands.emplace_back(static_cast<std::uint32_t>(f.out_height), mapping.b_r);
+  // One column tile at a time, or every column at once.
+  std::vector<std::uint64_t> col_blocks{cols};
+  if (!block_diagonal)
+    for (std::uint64_t tiles = 4; tiles >= 1; tiles /= 2)
+      if (tiles * geometry.tile_cols < cols) col_blocks.insert(col_blocks.begin(), tiles * geometry.tile_cols);
+
+  MapperChoice best;
+  const std::uint64_t max_chunks = block_diagonal ? 1 : f.channels;
+  for (std::uint64_t chunks = 1; chunks <= max_chunks && !best.found; chunks = chunks < max_chunks ? std::min(max_chunks, chunks * 2) : chunks + 1) {
+    const std::uint64_t per = ceil_div(f.channels, chunks);
+    if ((chunks - 1) * per >= f.channels) continue;
+    for (const LoopOrder order : {LoopOrder::inputs_outer, LoopOrder::weights_outer}) {
+      for (const auto& [band_rows, band_samples] : bands) {
+        for (const std::uint64_t col_block : col_blocks) {
+          Tiling t;
+          t.order = order;
+          t.band_rows = band_rows;
+          t.band_samples = band_samples;
+          t.col_block = col_block;
+          t.channel_chunks = static_cast<std::uint32_t>(chunks);
+          const std::uint64_t r_blocks = ceil_div(mapping.b_r, band_samples) * ceil_div(f.out_height, band_rows);
+          const std::uint64_t c_blocks = ceil_div(cols, col_block);
+          const std::uint64_t input_sharing = order == LoopOrder::inputs_outer && chunks == 1 ? c_blocks : 1;
+          const std::uint64_t weight_sharing = order == LoopOrder::weights_outer && chunks == 1 ? r_blocks : 1;
+          // An operand that fits stays resident: its loads are then a subset of the streamed
+          // variant's and never wait for room, so the streamed variant cannot be faster.
+          {
+            t.input_resident = input_fits;
+            t.weights_resident = weights_fit;
+            for (const std::uint64_t level : {0u, 1u, 3u}) {
+              t.input_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * input_sharing));
+              t.weight_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * weight_sharing));
+              const ScheduleResult r = evaluate_schedule(npu, shape, batch, mapping, t);
+              if (r.feasible && (!best.found || better(r, best.result))) {
+                best.result = r;
+                best.tiling = t;
+                best.found = true;
+              }
+            }
+          }
+        }
       }
     }
-    return cycles;
   }
+  return best;
+}
 
-  std::uint64_t column_cycles(std::uint8_t col_class, const TileKind* before,
-                              const TileKind* after) {
-    std::array<TileRun, 3> runs{};
-    std::size_t n = 0;
-    if (n_r_ == 1) {
-      runs[n++] = {{1, col_class, true}, 1};
-    } else {
-      runs[n++] = {{0, col_class, true}, 1};
-      if (n_r_ > 2) runs[n++] = {{0, col_class, later_rows_load_weights()}, n_r_ - 2};
-      runs[n++] = {{1, col_class, later_rows_load_weights()}, 1};
-    }
-    return tile_runs_cycles(runs.data(), n, before, after);
-  }
-
-  // `count` identical columns of class col_class.
-  std::uint64_t run_of_columns(std::uint8_t col_class, std::uint64_t count,
-                               const TileKind* before, const TileKind* after) {
-    const TileKind first{row_first(), col_class, true};
-    const TileKind last = last_tile_of_column(col_class);
-    if (count == 1) return column_cycles(col_class, before, after);
-    std::uint64_t cycles =
-        column_cycles(col_class, before, &first) + column_cycles(col_class, &last, after);
-    if (count > 2) cycles += (count - 2) * column_cycles(col_class, &last, &first);
-    return cycles;
-  }
-
-  const Npu& npu_;
-  const StackGeometry& g_;
-  GemmShape shape_;
-  BatchMapping mapping_;
-  std::uint64_t packed_ = 1;
-  EffectiveGemm e_;
-  bool block_diagonal_ = false;
-  std::uint64_t n_r_ = 0, n_p_ = 0, n_c_ = 0;
-  std::array<std::uint64_t, 2> rows_{}, cols_{};
-  std::uint64_t depth_full_ = 0, depth_last_ = 0;
-  bool has_edge_column_ = false;
-  std::uint64_t full_columns_ = 0;  // columns of the full T_C/k width
-  std::uint64_t element_bytes_ = 1;
-  std::uint64_t latency_ = 0;
-  bool weights_resident_ = false;
-  std::array<TileTimes, 8> cache_{};
-  std::array<bool, 8> cached_{};
-};
-
-void add_passes(LayerCost& cost, const Npu& npu, const GemmShape& shape, const BatchMapping& mapping,
-                std::uint64_t packed, std::uint64_t passes) {
-  if (passes == 0) return;
-  GemmSchedule schedule(npu, shape, mapping, packed);
-  cost.cycles += passes * schedule.total_cycles();
-  cost.compute_cycles += passes * schedule.compute_cycles();
-  cost.offchip_bytes += passes * schedule.offchip_bytes();
+LayerCost cost_of(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping,
+                  const Tiling& tiling, const ScheduleResult& r) {
+  LayerCost cost;
+  cost.mapping = mapping;
+  cost.tiling = tiling;
+  cost.cycles = r.cycles;
+  cost.compute_cycles = r.compute_cycles;
+  cost.bytes = r.bytes;
+  cost.offchip_bytes = r.bytes.total();
+  cost.compulsory_bytes = compulsory_bytes(npu, shape, batch);
+  cost.roofline_cycles = std::max(streaming_floor(npu, shape, mapping), npu.data_cycles(cost.compulsory_bytes));
+  return cost;
 }
 
 LayerCost finish(const Npu& npu, LayerCost cost) {
@@ -289,12 +241,20 @@ LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint3
   if (npu.is_systolic()) {
     cost = systolic_gemm_cost(npu, shape, batch);
   } else {
-    cost.mapping = mapping;
-    // Passes of `packed` groups back to back, then one pass of the remaining groups.
-    const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
-    add_passes(cost, npu, shape, mapping, packed, shape.groups / packed);
-    add_passes(cost, npu, shape, mapping, shape.groups % packed, shape.groups % packed ? 1 : 0);
+    const MapperChoice choice = choose_tiling(npu, shape, batch, mapping);
+    if (!choice.found) throw NoFeasibleTiling(smallest_buffers_message(npu, shape, batch));
+    cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result);
   }
+  cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
+  return finish(npu, cost);
+}
+
+LayerCost gemm_cost_tiled(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                          const BatchMapping& mapping, const Tiling& tiling) {
+  require_legal(npu, shape, batch, mapping);
+  const ScheduleResult r = evaluate_schedule(npu, shape, batch, mapping, tiling);
+  if (!r.feasible) throw NoFeasibleTiling(fmt::format("tiling {}: {}", to_string(tiling), r.infeasible_reason));
+  LayerCost cost = cost_of(npu, shape, batch, mapping, tiling, r);
   cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
   return finish(npu, cost);
 }
@@ -310,22 +270,29 @@ LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t b
   if (npu.is_systolic()) return gemm_cost_unchecked(npu, shape, batch, {batch, 1, 1});
   LayerCost best;
   bool found = false;
-  const auto better = [](const LayerCost& a, const LayerCost& b) {
+  const auto better_cost = [](const LayerCost& a, const LayerCost& b) {
     if (a.cycles != b.cycles) return a.cycles < b.cycles;
     if (a.offchip_bytes != b.offchip_bytes) return a.offchip_bytes < b.offchip_bytes;
     if (a.mapping.k != b.mapping.k) return a.mapping.k < b.mapping.k;
     return a.mapping.b_p < b.mapping.b_p;
   };
   for (const auto& g : npu.geometries()) {
-    for (std::uint32_t b_p = 1; b_p <= batch; ++b_p) {
+    // P-batching widths of powers of two and the whole batch: the grid shapes a control block
+    // would hold, at a fraction of the search.
+    for (std::uint32_t b_p = 1; b_p <= batch; b_p = b_p == batch ? batch + 1 : std::min(batch, b_p * 2)) {
       const BatchMapping mapping{(batch + b_p - 1) / b_p, b_p, g.k};
       if (b_p > 1 && b_p * shape.depth > g.tile_depth) break;
       if (!npu.allows(mode_of(mapping))) continue;
-      const LayerCost cost = gemm_cost_unchecked(npu, shape, batch, mapping);
-      if (!found || better(cost, best)) best = cost;
+      const MapperChoice choice = choose_tiling(npu, shape, batch, mapping);
+      if (!choice.found) continue;
+      LayerCost cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result);
+      cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
+      cost = finish(npu, cost);
+      if (!found || better_cost(cost, best)) best = cost;
       found = true;
     }
   }
+  if (!found) throw NoFeasibleTiling(smallest_buffers_message(npu, shape, batch));
   return best;
 }
 

@@ -1,11 +1,14 @@
 #pragma once
-// Closed-form, tile-level timing of one layer on the NPU. The schedule it prices is the one
-// the cycle-stepped ReferenceArray executes (docs/npu-model.md); tests prove the two agree to
-// the cycle.
+// Timing of one layer on the NPU. On the dot-product array the mapper picks, for a batch
+// mapping, the tiling whose memory schedule (memory_schedule.hpp, docs/memory-schedule.md) takes
+// the fewest cycles; that schedule is proven equal, cycle for cycle, to the cycle-stepped
+// reference (memory_reference.hpp). Systolic arrays: systolic.hpp and docs/npu-model.md §9.
 
 #include <cstdint>
+#include <stdexcept>
 
 #include "npu_model/gemm.hpp"
+#include "npu_model/memory_schedule.hpp"
 #include "npu_model/npu_config.hpp"
 
 namespace npusim::npu {
@@ -15,24 +18,43 @@ struct LayerCost {
   std::uint64_t compute_cycles = 0;  // cycles in which the array streams an input row
   std::uint64_t stall_cycles = 0;    // cycles - compute_cycles: fill, drain and transfer waits
   std::uint64_t offchip_bytes = 0;   // bytes read and written over the off-chip channel
+  TrafficBytes bytes;                // the same, by operand
   std::uint64_t macs = 0;            // useful multiply-accumulates: batch * R * P * C * groups
-  double mac_utilisation = 0.0;      // macs / (cycles * T_C * T_P)
+  double mac_utilisation = 0.0;      // macs / (cycles * MACs per cycle)
+  // Bytes no schedule can avoid: the weights once, the input lines some output reads once, the
+  // outputs once.
+  std::uint64_t compulsory_bytes = 0;
+  // max(the mapping's streaming cycles with memory for free, compulsory bytes / bandwidth): no
+  // schedule of this mapping is faster.
+  std::uint64_t roofline_cycles = 0;
   BatchMapping mapping;
+  Tiling tiling;  // the mapper's loop order, blocks, residency and prefetch (dot-product array)
 };
 
-// Cost of `batch` samples of `shape` under `mapping`. Throws InvalidMapping if the mapping is
-// illegal (see mapping_violation).
+// No tiling of a layer fits the NPU's buffers. what() is one line naming the buffer and the
+// smallest size that works.
+class NoFeasibleTiling : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Cost of `batch` samples of `shape` under `mapping`, with the best tiling the mapper finds.
+// Throws InvalidMapping if the mapping is illegal (see mapping_violation), NoFeasibleTiling if
+// no tiling fits the buffers.
 LayerCost gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                     const BatchMapping& mapping);
 
-// Same, for a mapping the caller has already checked with mapping_violation. O(1): it does not
-// walk the tiles.
+// Same, for a mapping the caller has already checked with mapping_violation.
 LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                               const BatchMapping& mapping);
 
+// Cost of one given tiling (dot-product array only). Throws NoFeasibleTiling if it does not fit.
+LayerCost gemm_cost_tiled(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                          const BatchMapping& mapping, const Tiling& tiling);
+
 // The legal mapping with the fewest cycles; ties go to fewer off-chip bytes, then smaller k,
-// then smaller b_p. Exists whenever <batch, 1, 1> is legal, which is checked first (it fails
-// only for an empty batch or a layer beyond the size limits): throws InvalidMapping then.
+// then smaller b_p. <batch, 1, 1> is checked first (it fails only for an empty batch or a layer
+// beyond the size limits): throws InvalidMapping then, NoFeasibleTiling when nothing fits.
 LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch);
 
 // Work for the vector path (pooling, element-wise, activation), per sample.

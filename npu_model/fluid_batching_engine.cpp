@@ -4,6 +4,18 @@
 
 namespace npusim::npu {
 
+namespace {
+
+bool same_work(const LayerWork& a, const LayerWork& b) {
+  if (a.on_vector_path != b.on_vector_path) return false;
+  if (a.on_vector_path)
+    return a.vector.input_elements == b.vector.input_elements && a.vector.output_elements == b.vector.output_elements &&
+           a.vector.operations == b.vector.operations;
+  return a.gemm == b.gemm;
+}
+
+}  // namespace
+
 ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<LayerWork>& layers,
                                            std::uint32_t max_batch) {
   if (max_batch == 0) throw std::invalid_argument("control-block table needs max_batch >= 1");
@@ -11,9 +23,20 @@ ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<Lay
   table.layer_count_ = layers.size();
   table.max_batch_ = max_batch;
   table.entries_.reserve(layers.size() * max_batch);
-  for (const auto& layer : layers)
+  // Networks repeat their blocks: a shape seen before costs what it cost then.
+  std::vector<std::size_t> first_of(layers.size());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    first_of[i] = i;
+    for (std::size_t j = 0; j < i; ++j)
+      if (same_work(layers[j], layers[i])) {
+        first_of[i] = j;
+        break;
+      }
+  }
+  for (std::size_t i = 0; i < layers.size(); ++i)
     for (std::uint32_t batch = 1; batch <= max_batch; ++batch)
-      table.entries_.push_back(best_layer_cost(npu, layer, batch));
+      table.entries_.push_back(first_of[i] == i ? best_layer_cost(npu, layers[i], batch)
+                                                : table.entries_[first_of[i] * max_batch + batch - 1]);
   return table;
 }
 

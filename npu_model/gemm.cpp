@@ -65,6 +65,26 @@ std::uint64_t groups_per_pass(const Npu& npu, const GemmShape& shape, const Batc
   return std::max<std::uint64_t>(1, std::min(shape.groups, fit));
 }
 
+FeatureMap feature_map_of(const GemmShape& shape) {
+  const ConvWindow& w = shape.window;
+  if (w.in_height == 0) return {shape.rows, 1, shape.depth, 1, 1, 1, 1, 0, 0, shape.rows, 1};
+  FeatureMap f{w.in_height, w.in_width, 0, w.kernel_height, w.kernel_width, w.stride_height,
+               w.stride_width, w.padding_height, w.padding_width, 0, 0};
+  const std::uint64_t taps = f.kernel_height * f.kernel_width;
+  const std::uint64_t padded_h = f.height + 2 * f.padding_height, padded_w = f.width + 2 * f.padding_width;
+  if (taps == 0 || f.stride_height == 0 || f.stride_width == 0 || f.kernel_height > padded_h ||
+      f.kernel_width > padded_w || shape.depth % taps != 0)
+    throw std::invalid_argument(fmt::format("window {}x{} kernel does not fit a {}x{} input of depth {}",
+                                            f.kernel_height, f.kernel_width, f.height, f.width, shape.depth));
+  f.channels = shape.depth / taps;
+  f.out_height = (padded_h - f.kernel_height) / f.stride_height + 1;
+  f.out_width = (padded_w - f.kernel_width) / f.stride_width + 1;
+  if (f.out_height * f.out_width != shape.rows)
+    throw std::invalid_argument(fmt::format("window gives {}x{} outputs, not R = {}", f.out_height,
+                                            f.out_width, shape.rows));
+  return f;
+}
+
 void require_legal(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                    const BatchMapping& mapping) {
   if (auto reason = mapping_violation(npu, shape, batch, mapping); !reason.empty())

@@ -9,6 +9,17 @@
 
 namespace npusim::npu {
 
+// The convolution window a GEMM comes from, so the array can form im2col rows on chip from
+// feature-map lines. in_height == 0 means a plain GEMM: R rows of P elements, read as the
+// window H = R, W = 1, C_g = P with a 1x1 kernel (docs/memory-schedule.md §1).
+struct ConvWindow {
+  std::uint32_t in_height = 0, in_width = 1;
+  std::uint32_t kernel_height = 1, kernel_width = 1;
+  std::uint32_t stride_height = 1, stride_width = 1;
+  std::uint32_t padding_height = 0, padding_width = 0;
+  friend bool operator==(const ConvWindow&, const ConvWindow&) = default;
+};
+
 // One sample's layer as a GEMM: activations R x P times weights P x C, `groups` times with
 // different weights (grouped and depthwise convolution: R x P_g times P_g x C_g per group).
 struct GemmShape {
@@ -16,8 +27,21 @@ struct GemmShape {
   std::uint64_t depth = 1;    // P
   std::uint64_t cols = 1;     // C
   std::uint64_t groups = 1;
+  ConvWindow window;
   friend bool operator==(const GemmShape&, const GemmShape&) = default;
 };
+
+// The window resolved: every field set, for a plain GEMM too. R = out_height * out_width and
+// P = kernel_height * kernel_width * channels hold.
+struct FeatureMap {
+  std::uint64_t height = 1, width = 1, channels = 1;  // input, per group: H, W, C_g
+  std::uint64_t kernel_height = 1, kernel_width = 1;
+  std::uint64_t stride_height = 1, stride_width = 1;
+  std::uint64_t padding_height = 0, padding_width = 0;
+  std::uint64_t out_height = 1, out_width = 1;
+};
+// Throws std::invalid_argument when the window does not produce R rows of depth P.
+FeatureMap feature_map_of(const GemmShape& shape);
 
 // <B_R, B_P, k>: samples stacked B_R deep along R and B_P wide along P (block-diagonal
 // weights), on the array stacked by factor k.

@@ -51,6 +51,8 @@ LayerWork lower(const LayerSpec& layer) {
           std::uint64_t{layer.kernel_height} * layer.kernel_width * (layer.in_channels / layer.groups);
       work.gemm.cols = layer.out_channels / layer.groups;
       work.gemm.groups = layer.groups;
+      work.gemm.window = {layer.in_height, layer.in_width, layer.kernel_height, layer.kernel_width,
+                          layer.stride_height, layer.stride_width, layer.padding_height, layer.padding_width};
       return work;
     }
     case LayerKind::fully_connected:

@@ -38,7 +38,7 @@ std::string npu_label(const npu::Npu& npu) {
   const auto& c = npu.config();
   const std::string memory = npu.is_systolic() && c.systolic.stall_free
                                  ? std::string("stall-free memory")
-                                 : fmt::format("{} GB/s", c.offchip.bandwidth_gbps);
+                                 : fmt::format("{} GB/s", c.offchip.bandwidth_gb_per_s);
   if (npu.is_systolic())
     return fmt::format("{} (systolic {}x{}, {}, {} MHz, {})", c.name, c.systolic.rows, c.systolic.cols,
                        npu::to_string(c.systolic.dataflow), c.clock_mhz, memory);

@@ -83,7 +83,7 @@ void require_scalesim_npu(const npu::Npu& npu) {
     throw UsageError(fmt::format("--convention scalesim: NPU {} has a {} GB/s memory: allowed a stall-free NPU "
                                  "(InterfaceBandwidth CALC, or systolic.stall_free: true), the runs whose cycles "
                                  "npusim reproduces exactly",
-                                 c.name, c.offchip.bandwidth_gbps));
+                                 c.name, c.offchip.bandwidth_gb_per_s));
 }
 
 // --- SCALE-Sim convention -------------------------------------------------------------------

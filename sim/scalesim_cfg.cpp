@@ -238,7 +238,7 @@ npu::Npu parse_scalesim_cfg(std::istream& in, const std::string& source) {
     const auto [end, ec] = std::from_chars(first.data(), first.data() + first.size(), words);
     if (first.empty() || ec != std::errc{} || end != first.data() + first.size() || words == 0 || words > 100'000)
       cfg.fail_value(arch, "Bandwidth", "words per cycle: integers in [1, 100000], comma-separated");
-    config.offchip.bandwidth_gbps = static_cast<double>(words) * config.clock_mhz / 1000.0;
+    config.offchip.bandwidth_gb_per_s = static_cast<double>(words) * config.clock_mhz / 1000.0;
   }
   if (cfg.has("sparsity", "SparsitySupport") && lower(cfg.value("sparsity", "SparsitySupport")) != "false")
     cfg.fail_value("sparsity", "SparsitySupport", "false (npusim does not model sparse arrays)");

@@ -369,7 +369,7 @@ void emit_npu(YAML::Emitter& out, const npu::NpuConfig& c) {
   out << YAML::Key << "weight_kib" << YAML::Value << c.buffers.weight_bytes / 1024;
   out << YAML::Key << "output_kib" << YAML::Value << c.buffers.output_bytes / 1024 << YAML::EndMap;
   out << YAML::Key << "offchip" << YAML::Value << YAML::Flow << YAML::BeginMap;
-  out << YAML::Key << "bandwidth_gbps" << YAML::Value << num(c.offchip.bandwidth_gbps);
+  out << YAML::Key << "bandwidth_gb_per_s" << YAML::Value << num(c.offchip.bandwidth_gb_per_s);
   out << YAML::Key << "latency_ns" << YAML::Value << c.offchip.latency_ns << YAML::EndMap;
   out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "modes" << YAML::Value << YAML::Flow << YAML::BeginSeq;

@@ -246,7 +246,7 @@ TEST_F(Cli, TraceErrors) {
 }
 
 TEST_F(Cli, SetOverridesConfigKeys) {
-  const auto fast = run("cost --gemm 1024,27,16 --batch 4 --json --set npu.offchip.bandwidth_gbps=51.2");
+  const auto fast = run("cost --gemm 1024,27,16 --batch 4 --json --set npu.offchip.bandwidth_gb_per_s=51.2");
   const auto slow = run("cost --gemm 1024,27,16 --batch 4 --json");
   ASSERT_EQ(fast.status, 0) << fast.err;
   EXPECT_LT(std::stoull(json_value(fast.out, "cycles")), std::stoull(json_value(slow.out, "cycles")));

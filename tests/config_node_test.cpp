@@ -34,7 +34,7 @@ TEST(NpuYaml, DefaultFileMatchesTheStructDefaults) {
   const npu::NpuConfig defaults;
   EXPECT_EQ(from_file.clock_mhz, defaults.clock_mhz);
   EXPECT_EQ(from_file.buffers.weight_bytes, defaults.buffers.weight_bytes);
-  EXPECT_EQ(from_file.offchip.bandwidth_gbps, defaults.offchip.bandwidth_gbps);
+  EXPECT_EQ(from_file.offchip.bandwidth_gb_per_s, defaults.offchip.bandwidth_gb_per_s);
   EXPECT_EQ(from_file.stack_factors, defaults.stack_factors);
 }
 
@@ -95,8 +95,8 @@ TEST(NpuYaml, WrongTypesNameThePathAndLine) {
             "test.yaml:2: npu.clock_mhz = fast: allowed a whole number in [0, 4294967295]");
   EXPECT_EQ(error_of("npu:\n  buffers:\n    weight_kib: -3\n"),
             "test.yaml:3: npu.buffers.weight_kib = -3: allowed a whole number in [0, 4294967295]");
-  EXPECT_EQ(error_of("npu:\n  offchip:\n    bandwidth_gbps: lots\n"),
-            "test.yaml:3: npu.offchip.bandwidth_gbps = lots: allowed a number");
+  EXPECT_EQ(error_of("npu:\n  offchip:\n    bandwidth_gb_per_s: lots\n"),
+            "test.yaml:3: npu.offchip.bandwidth_gb_per_s = lots: allowed a number");
   EXPECT_EQ(error_of("npu:\n  batching:\n    modes: [r, q]\n"),
             "test.yaml:3: npu.batching.modes[1] = q: allowed a batching mode: r, p, fluid");
   EXPECT_EQ(error_of("npu:\n  batching:\n    modes: r\n"),
@@ -115,7 +115,7 @@ TEST(NpuYaml, RangeErrorsFromValidationPointAtTheKey) {
 }
 
 TEST(NpuYaml, OverridesApplyBeforeParsingAndAreNamedInErrors) {
-  const auto npu = sim::default_npu({"npu.pe_count=32", "npu.offchip.bandwidth_gbps=51.2",
+  const auto npu = sim::default_npu({"npu.pe_count=32", "npu.offchip.bandwidth_gb_per_s=51.2",
                                       "npu.batching.modes=[r]"});
   EXPECT_EQ(npu.config().pe_count, 32u);
   EXPECT_EQ(npu.bandwidth_mbps(), 51'200u);
@@ -132,7 +132,7 @@ TEST(NpuYaml, OverridesApplyBeforeParsingAndAreNamedInErrors) {
             "<embedded configs/npu/default.yaml> (--set npu.clock_mhz): npu.clock_mhz = 0: allowed an integer in [1, 10000]");
   EXPECT_EQ(error({"npu.offchip.latency=3"}),
             "<embedded configs/npu/default.yaml> (--set npu.offchip.latency): npu.offchip.latency is not a known key: "
-            "allowed keys are bandwidth_gbps, latency_ns");
+            "allowed keys are bandwidth_gb_per_s, latency_ns");
   EXPECT_EQ(error({"npu.batching.stack_factors[5]=2"}), "--set npu.batching.stack_factors[5]=2: npu.batching.stack_factors has no item [5]");
   EXPECT_EQ(error({"=3"}), "--set =3: allowed KEY=VALUE, e.g. npu.pe_count=32");
   // An override of one list item leaves the others.

@@ -26,7 +26,7 @@ npu::NpuConfig toy_config() {
   c.buffers.input_bytes = 32;   // two 4x4 int8 input tiles
   c.buffers.weight_bytes = 32;  // two 4x4 int8 weight tiles
   c.buffers.output_bytes = 128; // two 4x4 int32 accumulator tiles
-  c.offchip.bandwidth_gbps = 4.0;
+  c.offchip.bandwidth_gb_per_s = 4.0;
   c.offchip.latency_ns = 10;
   c.stack_factors = {1, 2};
   return c;
@@ -206,7 +206,7 @@ TEST_F(CostModelProperties, SlowerMemoryNeverHelps) {
     const auto fast = npu::Npu::validate(c.config);
     c.mapping = testing::random_legal_mapping(fast, c, rng);
     auto slow_config = c.config;
-    slow_config.offchip.bandwidth_gbps = std::max(0.001, std::round(c.config.offchip.bandwidth_gbps * 500.0) / 1000.0);
+    slow_config.offchip.bandwidth_gb_per_s = std::max(0.001, std::round(c.config.offchip.bandwidth_gb_per_s * 500.0) / 1000.0);
     slow_config.offchip.latency_ns += static_cast<std::uint32_t>(rng.uniform_below(20));
     const auto slow = npu::Npu::validate(slow_config);
     ASSERT_GE(npu::gemm_cost(slow, c.shape, c.batch, c.mapping).cycles,

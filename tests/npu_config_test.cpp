@@ -90,16 +90,16 @@ TEST(NpuConfig, RangesAreCheckedOnBothSides) {
 
 TEST(NpuConfig, BandwidthNeedsWholeMegabytesPerSecond) {
   npu::NpuConfig c;
-  c.offchip.bandwidth_gbps = 12.8;
+  c.offchip.bandwidth_gb_per_s = 12.8;
   EXPECT_EQ(rejected_key(c), "");
-  c.offchip.bandwidth_gbps = 0.001;
+  c.offchip.bandwidth_gb_per_s = 0.001;
   EXPECT_EQ(rejected_key(c), "");
-  c.offchip.bandwidth_gbps = 0.0005;
-  EXPECT_EQ(rejected_key(c), "offchip.bandwidth_gbps");
-  c.offchip.bandwidth_gbps = 0.0;
-  EXPECT_EQ(rejected_key(c), "offchip.bandwidth_gbps");
-  c.offchip.bandwidth_gbps = -1.0;
-  EXPECT_EQ(rejected_key(c), "offchip.bandwidth_gbps");
+  c.offchip.bandwidth_gb_per_s = 0.0005;
+  EXPECT_EQ(rejected_key(c), "offchip.bandwidth_gb_per_s");
+  c.offchip.bandwidth_gb_per_s = 0.0;
+  EXPECT_EQ(rejected_key(c), "offchip.bandwidth_gb_per_s");
+  c.offchip.bandwidth_gb_per_s = -1.0;
+  EXPECT_EQ(rejected_key(c), "offchip.bandwidth_gb_per_s");
 }
 
 TEST(NpuConfig, BatchingRestrictions) {

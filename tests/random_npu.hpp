@@ -30,7 +30,7 @@ inline RandomCase random_case(traces::RandomStream& rng) {
   n.clock_mhz = static_cast<std::uint32_t>(rng.uniform_between(100, 2000));
   n.element_bytes = 1u << rng.uniform_below(3);
   n.accumulator_bytes = std::max(n.element_bytes, 4u);
-  n.offchip.bandwidth_gbps = static_cast<double>(rng.uniform_between(100, 20'000)) / 1000.0;
+  n.offchip.bandwidth_gb_per_s = static_cast<double>(rng.uniform_between(100, 20'000)) / 1000.0;
   n.offchip.latency_ns = static_cast<std::uint32_t>(rng.uniform_below(40));
   // One NPU in five is the R-batching baseline (no P/fluid batching, no group packing).
   if (rng.uniform_below(5) == 0) n.modes = {npu::BatchingMode::r_batching};

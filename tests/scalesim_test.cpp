@@ -68,7 +68,7 @@ TEST(ScaleSimCfg, ReadsTheArrayTheDataflowTheBuffersAndTheBandwidthMode) {
   std::istringstream user(replace(google_cfg, "InterfaceBandwidth: CALC", "InterfaceBandwidth: USER"));
   const npu::Npu bounded = sim::parse_scalesim_cfg(user, "google.cfg");
   EXPECT_FALSE(bounded.config().systolic.stall_free);
-  EXPECT_DOUBLE_EQ(bounded.config().offchip.bandwidth_gbps, 10.0);
+  EXPECT_DOUBLE_EQ(bounded.config().offchip.bandwidth_gb_per_s, 10.0);
   EXPECT_EQ(bounded.latency_cycles(), 0u);
 }
 

@@ -1,0 +1,37 @@
+#pragma once
+// Cycle-stepped reference of the memory schedule (docs/memory-schedule.md): a SystemC clocked
+// model that executes the tiling's loop nest on byte-sized input, weight and output buffers
+// with their capacities enforced, forms im2col rows from the feature-map lines it holds, issues
+// DMA requests into a modelled channel (queue depth, latency, bandwidth) and stalls when an
+// operand has not arrived or a buffer is full. Timing and traffic emerge from what it moves;
+// it never consults memory_schedule.hpp. For validation only: it ticks every cycle.
+
+#include <cstdint>
+#include <vector>
+
+#include "npu_model/memory_schedule.hpp"
+#include "npu_model/reference_array.hpp"
+
+namespace npusim::npu {
+
+struct MemoryReferenceRun {
+  std::uint64_t cycles = 0;
+  std::uint64_t compute_cycles = 0;  // cycles in which an im2col row entered the array
+  TrafficBytes bytes;
+  std::uint64_t clock_period_ps = 0;
+  std::uint64_t simulated_ps = 0;    // SystemC time of the run: cycles * period
+  // outputs[sample][group]: R x C (row y'*W' + x'), read back from "DRAM".
+  std::vector<std::vector<IntMatrix>> outputs;
+};
+
+// feature_maps[sample]: the input as (H*W) x (C_g*groups), row y*W + x, column
+// group*C_g + c. group_weights[group]: P x C, row (k_h*K_w + k_w)*C_g + c. Requires a legal
+// mapping and a feasible tiling (throws std::invalid_argument otherwise, or std::runtime_error
+// if the run stops making progress). Builds its own SystemC context, so runs may follow each
+// other in one process.
+MemoryReferenceRun run_memory_reference(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                                        const BatchMapping& mapping, const Tiling& tiling,
+                                        const std::vector<IntMatrix>& feature_maps,
+                                        const std::vector<IntMatrix>& group_weights);
+
+}  // namespace npusim::npu
