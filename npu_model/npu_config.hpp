@@ -48,14 +48,6 @@ struct OffchipConfig {
   std::uint32_t queue_depth = 16;
 };
 
-// Work that needs no trip to memory of its own: element-wise adds, activations and pooling run
-// in the epilogue of the layer that produces their operand, and a layer's output stays on chip
-// for the layer that reads it when it fits (docs/npu-model.md).
-struct FusionConfig {
-  bool epilogue = true;
-  bool resident_outputs = true;
-};
-
 // Everything a user can set. Plain data: no invariants are assumed until Npu::validate.
 struct NpuConfig {
   std::string name = "default";
@@ -70,7 +62,6 @@ struct NpuConfig {
   std::uint32_t vector_lanes = 64;
   BufferConfig buffers;
   OffchipConfig offchip;
-  FusionConfig fusion;
   std::vector<BatchingMode> modes{BatchingMode::r_batching, BatchingMode::p_batching,
                                   BatchingMode::fluid};
   std::vector<std::uint32_t> stack_factors{1, 2, 4};
