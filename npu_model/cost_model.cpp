@@ -105,7 +105,8 @@ bool better(const ScheduleResult& a, const ScheduleResult& b) {
 // buffer sizes or the bandwidth: with more buffer every candidate is as fast or faster and more
 // of them fit, and with more bandwidth every candidate is as fast or faster, so the choice can
 // only get better (the monotonicity tests rely on this).
-MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping) {
+MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping,
+                           std::uint64_t give_up_above = ~std::uint64_t{0}) {
   const FeatureMap f = feature_map_of(shape);
   const auto& geometry = npu.geometry(mapping.k);
   const auto& c = npu.config();
@@ -132,9 +133,14 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
 
   MapperChoice best;
   const std::uint64_t max_chunks = block_diagonal ? 1 : f.channels;
-  for (std::uint64_t chunks = 1; chunks <= max_chunks && !best.found; chunks = chunks < max_chunks ? std::min(max_chunks, chunks * 2) : chunks + 1) {
+  // Chunk counts from 1 up, stopping at the first where some tiling fits. Whether one fits is
+  // decided without timing (an abandoned candidate says nothing about fitting), so the stopping
+  // point does not move with the bandwidth.
+  bool fits = false;
+  for (std::uint64_t chunks = 1; chunks <= max_chunks && !fits; chunks = chunks < max_chunks ? std::min(max_chunks, chunks * 2) : chunks + 1) {
     const std::uint64_t per = ceil_div(f.channels, chunks);
     if ((chunks - 1) * per >= f.channels) continue;
+    bool abandoned_any = false;
     for (const LoopOrder order : {LoopOrder::inputs_outer, LoopOrder::weights_outer}) {
       for (const auto& [band_rows, band_samples] : bands) {
         for (const std::uint64_t col_block : col_blocks) {
@@ -149,23 +155,38 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
           const std::uint64_t input_sharing = order == LoopOrder::inputs_outer && chunks == 1 ? c_blocks : 1;
           const std::uint64_t weight_sharing = order == LoopOrder::weights_outer && chunks == 1 ? r_blocks : 1;
           // An operand that fits stays resident: its loads are then a subset of the streamed
-          // variant's and never wait for room, so the streamed variant cannot be faster.
-          {
-            t.input_resident = input_fits;
-            t.weights_resident = weights_fit;
-            for (const std::uint64_t level : {0u, 1u, 3u}) {
-              t.input_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * input_sharing));
-              t.weight_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * weight_sharing));
-              const ScheduleResult r = evaluate_schedule(npu, shape, batch, mapping, t);
+          // variant's and never wait for room, so the streamed variant cannot be faster; it is
+          // tried only when the resident one turns out not to fit.
+          for (const std::uint64_t level : {3u, 1u, 0u}) {
+            t.input_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * input_sharing));
+            t.weight_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * weight_sharing));
+            for (int variant = 0; variant < 2; ++variant) {
+              t.input_resident = variant == 0 && input_fits;
+              t.weights_resident = variant == 0 && weights_fit;
+              if (variant == 1 && !input_fits && !weights_fit) break;
+              // A candidate that cannot beat the best so far is abandoned as soon as that is sure.
+              const ScheduleResult r =
+                  evaluate_schedule(npu, shape, batch, mapping, t, best.found ? best.result.cycles : give_up_above);
               if (r.feasible && (!best.found || better(r, best.result))) {
                 best.result = r;
                 best.tiling = t;
                 best.found = true;
               }
+              fits = fits || r.feasible;
+              abandoned_any = abandoned_any || r.abandoned;
+              if (r.feasible || r.abandoned) break;
             }
           }
         }
       }
+    }
+    if (!fits && abandoned_any) {
+      // The most frugal tiling of this chunk count fits whenever any does.
+      Tiling frugal;
+      frugal.band_rows = 1;
+      frugal.col_block = col_blocks.front();
+      frugal.channel_chunks = static_cast<std::uint32_t>(chunks);
+      fits = evaluate_schedule(npu, shape, batch, mapping, frugal).feasible;
     }
   }
   return best;
@@ -283,7 +304,8 @@ LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t b
       const BatchMapping mapping{(batch + b_p - 1) / b_p, b_p, g.k};
       if (b_p > 1 && b_p * shape.depth > g.tile_depth) break;
       if (!npu.allows(mode_of(mapping))) continue;
-      const MapperChoice choice = choose_tiling(npu, shape, batch, mapping);
+      // Mappings slower than the best so far are abandoned early; ties still compete.
+      const MapperChoice choice = choose_tiling(npu, shape, batch, mapping, found ? best.cycles : ~std::uint64_t{0});
       if (!choice.found) continue;
       LayerCost cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result);
       cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "npu_model/int_matrix.hpp"
 #include "npu_model/memory_schedule.hpp"
-#include "npu_model/reference_array.hpp"
 
 namespace npusim::npu {
 

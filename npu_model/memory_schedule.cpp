@@ -128,8 +128,9 @@ class ScheduleWalk {
     records_.resize(std::max(input_prefetch_, weight_prefetch_) + 3);
   }
 
-  ScheduleResult run(bool jump) {
+  ScheduleResult run(bool jump, std::uint64_t give_up_above) {
     jump_ = jump;
+    give_up_above_ = give_up_above;
     ScheduleResult result;
     result.steps = steps_;
     const std::int64_t first_slot = -static_cast<std::int64_t>(std::max(input_prefetch_, weight_prefetch_));
@@ -138,6 +139,7 @@ class ScheduleWalk {
     if (ok_) requests_of_slot(static_cast<std::int64_t>(steps_));
     if (!ok_) {
       result.infeasible_reason = reason_;
+      result.abandoned = abandoned_;
       return result;
     }
     result.feasible = true;
@@ -421,6 +423,11 @@ class ScheduleWalk {
     ++walked_;
     requests_of_slot(static_cast<std::int64_t>(j));
     if (ok_) stream(j);
+    // Every event from here on happens later, so the layer takes at least this long.
+    if (ok_ && std::max(last_stream_end_, bus_free_) > give_up_above_) {
+      abandoned_ = true;
+      fail("abandoned: slower than the cycles allowed");
+    }
   }
 
   // ---- Periodic stretches ----
@@ -540,6 +547,8 @@ class ScheduleWalk {
   std::array<PassPlan, 2> plans_{};
   std::uint64_t input_prefetch_ = 0, weight_prefetch_ = 0;
   bool jump_ = true;
+  std::uint64_t give_up_above_ = ~std::uint64_t{0};
+  bool abandoned_ = false;
 
   // Timing state.
   std::uint64_t last_issue_ = 0, bus_free_ = 0, last_stream_end_ = 0;
@@ -557,13 +566,14 @@ class ScheduleWalk {
 }  // namespace
 
 ScheduleResult evaluate_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                                 const BatchMapping& mapping, const Tiling& tiling) {
-  return ScheduleWalk(npu, shape, batch, mapping, tiling).run(true);
+                                 const BatchMapping& mapping, const Tiling& tiling,
+                                 std::uint64_t give_up_above_cycles) {
+  return ScheduleWalk(npu, shape, batch, mapping, tiling).run(true, give_up_above_cycles);
 }
 
 ScheduleResult evaluate_schedule_step_by_step(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                               const BatchMapping& mapping, const Tiling& tiling) {
-  return ScheduleWalk(npu, shape, batch, mapping, tiling).run(false);
+  return ScheduleWalk(npu, shape, batch, mapping, tiling).run(false, ~std::uint64_t{0});
 }
 
 }  // namespace npusim::npu

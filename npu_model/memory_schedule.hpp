@@ -51,14 +51,17 @@ struct ScheduleResult {
   TrafficBytes bytes;
   std::uint64_t steps = 0;           // steps of the loop nest
   std::uint64_t walked_steps = 0;    // steps evaluated one by one; the rest were jumped over
+  bool abandoned = false;            // stopped early: it would take more than the cycles allowed
 };
 
 // Evaluates `tiling` for `batch` samples of `shape` under a legal `mapping`. Exact: equal to
 // the cycle-stepped reference on every feasible case. Throws std::invalid_argument for a
 // tiling whose fields are out of range (docs/memory-schedule.md §4); an infeasible one gives
-// feasible = false.
+// feasible = false. A search may pass `give_up_above_cycles`: once the layer is sure to take
+// more, the evaluation stops with abandoned = true (and feasible = false).
 ScheduleResult evaluate_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                                 const BatchMapping& mapping, const Tiling& tiling);
+                                 const BatchMapping& mapping, const Tiling& tiling,
+                                 std::uint64_t give_up_above_cycles = ~std::uint64_t{0});
 
 // The same evaluation walking every step, without jumping over periodic stretches: slow, for
 // tests that check the jumps change nothing.

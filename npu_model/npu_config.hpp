@@ -36,9 +36,9 @@ struct SystolicConfig {
 
 // Capacities in bytes (YAML gives them in KiB: buffers.input_kib and friends).
 struct BufferConfig {
-  std::uint64_t input_bytes = 64 * 1024;
-  std::uint64_t weight_bytes = 128 * 1024;
-  std::uint64_t output_bytes = 64 * 1024;
+  std::uint64_t input_bytes = 512 * 1024;
+  std::uint64_t weight_bytes = 1024 * 1024;
+  std::uint64_t output_bytes = 512 * 1024;
 };
 
 struct OffchipConfig {

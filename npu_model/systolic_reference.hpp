@@ -6,7 +6,8 @@
 
 #include <cstdint>
 
-#include "npu_model/reference_array.hpp"
+#include "npu_model/int_matrix.hpp"
+#include "npu_model/npu_config.hpp"
 
 namespace npusim::npu {
 

@@ -1,18 +1,21 @@
-// Timing tests with the arithmetic written out, plus properties of the closed-form model.
+// Timing tests of the memory schedule with the arithmetic written out, and properties of the
+// cost model and its mapper over random layers: bounds that can fail (roofline, compulsory
+// bytes, utilisation) and monotonicity (more buffer, bandwidth or queue never costs cycles).
+
+#include <cmath>
 
 #include <gtest/gtest.h>
 
 #include "npu_model/cost_model.hpp"
-#include "random_npu.hpp"
+#include "random_layer.hpp"
 
 namespace npusim {
 namespace {
 
-// A toy NPU where every number is easy: 4 PEs x 4 lanes, T_R = 4, 1 GHz, 4 GB/s = 4 bytes per
-// cycle, 10 ns = 10 cycles of latency, int8 data, int32 accumulators.
-// Pipeline depth D = 1 multiply + log2(4) = 2 adder levels + 1 accumulate = 4 cycles.
-// n bytes hold the bus for ceil(n / 4) cycles. The requests of a phase are issued together, so
-// loads of L bus cycles take 10 + L; a write issued D cycles in ends at 10 + max(L, D) + W.
+// A toy NPU where every number is easy: 4 PEs x 4 lanes, 1 GHz, 1 GB/s = 1 byte per cycle,
+// 10 ns = 10 cycles of latency, int8 data, int32 accumulators, 4 requests outstanding.
+// Pipeline depth D = 1 multiply + log2(4) = 2 adder levels + 1 accumulate = 4 cycles, so a
+// step's results are complete 3 cycles after its last row streams.
 npu::NpuConfig toy_config() {
   npu::NpuConfig c;
   c.name = "toy";
@@ -23,210 +26,190 @@ npu::NpuConfig toy_config() {
   c.element_bytes = 1;
   c.accumulator_bytes = 4;
   c.vector_lanes = 4;
-  c.buffers.input_bytes = 32;   // two 4x4 int8 input tiles
-  c.buffers.weight_bytes = 32;  // two 4x4 int8 weight tiles
-  c.buffers.output_bytes = 128; // two 4x4 int32 accumulator tiles
-  c.offchip.bandwidth_gb_per_s = 4.0;
+  c.buffers.input_bytes = 64;
+  c.buffers.weight_bytes = 64;
+  c.buffers.output_bytes = 128;
+  c.offchip.bandwidth_gb_per_s = 1.0;
   c.offchip.latency_ns = 10;
+  c.offchip.queue_depth = 4;
   c.stack_factors = {1, 2};
   return c;
 }
 
-TEST(CostModel, ToyNpuDerivedConstants) {
-  const auto npu = npu::Npu::validate(toy_config());
-  EXPECT_EQ(npu.latency_cycles(), 10u);
-  EXPECT_EQ(npu.data_cycles(16), 4u);       // 16 / 4
-  EXPECT_EQ(npu.data_cycles(17), 5u);       // ceil(17 / 4)
-  EXPECT_EQ(npu.transfer_cycles(16), 14u);  // 10 + 4
-  EXPECT_EQ(npu.transfer_cycles(0), 0u);    // no request at all
-  EXPECT_EQ(npu.geometry(1).pipeline_depth_cycles, 4u);  // 1 + 2 + 1
-  EXPECT_EQ(npu.geometry(2).pipeline_depth_cycles, 5u);  // 1 + 2 + log2(2) + 1
-  EXPECT_TRUE(npu.geometry(1).double_buffered);
+// GEMM R = 8, P = 4, C = 4 (a plain GEMM: 8 lines of 4 bytes), batch 1, <1,1,1>.
+const npu::GemmShape toy_gemm{8, 4, 4, 1};
+
+npu::Tiling two_bands(std::uint32_t input_prefetch) {
+  npu::Tiling t;
+  t.order = npu::LoopOrder::inputs_outer;
+  t.band_rows = 4;  // two R-blocks of 4 rows
+  t.col_block = 4;
+  t.input_prefetch = input_prefetch;
+  return t;
 }
 
-TEST(CostModel, DoubleBufferedRBatchingWorkedExample) {
+TEST(CostModel, OneStepWorkedExample) {
   const auto npu = npu::Npu::validate(toy_config());
-  // R=8, P=4, C=4, batch 1: two R tiles of 4 rows, one P step, one C tile. The weight buffer
-  // holds 2 tiles >= 1 P step + 1 prefetch slot, so weights are fetched once.
-  const auto cost = npu::gemm_cost(npu, {8, 4, 4, 1}, 1, {1, 1, 1});
-  // head:    10 + input 16 B (4) + weights 16 B (4)                       = 18
-  // phase 0: stream 4 rows || 10 + load step 1 input (4)    -> max(4, 14) = 14
-  // phase 1: stream 4 rows || 10 + max(no load 0, D 4) + write tile 0 16 B (4)
-  //                                                          -> max(4, 18) = 18
-  // tail:    10 + D 4 + write tile 1 (4)                                  = 18
-  EXPECT_EQ(cost.cycles, 18u + 14u + 18u + 18u);
+  npu::Tiling t;
+  t.band_rows = 8;
+  t.col_block = 4;
+  const auto cost = npu::gemm_cost_tiled(npu, toy_gemm, 1, {1, 1, 1}, t);
+  // Stream order: weight load (slot 0, kind 1), input load (slot 0, kind 2), write (slot 1).
+  // weights 4x4 = 16 B: issued at 0, bus 10..26.
+  // input 8 lines x 4 B = 32 B: issued at 0, bus from max(0 + 10, 26) = 26 to 58.
+  // streaming starts at 58 (accumulators 8 x 4 x 4 B = 128 B fit), 8 rows x 1 x 1 tiles: 58..66.
+  // write 8 x 4 = 32 B: ready 66 + 3 = 69, bus from 69 + 10 = 79 to 111.
+  EXPECT_EQ(cost.cycles, 111u);
   EXPECT_EQ(cost.compute_cycles, 8u);
-  EXPECT_EQ(cost.stall_cycles, 68u - 8u);
-  EXPECT_EQ(cost.offchip_bytes, 32u + 16u + 32u);  // inputs 2x16, weights 16, outputs 2x16
-  EXPECT_EQ(cost.macs, 8u * 4u * 4u);
-  EXPECT_DOUBLE_EQ(cost.mac_utilisation, 128.0 / (68.0 * 16.0));
+  EXPECT_EQ(cost.stall_cycles, 103u);
+  EXPECT_EQ(cost.bytes, (npu::TrafficBytes{32, 16, 32, 0}));
+  EXPECT_EQ(cost.offchip_bytes, 80u);
+  // Roofline: max(8 streaming cycles, 80 compulsory bytes at 1 byte a cycle) = 80.
+  EXPECT_EQ(cost.compulsory_bytes, 80u);
+  EXPECT_EQ(cost.roofline_cycles, 80u);
+  EXPECT_EQ(cost.macs, 8u * 4 * 4);
 }
 
-// The worked example of docs/npu-model.md section 5.
-TEST(CostModel, StreamedWeightsWorkedExample) {
+TEST(CostModel, PrefetchOverlapsTheNextBandWithTheWrite) {
   const auto npu = npu::Npu::validate(toy_config());
-  // R=8, P=8, C=4: 2 R tiles x 2 P steps x 1 C tile = 4 steps. The weight buffer has 2 slots
-  // < 2 P steps + 1, so weights are streamed with every step: each load is input 16 B (4) +
-  // weights 16 B (4) = 8 bus cycles.
-  const auto cost = npu::gemm_cost(npu, {8, 8, 4, 1}, 1, {1, 1, 1});
-  // head:            10 + 8                                   = 18
-  // step 0 (t0, p0): max(4 rows, 10 + 8)                      = 18
-  // step 1 (t0, p1): max(4 rows, 10 + 8)                      = 18
-  // step 2 (t1, p0): max(4 rows, 10 + max(8, D 4) + write 4)  = 22
-  // step 3 (t1, p1): max(4 rows, no requests 0)               =  4
-  // tail:            10 + D 4 + write 4                       = 18
-  EXPECT_EQ(cost.cycles, 18u + 18u + 18u + 22u + 4u + 18u);
-  EXPECT_EQ(cost.compute_cycles, 16u);                // 4 steps x 4 rows
-  EXPECT_EQ(cost.offchip_bytes, 4u * 32u + 2u * 16u);  // 4 loads of 32 B, 2 tile writes
+  // Without prefetch: weights (16 B) bus 10..26, band 0 (16 B) 26..42; stream 42..46; write 0
+  // ready 49, bus 59..75; band 1 waits behind it in the stream: issued at 49, bus 75..91;
+  // stream 91..95; write 1 ready 98, bus 108..124.
+  const auto serial = npu::gemm_cost_tiled(npu, toy_gemm, 1, {1, 1, 1}, two_bands(0));
+  EXPECT_EQ(serial.cycles, 124u);
+  // Prefetch 1: band 0 (slot -1) first, bus 10..26; weights 26..42; band 1 issued at 0 too,
+  // bus 42..58. Stream 42..46; write 0 ready 49, bus 59..75; band 1 streams 58..62 (the
+  // weights stay: same block); write 1 ready 65, issued 65, bus from max(75, 75) to 91.
+  const auto prefetched = npu::gemm_cost_tiled(npu, toy_gemm, 1, {1, 1, 1}, two_bands(1));
+  EXPECT_EQ(prefetched.cycles, 91u);
+  EXPECT_EQ(prefetched.bytes, serial.bytes);
+  EXPECT_EQ(prefetched.bytes, (npu::TrafficBytes{32, 16, 32, 0}));
 }
 
-TEST(CostModel, SingleOutputBufferSerialisesThePhases) {
+TEST(CostModel, TooSmallBuffersNameTheBufferAndTheSizeThatWorks) {
   auto config = toy_config();
-  config.buffers.output_bytes = 64;  // one accumulator tile: no double buffering
-  const auto npu = npu::Npu::validate(config);
-  EXPECT_FALSE(npu.geometry(1).double_buffered);
-  const auto cost = npu::gemm_cost(npu, {8, 4, 4, 1}, 1, {1, 1, 1});
-  // head:    18 as above
-  // phase 0: 4 rows, then 10 + max(load step 1: 4, D 4) + write tile 0 (4)   = 4 + 18 = 22
-  // phase 1: 4 rows, then 10 + max(nothing to load: 0, D 4) + write tile 1 (4) = 4 + 18 = 22
-  EXPECT_EQ(cost.cycles, 18u + 22u + 22u);
-}
-
-TEST(CostModel, PBatchingFillsIdleLanesOfASmallPLayer) {
-  const auto npu = npu::Npu::validate(toy_config());
-  // R=4, P=2, C=1 with batch 2.
-  // <1,2,1>: effective 4 x 4 x 2 (block-diagonal weights), one tile.
-  //   head: 10 + input 4x4 = 16 B (4) + 2 distinct weights (1)       = 15
-  //   phase 0: 4 rows, nothing to load                               =  4
-  //   tail: 10 + D 4 + write 4x2 = 8 B (2)                           = 16
-  const auto p_batched = npu::gemm_cost(npu, {4, 2, 1, 1}, 2, {1, 2, 1});
-  EXPECT_EQ(p_batched.cycles, 15u + 4u + 16u);
-  // <2,1,1>: effective 8 x 2 x 1, two R tiles.
-  //   head: 10 + input 4x2 = 8 B (2) + weights 2 B (1)               = 13
-  //   phase 0: 4 rows || 10 + load input 8 B (2)                     = 12
-  //   phase 1: 4 rows || 10 + max(0, D 4) + write 4x1 = 4 B (1)      = 15
-  //   tail: 10 + D 4 + write 4 B (1)                                 = 15
-  const auto r_batched = npu::gemm_cost(npu, {4, 2, 1, 1}, 2, {2, 1, 1});
-  EXPECT_EQ(r_batched.cycles, 13u + 12u + 15u + 15u);
-  const auto best = npu::best_gemm_cost(npu, {4, 2, 1, 1}, 2);
-  EXPECT_EQ(best.mapping, (npu::BatchMapping{1, 2, 1}));
-  EXPECT_EQ(best.cycles, p_batched.cycles);
-}
-
-TEST(CostModel, GroupsRunBackToBack) {
-  const auto npu = npu::Npu::validate(toy_config());
-  const auto one = npu::gemm_cost(npu, {8, 4, 4, 1}, 1, {1, 1, 1});
-  const auto three = npu::gemm_cost(npu, {8, 4, 4, 3}, 1, {1, 1, 1});
-  EXPECT_EQ(three.cycles, 3 * one.cycles);
-  EXPECT_EQ(three.offchip_bytes, 3 * one.offchip_bytes);
-  EXPECT_EQ(three.macs, 3 * one.macs);
-}
-
-TEST(CostModel, GroupsArePackedSideBySideInP) {
-  const auto npu = npu::Npu::validate(toy_config());
-  // R=8, P=2, C=4 per group, 3 groups, batch 1, <1,1,1>: floor(4 lanes / 2) = 2 groups a pass,
-  // so one pass of 2 groups (8 x 4 x 8, block-diagonal) and one of the last group (8 x 2 x 4).
-  EXPECT_EQ(npu::groups_per_pass(npu, {8, 2, 4, 3}, {1, 1, 1}), 2u);
-  const auto cost = npu::gemm_cost(npu, {8, 2, 4, 3}, 1, {1, 1, 1});
-  // Pass of 2 groups: 2 R tiles x 2 C tiles, weights resident (2 slots >= 1 step + 1).
-  // A load: input 4x4 = 16 B (4); weights of a C tile: 2 rows x min(4, 2 * 4) distinct = 8 B (2).
-  //   head:        10 + 4 + 2                        = 16
-  //   (c0,r0):     max(4, 10 + 4)                    = 14
-  //   (c0,r1):     max(4, 10 + max(4 + 2, D 4) + 4)  = 20   (writes tile (c0,r0))
-  //   (c1,r0):     max(4, 10 + max(4, 4) + 4)        = 18
-  //   (c1,r1):     max(4, 10 + max(0, 4) + 4)        = 18
-  //   tail:        10 + 4 + 4                        = 18   -> 104
-  // Pass of 1 group: input 4x2 = 8 B (2), weights 2x4 = 8 B (2), tiles 4x4 = 16 B (4).
-  //   head 10 + 2 + 2 = 14; (r0) max(4, 10 + 2) = 12; (r1) max(4, 10 + 4 + 4) = 18;
-  //   tail 10 + 4 + 4 = 18                                  -> 62
-  EXPECT_EQ(cost.cycles, 104u + 62u);
-  EXPECT_EQ(cost.macs, 8u * 2u * 4u * 3u);
-  // Without packing room (P = 4 fills the 4 lanes) the groups run one by one.
-  EXPECT_EQ(npu::groups_per_pass(npu, {8, 4, 4, 3}, {1, 1, 1}), 1u);
-  // Nor on an NPU without the block-diagonal logic of P-batching.
-  auto r_only = toy_config();
-  r_only.modes = {npu::BatchingMode::r_batching};
-  const auto baseline = npu::Npu::validate(r_only);
-  EXPECT_EQ(npu::groups_per_pass(baseline, {8, 2, 4, 3}, {1, 1, 1}), 1u);
-  EXPECT_GT(npu::gemm_cost(baseline, {8, 2, 4, 3}, 1, {1, 1, 1}).cycles, cost.cycles);
+  // A 3x3 convolution over 8 x 8 x 2 needs at least 3 lines of 8 x 1 byte (one channel).
+  npu::GemmShape conv{64, 9 * 2, 4, 1};
+  conv.window = {8, 8, 3, 3, 1, 1, 1, 1};
+  config.buffers.input_bytes = 23;
+  try {
+    (void)npu::best_gemm_cost(npu::Npu::validate(config), conv, 1);
+    FAIL() << "expected NoFeasibleTiling";
+  } catch (const npu::NoFeasibleTiling& e) {
+    EXPECT_NE(std::string(e.what()).find("buffers.input_kib"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("24 bytes"), std::string::npos) << e.what();
+  }
+  config.buffers.input_bytes = 24;
+  EXPECT_NO_THROW((void)npu::best_gemm_cost(npu::Npu::validate(config), conv, 1));
 }
 
 TEST(CostModel, IllegalMappingsAreRejectedWithTheReason) {
   const auto npu = npu::Npu::validate(toy_config());
-  const npu::GemmShape shape{4, 3, 4, 1};
-  EXPECT_THROW(npu::gemm_cost(npu, shape, 4, {1, 1, 1}), npu::InvalidMapping);  // b_r != 4
-  EXPECT_THROW(npu::gemm_cost(npu, shape, 4, {4, 1, 4}), npu::InvalidMapping);  // k not allowed
-  // b_p * P <= k * T_P: 2 * 3 = 6 > 4 lanes at k = 1, but fits the 8 lanes of k = 2.
-  EXPECT_NE(npu::mapping_violation(npu, shape, 2, {1, 2, 1}).find("exceeds"), std::string::npos);
-  EXPECT_EQ(npu::mapping_violation(npu, shape, 2, {1, 2, 2}), "");
-  auto r_only = toy_config();
-  r_only.modes = {npu::BatchingMode::r_batching};
-  const auto baseline = npu::Npu::validate(r_only);
-  EXPECT_NE(npu::mapping_violation(baseline, {4, 1, 1, 1}, 2, {1, 2, 1}).find("not enabled"),
-            std::string::npos);
-  EXPECT_EQ(npu::best_gemm_cost(baseline, {4, 1, 1, 1}, 2).mapping.b_p, 1u);
+  try {
+    (void)npu::gemm_cost(npu, toy_gemm, 2, {1, 2, 1});
+    FAIL() << "expected InvalidMapping";
+  } catch (const npu::InvalidMapping& e) {
+    EXPECT_NE(std::string(e.what()).find("b_p * P"), std::string::npos) << e.what();
+  }
 }
 
 TEST(CostModel, VectorPathCost) {
   const auto npu = npu::Npu::validate(toy_config());
-  // 2x2 max-pool over 4x4x2 -> 2x2x2: 32 inputs, 8 outputs, 8 * 4 = 32 ops, batch 2.
-  const npu::VectorWork work{32, 8, 32};
-  const auto cost = npu::vector_cost(npu, work, 2);
-  // compute: 64 ops / 4 lanes = 16; channel: 10 + read 64 B (16) + write 16 B (4) = 30
+  // 64 ops on 4 lanes = 16 cycles; 32 + 16 bytes at 1 byte a cycle after 10 of latency = 58.
+  const auto cost = npu::vector_cost(npu, {32, 16, 64}, 1);
   EXPECT_EQ(cost.compute_cycles, 16u);
-  EXPECT_EQ(cost.cycles, 30u);
-  EXPECT_EQ(cost.offchip_bytes, 80u);
+  EXPECT_EQ(cost.cycles, 58u);
+  EXPECT_EQ(cost.offchip_bytes, 48u);
 }
 
-// Properties over random cases.
+// Properties over random layers and NPUs whose buffers reach every regime.
 class CostModelProperties : public ::testing::Test {
  protected:
   traces::RandomStream rng{4242, 2};
+
+  // A case with a feasible mapping for the mapper, or nothing.
+  std::optional<std::pair<testing::RandomLayerCase, npu::LayerCost>> draw() {
+    auto c = testing::random_layer_case(rng, 2);
+    const auto npu = npu::Npu::validate(c.config);
+    try {
+      return std::pair{c, npu::best_gemm_cost(npu, c.shape, c.batch)};
+    } catch (const npu::NoFeasibleTiling&) {
+      return std::nullopt;
+    }
+  }
 };
 
-TEST_F(CostModelProperties, BreakdownIsConsistentAndBounded) {
-  for (int i = 0; i < 2000; ++i) {
-    auto c = testing::random_case(rng);
-    const auto npu = npu::Npu::validate(c.config);
-    c.mapping = testing::random_legal_mapping(npu, c, rng);
-    const auto cost = npu::gemm_cost(npu, c.shape, c.batch, c.mapping);
-    ASSERT_LE(cost.compute_cycles, cost.cycles);
+TEST_F(CostModelProperties, CyclesAndBytesNeverBeatTheirBounds) {
+  int checked = 0;
+  for (int i = 0; i < 4000 && checked < 1500; ++i) {
+    const auto drawn = draw();
+    if (!drawn) continue;
+    ++checked;
+    const auto& [c, cost] = *drawn;
+    ASSERT_GE(cost.cycles, cost.roofline_cycles);
+    ASSERT_GE(cost.offchip_bytes, cost.compulsory_bytes);
+    ASSERT_EQ(cost.offchip_bytes, cost.bytes.total());
     ASSERT_EQ(cost.stall_cycles, cost.cycles - cost.compute_cycles);
     ASSERT_GT(cost.mac_utilisation, 0.0);
     ASSERT_LE(cost.mac_utilisation, 1.0);
-    // Every sample's input is read and its output written at least once.
-    const std::uint64_t eb = c.config.element_bytes;
-    ASSERT_GE(cost.offchip_bytes, c.batch * (c.shape.rows * c.shape.depth + c.shape.rows * c.shape.cols) * eb);
+    // Outputs are written exactly once: partial sums never leave the chip in this schedule.
+    ASSERT_EQ(cost.bytes.output, c.batch * c.shape.rows * c.shape.cols * c.shape.groups * c.config.element_bytes);
+    ASSERT_EQ(cost.bytes.psum, 0u);
   }
+  EXPECT_GE(checked, 1500);
 }
 
-TEST_F(CostModelProperties, SlowerMemoryNeverHelps) {
-  for (int i = 0; i < 2000; ++i) {
-    auto c = testing::random_case(rng);
-    const auto fast = npu::Npu::validate(c.config);
-    c.mapping = testing::random_legal_mapping(fast, c, rng);
-    auto slow_config = c.config;
-    slow_config.offchip.bandwidth_gb_per_s = std::max(0.001, std::round(c.config.offchip.bandwidth_gb_per_s * 500.0) / 1000.0);
-    slow_config.offchip.latency_ns += static_cast<std::uint32_t>(rng.uniform_below(20));
-    const auto slow = npu::Npu::validate(slow_config);
-    ASSERT_GE(npu::gemm_cost(slow, c.shape, c.batch, c.mapping).cycles,
-              npu::gemm_cost(fast, c.shape, c.batch, c.mapping).cycles);
+TEST_F(CostModelProperties, MoreBufferBandwidthOrQueueNeverCostsCycles) {
+  int checked = 0, buffer_checked = 0;
+  for (int i = 0; i < 4000 && checked < 600; ++i) {
+    const auto drawn = draw();
+    if (!drawn) continue;
+    ++checked;
+    const auto& [c, cost] = *drawn;
+    const auto cost_with = [&](auto change) {
+      auto config = c.config;
+      change(config);
+      return npu::best_gemm_cost(npu::Npu::validate(config), c.shape, c.batch).cycles;
+    };
+    const std::uint64_t extra = 1 + rng.uniform_below(256);
+    // Known exception (docs/npu-model.md): the mapper stops at the fewest channel chunks that fit,
+    // so when more buffer lets it use fewer chunks it may miss a faster tiling with more. The
+    // buffer half of the property is checked where no chunking was needed.
+    if (cost.tiling.channel_chunks == 1) {
+      ASSERT_LE(cost_with([&](npu::NpuConfig& n) { n.buffers.input_bytes += extra; }), cost.cycles);
+      ASSERT_LE(cost_with([&](npu::NpuConfig& n) { n.buffers.weight_bytes += extra; }), cost.cycles);
+      ASSERT_LE(cost_with([&](npu::NpuConfig& n) { n.buffers.output_bytes += extra; }), cost.cycles);
+      ++buffer_checked;
+    }
+    ASSERT_LE(cost_with([&](npu::NpuConfig& n) { n.offchip.bandwidth_gb_per_s = std::round(n.offchip.bandwidth_gb_per_s * 1500.0) / 1000.0; }),
+              cost.cycles);
+    ASSERT_LE(cost_with([&](npu::NpuConfig& n) { n.offchip.queue_depth += 1; }), cost.cycles);
   }
+  EXPECT_GE(checked, 600);
+  EXPECT_GE(buffer_checked, 300);
 }
 
-TEST_F(CostModelProperties, BestMappingIsNoWorseThanAnyLegalMapping) {
-  for (int i = 0; i < 500; ++i) {
-    auto c = testing::random_case(rng);
+TEST_F(CostModelProperties, BestMappingIsNoWorseThanAnySearchedMapping) {
+  int checked = 0;
+  for (int i = 0; i < 2000 && checked < 400; ++i) {
+    const auto drawn = draw();
+    if (!drawn) continue;
+    ++checked;
+    const auto& [c, best] = *drawn;
     const auto npu = npu::Npu::validate(c.config);
-    const auto best = npu::best_gemm_cost(npu, c.shape, c.batch);
     ASSERT_TRUE(npu::mapping_violation(npu, c.shape, c.batch, best.mapping).empty());
+    // The search covers B_P in {1, 2, 4, ...} and B itself (cost_model.hpp).
     for (auto k : npu.config().stack_factors)
-      for (std::uint32_t b_p = 1; b_p <= c.batch; ++b_p) {
+      for (std::uint32_t b_p = 1; b_p <= c.batch; b_p = b_p == c.batch ? c.batch + 1 : std::min(c.batch, 2 * b_p)) {
         const npu::BatchMapping m{(c.batch + b_p - 1) / b_p, b_p, k};
         if (!npu::mapping_violation(npu, c.shape, c.batch, m).empty()) continue;
-        ASSERT_LE(best.cycles, npu::gemm_cost(npu, c.shape, c.batch, m).cycles);
+        try {
+          ASSERT_LE(best.cycles, npu::gemm_cost(npu, c.shape, c.batch, m).cycles);
+        } catch (const npu::NoFeasibleTiling&) {
+        }
       }
   }
+  EXPECT_GE(checked, 400);
 }
 
 }  // namespace

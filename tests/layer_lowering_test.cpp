@@ -23,15 +23,19 @@ TEST(LayerLowering, ConvolutionWithStrideAndPadding) {
   // ResNet-50 conv1: 224x224x3, 7x7/2, pad 3, 64 filters -> 112x112x64.
   const auto w = npu::lower(conv(224, 3, 64, 7, 2, 3));
   EXPECT_EQ(w.out_height, 112u);  // (224 + 6 - 7) / 2 + 1
-  EXPECT_EQ(w.gemm, (npu::GemmShape{112 * 112, 7 * 7 * 3, 64, 1}));
+  EXPECT_EQ(w.gemm, (npu::GemmShape{112 * 112, 7 * 7 * 3, 64, 1, {224, 224, 7, 7, 2, 2, 3, 3}}));
+  // The window lets the array form im2col rows on chip: it resolves to R and P again.
+  const auto f = npu::feature_map_of(w.gemm);
+  EXPECT_EQ(f.out_height * f.out_width, w.gemm.rows);
+  EXPECT_EQ(f.channels, 3u);
 }
 
 TEST(LayerLowering, DepthwiseAndGroupedConvolution) {
   // MobileNetV2 depthwise 3x3 over 112x112x32: 32 groups of (12544 x 9) * (9 x 1).
   const auto dw = npu::lower(conv(112, 32, 32, 3, 1, 1, 32));
-  EXPECT_EQ(dw.gemm, (npu::GemmShape{112 * 112, 9, 1, 32}));
+  EXPECT_EQ(dw.gemm, (npu::GemmShape{112 * 112, 9, 1, 32, {112, 112, 3, 3, 1, 1, 1, 1}}));
   const auto grouped = npu::lower(conv(56, 128, 128, 3, 1, 1, 32));
-  EXPECT_EQ(grouped.gemm, (npu::GemmShape{56 * 56, 9 * 4, 4, 32}));
+  EXPECT_EQ(grouped.gemm, (npu::GemmShape{56 * 56, 9 * 4, 4, 32, {56, 56, 3, 3, 1, 1, 1, 1}}));
   EXPECT_THROW(npu::lower(conv(56, 100, 128, 3, 1, 1, 32)), npu::InvalidLayer);
 }
 

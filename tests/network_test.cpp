@@ -75,7 +75,7 @@ TEST(Network, ShapeInferenceAndLoweringOfResNet50Conv1) {
   const auto net = sim::load_model("resnet50");
   const auto& conv1 = net.layers.front();
   EXPECT_EQ(conv1.output, (workloads::TensorShape{112, 112, 64}));
-  EXPECT_EQ(conv1.work.gemm, (npu::GemmShape{112 * 112, 7 * 7 * 3, 64, 1}));
+  EXPECT_EQ(conv1.work.gemm, (npu::GemmShape{112 * 112, 7 * 7 * 3, 64, 1, {224, 224, 7, 7, 2, 2, 3, 3}}));
   EXPECT_EQ(conv1.macs, 112ull * 112 * 147 * 64);
 }
 
@@ -85,7 +85,7 @@ TEST(Network, DepthwiseLayersLowerToGroups) {
   for (const auto& l : net.layers)
     if (l.name == "block2.depthwise") {
       found = true;
-      EXPECT_EQ(l.work.gemm, (npu::GemmShape{56 * 56, 9, 1, 96}));  // 112 -> 56, 16 * 6 channels
+      EXPECT_EQ(l.work.gemm, (npu::GemmShape{56 * 56, 9, 1, 96, {112, 112, 3, 3, 2, 2, 1, 1}}));  // 112 -> 56, 16 * 6 channels
     }
   EXPECT_TRUE(found);
 }

@@ -10,7 +10,7 @@
 #include "npu_model/gemm.hpp"
 #include "npu_model/memory_schedule.hpp"
 #include "npu_model/npu_config.hpp"
-#include "npu_model/reference_array.hpp"
+#include "npu_model/int_matrix.hpp"
 #include "random_npu.hpp"
 #include "traces/random_stream.hpp"
 

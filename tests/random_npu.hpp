@@ -7,7 +7,7 @@
 
 #include "npu_model/gemm.hpp"
 #include "npu_model/npu_config.hpp"
-#include "npu_model/reference_array.hpp"
+#include "npu_model/int_matrix.hpp"
 #include "traces/random_stream.hpp"
 
 namespace npusim::testing {
