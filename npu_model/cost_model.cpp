@@ -119,9 +119,9 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
   const bool input_fits = input_all <= c.buffers.input_bytes;
   const bool weights_fit = weights_all <= c.buffers.weight_bytes;
 
-  // Bands of 1, 2, 4 and 8 output rows, whole samples, and whole grids.
+  // Bands of 1 and 4 output rows, whole samples, and whole grids.
   std::vector<std::pair<std::uint32_t, std::uint32_t>> bands;  // (band_rows, band_samples)
-  for (std::uint64_t rows = 1; rows < f.out_height && rows <= 8; rows *= 2)
+  for (std::uint64_t rows = 1; rows < f.out_height && rows <= 4; rows *= 4)
     bands.emplace_back(static_cast<std::uint32_t>(rows), 1);
   bands.emplace_back(static_cast<std::uint32_t>(f.out_height), 1);
   if (mapping.b_r > 1) bands.emplace_back(static_cast<std::uint32_t>(f.out_height), mapping.b_r);
@@ -157,7 +157,7 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
           // An operand that fits stays resident: its loads are then a subset of the streamed
           // variant's and never wait for room, so the streamed variant cannot be faster; it is
           // tried only when the resident one turns out not to fit.
-          for (const std::uint64_t level : {3u, 1u, 0u}) {
+          for (const std::uint64_t level : {3u, 0u}) {
             t.input_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * input_sharing));
             t.weight_prefetch = static_cast<std::uint32_t>(std::min<std::uint64_t>(64, level * weight_sharing));
             for (int variant = 0; variant < 2; ++variant) {
