@@ -45,14 +45,34 @@ struct TableOptions {
   bool json = false;
 };
 
+std::vector<npu::LayerWork> works_of(const workloads::LoweredNetwork& net) {
+  std::vector<npu::LayerWork> works;
+  for (const auto& l : net.layers) works.push_back(l.work);
+  return works;
+}
+
+// The FBE's control-block table for every layer of `net`, batches 1..max_batch.
+npu::ControlBlockTable control_blocks(const npu::Npu& npu, const workloads::LoweredNetwork& net,
+                                      std::uint32_t max_batch) {
+  if (max_batch == 0 || max_batch > 256) throw UsageError(fmt::format("--max-batch {}: allowed 1 to 256", max_batch));
+  return npu::ControlBlockTable::build(npu, works_of(net), max_batch);
+}
+
+// A cell of the text table: the mapping, for a dot-product GEMM the loop order (W: weights
+// outer, I: inputs outer), and the cycles.
+std::string table_cell(const npu::LayerCost& cost, const MemoryReport& memory) {
+  const std::string order =
+      memory.tiling ? (memory.tiling->order == npu::LoopOrder::weights_outer ? " W" : " I") : "";
+  return fmt::format("{}{} {}", npu::to_string(cost.mapping), order, cost.cycles);
+}
+
 void run_table(const TableOptions& o, std::ostream& out) {
   const npu::Npu npu = load_npu_option(o.npu_file, o.overrides);
-  if (o.max_batch == 0 || o.max_batch > 256)
-    throw UsageError(fmt::format("--max-batch {}: allowed 1 to 256", o.max_batch));
   const auto net = load_model(o.model);
-  std::vector<npu::LayerWork> layers;
-  for (const auto& l : net.layers) layers.push_back(l.work);
-  const auto table = npu::ControlBlockTable::build(npu, layers, o.max_batch);
+  const auto table = control_blocks(npu, net, o.max_batch);
+  const auto memory = [&](std::uint32_t batch, std::size_t layer) {
+    return memory_report(npu, table.entry(batch, layer), net.layers[layer].work.on_vector_path);
+  };
   std::vector<std::uint32_t> batches;
   for (std::uint32_t b = 1; b <= o.max_batch; b *= 2) batches.push_back(b);
   if (batches.back() != o.max_batch) batches.push_back(o.max_batch);
@@ -61,13 +81,15 @@ void run_table(const TableOptions& o, std::ostream& out) {
   if (o.json) {
     text << fmt::format("{{\"npu\": {}, \"network\": {}, \"layers\": [", json_string(npu.config().name),
                         json_string(net.name));
-    for (std::size_t l = 0; l < layers.size(); ++l) {
+    for (std::size_t l = 0; l < net.layers.size(); ++l) {
       text << (l ? ", " : "") << fmt::format("{{\"name\": {}, \"entries\": [", json_string(net.layers[l].name));
       for (std::uint32_t b = 1; b <= o.max_batch; ++b) {
         const auto& e = table.entry(b, l);
         text << (b > 1 ? ", " : "")
-             << fmt::format("{{\"batch\": {}, \"b_r\": {}, \"b_p\": {}, \"k\": {}, \"cycles\": {}}}",
-                            b, e.mapping.b_r, e.mapping.b_p, e.mapping.k, e.cycles);
+             << fmt::format("{{\"batch\": {}, \"b_r\": {}, \"b_p\": {}, \"k\": {}, \"cycles\": {}, "
+                            "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, {}}}",
+                            b, e.mapping.b_r, e.mapping.b_p, e.mapping.k, e.cycles, e.compute_cycles, e.stall_cycles,
+                            e.offchip_bytes, memory_report_json(memory(b, l)));
       }
       text << "]}";
     }
@@ -75,37 +97,120 @@ void run_table(const TableOptions& o, std::ostream& out) {
     out << text.str();
     return;
   }
+  constexpr int cell = 22;
   text << fmt::format("control-block table: {} on {}\n", net.name, npu_label(npu));
-  text << "each cell: <B_R,B_P,k> cycles for the whole batch; vector-path layers show <B,1,1>\n";
+  text << "each cell: <B_R,B_P,k>, the loop order of a GEMM on a dot-product array (W weights outer, I inputs "
+          "outer) and the cycles for the whole batch; vector-path layers show <B,1,1>\n";
   text << fmt::format("{:<28}", "layer");
-  for (auto b : batches) text << fmt::format(" {:>20}", fmt::format("batch {}", b));
+  for (auto b : batches) text << fmt::format(" {:>{}}", fmt::format("batch {}", b), cell);
   text << "\n";
   std::vector<std::uint64_t> totals(batches.size(), 0);
-  for (std::size_t l = 0; l < layers.size(); ++l) {
+  for (std::size_t l = 0; l < net.layers.size(); ++l) {
     text << fmt::format("{:<28}", net.layers[l].name);
     for (std::size_t i = 0; i < batches.size(); ++i) {
       const auto& e = table.entry(batches[i], l);
       totals[i] += e.cycles;
-      text << fmt::format(" {:>20}", fmt::format("{} {}", npu::to_string(e.mapping), e.cycles));
+      text << fmt::format(" {:>{}}", table_cell(e, memory(batches[i], l)), cell);
     }
     text << "\n";
   }
   text << fmt::format("{:<28}", "all layers, cycles");
-  for (auto t : totals) text << fmt::format(" {:>20}", t);
+  for (auto t : totals) text << fmt::format(" {:>{}}", t, cell);
   text << "\n" << fmt::format("{:<28}", "cycles per sample");
-  for (std::size_t i = 0; i < batches.size(); ++i) text << fmt::format(" {:>20}", totals[i] / batches[i]);
+  for (std::size_t i = 0; i < batches.size(); ++i) text << fmt::format(" {:>{}}", totals[i] / batches[i], cell);
   text << "\n";
   out << text.str();
 }
 
 struct ModelOptions {
   std::string model;
+  std::string npu_file;
+  std::vector<std::string> overrides;
+  std::optional<std::uint32_t> max_batch;
   bool json = false;
 };
 
+// A whole network at one batch size, every layer (exit classifiers included) run under its
+// control-block entry.
+struct NetworkCost {
+  std::uint32_t batch = 0;
+  std::uint64_t cycles = 0;  // the whole batch through every layer
+  double cycles_per_sample = 0;
+  double mac_utilisation = 0;
+  // Sum of the layers' roofline bounds; absent when the model gives none for some layer.
+  std::optional<std::uint64_t> roofline_cycles;
+  std::optional<double> roofline_ratio() const {
+    if (!roofline_cycles || *roofline_cycles == 0) return std::nullopt;
+    return static_cast<double>(cycles) / static_cast<double>(*roofline_cycles);
+  }
+};
+
+NetworkCost network_cost(const npu::Npu& npu, const workloads::LoweredNetwork& net,
+                         const npu::ControlBlockTable& table, std::uint32_t batch) {
+  NetworkCost c{.batch = batch, .roofline_cycles = 0};
+  for (std::size_t l = 0; l < net.layers.size(); ++l) {
+    const auto& entry = table.entry(batch, l);
+    c.cycles += entry.cycles;
+    const auto roofline = memory_report(npu, entry, net.layers[l].work.on_vector_path).roofline_cycles;
+    c.roofline_cycles = roofline && c.roofline_cycles ? std::optional(*c.roofline_cycles + *roofline) : std::nullopt;
+  }
+  c.cycles_per_sample = static_cast<double>(c.cycles) / batch;
+  if (c.cycles > 0)
+    c.mac_utilisation = static_cast<double>(net.total_macs) * batch /
+                        (static_cast<double>(c.cycles) * static_cast<double>(npu.macs_per_cycle()));
+  return c;
+}
+
+std::string network_cost_json(const NetworkCost& c) {
+  const auto ratio = c.roofline_ratio();
+  return fmt::format("{{\"batch\": {}, \"cycles\": {}, \"cycles_per_sample\": {}, \"mac_utilisation\": {}, "
+                     "\"roofline_cycles\": {}, \"cycles_over_roofline\": {}}}",
+                     c.batch, c.cycles, c.cycles_per_sample, c.mac_utilisation,
+                     c.roofline_cycles ? std::to_string(*c.roofline_cycles) : "null",
+                     ratio ? fmt::format("{}", *ratio) : "null");
+}
+
+std::string network_cost_text(const NetworkCost& c) {
+  const auto ratio = c.roofline_ratio();
+  return fmt::format("  batch {:>3}: {:.1f} cycles per sample, MAC utilisation {:.4f}, {}\n", c.batch,
+                     c.cycles_per_sample, c.mac_utilisation,
+                     ratio ? fmt::format("{:.3f}x the roofline bound ({} cycles for the batch)", *ratio,
+                                         *c.roofline_cycles)
+                           : std::string("no roofline bound (the model gives none on this NPU)"));
+}
+
 void run_model(const ModelOptions& o, std::ostream& out) {
+  if (o.npu_file.empty() && (o.max_batch || !o.overrides.empty()))
+    throw UsageError(fmt::format("model: {} only with --npu FILE", o.max_batch ? "--max-batch" : "--set"));
   const auto net = load_model(o.model);
-  out << (o.json ? model_json(net) : model_text(net));
+  if (o.npu_file.empty()) {
+    out << (o.json ? model_json(net) : model_text(net));
+    return;
+  }
+  const npu::Npu npu = load_npu_option(o.npu_file, o.overrides);
+  const std::uint32_t max_batch = o.max_batch.value_or(16);
+  const auto table = control_blocks(npu, net, max_batch);
+  std::vector<NetworkCost> costs{network_cost(npu, net, table, 1)};
+  if (max_batch > 1) costs.push_back(network_cost(npu, net, table, max_batch));
+  if (o.json) {
+    // model_json prints one object; the NPU's figures become its last keys.
+    std::string json = model_json(net);
+    const auto close = json.rfind('}');
+    if (close == std::string::npos) throw std::logic_error("model_json printed no JSON object");
+    std::vector<std::string> entries;
+    for (const auto& c : costs) entries.push_back(network_cost_json(c));
+    json.replace(close, std::string::npos,
+                 fmt::format(", \"npu\": {}, \"max_batch\": {}, \"npu_cost\": [{}]}}\n",
+                             json_string(npu.config().name), max_batch, fmt::join(entries, ", ")));
+    out << json;
+    return;
+  }
+  std::ostringstream text;
+  text << model_text(net);
+  text << fmt::format("on {}, every layer (exit classifiers included) under its control-block entry:\n",
+                      npu_label(npu));
+  for (const auto& c : costs) text << network_cost_text(c);
+  out << text.str();
 }
 
 void describe_policies(const std::vector<std::string>& plugins, std::ostream& out) {
@@ -384,7 +489,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
 
   TableOptions table;
   auto* table_cmd = app.add_subcommand("table", "FBE control-block table for a network");
-  table_cmd->add_option("--npu", table.npu_file, "NPU YAML file (default: embedded default)");
+  table_cmd->add_option("--npu", table.npu_file, "NPU YAML or SCALE-Sim .cfg file (default: embedded default)");
   table_cmd->add_option("--model", table.model, "Zoo name, network YAML or SCALE-Sim CSV (default resnet56)");
   table_cmd->add_option("--max-batch", table.max_batch, "Largest batch in the table (default 8)");
   table_cmd->add_flag("--json", table.json, "Print the whole table as one JSON object");
@@ -393,6 +498,11 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   ModelOptions model;
   auto* model_cmd = app.add_subcommand("model", "A network as lowered: layers, GEMM shapes, exits, totals");
   model_cmd->add_option("model", model.model, "Zoo name, network YAML file or SCALE-Sim CSV")->required();
+  model_cmd->add_option("--npu", model.npu_file,
+                        "NPU YAML or SCALE-Sim .cfg file: also print the whole network's cycles per sample, MAC "
+                        "utilisation and roofline ratio at batch 1 and the largest batch");
+  model_cmd->add_option("--max-batch", model.max_batch, "With --npu: the largest batch (default 16)");
+  model_cmd->add_option("--set", model.overrides, "With --npu: override an NPU key: npu.KEY=VALUE (repeatable)");
   model_cmd->add_flag("--json", model.json, "Print one JSON object");
 
   TraceOptions trace;
@@ -469,6 +579,8 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   } catch (const UsageError& e) {
     return user_error(err, e.what());
   } catch (const npu::InvalidMapping& e) {
+    return user_error(err, e.what());
+  } catch (const npu::NoFeasibleTiling& e) {
     return user_error(err, e.what());
   } catch (const workloads::NetworkError& e) {
     return user_error(err, e.what());

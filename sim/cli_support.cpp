@@ -46,4 +46,43 @@ std::string npu_label(const npu::Npu& npu) {
                      c.input_rows, c.clock_mhz, memory);
 }
 
+MemoryReport memory_report(const npu::Npu& npu, const npu::LayerCost& cost, bool on_vector_path) {
+  MemoryReport report;
+  // Systolic arrays and the vector path leave the split at zero; a split that does not add up
+  // to the total is no split at all.
+  if (cost.bytes.total() == cost.offchip_bytes) report.bytes = cost.bytes;
+  const bool gemm_on_dot_product = !on_vector_path && !npu.is_systolic();
+  if (gemm_on_dot_product) report.tiling = cost.tiling;
+  if (cost.compulsory_bytes > 0 || cost.offchip_bytes == 0)
+    report.compulsory_bytes = cost.compulsory_bytes;
+  else if (on_vector_path)
+    report.compulsory_bytes = cost.offchip_bytes;
+  if (cost.roofline_cycles > 0 || cost.cycles == 0)
+    report.roofline_cycles = cost.roofline_cycles;
+  else if (on_vector_path)
+    report.roofline_cycles = std::max(cost.compute_cycles, npu.data_cycles(cost.offchip_bytes));
+  return report;
+}
+
+std::string memory_report_json(const MemoryReport& r) {
+  const auto number = [](const std::optional<std::uint64_t>& v) {
+    return v ? std::to_string(*v) : std::string("null");
+  };
+  const std::string bytes =
+      r.bytes ? fmt::format("{{\"input\": {}, \"weight\": {}, \"output\": {}, \"psum\": {}}}", r.bytes->input,
+                            r.bytes->weight, r.bytes->output, r.bytes->psum)
+              : "null";
+  std::string tiling = "null";
+  if (r.tiling) {
+    const npu::Tiling& t = *r.tiling;
+    tiling = fmt::format(
+        "{{\"order\": \"{}\", \"band_rows\": {}, \"band_samples\": {}, \"col_block\": {}, \"channel_chunks\": {}, "
+        "\"input_resident\": {}, \"weights_resident\": {}, \"input_prefetch\": {}, \"weight_prefetch\": {}}}",
+        npu::to_string(t.order), t.band_rows, t.band_samples, t.col_block, t.channel_chunks, t.input_resident,
+        t.weights_resident, t.input_prefetch, t.weight_prefetch);
+  }
+  return fmt::format("\"bytes\": {}, \"tiling\": {}, \"compulsory_bytes\": {}, \"roofline_cycles\": {}", bytes, tiling,
+                     number(r.compulsory_bytes), number(r.roofline_cycles));
+}
+
 }  // namespace npusim::sim

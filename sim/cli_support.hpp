@@ -1,12 +1,14 @@
 #pragma once
-// Pieces the npusim subcommands share: the error type for bad options and the parsing of
-// comma-separated numbers and of --npu.
+// Pieces the npusim subcommands share: the error type for bad options, the parsing of
+// comma-separated numbers and of --npu, and the report of a layer's memory traffic.
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "npu_model/cost_model.hpp"
 #include "npu_model/npu_config.hpp"
 
 namespace npusim::sim {
@@ -27,5 +29,21 @@ npu::Npu load_npu_option(const std::string& npu_file, const std::vector<std::str
 
 // One line describing an NPU for reports: its name, array and memory.
 std::string npu_label(const npu::Npu& npu);
+
+// The memory-hierarchy figures of one layer's cost as a report shows them. The model fills
+// them for GEMMs on the dot-product array only; a field it leaves unfilled is absent here
+// rather than shown as a misleading 0, except where the vector path makes it plain (that path
+// reads every input element and writes every output element once, in one request each).
+struct MemoryReport {
+  std::optional<npu::TrafficBytes> bytes;       // when the model splits offchip_bytes by operand
+  std::optional<npu::Tiling> tiling;            // when the mapper chose one (dot-product GEMMs)
+  std::optional<std::uint64_t> compulsory_bytes;
+  std::optional<std::uint64_t> roofline_cycles;
+};
+MemoryReport memory_report(const npu::Npu& npu, const npu::LayerCost& cost, bool on_vector_path);
+
+// `"bytes": {...}, "tiling": {...}, "compulsory_bytes": N, "roofline_cycles": N`, each null
+// when absent from the report.
+std::string memory_report_json(const MemoryReport& report);
 
 }  // namespace npusim::sim

@@ -167,9 +167,44 @@ std::string npusim_fields_json(const npu::Npu& npu, const npu::LayerCost& cost) 
   const double latency_us = static_cast<double>(cost.cycles) / npu.config().clock_mhz;
   return fmt::format(
       "\"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", \"cycles\": {}, \"latency_us\": {}, "
-      "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}",
+      "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}, {}",
       cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)), cost.cycles,
-      latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes, cost.macs, cost.mac_utilisation);
+      latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes, cost.macs, cost.mac_utilisation,
+      memory_report_json(memory_report(npu, cost, false)));
+}
+
+// The lines of the text report that show the memory hierarchy at work; a figure the model
+// does not give for this NPU is left out.
+std::string memory_report_text(const npu::LayerCost& cost, const MemoryReport& r) {
+  std::string text;
+  if (r.roofline_cycles)
+    text += fmt::format("roofline_cycles  {} (no schedule of this mapping is faster; cycles are {:.3f}x that)\n",
+                        *r.roofline_cycles,
+                        *r.roofline_cycles == 0 ? 1.0
+                                                   : static_cast<double>(cost.cycles) /
+                                                         static_cast<double>(*r.roofline_cycles));
+  text += fmt::format("offchip_bytes    {}", cost.offchip_bytes);
+  if (r.bytes)
+    text += fmt::format(" (input {}, weight {}, output {}, psum {})", r.bytes->input, r.bytes->weight, r.bytes->output,
+                        r.bytes->psum);
+  text += "\n";
+  if (r.compulsory_bytes)
+    text += fmt::format("compulsory_bytes {} (weights, the input lines read and the outputs, each once)\n",
+                        *r.compulsory_bytes);
+  if (r.tiling) {
+    const npu::Tiling& t = *r.tiling;
+    const auto plural = [](std::uint64_t n, const char* one, const char* many) {
+      return fmt::format("{} {}", n, n == 1 ? one : many);
+    };
+    text += fmt::format("tiling           {}: R-blocks of {} x {}, C-blocks of {}, {}\n", npu::to_string(t.order),
+                        plural(t.band_rows, "output row", "output rows"),
+                        plural(t.band_samples, "grid row", "grid rows"), plural(t.col_block, "column", "columns"),
+                        plural(t.channel_chunks, "channel chunk", "channel chunks"));
+    text += fmt::format("                 input {}, weights {}; loads issued {} (input) and {} (weights) ahead\n",
+                        t.input_resident ? "resident" : "streamed", t.weights_resident ? "resident" : "streamed",
+                        plural(t.input_prefetch, "step", "steps"), plural(t.weight_prefetch, "step", "steps"));
+  }
+  return text;
 }
 
 void run_npusim_single(const CostOptions& o, const npu::Npu& npu, std::ostream& out) {
@@ -211,7 +246,7 @@ void run_npusim_single(const CostOptions& o, const npu::Npu& npu, std::ostream& 
   text << fmt::format("cycles           {} ({:.3f} us)\n", cost.cycles, latency_us);
   text << fmt::format("compute_cycles   {}\n", cost.compute_cycles);
   text << fmt::format("stall_cycles     {}\n", cost.stall_cycles);
-  text << fmt::format("offchip_bytes    {}\n", cost.offchip_bytes);
+  text << memory_report_text(cost, memory_report(npu, cost, false));
   text << fmt::format("macs             {}\n", cost.macs);
   text << fmt::format("mac_utilisation  {:.4f}\n", cost.mac_utilisation);
   out << text.str();

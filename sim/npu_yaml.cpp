@@ -44,6 +44,28 @@ void check_array_specific_keys(const ConfigNode& node, const npu::NpuConfig& con
   }
 }
 
+// Keys that were renamed. A file that still has one is refused with the new name: the generic
+// unknown-key error would leave the user to guess which allowed key it became.
+struct RenamedKey {
+  const char* section;  // below `npu`
+  const char* old_key;
+  const char* new_path;
+  const char* reason;
+};
+constexpr RenamedKey renamed_keys[] = {
+    {"offchip", "bandwidth_gbps", "offchip.bandwidth_gb_per_s", "bandwidth is in gigabytes per second"},
+};
+
+void refuse_renamed_keys(const ConfigNode& node) {
+  for (const auto& renamed : renamed_keys) {
+    if (!node.has(renamed.section) || !node.at(renamed.section).has(renamed.old_key)) continue;
+    const ConfigNode old = node.at(renamed.section).at(renamed.old_key);
+    throw ConfigError(fmt::format("{}: {} = {}: renamed: {}; use {}.{} = {}", old.where(), old.path(),
+                                  old.display_value(), renamed.reason, node.path(), renamed.new_path,
+                                  old.display_value()));
+  }
+}
+
 }  // namespace
 
 const std::vector<NpuKey>& npu_keys() {
@@ -103,6 +125,9 @@ const std::vector<NpuKey>& npu_keys() {
       {"offchip.latency_ns", "integer", "ns", "off-chip request latency",
        [](const ConfigNode& n, C& c) { c.offchip.latency_ns = n.as_uint32(); },
        [](const C& c) { return std::to_string(c.offchip.latency_ns); }},
+      {"offchip.queue_depth", "integer", "requests", "requests the DMA engine keeps outstanding",
+       [](const ConfigNode& n, C& c) { c.offchip.queue_depth = n.as_uint32(); },
+       [](const C& c) { return std::to_string(c.offchip.queue_depth); }},
       {"batching.modes", "list of r, p, fluid", "", "batch layouts the hardware supports (r is required)",
        [](const ConfigNode& n, C& c) {
          c.modes.clear();
@@ -142,6 +167,7 @@ npu::NpuConfig parse_npu_config(const ConfigNode& node) {
     }
     members[section].push_back(path.substr(dot + 1));
   }
+  refuse_renamed_keys(node);
   node.expect_keys(top);
   for (const auto& section : sections)
     if (node.has(section)) node.at(section).expect_keys(members[section]);

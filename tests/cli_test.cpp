@@ -106,9 +106,9 @@ TEST_F(Cli, MissingFile) {
 }
 
 TEST_F(Cli, BadValueNamesFileLinePathValueAndAllowed) {
-  const auto file = write("bad.yaml", "npu:\n  buffers:\n    weight_kib: 2\n");
+  const auto file = write("bad.yaml", "npu:\n  buffers:\n    weight_kib: 0\n");
   expect_one_line_error(run("cost --npu " + file.string() + " --gemm 8,8,8 --batch 1"),
-                        file.string() + ":3: npu.buffers.weight_kib = 2: allowed at least one");
+                        file.string() + ":3: npu.buffers.weight_kib = 0: allowed more than 0");
 }
 
 TEST_F(Cli, UnknownKey) {
@@ -176,7 +176,7 @@ TEST_F(Cli, ModelTextAndDescribe) {
   const auto npu = run("describe npu");
   ASSERT_EQ(npu.status, 0) << npu.err;
   EXPECT_NE(npu.out.find("npu.buffers.weight_kib"), std::string::npos) << npu.out;
-  EXPECT_NE(npu.out.find("default 128"), std::string::npos) << npu.out;
+  EXPECT_NE(npu.out.find("default 1024"), std::string::npos) << npu.out;
   EXPECT_NE(npu.out.find("baseline default"), std::string::npos) << npu.out;
   // Every registered policy is listed with each declared parameter, its type and default.
   const auto policies = run("describe policies");
@@ -318,6 +318,189 @@ TEST_F(Cli, ScaleSimConventionNeedsAStallFreeSystolicNpuAndOneSample) {
   expect_one_line_error(run("cost --npu " + cfg + " --topology /nonexistent.csv"), "--topology /nonexistent.csv");
 }
 
+// The objects that follow each `"batch": ` in a table's JSON, one per control-block entry, each
+// up to the next entry.
+std::vector<std::string> table_cells(const std::string& json) {
+  std::vector<std::string> cells;
+  for (auto at = json.find("{\"batch\": "); at != std::string::npos;) {
+    const auto next = json.find("{\"batch\": ", at + 1);
+    cells.push_back(json.substr(at, next == std::string::npos ? std::string::npos : next - at));
+    at = next;
+  }
+  return cells;
+}
+
+std::uint64_t number_in(const std::string& json, const std::string& key) {
+  const std::string value = json_value(json, key);
+  EXPECT_NE(value, "<missing>") << key << " in " << json;
+  return value == "<missing>" ? 0 : std::stoull(value);
+}
+
+// The memory-hierarchy keys of one layer's cost, checked against each other: the split adds up
+// to the total, compute and stall cycles to the cycles, and no layer beats its roofline bound.
+void expect_consistent_memory_keys(const std::string& json, bool dot_product_gemm) {
+  for (const char* key : {"compute_cycles", "stall_cycles", "offchip_bytes", "bytes", "tiling", "compulsory_bytes",
+                          "roofline_cycles"})
+    EXPECT_NE(json_value(json, key), "<missing>") << key << " in " << json;
+  const std::uint64_t cycles = number_in(json, "cycles");
+  EXPECT_EQ(number_in(json, "compute_cycles") + number_in(json, "stall_cycles"), cycles) << json;
+  if (json_value(json, "bytes") != "null") {
+    EXPECT_EQ(number_in(json, "input") + number_in(json, "weight") + number_in(json, "output") +
+                  number_in(json, "psum"),
+              number_in(json, "offchip_bytes"))
+        << json;
+  }
+  if (json_value(json, "roofline_cycles") != "null") {
+    EXPECT_GE(cycles, number_in(json, "roofline_cycles")) << json;
+  }
+  if (!dot_product_gemm) return;
+  EXPECT_NE(json_value(json, "bytes"), "null") << json;
+  EXPECT_NE(json_value(json, "roofline_cycles"), "null") << json;
+  EXPECT_GE(number_in(json, "offchip_bytes"), number_in(json, "compulsory_bytes")) << json;
+  const std::string order = json_value(json, "order");
+  EXPECT_TRUE(order == "\"weights_outer\"" || order == "\"inputs_outer\"") << json;
+  for (const char* key : {"band_rows", "band_samples", "col_block", "channel_chunks"})
+    EXPECT_GE(number_in(json, key), 1u) << key << " in " << json;
+  for (const char* key : {"input_resident", "weights_resident"}) {
+    const std::string flag = json_value(json, key);
+    EXPECT_TRUE(flag == "true" || flag == "false") << key << " in " << json;
+  }
+  for (const char* key : {"input_prefetch", "weight_prefetch"}) EXPECT_NE(json_value(json, key), "<missing>") << key;
+}
+
+TEST_F(Cli, CostJsonReportsTheMemoryHierarchyConsistently) {
+  for (const char* layer : {"--gemm 1024,576,64 --batch 4", "--gemm 1024,16,64 --batch 3 --mapping 1,3,1",
+                            "--gemm 1024,16,64 --batch 4 --mapping 2,2,1",
+                            "--conv 56,56,3,3,64,64,1 --batch 2", "--gemm 64,27,16 --batch 8 --groups 4",
+                            "--gemm 4096,4096,16 --set npu.buffers.weight_kib=16"}) {
+    SCOPED_TRACE(layer);
+    const auto r = run(std::string("cost --npu " NPUSIM_SOURCE_DIR "/configs/npu/default.yaml ") + layer + " --json");
+    ASSERT_EQ(r.status, 0) << r.err;
+    expect_consistent_memory_keys(r.out, true);
+  }
+  // A systolic array has no tiling; figures the model leaves out there are null, not 0.
+  const auto systolic = run("cost --npu " NPUSIM_SOURCE_DIR "/configs/npu/systolic.yaml --gemm 1024,576,64 --json");
+  ASSERT_EQ(systolic.status, 0) << systolic.err;
+  expect_consistent_memory_keys(systolic.out, false);
+  EXPECT_EQ(json_value(systolic.out, "tiling"), "null");
+}
+
+TEST_F(Cli, CostTextShowsTilingBytesAndRoofline) {
+  const auto r = run("cost --npu " NPUSIM_SOURCE_DIR "/configs/npu/default.yaml --gemm 1024,576,64 --batch 4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* text : {"\nroofline_cycles  ", "\noffchip_bytes    ", " (input ", ", psum 0)\n",
+                           "\ncompulsory_bytes ", "\ntiling           ", "R-blocks of ", " ahead\n"})
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << " in\n" << r.out;
+  EXPECT_TRUE(r.out.find("tiling           weights_outer") != std::string::npos ||
+              r.out.find("tiling           inputs_outer") != std::string::npos)
+      << r.out;
+}
+
+TEST_F(Cli, TableJsonReportsTheMemoryHierarchyOfEveryCell) {
+  const auto r =
+      run("table --npu " NPUSIM_SOURCE_DIR "/configs/npu/default.yaml --model resnet56 --max-batch 3 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto cells = table_cells(r.out);
+  std::size_t layers = 0;
+  for (auto at = r.out.find("\"entries\": ["); at != std::string::npos; at = r.out.find("\"entries\": [", at + 1))
+    ++layers;
+  ASSERT_GT(layers, 0u);
+  EXPECT_EQ(cells.size(), 3 * layers);  // batches 1, 2 and 3 of every layer
+  std::size_t gemm_cells = 0;
+  for (const auto& cell : cells) {
+    const bool gemm = json_value(cell, "tiling") != "null";
+    gemm_cells += gemm;
+    expect_consistent_memory_keys(cell, gemm);
+    // A vector-path layer moves every element once: all its traffic is compulsory.
+    if (!gemm) {
+      EXPECT_EQ(number_in(cell, "compulsory_bytes"), number_in(cell, "offchip_bytes")) << cell;
+    }
+  }
+  EXPECT_GT(gemm_cells, cells.size() / 2);
+  EXPECT_LT(gemm_cells, cells.size());
+  // The text table names each GEMM's loop order beside its mapping.
+  const auto text = run("table --npu " NPUSIM_SOURCE_DIR "/configs/npu/default.yaml --max-batch 2");
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_TRUE(text.out.find("> I ") != std::string::npos || text.out.find("> W ") != std::string::npos) << text.out;
+}
+
+// "  batch  N: X cycles per sample, MAC utilisation U, R x the roofline bound (...)"
+struct NetworkFigures {
+  double cycles_per_sample = 0, utilisation = 0, ratio = 0;
+};
+
+NetworkFigures figures_in(const std::string& text, unsigned batch) {
+  const std::string head = "  batch " + std::string(batch < 10 ? "  " : batch < 100 ? " " : "") +
+                           std::to_string(batch) + ": ";
+  const auto at = text.find(head);
+  EXPECT_NE(at, std::string::npos) << head << " in\n" << text;
+  if (at == std::string::npos) return {};
+  const std::string line = text.substr(at + head.size(), text.find('\n', at) - at - head.size());
+  NetworkFigures f;
+  EXPECT_EQ(std::sscanf(line.c_str(), "%lf cycles per sample, MAC utilisation %lf, %lfx the roofline bound",
+                        &f.cycles_per_sample, &f.utilisation, &f.ratio),
+            3)
+      << line;
+  return f;
+}
+
+TEST_F(Cli, ModelWithAnNpuPrintsWholeNetworkFigures) {
+  const std::string npu = "--npu " NPUSIM_SOURCE_DIR "/configs/npu/default.yaml";
+  const auto r = run("model resnet56 " + npu);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("exits (probability"), std::string::npos);  // the lowered network, as without --npu
+  const NetworkFigures one = figures_in(r.out, 1), largest = figures_in(r.out, 16);
+  for (const auto& f : {one, largest}) {
+    EXPECT_GT(f.utilisation, 0.0);
+    EXPECT_LE(f.utilisation, 1.0);
+    EXPECT_GE(f.ratio, 1.0);
+  }
+
+  // The same numbers as JSON keys, with --max-batch; the cycles are the table's column sums.
+  const auto json = run("model resnet56 " + npu + " --max-batch 3 --json");
+  ASSERT_EQ(json.status, 0) << json.err;
+  EXPECT_EQ(json.out.find('\n'), json.out.size() - 1);
+  EXPECT_EQ(json_value(json.out, "max_batch"), "3");
+  const auto costs = table_cells(json.out.substr(json.out.find("\"npu_cost\": ")));
+  ASSERT_EQ(costs.size(), 2u) << json.out;
+  const auto table = table_cells(run("table " + npu + " --max-batch 3 --json").out);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto& c = costs[i];
+    const std::uint64_t batch = i == 0 ? 1 : 3;
+    EXPECT_EQ(number_in(c, "batch"), batch);
+    std::uint64_t cycles = 0, roofline = 0;
+    for (const auto& cell : table)
+      if (number_in(cell, "batch") == batch) {
+        cycles += number_in(cell, "cycles");
+        roofline += number_in(cell, "roofline_cycles");
+      }
+    EXPECT_EQ(number_in(c, "cycles"), cycles) << c;
+    EXPECT_EQ(number_in(c, "roofline_cycles"), roofline) << c;
+    EXPECT_DOUBLE_EQ(std::stod(json_value(c, "cycles_per_sample")),
+                     static_cast<double>(cycles) / static_cast<double>(batch));
+    EXPECT_LE(std::stod(json_value(c, "mac_utilisation")), 1.0);
+    EXPECT_GE(std::stod(json_value(c, "cycles_over_roofline")), 1.0);
+  }
+  // Where the model gives no roofline bound (a systolic array today) the ratio says null, never 0.
+  const auto systolic =
+      run("model resnet56 --npu " NPUSIM_SOURCE_DIR "/configs/npu/systolic.yaml --max-batch 2 --json");
+  ASSERT_EQ(systolic.status, 0) << systolic.err;
+  for (const auto& c : table_cells(systolic.out.substr(systolic.out.find("\"npu_cost\": ")))) {
+    const std::string ratio = json_value(c, "cycles_over_roofline");
+    EXPECT_TRUE(ratio == "null" || std::stod(ratio) >= 1.0) << c;
+  }
+
+  expect_one_line_error(run("model resnet56 --max-batch 4"), "model: --max-batch only with --npu");
+  expect_one_line_error(run("model resnet56 --set npu.clock_mhz=500"), "model: --set only with --npu");
+  expect_one_line_error(run("model resnet56 " + npu + " --max-batch 0"), "--max-batch 0: allowed 1 to 256");
+  expect_one_line_error(run("model resnet56 " + npu + " --set npu.pe_cuont=3"), "npu.pe_cuont is not a known key");
+}
+
+TEST_F(Cli, BuffersNoTilingFitsAreAUserError) {
+  expect_one_line_error(run("cost --conv 2000,2000,1,1,64,64,1 --set npu.buffers.output_kib=1"),
+                        "buffers.output_kib = 1: too small");
+}
+
 TEST_F(Cli, HelpExitsZero) {
   const auto r = run("--help");
   EXPECT_EQ(r.status, 0);
@@ -401,7 +584,7 @@ TEST_F(CliRun, ValidatePrintsAScenarioThatRunsTheSame) {
   const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf");
   ASSERT_EQ(resolved.status, 0) << resolved.err;
   EXPECT_NE(resolved.out.find("policy: edf"), std::string::npos);
-  EXPECT_NE(resolved.out.find("context_buffer_kib: 64"), std::string::npos);  // defaults written out
+  EXPECT_NE(resolved.out.find("context_buffer_kib: 512"), std::string::npos);  // defaults written out: the output buffer
   const auto file = write("resolved.yaml", resolved.out);
   ASSERT_EQ(run("run " + file.string() + " --out " + (dir_ / "a").string()).status, 0);
   ASSERT_EQ(run("run default --set simulation.duration_s=10 --set scheduler.policy=edf --out " + (dir_ / "b").string()).status, 0);

@@ -1,5 +1,6 @@
 // YAML loading: every error names the file, line, YAML path, value and what is allowed.
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -29,13 +30,34 @@ TEST(NpuYaml, ShippedConfigsLoad) {
   EXPECT_EQ(baseline.geometries().size(), 1u);
 }
 
+// The struct's defaults, the shipped file and the copy compiled into the binary must agree on
+// every key the table declares, so a key added to one and forgotten in another fails here.
 TEST(NpuYaml, DefaultFileMatchesTheStructDefaults) {
   const auto from_file = sim::load_npu_file(NPUSIM_SOURCE_DIR "/configs/npu/default.yaml").config();
+  const auto embedded = sim::default_npu().config();
   const npu::NpuConfig defaults;
-  EXPECT_EQ(from_file.clock_mhz, defaults.clock_mhz);
-  EXPECT_EQ(from_file.buffers.weight_bytes, defaults.buffers.weight_bytes);
-  EXPECT_EQ(from_file.offchip.bandwidth_gb_per_s, defaults.offchip.bandwidth_gb_per_s);
-  EXPECT_EQ(from_file.stack_factors, defaults.stack_factors);
+  for (const auto& key : sim::npu_keys()) {
+    SCOPED_TRACE(key.path);
+    EXPECT_EQ(key.show(from_file), key.show(defaults));
+    EXPECT_EQ(key.show(embedded), key.show(defaults));
+  }
+}
+
+// Every preset has the 2 MiB split (512 + 1024 + 512 KiB) and a 16-request DMA queue.
+TEST(NpuYaml, PresetsShareBuffersAndQueueDepth) {
+  for (const auto& name : sim::npu_presets()) {
+    SCOPED_TRACE(name);
+    const auto from_file =
+        sim::load_npu_file(std::string(NPUSIM_SOURCE_DIR "/configs/npu/") + name + ".yaml").config();
+    EXPECT_EQ(from_file.buffers.input_bytes, 512u * 1024);
+    EXPECT_EQ(from_file.buffers.weight_bytes, 1024u * 1024);
+    EXPECT_EQ(from_file.buffers.output_bytes, 512u * 1024);
+    EXPECT_EQ(from_file.buffers.input_bytes + from_file.buffers.weight_bytes + from_file.buffers.output_bytes,
+              std::uint64_t{2} << 20);
+    EXPECT_EQ(from_file.offchip.queue_depth, 16u);
+    const auto embedded = sim::load_npu_preset(name).config();
+    for (const auto& key : sim::npu_keys()) EXPECT_EQ(key.show(embedded), key.show(from_file)) << key.path;
+  }
 }
 
 TEST(NpuYaml, OmittedKeysTakeDefaults) {
@@ -104,14 +126,76 @@ TEST(NpuYaml, WrongTypesNameThePathAndLine) {
 }
 
 TEST(NpuYaml, RangeErrorsFromValidationPointAtTheKey) {
-  EXPECT_EQ(error_of("npu:\n  name: x\n  buffers:\n    weight_kib: 2\n"),
-            "test.yaml:4: npu.buffers.weight_kib = 2: allowed at least one T_P x T_C weight tile: "
-            "4 KiB (4096 bytes)");
+  EXPECT_EQ(error_of("npu:\n  name: x\n  buffers:\n    weight_kib: 0\n"),
+            "test.yaml:4: npu.buffers.weight_kib = 0: allowed more than 0");
+  // Smaller than one 4 KiB weight tile, but whether a layer fits is the mapper's question.
+  EXPECT_EQ(error_of("npu:\n  name: x\n  buffers:\n    weight_kib: 1\n"), "");
   EXPECT_EQ(error_of("npu:\n  clock_mhz: 0\n"),
             "test.yaml:2: npu.clock_mhz = 0: allowed an integer in [1, 10000]");
   EXPECT_EQ(error_of("npu:\n  batching:\n    stack_factors: [1, 3]\n"),
             "test.yaml:3: npu.batching.stack_factors = [1, 3]: allowed factors that divide "
             "pe_count (64) and input_rows (64)");
+}
+
+TEST(NpuYaml, QueueDepthIsReadAndCheckedOnBothSides) {
+  const auto depth = [](const std::string& value) {
+    return sim::load_npu(sim::ConfigNode::load_text("npu:\n  offchip:\n    queue_depth: " + value + "\n", "t.yaml"))
+        .config()
+        .offchip.queue_depth;
+  };
+  EXPECT_EQ(depth("1"), 1u);
+  EXPECT_EQ(depth("7"), 7u);
+  EXPECT_EQ(depth("1024"), 1024u);
+  EXPECT_EQ(error_of("npu:\n  offchip:\n    queue_depth: 0\n"),
+            "test.yaml:3: npu.offchip.queue_depth = 0: allowed an integer in [1, 1024]");
+  EXPECT_EQ(error_of("npu:\n  offchip:\n    queue_depth: 1025\n"),
+            "test.yaml:3: npu.offchip.queue_depth = 1025: allowed an integer in [1, 1024]");
+  EXPECT_EQ(error_of("npu:\n  offchip:\n    queue_depth: deep\n"),
+            "test.yaml:3: npu.offchip.queue_depth = deep: allowed a whole number in [0, 4294967295]");
+  EXPECT_EQ(sim::default_npu({"npu.offchip.queue_depth=4"}).config().offchip.queue_depth, 4u);
+  const auto described = std::find_if(sim::npu_keys().begin(), sim::npu_keys().end(), [](const sim::NpuKey& key) {
+    return std::string(key.path) == "offchip.queue_depth";
+  });
+  ASSERT_NE(described, sim::npu_keys().end());
+  npu::NpuConfig config;
+  config.offchip.queue_depth = 5;
+  EXPECT_EQ(described->show(config), "5");
+}
+
+// The old name is refused rather than read, and the one line names where it is, its value and
+// the key that replaced it.
+TEST(NpuYaml, RenamedBandwidthKeyNamesTheNewKey) {
+  EXPECT_EQ(error_of("npu:\n  clock_mhz: 800\n  offchip:\n    bandwidth_gbps: 12.8\n"),
+            "test.yaml:4: npu.offchip.bandwidth_gbps = 12.8: renamed: bandwidth is in gigabytes per second; use "
+            "npu.offchip.bandwidth_gb_per_s = 12.8");
+  // Even next to the new key: which of the two was meant is the user's call.
+  EXPECT_EQ(error_of("npu:\n  offchip: {bandwidth_gb_per_s: 25.6, bandwidth_gbps: 51.2}\n"),
+            "test.yaml:2: npu.offchip.bandwidth_gbps = 51.2: renamed: bandwidth is in gigabytes per second; use "
+            "npu.offchip.bandwidth_gb_per_s = 51.2");
+  // Other misspellings keep the generic error.
+  EXPECT_EQ(error_of("npu:\n  offchip:\n    bandwidth_gbs: 12.8\n"),
+            "test.yaml:3: npu.offchip.bandwidth_gbs is not a known key: allowed keys are bandwidth_gb_per_s, "
+            "latency_ns, queue_depth");
+
+  const auto file = std::filesystem::path(testing::TempDir()) / "npusim-renamed-bandwidth.yaml";
+  std::ofstream(file) << "npu:\n  name: old\n  offchip:\n    latency_ns: 80\n    bandwidth_gbps: 25.6\n";
+  try {
+    sim::load_npu_file(file);
+    ADD_FAILURE() << "expected an error";
+  } catch (const sim::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), file.string() + ":5: npu.offchip.bandwidth_gbps = 25.6: renamed: bandwidth is "
+                                                      "in gigabytes per second; use npu.offchip.bandwidth_gb_per_s = 25.6");
+  }
+  std::filesystem::remove(file);
+
+  try {
+    sim::default_npu({"npu.offchip.bandwidth_gbps=51.2"});
+    ADD_FAILURE() << "expected an error";
+  } catch (const sim::ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "<embedded configs/npu/default.yaml> (--set npu.offchip.bandwidth_gbps): npu.offchip.bandwidth_gbps = "
+              "51.2: renamed: bandwidth is in gigabytes per second; use npu.offchip.bandwidth_gb_per_s = 51.2");
+  }
 }
 
 TEST(NpuYaml, OverridesApplyBeforeParsingAndAreNamedInErrors) {
@@ -132,7 +216,7 @@ TEST(NpuYaml, OverridesApplyBeforeParsingAndAreNamedInErrors) {
             "<embedded configs/npu/default.yaml> (--set npu.clock_mhz): npu.clock_mhz = 0: allowed an integer in [1, 10000]");
   EXPECT_EQ(error({"npu.offchip.latency=3"}),
             "<embedded configs/npu/default.yaml> (--set npu.offchip.latency): npu.offchip.latency is not a known key: "
-            "allowed keys are bandwidth_gb_per_s, latency_ns");
+            "allowed keys are bandwidth_gb_per_s, latency_ns, queue_depth");
   EXPECT_EQ(error({"npu.batching.stack_factors[5]=2"}), "--set npu.batching.stack_factors[5]=2: npu.batching.stack_factors has no item [5]");
   EXPECT_EQ(error({"=3"}), "--set =3: allowed KEY=VALUE, e.g. npu.pe_count=32");
   // An override of one list item leaves the others.

@@ -254,7 +254,8 @@ TEST(ScaleSim, ChainedRowsImportWithInferredPadding) {
   EXPECT_EQ(net.layers[2].padding_height, 0u);
   net.exits.push_back({"final", "FC", 1.0, {}, ""});
   const auto lowered = workloads::lower_network(net);
-  EXPECT_EQ(lowered.layers[2].work.gemm, (npu::GemmShape{1, 112 * 112 * 64, 10, 1}));
+  // SCALE-Sim writes the FC as a convolution whose kernel covers the whole 112 x 112 input.
+  EXPECT_EQ(lowered.layers[2].work.gemm, (npu::GemmShape{1, 112 * 112 * 64, 10, 1, {112, 112, 112, 112, 1, 1, 0, 0}}));
 }
 
 std::string csv_error(const std::string& text) {

@@ -1,5 +1,7 @@
 // Validation of NPU configurations: both sides of every limit, and the key each error names.
 
+#include <utility>
+
 #include <gtest/gtest.h>
 
 #include "npu_model/npu_config.hpp"
@@ -27,6 +29,12 @@ TEST(NpuConfig, DefaultIsValid) {
   EXPECT_EQ(g4.tile_depth, 256u);  // k * T_P
   EXPECT_EQ(g4.tile_cols, 16u);    // T_C / k
   EXPECT_THROW(npu.geometry(8), std::out_of_range);
+  EXPECT_EQ(npu.config().offchip.queue_depth, 16u);
+  // 1 MiB of weights in 64 x 64 x 1 B tiles: 1048576 / 4096 = 256 tiles at every k.
+  EXPECT_EQ(npu.geometry(1).weight_tile_slots, 256u);
+  EXPECT_EQ(g4.weight_tile_slots, 256u);
+  // Input 512 KiB >= 2 x 4 KiB, weights 1 MiB >= 2 x 4 KiB, accumulators 512 KiB >= 2 x 16 KiB.
+  EXPECT_TRUE(npu.geometry(1).double_buffered);
 }
 
 TEST(NpuConfig, LatencyRoundsUpToWholeCycles) {
@@ -38,22 +46,67 @@ TEST(NpuConfig, LatencyRoundsUpToWholeCycles) {
   EXPECT_EQ(npu::Npu::validate(c).latency_cycles(), 71u);
 }
 
-TEST(NpuConfig, BufferMustHoldOneTileExactly) {
-  npu::NpuConfig c;  // input tile 64 x 64 x 1 B = 4096 B
-  c.buffers.input_bytes = 4096;
-  EXPECT_EQ(rejected_key(c), "");
-  c.buffers.input_bytes = 4095;
-  EXPECT_EQ(rejected_key(c), "buffers.input_kib");
-  c.buffers.input_bytes = std::uint64_t{1} << 30;
-  EXPECT_EQ(rejected_key(c), "");
-  c.buffers.input_bytes += 1;
-  EXPECT_EQ(rejected_key(c), "buffers.input_kib");
-  c = {};
-  c.buffers.weight_bytes = 4095;  // weight tile 64 x 64 x 1 B
-  EXPECT_EQ(rejected_key(c), "buffers.weight_kib");
-  c = {};
-  c.buffers.output_bytes = 64 * 64 * 4 - 1;  // accumulator tile at k = 1
-  EXPECT_EQ(rejected_key(c), "buffers.output_kib");
+// Whether a layer fits is the mapper's question, so a buffer smaller than one tile validates;
+// validation only refuses a buffer that does not exist or exceeds 1 GiB.
+TEST(NpuConfig, BuffersNeedOneByteAndAtMostOneGibibyte) {
+  using Field = std::uint64_t npu::BufferConfig::*;
+  const std::pair<Field, const char*> buffers[] = {{&npu::BufferConfig::input_bytes, "buffers.input_kib"},
+                                                   {&npu::BufferConfig::weight_bytes, "buffers.weight_kib"},
+                                                   {&npu::BufferConfig::output_bytes, "buffers.output_kib"}};
+  for (const auto& [field, key] : buffers) {
+    SCOPED_TRACE(key);
+    npu::NpuConfig c;
+    c.buffers.*field = 0;
+    EXPECT_EQ(rejected_key(c), key);
+    c.buffers.*field = 1;  // far below one tile (64 x 64 x 1 B for input and weights)
+    EXPECT_EQ(rejected_key(c), "");
+    c.buffers.*field = std::uint64_t{1} << 30;
+    EXPECT_EQ(rejected_key(c), "");
+    c.buffers.*field += 1;
+    EXPECT_EQ(rejected_key(c), key);
+    // A systolic array has its own validation path with the same limits.
+    c.array = npu::ArrayKind::systolic;
+    c.modes = {npu::BatchingMode::r_batching};
+    c.stack_factors = {1};
+    EXPECT_EQ(rejected_key(c), key);
+    c.buffers.*field = std::uint64_t{1} << 30;
+    EXPECT_EQ(rejected_key(c), "");
+    c.buffers.*field = 1;
+    EXPECT_EQ(rejected_key(c), "");
+    c.buffers.*field = 0;
+    EXPECT_EQ(rejected_key(c), key);
+  }
+}
+
+TEST(NpuConfig, ZeroBufferErrorSaysMoreThanZero) {
+  npu::NpuConfig c;
+  c.buffers.weight_bytes = 0;
+  try {
+    npu::Npu::validate(c);
+    FAIL() << "expected an error";
+  } catch (const npu::NpuConfigError& e) {
+    EXPECT_STREQ(e.what(), "buffers.weight_kib = 0: allowed more than 0");
+  }
+}
+
+TEST(NpuConfig, QueueDepthIsCheckedOnBothSides) {
+  for (const auto array : {npu::ArrayKind::dot_product, npu::ArrayKind::systolic}) {
+    SCOPED_TRACE(npu::to_string(array));
+    npu::NpuConfig c;
+    c.array = array;
+    if (array == npu::ArrayKind::systolic) {
+      c.modes = {npu::BatchingMode::r_batching};
+      c.stack_factors = {1};
+    }
+    c.offchip.queue_depth = 0;
+    EXPECT_EQ(rejected_key(c), "offchip.queue_depth");
+    c.offchip.queue_depth = 1;
+    EXPECT_EQ(rejected_key(c), "");
+    c.offchip.queue_depth = 1024;
+    EXPECT_EQ(rejected_key(c), "");
+    c.offchip.queue_depth = 1025;
+    EXPECT_EQ(rejected_key(c), "offchip.queue_depth");
+  }
 }
 
 TEST(NpuConfig, DoubleBufferingNeedsTwoTilesInEveryBuffer) {
