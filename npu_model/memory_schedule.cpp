@@ -223,15 +223,13 @@ class ScheduleWalk {
     return i;
   }
 
-  std::uint64_t real_samples(std::uint64_t grid_row) const {
-    return std::min<std::uint64_t>(mapping_.b_p, batch_ - grid_row * mapping_.b_p);
-  }
-  // Real samples and im2col rows per grid row of an R-block.
+  // Real samples of an R-block's grid rows.
   std::uint64_t samples_of(const StepIndex& s) const {
-    std::uint64_t n = 0;
-    const std::uint64_t end = std::min<std::uint64_t>(grid_rows_, (s.rgroup + 1) * band_samples_);
-    for (std::uint64_t r = s.rgroup * band_samples_; r < end; ++r) n += real_samples(r);
-    return n;
+    // Grid rows hold B_P samples each, the last one the rest: rows [r0, r1) hold the samples
+    // from r0 * B_P up to min(B, r1 * B_P).
+    const std::uint64_t r0 = s.rgroup * band_samples_;
+    const std::uint64_t r1 = std::min<std::uint64_t>(grid_rows_, r0 + band_samples_);
+    return std::min<std::uint64_t>(batch_, r1 * mapping_.b_p) - r0 * mapping_.b_p;
   }
   std::uint64_t grid_rows_of(const StepIndex& s) const {
     return std::min<std::uint64_t>(grid_rows_, (s.rgroup + 1) * band_samples_) - s.rgroup * band_samples_;

@@ -94,7 +94,8 @@ struct StackGeometry {
 };
 
 // Validated NPU. Invariants: every field of the config is in range, each stack factor divides
-// T_C and T_R, every buffer holds at least one tile, and R-batching with k=1 is allowed. A
+// T_C and T_R, every buffer has at least one byte (whether a layer fits is the mapper's
+// question), and R-batching with k=1 is allowed. A
 // systolic NPU allows exactly R-batching with k = 1 and has no stack geometries.
 class Npu {
  public:

@@ -370,7 +370,8 @@ void emit_npu(YAML::Emitter& out, const npu::NpuConfig& c) {
   out << YAML::Key << "output_kib" << YAML::Value << c.buffers.output_bytes / 1024 << YAML::EndMap;
   out << YAML::Key << "offchip" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "bandwidth_gb_per_s" << YAML::Value << num(c.offchip.bandwidth_gb_per_s);
-  out << YAML::Key << "latency_ns" << YAML::Value << c.offchip.latency_ns << YAML::EndMap;
+  out << YAML::Key << "latency_ns" << YAML::Value << c.offchip.latency_ns;
+  out << YAML::Key << "queue_depth" << YAML::Value << c.offchip.queue_depth << YAML::EndMap;
   out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "modes" << YAML::Value << YAML::Flow << YAML::BeginSeq;
   for (auto m : c.modes) out << npu::to_string(m);

@@ -351,14 +351,16 @@ TEST_F(Serving, RandomScenariosKeepTheInvariants) {
 // ---- policy sanity ----
 
 TEST_F(Serving, ExitAwareBeatsFcfsAndStaticBatchingUnderBurstsNearCapacity) {
-  // ResNet-50 at batch 1 serves about 196 samples/s on the default NPU (about 5.1 ms each).
-  // Eight bursty cameras offer about 8 x 15 x (0.8 + 0.2 x 3) = 168 samples/s on average, three
-  // times that in bursts. Measured (seeds 1..3): exit_aware's mean latency is 39-51 % below
-  // fcfs's and 12-16 % below static_batch's; the bounds (20 % and 5 %) leave room for noise.
+  // ResNet-50 at batch 1 serves about 337 samples/s on the default NPU (2,963,428 cycles, about
+  // 2.96 ms each). Eight bursty cameras offer about 8 x 28 x (0.8 + 0.2 x 3) = 314 samples/s on
+  // average (93 % of that), three times that in bursts. Measured (seeds 1..3): exit_aware's mean
+  // latency is 14-18 % below fcfs's and 49-51 % below static_batch's (whose 5 ms timeout waits
+  // for a batch); the bounds (8 % and 30 %) leave room for noise. Before the memory hierarchy
+  // (issue 12) batching barely paid and the gaps were 39-51 % and 12-16 %.
   for (int seed = 1; seed <= 3; ++seed) {
     std::ofstream(dir_ / "burst.yaml")
         << "name: burst\nmodel: resnet50\ndevices:\n"
-        << "  - {name: cam, count: 8, arrival: {process: mmpp, rate_hz: 15, peak_factor: 3, burst_ms: 300, gap_ms: 1200},"
+        << "  - {name: cam, count: 8, arrival: {process: mmpp, rate_hz: 28, peak_factor: 3, burst_ms: 300, gap_ms: 1200},"
         << " slo_factor: 5}\nscheduler: {policy: exit_aware, max_batch: 16}\n"
         << "simulation: {seed: " << seed << ", samples: 12000}\n";
     std::map<std::string, double> mean_ms;
@@ -369,8 +371,8 @@ TEST_F(Serving, ExitAwareBeatsFcfsAndStaticBatchingUnderBurstsNearCapacity) {
     }
     SCOPED_TRACE(fmt::format("seed {}: fcfs {:.2f} ms, static_batch {:.2f} ms, exit_aware {:.2f} ms", seed,
                              mean_ms["fcfs"], mean_ms["static_batch"], mean_ms["exit_aware"]));
-    EXPECT_LT(mean_ms["exit_aware"], 0.8 * mean_ms["fcfs"]);
-    EXPECT_LT(mean_ms["exit_aware"], 0.95 * mean_ms["static_batch"]);
+    EXPECT_LT(mean_ms["exit_aware"], 0.92 * mean_ms["fcfs"]);
+    EXPECT_LT(mean_ms["exit_aware"], 0.7 * mean_ms["static_batch"]);
   }
 }
 
