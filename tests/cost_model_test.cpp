@@ -8,30 +8,16 @@
 
 #include "npu_model/cost_model.hpp"
 #include "random_layer.hpp"
+#include "toy_npu.hpp"
 
 namespace npusim {
 namespace {
 
-// A toy NPU where every number is easy: 4 PEs x 4 lanes, 1 GHz, 1 GB/s = 1 byte per cycle,
-// 10 ns = 10 cycles of latency, int8 data, int32 accumulators, 4 requests outstanding.
-// Pipeline depth D = 1 multiply + log2(4) = 2 adder levels + 1 accumulate = 4 cycles, so a
-// step's results are complete 3 cycles after its last row streams.
+// The toy NPU (toy_npu.hpp) with 64 B input and weight buffers, 128 B of accumulators, 4
+// requests outstanding and stack factors 1 and 2. A step's results are complete 3 cycles after
+// its last row streams (D = 4).
 npu::NpuConfig toy_config() {
-  npu::NpuConfig c;
-  c.name = "toy";
-  c.clock_mhz = 1000;
-  c.pe_count = 4;
-  c.pe_width = 4;
-  c.input_rows = 4;
-  c.element_bytes = 1;
-  c.accumulator_bytes = 4;
-  c.vector_lanes = 4;
-  c.buffers.input_bytes = 64;
-  c.buffers.weight_bytes = 64;
-  c.buffers.output_bytes = 128;
-  c.offchip.bandwidth_gb_per_s = 1.0;
-  c.offchip.latency_ns = 10;
-  c.offchip.queue_depth = 4;
+  auto c = testing::toy_npu_config(64, 64, 128, 4);
   c.stack_factors = {1, 2};
   return c;
 }

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "toy_npu.hpp"
 #include "npu_model/memory_reference.hpp"
 #include "traces/random_stream.hpp"
 
@@ -23,27 +24,10 @@ using npu::IntMatrix;
 
 Eigen::Index to_index(std::uint64_t value) { return static_cast<Eigen::Index>(value); }
 
-// A toy NPU where every number is easy: 4 PEs x 4 lanes, T_R = 4, 1 GHz, 1 GB/s = one byte per
-// bus cycle, 10 ns = 10 cycles of latency, int8 data, int32 accumulators. Pipeline depth
-// D = 1 multiply + log2(4) = 2 adder levels + 1 accumulate = 4. The buffers are the smallest
-// Npu::validate accepts: one 4x4 int8 input tile (16 B), one 4x4 int8 weight tile (16 B), one
-// 4x4 int32 accumulator tile (64 B).
+// The toy NPU (toy_npu.hpp: one byte per bus cycle, 10 cycles of latency, D = 4) with small
+// buffers: 16 B of input lines, 16 B of weights, 64 B of accumulators, 16 requests outstanding.
 npu::NpuConfig toy_config() {
-  npu::NpuConfig c;
-  c.name = "toy";
-  c.clock_mhz = 1000;
-  c.pe_count = 4;
-  c.pe_width = 4;
-  c.input_rows = 4;
-  c.element_bytes = 1;
-  c.accumulator_bytes = 4;
-  c.vector_lanes = 4;
-  c.buffers.input_bytes = 16;
-  c.buffers.weight_bytes = 16;
-  c.buffers.output_bytes = 64;
-  c.offchip.bandwidth_gb_per_s = 1.0;
-  c.offchip.latency_ns = 10;
-  c.offchip.queue_depth = 16;
+  auto c = testing::toy_npu_config(16, 16, 64, 16);
   c.stack_factors = {1};
   return c;
 }

@@ -90,13 +90,7 @@ inline RandomLayerCase random_layer_case(traces::RandomStream& rng, std::uint32_
 }
 
 inline npu::BatchMapping random_mapping(const npu::Npu& npu, const RandomLayerCase& c, traces::RandomStream& rng) {
-  std::vector<npu::BatchMapping> legal;
-  for (auto k : npu.config().stack_factors)
-    for (std::uint32_t b_p = 1; b_p <= c.batch; ++b_p) {
-      const npu::BatchMapping m{(c.batch + b_p - 1) / b_p, b_p, k};
-      if (npu::mapping_violation(npu, c.shape, c.batch, m).empty()) legal.push_back(m);
-    }
-  return legal[rng.uniform_below(legal.size())];
+  return random_legal_mapping(npu, c.shape, c.batch, rng);
 }
 
 // Any tiling whose fields are in range (docs/memory-schedule.md §4); it may be infeasible.

@@ -54,16 +54,20 @@ inline RandomCase random_case(traces::RandomStream& rng) {
   return c;
 }
 
-// Picks a legal mapping for the case's NPU uniformly among all legal ones.
-inline npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const RandomCase& c,
+// Picks a legal mapping of `batch` samples of `shape` uniformly among all legal ones.
+inline npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const npu::GemmShape& shape, std::uint32_t batch,
                                               traces::RandomStream& rng) {
   std::vector<npu::BatchMapping> legal;
   for (auto k : npu.config().stack_factors)
-    for (std::uint32_t b_p = 1; b_p <= c.batch; ++b_p) {
-      const npu::BatchMapping m{(c.batch + b_p - 1) / b_p, b_p, k};
-      if (npu::mapping_violation(npu, c.shape, c.batch, m).empty()) legal.push_back(m);
+    for (std::uint32_t b_p = 1; b_p <= batch; ++b_p) {
+      const npu::BatchMapping m{(batch + b_p - 1) / b_p, b_p, k};
+      if (npu::mapping_violation(npu, shape, batch, m).empty()) legal.push_back(m);
     }
   return legal[rng.uniform_below(legal.size())];
+}
+
+inline npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const RandomCase& c, traces::RandomStream& rng) {
+  return random_legal_mapping(npu, c.shape, c.batch, rng);
 }
 
 // Per-group weights (P x C each) and per-sample, per-group inputs (R x P each).
