@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
+#include <bit>
 #include <stdexcept>
 #include <vector>
 
@@ -46,6 +46,10 @@ struct PassPlan {
   std::uint64_t chunk_channels = 0;  // channels of every chunk but the last
   std::uint64_t channels = 0;        // channels a line holds in total (all chunks)
   std::uint64_t steps = 0;
+  // ceil(depth / t_d) and ceil(cols / t_c) of the steps' blocks, which differ only for the last
+  // chunk and the last C-block: precomputed to keep divisions out of every step's record.
+  std::uint64_t depth_tiles = 0, last_depth_tiles = 0;
+  std::uint64_t col_tiles = 0, last_col_tiles = 0;
 };
 
 // The loop nest's position of one step.
@@ -67,32 +71,55 @@ struct StepRecord {
 // A buffer as the DMA engine sees it: bytes held, and the releases (time, bytes) that steps
 // already streamed will make, in time order.
 struct BufferState {
+  using Release = std::pair<std::uint64_t, std::uint64_t>;
   std::uint64_t capacity = 0;
   std::uint64_t held = 0;
-  std::deque<std::pair<std::uint64_t, std::uint64_t>> releases;
+
+  bool empty() const { return head_ == queue_.size(); }
+  std::size_t size() const { return queue_.size() - head_; }
+  const Release* begin() const { return queue_.data() + head_; }
+  const Release* end() const { return queue_.data() + queue_.size(); }
+  void push(std::uint64_t time, std::uint64_t bytes) { queue_.emplace_back(time, bytes); }
+  void pop() {
+    // Rewinding when empty keeps the storage from growing; otherwise the consumed prefix is
+    // dropped once it dominates, so a buffer that is never drained stays bounded too.
+    if (++head_ == queue_.size()) {
+      queue_.clear();
+      head_ = 0;
+    } else if (head_ >= 64 && 2 * head_ >= queue_.size()) {
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
 
   // First cycle >= earliest at which `bytes` fit, consuming the releases it waits for; false
   // when even every known release leaves too little room.
   bool make_room(std::uint64_t bytes, std::uint64_t& earliest) {
     while (held + bytes > capacity) {
-      if (releases.empty()) return false;
-      held -= releases.front().second;
-      earliest = std::max(earliest, releases.front().first);
-      releases.pop_front();
+      if (empty()) return false;
+      const Release& r = queue_[head_];
+      held -= r.second;
+      earliest = std::max(earliest, r.first);
+      pop();
     }
     held += bytes;
     return true;
   }
   // Releases at or before `time` no longer constrain anything that happens from `time` on.
   void absorb_until(std::uint64_t time) {
-    while (!releases.empty() && releases.front().first <= time) {
-      held -= releases.front().second;
-      releases.pop_front();
+    while (!empty() && queue_[head_].first <= time) {
+      held -= queue_[head_].second;
+      pop();
     }
   }
   void shift(std::uint64_t delta) {
-    for (auto& r : releases) r.first += delta;
+    for (std::size_t k = head_; k < queue_.size(); ++k) queue_[k].first += delta;
   }
+ private:
+  // The pending releases are queue_[head_, end): a vector consumed from the front, which
+  // unlike std::deque allocates nothing once warm (this is the walk's innermost loop).
+  std::vector<Release> queue_;
+  std::size_t head_ = 0;
 };
 
 class ScheduleWalk {
@@ -125,7 +152,9 @@ class ScheduleWalk {
     input_prefetch_ = tiling.input_prefetch;
     weight_prefetch_ = tiling.weight_prefetch;
     ring_.assign(queue_depth_, 0);
-    records_.resize(std::max(input_prefetch_, weight_prefetch_) + 3);
+    // A power of two, so that a step's slot is a mask rather than a division; any size of at
+    // least the prefetch window plus 3 keeps every record the walk still asks for.
+    records_.resize(std::bit_ceil(std::max<std::uint64_t>(input_prefetch_, weight_prefetch_) + 3));
   }
 
   ScheduleResult run(bool jump, std::uint64_t give_up_above) {
@@ -197,6 +226,10 @@ class ScheduleWalk {
     }
     p.col_blocks = ceil_div(p.cols, p.col_block);
     p.steps = rgroups_ * bands_ * p.col_blocks * p.chunks;
+    p.depth_tiles = ceil_div(depth_of(p, 0), geometry_.tile_depth);
+    p.last_depth_tiles = ceil_div(depth_of(p, p.chunks - 1), geometry_.tile_depth);
+    p.col_tiles = ceil_div(block_cols(p, 0), geometry_.tile_cols);
+    p.last_col_tiles = ceil_div(block_cols(p, p.col_blocks - 1), geometry_.tile_cols);
     return p;
   }
 
@@ -269,17 +302,9 @@ class ScheduleWalk {
   bool same_weight_block(const StepIndex& a, const StepIndex& b) const {
     return a.pass == b.pass && a.chunk == b.chunk && a.cblock == b.cblock;
   }
-  // Lines of `s` that `other` does not hold, in bytes.
-  std::uint64_t lines_beyond(const StepIndex& s, const StepIndex* other) const {
-    const RowRange rows = rows_needed(s);
-    const std::uint64_t lines =
-        other && same_lines_owner(s, *other) ? rows.minus(rows_needed(*other)) : rows.count();
-    return lines * samples_of(s) * line_bytes(s);
-  }
-
   // Each step's record is asked for by its weight load, its input load and its streaming.
   const StepRecord& record(std::uint64_t step) {
-    auto& slot = records_[step % records_.size()];
+    auto& slot = records_[step & (records_.size() - 1)];
     if (!slot.first || slot.second.first != step) {
       slot.second = {step, compute_record(step)};
       slot.first = true;
@@ -287,48 +312,136 @@ class ScheduleWalk {
     return slot.second.second;
   }
 
-  StepRecord compute_record(std::uint64_t step) const {
-    const StepIndex s = index_of(step);
+  // The index of the step after `i` (which is not the last step): index_of(step + 1), by
+  // carrying instead of dividing.
+  StepIndex next_of(StepIndex i) const {
+    const PassPlan& p = plan_of(i.pass);
+    if (++i.chunk < p.chunks) return i;
+    i.chunk = 0;
+    if (tiling_.order == LoopOrder::inputs_outer) {
+      if (++i.cblock < p.col_blocks) return i;
+      i.cblock = 0;
+      if (++i.band < bands_) return i;
+      i.band = 0;
+      if (++i.rgroup < rgroups_) return i;
+      i.rgroup = 0;
+    } else {
+      if (++i.band < bands_) return i;
+      i.band = 0;
+      if (++i.rgroup < rgroups_) return i;
+      i.rgroup = 0;
+      if (++i.cblock < p.col_blocks) return i;
+      i.cblock = 0;
+    }
+    ++i.pass;
+    return i;
+  }
+  // The index of the step before `i` (which is not step 0): index_of(step - 1), by borrowing.
+  StepIndex prev_of(StepIndex i) const {
+    if (i.chunk == 0 && i.cblock == 0 && i.band == 0 && i.rgroup == 0) {
+      // The last step of the pass before, whose plan may differ from this one's.
+      --i.pass;
+      const PassPlan& p = plan_of(i.pass);
+      i.chunk = p.chunks - 1;
+      i.cblock = p.col_blocks - 1;
+      i.band = bands_ - 1;
+      i.rgroup = rgroups_ - 1;
+      return i;
+    }
+    const PassPlan& p = plan_of(i.pass);
+    if (i.chunk > 0) {
+      --i.chunk;
+      return i;
+    }
+    i.chunk = p.chunks - 1;
+    if (tiling_.order == LoopOrder::inputs_outer) {
+      if (i.cblock > 0) {
+        --i.cblock;
+        return i;
+      }
+      i.cblock = p.col_blocks - 1;
+      if (i.band > 0) {
+        --i.band;
+        return i;
+      }
+      i.band = bands_ - 1;
+      --i.rgroup;
+    } else {
+      if (i.band > 0) {
+        --i.band;
+        return i;
+      }
+      i.band = bands_ - 1;
+      if (i.rgroup > 0) {
+        --i.rgroup;
+        return i;
+      }
+      i.rgroup = rgroups_ - 1;
+      --i.cblock;
+    }
+    return i;
+  }
+
+  // Records are computed in step order except after a jump, so the index of the step last
+  // computed usually gives this one's by a carry.
+  StepIndex index_for_record(std::uint64_t step) {
+    last_indexed_ = last_indexed_valid_ && step == last_indexed_step_ + 1 ? next_of(last_indexed_) : index_of(step);
+    last_indexed_step_ = step;
+    last_indexed_valid_ = true;
+    return last_indexed_;
+  }
+
+  StepRecord compute_record(std::uint64_t step) {
+    const StepIndex s = index_for_record(step);
     const PassPlan& p = plan_of(s.pass);
-    StepIndex prev_index, next_index;
-    const StepIndex* prev = nullptr;
-    const StepIndex* next = nullptr;
-    if (step > 0) prev = &(prev_index = index_of(step - 1));
-    if (step + 1 < steps_) next = &(next_index = index_of(step + 1));
+    const bool has_prev = step > 0, has_next = step + 1 < steps_;
+    const StepIndex prev = has_prev ? prev_of(s) : StepIndex{};
+    const StepIndex next = has_next ? next_of(s) : StepIndex{};
     StepRecord r;
     const std::uint64_t cols = block_cols(p, s.cblock);
-    const std::uint64_t im2col_rows = grid_rows_of(s) * out_rows_of(s) * fm_.out_width;
-    r.stream_cycles = im2col_rows * ceil_div(depth_of(p, s.chunk), geometry_.tile_depth) *
-                      ceil_div(cols, geometry_.tile_cols);
+    const std::uint64_t out_rows = out_rows_of(s);
+    const std::uint64_t im2col_rows = grid_rows_of(s) * out_rows * fm_.out_width;
+    r.stream_cycles = im2col_rows * (s.chunk + 1 < p.chunks ? p.depth_tiles : p.last_depth_tiles) *
+                      (s.cblock + 1 < p.col_blocks ? p.col_tiles : p.last_col_tiles);
     const bool first_visit = s.rgroup == 0 && s.band == 0;
+    const RowRange rows = rows_needed(s);
     if (tiling_.input_resident) {
-      const bool loads = tiling_.order == LoopOrder::inputs_outer ? s.cblock == 0 : s.cblock == 0;
-      if (loads) {
-        RowRange rows = rows_needed(s);
+      if (s.cblock == 0) {
+        RowRange fresh = rows;
         if (s.band > 0) {
           StepIndex above = s;
           above.band -= 1;
-          rows.lo = std::max(rows.lo, rows_needed(above).hi + 1);
+          fresh.lo = std::max(fresh.lo, rows_needed(above).hi + 1);
         }
-        r.input_load = rows.count() * samples_of(s) * line_bytes(s);
+        r.input_load = fresh.count() * samples_of(s) * line_bytes(s);
       }
     } else {
-      r.input_load = lines_beyond(s, prev);
-      r.input_release = lines_beyond(s, next);
+      // Lines of `s` that a neighbour does not hold, in bytes.
+      const std::uint64_t per_line = samples_of(s) * line_bytes(s);
+      const auto beyond = [&](bool has, const StepIndex& other) {
+        const std::uint64_t lines = has && same_lines_owner(s, other) ? rows.minus(rows_needed(other)) : rows.count();
+        return lines * per_line;
+      };
+      r.input_load = beyond(has_prev, prev);
+      r.input_release = beyond(has_next, next);
     }
-    const std::uint64_t weights = weight_block_bytes(s);
     if (tiling_.weights_resident) {
-      if (first_visit) r.weight_load = weights;
+      if (first_visit) r.weight_load = weight_block_bytes(s);
     } else {
-      if (!prev || !same_weight_block(s, *prev)) r.weight_load = weights;
-      if (!next || !same_weight_block(s, *next)) r.weight_release = weights;
+      const bool loads = !has_prev || !same_weight_block(s, prev);
+      const bool releases = !has_next || !same_weight_block(s, next);
+      if (loads || releases) {
+        const std::uint64_t weights = weight_block_bytes(s);
+        if (loads) r.weight_load = weights;
+        if (releases) r.weight_release = weights;
+      }
     }
     r.accumulator_bytes = im2col_rows * cols * accumulator_bytes_;
     if (s.chunk == 0) r.accumulator_alloc = r.accumulator_bytes;
     if (s.chunk + 1 == p.chunks) {
       r.writes = true;
       const std::uint64_t real_cols = p.block_diagonal ? p.groups * shape_.cols : cols;
-      const std::uint64_t per_sample_rows = out_rows_of(s) * fm_.out_width;
+      const std::uint64_t per_sample_rows = out_rows * fm_.out_width;
       r.write = (p.block_diagonal ? per_sample_rows * samples_of(s) : im2col_rows) * real_cols * element_bytes_;
     }
     return r;
@@ -336,14 +449,14 @@ class ScheduleWalk {
 
   // One request in stream order; returns its completion.
   std::uint64_t issue(std::uint64_t bytes, std::uint64_t ready) {
-    const std::uint64_t slot_free = ring_[requests_ % queue_depth_];
+    const std::uint64_t slot_free = ring_[ring_pos_];
     const std::uint64_t t = std::max({last_issue_, ready, slot_free});
     const std::uint64_t start = std::max(t + latency_, bus_free_);
     const std::uint64_t done = start + npu_.data_cycles(bytes);
     last_issue_ = t;
     bus_free_ = done;
-    ring_[requests_ % queue_depth_] = done;
-    ++requests_;
+    ring_[ring_pos_] = done;
+    if (++ring_pos_ == queue_depth_) ring_pos_ = 0;
     return done;
   }
 
@@ -381,7 +494,7 @@ class ScheduleWalk {
     if (slot >= 1) {
       if (last_record_.writes) {
         const std::uint64_t done = issue(last_record_.write, last_stream_end_ + pipeline_ - 1);
-        output_.releases.emplace_back(done, last_record_.accumulator_bytes);
+        output_.push(done, last_record_.accumulator_bytes);
         counters_.bytes.output += last_record_.write;
       }
     }
@@ -403,7 +516,9 @@ class ScheduleWalk {
     for (auto it = pending_.begin(); it != pending_.end(); ++it)
       if (it->step == step) {
         start = std::max({start, it->input_done, it->weight_done});
-        pending_.erase(it);
+        // Order does not matter: lookups are by step and snapshot() sorts.
+        *it = pending_.back();
+        pending_.pop_back();
         break;
       }
     if (r.accumulator_alloc && !output_.make_room(r.accumulator_alloc, start))
@@ -411,8 +526,8 @@ class ScheduleWalk {
                               r.accumulator_alloc, step, output_.capacity));
     last_stream_end_ = start + r.stream_cycles;
     counters_.compute_cycles += r.stream_cycles;
-    if (r.input_release) input_.releases.emplace_back(last_stream_end_, r.input_release);
-    if (r.weight_release) weight_.releases.emplace_back(last_stream_end_, r.weight_release);
+    if (r.input_release) input_.push(last_stream_end_, r.input_release);
+    if (r.weight_release) weight_.push(last_stream_end_, r.weight_release);
     last_record_ = r;
     last_step_ = step;
   }
@@ -431,32 +546,33 @@ class ScheduleWalk {
   // ---- Periodic stretches ----
   // The state that decides everything to come, with times relative to the last stream end and
   // values that can no longer matter clamped, so that two moments a period apart compare equal.
-  std::vector<std::int64_t> snapshot() {
+  // Written into `v`, whose storage is reused: snapshots are taken at every interior iteration.
+  void snapshot(std::vector<std::int64_t>& v) {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
     const auto rel = [&](std::uint64_t t) { return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(last_stream_end_); };
-    std::vector<std::int64_t> v;
-    v.reserve(16 + queue_depth_ + 3 * pending_.size());
-    v.push_back(rel(last_issue_));
-    v.push_back(rel(std::max(bus_free_, last_issue_ + latency_)));
-    for (std::uint64_t k = 0; k < queue_depth_; ++k)
-      v.push_back(rel(std::max(ring_[(requests_ + k) % queue_depth_], last_issue_)));
     std::sort(pending_.begin(), pending_.end(), [](const PendingLoads& a, const PendingLoads& b) { return a.step < b.step; });
+    // Sized up front and filled through a pointer: this runs at every interior iteration.
+    v.resize(2 + queue_depth_ + 3 * pending_.size() + 6 + 2 * (input_.size() + weight_.size() + output_.size()));
+    std::int64_t* out = v.data();
+    *out++ = rel(last_issue_);
+    *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
+    for (std::uint64_t k = ring_pos_; k < queue_depth_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
+    for (std::uint64_t k = 0; k < ring_pos_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
     for (const auto& p : pending_) {
-      v.push_back(static_cast<std::int64_t>(p.step - last_step_));
-      v.push_back(rel(std::max(p.input_done, last_stream_end_)));
-      v.push_back(rel(std::max(p.weight_done, last_stream_end_)));
+      *out++ = static_cast<std::int64_t>(p.step - last_step_);
+      *out++ = rel(std::max(p.input_done, last_stream_end_));
+      *out++ = rel(std::max(p.weight_done, last_stream_end_));
     }
     for (const BufferState* b : {&input_, &weight_, &output_}) {
-      v.push_back(static_cast<std::int64_t>(b->held));
-      v.push_back(static_cast<std::int64_t>(b->releases.size()));
-      for (const auto& [t, bytes] : b->releases) {
-        v.push_back(rel(t));
-        v.push_back(static_cast<std::int64_t>(bytes));
+      *out++ = static_cast<std::int64_t>(b->held);
+      *out++ = static_cast<std::int64_t>(b->size());
+      for (const auto& [t, bytes] : *b) {
+        *out++ = rel(t);
+        *out++ = static_cast<std::int64_t>(bytes);
       }
     }
-    return v;
   }
 
   // Moves the state `steps` steps and `delta` cycles on.
@@ -483,14 +599,19 @@ class ScheduleWalk {
   void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, Body&& body) {
     const std::uint64_t reach = ceil_div(std::max(input_prefetch_, weight_prefetch_) + 2, stride);
     const std::uint64_t last_jumpable = count > reach + 3 ? count - reach - 3 : 0;
-    std::vector<std::int64_t> previous;
+    // Each nesting level keeps its previous snapshot in previous_[level], reused across calls;
+    // the vector is indexed afresh after `body` since inner levels may grow previous_.
+    const std::size_t level = depth_++;
+    if (level == previous_.size()) previous_.emplace_back();
+    previous_[level].clear();
     std::uint64_t previous_end = 0;
     Counters previous_counters;
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
       body(base + i * stride);
       if (!jump_ || i < 2 || i >= last_jumpable || !ok_) continue;
-      std::vector<std::int64_t> now = snapshot();
-      if (!previous.empty() && now == previous) {
+      snapshot(scratch_);
+      std::vector<std::int64_t>& previous = previous_[level];
+      if (!previous.empty() && scratch_ == previous) {
         const std::uint64_t delta = last_stream_end_ - previous_end;
         const std::uint64_t skipped = last_jumpable - i;
         shift_all(delta * skipped, stride * skipped);
@@ -505,10 +626,11 @@ class ScheduleWalk {
         previous.clear();
         continue;
       }
-      previous = std::move(now);
+      previous.swap(scratch_);
       previous_end = last_stream_end_;
       previous_counters = counters_;
     }
+    --depth_;
   }
 
   void walk_pass(std::uint64_t base, const PassPlan& p) {
@@ -550,12 +672,18 @@ class ScheduleWalk {
 
   // Timing state.
   std::uint64_t last_issue_ = 0, bus_free_ = 0, last_stream_end_ = 0;
-  std::uint64_t requests_ = 0, last_step_ = 0, walked_ = 0;
+  std::uint64_t ring_pos_ = 0, last_step_ = 0, walked_ = 0;  // ring_pos_: request count mod Q
   std::vector<std::uint64_t> ring_;  // completions of the last Q requests, by request number mod Q
   std::vector<PendingLoads> pending_;
   std::vector<std::pair<bool, std::pair<std::uint64_t, StepRecord>>> records_;
   BufferState input_, weight_, output_;
   StepRecord last_record_;
+  StepIndex last_indexed_;  // index of step last_indexed_step_, when last_indexed_valid_
+  std::uint64_t last_indexed_step_ = 0;
+  bool last_indexed_valid_ = false;
+  std::size_t depth_ = 0;                             // nesting level of iterate()
+  std::vector<std::vector<std::int64_t>> previous_;  // per level: see iterate()
+  std::vector<std::int64_t> scratch_;
   Counters counters_;
   bool ok_ = true;
   std::string reason_;
