@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """CI check of the paper reproduction: runs `scripts/reproduce-paper --quick` and asserts the
-directions docs/results.md reports under spiking load. The margins are the quick mode's
-measured values rounded down, not tuned: see the comments.
+directions docs/results.md reports under spiking load. The margins sit far below the measured
+values, not tuned: see the comments (full-mode figures of docs/results.md; quick mode, 20 s a
+point, passes the same checks).
 
     tests/paper_test.py NPUSIM SOURCE_DIR
 """
@@ -40,12 +41,13 @@ def main():
     check(f"{h['mean_latency_ratio']:.2f}×" in text, "docs/results.md carries the headline mean ratio")
 
     # exit_aware on fluid batching + SPE against the best baseline system (plain NPU).
-    # Measured in quick mode: 26.0x on mean latency, 32.0x on tail SLO satisfaction.
+    # Measured (full mode, memory hierarchy of issue 12): 3395.86x on mean latency, and infinite on
+    # tail SLO satisfaction (no baseline on the plain NPU meets the tail target in any window).
     check(h["mean_latency_ratio"] > 5, f"mean latency ratio {h['mean_latency_ratio']:.2f} > 5")
     check(h["tail_slo_ratio"] > 5, f"tail SLO ratio {h['tail_slo_ratio']:.2f} > 5")
 
     # The ablation: the hardware's share (the full NPU against the plain one under the same
-    # policy; measured 20.4x for the best baseline, 17.6x for exit_aware) ...
+    # policy; measured 3345x for the best baseline, 1889x for exit_aware) ...
     full = a["default"]
     check(full["hardware_mean_share_best_baseline"] > 5,
           f"hardware share, best baseline: {full['hardware_mean_share_best_baseline']:.2f} > 5")
@@ -54,7 +56,7 @@ def main():
     check(full["hardware_tail_share_best_baseline"] > 5,
           f"hardware share on tail SLO, best baseline: {full['hardware_tail_share_best_baseline']:.2f} > 5")
     # ... and the scheduler's share on the full NPU (exit_aware against the best baseline there;
-    # measured 1.004x on mean latency and 1.035x on tail SLO satisfaction: small but real, and
+    # measured 1.033x on mean latency and 1.035x on tail SLO satisfaction: small but real, and
     # the same seeds give the same bytes, so these do not flake).
     check(full["scheduler_mean_share"] > 1.0, f"scheduler share on mean latency: {full['scheduler_mean_share']:.4f} > 1")
     check(full["scheduler_tail_share"] > 1.0, f"scheduler share on tail SLO: {full['scheduler_tail_share']:.4f} > 1")
