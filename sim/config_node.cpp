@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -268,26 +269,28 @@ void ConfigNode::expect_keys(const std::vector<std::string>& allowed) const {
 }
 
 ConfigNode ConfigNode::deepest(std::string_view dotted) const {
-  ConfigNode current = *this;
+  // Each step builds a new ConfigNode rather than assigning to the old one: assigning a
+  // YAML::Node rewrites the node it refers to, which would change the document being searched.
+  std::optional<ConfigNode> current(std::in_place, *this);
   while (!dotted.empty()) {
     const auto dot = dotted.find('.');
     std::string_view part = dotted.substr(0, dot);
     dotted = dot == std::string_view::npos ? std::string_view{} : dotted.substr(dot + 1);
     const auto bracket = part.find('[');
     const std::string_view key = part.substr(0, bracket);
-    if (!current.has(key)) return current;
-    current = current.at(key);
+    if (!current->has(key)) return *current;
+    current.emplace(current->at(key));
     // Follow list indices such as "schedule[1]".
     for (auto open = bracket; open != std::string_view::npos; open = part.find('[', open + 1)) {
       std::size_t index = 0;
       const auto close = part.find(']', open);
       const auto [end, ec] = std::from_chars(part.data() + open + 1, part.data() + close, index);
-      if (ec != std::errc{} || !current.node_.IsSequence() || index >= current.node_.size()) return current;
-      current = current.as_list()[index];
+      if (ec != std::errc{} || !current->node_.IsSequence() || index >= current->node_.size()) return *current;
+      current.emplace(current->as_list()[index]);
       (void)end;
     }
   }
-  return current;
+  return *current;
 }
 
 std::string ConfigNode::flow_text() const {
