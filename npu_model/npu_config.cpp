@@ -106,9 +106,6 @@ Npu Npu::validate(const NpuConfig& config) {
                          "distinct factors");
   for (auto mode : config.modes) npu.allowed_modes_mask_ |= 1u << static_cast<unsigned>(mode);
 
-  const std::uint64_t element = config.element_bytes;
-  const std::uint64_t input_tile_bytes = std::uint64_t{config.input_rows} * config.pe_width * element;
-  const std::uint64_t weight_tile_bytes = std::uint64_t{config.pe_width} * config.pe_count * element;
   const std::uint64_t input_capacity = config.buffers.input_bytes;
   const std::uint64_t weight_capacity = config.buffers.weight_bytes;
   const std::uint64_t output_capacity = config.buffers.output_bytes;
@@ -137,12 +134,6 @@ Npu Npu::validate(const NpuConfig& config) {
     g.tile_depth = config.pe_width * k;
     g.tile_cols = config.pe_count / k;
     g.pipeline_depth_cycles = 2 + ceil_log2(config.pe_width) + ceil_log2(k);
-    const std::uint64_t output_tile_bytes =
-        std::uint64_t{g.tile_rows} * g.tile_cols * config.accumulator_bytes;
-    g.double_buffered = input_capacity >= 2 * input_tile_bytes &&
-                        weight_capacity >= 2 * weight_tile_bytes &&
-                        output_capacity >= 2 * output_tile_bytes;
-    g.weight_tile_slots = weight_capacity / weight_tile_bytes;
     npu.geometries_.push_back(g);
   }
 

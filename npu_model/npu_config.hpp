@@ -89,8 +89,6 @@ struct StackGeometry {
   // 1 multiply + ceil(log2 T_P) PE adder levels + ceil(log2 k) stacking adder levels +
   // 1 accumulate: a row issued in cycle t is in its accumulator after cycle t + depth - 1.
   std::uint32_t pipeline_depth_cycles = 0;
-  bool double_buffered = false;        // every buffer holds two tiles
-  std::uint64_t weight_tile_slots = 0; // weight tiles the weight buffer holds at once
 };
 
 // Validated NPU. Invariants: every field of the config is in range, each stack factor divides

@@ -30,11 +30,6 @@ TEST(NpuConfig, DefaultIsValid) {
   EXPECT_EQ(g4.tile_cols, 16u);    // T_C / k
   EXPECT_THROW(npu.geometry(8), std::out_of_range);
   EXPECT_EQ(npu.config().offchip.queue_depth, 16u);
-  // 1 MiB of weights in 64 x 64 x 1 B tiles: 1048576 / 4096 = 256 tiles at every k.
-  EXPECT_EQ(npu.geometry(1).weight_tile_slots, 256u);
-  EXPECT_EQ(g4.weight_tile_slots, 256u);
-  // Input 512 KiB >= 2 x 4 KiB, weights 1 MiB >= 2 x 4 KiB, accumulators 512 KiB >= 2 x 16 KiB.
-  EXPECT_TRUE(npu.geometry(1).double_buffered);
 }
 
 TEST(NpuConfig, LatencyRoundsUpToWholeCycles) {
@@ -107,18 +102,6 @@ TEST(NpuConfig, QueueDepthIsCheckedOnBothSides) {
     c.offchip.queue_depth = 1025;
     EXPECT_EQ(rejected_key(c), "offchip.queue_depth");
   }
-}
-
-TEST(NpuConfig, DoubleBufferingNeedsTwoTilesInEveryBuffer) {
-  npu::NpuConfig c;
-  c.stack_factors = {1};
-  c.buffers.output_bytes = 2 * 64 * 64 * 4;
-  EXPECT_TRUE(npu::Npu::validate(c).geometry(1).double_buffered);
-  c.buffers.output_bytes -= 1;
-  EXPECT_FALSE(npu::Npu::validate(c).geometry(1).double_buffered);
-  // Stacking shrinks the accumulator tile (T_R/k x T_C/k), so k = 2 double-buffers again.
-  c.stack_factors = {1, 2};
-  EXPECT_TRUE(npu::Npu::validate(c).geometry(2).double_buffered);
 }
 
 TEST(NpuConfig, RangesAreCheckedOnBothSides) {
