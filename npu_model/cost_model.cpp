@@ -12,8 +12,6 @@
 namespace npusim::npu {
 namespace {
 
-__extension__ typedef unsigned __int128 wide_t;
-
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 
 // Input rows that some output row's window reads.
@@ -26,10 +24,9 @@ std::uint64_t rows_read(const FeatureMap& f) {
     return std::pair{lo, hi};
   };
   if (f.kernel_height >= f.stride_height) {
-    const auto [lo, hi] = covered(0);
-    const auto hi_last = covered(f.out_height - 1).second;
-    (void)hi;
-    return hi_last < lo ? 0 : static_cast<std::uint64_t>(hi_last - lo + 1);
+    // Windows overlap or touch: every row from the first window's top to the last one's bottom.
+    const std::int64_t lo = covered(0).first, hi = covered(f.out_height - 1).second;
+    return hi < lo ? 0 : static_cast<std::uint64_t>(hi - lo + 1);
   }
   std::uint64_t rows = 0;  // windows do not overlap
   for (std::uint64_t y = 0; y < f.out_height; ++y) {
@@ -39,13 +36,16 @@ std::uint64_t rows_read(const FeatureMap& f) {
   return rows;
 }
 
-std::uint64_t compulsory_bytes(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+// Bytes no schedule can avoid moving, by operand: the weights once, the input lines some output
+// reads once, the outputs once. The mapper also uses them to see whether an operand fits.
+TrafficBytes compulsory_traffic(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
   const FeatureMap f = feature_map_of(shape);
   const std::uint64_t e = npu.config().element_bytes;
-  const std::uint64_t weights = shape.groups * shape.depth * shape.cols;
-  const std::uint64_t input = batch * rows_read(f) * f.width * f.channels * shape.groups;
-  const std::uint64_t output = batch * shape.rows * shape.cols * shape.groups;
-  return (weights + input + output) * e;
+  TrafficBytes t;
+  t.weight = shape.groups * shape.depth * shape.cols * e;
+  t.input = batch * rows_read(f) * f.width * f.channels * shape.groups * e;
+  t.output = batch * shape.rows * shape.cols * shape.groups * e;
+  return t;
 }
 
 // Streaming cycles of the mapping with memory for free: every pass streams B_R * R rows per
@@ -64,7 +64,7 @@ std::uint64_t streaming_floor(const Npu& npu, const GemmShape& shape, const Batc
 
 // The smallest buffers any tiling of this layer needs (one band of one output row, one channel
 // per chunk, one column tile, nothing prefetched), over the stack factors the NPU allows.
-std::string smallest_buffers_message(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+std::string smallest_buffers_message(const Npu& npu, const GemmShape& shape) {
   const FeatureMap f = feature_map_of(shape);
   const auto& c = npu.config();
   const std::uint64_t e = c.element_bytes;
@@ -75,7 +75,6 @@ std::string smallest_buffers_message(const Npu& npu, const GemmShape& shape, std
     weights = std::min(weights, f.kernel_height * f.kernel_width * cols * e);
     output = std::min(output, f.out_width * cols * c.accumulator_bytes);
   }
-  (void)batch;
   const auto kib = [](std::uint64_t bytes) { return static_cast<double>(bytes) / 1024.0; };
   if (c.buffers.input_bytes < input)
     return fmt::format("buffers.input_kib = {}: too small for a {}x{}x{} input with a {}-row kernel; at least {} KiB "
@@ -113,11 +112,9 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
   const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
   const bool block_diagonal = mapping.b_p * packed > 1;
   const std::uint64_t cols = mapping.b_p * packed * shape.cols;
-  const std::uint64_t e = c.element_bytes;
-  const std::uint64_t input_all = batch * rows_read(f) * f.width * f.channels * shape.groups * e;
-  const std::uint64_t weights_all = shape.groups * shape.depth * shape.cols * e;
-  const bool input_fits = input_all <= c.buffers.input_bytes;
-  const bool weights_fit = weights_all <= c.buffers.weight_bytes;
+  const TrafficBytes whole = compulsory_traffic(npu, shape, batch);
+  const bool input_fits = whole.input <= c.buffers.input_bytes;
+  const bool weights_fit = whole.weight <= c.buffers.weight_bytes;
 
   // Bands of 1 and 4 output rows, whole samples, and whole grids.
   std::vector<std::pair<std::uint32_t, std::uint32_t>> bands;  // (band_rows, band_samples)
@@ -201,7 +198,7 @@ LayerCost cost_of(const Npu& npu, const GemmShape& shape, std::uint32_t batch, c
   cost.compute_cycles = r.compute_cycles;
   cost.bytes = r.bytes;
   cost.offchip_bytes = r.bytes.total();
-  cost.compulsory_bytes = compulsory_bytes(npu, shape, batch);
+  cost.compulsory_bytes = compulsory_traffic(npu, shape, batch).total();
   cost.roofline_cycles = std::max(streaming_floor(npu, shape, mapping), npu.data_cycles(cost.compulsory_bytes));
   return cost;
 }
@@ -263,7 +260,7 @@ LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint3
     cost = systolic_gemm_cost(npu, shape, batch);
   } else {
     const MapperChoice choice = choose_tiling(npu, shape, batch, mapping);
-    if (!choice.found) throw NoFeasibleTiling(smallest_buffers_message(npu, shape, batch));
+    if (!choice.found) throw NoFeasibleTiling(smallest_buffers_message(npu, shape));
     cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result);
   }
   cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
@@ -314,7 +311,7 @@ LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t b
       found = true;
     }
   }
-  if (!found) throw NoFeasibleTiling(smallest_buffers_message(npu, shape, batch));
+  if (!found) throw NoFeasibleTiling(smallest_buffers_message(npu, shape));
   return best;
 }
 

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "random_npu.hpp"
 #include "toy_npu.hpp"
 #include "npu_model/memory_reference.hpp"
 #include "traces/random_stream.hpp"
@@ -343,14 +344,11 @@ npu::GemmShape random_shape(traces::RandomStream& rng) {
   }
 }
 
-npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const npu::GemmShape& shape, std::uint32_t batch,
-                                       traces::RandomStream& rng) {
-  std::vector<npu::BatchMapping> legal;
-  for (auto k : npu.config().stack_factors)
-    for (std::uint32_t b_p = 1; b_p <= batch; ++b_p) {
-      const npu::BatchMapping m{(batch + b_p - 1) / b_p, b_p, k};
-      if (npu::mapping_violation(npu, shape, batch, m).empty()) legal.push_back(m);
-    }
+// Unlike testing::random_legal_mapping, favours P-batched and fluid mappings, which are legal only
+// for small P and would otherwise be rare.
+npu::BatchMapping random_batched_mapping(const npu::Npu& npu, const npu::GemmShape& shape, std::uint32_t batch,
+                                         traces::RandomStream& rng) {
+  const std::vector<npu::BatchMapping> legal = testing::legal_mappings(npu, shape, batch);
   // P-batching and fluid mappings are legal only for small P; pick them half the time they are.
   std::vector<npu::BatchMapping> batched;
   std::copy_if(legal.begin(), legal.end(), std::back_inserter(batched),
@@ -444,7 +442,7 @@ RandomLayer random_layer(traces::RandomStream& rng, bool tight) {
   layer.shape = random_shape(rng);
   layer.batch = static_cast<std::uint32_t>(rng.uniform_between(1, 4));
   const auto probe = npu::Npu::validate(layer.config);
-  layer.mapping = random_legal_mapping(probe, layer.shape, layer.batch, rng);
+  layer.mapping = random_batched_mapping(probe, layer.shape, layer.batch, rng);
   layer.tiling = random_tiling(probe, layer, rng);
   const BufferSizes bound = conservative_buffers(layer, probe);
   const BufferSizes least = validation_minimum(layer.config);

@@ -54,15 +54,22 @@ inline RandomCase random_case(traces::RandomStream& rng) {
   return c;
 }
 
-// Picks a legal mapping of `batch` samples of `shape` uniformly among all legal ones.
-inline npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const npu::GemmShape& shape, std::uint32_t batch,
-                                              traces::RandomStream& rng) {
+// Every legal mapping of `batch` samples of `shape` on `npu`.
+inline std::vector<npu::BatchMapping> legal_mappings(const npu::Npu& npu, const npu::GemmShape& shape,
+                                                     std::uint32_t batch) {
   std::vector<npu::BatchMapping> legal;
   for (auto k : npu.config().stack_factors)
     for (std::uint32_t b_p = 1; b_p <= batch; ++b_p) {
       const npu::BatchMapping m{(batch + b_p - 1) / b_p, b_p, k};
       if (npu::mapping_violation(npu, shape, batch, m).empty()) legal.push_back(m);
     }
+  return legal;
+}
+
+// Picks a legal mapping of `batch` samples of `shape` uniformly among all legal ones.
+inline npu::BatchMapping random_legal_mapping(const npu::Npu& npu, const npu::GemmShape& shape, std::uint32_t batch,
+                                              traces::RandomStream& rng) {
+  const auto legal = legal_mappings(npu, shape, batch);
   return legal[rng.uniform_below(legal.size())];
 }
 
