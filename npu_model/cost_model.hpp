@@ -57,17 +57,4 @@ LayerCost gemm_cost_tiled(const Npu& npu, const GemmShape& shape, std::uint32_t 
 // beyond the size limits): throws InvalidMapping then, NoFeasibleTiling when nothing fits.
 LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch);
 
-// Work for the vector path (pooling, element-wise, activation), per sample.
-struct VectorWork {
-  std::uint64_t input_elements = 0;
-  std::uint64_t output_elements = 0;
-  std::uint64_t operations = 0;  // one op = one element-wise add/max/compare
-};
-
-// Vector path: `vector_lanes` ops per cycle, operands streamed over the off-chip channel as
-// one read and one write request issued together. cycles = max(compute, latency + read bus
-// cycles + write bus cycles): the vector unit streams, so compute overlaps the transfers.
-// Mapping reported as <batch, 1, 1>. Work with no elements and no ops costs nothing.
-LayerCost vector_cost(const Npu& npu, const VectorWork& work, std::uint32_t batch);
-
 }  // namespace npusim::npu

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "npu_model/cost_model.hpp"
+#include "npu_model/vector_path.hpp"
 #include "npu_model/gemm.hpp"
 
 namespace npusim::npu {

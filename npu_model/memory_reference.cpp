@@ -805,7 +805,9 @@ void require_operands(const FeatureMap& map, const GemmShape& shape, std::uint32
 MemoryReferenceRun run_memory_reference(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                         const BatchMapping& mapping, const Tiling& tiling,
                                         const std::vector<IntMatrix>& feature_maps,
-                                        const std::vector<IntMatrix>& group_weights) {
+                                        const std::vector<IntMatrix>& group_weights,
+                                        [[maybe_unused]] const Placement& placement,
+                                        [[maybe_unused]] const std::vector<std::vector<IntMatrix>>& epilogue_operand) {
   if (npu.is_systolic()) throw std::invalid_argument("the memory reference models the dot-product array");
   require_legal(npu, shape, batch, mapping);
   LoopNest nest = plan_loop_nest(npu, shape, batch, mapping, tiling);

@@ -26,12 +26,16 @@ struct MemoryReferenceRun {
 
 // feature_maps[sample]: the input as (H*W) x (C_g*groups), row y*W + x, column
 // group*C_g + c. group_weights[group]: P x C, row (k_h*K_w + k_w)*C_g + c. Requires a legal
-// mapping and a feasible tiling (throws std::invalid_argument otherwise, or std::runtime_error
+// mapping and a feasible tiling. With a fused add (placement.epilogue != none),
+// epilogue_operand[sample][group] is its second operand, shaped like the outputs, and the
+// outputs are the sums (throws std::invalid_argument otherwise, or std::runtime_error
 // if the run stops making progress). Builds its own SystemC context, so runs may follow each
 // other in one process.
 MemoryReferenceRun run_memory_reference(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                         const BatchMapping& mapping, const Tiling& tiling,
                                         const std::vector<IntMatrix>& feature_maps,
-                                        const std::vector<IntMatrix>& group_weights);
+                                        const std::vector<IntMatrix>& group_weights,
+                                        const Placement& placement = {},
+                                        const std::vector<std::vector<IntMatrix>>& epilogue_operand = {});
 
 }  // namespace npusim::npu

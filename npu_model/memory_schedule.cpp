@@ -693,12 +693,13 @@ class ScheduleWalk {
 
 ScheduleResult evaluate_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                  const BatchMapping& mapping, const Tiling& tiling,
-                                 std::uint64_t give_up_above_cycles) {
+                                 std::uint64_t give_up_above_cycles, [[maybe_unused]] const Placement& placement) {
   return ScheduleWalk(npu, shape, batch, mapping, tiling).run(true, give_up_above_cycles);
 }
 
 ScheduleResult evaluate_schedule_step_by_step(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                                              const BatchMapping& mapping, const Tiling& tiling) {
+                                              const BatchMapping& mapping, const Tiling& tiling,
+                                              [[maybe_unused]] const Placement& placement) {
   return ScheduleWalk(npu, shape, batch, mapping, tiling).run(false, ~std::uint64_t{0});
 }
 

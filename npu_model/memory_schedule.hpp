@@ -9,6 +9,7 @@
 
 #include "npu_model/gemm.hpp"
 #include "npu_model/npu_config.hpp"
+#include "npu_model/placement.hpp"
 
 namespace npusim::npu {
 
@@ -39,7 +40,8 @@ struct TrafficBytes {
   std::uint64_t weight = 0;
   std::uint64_t output = 0;
   std::uint64_t psum = 0;  // partial sums spilled and read back
-  std::uint64_t total() const { return input + weight + output + psum; }
+  std::uint64_t epilogue = 0;  // a fused add's second operand, read from off chip
+  std::uint64_t total() const { return input + weight + output + psum + epilogue; }
   friend bool operator==(const TrafficBytes&, const TrafficBytes&) = default;
 };
 
@@ -54,18 +56,21 @@ struct ScheduleResult {
   bool abandoned = false;            // stopped early: it would take more than the cycles allowed
 };
 
-// Evaluates `tiling` for `batch` samples of `shape` under a legal `mapping`. Exact: equal to
-// the cycle-stepped reference on every feasible case. Throws std::invalid_argument for a
+// Evaluates `tiling` for `batch` samples of `shape` under a legal `mapping`, with its operands
+// where `placement` puts them (§10). Exact: equal to the cycle-stepped reference on every
+// feasible case. Throws std::invalid_argument for a
 // tiling whose fields are out of range (docs/memory-schedule.md §4); an infeasible one gives
 // feasible = false. A search may pass `give_up_above_cycles`: once the layer is sure to take
 // more, the evaluation stops with abandoned = true (and feasible = false).
 ScheduleResult evaluate_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                  const BatchMapping& mapping, const Tiling& tiling,
-                                 std::uint64_t give_up_above_cycles = ~std::uint64_t{0});
+                                 std::uint64_t give_up_above_cycles = ~std::uint64_t{0},
+                                 const Placement& placement = {});
 
 // The same evaluation walking every step, without jumping over periodic stretches: slow, for
 // tests that check the jumps change nothing.
 ScheduleResult evaluate_schedule_step_by_step(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                                              const BatchMapping& mapping, const Tiling& tiling);
+                                              const BatchMapping& mapping, const Tiling& tiling,
+                                              const Placement& placement = {});
 
 }  // namespace npusim::npu

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "npu_model/cost_model.hpp"
+#include "npu_model/vector_path.hpp"
 #include "random_layer.hpp"
 #include "toy_npu.hpp"
 
