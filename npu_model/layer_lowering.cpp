@@ -68,6 +68,16 @@ LayerWork lower(const LayerSpec& layer) {
       work.out_channels = layer.in_channels;
       const std::uint64_t out = std::uint64_t{work.out_height} * work.out_width * work.out_channels;
       work.vector = {in_elements, out, out * layer.kernel_height * layer.kernel_width};
+      work.vector.kind = VectorKind::pooling;
+      work.vector.height = layer.in_height;
+      work.vector.width = layer.in_width;
+      work.vector.channels = layer.in_channels;
+      work.vector.kernel_height = layer.kernel_height;
+      work.vector.kernel_width = layer.kernel_width;
+      work.vector.stride_height = layer.stride_height;
+      work.vector.stride_width = layer.stride_width;
+      work.vector.padding_height = layer.padding_height;
+      work.vector.padding_width = layer.padding_width;
       return work;
     }
     case LayerKind::elementwise:
@@ -79,6 +89,10 @@ LayerWork lower(const LayerSpec& layer) {
       work.out_width = layer.in_width;
       work.out_channels = layer.in_channels;
       work.vector = {2 * in_elements, in_elements, in_elements};
+      work.vector.kind = VectorKind::add;
+      work.vector.height = layer.in_height;
+      work.vector.width = layer.in_width;
+      work.vector.channels = layer.in_channels;
       return work;
     case LayerKind::concatenation:
       work.on_vector_path = true;
