@@ -6,7 +6,9 @@
 
 #include <cstdint>
 
+#include "npu_model/memory_schedule.hpp"
 #include "npu_model/npu_config.hpp"
+#include "npu_model/placement.hpp"
 
 namespace npusim::npu {
 
@@ -68,5 +70,23 @@ struct ScaleSimComputeReport {
   double mapping_efficiency_pct = 0.0; // mean over folds of the PEs a fold uses, in %
 };
 ScaleSimComputeReport scalesim_compute_report(const SystolicConfig& array, const SystolicGemm& gemm);
+
+// A layer on the systolic array with its memory: folds fed through the DMA engine and channel
+// of docs/memory-schedule.md §6, the stationary operand double-buffered, streamed operands
+// fetched ahead in segments (docs/systolic-memory.md is the contract).
+struct SystolicLayerTiming {
+  std::uint64_t cycles = 0;          // the layer, first request to last result or write
+  std::uint64_t compute_cycles = 0;  // the same folds with operands always on time
+  TrafficBytes bytes;                // off-chip bytes by operand
+};
+
+// `groups` GEMMs of `gemm`'s shape, one after another, with the operands where `placement`
+// puts them. With systolic.stall_free, cycles = compute_cycles = groups *
+// systolic_array_cycles (SCALE-Sim's CALC convention) and only the bytes follow the schedule.
+// Otherwise exact: equal to the cycle-stepped reference (systolic_memory_reference.hpp).
+// O(folds + requests). Throws std::invalid_argument when a buffer cannot hold what one fold
+// needs (docs/systolic-memory.md §8).
+SystolicLayerTiming systolic_layer_timing(const Npu& npu, const SystolicGemm& gemm, std::uint64_t groups,
+                                          const Placement& placement = {});
 
 }  // namespace npusim::npu
