@@ -60,10 +60,11 @@ struct Step {
   std::uint64_t output_block = 0;
   bool allocates = false;  // chunk 0
   bool writes = false;     // last chunk
+  bool fetches_epilogue = false;  // chunk 0 of a block whose fused-add operand comes over the channel
   std::uint64_t accumulator_bytes = 0;
 };
 
-enum class RequestKind { write = 0, weight_load = 1, input_load = 2 };
+enum class RequestKind { write = 0, weight_load = 1, input_load = 2, epilogue_load = 3 };
 
 std::string to_string(RequestKind kind) {
   switch (kind) {
@@ -73,6 +74,8 @@ std::string to_string(RequestKind kind) {
       return "weight load";
     case RequestKind::input_load:
       return "input load";
+    case RequestKind::epilogue_load:
+      return "epilogue load";
   }
   return "?";
 }
@@ -189,8 +192,21 @@ void require_tiling_in_range(const LoopNest& nest, const Tiling& tiling, std::ui
   }
 }
 
+// Bytes of an output block as they leave the chip: only real samples' columns (§5). A fused
+// add's operand block comes in with the same bytes (§10).
+std::uint64_t output_block_bytes(const LoopNest& nest, const Step& step, std::uint64_t element_bytes) {
+  const Pass& pass = nest.passes[step.pass];
+  const RowBlock& rows = nest.row_blocks[step.row_block];
+  const ColumnRange& cols = pass.col_blocks[step.col_block];
+  std::uint64_t cells = 0;
+  for (std::uint64_t r = rows.first_grid_row; r < rows.first_grid_row + rows.grid_rows; ++r)
+    for (std::uint64_t c = cols.first; c < cols.first + cols.count; ++c)
+      if (c / (pass.groups * nest.cols_per_group) < nest.real_samples(r)) cells += rows.out_rows * nest.map.out_width;
+  return cells * element_bytes;
+}
+
 LoopNest plan_loop_nest(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                        const BatchMapping& mapping, const Tiling& tiling) {
+                        const BatchMapping& mapping, const Tiling& tiling, const Placement& placement) {
   const StackGeometry& geometry = npu.geometry(mapping.k);
   const std::uint64_t e = npu.config().element_bytes, a = npu.config().accumulator_bytes;
   LoopNest nest;
@@ -277,18 +293,22 @@ LoopNest plan_loop_nest(const Npu& npu, const GemmShape& shape, std::uint32_t ba
     const std::vector<std::uint64_t>& before = j > 0 ? nest.steps[j - 1].lines : none;
     const std::vector<std::uint64_t>& after = j + 1 < n ? nest.steps[j + 1].lines : none;
 
-    Request input{RequestKind::input_load, j, slot_ahead(j, tiling.input_prefetch), 0, {}};
-    if (tiling.input_resident) {
-      for (std::uint64_t line : step.lines)
-        if (lines_loaded.insert(line).second) input.lines.push_back(line);
-    } else {
-      std::set_difference(step.lines.begin(), step.lines.end(), before.begin(), before.end(),
-                          std::back_inserter(input.lines));
-      std::set_difference(step.lines.begin(), step.lines.end(), after.begin(), after.end(),
-                          std::back_inserter(step.lines_released));
+    // An input already on chip is neither loaded nor released: the tiling's input residency
+    // and prefetch have nothing to act on.
+    if (!placement.input_on_chip) {
+      Request input{RequestKind::input_load, j, slot_ahead(j, tiling.input_prefetch), 0, {}};
+      if (tiling.input_resident) {
+        for (std::uint64_t line : step.lines)
+          if (lines_loaded.insert(line).second) input.lines.push_back(line);
+      } else {
+        std::set_difference(step.lines.begin(), step.lines.end(), before.begin(), before.end(),
+                            std::back_inserter(input.lines));
+        std::set_difference(step.lines.begin(), step.lines.end(), after.begin(), after.end(),
+                            std::back_inserter(step.lines_released));
+      }
+      for (std::uint64_t line : input.lines) input.bytes += nest.line_bytes(line, e);
+      if (input.bytes > 0) nest.stream.push_back(std::move(input));
     }
-    for (std::uint64_t line : input.lines) input.bytes += nest.line_bytes(line, e);
-    if (input.bytes > 0) nest.stream.push_back(std::move(input));
 
     const bool same_as_before = j > 0 && nest.steps[j - 1].weight_block == step.weight_block;
     const bool same_as_after = j + 1 < n && nest.steps[j + 1].weight_block == step.weight_block;
@@ -303,16 +323,15 @@ LoopNest plan_loop_nest(const Npu& npu, const GemmShape& shape, std::uint32_t ba
           {RequestKind::weight_load, j, slot_ahead(j, tiling.weight_prefetch), distinct * e, {}});
     }
 
-    if (step.writes) {
-      // Only real samples' columns leave the chip.
-      const RowBlock& rows = nest.row_blocks[step.row_block];
-      const ColumnRange& cols = pass.col_blocks[step.col_block];
-      std::uint64_t cells = 0;
-      for (std::uint64_t r = rows.first_grid_row; r < rows.first_grid_row + rows.grid_rows; ++r)
-        for (std::uint64_t c = cols.first; c < cols.first + cols.count; ++c)
-          if (c / (pass.groups * shape.cols) < nest.real_samples(r)) cells += rows.out_rows * map.out_width;
-      nest.stream.push_back({RequestKind::write, j, slot_ahead(j + 1, 0), cells * e, {}});
+    // The fused add's operand is fetched once the block's accumulators exist, at its chunk-0 step.
+    if (step.allocates && placement.epilogue == EpilogueOperand::off_chip) {
+      const std::uint64_t bytes = output_block_bytes(nest, step, e);
+      step.fetches_epilogue = bytes > 0;
+      if (step.fetches_epilogue)
+        nest.stream.push_back({RequestKind::epilogue_load, j, slot_ahead(j, 0), bytes, {}});
     }
+    if (step.writes && !placement.output_on_chip)
+      nest.stream.push_back({RequestKind::write, j, slot_ahead(j + 1, 0), output_block_bytes(nest, step, e), {}});
   }
   std::sort(nest.stream.begin(), nest.stream.end(), [](const Request& x, const Request& y) {
     return std::tuple(x.slot, static_cast<int>(x.kind), x.step) <
@@ -337,11 +356,17 @@ struct WeightCopy {
 };
 
 struct Accumulators {
+  const Step* first_step = nullptr;  // the chunk-0 step: which pass, R-block and C-block
   std::uint64_t bytes = 0;
   IntMatrix values;  // M x C-block columns
   std::uint64_t rows_in_flight = 0;
   bool all_rows_issued = false;
-  std::uint64_t ready_from = never;
+  std::uint64_t ready_from = never;  // the cycle after the last row lands
+  bool epilogue_pending = false;     // an off-chip fused-add operand has not landed yet
+  IntMatrix arriving_epilogue;       // that operand while it crosses the bus
+
+  // The block holds its final values: every row has landed and the fused add's operand with them.
+  bool complete_by(std::uint64_t cycle) const { return ready_from <= cycle && !epilogue_pending; }
 };
 
 // A row's partial sums on their way down the adder tree to the accumulators.
@@ -361,16 +386,20 @@ struct ByteBuffer {
 class MemoryReferenceModel {
  public:
   MemoryReferenceModel(const Npu& npu, LoopNest nest, const std::vector<IntMatrix>& feature_maps,
-                       const std::vector<IntMatrix>& group_weights)
+                       const std::vector<IntMatrix>& group_weights, const Placement& placement,
+                       const std::vector<std::vector<IntMatrix>>& epilogue_operand)
       : npu_(npu),
         nest_(std::move(nest)),
         feature_maps_(feature_maps),
         group_weights_(group_weights),
+        placement_(placement),
+        epilogue_operand_(epilogue_operand),
         geometry_(npu.geometry(nest_.mapping.k)),
         queue_depth_(npu.config().offchip.queue_depth),
         latency_(npu.latency_cycles()),
         element_bytes_(npu.config().element_bytes) {
-    input_.capacity = npu.config().buffers.input_bytes;
+    // The caller checked that the reservation fits the buffer.
+    input_.capacity = npu.config().buffers.input_bytes - placement.reserved_input_bytes;
     weights_.capacity = npu.config().buffers.weight_bytes;
     output_.capacity = npu.config().buffers.output_bytes;
     issued_at_.assign(nest_.stream.size(), never);
@@ -388,19 +417,22 @@ class MemoryReferenceModel {
     for (const Request& r : nest_.stream)
       longest_transfer = std::max(longest_transfer, npu.data_cycles(r.bytes));
     stall_limit_ = latency_ + longest_transfer + geometry_.pipeline_depth_cycles + 2;
+    if (placement.input_on_chip) place_input_on_chip();
   }
 
   void tick() {
     progressed_ = false;
     complete_transfers();
     land_rows();
+    release_kept_outputs();
     run_array();
     issue_requests();
     start_transfer();
     if (all_done()) {
-      cycles_ = now_ + 1;
-      done_ = true;
-    } else if (progressed_) {
+      settle_at_end();
+      return;
+    }
+    if (progressed_) {
       last_progress_ = now_;
     } else if (now_ - last_progress_ > stall_limit_) {
       failure_ = describe_stall();
@@ -417,15 +449,82 @@ class MemoryReferenceModel {
   std::vector<std::vector<IntMatrix>> take_outputs() { return std::move(outputs_); }
 
  private:
+  // The layer ends at T = now_ + 1. What takes effect at T itself (the last completions, the
+  // release of the last blocks kept on chip) is settled without another edge of the clock.
+  void settle_at_end() {
+    cycles_ = now_ + 1;
+    done_ = true;
+    now_ = cycles_;
+    complete_transfers();
+    release_kept_outputs();
+    if (!accumulators_.empty())
+      internal_error_ = fmt::format("{} output blocks still held at the end, cycle {}", accumulators_.size(), now_);
+  }
+
+  // --- placement -----------------------------------------------------------------------------
+
+  // input_on_chip: every line of the tensor (each pass's groups, each chunk's channels, every
+  // real sample and row) sits in the input buffer from cycle 0 to the end.
+  void place_input_on_chip() {
+    for (std::uint64_t pass = 0; pass < nest_.passes.size(); ++pass)
+      for (std::uint64_t chunk = 0; chunk < nest_.passes[pass].chunks.size(); ++chunk)
+        for (std::uint64_t sample = 0; sample < nest_.batch; ++sample)
+          for (std::uint64_t y = 0; y < nest_.map.height; ++y) {
+            const std::uint64_t id = nest_.line_id(pass, chunk, sample, y);
+            const std::uint64_t bytes = nest_.line_bytes(id, element_bytes_);
+            if (!input_.has_room_for(bytes))
+              throw std::runtime_error(fmt::format(
+                  "the input tensor does not fit the input buffer: {} B placed, the next line of {} B "
+                  "would exceed the {} B left beside {} B reserved",
+                  input_.held, bytes, input_.capacity, placement_.reserved_input_bytes));
+            input_.held += bytes;
+            line_copies_[id].push_back({bytes, 0, read_line(id)});
+          }
+  }
+
+  // output_on_chip: a finished block stays on chip as part of the layer's output tensor (its
+  // room is in the reservation), so its accumulators are free from the cycle its write would
+  // have been ready.
+  void release_kept_outputs() {
+    if (!placement_.output_on_chip) return;
+    for (auto it = accumulators_.begin(); it != accumulators_.end();) {
+      if (!it->second.complete_by(now_)) {
+        ++it;
+        continue;
+      }
+      deliver_outputs(*it->second.first_step, it->second.values);
+      output_.held -= it->second.bytes;
+      it = accumulators_.erase(it);
+      progressed_ = true;
+    }
+  }
+
+  // The fused add's operand for an output block, laid out like its accumulators; the cells of
+  // empty grid positions stay 0.
+  IntMatrix epilogue_block(const Step& step) const {
+    const Pass& pass = nest_.passes[step.pass];
+    IntMatrix block = IntMatrix::Zero(to_index(nest_.row_blocks[step.row_block].rows),
+                                      to_index(pass.col_blocks[step.col_block].count));
+    for_each_real_output_cell(step, [&](Eigen::Index m, Eigen::Index i, const OutputCell& cell) {
+      block(m, i) = epilogue_operand_[cell.sample][cell.group](cell.pixel, cell.column);
+    });
+    return block;
+  }
+
   // --- channel -------------------------------------------------------------------------------
 
   void complete_transfers() {
     while (first_incomplete_ < next_transfer_ && completes_at_[first_incomplete_] <= now_) {
       const Request& request = nest_.stream[first_incomplete_];
+      const std::uint64_t block = nest_.steps[request.step].output_block;
       if (request.kind == RequestKind::write) {
-        const std::uint64_t block = nest_.steps[request.step].output_block;
         output_.held -= accumulators_.at(block).bytes;
         accumulators_.erase(block);
+      } else if (request.kind == RequestKind::epilogue_load) {
+        Accumulators& acc = accumulators_.at(block);
+        acc.values += acc.arriving_epilogue;
+        acc.arriving_epilogue = IntMatrix();
+        acc.epilogue_pending = false;
       }
       ++first_incomplete_;
       progressed_ = true;
@@ -433,15 +532,16 @@ class MemoryReferenceModel {
   }
 
   bool request_ready(const Request& request) const {
+    const auto accumulators = accumulators_.find(nest_.steps[request.step].output_block);
     switch (request.kind) {
-      case RequestKind::write: {
-        const auto it = accumulators_.find(nest_.steps[request.step].output_block);
-        return it != accumulators_.end() && it->second.ready_from <= now_;
-      }
+      case RequestKind::write:
+        return accumulators != accumulators_.end() && accumulators->second.complete_by(now_);
       case RequestKind::weight_load:
         return weights_.has_room_for(request.bytes);
       case RequestKind::input_load:
         return input_.has_room_for(request.bytes);
+      case RequestKind::epilogue_load:
+        return accumulators != accumulators_.end();
     }
     return false;
   }
@@ -453,6 +553,9 @@ class MemoryReferenceModel {
       switch (request.kind) {
         case RequestKind::write:
           bytes_.output += request.bytes;
+          break;
+        case RequestKind::epilogue_load:
+          bytes_.epilogue += request.bytes;
           break;
         case RequestKind::weight_load: {
           weights_.held += request.bytes;
@@ -486,9 +589,16 @@ class MemoryReferenceModel {
     const Request& request = nest_.stream[next_transfer_];
     const std::uint64_t completes = now_ + npu_.data_cycles(request.bytes);
     switch (request.kind) {
-      case RequestKind::write:
-        write_to_dram(nest_.steps[request.step]);
+      case RequestKind::write: {
+        const Step& step = nest_.steps[request.step];
+        deliver_outputs(step, accumulators_.at(step.output_block).values);
         break;
+      }
+      case RequestKind::epilogue_load: {
+        const Step& step = nest_.steps[request.step];
+        accumulators_.at(step.output_block).arriving_epilogue = epilogue_block(step);
+        break;
+      }
       case RequestKind::weight_load: {
         WeightCopy& copy = *weight_copy_of_request_[next_transfer_];
         copy.values = weight_tile(nest_.steps[request.step]);
@@ -498,7 +608,7 @@ class MemoryReferenceModel {
       case RequestKind::input_load: {
         const auto& copies = copies_of_request_[next_transfer_];
         for (std::size_t i = 0; i < copies.size(); ++i) {
-          copies[i]->values = line_from_dram(request.lines[i]);
+          copies[i]->values = read_line(request.lines[i]);
           copies[i]->usable_from = completes;
         }
         copies_of_request_[next_transfer_].clear();
@@ -511,7 +621,8 @@ class MemoryReferenceModel {
     progressed_ = true;
   }
 
-  IntMatrix line_from_dram(std::uint64_t id) const {
+  // A line as the feature map holds it: in DRAM, or already on chip with input_on_chip.
+  IntMatrix read_line(std::uint64_t id) const {
     const auto address = nest_.line_address(id);
     const Pass& pass = nest_.passes[address.pass];
     const Chunk& chunk = pass.chunks[address.chunk];
@@ -560,14 +671,22 @@ class MemoryReferenceModel {
     return tile;
   }
 
-  void write_to_dram(const Step& step) {
+  // Where accumulator (m, i) of an output block belongs in the layer's output.
+  struct OutputCell {
+    std::uint64_t sample, group;
+    Eigen::Index pixel, column;  // row y'*W' + x' and output channel of that group's R x C output
+  };
+
+  // Visits the cells of the block of `step` that belong to real samples: only they leave the
+  // chip or receive a fused add's operand.
+  template <typename Visit>
+  void for_each_real_output_cell(const Step& step, Visit&& visit) const {
     const Pass& pass = nest_.passes[step.pass];
     const RowBlock& rows = nest_.row_blocks[step.row_block];
     const ColumnRange& cols = pass.col_blocks[step.col_block];
-    const IntMatrix& acc = accumulators_.at(step.output_block).values;
     const std::uint64_t c_per_group = nest_.cols_per_group, out_width = nest_.map.out_width;
+    const std::uint64_t per_grid_row = rows.out_rows * out_width;
     for (std::uint64_t m = 0; m < rows.rows; ++m) {
-      const std::uint64_t per_grid_row = rows.out_rows * out_width;
       const std::uint64_t grid_row = rows.first_grid_row + m / per_grid_row;
       const std::uint64_t pixel =
           (rows.first_out_row + m % per_grid_row / out_width) * out_width + m % out_width;
@@ -575,10 +694,19 @@ class MemoryReferenceModel {
         const std::uint64_t block = (cols.first + i) / c_per_group;
         const std::uint64_t sample = grid_row * nest_.mapping.b_p + block / pass.groups;
         if (sample >= nest_.batch) continue;
-        outputs_[sample][pass.first_group + block % pass.groups](
-            to_index(pixel), to_index((cols.first + i) % c_per_group)) = acc(to_index(m), to_index(i));
+        visit(to_index(m), to_index(i),
+              OutputCell{sample, pass.first_group + block % pass.groups, to_index(pixel),
+                         to_index((cols.first + i) % c_per_group)});
       }
     }
+  }
+
+  // The block's final values reach the layer's output: DRAM over the channel, or the on-chip
+  // tensor with output_on_chip.
+  void deliver_outputs(const Step& step, const IntMatrix& values) {
+    for_each_real_output_cell(step, [&](Eigen::Index m, Eigen::Index i, const OutputCell& cell) {
+      outputs_[cell.sample][cell.group](cell.pixel, cell.column) = values(m, i);
+    });
   }
 
   // --- array ---------------------------------------------------------------------------------
@@ -619,9 +747,14 @@ class MemoryReferenceModel {
       output_.held += step.accumulator_bytes;
       const Pass& pass = nest_.passes[step.pass];
       Accumulators& acc = accumulators_[step.output_block];
+      acc.first_step = &step;
       acc.bytes = step.accumulator_bytes;
       acc.values = IntMatrix::Zero(to_index(nest_.row_blocks[step.row_block].rows),
                                    to_index(pass.col_blocks[step.col_block].count));
+      // An on-chip operand of a fused add is read from the input buffer as the block is
+      // allocated: it costs no request and no wait.
+      if (placement_.epilogue == EpilogueOperand::on_chip) acc.values = epilogue_block(step);
+      acc.epilogue_pending = step.fetches_epilogue;
     }
     weight_tile_ = &weights->second.front().values;
     accumulators_of_step_ = &accumulators_.at(step.output_block);
@@ -746,6 +879,8 @@ class MemoryReferenceModel {
   LoopNest nest_;
   const std::vector<IntMatrix>& feature_maps_;
   const std::vector<IntMatrix>& group_weights_;
+  Placement placement_;
+  const std::vector<std::vector<IntMatrix>>& epilogue_operand_;
   const StackGeometry& geometry_;
   std::uint64_t queue_depth_, latency_, element_bytes_;
   std::uint64_t stall_limit_ = 0;
@@ -800,20 +935,45 @@ void require_operands(const FeatureMap& map, const GemmShape& shape, std::uint32
                                               w.cols(), shape.depth, shape.cols));
 }
 
+// A fused add's operand is shaped like the outputs; without a fused add there is none.
+void require_epilogue_operand(const FeatureMap& map, const GemmShape& shape, std::uint32_t batch,
+                              const Placement& placement, const std::vector<std::vector<IntMatrix>>& operand) {
+  if (placement.epilogue == EpilogueOperand::none) {
+    if (!operand.empty()) throw std::invalid_argument("an epilogue operand for a layer without a fused add");
+    return;
+  }
+  if (operand.size() != batch)
+    throw std::invalid_argument(fmt::format("{} epilogue operands for a batch of {}", operand.size(), batch));
+  for (const auto& sample : operand) {
+    if (sample.size() != shape.groups)
+      throw std::invalid_argument(
+          fmt::format("an epilogue operand has {} groups, not {}", sample.size(), shape.groups));
+    for (const IntMatrix& m : sample)
+      if (static_cast<std::uint64_t>(m.rows()) != map.out_height * map.out_width ||
+          static_cast<std::uint64_t>(m.cols()) != shape.cols)
+        throw std::invalid_argument(fmt::format("an epilogue operand is {}x{}, not R x C = {}x{}", m.rows(),
+                                                m.cols(), map.out_height * map.out_width, shape.cols));
+  }
+}
+
 }  // namespace
 
 MemoryReferenceRun run_memory_reference(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                         const BatchMapping& mapping, const Tiling& tiling,
                                         const std::vector<IntMatrix>& feature_maps,
                                         const std::vector<IntMatrix>& group_weights,
-                                        [[maybe_unused]] const Placement& placement,
-                                        [[maybe_unused]] const std::vector<std::vector<IntMatrix>>& epilogue_operand) {
+                                        const Placement& placement,
+                                        const std::vector<std::vector<IntMatrix>>& epilogue_operand) {
   if (npu.is_systolic()) throw std::invalid_argument("the memory reference models the dot-product array");
   require_legal(npu, shape, batch, mapping);
-  LoopNest nest = plan_loop_nest(npu, shape, batch, mapping, tiling);
+  LoopNest nest = plan_loop_nest(npu, shape, batch, mapping, tiling, placement);
   require_operands(nest.map, shape, batch, feature_maps, group_weights);
+  require_epilogue_operand(nest.map, shape, batch, placement, epilogue_operand);
+  if (placement.reserved_input_bytes > npu.config().buffers.input_bytes)
+    throw std::runtime_error(fmt::format("{} B reserved in an input buffer of {} B",
+                                         placement.reserved_input_bytes, npu.config().buffers.input_bytes));
 
-  MemoryReferenceModel model(npu, std::move(nest), feature_maps, group_weights);
+  MemoryReferenceModel model(npu, std::move(nest), feature_maps, group_weights, placement, epilogue_operand);
   const ClockedRun clocked = run_clocked(
       npu.config().clock_mhz, [&] { model.tick(); }, [&] { return model.finished(); });
   if (!model.internal_error().empty()) throw std::logic_error("memory reference: " + model.internal_error());

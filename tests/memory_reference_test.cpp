@@ -68,15 +68,23 @@ IntMatrix random_matrix(traces::RandomStream& rng, std::uint64_t rows, std::uint
 struct Operands {
   std::vector<IntMatrix> feature_maps;  // per sample: (H*W) x (C_g*groups)
   std::vector<IntMatrix> weights;       // per group: P x C
+  std::vector<std::vector<IntMatrix>> epilogue;  // per sample and group: R x C; empty without a fused add
 };
 
-Operands random_operands(traces::RandomStream& rng, const npu::GemmShape& shape, std::uint32_t batch) {
+Operands random_operands(traces::RandomStream& rng, const npu::GemmShape& shape, std::uint32_t batch,
+                         bool fused_add = false) {
   const npu::FeatureMap f = npu::feature_map_of(shape);
   Operands o;
   for (std::uint32_t b = 0; b < batch; ++b)
     o.feature_maps.push_back(random_matrix(rng, f.height * f.width, f.channels * shape.groups));
   for (std::uint64_t g = 0; g < shape.groups; ++g)
     o.weights.push_back(random_matrix(rng, shape.depth, shape.cols));
+  if (fused_add) {
+    o.epilogue.resize(batch);
+    for (auto& sample : o.epilogue)
+      for (std::uint64_t g = 0; g < shape.groups; ++g)
+        sample.push_back(random_matrix(rng, f.out_height * f.out_width, shape.cols));
+  }
   return o;
 }
 
@@ -109,7 +117,8 @@ void expect_outputs_equal_eigen(const npu::MemoryReferenceRun& run, const npu::G
   for (std::size_t b = 0; b < operands.feature_maps.size(); ++b) {
     ASSERT_EQ(run.outputs[b].size(), shape.groups) << where;
     for (std::uint64_t g = 0; g < shape.groups; ++g) {
-      const IntMatrix expected = im2col(operands.feature_maps[b], f, g) * operands.weights[g];
+      IntMatrix expected = im2col(operands.feature_maps[b], f, g) * operands.weights[g];
+      if (!operands.epilogue.empty()) expected += operands.epilogue[b][g];
       ASSERT_EQ(run.outputs[b][g], expected) << where << " sample " << b << " group " << g;
     }
   }
@@ -278,6 +287,182 @@ TEST(MemoryReference, FluidGridWritesOnlyRealSamples) {
   expect_outputs_equal_eigen(run, shape, o);
 }
 
+// --- placement (docs/memory-schedule.md §10) ---------------------------------------------------
+
+// 3x3 convolution, stride 1, padding 1, over a 4x4 x 1-channel map, C = 4: H' = W' = 4, P = 9.
+// One-row bands: four steps of M = 4 rows, each streaming 4 * ceil(9/4) * ceil(4/4) = 12
+// cycles into 4 * 4 * 4 = 64 B of accumulators, the whole output buffer. Step j reads input
+// rows [max(0, j-1), min(3, j+1)]; a line is 4 x 1 int8 = 4 B. Step 0 loads rows 0-1 (8 B),
+// step 1 row 2, step 2 row 3, step 3 nothing new; all four lines fit the 16 B input buffer.
+// Weights 9 x 4 = 36 B. The output stays on chip: no writes.
+// Stream order: W0 (0,1), I0 (0,2), I1 (1,2), I2 (2,2).
+//   W0:  t 0, bus from 10 for 36, c 46
+//   I0:  t 0, bus from 46 for 8, c 54
+//   I1:  t 0, bus from 54 for 4, c 58
+//   I2:  t 0, bus from 58 for 4, c 62
+//   step 0: s = max(W0 46, I0 54) = 54, e 66; its block is free at e + D - 1 = 69
+//   step 1: s = max(e0 66, I1 58, room at 69) = 69, e 81; free at 84
+//   step 2: s = max(81, I2 62, room at 84) = 84, e 96; free at 99
+//   step 3: s = max(96, room at 99) = 99, e 111; free at 114
+// T = max(111 + 3, last completion 62) = 114.
+TEST(MemoryReference, OutputOnChipFreesAccumulatorsWhenTheWriteWouldBeReady) {
+  auto config = toy_config();
+  config.buffers.weight_bytes = 36;
+  const auto npu = npu::Npu::validate(config);
+  const auto shape = convolution(4, 4, 1, 3, 1, 1, 4);
+  traces::RandomStream rng(11);
+  const Operands o = random_operands(rng, shape, 1);
+  const auto run = npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, banded_tiling(1, 4), o.feature_maps,
+                                             o.weights, {.output_on_chip = true});
+  EXPECT_EQ(run.cycles, 114u);
+  EXPECT_EQ(run.compute_cycles, 48u);
+  EXPECT_EQ(run.bytes, (npu::TrafficBytes{16, 36, 0, 0, 0}));
+  expect_outputs_equal_eigen(run, shape, o);
+}
+
+// As ConvolutionBandsReuseHaloLines (4x4 x 1 map, 3x3, padding 1, C = 2, bands of 2 output
+// rows, steps of 24 cycles filling the 64 B output buffer), but the input tensor, 4 * 4 * 1 =
+// 16 B, is on chip: it fills the 20 B input buffer beside 4 reserved bytes exactly. No input
+// loads, so the tiling's input residency and prefetch change nothing.
+// Stream order: W0 (0,1), Wr0 (1,0), Wr1 (2,0).
+//   W0:  t 0, bus from 10 for 18, c 28
+//   step 0: s 28 (its lines are there from cycle 0), e 52
+//   Wr0: 8 * 2 = 16 B, ready 55, bus from 65 for 16, c 81
+//   step 1: s = max(e0 52, room from Wr0 at 81) = 81, e 105
+//   Wr1: ready 108, bus from 118 for 16, c 134
+// T = 134.
+TEST(MemoryReference, InputOnChipIsNeverLoaded) {
+  auto config = toy_config();
+  config.buffers.input_bytes = 20;
+  config.buffers.weight_bytes = 32;
+  const auto npu = npu::Npu::validate(config);
+  const auto shape = convolution(4, 4, 1, 3, 1, 1, 2);
+  traces::RandomStream rng(12);
+  const Operands o = random_operands(rng, shape, 1);
+  auto tiling = banded_tiling(2, 4);
+  tiling.input_resident = true;
+  tiling.input_prefetch = 2;
+  const npu::Placement on_chip{.input_on_chip = true, .reserved_input_bytes = 4};
+  const auto run =
+      npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, tiling, o.feature_maps, o.weights, on_chip);
+  EXPECT_EQ(run.cycles, 134u);
+  EXPECT_EQ(run.compute_cycles, 48u);
+  EXPECT_EQ(run.bytes, (npu::TrafficBytes{0, 18, 32, 0, 0}));
+  expect_outputs_equal_eigen(run, shape, o);
+
+  // One more reserved byte and the 16 B tensor no longer fits the 15 B left.
+  const npu::Placement too_much{.input_on_chip = true, .reserved_input_bytes = 5};
+  EXPECT_THROW(npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, tiling, o.feature_maps, o.weights, too_much),
+               std::runtime_error);
+}
+
+// R = 4, P = 4, C = 4, bands of 2 rows: two steps of M = 2 rows streaming 2 cycles, each loading
+// 2 lines (8 B) into 2 * 4 * 4 = 32 B of accumulators; the one weight block is 16 B. Each output
+// block has 2 * 4 = 8 B, written and, for the fused add, read.
+// Stream order (slot, kind): W0 (0,1), I0 (0,2), E0 (0,3), Wr0 (1,0), I1 (1,2), E1 (1,3),
+// Wr1 (2,0).
+//   W0:  t 0, bus from 10 for 16, c 26
+//   I0:  t 0, bus from 26 for 8, c 34
+//   step 0: s 34, e 36
+//   E0:  ready s0 = 34: t 34, bus from 44 for 8, c 52
+//   Wr0: ready max(e0 + 3 = 39, E0 52) = 52, bus from 62 for 8, c 70
+//   I1:  behind Wr0: t 52, bus from max(62, 70) = 70, c 78
+//   step 1: s = max(e0 36, I1 78) = 78, e 80
+//   E1:  ready 78, bus from 88, c 96
+//   Wr1: ready max(83, 96) = 96, bus from 106, c 114
+// T = 114.
+TEST(MemoryReference, OffChipEpilogueOperandDelaysTheWrite) {
+  const auto npu = npu::Npu::validate(toy_config());
+  const auto shape = plain_gemm(4, 4, 4);
+  traces::RandomStream rng(13);
+  const Operands o = random_operands(rng, shape, 1, true);
+  const auto run = npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, banded_tiling(2, 4), o.feature_maps,
+                                             o.weights, {.epilogue = npu::EpilogueOperand::off_chip}, o.epilogue);
+  EXPECT_EQ(run.cycles, 114u);
+  EXPECT_EQ(run.compute_cycles, 4u);
+  EXPECT_EQ(run.bytes, (npu::TrafficBytes{16, 16, 16, 0, 16}));
+  expect_outputs_equal_eigen(run, shape, o);
+}
+
+// The same layer with the operand on chip: the timing and traffic of no fused add.
+//   W0 c 26, I0 c 34; step 0: s 34, e 36
+//   Wr0: ready 39, bus from 49 for 8, c 57
+//   I1:  t 39, bus from 57, c 65; step 1: s 65, e 67
+//   Wr1: ready 70, bus from 80, c 88
+// T = 88.
+TEST(MemoryReference, OnChipEpilogueOperandCostsNothing) {
+  const auto npu = npu::Npu::validate(toy_config());
+  const auto shape = plain_gemm(4, 4, 4);
+  traces::RandomStream rng(14);
+  const Operands o = random_operands(rng, shape, 1, true);
+  const auto run = npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, banded_tiling(2, 4), o.feature_maps,
+                                             o.weights, {.epilogue = npu::EpilogueOperand::on_chip}, o.epilogue);
+  EXPECT_EQ(run.cycles, 88u);
+  EXPECT_EQ(run.compute_cycles, 4u);
+  EXPECT_EQ(run.bytes, (npu::TrafficBytes{16, 16, 16, 0, 0}));
+  expect_outputs_equal_eigen(run, shape, o);
+  const auto plain = npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, banded_tiling(2, 4), o.feature_maps,
+                                               o.weights);
+  EXPECT_EQ(plain.cycles, run.cycles);
+  EXPECT_EQ(plain.bytes, run.bytes);
+}
+
+// R = 8, P = 4, C = 4, bands of 4 rows: two steps of M = 4 streaming 4 cycles, each loading
+// 4 lines (16 B) into 4 * 4 * 4 = 64 B of accumulators, the whole output buffer. Input
+// prefetch 1 into a 32 B input buffer. The output stays on chip, but a block is released only
+// once the fused add's operand (4 * 4 = 16 B) has landed in it.
+// Stream order: I0 (-1,2), W0 (0,1), I1 (0,2), E0 (0,3), E1 (1,3).
+//   I0:  t 0, bus from 10 for 16, c 26
+//   W0:  t 0, bus from 26 for 16, c 42
+//   I1:  t 0, bus from 42 for 16, c 58
+//   step 0: s = max(I0 26, W0 42) = 42, e 46
+//   E0:  ready 42, bus from max(52, 58) = 58, c 74
+//   block 0 free at max(e0 + 3 = 49, E0 74) = 74
+//   step 1: s = max(e0 46, I1 58, room at 74) = 74, e 78
+//   E1:  ready 74, bus from 84, c 100; block 1 free at max(81, 100) = 100
+// T = max(78 + 3, 100) = 100.
+TEST(MemoryReference, OutputOnChipWaitsForTheEpilogueOperand) {
+  auto config = toy_config();
+  config.buffers.input_bytes = 32;
+  const auto npu = npu::Npu::validate(config);
+  const auto shape = plain_gemm(8, 4, 4);
+  auto tiling = banded_tiling(4, 4);
+  tiling.input_prefetch = 1;
+  traces::RandomStream rng(15);
+  const Operands o = random_operands(rng, shape, 1, true);
+  const npu::Placement placement{.output_on_chip = true, .epilogue = npu::EpilogueOperand::off_chip};
+  const auto run =
+      npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, tiling, o.feature_maps, o.weights, placement, o.epilogue);
+  EXPECT_EQ(run.cycles, 100u);
+  EXPECT_EQ(run.compute_cycles, 8u);
+  EXPECT_EQ(run.bytes, (npu::TrafficBytes{32, 16, 0, 0, 32}));
+  expect_outputs_equal_eigen(run, shape, o);
+}
+
+// PrefetchedLoadWaitsForRoom on a 24 B input buffer with 8 B reserved: the 16 B left give its
+// timing, T = 109; without the reservation the third load need not wait, and the layer ends sooner.
+TEST(MemoryReference, ReservedBytesShrinkTheInputBuffer) {
+  auto config = toy_config();
+  config.buffers.input_bytes = 24;
+  const auto npu = npu::Npu::validate(config);
+  const auto shape = plain_gemm(8, 4, 4);
+  auto tiling = banded_tiling(2, 4);
+  tiling.input_prefetch = 2;
+  traces::RandomStream rng(16);
+  const Operands o = random_operands(rng, shape, 1);
+  const auto run = npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, tiling, o.feature_maps, o.weights,
+                                             {.reserved_input_bytes = 8});
+  EXPECT_EQ(run.cycles, 109u);
+  EXPECT_EQ(run.bytes, (npu::TrafficBytes{32, 16, 32, 0, 0}));
+  expect_outputs_equal_eigen(run, shape, o);
+  const auto unreserved =
+      npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, tiling, o.feature_maps, o.weights);
+  EXPECT_LT(unreserved.cycles, run.cycles);
+  EXPECT_THROW(npu::run_memory_reference(npu, shape, 1, {1, 1, 1}, tiling, o.feature_maps, o.weights,
+                                         {.reserved_input_bytes = 25}),
+               std::runtime_error);
+}
+
 // --- random layers against Eigen ---------------------------------------------------------------
 
 struct RandomLayer {
@@ -286,6 +471,7 @@ struct RandomLayer {
   std::uint32_t batch = 1;
   npu::BatchMapping mapping;
   npu::Tiling tiling;
+  npu::Placement placement;
 };
 
 npu::NpuConfig random_npu(traces::RandomStream& rng) {
@@ -433,6 +619,25 @@ BufferSizes conservative_buffers(const RandomLayer& layer, const npu::Npu& npu) 
 
 std::uint64_t at_least(std::uint64_t bytes, std::uint64_t least) { return std::max(bytes, least); }
 
+// Each placement flag in about a third of the layers, a fused add in two thirds (half of them
+// off chip), a reservation in a third. The input buffer grows by the reservation, and with the
+// input on chip to hold the whole tensor beside it, so a feasible layer stays feasible.
+void draw_placement(RandomLayer& layer, traces::RandomStream& rng) {
+  npu::Placement& p = layer.placement;
+  p.input_on_chip = rng.uniform_below(3) == 0;
+  p.output_on_chip = rng.uniform_below(3) == 0;
+  const npu::EpilogueOperand epilogues[] = {npu::EpilogueOperand::none, npu::EpilogueOperand::on_chip,
+                                            npu::EpilogueOperand::off_chip};
+  p.epilogue = epilogues[rng.uniform_below(3)];
+  const npu::FeatureMap f = npu::feature_map_of(layer.shape);
+  const std::uint64_t tensor =
+      layer.batch * f.height * f.width * f.channels * layer.shape.groups * layer.config.element_bytes;
+  if (rng.uniform_below(3) == 0) p.reserved_input_bytes = rng.uniform_between(1, tensor);
+  auto& input = layer.config.buffers.input_bytes;
+  if (p.input_on_chip) input = std::max(input, tensor);
+  input += p.reserved_input_bytes;
+}
+
 // Feasible: the conservative sizes, or up to twice that. Tight: some buffers between half the
 // conservative size and all of it, so loads and allocations wait for room, and some tilings are
 // infeasible. Never below what Npu::validate demands.
@@ -454,6 +659,7 @@ RandomLayer random_layer(traces::RandomStream& rng, bool tight) {
   layer.config.buffers.input_bytes = size(bound.input, least.input);
   layer.config.buffers.weight_bytes = size(bound.weight, least.weight);
   layer.config.buffers.output_bytes = size(bound.output, least.output);
+  draw_placement(layer, rng);
   return layer;
 }
 
@@ -471,18 +677,22 @@ std::uint64_t bytes_of_lines_read(const RandomLayer& layer) {
   return layer.batch * rows.size() * f.width * f.channels * layer.shape.groups * layer.config.element_bytes;
 }
 
+bool has_fused_add(const RandomLayer& layer) { return layer.placement.epilogue != npu::EpilogueOperand::none; }
+
 std::string describe(const RandomLayer& l) {
   const npu::FeatureMap f = npu::feature_map_of(l.shape);
   return fmt::format(
       "npu {}x{} T_R {} k {} Q {} lat {}ns {}GB/s e {} buffers {}/{}/{}; layer {}x{}x{} k{}x{} s{} p{} -> "
       "{}x{}, "
-      "P {} C {} groups {}; batch {} mapping {}; tiling {}",
+      "P {} C {} groups {}; batch {} mapping {}; tiling {}; input on chip {} output on chip {} epilogue {} "
+      "reserved {}",
       l.config.pe_count, l.config.pe_width, l.config.input_rows, l.mapping.k, l.config.offchip.queue_depth,
       l.config.offchip.latency_ns, l.config.offchip.bandwidth_gb_per_s, l.config.element_bytes,
       l.config.buffers.input_bytes, l.config.buffers.weight_bytes, l.config.buffers.output_bytes, f.height,
       f.width, f.channels, f.kernel_height, f.kernel_width, f.stride_height, f.padding_height, f.out_height,
       f.out_width, l.shape.depth, l.shape.cols, l.shape.groups, l.batch, npu::to_string(l.mapping),
-      npu::to_string(l.tiling));
+      npu::to_string(l.tiling), l.placement.input_on_chip, l.placement.output_on_chip,
+      static_cast<int>(l.placement.epilogue), l.placement.reserved_input_bytes);
 }
 
 // Outputs equal Eigen's, and the traffic is what any schedule of the layer must carry.
@@ -494,10 +704,15 @@ void expect_correct_run(const RandomLayer& layer, const npu::Npu& npu, const Ope
   const npu::FeatureMap f = npu::feature_map_of(layer.shape);
   const std::uint64_t e = layer.config.element_bytes;
   const std::uint64_t lines_read = bytes_of_lines_read(layer);
-  EXPECT_GE(run.bytes.input, lines_read) << where;
+  if (layer.placement.input_on_chip) {
+    EXPECT_EQ(run.bytes.input, 0u) << where;
+  } else {
+    EXPECT_GE(run.bytes.input, lines_read) << where;
+  }
   // A resident input loads the union of the bands' row ranges once; that is exactly the rows
   // read unless a band of several rows strides over rows no tap touches.
-  if (layer.tiling.input_resident && (f.stride_height <= f.kernel_height || layer.tiling.band_rows == 1)) {
+  if (!layer.placement.input_on_chip && layer.tiling.input_resident &&
+      (f.stride_height <= f.kernel_height || layer.tiling.band_rows == 1)) {
     EXPECT_EQ(run.bytes.input, lines_read) << where;
   }
   const std::uint64_t distinct_weights = layer.shape.groups * layer.shape.depth * layer.shape.cols * e;
@@ -505,7 +720,9 @@ void expect_correct_run(const RandomLayer& layer, const npu::Npu& npu, const Ope
   if (layer.tiling.weights_resident) {
     EXPECT_EQ(run.bytes.weight, distinct_weights) << where;
   }
-  EXPECT_EQ(run.bytes.output, layer.batch * layer.shape.rows * layer.shape.cols * layer.shape.groups * e)
+  const std::uint64_t output_tensor = layer.batch * layer.shape.rows * layer.shape.cols * layer.shape.groups * e;
+  EXPECT_EQ(run.bytes.output, layer.placement.output_on_chip ? 0 : output_tensor) << where;
+  EXPECT_EQ(run.bytes.epilogue, layer.placement.epilogue == npu::EpilogueOperand::off_chip ? output_tensor : 0)
       << where;
   EXPECT_EQ(run.bytes.psum, 0u) << where;
   // Every byte crosses the one bus after at least one latency; the last row takes D to land.
@@ -518,7 +735,8 @@ void expect_correct_run(const RandomLayer& layer, const npu::Npu& npu, const Ope
 struct Coverage {
   int plain = 0, strided = 0, padded = 0, grouped = 0, depthwise = 0, p_batched = 0, fluid = 0, stacked = 0,
       chunked = 0, weights_outer = 0, inputs_outer = 0, input_resident = 0, weights_resident = 0,
-      whole_samples = 0, several_col_blocks = 0, prefetched = 0, packed_groups = 0;
+      whole_samples = 0, several_col_blocks = 0, prefetched = 0, packed_groups = 0, input_on_chip = 0,
+      output_on_chip = 0, epilogue_on_chip = 0, epilogue_off_chip = 0, reserved = 0;
 
   void count(const RandomLayer& layer, const npu::Npu& npu) {
     const npu::FeatureMap f = npu::feature_map_of(layer.shape);
@@ -541,6 +759,11 @@ struct Coverage {
     prefetched += layer.tiling.input_prefetch > 0 && layer.tiling.weight_prefetch > 0 ? 1 : 0;
     packed_groups +=
         layer.shape.groups > 1 && npu::groups_per_pass(npu, layer.shape, layer.mapping) > 1 ? 1 : 0;
+    input_on_chip += layer.placement.input_on_chip ? 1 : 0;
+    output_on_chip += layer.placement.output_on_chip ? 1 : 0;
+    epilogue_on_chip += layer.placement.epilogue == npu::EpilogueOperand::on_chip ? 1 : 0;
+    epilogue_off_chip += layer.placement.epilogue == npu::EpilogueOperand::off_chip ? 1 : 0;
+    reserved += layer.placement.reserved_input_bytes > 0 ? 1 : 0;
   }
 
   void expect_each_at_least(int least) const {
@@ -560,7 +783,12 @@ struct Coverage {
                                                           {"whole_samples", whole_samples},
                                                           {"several_col_blocks", several_col_blocks},
                                                           {"prefetched", prefetched},
-                                                          {"packed_groups", packed_groups}};
+                                                          {"packed_groups", packed_groups},
+                                                          {"input_on_chip", input_on_chip},
+                                                          {"output_on_chip", output_on_chip},
+                                                          {"epilogue_on_chip", epilogue_on_chip},
+                                                          {"epilogue_off_chip", epilogue_off_chip},
+                                                          {"reserved", reserved}};
     for (const auto& [name, seen] : counts) EXPECT_GE(seen, least) << name;
   }
 };
@@ -573,11 +801,11 @@ TEST(MemoryReference, RandomFeasibleLayersEqualEigenAndCarryTheirTraffic) {
   for (int i = 0; i < cases; ++i) {
     const RandomLayer layer = random_layer(rng, false);
     const auto npu = npu::Npu::validate(layer.config);
-    const Operands o = random_operands(rng, layer.shape, layer.batch);
+    const Operands o = random_operands(rng, layer.shape, layer.batch, has_fused_add(layer));
     const std::string where = fmt::format("case {}: {}", i, describe(layer));
     npu::MemoryReferenceRun run;
-    ASSERT_NO_THROW(run = npu::run_memory_reference(npu, layer.shape, layer.batch, layer.mapping,
-                                                    layer.tiling, o.feature_maps, o.weights))
+    ASSERT_NO_THROW(run = npu::run_memory_reference(npu, layer.shape, layer.batch, layer.mapping, layer.tiling,
+                                                    o.feature_maps, o.weights, layer.placement, o.epilogue))
         << where;
     expect_correct_run(layer, npu, o, run, where);
     if (HasFailure()) return;
@@ -598,12 +826,12 @@ TEST(MemoryReference, RandomTightBuffersFinishCorrectlyOrReportDeadlock) {
   for (int i = 0; i < cases; ++i) {
     const RandomLayer layer = random_layer(rng, true);
     const auto npu = npu::Npu::validate(layer.config);
-    const Operands o = random_operands(rng, layer.shape, layer.batch);
+    const Operands o = random_operands(rng, layer.shape, layer.batch, has_fused_add(layer));
     const std::string where = fmt::format("case {}: {}", i, describe(layer));
     npu::MemoryReferenceRun run;
     try {
       run = npu::run_memory_reference(npu, layer.shape, layer.batch, layer.mapping, layer.tiling,
-                                      o.feature_maps, o.weights);
+                                      o.feature_maps, o.weights, layer.placement, o.epilogue);
     } catch (const std::runtime_error&) {
       ++deadlocked;
       continue;
@@ -704,6 +932,18 @@ TEST(MemoryReference, RejectsBadInputs) {
   auto three_chunks = banded_tiling(2, 4);
   three_chunks.channel_chunks = 3;
   EXPECT_THROW(run(wide, 1, one, three_chunks, w.feature_maps, w.weights), std::invalid_argument);
+
+  // A fused add's operand is R x C per sample and group, and only a fused add has one.
+  const Operands fused = random_operands(rng, shape, 1, true);
+  const auto with_add = [&](npu::EpilogueOperand epilogue, const std::vector<std::vector<IntMatrix>>& operand) {
+    return npu::run_memory_reference(npu, shape, 1, one, good, fused.feature_maps, fused.weights,
+                                     {.epilogue = epilogue}, operand);
+  };
+  EXPECT_NO_THROW(with_add(npu::EpilogueOperand::off_chip, fused.epilogue));
+  EXPECT_THROW(with_add(npu::EpilogueOperand::off_chip, {}), std::invalid_argument);
+  EXPECT_THROW(with_add(npu::EpilogueOperand::none, fused.epilogue), std::invalid_argument);
+  EXPECT_THROW(with_add(npu::EpilogueOperand::on_chip, {{}}), std::invalid_argument);  // no groups
+  EXPECT_THROW(with_add(npu::EpilogueOperand::on_chip, {{IntMatrix::Zero(16, 2)}}), std::invalid_argument);
 }
 
 }  // namespace
