@@ -80,7 +80,7 @@ namespace npusim::npu {
 namespace {
 
 // A segment streams at most this many array sides of rows (docs/systolic-memory.md §3).
-constexpr std::uint64_t segment_rows_per_array_side = 4;
+constexpr std::uint64_t segment_rows_per_array_side = 16;
 
 struct StreamPlan {
   bool loaded = false;          // crosses the channel (activations on chip do not)
@@ -381,7 +381,15 @@ class LayerWalk {
     const std::uint64_t c = segment % p_.segments_per_fold;
     return c + 1 < p_.segments_per_fold ? p_.segment_rows : p_.layout.streamed - c * p_.segment_rows;
   }
-  FoldPosition fold_of(std::uint64_t segment) const { return position_of(p_, segment / p_.segments_per_fold); }
+  // The walk asks about the same few folds again and again: remember the last two.
+  FoldPosition fold_of(std::uint64_t segment) const { return fold_at(segment / p_.segments_per_fold); }
+  FoldPosition fold_at(std::uint64_t fold) const {
+    for (const auto& [index, position] : recent_folds_)
+      if (index == fold) return position;
+    recent_folds_[next_recent_] = {fold, position_of(p_, fold)};
+    next_recent_ ^= 1;
+    return recent_folds_[next_recent_ ^ 1].second;
+  }
   ByteBuffer& buffer_of(const StreamPlan& s) { return s.in_weight_buffer ? weight_ : input_; }
   ByteBuffer& stationary_buffer() { return p_.stationary_in_weight_buffer ? weight_ : input_; }
 
@@ -428,7 +436,7 @@ class LayerWalk {
   }
 
   std::uint64_t stationary_bytes(std::uint64_t fold) const {
-    const FoldPosition f = position_of(p_, fold);
+    const FoldPosition f = fold_at(fold);
     return f.used_rows * f.used_cols * p_.element_bytes;
   }
   void load_stationary(std::uint64_t fold) {
@@ -444,7 +452,7 @@ class LayerWalk {
   // The block of `fold` shifts into the shadow registers once it is on chip and the shadow is
   // free (the fold before has begun streaming at `shadow_free`); the buffer frees it then.
   void schedule_shift(std::uint64_t fold, std::uint64_t shadow_free) {
-    shift_end_[fold] = std::max(stationary_done_[fold], shadow_free) + position_of(p_, fold).used_rows;
+    shift_end_[fold] = std::max(stationary_done_[fold], shadow_free) + fold_at(fold).used_rows;
     if (p_.stationary_loaded) stationary_buffer().release_at(shift_end_[fold], stationary_bytes(fold));
   }
 
@@ -474,7 +482,7 @@ class LayerWalk {
 
   void compute(std::uint64_t segment) {
     const std::uint64_t fold = segment / p_.segments_per_fold, c = segment % p_.segments_per_fold;
-    const FoldPosition f = position_of(p_, fold);
+    const FoldPosition f = fold_at(fold);
     std::uint64_t start = c == 0 ? fold_end_ : segment_end_;
     if (c == 0 && p_.has_stationary) start = std::max(start, shift_end_[fold]);
     for (std::uint64_t i = 0; i < p_.stream_count; ++i)
@@ -562,6 +570,8 @@ class LayerWalk {
   std::vector<std::uint64_t> stream_done_[2], psum_write_done_, psum_read_done_, stationary_done_, shift_end_;
   std::uint64_t fold_end_ = 0, segment_start_ = 0, segment_end_ = 0, results_ready_ = 0, epilogue_done_ = 0;
   std::uint64_t last_output_take_ = 0;
+  mutable std::pair<std::uint64_t, FoldPosition> recent_folds_[2] = {{~std::uint64_t{0}, {}}, {~std::uint64_t{0}, {}}};
+  mutable int next_recent_ = 0;
 };
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 
 constexpr std::uint64_t not_yet = std::numeric_limits<std::uint64_t>::max();
 // docs/systolic-memory.md §3: a segment is at most this many array sides of streamed rows.
-constexpr std::uint64_t rows_per_side = 4;
+constexpr std::uint64_t rows_per_side = 16;
 // A run that moves nothing for this many cycles has stopped making progress.
 constexpr std::uint64_t idle_cycles_limit = 1'000'000;
 

@@ -361,7 +361,7 @@ TEST(SystolicMemory, FastModelEqualsCycleSteppedReference) {
     const auto timing = npu::systolic_layer_timing(npu::Npu::validate(mc.config), mc.gemm, mc.groups, mc.placement);
     spilling += timing.bytes.psum > 0;
     const auto layout = npu::layout_of(mc.config.systolic.dataflow, mc.gemm);
-    multi_segment += layout.streamed > 4 * std::max(mc.config.systolic.rows, mc.config.systolic.cols) ||
+    multi_segment += layout.streamed > 16 * std::max(mc.config.systolic.rows, mc.config.systolic.cols) ||
                      mc.regime == Regime::one_fold;
     kept_reuse += npu::folds_of(mc.config.systolic, mc.gemm).col_folds > 1 && mc.regime == Regime::everything_fits;
     on_chip += mc.placement.input_on_chip || mc.placement.output_on_chip;
