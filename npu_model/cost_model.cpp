@@ -57,15 +57,16 @@ std::string smallest_buffers_message(const Npu& npu, const GemmShape& shape) {
 }
 
 LayerCost cost_of(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping,
-                  const Tiling& tiling, const ScheduleResult& r) {
+                  const Tiling& tiling, const ScheduleResult& r, const Placement& placement) {
   LayerCost cost;
   cost.mapping = mapping;
   cost.tiling = tiling;
+  cost.placement = placement;
   cost.cycles = r.cycles;
   cost.compute_cycles = r.compute_cycles;
   cost.bytes = r.bytes;
   cost.offchip_bytes = r.bytes.total();
-  cost.compulsory_bytes = compulsory_traffic(npu, shape, batch).total();
+  cost.compulsory_bytes = compulsory_traffic(npu, shape, batch, placement).total();
   cost.roofline_cycles = std::max(streaming_floor(npu, shape, mapping), npu.data_cycles(cost.compulsory_bytes));
   return cost;
 }
@@ -79,80 +80,67 @@ LayerCost finish(const Npu& npu, LayerCost cost) {
   return cost;
 }
 
-// Off-chip bytes of one group on a systolic array. The stationary operand (WS: weights, IS:
-// inputs; OS keeps outputs) is read once. A streamed operand is read once when it fits its
-// buffer, and otherwise again for every fold of the other spatial dimension. Outputs are
-// written once.
-std::uint64_t systolic_offchip_bytes(const Npu& npu, const SystolicGemm& gemm) {
-  const auto& c = npu.config();
-  const SystolicFolds folds = folds_of(c.systolic, gemm);
-  const std::uint64_t eb = c.element_bytes;
-  const std::uint64_t input = gemm.m * gemm.k * eb, weights = gemm.k * gemm.n * eb, output = gemm.m * gemm.n * eb;
-  const auto streamed = [](std::uint64_t bytes, std::uint64_t capacity, std::uint64_t refetches) {
-    return bytes <= capacity ? bytes : bytes * refetches;
-  };
-  switch (c.systolic.dataflow) {
-    case Dataflow::output_stationary:
-      return streamed(input, c.buffers.input_bytes, folds.col_folds) +
-             streamed(weights, c.buffers.weight_bytes, folds.row_folds) + output;
-    case Dataflow::weight_stationary:
-      return weights + streamed(input, c.buffers.input_bytes, folds.col_folds) + output;
-    case Dataflow::input_stationary:
-      return input + streamed(weights, c.buffers.weight_bytes, folds.col_folds) + output;
-  }
-  return 0;
-}
-
 // R-batching on a systolic array: the batch's rows stream through one after another, groups
-// run one by one. Double-buffered scratchpads overlap the off-chip transfers with the folds,
-// so the layer takes the longer of the two (never longer than the array when stall-free).
-LayerCost systolic_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+// run one by one, on the memory subsystem of docs/systolic-memory.md. Compulsory bytes: the
+// lowered activations, the weights and the outputs once each (the systolic array forms no
+// im2col rows on chip), those on chip excepted.
+LayerCost systolic_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const Placement& placement) {
   const SystolicGemm gemm{std::uint64_t{batch} * shape.rows, shape.depth, shape.cols};
+  const SystolicLayerTiming timing = systolic_layer_timing(npu, gemm, shape.groups, placement);
   LayerCost cost;
   cost.mapping = {batch, 1, 1};
-  cost.compute_cycles = shape.groups * systolic_array_cycles(npu.config().systolic, gemm);
-  cost.offchip_bytes = shape.groups * systolic_offchip_bytes(npu, gemm);
-  cost.cycles = cost.compute_cycles;
-  if (!npu.config().systolic.stall_free)
-    cost.cycles = std::max(cost.cycles, npu.latency_cycles() + npu.data_cycles(cost.offchip_bytes));
+  cost.placement = placement;
+  cost.cycles = timing.cycles;
+  cost.compute_cycles = timing.compute_cycles;
+  cost.bytes = timing.bytes;
+  cost.offchip_bytes = timing.bytes.total();
+  const std::uint64_t e = npu.config().element_bytes;
+  const std::uint64_t outputs = shape.groups * gemm.m * gemm.n * e;
+  cost.compulsory_bytes = shape.groups * gemm.k * gemm.n * e +
+                          (placement.input_on_chip ? 0 : shape.groups * gemm.m * gemm.k * e) +
+                          (placement.output_on_chip ? 0 : outputs) +
+                          (placement.epilogue == EpilogueOperand::off_chip ? outputs : 0);
+  cost.roofline_cycles = npu.config().systolic.stall_free
+                             ? cost.compute_cycles
+                             : std::max(cost.compute_cycles, npu.data_cycles(cost.compulsory_bytes));
   return cost;
 }
 
 }  // namespace
 
 LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                              const BatchMapping& mapping) {
+                              const BatchMapping& mapping, const Placement& placement) {
   LayerCost cost;
   if (npu.is_systolic()) {
-    cost = systolic_gemm_cost(npu, shape, batch);
+    cost = systolic_gemm_cost(npu, shape, batch, placement);
   } else {
-    const MapperChoice choice = choose_tiling(npu, shape, batch, mapping);
+    const MapperChoice choice = choose_tiling(npu, shape, batch, mapping, ~std::uint64_t{0}, placement);
     if (!choice.found) throw NoFeasibleTiling(smallest_buffers_message(npu, shape));
-    cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result);
+    cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result, placement);
   }
   cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
   return finish(npu, cost);
 }
 
 LayerCost gemm_cost_tiled(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                          const BatchMapping& mapping, const Tiling& tiling) {
+                          const BatchMapping& mapping, const Tiling& tiling, const Placement& placement) {
   require_legal(npu, shape, batch, mapping);
-  const ScheduleResult r = evaluate_schedule(npu, shape, batch, mapping, tiling);
+  const ScheduleResult r = evaluate_schedule(npu, shape, batch, mapping, tiling, ~std::uint64_t{0}, placement);
   if (!r.feasible) throw NoFeasibleTiling(fmt::format("tiling {}: {}", to_string(tiling), r.infeasible_reason));
-  LayerCost cost = cost_of(npu, shape, batch, mapping, tiling, r);
+  LayerCost cost = cost_of(npu, shape, batch, mapping, tiling, r, placement);
   cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
   return finish(npu, cost);
 }
 
 LayerCost gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                    const BatchMapping& mapping) {
+                    const BatchMapping& mapping, const Placement& placement) {
   require_legal(npu, shape, batch, mapping);
-  return gemm_cost_unchecked(npu, shape, batch, mapping);
+  return gemm_cost_unchecked(npu, shape, batch, mapping, placement);
 }
 
-LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch) {
+LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const Placement& placement) {
   require_legal(npu, shape, batch, {batch, 1, 1});
-  if (npu.is_systolic()) return gemm_cost_unchecked(npu, shape, batch, {batch, 1, 1});
+  if (npu.is_systolic()) return gemm_cost_unchecked(npu, shape, batch, {batch, 1, 1}, placement);
   LayerCost best;
   bool found = false;
   const auto better_cost = [](const LayerCost& a, const LayerCost& b) {
@@ -169,9 +157,10 @@ LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t b
       if (b_p > 1 && b_p * shape.depth > g.tile_depth) break;
       if (!npu.allows(mode_of(mapping))) continue;
       // Mappings slower than the best so far are abandoned early; ties still compete.
-      const MapperChoice choice = choose_tiling(npu, shape, batch, mapping, found ? best.cycles : ~std::uint64_t{0});
+      const MapperChoice choice =
+          choose_tiling(npu, shape, batch, mapping, found ? best.cycles : ~std::uint64_t{0}, placement);
       if (!choice.found) continue;
-      LayerCost cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result);
+      LayerCost cost = cost_of(npu, shape, batch, mapping, choice.tiling, choice.result, placement);
       cost.macs = std::uint64_t{batch} * shape.rows * shape.depth * shape.cols * shape.groups;
       cost = finish(npu, cost);
       if (!found || better_cost(cost, best)) best = cost;

@@ -10,6 +10,7 @@
 #include "npu_model/gemm.hpp"
 #include "npu_model/memory_schedule.hpp"
 #include "npu_model/npu_config.hpp"
+#include "npu_model/placement.hpp"
 
 namespace npusim::npu {
 
@@ -29,6 +30,9 @@ struct LayerCost {
   std::uint64_t roofline_cycles = 0;
   BatchMapping mapping;
   Tiling tiling;  // the mapper's loop order, blocks, residency and prefetch (dot-product array)
+  Placement placement;  // where the network's residency plan put the operands
+  // An element-wise add that ran in the epilogue of the layer before it: it costs nothing here.
+  bool fused_into_previous = false;
 };
 
 // No tiling of a layer fits the NPU's buffers. what() is one line naming the buffer and the
@@ -42,19 +46,20 @@ class NoFeasibleTiling : public std::invalid_argument {
 // Throws InvalidMapping if the mapping is illegal (see mapping_violation), NoFeasibleTiling if
 // no tiling fits the buffers.
 LayerCost gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                    const BatchMapping& mapping);
+                    const BatchMapping& mapping, const Placement& placement = {});
 
 // Same, for a mapping the caller has already checked with mapping_violation.
 LayerCost gemm_cost_unchecked(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                              const BatchMapping& mapping);
+                              const BatchMapping& mapping, const Placement& placement = {});
 
 // Cost of one given tiling (dot-product array only). Throws NoFeasibleTiling if it does not fit.
 LayerCost gemm_cost_tiled(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
-                          const BatchMapping& mapping, const Tiling& tiling);
+                          const BatchMapping& mapping, const Tiling& tiling, const Placement& placement = {});
 
 // The legal mapping with the fewest cycles; ties go to fewer off-chip bytes, then smaller k,
 // then smaller b_p. <batch, 1, 1> is checked first (it fails only for an empty batch or a layer
 // beyond the size limits): throws InvalidMapping then, NoFeasibleTiling when nothing fits.
-LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch);
+LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                         const Placement& placement = {});
 
 }  // namespace npusim::npu

@@ -8,10 +8,29 @@ namespace {
 
 bool same_work(const LayerWork& a, const LayerWork& b) {
   if (a.on_vector_path != b.on_vector_path) return false;
-  if (a.on_vector_path)
-    return a.vector.input_elements == b.vector.input_elements && a.vector.output_elements == b.vector.output_elements &&
-           a.vector.operations == b.vector.operations;
-  return a.gemm == b.gemm;
+  return a.on_vector_path ? a.vector == b.vector : a.gemm == b.gemm;
+}
+
+// The costs of every layer for one batch size under `plan`. Networks repeat their blocks: a
+// layer with the work and placement of an earlier one costs what that one cost.
+std::vector<LayerCost> costs_under(const Npu& npu, const std::vector<LayerWork>& layers, std::uint32_t batch,
+                                   const ResidencyPlan& plan) {
+  std::vector<LayerCost> costs;
+  costs.reserve(layers.size());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const PlannedLayer& planned = plan.layers[i];
+    if (planned.fused_into_previous) {
+      costs.push_back(LayerCost{.mapping = {batch, 1, 1}, .fused_into_previous = true});
+      continue;
+    }
+    std::size_t same = i;
+    for (std::size_t j = 0; j < i && same == i; ++j)
+      if (!plan.layers[j].fused_into_previous && plan.layers[j].placement == planned.placement &&
+          same_work(layers[j], layers[i]))
+        same = j;
+    costs.push_back(same != i ? costs[same] : best_layer_cost(npu, layers[i], batch, planned.placement));
+  }
+  return costs;
 }
 
 }  // namespace
@@ -22,30 +41,41 @@ ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<Lay
   ControlBlockTable table;
   table.layer_count_ = layers.size();
   table.max_batch_ = max_batch;
-  table.entries_.reserve(layers.size() * max_batch);
-  // Networks repeat their blocks: a shape seen before costs what it cost then.
-  std::vector<std::size_t> first_of(layers.size());
-  for (std::size_t i = 0; i < layers.size(); ++i) {
-    first_of[i] = i;
-    for (std::size_t j = 0; j < i; ++j)
-      if (same_work(layers[j], layers[i])) {
-        first_of[i] = j;
-        break;
-      }
+  table.entries_.resize(layers.size() * max_batch);
+  table.on_chip_bytes_.resize(layers.size() * max_batch);
+  for (std::uint32_t batch = 1; batch <= max_batch; ++batch) {
+    ResidencyPlan plan = plan_residency(npu, layers, batch);
+    std::vector<LayerCost> costs;
+    try {
+      costs = costs_under(npu, layers, batch, plan);
+    } catch (const NoFeasibleTiling&) {
+      // The plan left some layer too little room to stream its operands: that batch size runs
+      // with every activation through DRAM (fusion stays).
+      plan = plan_residency(npu, layers, batch, false);
+      costs = costs_under(npu, layers, batch, plan);
+    }
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      table.entries_[table.index(batch, i)] = std::move(costs[i]);
+      table.on_chip_bytes_[table.index(batch, i)] = plan.on_chip_bytes_before[i];
+    }
   }
-  for (std::size_t i = 0; i < layers.size(); ++i)
-    for (std::uint32_t batch = 1; batch <= max_batch; ++batch)
-      table.entries_.push_back(first_of[i] == i ? best_layer_cost(npu, layers[i], batch)
-                                                : table.entries_[first_of[i] * max_batch + batch - 1]);
   return table;
 }
 
-const LayerCost& ControlBlockTable::entry(std::uint32_t batch, std::size_t layer) const {
+std::size_t ControlBlockTable::index(std::uint32_t batch, std::size_t layer) const {
   if (batch == 0 || batch > max_batch_ || layer >= layer_count_)
     throw std::out_of_range(fmt::format(
         "control block has batch 1..{} and layers 0..{}; asked for batch {} layer {}",
         max_batch_, layer_count_ == 0 ? 0 : layer_count_ - 1, batch, layer));
-  return entries_[layer * max_batch_ + batch - 1];
+  return layer * max_batch_ + batch - 1;
+}
+
+const LayerCost& ControlBlockTable::entry(std::uint32_t batch, std::size_t layer) const {
+  return entries_[index(batch, layer)];
+}
+
+std::uint64_t ControlBlockTable::on_chip_bytes_before(std::uint32_t batch, std::size_t layer) const {
+  return on_chip_bytes_[index(batch, layer)];
 }
 
 void FbeRegisters::start(std::uint32_t batch) {

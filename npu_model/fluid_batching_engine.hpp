@@ -10,11 +10,13 @@
 
 #include "npu_model/cost_model.hpp"
 #include "npu_model/layer_lowering.hpp"
+#include "npu_model/residency_plan.hpp"
 
 namespace npusim::npu {
 
 // Filled offline: for every batch size 1..max_batch and every layer, the allowed mapping with
-// the fewest cycles (ties as in best_gemm_cost). Immutable after build.
+// the fewest cycles (ties as in best_gemm_cost), with the operands where the residency plan for
+// that batch size puts them. Immutable after build.
 class ControlBlockTable {
  public:
   static ControlBlockTable build(const Npu& npu, const std::vector<LayerWork>& layers,
@@ -27,11 +29,16 @@ class ControlBlockTable {
   const BatchMapping& mapping(std::uint32_t batch, std::size_t layer) const {
     return entry(batch, layer).mapping;
   }
+  // Activation bytes the residency plan holds on chip at the boundary before `layer` for a
+  // batch of `batch`: what a batch suspended there must save. Same range checks as entry.
+  std::uint64_t on_chip_bytes_before(std::uint32_t batch, std::size_t layer) const;
 
  private:
   std::size_t layer_count_ = 0;
   std::uint32_t max_batch_ = 0;
+  std::size_t index(std::uint32_t batch, std::size_t layer) const;
   std::vector<LayerCost> entries_;  // layer-major: [layer * max_batch + batch - 1]
+  std::vector<std::uint64_t> on_chip_bytes_;  // the same layout
 };
 
 class FbeProtocolError : public std::logic_error {

@@ -37,8 +37,10 @@ LayerWork lower(const LayerSpec& layer) {
   require_positive(layer, "groups", layer.groups);
   LayerWork work;
   work.name = layer.name;
+  work.kind = layer.kind;
   const std::uint64_t in_elements =
       std::uint64_t{layer.in_height} * layer.in_width * layer.in_channels;
+  work.input_elements = in_elements;
   switch (layer.kind) {
     case LayerKind::convolution: {
       if (layer.in_channels % layer.groups != 0 || layer.out_channels % layer.groups != 0)
@@ -104,9 +106,15 @@ LayerWork lower(const LayerSpec& layer) {
   throw InvalidLayer(fmt::format("layer {}: unknown kind", layer.name));
 }
 
-LayerCost best_layer_cost(const Npu& npu, const LayerWork& work, std::uint32_t batch) {
-  if (work.on_vector_path) return vector_cost(npu, work.vector, batch);
-  return best_gemm_cost(npu, work.gemm, batch);
+std::uint64_t output_elements(const LayerWork& work) {
+  return std::uint64_t{work.out_height} * work.out_width * work.out_channels;
+}
+
+LayerCost best_layer_cost(const Npu& npu, const LayerWork& work, std::uint32_t batch, const Placement& placement) {
+  if (!work.on_vector_path) return best_gemm_cost(npu, work.gemm, batch, placement);
+  LayerCost cost = vector_cost(npu, work.vector, batch, placement);
+  cost.placement = placement;
+  return cost;
 }
 
 }  // namespace npusim::npu

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "npu_model/cost_model.hpp"
 #include "npu_model/vector_path.hpp"
@@ -38,6 +39,12 @@ class InvalidLayer : public std::invalid_argument {
 
 struct LayerWork {
   std::string name;
+  LayerKind kind = LayerKind::convolution;
+  // Positions, in execution order, of the layers whose outputs this one reads (-1: the network
+  // input), first input first. Set by the network's lowering; a layer costed on its own has
+  // none, and then no residency plan applies to it.
+  std::vector<std::int64_t> inputs;
+  std::uint64_t input_elements = 0;  // per sample, of the first input
   bool on_vector_path = false;
   GemmShape gemm;     // valid when !on_vector_path
   VectorWork vector;  // valid when on_vector_path
@@ -47,8 +54,12 @@ struct LayerWork {
 // Throws InvalidLayer naming the layer and the bad field.
 LayerWork lower(const LayerSpec& layer);
 
-// Cost of a lowered layer for `batch` samples: the best legal mapping for a GEMM, the vector
-// path otherwise.
-LayerCost best_layer_cost(const Npu& npu, const LayerWork& work, std::uint32_t batch);
+// Elements per sample of the layer's output.
+std::uint64_t output_elements(const LayerWork& work);
+
+// Cost of a lowered layer for `batch` samples with its operands where `placement` puts them:
+// the best legal mapping for a GEMM, the vector path otherwise.
+LayerCost best_layer_cost(const Npu& npu, const LayerWork& work, std::uint32_t batch,
+                          const Placement& placement = {});
 
 }  // namespace npusim::npu

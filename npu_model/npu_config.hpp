@@ -65,6 +65,11 @@ struct NpuConfig {
   std::vector<BatchingMode> modes{BatchingMode::r_batching, BatchingMode::p_batching,
                                   BatchingMode::fluid};
   std::vector<std::uint32_t> stack_factors{1, 2, 4};
+  // An element-wise add right after the GEMM that produces one of its operands runs in that
+  // GEMM's epilogue (docs/npu-model.md §4, "Fusion and residency").
+  bool fuse_epilogue = true;
+  // Activations stay in the input buffer for the layers that read them, where they fit.
+  bool keep_activations_on_chip = true;
 };
 
 // Thrown by Npu::validate. `key` is the dotted path relative to the `npu` section

@@ -52,7 +52,9 @@ MemoryReport memory_report(const npu::Npu& npu, const npu::LayerCost& cost, bool
   // to the total is no split at all.
   if (cost.bytes.total() == cost.offchip_bytes) report.bytes = cost.bytes;
   const bool gemm_on_dot_product = !on_vector_path && !npu.is_systolic();
-  if (gemm_on_dot_product) report.tiling = cost.tiling;
+  if (gemm_on_dot_product && !cost.fused_into_previous) report.tiling = cost.tiling;
+  report.placement = cost.placement;
+  report.fused_into_previous = cost.fused_into_previous;
   if (cost.compulsory_bytes > 0 || cost.offchip_bytes == 0)
     report.compulsory_bytes = cost.compulsory_bytes;
   else if (on_vector_path)
@@ -69,8 +71,8 @@ std::string memory_report_json(const MemoryReport& r) {
     return v ? std::to_string(*v) : std::string("null");
   };
   const std::string bytes =
-      r.bytes ? fmt::format("{{\"input\": {}, \"weight\": {}, \"output\": {}, \"psum\": {}}}", r.bytes->input,
-                            r.bytes->weight, r.bytes->output, r.bytes->psum)
+      r.bytes ? fmt::format("{{\"input\": {}, \"weight\": {}, \"output\": {}, \"psum\": {}, \"epilogue\": {}}}",
+                            r.bytes->input, r.bytes->weight, r.bytes->output, r.bytes->psum, r.bytes->epilogue)
               : "null";
   std::string tiling = "null";
   if (r.tiling) {
@@ -81,8 +83,15 @@ std::string memory_report_json(const MemoryReport& r) {
         npu::to_string(t.order), t.band_rows, t.band_samples, t.col_block, t.channel_chunks, t.input_resident,
         t.weights_resident, t.input_prefetch, t.weight_prefetch);
   }
-  return fmt::format("\"bytes\": {}, \"tiling\": {}, \"compulsory_bytes\": {}, \"roofline_cycles\": {}", bytes, tiling,
-                     number(r.compulsory_bytes), number(r.roofline_cycles));
+  const char* const epilogue[] = {"none", "on_chip", "off_chip"};
+  const npu::Placement& p = r.placement;
+  const std::string placement = fmt::format(
+      "{{\"input_on_chip\": {}, \"output_on_chip\": {}, \"epilogue\": \"{}\", \"reserved_input_bytes\": {}}}",
+      p.input_on_chip, p.output_on_chip, epilogue[static_cast<int>(p.epilogue)], p.reserved_input_bytes);
+  return fmt::format("\"bytes\": {}, \"tiling\": {}, \"compulsory_bytes\": {}, \"roofline_cycles\": {}, "
+                     "\"placement\": {}, \"fused_into_previous\": {}",
+                     bytes, tiling, number(r.compulsory_bytes), number(r.roofline_cycles), placement,
+                     r.fused_into_previous);
 }
 
 }  // namespace npusim::sim

@@ -39,11 +39,13 @@ struct MemoryReport {
   std::optional<npu::Tiling> tiling;            // when the mapper chose one (dot-product GEMMs)
   std::optional<std::uint64_t> compulsory_bytes;
   std::optional<std::uint64_t> roofline_cycles;
+  npu::Placement placement;           // where the residency plan put the operands
+  bool fused_into_previous = false;   // an add run in the previous layer's epilogue
 };
 MemoryReport memory_report(const npu::Npu& npu, const npu::LayerCost& cost, bool on_vector_path);
 
-// `"bytes": {...}, "tiling": {...}, "compulsory_bytes": N, "roofline_cycles": N`, each null
-// when absent from the report.
+// `"bytes": {...}, "tiling": {...}, "compulsory_bytes": N, "roofline_cycles": N, "placement":
+// {...}, "fused_into_previous": B`, each null when absent from the report.
 std::string memory_report_json(const MemoryReport& report);
 
 }  // namespace npusim::sim

@@ -128,6 +128,12 @@ const std::vector<NpuKey>& npu_keys() {
       {"offchip.queue_depth", "integer", "requests", "requests the DMA engine keeps outstanding",
        [](const ConfigNode& n, C& c) { c.offchip.queue_depth = n.as_uint32(); },
        [](const C& c) { return std::to_string(c.offchip.queue_depth); }},
+      {"fuse_epilogue", "boolean", "", "run an element-wise add in the epilogue of the GEMM before it",
+       [](const ConfigNode& n, C& c) { c.fuse_epilogue = n.as_choice({"false", "true"}, "a boolean") == 1; },
+       [](const C& c) { return c.fuse_epilogue ? std::string("true") : std::string("false"); }},
+      {"keep_activations_on_chip", "boolean", "", "activations stay in the input buffer for the layers that read them",
+       [](const ConfigNode& n, C& c) { c.keep_activations_on_chip = n.as_choice({"false", "true"}, "a boolean") == 1; },
+       [](const C& c) { return c.keep_activations_on_chip ? std::string("true") : std::string("false"); }},
       {"batching.modes", "list of r, p, fluid", "", "batch layouts the hardware supports (r is required)",
        [](const ConfigNode& n, C& c) {
          c.modes.clear();

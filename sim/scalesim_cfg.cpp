@@ -225,6 +225,9 @@ npu::Npu parse_scalesim_cfg(std::istream& in, const std::string& source) {
   // cycle are W GB/s, and memory has no latency beyond its bandwidth.
   config.element_bytes = 1;
   config.offchip.latency_ns = 0;
+  // SCALE-Sim runs every layer on its own, operands to and from DRAM: no fusion, no residency.
+  config.fuse_epilogue = false;
+  config.keep_activations_on_chip = false;
   const bool user_bandwidth = cfg.choice("run_presets", "InterfaceBandwidth", {"CALC", "USER"}) == 1;
   config.systolic.stall_free = !user_bandwidth;
   if (user_bandwidth) {

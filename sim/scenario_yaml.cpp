@@ -372,6 +372,8 @@ void emit_npu(YAML::Emitter& out, const npu::NpuConfig& c) {
   out << YAML::Key << "bandwidth_gb_per_s" << YAML::Value << num(c.offchip.bandwidth_gb_per_s);
   out << YAML::Key << "latency_ns" << YAML::Value << c.offchip.latency_ns;
   out << YAML::Key << "queue_depth" << YAML::Value << c.offchip.queue_depth << YAML::EndMap;
+  out << YAML::Key << "fuse_epilogue" << YAML::Value << c.fuse_epilogue;
+  out << YAML::Key << "keep_activations_on_chip" << YAML::Value << c.keep_activations_on_chip;
   out << YAML::Key << "batching" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "modes" << YAML::Value << YAML::Flow << YAML::BeginSeq;
   for (auto m : c.modes) out << npu::to_string(m);
@@ -446,7 +448,7 @@ std::string resolved_yaml(const Scenario& s) {
   out << YAML::Key << "drop" << YAML::Value << to_string(s.serving.drop);
   out << YAML::Key << "preemption_depth" << YAML::Value << s.serving.preemption_depth;
   out << YAML::Key << "context_buffer_kib" << YAML::Value
-      << s.serving.context_buffer_bytes.value_or(s.npu.config().buffers.output_bytes) / 1024;
+      << s.serving.context_buffer_bytes.value_or(0) / 1024;
   out << YAML::EndMap;
   out << YAML::Key << "simulation" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "seed" << YAML::Value << s.simulation.seed;

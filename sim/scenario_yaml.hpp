@@ -34,8 +34,9 @@ struct ServingConfig {
   std::uint64_t fifo_capacity = 4096;  // waiting samples; arrivals beyond it are dropped
   DropPolicy drop = DropPolicy::newest;
   std::uint32_t preemption_depth = 1;  // suspended batches the FBE registers hold at once
-  std::optional<std::uint64_t> context_buffer_bytes;  // on-chip room for suspended contexts;
-                                                      // unset: the NPU's output buffer
+  // A dedicated on-chip buffer for suspended contexts; unset: none, every context the residency
+  // plan holds on chip is saved off chip.
+  std::optional<std::uint64_t> context_buffer_bytes;
 };
 
 struct SchedulerConfig {

@@ -19,14 +19,13 @@ using scheduler::Decision;
 using scheduler::SampleInfo;
 using scheduler::Trigger;
 
-// One network on this NPU: the FBE's control-block table and the per-sample activation bytes
-// live at each layer boundary. (The scheduler's profile of it sits in a vector of its own, the
-// span policies see.)
+// One network on this NPU: the FBE's control-block table, which also holds the activation bytes
+// the residency plan keeps on chip at each layer boundary. (The scheduler's profile of it sits
+// in a vector of its own, the span policies see.)
 struct ModelRuntime {
   std::string name;  // as the scenario's devices name it (a zoo name or a file)
   const workloads::LoweredNetwork* network = nullptr;
   npu::ControlBlockTable table;
-  std::vector<std::uint64_t> boundary_bytes;  // [layer]: live activations before `layer`, per sample
   // [layer * (max_batch + 1) + batch]: cycles to move a suspended batch's context off chip (or
   // back), asked for at every decision, so computed once.
   std::vector<std::uint64_t> context_transfer_cycles;
@@ -70,21 +69,18 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
                            std::uint32_t max_batch, const std::vector<double>& exit_probabilities,
                            std::vector<scheduler::ModelProfile>& profiles) {
   std::vector<npu::LayerWork> work;
-  std::vector<std::uint64_t> bytes;
-  for (const auto& layer : network.layers) {
-    work.push_back(layer.work);
-    bytes.push_back(layer.live_elements_before * npu.config().element_bytes);
-  }
+  for (const auto& layer : network.layers) work.push_back(layer.work);
   auto table = npu::ControlBlockTable::build(npu, work, max_batch);
   try {
     profiles.emplace_back(network.name, static_cast<std::uint32_t>(work.size()), max_batch,
                           [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
                           exit_points(network, exit_probabilities));
     std::vector<std::uint64_t> transfers;
-    transfers.reserve(bytes.size() * (max_batch + 1));
-    for (const auto per_sample : bytes)
-      for (std::uint32_t b = 0; b <= max_batch; ++b) transfers.push_back(npu.transfer_cycles(per_sample * b));
-    return {name, &network, std::move(table), std::move(bytes), std::move(transfers), max_batch};
+    transfers.reserve(work.size() * (max_batch + 1));
+    for (std::size_t layer = 0; layer < work.size(); ++layer)
+      for (std::uint32_t b = 0; b <= max_batch; ++b)
+        transfers.push_back(b == 0 ? 0 : npu.transfer_cycles(table.on_chip_bytes_before(b, layer)));
+    return {name, &network, std::move(table), std::move(transfers), max_batch};
   } catch (const std::invalid_argument& e) {
     throw workloads::NetworkError(e.what());
   }
@@ -118,8 +114,7 @@ SC_MODULE(ServingSystem) {
         metrics_(scenario.devices.size(), scenario.metrics.exact_percentile_samples,
                  scenario.metrics.tail_window_ms * 1e6, scenario.metrics.tail_percentile),
         ps_per_cycle_(1.0e6 / scenario.npu.config().clock_mhz),
-        context_capacity_bytes_(scenario.serving.context_buffer_bytes.value_or(
-            scenario.npu.config().buffers.output_bytes)),
+        context_capacity_bytes_(scenario.serving.context_buffer_bytes.value_or(0)),
         fbe_(scenario.scheduler.max_batch, scenario.serving.preemption_depth) {
     for (const auto& model : models_) model_index_.push_back(model.name);
     for (const auto& device : scenario.devices) {
@@ -299,8 +294,11 @@ SC_MODULE(ServingSystem) {
     return total;
   }
 
+  // What the residency plan holds on chip where the batch stopped: it must make room for the
+  // batch that runs next. Activations already in DRAM stay there at no cost.
   std::uint64_t context_bytes(const Batch& b) const {
-    return b.samples.size() * models_[b.model].boundary_bytes[b.next_layer];
+    if (b.samples.empty()) return 0;
+    return models_[b.model].table.on_chip_bytes_before(static_cast<std::uint32_t>(b.samples.size()), b.next_layer);
   }
   bool fits_on_chip(std::uint64_t bytes) const { return on_chip_context_bytes_ + bytes <= context_capacity_bytes_; }
   std::uint64_t preemption_overhead_cycles(const Batch& b) const {

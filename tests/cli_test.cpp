@@ -584,7 +584,7 @@ TEST_F(CliRun, ValidatePrintsAScenarioThatRunsTheSame) {
   const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf");
   ASSERT_EQ(resolved.status, 0) << resolved.err;
   EXPECT_NE(resolved.out.find("policy: edf"), std::string::npos);
-  EXPECT_NE(resolved.out.find("context_buffer_kib: 512"), std::string::npos);  // defaults written out: the output buffer
+  EXPECT_NE(resolved.out.find("context_buffer_kib: 0"), std::string::npos);  // defaults written out: none
   const auto file = write("resolved.yaml", resolved.out);
   ASSERT_EQ(run("run " + file.string() + " --out " + (dir_ / "a").string()).status, 0);
   ASSERT_EQ(run("run default --set simulation.duration_s=10 --set scheduler.policy=edf --out " + (dir_ / "b").string()).status, 0);

@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include "npu_model/cost_model.hpp"
-#include "npu_model/vector_path.hpp"
 #include "random_layer.hpp"
 #include "toy_npu.hpp"
 
@@ -98,15 +97,6 @@ TEST(CostModel, IllegalMappingsAreRejectedWithTheReason) {
   } catch (const npu::InvalidMapping& e) {
     EXPECT_NE(std::string(e.what()).find("b_p * P"), std::string::npos) << e.what();
   }
-}
-
-TEST(CostModel, VectorPathCost) {
-  const auto npu = npu::Npu::validate(toy_config());
-  // 64 ops on 4 lanes = 16 cycles; 32 + 16 bytes at 1 byte a cycle after 10 of latency = 58.
-  const auto cost = npu::vector_cost(npu, {32, 16, 64}, 1);
-  EXPECT_EQ(cost.compute_cycles, 16u);
-  EXPECT_EQ(cost.cycles, 58u);
-  EXPECT_EQ(cost.offchip_bytes, 48u);
 }
 
 // Properties over random layers and NPUs whose buffers reach every regime.

@@ -16,19 +16,33 @@ std::vector<npu::LayerWork> resnet56() {
   return layers;
 }
 
+// Each entry is the best legal mapping of its layer with the operands where that batch size's
+// residency plan puts them; a fused add costs nothing; the boundary bytes are the plan's.
 TEST(ControlBlockTable, EveryEntryIsTheBestLegalMapping) {
   const auto npu = npu::Npu::validate(npu::NpuConfig{});
   const auto layers = resnet56();
   const auto table = npu::ControlBlockTable::build(npu, layers, 8);
   EXPECT_EQ(table.layer_count(), layers.size());
-  for (std::size_t l = 0; l < layers.size(); ++l)
-    for (std::uint32_t b = 1; b <= 8; ++b) {
+  std::size_t fused = 0;
+  for (std::uint32_t b = 1; b <= 8; ++b) {
+    const auto plan = npu::plan_residency(npu, layers, b);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
       const auto& e = table.entry(b, l);
-      EXPECT_EQ(e.cycles, npu::best_layer_cost(npu, layers[l], b).cycles);
+      EXPECT_EQ(table.on_chip_bytes_before(b, l), plan.on_chip_bytes_before[l]);
+      EXPECT_EQ(e.fused_into_previous, plan.layers[l].fused_into_previous);
+      if (e.fused_into_previous) {
+        EXPECT_EQ(e.cycles, 0u);
+        ++fused;
+        continue;
+      }
+      EXPECT_EQ(e.placement, plan.layers[l].placement);
+      EXPECT_EQ(e.cycles, npu::best_layer_cost(npu, layers[l], b, plan.layers[l].placement).cycles);
       if (!layers[l].on_vector_path) {
         EXPECT_EQ(npu::mapping_violation(npu, layers[l].gemm, b, e.mapping), "");
       }
     }
+  }
+  EXPECT_EQ(fused, 27u * 8);  // every residual add of ResNet-56's 27 blocks, at each batch size
   EXPECT_THROW(table.entry(0, 0), std::out_of_range);
   EXPECT_THROW(table.entry(9, 0), std::out_of_range);
   EXPECT_THROW(table.entry(1, layers.size()), std::out_of_range);

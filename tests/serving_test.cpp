@@ -161,9 +161,10 @@ TEST_F(Serving, AnEarlyExitLeavesTheBatch) {
 
 TEST_F(Serving, PreemptionCatchesUpAndMergesPayingTheContextTransfers) {
   // Sample 0 arrives at 0 and starts alone; sample 1 arrives at 10 ns, during fc1. Before
-  // layer 1 the policy preempts: sample 0's context (fc1's output: 64 int8 values = 64 bytes)
-  // does not fit a 0 KiB context buffer, so it is written off chip, sample 1 runs fc1, the
-  // context is read back, and the two run layers 1..3 as a batch of 2.
+  // layer 1 the policy preempts: sample 0's context (fc1's output, which the residency plan
+  // keeps on chip: 64 int8 values = 64 bytes) does not fit a 0 KiB context buffer, so it is
+  // written off chip, sample 1 runs fc1, the context is read back, and the two run layers 1..3
+  // as a batch of 2.
   const auto s = tiny_scenario({{0, 1}, {10, 1}}, "{policy: scripted}", "serving: {context_buffer_kib: 0}\n");
   const auto c1 = cycles(s, 1);
   const auto c2 = cycles(s, 2);
@@ -181,8 +182,8 @@ TEST_F(Serving, PreemptionCatchesUpAndMergesPayingTheContextTransfers) {
   EXPECT_EQ(result.stats.context_bytes_moved, 128u);  // written once, read once
   EXPECT_EQ(result.stats.context_transfer_ps, 206'000);
 
-  // With the default context buffer (the 64 KiB output buffer) the context stays on chip: free.
-  const auto on_chip = tiny_scenario({{0, 1}, {10, 1}}, "{policy: scripted}");
+  // With a 1 KiB context buffer the context stays on chip: free.
+  const auto on_chip = tiny_scenario({{0, 1}, {10, 1}}, "{policy: scripted}", "serving: {context_buffer_kib: 1}\n");
   Recorder r2;
   const auto kept = run(on_chip, r2);
   EXPECT_DOUBLE_EQ(r2.latency_ns.at(0), static_cast<double>(c1[0] + c1[0] + c2[1] + c2[2] + c2[3]));

