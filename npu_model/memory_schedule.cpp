@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cstring>
+#include <memory>
 #include <stdexcept>
-#include <vector>
 
 #include <fmt/format.h>
 
@@ -57,134 +58,257 @@ struct StepIndex {
   std::uint64_t pass = 0, rgroup = 0, band = 0, cblock = 0, chunk = 0;
 };
 
-// What one step does (docs/memory-schedule.md §5).
+// What one step does (docs/memory-schedule.md §5, §10).
 struct StepRecord {
   std::uint64_t stream_cycles = 0;
   std::uint64_t input_load = 0, input_release = 0;
   std::uint64_t weight_load = 0, weight_release = 0;
-  std::uint64_t accumulator_alloc = 0;  // taken when it starts streaming (chunk 0)
-  std::uint64_t accumulator_bytes = 0;  // of its output block, freed when the block is written
-  std::uint64_t write = 0;              // last chunk: the output block
-  bool writes = false;
+  std::uint64_t accumulator_bytes = 0;  // of its output block: taken at chunk 0, freed once the block is written
+  std::uint64_t block_bytes = 0;        // its output block off chip (§5): the write's bytes and the epilogue load's
+  bool opens_block = false;             // chunk 0: allocates the accumulators, loads the epilogue operand
+  bool closes_block = false;            // last chunk: the block is written after it
 };
 
-// A buffer as the DMA engine sees it: bytes held, and the releases (time, bytes) that steps
-// already streamed will make, in time order.
-struct BufferState {
-  using Release = std::pair<std::uint64_t, std::uint64_t>;
-  std::uint64_t capacity = 0;
-  std::uint64_t held = 0;
-
-  bool empty() const { return head_ == queue_.size(); }
-  std::size_t size() const { return queue_.size() - head_; }
-  const Release* begin() const { return queue_.data() + head_; }
-  const Release* end() const { return queue_.data() + queue_.size(); }
-  void push(std::uint64_t time, std::uint64_t bytes) { queue_.emplace_back(time, bytes); }
-  void pop() {
-    // Rewinding when empty keeps the storage from growing; otherwise the consumed prefix is
-    // dropped once it dominates, so a buffer that is never drained stays bounded too.
-    if (++head_ == queue_.size()) {
-      queue_.clear();
-      head_ = 0;
-    } else if (head_ >= 64 && 2 * head_ >= queue_.size()) {
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
-      head_ = 0;
-    }
-  }
-
-  // First cycle >= earliest at which `bytes` fit, consuming the releases it waits for; false
-  // when even every known release leaves too little room.
-  bool make_room(std::uint64_t bytes, std::uint64_t& earliest) {
-    while (held + bytes > capacity) {
-      if (empty()) return false;
-      const Release& r = queue_[head_];
-      held -= r.second;
-      earliest = std::max(earliest, r.first);
-      pop();
-    }
-    held += bytes;
-    return true;
-  }
-  // Releases at or before `time` no longer constrain anything that happens from `time` on.
-  void absorb_until(std::uint64_t time) {
-    while (!empty() && queue_[head_].first <= time) {
-      held -= queue_[head_].second;
-      pop();
-    }
-  }
-  void shift(std::uint64_t delta) {
-    for (std::size_t k = head_; k < queue_.size(); ++k) queue_[k].first += delta;
-  }
- private:
-  // The pending releases are queue_[head_, end): a vector consumed from the front, which
-  // unlike std::deque allocates nothing once warm (this is the walk's innermost loop).
-  std::vector<Release> queue_;
-  std::size_t head_ = 0;
+// Iterations [lo, hi] of one loop whose steps all have equal records, neighbours included (none
+// when hi < lo). Only there can a periodic stretch be jumped over.
+struct RegularRange {
+  std::uint64_t lo = 1, hi = 0;
 };
+// The first and last iterations of a loop differ from the rest (they open and close it).
+RegularRange interior(std::uint64_t count) { return {1, count >= 2 ? count - 2 : 0}; }
 
-class ScheduleWalk {
+// The layer's loop nest under one tiling and placement: steps, their records, and the sums over
+// them that need no timing.
+class LayerSteps {
  public:
-  ScheduleWalk(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping,
-               const Tiling& tiling)
-      : npu_(npu), shape_(shape), batch_(batch), mapping_(mapping), tiling_(tiling),
+  LayerSteps(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping,
+             const Tiling& tiling, const Placement& placement)
+      : shape_(shape), batch_(batch), b_p_(mapping.b_p), tiling_(tiling),
         geometry_(npu.geometry(mapping.k)), fm_(feature_map_of(shape)) {
     const auto& c = npu.config();
-    element_bytes_ = c.element_bytes;
-    accumulator_bytes_ = c.accumulator_bytes;
-    latency_ = npu.latency_cycles();
-    queue_depth_ = c.offchip.queue_depth;
-    pipeline_ = geometry_.pipeline_depth_cycles;
-    input_.capacity = c.buffers.input_bytes;
-    weight_.capacity = c.buffers.weight_bytes;
-    output_.capacity = c.buffers.output_bytes;
+    element_bytes = c.element_bytes;
+    accumulator_bytes = c.accumulator_bytes;
+    input_on_chip = placement.input_on_chip;
+    output_on_chip = placement.output_on_chip;
+    epilogue_off_chip = placement.epilogue == EpilogueOperand::off_chip;
+    input_capacity = c.buffers.input_bytes > placement.reserved_input_bytes
+                         ? c.buffers.input_bytes - placement.reserved_input_bytes
+                         : 0;
+    // An input already on chip is never loaded: residency and prefetch of it mean nothing.
+    input_resident = tiling.input_resident && !input_on_chip;
+    input_prefetch = input_on_chip ? 0 : tiling.input_prefetch;
+    weight_prefetch = tiling.weight_prefetch;
+    max_prefetch = std::max(input_prefetch, weight_prefetch);
     grid_rows_ = mapping.b_r;
     band_rows_ = tiling.band_rows;
     band_samples_ = tiling.band_samples;
     check_tiling();
-    rgroups_ = ceil_div(grid_rows_, band_samples_);
-    bands_ = ceil_div(fm_.out_height, band_rows_);
+    rgroups = ceil_div(grid_rows_, band_samples_);
+    bands = ceil_div(fm_.out_height, band_rows_);
     const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
-    full_passes_ = shape.groups / packed;
-    plans_[0] = plan(packed);
-    if (shape.groups % packed) plans_[1] = plan(shape.groups % packed);
-    passes_ = full_passes_ + (shape.groups % packed ? 1 : 0);
-    steps_ = full_passes_ * plans_[0].steps + (passes_ > full_passes_ ? plans_[1].steps : 0);
-    input_prefetch_ = tiling.input_prefetch;
-    weight_prefetch_ = tiling.weight_prefetch;
-    ring_.assign(queue_depth_, 0);
-    // A power of two, so that a step's slot is a mask rather than a division; any size of at
-    // least the prefetch window plus 3 keeps every record the walk still asks for.
-    records_.resize(std::bit_ceil(std::max<std::uint64_t>(input_prefetch_, weight_prefetch_) + 3));
+    full_passes = shape.groups / packed;
+    plans[0] = plan(packed);
+    if (shape.groups % packed) plans[1] = plan(shape.groups % packed);
+    passes = full_passes + (shape.groups % packed ? 1 : 0);
+    steps = full_passes * plans[0].steps + (passes > full_passes ? plans[1].steps : 0);
+    regular_bands = find_regular_bands();
   }
 
-  ScheduleResult run(bool jump, std::uint64_t give_up_above) {
-    jump_ = jump;
-    give_up_above_ = give_up_above;
-    ScheduleResult result;
-    result.steps = steps_;
-    const std::int64_t first_slot = -static_cast<std::int64_t>(std::max(input_prefetch_, weight_prefetch_));
-    for (std::int64_t slot = first_slot; slot < 0 && ok_; ++slot) requests_of_slot(slot);
-    if (ok_) walk_passes();
-    if (ok_) requests_of_slot(static_cast<std::int64_t>(steps_));
-    if (!ok_) {
-      result.infeasible_reason = reason_;
-      result.abandoned = abandoned_;
-      return result;
+  // ---- Fixed quantities ----
+  std::uint64_t element_bytes = 1, accumulator_bytes = 4;
+  bool input_on_chip = false, output_on_chip = false, epilogue_off_chip = false, input_resident = false;
+  std::uint64_t input_capacity = 0;
+  std::uint64_t input_prefetch = 0, weight_prefetch = 0, max_prefetch = 0;
+  std::uint64_t rgroups = 1, bands = 1, full_passes = 0, passes = 0, steps = 0;
+  std::array<PassPlan, 2> plans{};
+  RegularRange regular_bands;
+
+  LoopOrder order() const { return tiling_.order; }
+  bool weights_resident() const { return tiling_.weights_resident; }
+  std::uint64_t pipeline_depth() const { return geometry_.pipeline_depth_cycles; }
+  const PassPlan& plan_of(std::uint64_t pass) const { return pass < full_passes ? plans[0] : plans[1]; }
+
+  // The whole input tensor of the layer (every real sample, row and channel), as input_on_chip holds it.
+  std::uint64_t input_tensor_bytes() const {
+    return batch_ * fm_.height * fm_.width * fm_.channels * shape_.groups * element_bytes;
+  }
+  // Every step's accumulators fit when the first step's do: it has the most rows and columns.
+  std::uint64_t largest_accumulator_bytes() const {
+    return std::min(band_samples_, grid_rows_) * std::min(band_rows_, fm_.out_height) * fm_.out_width *
+           plans[0].col_block * accumulator_bytes;
+  }
+
+  // ---- Sums over the steps, without timing ----
+  std::uint64_t input_bytes() const {
+    if (input_on_chip) return 0;
+    std::uint64_t total = pass_input_bytes(plans[0]) * full_passes;
+    if (passes > full_passes) total += pass_input_bytes(plans[1]);
+    return total;
+  }
+  // Every line the layer reads, once: what input_resident loads in all.
+  std::uint64_t resident_input_bytes() const {
+    const std::uint64_t rows = sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
+    std::uint64_t total = rows * line_bytes_all(plans[0]) * full_passes;
+    if (passes > full_passes) total += rows * line_bytes_all(plans[1]);
+    return batch_ * total;
+  }
+  std::uint64_t weight_bytes() const {
+    std::uint64_t total = pass_weight_bytes(plans[0]) * full_passes;
+    if (passes > full_passes) total += pass_weight_bytes(plans[1]);
+    return total;
+  }
+  // Every weight once: what weights_resident loads in all.
+  std::uint64_t all_weight_bytes() const { return shape_.groups * shape_.depth * shape_.cols * element_bytes; }
+  // Σ of §5's write bytes over the output blocks.
+  std::uint64_t block_bytes() const {
+    return batch_ * fm_.out_height * fm_.out_width * shape_.groups * shape_.cols * element_bytes;
+  }
+  std::uint64_t compute_cycles() const {
+    std::uint64_t total = pass_compute_cycles(plans[0]) * full_passes;
+    if (passes > full_passes) total += pass_compute_cycles(plans[1]);
+    return total;
+  }
+
+  // ---- Step indices ----
+  StepIndex index_of(std::uint64_t step) const {
+    StepIndex i;
+    i.pass = std::min(step / plans[0].steps, full_passes);
+    std::uint64_t rest = step - i.pass * plans[0].steps;
+    const PassPlan& p = plan_of(i.pass);
+    i.chunk = rest % p.chunks;
+    rest /= p.chunks;
+    if (tiling_.order == LoopOrder::inputs_outer) {
+      i.cblock = rest % p.col_blocks;
+      rest /= p.col_blocks;
+      i.band = rest % bands;
+      i.rgroup = rest / bands;
+    } else {
+      i.band = rest % bands;
+      rest /= bands;
+      i.rgroup = rest % rgroups;
+      i.cblock = rest / rgroups;
     }
-    result.feasible = true;
-    result.walked_steps = walked_;
-    result.cycles = std::max(last_stream_end_ + pipeline_ - 1, bus_free_);
-    result.compute_cycles = counters_.compute_cycles;
-    result.bytes = counters_.bytes;
-    return result;
+    return i;
+  }
+  // The index of the step after `i` (which is not the last step): index_of(step + 1), by
+  // carrying instead of dividing.
+  StepIndex next_of(StepIndex i) const {
+    const PassPlan& p = plan_of(i.pass);
+    if (++i.chunk < p.chunks) return i;
+    i.chunk = 0;
+    if (tiling_.order == LoopOrder::inputs_outer) {
+      if (++i.cblock < p.col_blocks) return i;
+      i.cblock = 0;
+      if (++i.band < bands) return i;
+      i.band = 0;
+      if (++i.rgroup < rgroups) return i;
+      i.rgroup = 0;
+    } else {
+      if (++i.band < bands) return i;
+      i.band = 0;
+      if (++i.rgroup < rgroups) return i;
+      i.rgroup = 0;
+      if (++i.cblock < p.col_blocks) return i;
+      i.cblock = 0;
+    }
+    ++i.pass;
+    return i;
+  }
+  // The index of the step before `i` (which is not step 0): index_of(step - 1), by borrowing.
+  StepIndex prev_of(StepIndex i) const {
+    if (i.chunk == 0 && i.cblock == 0 && i.band == 0 && i.rgroup == 0) {
+      // The last step of the pass before, whose plan may differ from this one's.
+      --i.pass;
+      const PassPlan& p = plan_of(i.pass);
+      i.chunk = p.chunks - 1;
+      i.cblock = p.col_blocks - 1;
+      i.band = bands - 1;
+      i.rgroup = rgroups - 1;
+      return i;
+    }
+    const PassPlan& p = plan_of(i.pass);
+    if (i.chunk > 0) {
+      --i.chunk;
+      return i;
+    }
+    i.chunk = p.chunks - 1;
+    if (tiling_.order == LoopOrder::inputs_outer) {
+      if (i.cblock > 0) {
+        --i.cblock;
+        return i;
+      }
+      i.cblock = p.col_blocks - 1;
+      if (i.band > 0) {
+        --i.band;
+        return i;
+      }
+      i.band = bands - 1;
+      --i.rgroup;
+    } else {
+      if (i.band > 0) {
+        --i.band;
+        return i;
+      }
+      i.band = bands - 1;
+      if (i.rgroup > 0) {
+        --i.rgroup;
+        return i;
+      }
+      i.rgroup = rgroups - 1;
+      --i.cblock;
+    }
+    return i;
+  }
+
+  // What step `step`, at index `s`, does (docs/memory-schedule.md §5).
+  StepRecord record(const StepIndex& s, std::uint64_t step) const {
+    const PassPlan& p = plan_of(s.pass);
+    const bool has_prev = step > 0, has_next = step + 1 < steps;
+    const StepIndex prev = has_prev ? prev_of(s) : StepIndex{};
+    const StepIndex next = has_next ? next_of(s) : StepIndex{};
+    StepRecord r;
+    const std::uint64_t cols = block_cols(p, s.cblock);
+    const std::uint64_t out_rows = out_rows_of(s.band);
+    const std::uint64_t im2col_rows = grid_rows_of(s.rgroup) * out_rows * fm_.out_width;
+    r.stream_cycles = im2col_rows * (s.chunk + 1 < p.chunks ? p.depth_tiles : p.last_depth_tiles) *
+                      (s.cblock + 1 < p.col_blocks ? p.col_tiles : p.last_col_tiles);
+    if (input_resident) {
+      if (s.cblock == 0) r.input_load = fresh_rows(s.band) * samples_of(s.rgroup) * line_bytes(p, s.chunk);
+    } else if (!input_on_chip) {
+      // Lines of `s` that a neighbour does not hold, in bytes.
+      const RowRange rows = rows_needed(s.band);
+      const std::uint64_t per_line = samples_of(s.rgroup) * line_bytes(p, s.chunk);
+      const auto beyond = [&](bool has, const StepIndex& other) {
+        const std::uint64_t lines = has && same_lines_owner(s, other) ? rows.minus(rows_needed(other.band)) : rows.count();
+        return lines * per_line;
+      };
+      r.input_load = beyond(has_prev, prev);
+      r.input_release = beyond(has_next, next);
+    }
+    if (tiling_.weights_resident) {
+      if (s.rgroup == 0 && s.band == 0) r.weight_load = weight_block_bytes(p, s);
+    } else {
+      const bool loads = !has_prev || !same_weight_block(s, prev);
+      const bool releases = !has_next || !same_weight_block(s, next);
+      if (loads || releases) {
+        const std::uint64_t weights = weight_block_bytes(p, s);
+        if (loads) r.weight_load = weights;
+        if (releases) r.weight_release = weights;
+      }
+    }
+    r.accumulator_bytes = im2col_rows * cols * accumulator_bytes;
+    r.opens_block = s.chunk == 0;
+    r.closes_block = s.chunk + 1 == p.chunks;
+    if (r.opens_block || r.closes_block) {
+      // Block-diagonal passes move only the real samples' columns (§5).
+      r.block_bytes = p.block_diagonal
+                          ? out_rows * fm_.out_width * samples_of(s.rgroup) * p.groups * shape_.cols * element_bytes
+                          : im2col_rows * cols * element_bytes;
+    }
+    return r;
   }
 
  private:
-  struct Counters {
-    std::uint64_t compute_cycles = 0;
-    TrafficBytes bytes;
-  };
-
   void check_tiling() const {
     const auto fail = [](const std::string& what) { throw std::invalid_argument("tiling: " + what); };
     if (tiling_.band_rows == 0 || tiling_.band_rows > fm_.out_height)
@@ -205,8 +329,8 @@ class ScheduleWalk {
   PassPlan plan(std::uint64_t groups) const {
     PassPlan p;
     p.groups = groups;
-    p.block_diagonal = mapping_.b_p * groups > 1;
-    p.cols = mapping_.b_p * groups * shape_.cols;
+    p.block_diagonal = b_p_ * groups > 1;
+    p.cols = b_p_ * groups * shape_.cols;
     if (p.block_diagonal) {
       if (tiling_.col_block < p.cols)
         throw std::invalid_argument(fmt::format("tiling: col_block = {} must cover the {} columns of a block-diagonal pass",
@@ -225,7 +349,7 @@ class ScheduleWalk {
       p.chunk_channels = ceil_div(fm_.channels, p.chunks);
     }
     p.col_blocks = ceil_div(p.cols, p.col_block);
-    p.steps = rgroups_ * bands_ * p.col_blocks * p.chunks;
+    p.steps = rgroups * bands * p.col_blocks * p.chunks;
     p.depth_tiles = ceil_div(depth_of(p, 0), geometry_.tile_depth);
     p.last_depth_tiles = ceil_div(depth_of(p, p.chunks - 1), geometry_.tile_depth);
     p.col_tiles = ceil_div(block_cols(p, 0), geometry_.tile_cols);
@@ -233,400 +357,600 @@ class ScheduleWalk {
     return p;
   }
 
-  const PassPlan& plan_of(std::uint64_t pass) const { return pass < full_passes_ ? plans_[0] : plans_[1]; }
-
-  StepIndex index_of(std::uint64_t step) const {
-    StepIndex i;
-    i.pass = std::min(step / plans_[0].steps, full_passes_);
-    std::uint64_t rest = step - i.pass * plans_[0].steps;
-    const PassPlan& p = plan_of(i.pass);
-    i.chunk = rest % p.chunks;
-    rest /= p.chunks;
-    if (tiling_.order == LoopOrder::inputs_outer) {
-      i.cblock = rest % p.col_blocks;
-      rest /= p.col_blocks;
-      i.band = rest % bands_;
-      i.rgroup = rest / bands_;
-    } else {
-      i.band = rest % bands_;
-      rest /= bands_;
-      i.rgroup = rest % rgroups_;
-      i.cblock = rest / rgroups_;
-    }
-    return i;
+  // Bands whose records repeat exactly: not the first (it opens the grid rows) nor the last (its
+  // lines go at the next grid rows), and whole: every row in the feature map, none short. A
+  // band's record also reads its neighbours', but only where they are whole too (the rows the
+  // band before ends on, the row the band after starts on).
+  RegularRange find_regular_bands() const {
+    const std::int64_t h = static_cast<std::int64_t>(band_rows_), s = static_cast<std::int64_t>(fm_.stride_height);
+    const std::int64_t p = static_cast<std::int64_t>(fm_.padding_height), k = static_cast<std::int64_t>(fm_.kernel_height);
+    const std::int64_t n = static_cast<std::int64_t>(bands), height = static_cast<std::int64_t>(fm_.height);
+    // Band b starts inside the map from b * h * s >= p on; it ends inside it while
+    // (b * h + h - 1) * s - p + k - 1 <= height - 1, and is whole if it is not the short last one.
+    const std::int64_t first_inside = (p + h * s - 1) / (h * s);
+    const std::int64_t room = height + p - k - (h - 1) * s;
+    if (room < 0) return {1, 0};
+    std::int64_t last_inside = std::min(room / (h * s), n - 1);
+    if (static_cast<std::int64_t>(fm_.out_height) % h != 0) last_inside = std::min(last_inside, n - 2);
+    const std::int64_t lo = std::max<std::int64_t>(1, first_inside);
+    const std::int64_t hi = std::min(n - 2, last_inside);
+    if (hi < lo) return {1, 0};
+    return {static_cast<std::uint64_t>(lo), static_cast<std::uint64_t>(hi)};
   }
 
-  // Real samples of an R-block's grid rows.
-  std::uint64_t samples_of(const StepIndex& s) const {
+  // Σ f(b) over the bands, with f depending on bands b - 1, b and b + 1 only: the regular ones
+  // all give f(lo).
+  template <typename F>
+  std::uint64_t sum_over_bands(F f) const {
+    const RegularRange r = regular_bands;
+    if (r.hi < r.lo) {
+      std::uint64_t total = 0;
+      for (std::uint64_t b = 0; b < bands; ++b) total += f(b);
+      return total;
+    }
+    std::uint64_t total = f(r.lo) * (r.hi - r.lo + 1);
+    for (std::uint64_t b = 0; b < r.lo; ++b) total += f(b);
+    for (std::uint64_t b = r.hi + 1; b < bands; ++b) total += f(b);
+    return total;
+  }
+
+  std::uint64_t pass_input_bytes(const PassPlan& p) const {
+    const std::uint64_t per_row = batch_ * line_bytes_all(p);
+    if (input_resident) return per_row * sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
+    const std::uint64_t all_rows = sum_over_bands([&](std::uint64_t b) { return rows_needed(b).count(); });
+    // Chunks alternate within every R-block: each step loads all its lines.
+    if (p.chunks > 1) return per_row * all_rows * p.col_blocks;
+    // Otherwise a band keeps the lines it shares with the band before in the same grid rows.
+    const std::uint64_t carried = sum_over_bands([&](std::uint64_t b) {
+      return b == 0 ? std::uint64_t{0} : rows_needed(b).count() - rows_needed(b).minus(rows_needed(b - 1));
+    });
+    if (tiling_.order == LoopOrder::inputs_outer) return per_row * (all_rows - carried);
+    // weights_outer sweeps the R-blocks once per C-block; with one grid-row group the first
+    // band of a sweep keeps what the last band of the sweep before left.
+    std::uint64_t rows = p.col_blocks * (all_rows - carried);
+    if (rgroups == 1 && p.col_blocks > 1)
+      rows -= (p.col_blocks - 1) * (rows_needed(0).count() - rows_needed(0).minus(rows_needed(bands - 1)));
+    return per_row * rows;
+  }
+  std::uint64_t pass_weight_bytes(const PassPlan& p) const {
+    const std::uint64_t once = p.groups * shape_.depth * shape_.cols * element_bytes;
+    if (tiling_.weights_resident) return once;
+    const bool shared = tiling_.order == LoopOrder::inputs_outer ? p.col_blocks == 1 && p.chunks == 1 : p.chunks == 1;
+    return shared ? once : once * rgroups * bands;
+  }
+  std::uint64_t pass_compute_cycles(const PassPlan& p) const {
+    return grid_rows_ * fm_.out_height * fm_.out_width * ((p.chunks - 1) * p.depth_tiles + p.last_depth_tiles) *
+           ((p.col_blocks - 1) * p.col_tiles + p.last_col_tiles);
+  }
+
+  // Real samples of a grid-row group.
+  std::uint64_t samples_of(std::uint64_t rgroup) const {
     // Grid rows hold B_P samples each, the last one the rest: rows [r0, r1) hold the samples
     // from r0 * B_P up to min(B, r1 * B_P).
-    const std::uint64_t r0 = s.rgroup * band_samples_;
+    const std::uint64_t r0 = rgroup * band_samples_;
     const std::uint64_t r1 = std::min<std::uint64_t>(grid_rows_, r0 + band_samples_);
-    return std::min<std::uint64_t>(batch_, r1 * mapping_.b_p) - r0 * mapping_.b_p;
+    return std::min<std::uint64_t>(batch_, r1 * b_p_) - r0 * b_p_;
   }
-  std::uint64_t grid_rows_of(const StepIndex& s) const {
-    return std::min<std::uint64_t>(grid_rows_, (s.rgroup + 1) * band_samples_) - s.rgroup * band_samples_;
+  std::uint64_t grid_rows_of(std::uint64_t rgroup) const {
+    return std::min<std::uint64_t>(grid_rows_, (rgroup + 1) * band_samples_) - rgroup * band_samples_;
   }
-  std::uint64_t out_rows_of(const StepIndex& s) const {
-    return std::min<std::uint64_t>(fm_.out_height, (s.band + 1) * band_rows_) - s.band * band_rows_;
+  std::uint64_t out_rows_of(std::uint64_t band) const {
+    return std::min<std::uint64_t>(fm_.out_height, (band + 1) * band_rows_) - band * band_rows_;
   }
-  RowRange rows_needed(const StepIndex& s) const {
-    const std::int64_t y0 = static_cast<std::int64_t>(s.band * band_rows_);
-    const std::int64_t y1 = y0 + static_cast<std::int64_t>(out_rows_of(s)) - 1;
+  RowRange rows_needed(std::uint64_t band) const {
+    const std::int64_t y0 = static_cast<std::int64_t>(band * band_rows_);
+    const std::int64_t y1 = y0 + static_cast<std::int64_t>(out_rows_of(band)) - 1;
     const std::int64_t sh = static_cast<std::int64_t>(fm_.stride_height), ph = static_cast<std::int64_t>(fm_.padding_height);
     return {std::max<std::int64_t>(0, y0 * sh - ph),
             std::min<std::int64_t>(static_cast<std::int64_t>(fm_.height) - 1,
                                    y1 * sh - ph + static_cast<std::int64_t>(fm_.kernel_height) - 1)};
   }
+  // Rows of a band that no band before it in the same grid rows needs (what input_resident loads).
+  std::uint64_t fresh_rows(std::uint64_t band) const {
+    RowRange fresh = rows_needed(band);
+    if (band > 0) fresh.lo = std::max(fresh.lo, rows_needed(band - 1).hi + 1);
+    return fresh.count();
+  }
   std::uint64_t chunk_channels(const PassPlan& p, std::uint64_t chunk) const {
     return chunk + 1 < p.chunks ? p.chunk_channels : p.channels - (p.chunks - 1) * p.chunk_channels;
   }
-  std::uint64_t line_bytes(const StepIndex& s) const {
-    return fm_.width * chunk_channels(plan_of(s.pass), s.chunk) * element_bytes_;
+  std::uint64_t line_bytes(const PassPlan& p, std::uint64_t chunk) const {
+    return fm_.width * chunk_channels(p, chunk) * element_bytes;
   }
+  // One input row of one sample, every chunk's channels.
+  std::uint64_t line_bytes_all(const PassPlan& p) const { return fm_.width * p.channels * element_bytes; }
   std::uint64_t block_cols(const PassPlan& p, std::uint64_t cblock) const {
     return std::min(p.col_block, p.cols - cblock * p.col_block);
   }
   std::uint64_t depth_of(const PassPlan& p, std::uint64_t chunk) const {
-    if (p.block_diagonal) return mapping_.b_p * p.groups * shape_.depth;
+    if (p.block_diagonal) return b_p_ * p.groups * shape_.depth;
     return fm_.kernel_height * fm_.kernel_width * chunk_channels(p, chunk);
   }
-  std::uint64_t weight_block_bytes(const StepIndex& s) const {
-    const PassPlan& p = plan_of(s.pass);
-    if (p.block_diagonal) return p.groups * shape_.depth * shape_.cols * element_bytes_;
-    return depth_of(p, s.chunk) * block_cols(p, s.cblock) * element_bytes_;
+  std::uint64_t weight_block_bytes(const PassPlan& p, const StepIndex& s) const {
+    if (p.block_diagonal) return p.groups * shape_.depth * shape_.cols * element_bytes;
+    return depth_of(p, s.chunk) * block_cols(p, s.cblock) * element_bytes;
   }
-  bool same_lines_owner(const StepIndex& a, const StepIndex& b) const {
+  static bool same_lines_owner(const StepIndex& a, const StepIndex& b) {
     return a.pass == b.pass && a.chunk == b.chunk && a.rgroup == b.rgroup;
   }
-  bool same_weight_block(const StepIndex& a, const StepIndex& b) const {
+  static bool same_weight_block(const StepIndex& a, const StepIndex& b) {
     return a.pass == b.pass && a.chunk == b.chunk && a.cblock == b.cblock;
   }
-  // Each step's record is asked for by its weight load, its input load and its streaming.
-  const StepRecord& record(std::uint64_t step) {
-    auto& slot = records_[step & (records_.size() - 1)];
-    if (!slot.first || slot.second.first != step) {
-      slot.second = {step, compute_record(step)};
-      slot.first = true;
-    }
-    return slot.second.second;
+
+  GemmShape shape_;
+  std::uint64_t batch_ = 1, b_p_ = 1;
+  Tiling tiling_;
+  const StackGeometry& geometry_;
+  FeatureMap fm_;
+  std::uint64_t grid_rows_ = 1, band_rows_ = 1, band_samples_ = 1;
+};
+
+// The outline, and what the walk's abandonment test watches, max(last stream end, bus free), can
+// no longer stay under once every step has streamed.
+struct Foresight {
+  ScheduleOutline outline;
+  std::uint64_t bytes_before_last_write = 0;  // every request's but the last block's write
+  std::uint64_t abandonment_floor = 0;
+};
+
+Foresight foresee(const Npu& npu, const LayerSteps& layer) {
+  Foresight f;
+  ScheduleOutline& o = f.outline;
+  o.bytes.input = layer.input_bytes();
+  o.bytes.weight = layer.weight_bytes();
+  if (!layer.output_on_chip) o.bytes.output = layer.block_bytes();
+  if (layer.epilogue_off_chip) o.bytes.epilogue = layer.block_bytes();
+  o.compute_cycles = layer.compute_cycles();
+  // The first step streams once its loads have crossed the bus, one after the other; the last
+  // block's write leaves D - 1 cycles after the streaming ends; the bus carries every byte.
+  const StepRecord first = layer.record(StepIndex{}, 0);
+  const StepRecord last = layer.record(layer.index_of(layer.steps - 1), layer.steps - 1);
+  const std::uint64_t last_write = layer.output_on_chip ? 0 : last.block_bytes;
+  const auto transfer = [&](std::uint64_t bytes) { return bytes == 0 ? 0 : npu.latency_cycles() + npu.data_cycles(bytes); };
+  const std::uint64_t streaming_done = transfer(first.input_load + first.weight_load) + o.compute_cycles;
+  o.min_cycles = std::max(streaming_done + layer.pipeline_depth() - 1 + transfer(last_write), transfer(o.bytes.total()));
+  f.bytes_before_last_write = o.bytes.total() - last_write;
+  f.abandonment_floor = std::max(streaming_done, transfer(f.bytes_before_last_write));
+  return f;
+}
+
+// Pending releases of one buffer, (time, bytes) in time order: a ring kept inline while short
+// (it usually is: releases that can no longer matter are absorbed) that grows on the heap.
+class ReleaseQueue {
+ public:
+  using Release = std::pair<std::uint64_t, std::uint64_t>;
+  ReleaseQueue() = default;
+  ReleaseQueue(const ReleaseQueue&) = delete;
+  ReleaseQueue& operator=(const ReleaseQueue&) = delete;
+
+  bool empty() const { return size_ == 0; }
+  std::size_t size() const { return size_; }
+  const Release& front() const { return data_[head_]; }
+  const Release& operator[](std::size_t k) const { return data_[(head_ + k) & mask_]; }
+  void push(std::uint64_t time, std::uint64_t bytes) {
+    if (size_ == mask_ + 1) grow();
+    data_[(head_ + size_) & mask_] = {time, bytes};
+    ++size_;
+  }
+  void pop() {
+    head_ = (head_ + 1) & mask_;
+    --size_;
+  }
+  void shift(std::uint64_t delta) {
+    for (std::size_t k = 0; k < size_; ++k) data_[(head_ + k) & mask_].first += delta;
   }
 
-  // The index of the step after `i` (which is not the last step): index_of(step + 1), by
-  // carrying instead of dividing.
-  StepIndex next_of(StepIndex i) const {
-    const PassPlan& p = plan_of(i.pass);
-    if (++i.chunk < p.chunks) return i;
-    i.chunk = 0;
-    if (tiling_.order == LoopOrder::inputs_outer) {
-      if (++i.cblock < p.col_blocks) return i;
-      i.cblock = 0;
-      if (++i.band < bands_) return i;
-      i.band = 0;
-      if (++i.rgroup < rgroups_) return i;
-      i.rgroup = 0;
-    } else {
-      if (++i.band < bands_) return i;
-      i.band = 0;
-      if (++i.rgroup < rgroups_) return i;
-      i.rgroup = 0;
-      if (++i.cblock < p.col_blocks) return i;
-      i.cblock = 0;
-    }
-    ++i.pass;
-    return i;
+ private:
+  void grow() {
+    auto bigger = std::make_unique<Release[]>(2 * (mask_ + 1));
+    for (std::size_t k = 0; k < size_; ++k) bigger[k] = (*this)[k];
+    heap_ = std::move(bigger);
+    data_ = heap_.get();
+    head_ = 0;
+    mask_ = 2 * mask_ + 1;
   }
-  // The index of the step before `i` (which is not step 0): index_of(step - 1), by borrowing.
-  StepIndex prev_of(StepIndex i) const {
-    if (i.chunk == 0 && i.cblock == 0 && i.band == 0 && i.rgroup == 0) {
-      // The last step of the pass before, whose plan may differ from this one's.
-      --i.pass;
-      const PassPlan& p = plan_of(i.pass);
-      i.chunk = p.chunks - 1;
-      i.cblock = p.col_blocks - 1;
-      i.band = bands_ - 1;
-      i.rgroup = rgroups_ - 1;
-      return i;
+  std::array<Release, 16> inline_;
+  std::unique_ptr<Release[]> heap_;
+  Release* data_ = inline_.data();
+  std::size_t head_ = 0, size_ = 0, mask_ = inline_.size() - 1;
+};
+
+// A buffer as the DMA engine sees it: bytes held, and the releases that steps already streamed
+// will make. An unbounded one never runs out of room (every byte it will ever hold fits at once),
+// so nothing about it is tracked.
+struct Buffer {
+  std::uint64_t capacity = 0;
+  std::uint64_t held = 0;
+  bool bounded = true;
+  ReleaseQueue releases;
+
+  // First cycle >= earliest at which `bytes` fit, consuming the releases it waits for; false
+  // when even every known release leaves too little room.
+  bool make_room(std::uint64_t bytes, std::uint64_t& earliest) {
+    if (!bounded) return true;
+    while (held + bytes > capacity) {
+      if (releases.empty()) return false;
+      const auto [time, freed] = releases.front();
+      held -= freed;
+      earliest = std::max(earliest, time);
+      releases.pop();
     }
-    const PassPlan& p = plan_of(i.pass);
-    if (i.chunk > 0) {
-      --i.chunk;
-      return i;
+    held += bytes;
+    return true;
+  }
+  void release(std::uint64_t time, std::uint64_t bytes) {
+    if (bounded) releases.push(time, bytes);
+  }
+  // Releases at or before `time` no longer constrain anything that happens from `time` on.
+  void absorb_until(std::uint64_t time) {
+    while (!releases.empty() && releases.front().first <= time) {
+      held -= releases.front().second;
+      releases.pop();
     }
-    i.chunk = p.chunks - 1;
-    if (tiling_.order == LoopOrder::inputs_outer) {
-      if (i.cblock > 0) {
-        --i.cblock;
-        return i;
-      }
-      i.cblock = p.col_blocks - 1;
-      if (i.band > 0) {
-        --i.band;
-        return i;
-      }
-      i.band = bands_ - 1;
-      --i.rgroup;
-    } else {
-      if (i.band > 0) {
-        --i.band;
-        return i;
-      }
-      i.band = bands_ - 1;
-      if (i.rgroup > 0) {
-        --i.rgroup;
-        return i;
-      }
-      i.rgroup = rgroups_ - 1;
-      --i.cblock;
+  }
+};
+
+// Storage that lives inline up to N elements and on the heap beyond.
+template <typename T, std::size_t N>
+class SmallArray {
+ public:
+  explicit SmallArray(std::size_t size) {
+    if (size > N) {
+      heap_ = std::make_unique<T[]>(size);
+      data_ = heap_.get();
     }
-    return i;
+  }
+  SmallArray(const SmallArray&) = delete;
+  SmallArray& operator=(const SmallArray&) = delete;
+  T& operator[](std::size_t k) { return data_[k]; }
+  const T& operator[](std::size_t k) const { return data_[k]; }
+  T* data() { return data_; }
+
+ private:
+  std::array<T, N> inline_;
+  std::unique_ptr<T[]> heap_;
+  T* data_ = inline_.data();
+};
+
+enum class Failure { none, input_room, weight_room, output_room, input_tensor, abandoned };
+
+class ScheduleWalk {
+ public:
+  ScheduleWalk(const Npu& npu, const LayerSteps& layer, bool jump, std::uint64_t give_up_above)
+      : npu_(npu), layer_(layer), jump_(jump), give_up_above_(give_up_above),
+        queue_depth_(npu.config().offchip.queue_depth), ring_(queue_depth_),
+        slot_count_(std::bit_ceil(layer.max_prefetch + 3)), slots_(slot_count_) {
+    const auto& c = npu.config();
+    latency_ = npu.latency_cycles();
+    pipeline_ = layer.pipeline_depth();
+    input_.capacity = layer.input_capacity;
+    weight_.capacity = c.buffers.weight_bytes;
+    output_.capacity = c.buffers.output_bytes;
+    // A resident operand that fits whole can never wait for room.
+    input_.bounded = !layer.input_on_chip && !(layer.input_resident && layer.resident_input_bytes() <= input_.capacity);
+    weight_.bounded = !(layer.weights_resident() && layer.all_weight_bytes() <= weight_.capacity);
+    for (std::uint64_t k = 0; k < queue_depth_; ++k) ring_[k] = 0;
+    for (std::uint64_t k = 0; k < slot_count_; ++k) slots_[k].step = ~std::uint64_t{0};
   }
 
-  // Records are computed in step order except after a jump, so the index of the step last
-  // computed usually gives this one's by a carry.
-  StepIndex index_for_record(std::uint64_t step) {
-    last_indexed_ = last_indexed_valid_ && step == last_indexed_step_ + 1 ? next_of(last_indexed_) : index_of(step);
-    last_indexed_step_ = step;
-    last_indexed_valid_ = true;
-    return last_indexed_;
+  ScheduleResult run() {
+    ScheduleResult result;
+    result.steps = layer_.steps;
+    if (layer_.input_on_chip && layer_.input_tensor_bytes() > layer_.input_capacity)
+      fail(Failure::input_tensor, layer_.input_tensor_bytes(), 0, layer_.input_capacity);
+    else if (layer_.largest_accumulator_bytes() > output_.capacity)
+      fail(Failure::output_room, layer_.largest_accumulator_bytes(), 0, output_.capacity);
+    else if (give_up_above_ != ~std::uint64_t{0})
+      plan_abandonment();
+    if (ok_) {
+      const std::int64_t first_slot = -static_cast<std::int64_t>(layer_.max_prefetch);
+      for (std::int64_t slot = first_slot; slot < 0 && ok_; ++slot) requests_of_slot(slot);
+    }
+    if (ok_) walk_passes();
+    if (ok_) requests_of_slot(static_cast<std::int64_t>(layer_.steps));
+    if (!ok_) {
+      result.infeasible_reason = reason();
+      result.abandoned = failure_ == Failure::abandoned;
+      return result;
+    }
+    result.feasible = true;
+    result.walked_steps = walked_;
+    result.cycles = std::max(last_stream_end_ + pipeline_ - 1, bus_free_);
+    result.compute_cycles = counters_.compute_cycles;
+    result.bytes = counters_.bytes;
+    return result;
   }
 
-  StepRecord compute_record(std::uint64_t step) {
-    const StepIndex s = index_for_record(step);
-    const PassPlan& p = plan_of(s.pass);
-    const bool has_prev = step > 0, has_next = step + 1 < steps_;
-    const StepIndex prev = has_prev ? prev_of(s) : StepIndex{};
-    const StepIndex next = has_next ? next_of(s) : StepIndex{};
-    StepRecord r;
-    const std::uint64_t cols = block_cols(p, s.cblock);
-    const std::uint64_t out_rows = out_rows_of(s);
-    const std::uint64_t im2col_rows = grid_rows_of(s) * out_rows * fm_.out_width;
-    r.stream_cycles = im2col_rows * (s.chunk + 1 < p.chunks ? p.depth_tiles : p.last_depth_tiles) *
-                      (s.cblock + 1 < p.col_blocks ? p.col_tiles : p.last_col_tiles);
-    const bool first_visit = s.rgroup == 0 && s.band == 0;
-    const RowRange rows = rows_needed(s);
-    if (tiling_.input_resident) {
-      if (s.cblock == 0) {
-        RowRange fresh = rows;
-        if (s.band > 0) {
-          StepIndex above = s;
-          above.band -= 1;
-          fresh.lo = std::max(fresh.lo, rows_needed(above).hi + 1);
-        }
-        r.input_load = fresh.count() * samples_of(s) * line_bytes(s);
-      }
-    } else {
-      // Lines of `s` that a neighbour does not hold, in bytes.
-      const std::uint64_t per_line = samples_of(s) * line_bytes(s);
-      const auto beyond = [&](bool has, const StepIndex& other) {
-        const std::uint64_t lines = has && same_lines_owner(s, other) ? rows.minus(rows_needed(other)) : rows.count();
-        return lines * per_line;
-      };
-      r.input_load = beyond(has_prev, prev);
-      r.input_release = beyond(has_next, next);
+ private:
+  struct Counters {
+    std::uint64_t compute_cycles = 0;
+    TrafficBytes bytes;
+  };
+  // A step's record, and the completions of the loads made for it before it streams.
+  struct StepSlot {
+    std::uint64_t step = 0;
+    StepRecord record;
+    std::uint64_t input_done = 0, weight_done = 0;
+  };
+  // Requests by kind, each with the bytes it last moved and their bus cycles: in a periodic
+  // stretch the sizes repeat, and the division is skipped.
+  enum Kind { write_kind, weight_kind, input_kind, epilogue_kind, kinds };
+
+  void fail(Failure failure, std::uint64_t bytes, std::uint64_t step, std::uint64_t capacity) {
+    if (ok_) {
+      failure_ = failure;
+      failed_bytes_ = bytes;
+      failed_step_ = step;
+      failed_capacity_ = capacity;
     }
-    if (tiling_.weights_resident) {
-      if (first_visit) r.weight_load = weight_block_bytes(s);
-    } else {
-      const bool loads = !has_prev || !same_weight_block(s, prev);
-      const bool releases = !has_next || !same_weight_block(s, next);
-      if (loads || releases) {
-        const std::uint64_t weights = weight_block_bytes(s);
-        if (loads) r.weight_load = weights;
-        if (releases) r.weight_release = weights;
-      }
+    ok_ = false;
+  }
+  std::string reason() const {
+    switch (failure_) {
+      case Failure::input_room:
+      case Failure::weight_room:
+        return fmt::format("{} buffer: {} bytes for step {} do not fit {} bytes once the steps before its "
+                           "prefetch window have released theirs",
+                           failure_ == Failure::input_room ? "input" : "weight", failed_bytes_, failed_step_,
+                           failed_capacity_);
+      case Failure::output_room:
+        return fmt::format("output buffer: {} bytes of accumulators for step {} exceed its {} bytes", failed_bytes_,
+                           failed_step_, failed_capacity_);
+      case Failure::input_tensor:
+        return fmt::format("input buffer: the layer's input tensor of {} bytes does not fit the {} bytes left to it",
+                           failed_bytes_, failed_capacity_);
+      case Failure::abandoned:
+        return "abandoned: slower than the cycles allowed";
+      case Failure::none:
+        break;
     }
-    r.accumulator_bytes = im2col_rows * cols * accumulator_bytes_;
-    if (s.chunk == 0) r.accumulator_alloc = r.accumulator_bytes;
-    if (s.chunk + 1 == p.chunks) {
-      r.writes = true;
-      const std::uint64_t real_cols = p.block_diagonal ? p.groups * shape_.cols : cols;
-      const std::uint64_t per_sample_rows = out_rows * fm_.out_width;
-      r.write = (p.block_diagonal ? per_sample_rows * samples_of(s) : im2col_rows) * real_cols * element_bytes_;
+    return {};
+  }
+
+  StepSlot& slot_of(std::uint64_t step) {
+    StepSlot& slot = slots_[step & (slot_count_ - 1)];
+    if (slot.step != step) {
+      // Records are computed in step order except after a jump, so the index of the step last
+      // computed usually gives this one's by a carry.
+      last_indexed_ = last_indexed_valid_ && step == last_indexed_step_ + 1 ? layer_.next_of(last_indexed_)
+                                                                             : layer_.index_of(step);
+      last_indexed_step_ = step;
+      last_indexed_valid_ = true;
+      slot.step = step;
+      slot.record = layer_.record(last_indexed_, step);
+      slot.input_done = slot.weight_done = 0;
     }
-    return r;
+    return slot;
   }
 
   // One request in stream order; returns its completion.
-  std::uint64_t issue(std::uint64_t bytes, std::uint64_t ready) {
+  std::uint64_t issue(Kind kind, std::uint64_t bytes, std::uint64_t ready) {
+    if (bytes != memo_bytes_[kind]) {
+      memo_bytes_[kind] = bytes;
+      memo_cycles_[kind] = npu_.data_cycles(bytes);
+    }
     const std::uint64_t slot_free = ring_[ring_pos_];
     const std::uint64_t t = std::max({last_issue_, ready, slot_free});
     const std::uint64_t start = std::max(t + latency_, bus_free_);
-    const std::uint64_t done = start + npu_.data_cycles(bytes);
+    const std::uint64_t done = start + memo_cycles_[kind];
     last_issue_ = t;
     bus_free_ = done;
     ring_[ring_pos_] = done;
     if (++ring_pos_ == queue_depth_) ring_pos_ = 0;
+    ++requests_;
     return done;
   }
 
-  void fail(std::string reason) {
-    if (ok_) reason_ = std::move(reason);
-    ok_ = false;
-  }
-
-  // Completions of the loads made for a step that has not streamed yet.
-  struct PendingLoads {
-    std::uint64_t step = 0, input_done = 0, weight_done = 0;
-  };
-  PendingLoads& pending(std::uint64_t step) {
-    for (auto& p : pending_)
-      if (p.step == step) return p;
-    pending_.push_back({step, 0, 0});
-    return pending_.back();
-  }
-
-  void load(BufferState& buffer, std::uint64_t bytes, std::uint64_t step, bool input, const char* name) {
+  void load(Kind kind, std::uint64_t step) {
+    StepSlot& slot = slot_of(step);
+    const bool input = kind == input_kind;
+    const std::uint64_t bytes = input ? slot.record.input_load : slot.record.weight_load;
     if (bytes == 0) return;
+    Buffer& buffer = input ? input_ : weight_;
     std::uint64_t ready = 0;
     if (!buffer.make_room(bytes, ready))
-      return fail(fmt::format("{} buffer: {} bytes for step {} do not fit {} bytes once the steps before its "
-                              "prefetch window have released theirs",
-                              name, bytes, step, buffer.capacity));
-    const std::uint64_t done = issue(bytes, ready);
-    (input ? pending(step).input_done : pending(step).weight_done) = done;
+      return fail(input ? Failure::input_room : Failure::weight_room, bytes, step, buffer.capacity);
+    const std::uint64_t done = issue(kind, bytes, ready);
+    (input ? slot.input_done : slot.weight_done) = done;
     (input ? counters_.bytes.input : counters_.bytes.weight) += bytes;
   }
 
+  // The block that step `last_step_` closed is written (docs/memory-schedule.md §6), or with its
+  // output on chip, only released, when its results are complete and its epilogue operand is in.
+  void close_block() {
+    std::uint64_t ready = last_stream_end_ + pipeline_ - 1;
+    if (layer_.epilogue_off_chip) ready = std::max(ready, epilogue_done_);
+    if (layer_.output_on_chip) return output_.release(ready, last_record_.accumulator_bytes);
+    output_.release(issue(write_kind, last_record_.block_bytes, ready), last_record_.accumulator_bytes);
+    counters_.bytes.output += last_record_.block_bytes;
+  }
+
   // Slot s: the write of step s - 1, the weight load of step s + d_w, the input load of step
-  // s + d_i (docs/memory-schedule.md §6).
+  // s + d_i (docs/memory-schedule.md §6); the epilogue load of slot s follows in stream().
   void requests_of_slot(std::int64_t slot) {
-    if (slot >= 1) {
-      if (last_record_.writes) {
-        const std::uint64_t done = issue(last_record_.write, last_stream_end_ + pipeline_ - 1);
-        output_.push(done, last_record_.accumulator_bytes);
-        counters_.bytes.output += last_record_.write;
-      }
-    }
-    const std::int64_t w = slot + static_cast<std::int64_t>(weight_prefetch_);
-    if (w >= 0 && static_cast<std::uint64_t>(w) < steps_) {
-      const std::uint64_t step = static_cast<std::uint64_t>(w);
-      load(weight_, record(step).weight_load, step, false, "weight");
-    }
-    const std::int64_t i = slot + static_cast<std::int64_t>(input_prefetch_);
-    if (ok_ && i >= 0 && static_cast<std::uint64_t>(i) < steps_) {
-      const std::uint64_t step = static_cast<std::uint64_t>(i);
-      load(input_, record(step).input_load, step, true, "input");
-    }
+    if (slot >= 1 && last_record_.closes_block) close_block();
+    const std::int64_t w = slot + static_cast<std::int64_t>(layer_.weight_prefetch);
+    if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load(weight_kind, static_cast<std::uint64_t>(w));
+    const std::int64_t i = slot + static_cast<std::int64_t>(layer_.input_prefetch);
+    if (ok_ && !layer_.input_on_chip && i >= 0 && static_cast<std::uint64_t>(i) < layer_.steps)
+      load(input_kind, static_cast<std::uint64_t>(i));
   }
 
   void stream(std::uint64_t step) {
-    const StepRecord r = record(step);
-    std::uint64_t start = last_stream_end_;
-    for (auto it = pending_.begin(); it != pending_.end(); ++it)
-      if (it->step == step) {
-        start = std::max({start, it->input_done, it->weight_done});
-        // Order does not matter: lookups are by step and snapshot() sorts.
-        *it = pending_.back();
-        pending_.pop_back();
-        break;
-      }
-    if (r.accumulator_alloc && !output_.make_room(r.accumulator_alloc, start))
-      return fail(fmt::format("output buffer: {} bytes of accumulators for step {} exceed its {} bytes",
-                              r.accumulator_alloc, step, output_.capacity));
+    const StepSlot& slot = slot_of(step);
+    const StepRecord& r = slot.record;
+    std::uint64_t start = std::max({last_stream_end_, slot.input_done, slot.weight_done});
+    if (r.opens_block && !output_.make_room(r.accumulator_bytes, start))
+      return fail(Failure::output_room, r.accumulator_bytes, step, output_.capacity);
     last_stream_end_ = start + r.stream_cycles;
     counters_.compute_cycles += r.stream_cycles;
-    if (r.input_release) input_.push(last_stream_end_, r.input_release);
-    if (r.weight_release) weight_.push(last_stream_end_, r.weight_release);
+    if (r.input_release) input_.release(last_stream_end_, r.input_release);
+    if (r.weight_release) weight_.release(last_stream_end_, r.weight_release);
+    if (r.opens_block && layer_.epilogue_off_chip) {
+      // Slot `step`, kind 3: the block's epilogue operand, once its accumulators exist.
+      epilogue_done_ = issue(epilogue_kind, r.block_bytes, start);
+      counters_.bytes.epilogue += r.block_bytes;
+    }
     last_record_ = r;
     last_step_ = step;
+  }
+
+  // With cycles to give up above, a tiling that cannot make it is abandoned before it is walked;
+  // otherwise the walk watches how long the rest must take at least.
+  void plan_abandonment() {
+    const Foresight foresight = foresee(npu_, layer_);
+    if (foresight.abandonment_floor > give_up_above_) return fail(Failure::abandoned, 0, 0, 0);
+    total_compute_ = foresight.outline.compute_cycles;
+    bytes_before_last_write_ = foresight.bytes_before_last_write;
+    // The rest of the streaming and of the bus bound the layer only if the walk cannot turn out
+    // infeasible instead: a resident operand that may not fit must keep the walk's own verdict,
+    // which the mapper reads (an infeasible resident tiling sends it to the streamed variant).
+    foresee_ = !(layer_.input_resident && input_.bounded) && !(layer_.weights_resident() && weight_.bounded);
   }
 
   void step(std::uint64_t j) {
     ++walked_;
     requests_of_slot(static_cast<std::int64_t>(j));
     if (ok_) stream(j);
-    // Every event from here on happens later, so the layer takes at least this long.
-    if (ok_ && std::max(last_stream_end_, bus_free_) > give_up_above_) {
-      abandoned_ = true;
-      fail("abandoned: slower than the cycles allowed");
-    }
+    if (!ok_ || give_up_above_ == ~std::uint64_t{0}) return;
+    // Every event from here on happens later, so the layer takes at least this long; with
+    // foresight, the streaming left and the bytes left on the bus come on top.
+    std::uint64_t at_least = std::max(last_stream_end_, bus_free_);
+    if (foresee_)
+      at_least = std::max(last_stream_end_ + (total_compute_ - counters_.compute_cycles),
+                          bus_free_ + npu_.data_cycles(bytes_before_last_write_ - counters_.bytes.total()));
+    if (at_least > give_up_above_) fail(Failure::abandoned, 0, 0, 0);
   }
 
   // ---- Periodic stretches ----
+  // Releases of a queue longer than this are not snapshotted (no jump is tried meanwhile).
+  static constexpr std::size_t snapshot_queue_limit = 16;
+
+  std::size_t snapshot_capacity() const {
+    return 5 + queue_depth_ + 2 * layer_.max_prefetch + 3 * (2 + 2 * snapshot_queue_limit);
+  }
+
   // The state that decides everything to come, with times relative to the last stream end and
   // values that can no longer matter clamped, so that two moments a period apart compare equal.
-  // Written into `v`, whose storage is reused: snapshots are taken at every interior iteration.
-  void snapshot(std::vector<std::int64_t>& v) {
+  // After an iteration that made no request, the request side (last issue, bus, queue slots,
+  // epilogue) stands still while the streaming moves on, and the next iterations make none
+  // either: it is left out, and a jump leaves it where it is. Returns the size written to `out`,
+  // or 0 when the state is too large to compare.
+  std::size_t snapshot(std::int64_t* out, bool requests_made) {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
-    const auto rel = [&](std::uint64_t t) { return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(last_stream_end_); };
-    std::sort(pending_.begin(), pending_.end(), [](const PendingLoads& a, const PendingLoads& b) { return a.step < b.step; });
-    // Sized up front and filled through a pointer: this runs at every interior iteration.
-    v.resize(2 + queue_depth_ + 3 * pending_.size() + 6 + 2 * (input_.size() + weight_.size() + output_.size()));
-    std::int64_t* out = v.data();
-    *out++ = rel(last_issue_);
-    *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
-    for (std::uint64_t k = ring_pos_; k < queue_depth_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
-    for (std::uint64_t k = 0; k < ring_pos_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
-    for (const auto& p : pending_) {
-      *out++ = static_cast<std::int64_t>(p.step - last_step_);
-      *out++ = rel(std::max(p.input_done, last_stream_end_));
-      *out++ = rel(std::max(p.weight_done, last_stream_end_));
+    for (const Buffer* b : {&input_, &weight_, &output_})
+      if (b->releases.size() > snapshot_queue_limit) return 0;
+    const auto rel = [&](std::uint64_t t) {
+      return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(last_stream_end_);
+    };
+    std::int64_t* const begin = out;
+    *out++ = requests_made;
+    if (requests_made) {
+      *out++ = rel(last_issue_);
+      *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
+      *out++ = rel(std::max(epilogue_done_, last_stream_end_));
+      for (std::uint64_t k = ring_pos_; k < queue_depth_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
+      for (std::uint64_t k = 0; k < ring_pos_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
     }
-    for (const BufferState* b : {&input_, &weight_, &output_}) {
+    for (std::uint64_t k = 1; k <= layer_.max_prefetch; ++k) {
+      const StepSlot& slot = slots_[(last_step_ + k) & (slot_count_ - 1)];
+      const bool known = slot.step == last_step_ + k;
+      *out++ = known ? rel(std::max(slot.input_done, last_stream_end_)) : 0;
+      *out++ = known ? rel(std::max(slot.weight_done, last_stream_end_)) : 0;
+    }
+    for (const Buffer* b : {&input_, &weight_, &output_}) {
+      if (!b->bounded) continue;
       *out++ = static_cast<std::int64_t>(b->held);
-      *out++ = static_cast<std::int64_t>(b->size());
-      for (const auto& [t, bytes] : *b) {
-        *out++ = rel(t);
-        *out++ = static_cast<std::int64_t>(bytes);
+      *out++ = static_cast<std::int64_t>(b->releases.size());
+      for (std::size_t k = 0; k < b->releases.size(); ++k) {
+        *out++ = rel(b->releases[k].first);
+        *out++ = static_cast<std::int64_t>(b->releases[k].second);
       }
     }
+    return static_cast<std::size_t>(out - begin);
   }
 
-  // Moves the state `steps` steps and `delta` cycles on.
-  void shift_all(std::uint64_t delta, std::uint64_t steps) {
-    for (auto& c : ring_) c = std::max(c, last_issue_) + delta;
-    for (auto& p : pending_) {
-      p.step += steps;
-      p.input_done = std::max(p.input_done, last_stream_end_) + delta;
-      p.weight_done = std::max(p.weight_done, last_stream_end_) + delta;
+  // Moves the state `steps` steps and `delta` cycles on; the request side too if `requests`.
+  void shift_all(std::uint64_t delta, std::uint64_t steps, bool requests) {
+    if (requests) {
+      for (std::uint64_t k = 0; k < queue_depth_; ++k) ring_[k] = std::max(ring_[k], last_issue_) + delta;
+      // The last request of the period repeats a period on: its issue and completion move with it.
+      bus_free_ += delta;
+      epilogue_done_ = std::max(epilogue_done_, last_stream_end_) + delta;
+      last_issue_ += delta;
     }
-    bus_free_ = std::max(bus_free_, last_issue_ + latency_) + delta;
-    last_issue_ += delta;
+    // The records of the steps ahead repeat a period on (they are regular), so the slots move
+    // with their load completions.
+    const std::uint64_t count = layer_.max_prefetch;
+    SmallArray<StepSlot, 8> moved(count);
+    for (std::uint64_t k = 1; k <= count; ++k) {
+      StepSlot slot = slots_[(last_step_ + k) & (slot_count_ - 1)];
+      if (slot.step == last_step_ + k) {
+        slot.step += steps;
+        slot.input_done = std::max(slot.input_done, last_stream_end_) + delta;
+        slot.weight_done = std::max(slot.weight_done, last_stream_end_) + delta;
+      } else {
+        slot.step = ~std::uint64_t{0};
+      }
+      moved[k - 1] = slot;
+    }
+    for (std::uint64_t k = 0; k < slot_count_; ++k) slots_[k].step = ~std::uint64_t{0};
+    for (std::uint64_t k = 1; k <= count; ++k)
+      if (moved[k - 1].step != ~std::uint64_t{0}) slots_[moved[k - 1].step & (slot_count_ - 1)] = moved[k - 1];
+    last_indexed_valid_ = false;
     last_stream_end_ += delta;
     last_step_ += steps;
-    input_.shift(delta);
-    weight_.shift(delta);
-    output_.shift(delta);
+    input_.releases.shift(delta);
+    weight_.releases.shift(delta);
+    output_.releases.shift(delta);
   }
 
-  // Walks `count` iterations of `stride` steps from `base`, each by `body`. Interior iterations
-  // (whose neighbours within the prefetch window are interior too) are identical, so once two of
-  // them leave the state equal up to a shift, the rest are jumped over.
+  std::int64_t* snapshot_storage(std::size_t level, int which) {
+    const std::size_t capacity = snapshot_capacity();
+    if (!snapshots_) snapshots_ = std::make_unique_for_overwrite<std::int64_t[]>(2 * max_levels * capacity);
+    return snapshots_.get() + (2 * level + static_cast<std::size_t>(which)) * capacity;
+  }
+
+  // Walks `count` iterations of `stride` steps from `base`, each by `body`. Iterations in
+  // `regular` are alike, so once two of them in a row leave the state equal up to a shift, the
+  // ones up to where the prefetch window would reach past the regular range are jumped over.
   template <typename Body>
-  void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, Body&& body) {
-    const std::uint64_t reach = ceil_div(std::max(input_prefetch_, weight_prefetch_) + 2, stride);
-    const std::uint64_t last_jumpable = count > reach + 3 ? count - reach - 3 : 0;
-    // Each nesting level keeps its previous snapshot in previous_[level], reused across calls;
-    // the vector is indexed afresh after `body` since inner levels may grow previous_.
+  void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, RegularRange regular, Body&& body) {
+    const std::uint64_t lookahead = ceil_div(layer_.max_prefetch, stride);
+    // Comparisons start after iteration lo + 1; a jump lands on L = hi - lookahead.
+    const bool can_jump = jump_ && regular.hi >= regular.lo + lookahead + 2 && regular.hi < count;
+    const std::uint64_t last_jumpable = can_jump ? regular.hi - lookahead : 0;
     const std::size_t level = depth_++;
-    if (level == previous_.size()) previous_.emplace_back();
-    previous_[level].clear();
+    std::size_t previous_size = 0;
+    int current = 0;
     std::uint64_t previous_end = 0;
     Counters previous_counters;
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
+      const std::uint64_t requests_before = requests_;
       body(base + i * stride);
-      if (!jump_ || i < 2 || i >= last_jumpable || !ok_) continue;
-      snapshot(scratch_);
-      std::vector<std::int64_t>& previous = previous_[level];
-      if (!previous.empty() && scratch_ == previous) {
+      if (!can_jump || i < regular.lo || i >= last_jumpable || !ok_) continue;
+      const bool requests_made = requests_ != requests_before;
+      std::int64_t* const now = snapshot_storage(level, current);
+      const std::size_t size = snapshot(now, requests_made);
+      const std::int64_t* const before = snapshot_storage(level, 1 - current);
+      if (size != 0 && size == previous_size && std::memcmp(now, before, size * sizeof(std::int64_t)) == 0) {
         const std::uint64_t delta = last_stream_end_ - previous_end;
         const std::uint64_t skipped = last_jumpable - i;
-        shift_all(delta * skipped, stride * skipped);
+        shift_all(delta * skipped, stride * skipped, requests_made);
         counters_.compute_cycles += skipped * (counters_.compute_cycles - previous_counters.compute_cycles);
-        const TrafficBytes per{counters_.bytes.input - previous_counters.bytes.input,
-                               counters_.bytes.weight - previous_counters.bytes.weight,
-                               counters_.bytes.output - previous_counters.bytes.output, 0};
-        counters_.bytes.input += skipped * per.input;
-        counters_.bytes.weight += skipped * per.weight;
-        counters_.bytes.output += skipped * per.output;
+        TrafficBytes& bytes = counters_.bytes;
+        const TrafficBytes& was = previous_counters.bytes;
+        bytes = {bytes.input + skipped * (bytes.input - was.input), bytes.weight + skipped * (bytes.weight - was.weight),
+                 bytes.output + skipped * (bytes.output - was.output), bytes.psum,
+                 bytes.epilogue + skipped * (bytes.epilogue - was.epilogue)};
         i = last_jumpable;
-        previous.clear();
+        previous_size = 0;
         continue;
       }
-      previous.swap(scratch_);
+      previous_size = size;
+      current = 1 - current;
       previous_end = last_stream_end_;
       previous_counters = counters_;
     }
@@ -634,73 +958,84 @@ class ScheduleWalk {
   }
 
   void walk_pass(std::uint64_t base, const PassPlan& p) {
-    const std::uint64_t chunk_stride = 1;
-    const auto chunks = [&](std::uint64_t b) { iterate(b, p.chunks, chunk_stride, [&](std::uint64_t j) { step(j); }); };
-    if (tiling_.order == LoopOrder::inputs_outer) {
-      const std::uint64_t cstride = p.chunks, bstride = p.chunks * p.col_blocks, gstride = bstride * bands_;
-      const auto cblocks = [&](std::uint64_t b) { iterate(b, p.col_blocks, cstride, chunks); };
-      const auto bands = [&](std::uint64_t b) { iterate(b, bands_, bstride, cblocks); };
-      iterate(base, rgroups_, gstride, bands);
+    const auto chunks = [&](std::uint64_t b) {
+      iterate(b, p.chunks, 1, interior(p.chunks), [&](std::uint64_t j) { step(j); });
+    };
+    const std::uint64_t bands = layer_.bands, rgroups = layer_.rgroups;
+    if (layer_.order() == LoopOrder::inputs_outer) {
+      const std::uint64_t cstride = p.chunks, bstride = p.chunks * p.col_blocks, gstride = bstride * bands;
+      const auto cblocks = [&](std::uint64_t b) { iterate(b, p.col_blocks, cstride, interior(p.col_blocks), chunks); };
+      const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, cblocks); };
+      iterate(base, rgroups, gstride, interior(rgroups), band_loop);
     } else {
-      const std::uint64_t bstride = p.chunks, gstride = p.chunks * bands_, cstride = gstride * rgroups_;
-      const auto bands = [&](std::uint64_t b) { iterate(b, bands_, bstride, chunks); };
-      const auto rgroups = [&](std::uint64_t b) { iterate(b, rgroups_, gstride, bands); };
-      iterate(base, p.col_blocks, cstride, rgroups);
+      const std::uint64_t bstride = p.chunks, gstride = p.chunks * bands, cstride = gstride * rgroups;
+      const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, chunks); };
+      const auto rgroup_loop = [&](std::uint64_t b) { iterate(b, rgroups, gstride, interior(rgroups), band_loop); };
+      iterate(base, p.col_blocks, cstride, interior(p.col_blocks), rgroup_loop);
     }
   }
 
   void walk_passes() {
-    iterate(0, full_passes_, plans_[0].steps, [&](std::uint64_t b) { walk_pass(b, plans_[0]); });
-    if (ok_ && passes_ > full_passes_) walk_pass(full_passes_ * plans_[0].steps, plans_[1]);
+    // Every full pass is alike, the first and last included: each starts and ends its own
+    // operands. The remainder pass differs, and the prefetch window must not reach it.
+    const std::uint64_t full = layer_.full_passes;
+    iterate(0, full, layer_.plans[0].steps, {0, full - 1}, [&](std::uint64_t b) { walk_pass(b, layer_.plans[0]); });
+    if (ok_ && layer_.passes > full) walk_pass(full * layer_.plans[0].steps, layer_.plans[1]);
   }
 
+  static constexpr std::size_t max_levels = 5;  // passes, and the four loops of a pass
+
   const Npu& npu_;
-  GemmShape shape_;
-  std::uint32_t batch_;
-  BatchMapping mapping_;
-  Tiling tiling_;
-  const StackGeometry& geometry_;
-  FeatureMap fm_;
-  std::uint64_t element_bytes_ = 1, accumulator_bytes_ = 4, latency_ = 0, queue_depth_ = 1, pipeline_ = 1;
-  std::uint64_t grid_rows_ = 1, band_rows_ = 1, band_samples_ = 1, rgroups_ = 1, bands_ = 1;
-  std::uint64_t full_passes_ = 0, passes_ = 0, steps_ = 0;
-  std::array<PassPlan, 2> plans_{};
-  std::uint64_t input_prefetch_ = 0, weight_prefetch_ = 0;
+  const LayerSteps& layer_;
   bool jump_ = true;
   std::uint64_t give_up_above_ = ~std::uint64_t{0};
-  bool abandoned_ = false;
+  std::uint64_t latency_ = 0, pipeline_ = 1;
+  std::uint64_t queue_depth_ = 1;
 
   // Timing state.
-  std::uint64_t last_issue_ = 0, bus_free_ = 0, last_stream_end_ = 0;
-  std::uint64_t ring_pos_ = 0, last_step_ = 0, walked_ = 0;  // ring_pos_: request count mod Q
-  std::vector<std::uint64_t> ring_;  // completions of the last Q requests, by request number mod Q
-  std::vector<PendingLoads> pending_;
-  std::vector<std::pair<bool, std::pair<std::uint64_t, StepRecord>>> records_;
-  BufferState input_, weight_, output_;
+  std::uint64_t last_issue_ = 0, bus_free_ = 0, last_stream_end_ = 0, epilogue_done_ = 0;
+  // What abandonment foresees (plan_abandonment).
+  bool foresee_ = false;
+  std::uint64_t total_compute_ = 0, bytes_before_last_write_ = 0;
+  std::uint64_t ring_pos_ = 0, last_step_ = 0, walked_ = 0, requests_ = 0;  // ring_pos_: request count mod Q
+  SmallArray<std::uint64_t, 64> ring_;  // completions of the last Q requests, by request number mod Q
+  // Steps from the one last streamed through the prefetch window, by step mod slot_count_ (a
+  // power of two of at least the window plus 3).
+  std::uint64_t slot_count_ = 1;
+  SmallArray<StepSlot, 8> slots_;
+  Buffer input_, weight_, output_;
   StepRecord last_record_;
   StepIndex last_indexed_;  // index of step last_indexed_step_, when last_indexed_valid_
   std::uint64_t last_indexed_step_ = 0;
   bool last_indexed_valid_ = false;
-  std::size_t depth_ = 0;                             // nesting level of iterate()
-  std::vector<std::vector<std::int64_t>> previous_;  // per level: see iterate()
-  std::vector<std::int64_t> scratch_;
+  std::array<std::uint64_t, kinds> memo_bytes_{}, memo_cycles_{};
+  std::size_t depth_ = 0;  // nesting level of iterate()
+  std::unique_ptr<std::int64_t[]> snapshots_;  // two per level: the last one and the one before
   Counters counters_;
   bool ok_ = true;
-  std::string reason_;
+  Failure failure_ = Failure::none;
+  std::uint64_t failed_bytes_ = 0, failed_step_ = 0, failed_capacity_ = 0;
 };
 
 }  // namespace
 
+ScheduleOutline outline_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                                 const BatchMapping& mapping, const Tiling& tiling, const Placement& placement) {
+  return foresee(npu, LayerSteps(npu, shape, batch, mapping, tiling, placement)).outline;
+}
+
 ScheduleResult evaluate_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                  const BatchMapping& mapping, const Tiling& tiling,
-                                 std::uint64_t give_up_above_cycles, [[maybe_unused]] const Placement& placement) {
-  return ScheduleWalk(npu, shape, batch, mapping, tiling).run(true, give_up_above_cycles);
+                                 std::uint64_t give_up_above_cycles, const Placement& placement) {
+  const LayerSteps layer(npu, shape, batch, mapping, tiling, placement);
+  return ScheduleWalk(npu, layer, true, give_up_above_cycles).run();
 }
 
 ScheduleResult evaluate_schedule_step_by_step(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                               const BatchMapping& mapping, const Tiling& tiling,
-                                              [[maybe_unused]] const Placement& placement) {
-  return ScheduleWalk(npu, shape, batch, mapping, tiling).run(false, ~std::uint64_t{0});
+                                              const Placement& placement) {
+  const LayerSteps layer(npu, shape, batch, mapping, tiling, placement);
+  return ScheduleWalk(npu, layer, false, ~std::uint64_t{0}).run();
 }
 
 }  // namespace npusim::npu

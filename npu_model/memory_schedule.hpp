@@ -56,6 +56,18 @@ struct ScheduleResult {
   bool abandoned = false;            // stopped early: it would take more than the cycles allowed
 };
 
+// What a tiling costs that needs no timing: its bytes per operand and its streaming cycles,
+// equal to evaluate_schedule's whenever the tiling is feasible, and a floor under its cycles (the
+// streaming after the first step's loads, the bus carrying every byte). A search skips the
+// tilings whose floor cannot beat the best it has. Throws like evaluate_schedule.
+struct ScheduleOutline {
+  TrafficBytes bytes;
+  std::uint64_t compute_cycles = 0;
+  std::uint64_t min_cycles = 0;
+};
+ScheduleOutline outline_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
+                                 const BatchMapping& mapping, const Tiling& tiling, const Placement& placement = {});
+
 // Evaluates `tiling` for `batch` samples of `shape` under a legal `mapping`, with its operands
 // where `placement` puts them (§10). Exact: equal to the cycle-stepped reference on every
 // feasible case. Throws std::invalid_argument for a

@@ -64,7 +64,14 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
   const bool block_diagonal = mapping.b_p * packed > 1;
   const std::uint64_t cols = mapping.b_p * packed * shape.cols;
   const TrafficBytes whole = compulsory_traffic(npu, shape, batch, placement);
-  const bool input_fits = whole.input <= c.buffers.input_bytes;
+  // Other tensors held on chip take their share of the input buffer (docs/memory-schedule.md §10).
+  const std::uint64_t input_room =
+      c.buffers.input_bytes > placement.reserved_input_bytes ? c.buffers.input_bytes - placement.reserved_input_bytes : 0;
+  if (placement.input_on_chip &&
+      std::uint64_t{batch} * f.height * f.width * f.channels * shape.groups * c.element_bytes > input_room)
+    return {};
+  // An input already on chip is never loaded: keeping it resident or prefetching it means nothing.
+  const bool input_fits = !placement.input_on_chip && whole.input <= input_room;
   const bool weights_fit = whole.weight <= c.buffers.weight_bytes;
 
   // Bands of 1 and 4 output rows, whole samples, and whole grids.
@@ -100,7 +107,8 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
           t.channel_chunks = static_cast<std::uint32_t>(chunks);
           const std::uint64_t r_blocks = ceil_div(mapping.b_r, band_samples) * ceil_div(f.out_height, band_rows);
           const std::uint64_t c_blocks = ceil_div(cols, col_block);
-          const std::uint64_t input_sharing = order == LoopOrder::inputs_outer && chunks == 1 ? c_blocks : 1;
+          const std::uint64_t input_sharing =
+              placement.input_on_chip ? 0 : order == LoopOrder::inputs_outer && chunks == 1 ? c_blocks : 1;
           const std::uint64_t weight_sharing = order == LoopOrder::weights_outer && chunks == 1 ? r_blocks : 1;
           // An operand that fits stays resident: its loads are then a subset of the streamed
           // variant's and never wait for room, so the streamed variant cannot be faster; it is
@@ -112,7 +120,16 @@ MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t
               t.input_resident = variant == 0 && input_fits;
               t.weights_resident = variant == 0 && weights_fit;
               if (variant == 1 && !input_fits && !weights_fit) break;
-              // A candidate that cannot beat the best so far is abandoned as soon as that is sure.
+              // A candidate that cannot beat the best so far is abandoned as soon as that is sure:
+              // before walking it when its floor says so (fewest cycles win, then fewest bytes).
+              if (best.found) {
+                const ScheduleOutline o = outline_schedule(npu, shape, batch, mapping, t, placement);
+                if (o.min_cycles > best.result.cycles ||
+                    (o.min_cycles == best.result.cycles && o.bytes.total() >= best.result.bytes.total())) {
+                  abandoned_any = true;
+                  break;
+                }
+              }
               const ScheduleResult r =
                   evaluate_schedule(npu, shape, batch, mapping, t, best.found ? best.result.cycles : give_up_above, placement);
               if (r.feasible && (!best.found || better(r, best.result))) {

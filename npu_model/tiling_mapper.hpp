@@ -27,7 +27,10 @@ struct MapperChoice {
 // buffer sizes or the bandwidth: with more buffer every candidate is as fast or faster and more
 // of them fit, and with more bandwidth every candidate is as fast or faster, so the choice can
 // only get better (the monotonicity tests rely on this).
-// Candidates that would take more than `give_up_above` cycles are dropped.
+// Candidates that would take more than `give_up_above` cycles are dropped, and so, without being
+// walked, are those whose floor (outline_schedule) cannot beat the best so far. The placement
+// is honoured: the input gets the input buffer less the reserved bytes, and an input already on
+// chip is never made resident nor prefetched (no tiling fits if the whole of it does not).
 MapperChoice choose_tiling(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping,
                            std::uint64_t give_up_above = ~std::uint64_t{0}, const Placement& placement = {});
 
