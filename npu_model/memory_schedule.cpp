@@ -262,10 +262,12 @@ class LayerSteps {
 
   // What step `step`, at index `s`, does (docs/memory-schedule.md §5).
   StepRecord record(const StepIndex& s, std::uint64_t step) const {
+    return record(step > 0 ? prev_of(s) : StepIndex{}, s, step + 1 < steps ? next_of(s) : StepIndex{}, step);
+  }
+  // The same, given the indices of the steps before and after it (ignored where there are none).
+  StepRecord record(const StepIndex& prev, const StepIndex& s, const StepIndex& next, std::uint64_t step) const {
     const PassPlan& p = plan_of(s.pass);
     const bool has_prev = step > 0, has_next = step + 1 < steps;
-    const StepIndex prev = has_prev ? prev_of(s) : StepIndex{};
-    const StepIndex next = has_next ? next_of(s) : StepIndex{};
     StepRecord r;
     const std::uint64_t cols = block_cols(p, s.cblock);
     const std::uint64_t out_rows = out_rows_of(s.band);
@@ -518,7 +520,9 @@ Foresight foresee(const Npu& npu, const LayerSteps& layer) {
 // (it usually is: releases that can no longer matter are absorbed) that grows on the heap.
 class ReleaseQueue {
  public:
-  using Release = std::pair<std::uint64_t, std::uint64_t>;
+  struct Release {
+    std::uint64_t time, bytes;
+  };
   ReleaseQueue() = default;
   ReleaseQueue(const ReleaseQueue&) = delete;
   ReleaseQueue& operator=(const ReleaseQueue&) = delete;
@@ -537,7 +541,7 @@ class ReleaseQueue {
     --size_;
   }
   void shift(std::uint64_t delta) {
-    for (std::size_t k = 0; k < size_; ++k) data_[(head_ + k) & mask_].first += delta;
+    for (std::size_t k = 0; k < size_; ++k) data_[(head_ + k) & mask_].time += delta;
   }
 
  private:
@@ -583,8 +587,8 @@ struct Buffer {
   }
   // Releases at or before `time` no longer constrain anything that happens from `time` on.
   void absorb_until(std::uint64_t time) {
-    while (!releases.empty() && releases.front().first <= time) {
-      held -= releases.front().second;
+    while (!releases.empty() && releases.front().time <= time) {
+      held -= releases.front().bytes;
       releases.pop();
     }
   }
@@ -610,6 +614,36 @@ class SmallArray {
   std::array<T, N> inline_;
   std::unique_ptr<T[]> heap_;
   T* data_ = inline_.data();
+};
+
+// A snapshot of the walk's state (ScheduleWalk::snapshot): values kept inline while few (left
+// uninitialised, as only what is written is read), on the heap beyond.
+class Snapshot {
+ public:
+  Snapshot() = default;
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+
+  std::int64_t* resize(std::size_t size) {
+    if (size > capacity_) {
+      heap_ = std::make_unique_for_overwrite<std::int64_t[]>(2 * size);
+      capacity_ = 2 * size;
+      on_heap_ = true;
+    }
+    size_ = size;
+    return data();
+  }
+  std::int64_t* data() { return on_heap_ ? heap_.get() : inline_.data(); }
+  const std::int64_t* data() const { return on_heap_ ? heap_.get() : inline_.data(); }
+  friend bool operator==(const Snapshot& a, const Snapshot& b) {
+    return a.size_ == b.size_ && std::memcmp(a.data(), b.data(), a.size_ * sizeof(std::int64_t)) == 0;
+  }
+
+ private:
+  std::array<std::int64_t, 96> inline_;
+  std::unique_ptr<std::int64_t[]> heap_;
+  std::size_t size_ = 0, capacity_ = inline_.size();
+  bool on_heap_ = false;
 };
 
 enum class Failure { none, input_room, weight_room, output_room, input_tensor, abandoned };
@@ -708,16 +742,23 @@ class ScheduleWalk {
   }
 
   StepSlot& slot_of(std::uint64_t step) {
-    StepSlot& slot = slots_[step & (slot_count_ - 1)];
+    StepSlot& slot = slots_[(step - slot_origin_) & (slot_count_ - 1)];
     if (slot.step != step) {
-      // Records are computed in step order except after a jump, so the index of the step last
-      // computed usually gives this one's by a carry.
-      last_indexed_ = last_indexed_valid_ && step == last_indexed_step_ + 1 ? layer_.next_of(last_indexed_)
-                                                                             : layer_.index_of(step);
-      last_indexed_step_ = step;
-      last_indexed_valid_ = true;
+      // Records are computed in step order except after a jump, so the indices of the step last
+      // computed and of its neighbours give this one's and its neighbours' by a carry.
+      const bool has_next = step + 1 < layer_.steps;
+      if (cursor_valid_ && step == cursor_step_ + 1) {
+        cursor_prev_ = cursor_;
+        cursor_ = cursor_next_;
+      } else {
+        cursor_ = layer_.index_of(step);
+        if (step > 0) cursor_prev_ = layer_.prev_of(cursor_);
+      }
+      if (has_next) cursor_next_ = layer_.next_of(cursor_);
+      cursor_step_ = step;
+      cursor_valid_ = true;
       slot.step = step;
-      slot.record = layer_.record(last_indexed_, step);
+      slot.record = layer_.record(cursor_prev_, cursor_, cursor_next_, step);
       slot.input_done = slot.weight_done = 0;
     }
     return slot;
@@ -824,28 +865,27 @@ class ScheduleWalk {
 
   // ---- Periodic stretches ----
   // Releases of a queue longer than this are not snapshotted (no jump is tried meanwhile).
-  static constexpr std::size_t snapshot_queue_limit = 16;
-
-  std::size_t snapshot_capacity() const {
-    return 5 + queue_depth_ + 2 * layer_.max_prefetch + 3 * (2 + 2 * snapshot_queue_limit);
-  }
+  static constexpr std::size_t snapshot_queue_limit = 1024;
 
   // The state that decides everything to come, with times relative to the last stream end and
   // values that can no longer matter clamped, so that two moments a period apart compare equal.
   // After an iteration that made no request, the request side (last issue, bus, queue slots,
   // epilogue) stands still while the streaming moves on, and the next iterations make none
-  // either: it is left out, and a jump leaves it where it is. Returns the size written to `out`,
-  // or 0 when the state is too large to compare.
-  std::size_t snapshot(std::int64_t* out, bool requests_made) {
+  // either: it is left out, and a jump leaves it where it is. Returns false when the state is
+  // too large to compare.
+  bool snapshot(Snapshot& into, bool requests_made) {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
-    for (const Buffer* b : {&input_, &weight_, &output_})
-      if (b->releases.size() > snapshot_queue_limit) return 0;
+    std::size_t size = 1 + (requests_made ? 3 + queue_depth_ : 0) + 2 * layer_.max_prefetch;
+    for (const Buffer* b : {&input_, &weight_, &output_}) {
+      if (b->releases.size() > snapshot_queue_limit) return false;
+      if (b->bounded) size += 2 + 2 * b->releases.size();
+    }
+    std::int64_t* out = into.resize(size);
     const auto rel = [&](std::uint64_t t) {
       return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(last_stream_end_);
     };
-    std::int64_t* const begin = out;
     *out++ = requests_made;
     if (requests_made) {
       *out++ = rel(last_issue_);
@@ -855,7 +895,7 @@ class ScheduleWalk {
       for (std::uint64_t k = 0; k < ring_pos_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
     }
     for (std::uint64_t k = 1; k <= layer_.max_prefetch; ++k) {
-      const StepSlot& slot = slots_[(last_step_ + k) & (slot_count_ - 1)];
+      const StepSlot& slot = slots_[(last_step_ + k - slot_origin_) & (slot_count_ - 1)];
       const bool known = slot.step == last_step_ + k;
       *out++ = known ? rel(std::max(slot.input_done, last_stream_end_)) : 0;
       *out++ = known ? rel(std::max(slot.weight_done, last_stream_end_)) : 0;
@@ -865,11 +905,11 @@ class ScheduleWalk {
       *out++ = static_cast<std::int64_t>(b->held);
       *out++ = static_cast<std::int64_t>(b->releases.size());
       for (std::size_t k = 0; k < b->releases.size(); ++k) {
-        *out++ = rel(b->releases[k].first);
-        *out++ = static_cast<std::int64_t>(b->releases[k].second);
+        *out++ = rel(b->releases[k].time);
+        *out++ = static_cast<std::int64_t>(b->releases[k].bytes);
       }
     }
-    return static_cast<std::size_t>(out - begin);
+    return true;
   }
 
   // Moves the state `steps` steps and `delta` cycles on; the request side too if `requests`.
@@ -881,25 +921,18 @@ class ScheduleWalk {
       epilogue_done_ = std::max(epilogue_done_, last_stream_end_) + delta;
       last_issue_ += delta;
     }
-    // The records of the steps ahead repeat a period on (they are regular), so the slots move
-    // with their load completions.
-    const std::uint64_t count = layer_.max_prefetch;
-    SmallArray<StepSlot, 8> moved(count);
-    for (std::uint64_t k = 1; k <= count; ++k) {
-      StepSlot slot = slots_[(last_step_ + k) & (slot_count_ - 1)];
-      if (slot.step == last_step_ + k) {
-        slot.step += steps;
-        slot.input_done = std::max(slot.input_done, last_stream_end_) + delta;
-        slot.weight_done = std::max(slot.weight_done, last_stream_end_) + delta;
-      } else {
-        slot.step = ~std::uint64_t{0};
-      }
-      moved[k - 1] = slot;
+    // The records of the steps ahead repeat a period on (they are regular): their slots stay,
+    // renumbered, with their load completions moved on. Slots of steps already streamed keep
+    // numbers below every step still to come.
+    slot_origin_ += steps;
+    for (std::uint64_t k = 1; k <= layer_.max_prefetch; ++k) {
+      StepSlot& slot = slots_[(last_step_ + k + steps - slot_origin_) & (slot_count_ - 1)];
+      if (slot.step != last_step_ + k) continue;
+      slot.step += steps;
+      slot.input_done = std::max(slot.input_done, last_stream_end_) + delta;
+      slot.weight_done = std::max(slot.weight_done, last_stream_end_) + delta;
     }
-    for (std::uint64_t k = 0; k < slot_count_; ++k) slots_[k].step = ~std::uint64_t{0};
-    for (std::uint64_t k = 1; k <= count; ++k)
-      if (moved[k - 1].step != ~std::uint64_t{0}) slots_[moved[k - 1].step & (slot_count_ - 1)] = moved[k - 1];
-    last_indexed_valid_ = false;
+    cursor_valid_ = false;
     last_stream_end_ += delta;
     last_step_ += steps;
     input_.releases.shift(delta);
@@ -907,38 +940,38 @@ class ScheduleWalk {
     output_.releases.shift(delta);
   }
 
-  std::int64_t* snapshot_storage(std::size_t level, int which) {
-    const std::size_t capacity = snapshot_capacity();
-    if (!snapshots_) snapshots_ = std::make_unique_for_overwrite<std::int64_t[]>(2 * max_levels * capacity);
-    return snapshots_.get() + (2 * level + static_cast<std::size_t>(which)) * capacity;
-  }
-
   // Walks `count` iterations of `stride` steps from `base`, each by `body`. Iterations in
   // `regular` are alike, so once two of them in a row leave the state equal up to a shift, the
   // ones up to where the prefetch window would reach past the regular range are jumped over.
   template <typename Body>
   void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, RegularRange regular, Body&& body) {
+    // The state after a regular iteration i is compared with the one after iteration i - 1, which
+    // need not be regular: iteration i + 1 repeats iteration i if their own records (and those of
+    // the steps their prefetch reaches) are alike, and the block written as iteration i starts
+    // (the last one of iteration i - 1) is like any but the loop's last. A jump lands on
+    // L = hi - lookahead, the last iteration whose prefetch stays within the regular ones.
     const std::uint64_t lookahead = ceil_div(layer_.max_prefetch, stride);
-    // Comparisons start after iteration lo + 1; a jump lands on L = hi - lookahead.
-    const bool can_jump = jump_ && regular.hi >= regular.lo + lookahead + 2 && regular.hi < count;
+    const std::uint64_t first_compared = std::max<std::uint64_t>(regular.lo, 1);
+    const bool can_jump =
+        jump_ && regular.lo <= regular.hi && regular.hi < count && regular.hi >= first_compared + lookahead + 1;
     const std::uint64_t last_jumpable = can_jump ? regular.hi - lookahead : 0;
-    const std::size_t level = depth_++;
-    std::size_t previous_size = 0;
+    // The two snapshots of this level take turns: the one after the iteration before, and the
+    // one being taken.
+    std::array<Snapshot, 2>& snapshots = snapshots_[depth_++];
     int current = 0;
+    bool compared = false;  // the other one holds the state after the iteration before
     std::uint64_t previous_end = 0;
     Counters previous_counters;
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
       const std::uint64_t requests_before = requests_;
       body(base + i * stride);
-      if (!can_jump || i < regular.lo || i >= last_jumpable || !ok_) continue;
-      const bool requests_made = requests_ != requests_before;
-      std::int64_t* const now = snapshot_storage(level, current);
-      const std::size_t size = snapshot(now, requests_made);
-      const std::int64_t* const before = snapshot_storage(level, 1 - current);
-      if (size != 0 && size == previous_size && std::memcmp(now, before, size * sizeof(std::int64_t)) == 0) {
+      if (!can_jump || i + 1 < first_compared || i >= last_jumpable || !ok_) continue;
+      Snapshot& now = snapshots[current];
+      const bool taken = snapshot(now, requests_ != requests_before);
+      if (taken && compared && now == snapshots[1 - current]) {
         const std::uint64_t delta = last_stream_end_ - previous_end;
         const std::uint64_t skipped = last_jumpable - i;
-        shift_all(delta * skipped, stride * skipped, requests_made);
+        shift_all(delta * skipped, stride * skipped, now.data()[0] != 0);
         counters_.compute_cycles += skipped * (counters_.compute_cycles - previous_counters.compute_cycles);
         TrafficBytes& bytes = counters_.bytes;
         const TrafficBytes& was = previous_counters.bytes;
@@ -946,10 +979,10 @@ class ScheduleWalk {
                  bytes.output + skipped * (bytes.output - was.output), bytes.psum,
                  bytes.epilogue + skipped * (bytes.epilogue - was.epilogue)};
         i = last_jumpable;
-        previous_size = 0;
+        compared = false;
         continue;
       }
-      previous_size = size;
+      compared = taken;
       current = 1 - current;
       previous_end = last_stream_end_;
       previous_counters = counters_;
@@ -1003,14 +1036,17 @@ class ScheduleWalk {
   // power of two of at least the window plus 3).
   std::uint64_t slot_count_ = 1;
   SmallArray<StepSlot, 8> slots_;
+  std::uint64_t slot_origin_ = 0;  // step slot_origin_ + j lives in slots_[j mod slot_count_]
   Buffer input_, weight_, output_;
   StepRecord last_record_;
-  StepIndex last_indexed_;  // index of step last_indexed_step_, when last_indexed_valid_
-  std::uint64_t last_indexed_step_ = 0;
-  bool last_indexed_valid_ = false;
+  // The step whose record was computed last (cursor_step_, when cursor_valid_), and its neighbours.
+  StepIndex cursor_prev_, cursor_, cursor_next_;
+  std::uint64_t cursor_step_ = 0;
+  bool cursor_valid_ = false;
   std::array<std::uint64_t, kinds> memo_bytes_{}, memo_cycles_{};
   std::size_t depth_ = 0;  // nesting level of iterate()
-  std::unique_ptr<std::int64_t[]> snapshots_;  // two per level: the last one and the one before
+  // Per level of iterate(): two snapshots, see iterate().
+  std::array<std::array<Snapshot, 2>, max_levels> snapshots_;
   Counters counters_;
   bool ok_ = true;
   Failure failure_ = Failure::none;
