@@ -112,6 +112,7 @@ class LayerSteps {
     passes = full_passes + (shape.groups % packed ? 1 : 0);
     steps = full_passes * plans[0].steps + (passes > full_passes ? plans[1].steps : 0);
     regular_bands = find_regular_bands();
+    regular_rgroups = find_regular_rgroups();
   }
 
   // ---- Fixed quantities ----
@@ -121,7 +122,7 @@ class LayerSteps {
   std::uint64_t input_prefetch = 0, weight_prefetch = 0, max_prefetch = 0;
   std::uint64_t rgroups = 1, bands = 1, full_passes = 0, passes = 0, steps = 0;
   std::array<PassPlan, 2> plans{};
-  RegularRange regular_bands;
+  RegularRange regular_bands, regular_rgroups;
 
   LoopOrder order() const { return tiling_.order; }
   bool weights_resident() const { return tiling_.weights_resident; }
@@ -359,8 +360,24 @@ class LayerSteps {
     return p;
   }
 
-  // Bands whose records repeat exactly: not the first (it opens the grid rows) nor the last (its
-  // lines go at the next grid rows), and whole: every row in the feature map, none short. A
+  // Whether the last step of an R-block that goes on to another pass, C-block or grid-row group
+  // (or to none) loads and frees what it would going on to the next R-block: always, with the
+  // operand resident or on chip or a new block or chunk at every step anyway.
+  bool weights_end_like_the_rest() const {
+    const auto alike = [&](const PassPlan& p) {
+      const bool shared = tiling_.order == LoopOrder::inputs_outer ? p.col_blocks == 1 && p.chunks == 1 : p.chunks == 1;
+      return tiling_.weights_resident || !shared;
+    };
+    return alike(plans[0]) && (passes == full_passes || alike(plans[1]));
+  }
+  bool input_ends_like_the_rest() const {
+    // Consecutive bands share no row when the kernel is no taller than the stride.
+    const bool chunked = plans[0].chunks > 1 && (passes == full_passes || plans[1].chunks > 1);
+    return input_on_chip || input_resident || chunked || fm_.kernel_height <= fm_.stride_height;
+  }
+
+  // Bands whose records repeat exactly: whole ones (every row in the feature map, none short),
+  // not the first (it opens the grid rows), and not the last unless it ends like the rest. A
   // band's record also reads its neighbours', but only where they are whole too (the rows the
   // band before ends on, the row the band after starts on).
   RegularRange find_regular_bands() const {
@@ -375,9 +392,19 @@ class LayerSteps {
     std::int64_t last_inside = std::min(room / (h * s), n - 1);
     if (static_cast<std::int64_t>(fm_.out_height) % h != 0) last_inside = std::min(last_inside, n - 2);
     const std::int64_t lo = std::max<std::int64_t>(1, first_inside);
-    const std::int64_t hi = std::min(n - 2, last_inside);
+    const bool last_alike = input_ends_like_the_rest() && weights_end_like_the_rest();
+    const std::int64_t hi = std::min(last_alike ? n - 1 : n - 2, last_inside);
     if (hi < lo) return {1, 0};
     return {static_cast<std::uint64_t>(lo), static_cast<std::uint64_t>(hi)};
+  }
+
+  // Grid-row groups but the first (its weights are the first loaded); the last too when it is
+  // full and ends like the rest (its lines always go, as the next group's are other lines).
+  RegularRange find_regular_rgroups() const {
+    const std::uint64_t last = rgroups - 1;
+    const bool full = grid_rows_of(last) == band_samples_ && samples_of(last) == band_samples_ * b_p_;
+    if (rgroups >= 2 && full && weights_end_like_the_rest()) return {1, last};
+    return interior(rgroups);
   }
 
   // Σ f(b) over the bands, with f depending on bands b - 1, b and b + 1 only: the regular ones
@@ -999,11 +1026,11 @@ class ScheduleWalk {
       const std::uint64_t cstride = p.chunks, bstride = p.chunks * p.col_blocks, gstride = bstride * bands;
       const auto cblocks = [&](std::uint64_t b) { iterate(b, p.col_blocks, cstride, interior(p.col_blocks), chunks); };
       const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, cblocks); };
-      iterate(base, rgroups, gstride, interior(rgroups), band_loop);
+      iterate(base, rgroups, gstride, layer_.regular_rgroups, band_loop);
     } else {
       const std::uint64_t bstride = p.chunks, gstride = p.chunks * bands, cstride = gstride * rgroups;
       const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, chunks); };
-      const auto rgroup_loop = [&](std::uint64_t b) { iterate(b, rgroups, gstride, interior(rgroups), band_loop); };
+      const auto rgroup_loop = [&](std::uint64_t b) { iterate(b, rgroups, gstride, layer_.regular_rgroups, band_loop); };
       iterate(base, p.col_blocks, cstride, interior(p.col_blocks), rgroup_loop);
     }
   }
