@@ -63,27 +63,43 @@ void BM_GemmCostMapperSearch(benchmark::State& state) {
 }
 BENCHMARK(BM_GemmCostMapperSearch);
 
-// One evaluation of the memory schedule for a tiling the mapper chose (what the serving engine
-// would ask if it re-priced a layer): the figure the 2 M/s target is about.
-void BM_ScheduleEvaluation(benchmark::State& state) {
-  const auto npu = npu::Npu::validate(npu::NpuConfig{});
-  struct Query {
-    CostQuery q;
-    npu::Tiling tiling;
-  };
-  std::vector<Query> queries;
+// The tilings the mapper chooses for ResNet-56's queries at batches 1, 8 and 32.
+struct TiledQuery {
+  CostQuery q;
+  npu::Tiling tiling;
+};
+std::vector<TiledQuery> resnet56_tiled_queries(const npu::Npu& npu) {
+  std::vector<TiledQuery> queries;
   for (const auto& q : resnet56_queries(npu))
     if (q.batch == 1 || q.batch == 8 || q.batch == 32)
       queries.push_back({q, npu::gemm_cost_unchecked(npu, q.shape, q.batch, q.mapping).tiling});
+  return queries;
+}
+
+void evaluate_tiled_queries(benchmark::State& state, const npu::Placement& placement) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const auto queries = resnet56_tiled_queries(npu);
   std::size_t i = 0;
   for (auto _ : state) {
     const auto& [q, tiling] = queries[i];
-    benchmark::DoNotOptimize(npu::evaluate_schedule(npu, q.shape, q.batch, q.mapping, tiling));
+    benchmark::DoNotOptimize(
+        npu::evaluate_schedule(npu, q.shape, q.batch, q.mapping, tiling, ~std::uint64_t{0}, placement));
     i = i + 1 == queries.size() ? 0 : i + 1;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
+
+// One evaluation of the memory schedule for a tiling the mapper chose (what the serving engine
+// would ask if it re-priced a layer): the figure the 2 M/s target is about.
+void BM_ScheduleEvaluation(benchmark::State& state) { evaluate_tiled_queries(state, {}); }
 BENCHMARK(BM_ScheduleEvaluation);
+
+// The same with the placement a residency plan often gives (docs/memory-schedule.md §10): the
+// output kept on chip and a fused add's operand read from off chip into the accumulators.
+void BM_ScheduleEvaluationPlaced(benchmark::State& state) {
+  evaluate_tiled_queries(state, {.output_on_chip = true, .epilogue = npu::EpilogueOperand::off_chip});
+}
+BENCHMARK(BM_ScheduleEvaluationPlaced);
 
 // A large layer: ResNet-50's conv1 at batch 32 (R = 401,408 rows), to show the evaluation
 // jumps over the periodic stretch instead of walking every band.
