@@ -70,11 +70,12 @@ ResidencyPlan plan_residency(const Npu& npu, const std::vector<LayerWork>& layer
       return is_concatenation(layers[j]) || (is_elementwise(layers[j]) && !fused[j]);
     });
   };
-  // A layer whose input comes over the channel keeps a quarter of the input buffer (or its
-  // whole input, if smaller) to stream it through.
+  // A layer whose input comes over the channel keeps an eighth of the input buffer (or its
+  // whole input, if smaller) to stream it through. (An eighth beat a quarter on the zoo
+  // at batch 1 and 16, but for Inception-v3 at batch 16, 0.03 % slower.)
   const auto streaming_room = [&](std::size_t j) -> std::uint64_t {
     if (fused[j] || is_concatenation(layers[j])) return 0;
-    return std::min(capacity / 4, std::uint64_t{batch} * layers[j].input_elements * config.element_bytes);
+    return std::min(capacity / 8, std::uint64_t{batch} * layers[j].input_elements * config.element_bytes);
   };
 
   std::vector<bool> kept(n, false);

@@ -73,7 +73,7 @@ TEST(ResidencyPlan, HandWorkedResidualBlockWithRoomForEverything) {
 
 TEST(ResidencyPlan, TensorsThatDoNotFitGoThroughDram) {
   // 1,500 B of input buffer, batch 2. Tensors are decided in the order they are made. c1's
-  // (1,024 B) needs, at c1, 1,024 + c1's streaming room min(1,500 / 4, 2 * 256) = 375 -> 1,399
+  // (1,024 B) needs, at c1, 1,024 + c1's streaming room min(1,500 / 8, 2 * 256) = 187 -> 1,211
   // <= 1,500, and at c2 (its reader) 1,024: it stays. The add's output then needs, at c2,
   // 1,024 + 1,024 = 2,048 > 1,500: it goes to DRAM, and the pool streams it back.
   const auto plan = npu::plan_residency(toy(1500), residual_block(), 2);
@@ -82,7 +82,7 @@ TEST(ResidencyPlan, TensorsThatDoNotFitGoThroughDram) {
   EXPECT_FALSE(plan.layers[1].placement.output_on_chip);
   EXPECT_EQ(plan.layers[1].placement.epilogue, EpilogueOperand::on_chip);
   EXPECT_FALSE(plan.layers[3].placement.input_on_chip);
-  // The pool's 16 B output stays for the fc: at the pool 16 + its streaming room 375 fits.
+  // The pool's 16 B output stays for the fc: at the pool 16 + its streaming room 187 fits.
   EXPECT_TRUE(plan.layers[3].placement.output_on_chip);
   EXPECT_TRUE(plan.layers[4].placement.input_on_chip);
 }
