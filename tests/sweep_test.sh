@@ -14,7 +14,7 @@ sweep="$source_dir/configs/sweeps/policies-vs-load.yaml"
 # 0. --dry-run expands and checks without running or writing anything.
 "$npusim" sweep "$sweep" --dry-run > "$work/dry.txt"
 grep -q "^sweep policies-vs-load: 240 points over scheduler.policy, devices\[0\].arrival.rate_hz, simulation.seed" "$work/dry.txt" || fail "dry run: $(head -2 "$work/dry.txt")"
-grep -q "^  point 1: fcfs, 7, 2$" "$work/dry.txt" || fail "dry run point 1: $(cat "$work/dry.txt")"
+grep -q "^  point 1: fcfs, 10, 2$" "$work/dry.txt" || fail "dry run point 1: $(cat "$work/dry.txt")"
 
 # 1. Uninterrupted, on a terminal (script gives it one): the progress line is drawn.
 script -qec "'$npusim' sweep '$sweep' --out '$work/whole' --jobs 2" /dev/null > "$work/tty.txt"
