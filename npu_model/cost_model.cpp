@@ -35,25 +35,35 @@ std::string smallest_buffers_message(const Npu& npu, const GemmShape& shape) {
   const FeatureMap f = feature_map_of(shape);
   const auto& c = npu.config();
   const std::uint64_t e = c.element_bytes;
-  const std::uint64_t input = std::min(f.kernel_height, f.height) * f.width * e;
-  std::uint64_t weights = ~std::uint64_t{0}, output = ~std::uint64_t{0};
+  const std::uint64_t band_rows = std::min(f.kernel_height, f.height);
+  std::uint64_t input = ~std::uint64_t{0}, weights = ~std::uint64_t{0}, output = ~std::uint64_t{0};
   for (const auto& g : npu.geometries()) {
-    const std::uint64_t cols = std::min<std::uint64_t>(g.tile_cols, shape.cols);
-    weights = std::min(weights, f.kernel_height * f.kernel_width * cols * e);
+    // Grouped layers pack groups side by side; a packed pass needs all its groups' channels at
+    // once (one chunk), a plain one a single channel per chunk.
+    const std::uint64_t packed = groups_per_pass(npu, shape, {1, 1, g.k});
+    const bool block_diagonal = packed > 1;
+    const std::uint64_t channels = block_diagonal ? packed * f.channels : 1;
+    const std::uint64_t cols = block_diagonal ? packed * shape.cols : std::min<std::uint64_t>(g.tile_cols, shape.cols);
+    input = std::min(input, band_rows * f.width * channels * e);
+    weights = std::min(weights, block_diagonal ? packed * shape.depth * shape.cols * e
+                                               : f.kernel_height * f.kernel_width * cols * e);
     output = std::min(output, f.out_width * cols * c.accumulator_bytes);
   }
   const auto kib = [](std::uint64_t bytes) { return static_cast<double>(bytes) / 1024.0; };
   if (c.buffers.input_bytes < input)
     return fmt::format("buffers.input_kib = {}: too small for a {}x{}x{} input with a {}-row kernel; at least {} KiB "
-                       "({} bytes: one band of input rows of one channel)",
-                       kib(c.buffers.input_bytes), f.height, f.width, f.channels, f.kernel_height, kib(input), input);
+                       "({} bytes: one band of input rows of the channels one pass reads)",
+                       kib(c.buffers.input_bytes), f.height, f.width, f.channels * shape.groups, f.kernel_height,
+                       kib(input), input);
   if (c.buffers.weight_bytes < weights)
-    return fmt::format("buffers.weight_kib = {}: too small; at least {} KiB ({} bytes: one channel's taps for one column tile)",
-                       kib(c.buffers.weight_bytes), kib(weights), weights);
+    return fmt::format("buffers.weight_kib = {}: too small; at least {} KiB ({} bytes: the taps of one channel chunk "
+                       "for one column block)", kib(c.buffers.weight_bytes), kib(weights), weights);
   if (c.buffers.output_bytes < output)
     return fmt::format("buffers.output_kib = {}: too small; at least {} KiB ({} bytes: accumulators of one output row "
-                       "for one column tile)", kib(c.buffers.output_bytes), kib(output), output);
-  return "no tiling fits the buffers";
+                       "for one column block)", kib(c.buffers.output_bytes), kib(output), output);
+  return fmt::format("no tiling fits buffers of {} / {} / {} KiB (input / weight / output) with the prefetch the "
+                     "schedule needs", kib(c.buffers.input_bytes), kib(c.buffers.weight_bytes),
+                     kib(c.buffers.output_bytes));
 }
 
 LayerCost cost_of(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const BatchMapping& mapping,

@@ -28,7 +28,15 @@ std::vector<LayerCost> costs_under(const Npu& npu, const std::vector<LayerWork>&
       if (!plan.layers[j].fused_into_previous && plan.layers[j].placement == planned.placement &&
           same_work(layers[j], layers[i]))
         same = j;
-    costs.push_back(same != i ? costs[same] : best_layer_cost(npu, layers[i], batch, planned.placement));
+    if (same != i) {
+      costs.push_back(costs[same]);
+      continue;
+    }
+    try {
+      costs.push_back(best_layer_cost(npu, layers[i], batch, planned.placement));
+    } catch (const NoFeasibleTiling& e) {
+      throw NoFeasibleTiling(fmt::format("layer {} at batch {}: {}", layers[i].name, batch, e.what()));
+    }
   }
   return costs;
 }

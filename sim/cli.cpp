@@ -55,7 +55,11 @@ std::vector<npu::LayerWork> works_of(const workloads::LoweredNetwork& net) {
 npu::ControlBlockTable control_blocks(const npu::Npu& npu, const workloads::LoweredNetwork& net,
                                       std::uint32_t max_batch) {
   if (max_batch == 0 || max_batch > 256) throw UsageError(fmt::format("--max-batch {}: allowed 1 to 256", max_batch));
-  return npu::ControlBlockTable::build(npu, works_of(net), max_batch);
+  try {
+    return npu::ControlBlockTable::build(npu, works_of(net), max_batch);
+  } catch (const npu::NoFeasibleTiling& e) {
+    throw npu::NoFeasibleTiling(fmt::format("network {}: {}", net.name, e.what()));
+  }
 }
 
 // A cell of the text table: the mapping, for a dot-product GEMM the loop order (W: weights

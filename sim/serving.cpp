@@ -70,7 +70,12 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
                            std::vector<scheduler::ModelProfile>& profiles) {
   std::vector<npu::LayerWork> work;
   for (const auto& layer : network.layers) work.push_back(layer.work);
-  auto table = npu::ControlBlockTable::build(npu, work, max_batch);
+  npu::ControlBlockTable table;
+  try {
+    table = npu::ControlBlockTable::build(npu, work, max_batch);
+  } catch (const npu::NoFeasibleTiling& e) {
+    throw npu::NoFeasibleTiling(fmt::format("network {}: {}", network.name, e.what()));
+  }
   try {
     profiles.emplace_back(network.name, static_cast<std::uint32_t>(work.size()), max_batch,
                           [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },

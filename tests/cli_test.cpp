@@ -499,6 +499,14 @@ TEST_F(Cli, ModelWithAnNpuPrintsWholeNetworkFigures) {
 TEST_F(Cli, BuffersNoTilingFitsAreAUserError) {
   expect_one_line_error(run("cost --conv 2000,2000,1,1,64,64,1 --set npu.buffers.output_kib=1"),
                         "buffers.output_kib = 1: too small");
+  // A whole network: the line names the network, the layer and the buffer. MobileNetV2's first
+  // depthwise layer packs 7 groups into a pass (64 lanes / 9 taps): one band of 3 rows of
+  // 112 x 7 channels is 2,352 bytes.
+  expect_one_line_error(run("run default --set npu.buffers.input_kib=1"),
+                        "network mobilenetv2: layer block1.depthwise at batch 1: buffers.input_kib = 1: too small for a "
+                        "112x112x32 input with a 3-row kernel; at least 2.296875 KiB (2352 bytes");
+  expect_one_line_error(run("table --model mobilenetv2 --max-batch 1 --set npu.buffers.input_kib=1"),
+                        "network mobilenetv2: layer block1.depthwise at batch 1: buffers.input_kib = 1");
 }
 
 TEST_F(Cli, HelpExitsZero) {
