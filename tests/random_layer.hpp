@@ -57,6 +57,13 @@ inline RandomLayerCase random_layer_case(traces::RandomStream& rng, std::uint32_
     w.stride_width = static_cast<std::uint32_t>(rng.uniform_between(1, 2));
     w.padding_height = static_cast<std::uint32_t>(rng.uniform_below(2));
     w.padding_width = static_cast<std::uint32_t>(rng.uniform_below(2));
+    if (rng.uniform_below(4) == 0) {
+      // Tall kernels with deep padding and wide strides: several top bands are clipped, the
+      // halo spans many lines, windows may skip rows.
+      w.kernel_height = static_cast<std::uint32_t>(rng.uniform_between(4, 5));
+      w.padding_height = static_cast<std::uint32_t>(rng.uniform_below(w.kernel_height));
+      w.stride_height = static_cast<std::uint32_t>(rng.uniform_between(1, 3));
+    }
     w.in_height = static_cast<std::uint32_t>(std::max<std::uint64_t>(w.kernel_height, rng.uniform_between(1, 8 * scale)));
     w.in_width = static_cast<std::uint32_t>(std::max<std::uint64_t>(w.kernel_width, rng.uniform_between(1, 7)));
     const std::uint64_t channels = rng.uniform_between(1, 5);
