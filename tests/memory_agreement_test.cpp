@@ -45,23 +45,6 @@ std::uint64_t input_tensor_bytes(const testing::RandomLayerCase& c) {
   return c.batch * fm.height * fm.width * fm.channels * c.shape.groups * c.config.element_bytes;
 }
 
-// Each flag on in about a third of the cases, a fused add in two thirds (half of them off chip),
-// a reservation in a third. The input buffer grows by the reservation, so the lines keep the
-// room the case drew for them; an input on chip gets room for the whole tensor.
-npu::Placement random_placement(traces::RandomStream& rng, testing::RandomLayerCase& c) {
-  npu::Placement p;
-  p.input_on_chip = rng.uniform_below(3) == 0;
-  p.output_on_chip = rng.uniform_below(3) == 0;
-  const npu::EpilogueOperand epilogues[] = {npu::EpilogueOperand::none, npu::EpilogueOperand::on_chip,
-                                            npu::EpilogueOperand::off_chip};
-  p.epilogue = epilogues[rng.uniform_below(3)];
-  auto& input = c.config.buffers.input_bytes;
-  if (p.input_on_chip) input = std::max(input, input_tensor_bytes(c));
-  if (rng.uniform_below(3) == 0) p.reserved_input_bytes = rng.uniform_between(1, input);
-  input += p.reserved_input_bytes;
-  return p;
-}
-
 // Random operands in the reference's layout (memory_reference.hpp).
 struct Operands {
   std::vector<npu::IntMatrix> feature_maps;
@@ -99,7 +82,7 @@ TEST(MemoryAgreement, FastEvaluationEqualsCycleSteppedReference) {
   while (static_cast<std::uint64_t>(seen.feasible) < cases) {
     ASSERT_LT(++tried, cases * 20) << "too few feasible random tilings";
     auto c = testing::random_layer_case(rng);
-    const npu::Placement p = random_placement(rng, c);
+    const npu::Placement p = testing::random_placement(rng, c.config, c.shape, c.batch);
     const npu::Npu npu = npu::Npu::validate(c.config);
     const npu::BatchMapping m = testing::random_mapping(npu, c, rng);
     const npu::Tiling t = testing::random_tiling(npu, c, m, rng);
@@ -164,7 +147,7 @@ TEST(MemoryAgreement, PeriodicJumpsEqualAStepByStepWalk) {
   int feasible = 0, jumped = 0;
   for (int i = 0; feasible < 3000 && i < 60000; ++i) {
     auto c = testing::random_layer_case(rng, 6);
-    const npu::Placement p = random_placement(rng, c);
+    const npu::Placement p = testing::random_placement(rng, c.config, c.shape, c.batch);
     const npu::Npu npu = npu::Npu::validate(c.config);
     const npu::BatchMapping m = testing::random_mapping(npu, c, rng);
     const npu::Tiling t = testing::random_tiling(npu, c, m, rng);

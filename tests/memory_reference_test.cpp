@@ -619,25 +619,6 @@ BufferSizes conservative_buffers(const RandomLayer& layer, const npu::Npu& npu) 
 
 std::uint64_t at_least(std::uint64_t bytes, std::uint64_t least) { return std::max(bytes, least); }
 
-// Each placement flag in about a third of the layers, a fused add in two thirds (half of them
-// off chip), a reservation in a third. The input buffer grows by the reservation, and with the
-// input on chip to hold the whole tensor beside it, so a feasible layer stays feasible.
-void draw_placement(RandomLayer& layer, traces::RandomStream& rng) {
-  npu::Placement& p = layer.placement;
-  p.input_on_chip = rng.uniform_below(3) == 0;
-  p.output_on_chip = rng.uniform_below(3) == 0;
-  const npu::EpilogueOperand epilogues[] = {npu::EpilogueOperand::none, npu::EpilogueOperand::on_chip,
-                                            npu::EpilogueOperand::off_chip};
-  p.epilogue = epilogues[rng.uniform_below(3)];
-  const npu::FeatureMap f = npu::feature_map_of(layer.shape);
-  const std::uint64_t tensor =
-      layer.batch * f.height * f.width * f.channels * layer.shape.groups * layer.config.element_bytes;
-  if (rng.uniform_below(3) == 0) p.reserved_input_bytes = rng.uniform_between(1, tensor);
-  auto& input = layer.config.buffers.input_bytes;
-  if (p.input_on_chip) input = std::max(input, tensor);
-  input += p.reserved_input_bytes;
-}
-
 // Feasible: the conservative sizes, or up to twice that. Tight: some buffers between half the
 // conservative size and all of it, so loads and allocations wait for room, and some tilings are
 // infeasible. Never below what Npu::validate demands.
@@ -659,7 +640,7 @@ RandomLayer random_layer(traces::RandomStream& rng, bool tight) {
   layer.config.buffers.input_bytes = size(bound.input, least.input);
   layer.config.buffers.weight_bytes = size(bound.weight, least.weight);
   layer.config.buffers.output_bytes = size(bound.output, least.output);
-  draw_placement(layer, rng);
+  layer.placement = testing::random_placement(rng, layer.config, layer.shape, layer.batch);
   return layer;
 }
 

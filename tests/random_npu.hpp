@@ -3,11 +3,13 @@
 // cycle-stepped reference runs a case in milliseconds, varied enough to reach every regime of
 // the schedule: single/double buffering, resident/streamed weights, edge tiles, stacking.
 
+#include <algorithm>
 #include <vector>
 
 #include "npu_model/gemm.hpp"
 #include "npu_model/npu_config.hpp"
 #include "npu_model/int_matrix.hpp"
+#include "npu_model/placement.hpp"
 #include "traces/random_stream.hpp"
 
 namespace npusim::testing {
@@ -100,6 +102,27 @@ inline npu::IntMatrix random_matrix(traces::RandomStream& rng, std::uint64_t row
     for (Eigen::Index j = 0; j < m.cols(); ++j)
       m(i, j) = static_cast<std::int64_t>(rng.uniform_below(255)) - 127;
   return m;
+}
+
+// A random placement (docs/memory-schedule.md §10) for `batch` samples of `shape` on `config`:
+// each flag on in about a third of the cases, a fused add in two thirds (half of them off
+// chip), a reservation in a third. The input buffer grows by the reservation, and with the
+// input on chip to hold the whole tensor beside it, so a feasible case stays feasible.
+inline npu::Placement random_placement(traces::RandomStream& rng, npu::NpuConfig& config, const npu::GemmShape& shape,
+                                       std::uint32_t batch) {
+  npu::Placement p;
+  p.input_on_chip = rng.uniform_below(3) == 0;
+  p.output_on_chip = rng.uniform_below(3) == 0;
+  const npu::EpilogueOperand epilogues[] = {npu::EpilogueOperand::none, npu::EpilogueOperand::on_chip,
+                                            npu::EpilogueOperand::off_chip};
+  p.epilogue = epilogues[rng.uniform_below(3)];
+  const npu::FeatureMap f = npu::feature_map_of(shape);
+  const std::uint64_t tensor = batch * f.height * f.width * f.channels * shape.groups * config.element_bytes;
+  if (rng.uniform_below(3) == 0) p.reserved_input_bytes = rng.uniform_between(1, tensor);
+  auto& input = config.buffers.input_bytes;
+  if (p.input_on_chip) input = std::max(input, tensor);
+  input += p.reserved_input_bytes;
+  return p;
 }
 
 }  // namespace npusim::testing
