@@ -109,8 +109,9 @@ TEST(ResidencyPlan, SwitchesTurnFusionAndResidencyOff) {
 }
 
 // Invariants of every plan over the zoo at several batch sizes on the default NPU: what is held
-// while a layer runs fits the input buffer, an input on chip was an output left on chip, and
-// the network's results and the input from the devices always cross the channel.
+// while a layer runs fits the input buffer, an input on chip was an output left on chip, the
+// network's results and the input from the devices always cross the channel, and every layer
+// finds a tiling under its plan (the table never falls back to no residency).
 TEST(ResidencyPlan, ZooPlansKeepTheirInvariants) {
   const auto npu = npu::Npu::validate(npu::NpuConfig{});
   const std::uint64_t capacity = npu.config().buffers.input_bytes;
@@ -118,6 +119,7 @@ TEST(ResidencyPlan, ZooPlansKeepTheirInvariants) {
     const auto net = sim::load_model(model);
     std::vector<npu::LayerWork> works;
     for (const auto& layer : net.layers) works.push_back(layer.work);
+    const auto table = npu::ControlBlockTable::build(npu, works, 32);
     for (const std::uint32_t batch : {1u, 4u, 32u}) {
       const auto plan = npu::plan_residency(npu, works, batch);
       for (std::size_t j = 0; j < works.size(); ++j) {
@@ -137,6 +139,9 @@ TEST(ResidencyPlan, ZooPlansKeepTheirInvariants) {
         }
         if (plan.layers[j].fused_into_previous) {
           EXPECT_NE(plan.layers[j - 1].placement.epilogue, EpilogueOperand::none);
+        } else {
+          // The table ran the plan: no layer needed the fallback without residency.
+          EXPECT_EQ(table.entry(batch, j).placement, p);
         }
       }
       // Every exit's result leaves the chip (the final exit's is the last layer's).
