@@ -105,11 +105,11 @@ LayerCost systolic_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32
   cost.bytes = timing.bytes;
   cost.offchip_bytes = timing.bytes.total();
   const std::uint64_t e = npu.config().element_bytes;
-  const std::uint64_t outputs = shape.groups * gemm.m * gemm.n * e;
-  cost.compulsory_bytes = shape.groups * gemm.k * gemm.n * e +
-                          (placement.input_on_chip ? 0 : shape.groups * gemm.m * gemm.k * e) +
-                          (placement.output_on_chip ? 0 : outputs) +
-                          (placement.epilogue == EpilogueOperand::off_chip ? outputs : 0);
+  TrafficBytes operands;
+  operands.input = shape.groups * gemm.m * gemm.k * e;
+  operands.weight = shape.groups * gemm.k * gemm.n * e;
+  operands.output = shape.groups * gemm.m * gemm.n * e;
+  cost.compulsory_bytes = placed_once(operands, placement).total();
   cost.roofline_cycles = npu.config().systolic.stall_free
                              ? cost.compute_cycles
                              : std::max(cost.compute_cycles, npu.data_cycles(cost.compulsory_bytes));

@@ -44,10 +44,14 @@ TrafficBytes compulsory_traffic(const Npu& npu, const GemmShape& shape, std::uin
   t.weight = shape.groups * shape.depth * shape.cols * e;
   t.input = batch * rows_read(f) * f.width * f.channels * shape.groups * e;
   t.output = batch * shape.rows * shape.cols * shape.groups * e;
-  if (placement.epilogue == EpilogueOperand::off_chip) t.epilogue = t.output;
-  if (placement.input_on_chip) t.input = 0;
-  if (placement.output_on_chip) t.output = 0;
-  return t;
+  return placed_once(t, placement);
+}
+
+TrafficBytes placed_once(TrafficBytes operands, const Placement& placement) {
+  if (placement.epilogue == EpilogueOperand::off_chip) operands.epilogue = operands.output;
+  if (placement.input_on_chip) operands.input = 0;
+  if (placement.output_on_chip) operands.output = 0;
+  return operands;
 }
 
 

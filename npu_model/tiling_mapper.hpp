@@ -17,6 +17,11 @@ namespace npusim::npu {
 TrafficBytes compulsory_traffic(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                 const Placement& placement = {});
 
+// The bytes of a layer's input, weights and outputs, each moved once, as `placement` leaves
+// them: an operand on chip moves nothing, a fused add's off-chip operand (shaped like the
+// outputs) moves once.
+TrafficBytes placed_once(TrafficBytes operands, const Placement& placement);
+
 struct MapperChoice {
   ScheduleResult result;
   Tiling tiling;
