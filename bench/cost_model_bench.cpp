@@ -115,8 +115,7 @@ BENCHMARK(BM_GemmCostLargeLayer)->Unit(benchmark::kMillisecond);
 
 void control_block_table(benchmark::State& state, const char* model) {
   const auto npu = npu::Npu::validate(npu::NpuConfig{});
-  std::vector<npu::LayerWork> layers;
-  for (const auto& layer : sim::load_model(model).layers) layers.push_back(layer.work);
+  const auto layers = workloads::layer_works(sim::load_model(model));
   const auto max_batch = static_cast<std::uint32_t>(state.range(0));
   for (auto _ : state)
     benchmark::DoNotOptimize(npu::ControlBlockTable::build(npu, layers, max_batch));

@@ -18,8 +18,7 @@ BENCHMARK(BM_LoadAndLowerZooNetwork)->Unit(benchmark::kMillisecond);
 
 void BM_ControlBlockTableInceptionV3(benchmark::State& state) {
   const auto npu = npu::Npu::validate(npu::NpuConfig{});
-  std::vector<npu::LayerWork> layers;
-  for (const auto& layer : sim::load_model("inception_v3").layers) layers.push_back(layer.work);
+  const auto layers = workloads::layer_works(sim::load_model("inception_v3"));
   for (auto _ : state) benchmark::DoNotOptimize(npu::ControlBlockTable::build(npu, layers, 32));
   state.counters["layers"] = static_cast<double>(layers.size());
 }

@@ -19,6 +19,7 @@
 
 #include "npu_model/cost_model.hpp"
 #include "npu_model/fluid_batching_engine.hpp"
+#include "workloads/control_blocks.hpp"
 #include "npu_model/layer_lowering.hpp"
 #include "sim/cli_support.hpp"
 #include "sim/config_node.hpp"
@@ -45,21 +46,11 @@ struct TableOptions {
   bool json = false;
 };
 
-std::vector<npu::LayerWork> works_of(const workloads::LoweredNetwork& net) {
-  std::vector<npu::LayerWork> works;
-  for (const auto& l : net.layers) works.push_back(l.work);
-  return works;
-}
-
 // The FBE's control-block table for every layer of `net`, batches 1..max_batch.
 npu::ControlBlockTable control_blocks(const npu::Npu& npu, const workloads::LoweredNetwork& net,
                                       std::uint32_t max_batch) {
   if (max_batch == 0 || max_batch > 256) throw UsageError(fmt::format("--max-batch {}: allowed 1 to 256", max_batch));
-  try {
-    return npu::ControlBlockTable::build(npu, works_of(net), max_batch);
-  } catch (const npu::NoFeasibleTiling& e) {
-    throw npu::NoFeasibleTiling(fmt::format("network {}: {}", net.name, e.what()));
-  }
+  return workloads::control_block_table(npu, net, max_batch);
 }
 
 // A cell of the text table: the mapping, for a dot-product GEMM the loop order (W: weights

@@ -10,6 +10,7 @@
 #include <systemc>
 
 #include "npu_model/fluid_batching_engine.hpp"
+#include "workloads/control_blocks.hpp"
 #include "npu_model/systemc_context.hpp"
 
 namespace npusim::sim {
@@ -68,21 +69,15 @@ std::vector<double> believed_exit_probabilities(const Scenario& scenario, const 
 ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const workloads::LoweredNetwork& network,
                            std::uint32_t max_batch, const std::vector<double>& exit_probabilities,
                            std::vector<scheduler::ModelProfile>& profiles) {
-  std::vector<npu::LayerWork> work;
-  for (const auto& layer : network.layers) work.push_back(layer.work);
-  npu::ControlBlockTable table;
+  auto table = workloads::control_block_table(npu, network, max_batch);
+  const std::size_t layers = network.layers.size();
   try {
-    table = npu::ControlBlockTable::build(npu, work, max_batch);
-  } catch (const npu::NoFeasibleTiling& e) {
-    throw npu::NoFeasibleTiling(fmt::format("network {}: {}", network.name, e.what()));
-  }
-  try {
-    profiles.emplace_back(network.name, static_cast<std::uint32_t>(work.size()), max_batch,
+    profiles.emplace_back(network.name, static_cast<std::uint32_t>(layers), max_batch,
                           [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
                           exit_points(network, exit_probabilities));
     std::vector<std::uint64_t> transfers;
-    transfers.reserve(work.size() * (max_batch + 1));
-    for (std::size_t layer = 0; layer < work.size(); ++layer)
+    transfers.reserve(layers * (max_batch + 1));
+    for (std::size_t layer = 0; layer < layers; ++layer)
       for (std::uint32_t b = 0; b <= max_batch; ++b)
         transfers.push_back(b == 0 ? 0 : npu.transfer_cycles(table.on_chip_bytes_before(b, layer)));
     return {name, &network, std::move(table), std::move(transfers), max_batch};

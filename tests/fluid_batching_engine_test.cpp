@@ -11,9 +11,7 @@ namespace npusim {
 namespace {
 
 std::vector<npu::LayerWork> resnet56() {
-  std::vector<npu::LayerWork> layers;
-  for (const auto& layer : sim::load_model("resnet56").layers) layers.push_back(layer.work);
-  return layers;
+  return workloads::layer_works(sim::load_model("resnet56"));
 }
 
 // Each entry is the best legal mapping of its layer with the operands where that batch size's

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "npu_model/fluid_batching_engine.hpp"
+#include "workloads/control_blocks.hpp"
 #include "sim/network_yaml.hpp"
 #include "sim/npu_yaml.hpp"
 
@@ -19,11 +19,9 @@ struct NetworkFigures {
 
 NetworkFigures figures(const npu::Npu& npu, const std::string& model, std::uint32_t batch) {
   const auto net = sim::load_model(model);
-  std::vector<npu::LayerWork> works;
-  for (const auto& layer : net.layers) works.push_back(layer.work);
-  const auto table = npu::ControlBlockTable::build(npu, works, batch);
+  const auto table = workloads::control_block_table(npu, net, batch);
   std::uint64_t cycles = 0, roofline = 0;
-  for (std::size_t l = 0; l < works.size(); ++l) {
+  for (std::size_t l = 0; l < net.layers.size(); ++l) {
     cycles += table.entry(batch, l).cycles;
     roofline += table.entry(batch, l).roofline_cycles;
   }

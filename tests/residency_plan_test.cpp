@@ -29,9 +29,7 @@ std::vector<npu::LayerWork> residual_block() {
   exits:
     - {name: final, after: fc, probability: 1.0}
 )", "block.yaml"), "."));
-  std::vector<npu::LayerWork> works;
-  for (const auto& layer : net.layers) works.push_back(layer.work);
-  return works;
+  return workloads::layer_works(net);
 }
 
 npu::Npu toy(std::uint64_t input_bytes, bool fuse = true, bool keep = true) {
@@ -117,8 +115,7 @@ TEST(ResidencyPlan, ZooPlansKeepTheirInvariants) {
   const std::uint64_t capacity = npu.config().buffers.input_bytes;
   for (const char* model : {"resnet56", "resnet50", "mobilenetv2", "inception_v3", "vgg16"}) {
     const auto net = sim::load_model(model);
-    std::vector<npu::LayerWork> works;
-    for (const auto& layer : net.layers) works.push_back(layer.work);
+    const auto works = workloads::layer_works(net);
     const auto table = npu::ControlBlockTable::build(npu, works, 32);
     for (const std::uint32_t batch : {1u, 4u, 32u}) {
       const auto plan = npu::plan_residency(npu, works, batch);
@@ -159,8 +156,7 @@ TEST(ResidencyPlan, ZooPlansKeepTheirInvariants) {
 TEST(ResidencyPlan, CifarNetworkMovesOnlyWeightsItsInputAndItsResults) {
   const auto npu = npu::Npu::validate(npu::NpuConfig{});
   const auto net = sim::load_model("resnet56");
-  std::vector<npu::LayerWork> works;
-  for (const auto& layer : net.layers) works.push_back(layer.work);
+  const auto works = workloads::layer_works(net);
   const auto table = npu::ControlBlockTable::build(npu, works, 1);
   std::uint64_t results = 0;
   for (const auto& exit : net.exits) {

@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "npu_model/fluid_batching_engine.hpp"
+#include "workloads/control_blocks.hpp"
 #include "sim/run_report.hpp"
 #include "sim/serving.hpp"
 
@@ -86,11 +86,10 @@ class Serving : public ::testing::Test {
 
   // Layer cycles the FBE table gives the tiny model at `batch` on the scenario's NPU.
   std::vector<std::uint64_t> cycles(const sim::Scenario& s, std::uint32_t batch) const {
-    std::vector<npu::LayerWork> work;
-    for (const auto& layer : s.models.begin()->second.layers) work.push_back(layer.work);
-    const auto table = npu::ControlBlockTable::build(s.npu, work, batch);
+    const auto& network = s.models.begin()->second;
+    const auto table = workloads::control_block_table(s.npu, network, batch);
     std::vector<std::uint64_t> out;
-    for (std::size_t l = 0; l < work.size(); ++l) out.push_back(table.entry(batch, l).cycles);
+    for (std::size_t l = 0; l < network.layers.size(); ++l) out.push_back(table.entry(batch, l).cycles);
     return out;
   }
 
@@ -321,9 +320,7 @@ TEST_F(Serving, RandomScenariosKeepTheInvariants) {
     InvariantChecker checker;
     std::uint32_t m = 0;
     for (const auto& [name, network] : scenario.models) {
-      std::vector<npu::LayerWork> work;
-      for (const auto& layer : network.layers) work.push_back(layer.work);
-      const auto table = npu::ControlBlockTable::build(scenario.npu, work, 1);
+      const auto table = workloads::control_block_table(scenario.npu, network, 1);
       for (const auto& exit : network.exits) {
         const std::size_t last = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
         // Every layer up to the exit's decision runs, earlier exits' classifiers included; at

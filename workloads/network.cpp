@@ -466,4 +466,11 @@ class Lowering {
 
 LoweredNetwork lower_network(const NetworkDef& network) { return Lowering(network).run(); }
 
+std::vector<npu::LayerWork> layer_works(const LoweredNetwork& network) {
+  std::vector<npu::LayerWork> works;
+  works.reserve(network.layers.size());
+  for (const auto& layer : network.layers) works.push_back(layer.work);
+  return works;
+}
+
 }  // namespace npusim::workloads

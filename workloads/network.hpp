@@ -102,6 +102,9 @@ struct LoweredNetwork {
   std::vector<double> exit_probabilities() const;
 };
 
+// The layers' work in execution order, as the NPU's cost model and FBE table take it.
+std::vector<npu::LayerWork> layer_works(const LoweredNetwork& network);
+
 // Validates (names unique, inputs exist, no cycles, shapes match, exits on backbone layers,
 // probabilities in [0, 1] summing to 1 within 1e-6, exactly one final exit) and lowers.
 // Throws NetworkError.
