@@ -58,6 +58,13 @@ struct StepIndex {
   std::uint64_t pass = 0, rgroup = 0, band = 0, cblock = 0, chunk = 0;
 };
 
+// A step's index and its neighbours', moved on step by step (LayerSteps::seek).
+struct StepCursor {
+  StepIndex prev, at, next;
+  std::uint64_t step = 0;
+  bool valid = false;
+};
+
 // What one step does (docs/memory-schedule.md §5, §10).
 struct StepRecord {
   std::uint64_t stream_cycles = 0;
@@ -263,42 +270,31 @@ class LayerSteps {
 
   // What step `step`, at index `s`, does (docs/memory-schedule.md §5).
   StepRecord record(const StepIndex& s, std::uint64_t step) const {
-    return record(step > 0 ? prev_of(s) : StepIndex{}, s, step + 1 < steps ? next_of(s) : StepIndex{}, step);
+    const StepIndex prev = step > 0 ? prev_of(s) : StepIndex{};
+    StepRecord r = stream_record(s, step + 1 < steps ? next_of(s) : StepIndex{}, step);
+    r.input_load = input_load(prev, s, step);
+    r.weight_load = weight_load(prev, s, step);
+    return r;
   }
-  // The same, given the indices of the steps before and after it (ignored where there are none).
-  StepRecord record(const StepIndex& prev, const StepIndex& s, const StepIndex& next, std::uint64_t step) const {
+  // Its record but for its loads, which the walk asks for when it issues them, steps ahead of
+  // its streaming; `next` is ignored for the last step.
+  StepRecord stream_record(const StepIndex& s, const StepIndex& next, std::uint64_t step) const {
     const PassPlan& p = plan_of(s.pass);
-    const bool has_prev = step > 0, has_next = step + 1 < steps;
+    const bool has_next = step + 1 < steps;
     StepRecord r;
     const std::uint64_t cols = block_cols(p, s.cblock);
     const std::uint64_t out_rows = out_rows_of(s.band);
     const std::uint64_t im2col_rows = grid_rows_of(s.rgroup) * out_rows * fm_.out_width;
     r.stream_cycles = im2col_rows * (s.chunk + 1 < p.chunks ? p.depth_tiles : p.last_depth_tiles) *
                       (s.cblock + 1 < p.col_blocks ? p.col_tiles : p.last_col_tiles);
-    if (input_resident) {
-      if (s.cblock == 0) r.input_load = fresh_rows(s.band) * samples_of(s.rgroup) * line_bytes(p, s.chunk);
-    } else if (!input_on_chip) {
-      // Lines of `s` that a neighbour does not hold, in bytes.
+    if (!input_resident && !input_on_chip) {
+      const bool shares_lines = has_next && same_lines_owner(s, next);
       const RowRange rows = rows_needed(s.band);
-      const std::uint64_t per_line = samples_of(s.rgroup) * line_bytes(p, s.chunk);
-      const auto beyond = [&](bool has, const StepIndex& other) {
-        const std::uint64_t lines = has && same_lines_owner(s, other) ? rows.minus(rows_needed(other.band)) : rows.count();
-        return lines * per_line;
-      };
-      r.input_load = beyond(has_prev, prev);
-      r.input_release = beyond(has_next, next);
+      const std::uint64_t lines = shares_lines ? rows.minus(rows_needed(next.band)) : rows.count();
+      r.input_release = lines * samples_of(s.rgroup) * line_bytes(p, s.chunk);
     }
-    if (tiling_.weights_resident) {
-      if (s.rgroup == 0 && s.band == 0) r.weight_load = weight_block_bytes(p, s);
-    } else {
-      const bool loads = !has_prev || !same_weight_block(s, prev);
-      const bool releases = !has_next || !same_weight_block(s, next);
-      if (loads || releases) {
-        const std::uint64_t weights = weight_block_bytes(p, s);
-        if (loads) r.weight_load = weights;
-        if (releases) r.weight_release = weights;
-      }
-    }
+    if (!tiling_.weights_resident && (!has_next || !same_weight_block(s, next)))
+      r.weight_release = weight_block_bytes(p, s);
     r.accumulator_bytes = im2col_rows * cols * accumulator_bytes;
     r.opens_block = s.chunk == 0;
     r.closes_block = s.chunk + 1 == p.chunks;
@@ -309,6 +305,51 @@ class LayerSteps {
                           : im2col_rows * cols * element_bytes;
     }
     return r;
+  }
+  // The input bytes step `step` at `s` loads; `prev` is ignored for step 0.
+  std::uint64_t input_load(const StepIndex& prev, const StepIndex& s, std::uint64_t step) const {
+    const PassPlan& p = plan_of(s.pass);
+    if (input_resident) return s.cblock == 0 ? fresh_rows(s.band) * samples_of(s.rgroup) * line_bytes(p, s.chunk) : 0;
+    if (input_on_chip) return 0;
+    // Lines of `s` that the step before does not hold.
+    const RowRange rows = rows_needed(s.band);
+    const std::uint64_t lines = step > 0 && same_lines_owner(s, prev) ? rows.minus(rows_needed(prev.band)) : rows.count();
+    return lines * samples_of(s.rgroup) * line_bytes(p, s.chunk);
+  }
+  std::uint64_t weight_load(const StepIndex& prev, const StepIndex& s, std::uint64_t step) const {
+    const bool loads = tiling_.weights_resident ? s.rgroup == 0 && s.band == 0 : step == 0 || !same_weight_block(s, prev);
+    return loads ? weight_block_bytes(plan_of(s.pass), s) : 0;
+  }
+
+  // The first step from `step` on that loads weights, or one no later (`step` itself) when that
+  // is not cheap to know. Resident weights are loaded only by the steps of the first band of the
+  // first grid-row group, which open each C-block under weights_outer and each pass under
+  // inputs_outer: long stretches between make no weight request.
+  std::uint64_t next_weight_load(std::uint64_t step) const {
+    constexpr std::uint64_t never = ~std::uint64_t{0};
+    if (step >= steps) return never;
+    if (!tiling_.weights_resident) return step;
+    const StepIndex i = index_of(step);
+    if (i.rgroup == 0 && i.band == 0) return step;
+    const PassPlan& p = plan_of(i.pass);
+    const std::uint64_t pass_start = i.pass * plans[0].steps;
+    if (tiling_.order == LoopOrder::weights_outer && i.cblock + 1 < p.col_blocks)
+      return pass_start + (i.cblock + 1) * rgroups * bands * p.chunks;
+    return pass_start + p.steps < steps ? pass_start + p.steps : never;
+  }
+
+  // Moves `c` to `step`: by a carry from the step before, else by dividing.
+  void seek(StepCursor& c, std::uint64_t step) const {
+    if (c.valid && step == c.step + 1) {
+      c.prev = c.at;
+      c.at = c.next;
+    } else {
+      c.at = index_of(step);
+      if (step > 0) c.prev = prev_of(c.at);
+    }
+    if (step + 1 < steps) c.next = next_of(c.at);
+    c.step = step;
+    c.valid = true;
   }
 
  private:
@@ -667,7 +708,7 @@ class Snapshot {
   }
 
  private:
-  std::array<std::int64_t, 96> inline_;
+  std::array<std::int64_t, 192> inline_;
   std::unique_ptr<std::int64_t[]> heap_;
   std::size_t size_ = 0, capacity_ = inline_.size();
   bool on_heap_ = false;
@@ -727,10 +768,9 @@ class ScheduleWalk {
     std::uint64_t compute_cycles = 0;
     TrafficBytes bytes;
   };
-  // A step's record, and the completions of the loads made for it before it streams.
+  // The completions of the loads made for a step before it streams.
   struct StepSlot {
     std::uint64_t step = 0;
-    StepRecord record;
     std::uint64_t input_done = 0, weight_done = 0;
   };
   // Requests by kind, each with the bytes it last moved and their bus cycles: in a periodic
@@ -771,21 +811,7 @@ class ScheduleWalk {
   StepSlot& slot_of(std::uint64_t step) {
     StepSlot& slot = slots_[(step - slot_origin_) & (slot_count_ - 1)];
     if (slot.step != step) {
-      // Records are computed in step order except after a jump, so the indices of the step last
-      // computed and of its neighbours give this one's and its neighbours' by a carry.
-      const bool has_next = step + 1 < layer_.steps;
-      if (cursor_valid_ && step == cursor_step_ + 1) {
-        cursor_prev_ = cursor_;
-        cursor_ = cursor_next_;
-      } else {
-        cursor_ = layer_.index_of(step);
-        if (step > 0) cursor_prev_ = layer_.prev_of(cursor_);
-      }
-      if (has_next) cursor_next_ = layer_.next_of(cursor_);
-      cursor_step_ = step;
-      cursor_valid_ = true;
       slot.step = step;
-      slot.record = layer_.record(cursor_prev_, cursor_, cursor_next_, step);
       slot.input_done = slot.weight_done = 0;
     }
     return slot;
@@ -812,7 +838,10 @@ class ScheduleWalk {
   void load(Kind kind, std::uint64_t step) {
     StepSlot& slot = slot_of(step);
     const bool input = kind == input_kind;
-    const std::uint64_t bytes = input ? slot.record.input_load : slot.record.weight_load;
+    // Each operand's loads come in step order (but after a jump): a cursor of their own follows them.
+    StepCursor& at = input ? input_cursor_ : weight_cursor_;
+    layer_.seek(at, step);
+    const std::uint64_t bytes = input ? layer_.input_load(at.prev, at.at, step) : layer_.weight_load(at.prev, at.at, step);
     if (bytes == 0) return;
     Buffer& buffer = input ? input_ : weight_;
     std::uint64_t ready = 0;
@@ -846,7 +875,8 @@ class ScheduleWalk {
 
   void stream(std::uint64_t step) {
     const StepSlot& slot = slot_of(step);
-    const StepRecord& r = slot.record;
+    layer_.seek(stream_cursor_, step);
+    const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.next, step);
     std::uint64_t start = std::max({last_stream_end_, slot.input_done, slot.weight_done});
     if (r.opens_block && !output_.make_room(r.accumulator_bytes, start))
       return fail(Failure::output_room, r.accumulator_bytes, step, output_.capacity);
@@ -880,9 +910,15 @@ class ScheduleWalk {
     ++walked_;
     requests_of_slot(static_cast<std::int64_t>(j));
     if (ok_) stream(j);
+    watch_abandonment();
+  }
+
+  void watch_abandonment() {
     if (!ok_ || give_up_above_ == ~std::uint64_t{0}) return;
     // Every event from here on happens later, so the layer takes at least this long; with
-    // foresight, the streaming left and the bytes left on the bus come on top.
+    // foresight, the streaming left and the bytes left on the bus come on top. None of these
+    // bounds falls from one step to the next, so watching after a jump is watching every step
+    // jumped over.
     std::uint64_t at_least = std::max(last_stream_end_, bus_free_);
     if (foresee_)
       at_least = std::max(last_stream_end_ + (total_compute_ - counters_.compute_cycles),
@@ -904,7 +940,7 @@ class ScheduleWalk {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
-    std::size_t size = 1 + (requests_made ? 3 + queue_depth_ : 0) + 2 * layer_.max_prefetch;
+    std::size_t size = 1 + (requests_made ? 3 + queue_depth_ : 0) + layer_.input_prefetch + layer_.weight_prefetch;
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (b->releases.size() > snapshot_queue_limit) return false;
       if (b->bounded) size += 2 + 2 * b->releases.size();
@@ -921,12 +957,15 @@ class ScheduleWalk {
       for (std::uint64_t k = ring_pos_; k < queue_depth_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
       for (std::uint64_t k = 0; k < ring_pos_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
     }
-    for (std::uint64_t k = 1; k <= layer_.max_prefetch; ++k) {
-      const StepSlot& slot = slots_[(last_step_ + k - slot_origin_) & (slot_count_ - 1)];
-      const bool known = slot.step == last_step_ + k;
-      *out++ = known ? rel(std::max(slot.input_done, last_stream_end_)) : 0;
-      *out++ = known ? rel(std::max(slot.weight_done, last_stream_end_)) : 0;
-    }
+    // Past its prefetch distance, no load of an operand has been made for a step yet.
+    const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done) {
+      for (std::uint64_t k = 1; k <= prefetch; ++k) {
+        const StepSlot& slot = slots_[(last_step_ + k - slot_origin_) & (slot_count_ - 1)];
+        *out++ = slot.step == last_step_ + k ? rel(std::max(slot.*done, last_stream_end_)) : 0;
+      }
+    };
+    loads_ahead(layer_.input_prefetch, &StepSlot::input_done);
+    loads_ahead(layer_.weight_prefetch, &StepSlot::weight_done);
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (!b->bounded) continue;
       *out++ = static_cast<std::int64_t>(b->held);
@@ -948,7 +987,7 @@ class ScheduleWalk {
       epilogue_done_ = std::max(epilogue_done_, last_stream_end_) + delta;
       last_issue_ += delta;
     }
-    // The records of the steps ahead repeat a period on (they are regular): their slots stay,
+    // The loads of the steps ahead repeat a period on: their slots stay,
     // renumbered, with their load completions moved on. Slots of steps already streamed keep
     // numbers below every step still to come.
     slot_origin_ += steps;
@@ -959,7 +998,7 @@ class ScheduleWalk {
       slot.input_done = std::max(slot.input_done, last_stream_end_) + delta;
       slot.weight_done = std::max(slot.weight_done, last_stream_end_) + delta;
     }
-    cursor_valid_ = false;
+    stream_cursor_.valid = input_cursor_.valid = weight_cursor_.valid = false;
     last_stream_end_ += delta;
     last_step_ += steps;
     input_.releases.shift(delta);
@@ -969,19 +1008,32 @@ class ScheduleWalk {
 
   // Walks `count` iterations of `stride` steps from `base`, each by `body`. Iterations in
   // `regular` are alike, so once two of them in a row leave the state equal up to a shift, the
-  // ones up to where the prefetch window would reach past the regular range are jumped over.
+  // ones up to where each operand's prefetch window would reach past the regular range, or for
+  // weights, into a step that loads any, are jumped over.
   template <typename Body>
   void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, RegularRange regular, Body&& body) {
     // The state after a regular iteration i is compared with the one after iteration i - 1, which
-    // need not be regular: iteration i + 1 repeats iteration i if their own records (and those of
-    // the steps their prefetch reaches) are alike, and the block written as iteration i starts
-    // (the last one of iteration i - 1) is like any but the loop's last. A jump lands on
-    // L = hi - lookahead, the last iteration whose prefetch stays within the regular ones.
-    const std::uint64_t lookahead = ceil_div(layer_.max_prefetch, stride);
+    // need not be regular: iteration i + 1 repeats iteration i if their own records are alike,
+    // and so are the loads their prefetch reaches, and the block written as iteration i starts
+    // (the last one of iteration i - 1) is like any but the loop's last. A jump lands on the last
+    // iteration L whose records and loads, up to its prefetch, stay within the regular ones, or
+    // whose weight window, like all from iteration i on, loads no weights.
+    if (count == 1) return body(base);  // a loop of one iteration (one chunk, one C-block) has nothing to jump
+    const std::uint64_t input_lookahead = ceil_div(layer_.input_prefetch, stride);
+    const std::uint64_t weight_lookahead = ceil_div(layer_.weight_prefetch, stride);
     const std::uint64_t first_compared = std::max<std::uint64_t>(regular.lo, 1);
+    const std::uint64_t lookahead = std::max(input_lookahead, layer_.weights_resident() ? 0 : weight_lookahead);
     const bool can_jump =
         jump_ && regular.lo <= regular.hi && regular.hi < count && regular.hi >= first_compared + lookahead + 1;
     const std::uint64_t last_jumpable = can_jump ? regular.hi - lookahead : 0;
+    const auto landing = [&](std::uint64_t i) {
+      if (regular.hi >= weight_lookahead && regular.hi - weight_lookahead >= last_jumpable) return last_jumpable;
+      const std::uint64_t regular_weights = regular.hi >= weight_lookahead ? regular.hi - weight_lookahead : 0;
+      // Iteration L's weight window ends at step base + L * stride + stride - 1 + d_w.
+      const std::uint64_t window_base = base + layer_.weight_prefetch;
+      const std::uint64_t quiet_until = layer_.next_weight_load(window_base + i * stride) - window_base;
+      return std::min(last_jumpable, std::max(regular_weights, quiet_until / stride - 1));
+    };
     // The two snapshots of this level take turns: the one after the iteration before, and the
     // one being taken.
     std::array<Snapshot, 2>& snapshots = snapshots_[depth_++];
@@ -995,9 +1047,10 @@ class ScheduleWalk {
       if (!can_jump || i + 1 < first_compared || i >= last_jumpable || !ok_) continue;
       Snapshot& now = snapshots[current];
       const bool taken = snapshot(now, requests_ != requests_before);
-      if (taken && compared && now == snapshots[1 - current]) {
+      const std::uint64_t land = taken && compared && now == snapshots[1 - current] ? landing(i) : i;
+      if (land > i) {
         const std::uint64_t delta = last_stream_end_ - previous_end;
-        const std::uint64_t skipped = last_jumpable - i;
+        const std::uint64_t skipped = land - i;
         shift_all(delta * skipped, stride * skipped, now.data()[0] != 0);
         counters_.compute_cycles += skipped * (counters_.compute_cycles - previous_counters.compute_cycles);
         TrafficBytes& bytes = counters_.bytes;
@@ -1005,8 +1058,9 @@ class ScheduleWalk {
         bytes = {bytes.input + skipped * (bytes.input - was.input), bytes.weight + skipped * (bytes.weight - was.weight),
                  bytes.output + skipped * (bytes.output - was.output), bytes.psum,
                  bytes.epilogue + skipped * (bytes.epilogue - was.epilogue)};
-        i = last_jumpable;
+        i = land;
         compared = false;
+        watch_abandonment();
         continue;
       }
       compared = taken;
@@ -1066,10 +1120,7 @@ class ScheduleWalk {
   std::uint64_t slot_origin_ = 0;  // step slot_origin_ + j lives in slots_[j mod slot_count_]
   Buffer input_, weight_, output_;
   StepRecord last_record_;
-  // The step whose record was computed last (cursor_step_, when cursor_valid_), and its neighbours.
-  StepIndex cursor_prev_, cursor_, cursor_next_;
-  std::uint64_t cursor_step_ = 0;
-  bool cursor_valid_ = false;
+  StepCursor stream_cursor_, input_cursor_, weight_cursor_;
   std::array<std::uint64_t, kinds> memo_bytes_{}, memo_cycles_{};
   std::size_t depth_ = 0;  // nesting level of iterate()
   // Per level of iterate(): two snapshots, see iterate().
