@@ -31,7 +31,8 @@ struct LayerCost {
   BatchMapping mapping;
   Tiling tiling;  // the mapper's loop order, blocks, residency and prefetch (dot-product array)
   Placement placement;  // where the network's residency plan put the operands
-  // An element-wise add that ran in the epilogue of the layer before it: it costs nothing here.
+  // An element-wise add or a global pool that runs in the epilogue of the GEMM before it
+  // (directly, or through a fused add): it costs nothing here.
   bool fused_into_previous = false;
 };
 

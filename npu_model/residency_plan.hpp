@@ -1,8 +1,9 @@
 #pragma once
 // The network-level residency plan: which activations stay in the input buffer between the
-// layers that produce and read them, and which element-wise adds run in the epilogue of the
-// GEMM before them (docs/npu-model.md §4, "Fusion and residency").
+// layers that produce and read them, and which element-wise adds and global pools run in the
+// epilogue of the GEMM before them (docs/npu-model.md §4, "Fusion and residency").
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -13,8 +14,11 @@ namespace npusim::npu {
 
 struct PlannedLayer {
   Placement placement;
-  // An element-wise add that runs in the epilogue of the layer before it: it costs nothing.
+  // An element-wise add or a global pool that runs in the epilogue of the GEMM before it
+  // (directly, or through a fused add): it costs nothing here.
   bool fused_into_previous = false;
+  // When fused_into_previous: the GEMM whose epilogue does this layer's work.
+  std::size_t epilogue_host = 0;
 };
 
 struct ResidencyPlan {

@@ -54,7 +54,8 @@ npu::ControlBlockTable control_blocks(const npu::Npu& npu, const workloads::Lowe
 }
 
 // A cell of the text table: the mapping, for a dot-product GEMM the loop order (W: weights
-// outer, I: inputs outer), and the cycles; "fused" for an add run in the epilogue before it.
+// outer, I: inputs outer), and the cycles; "fused" for an add or a global pool run in the
+// epilogue of a GEMM above it.
 std::string table_cell(const npu::LayerCost& cost, const MemoryReport& memory) {
   if (cost.fused_into_previous) return "fused";
   const std::string order =
@@ -96,8 +97,8 @@ void run_table(const TableOptions& o, std::ostream& out) {
   constexpr int cell = 22;
   text << fmt::format("control-block table: {} on {}\n", net.name, npu_label(npu));
   text << "each cell: <B_R,B_P,k>, the loop order of a GEMM on a dot-product array (W weights outer, I inputs "
-          "outer) and the cycles for the whole batch; vector-path layers show <B,1,1>; \"fused\": an add run in the "
-          "epilogue of the layer above\n";
+          "outer) and the cycles for the whole batch; vector-path layers show <B,1,1>; \"fused\": an add or a global "
+          "pool run in the epilogue of a GEMM above\n";
   text << fmt::format("{:<28}", "layer");
   for (auto b : batches) text << fmt::format(" {:>{}}", fmt::format("batch {}", b), cell);
   text << "\n";

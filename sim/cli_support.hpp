@@ -40,7 +40,7 @@ struct MemoryReport {
   std::optional<std::uint64_t> compulsory_bytes;
   std::optional<std::uint64_t> roofline_cycles;
   npu::Placement placement;           // where the residency plan put the operands
-  bool fused_into_previous = false;   // an add run in the previous layer's epilogue
+  bool fused_into_previous = false;   // an add or global pool run in an earlier GEMM's epilogue
 };
 MemoryReport memory_report(const npu::Npu& npu, const npu::LayerCost& cost, bool on_vector_path);
 

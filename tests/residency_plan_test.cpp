@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "npu_model/fluid_batching_engine.hpp"
 #include "npu_model/residency_plan.hpp"
 #include "sim/network_yaml.hpp"
@@ -14,35 +16,49 @@ namespace {
 
 using npu::EpilogueOperand;
 
+std::vector<npu::LayerWork> lowered(const std::string& yaml) {
+  const auto net = workloads::lower_network(sim::parse_network(sim::ConfigNode::load_text(yaml, "block.yaml"), "."));
+  return workloads::layer_works(net);
+}
+
 // input 8x8x4 (256 B a sample) -> c1 3x3 -> 8x8x8 (512 B) -> c2 3x3 -> 8x8x8 -> add(c2, c1)
-// -> pool (global, 8 B) -> fc 10 (10 B, the result).
-std::vector<npu::LayerWork> residual_block() {
-  const auto net = workloads::lower_network(sim::parse_network(sim::ConfigNode::load_text(R"(network:
+// -> `after_add` -> pool (global, 8 channels) -> fc 10 (10 B, the result).
+std::vector<npu::LayerWork> residual_network(const std::string& after_add) {
+  return lowered(R"(network:
   name: block
   input: {height: 8, width: 8, channels: 4}
   layers:
     - {name: c1, type: conv, out_channels: 8, kernel: 3, padding: 1}
     - {name: c2, type: conv, out_channels: 8, kernel: 3, padding: 1}
     - {name: add, type: add, inputs: [c2, c1]}
+)" + after_add + R"(
     - {name: pool, type: global_avgpool}
     - {name: fc, type: fc, out_channels: 10}
   exits:
     - {name: final, after: fc, probability: 1.0}
-)", "block.yaml"), "."));
-  return workloads::layer_works(net);
+)");
 }
 
-npu::Npu toy(std::uint64_t input_bytes, bool fuse = true, bool keep = true) {
+std::vector<npu::LayerWork> residual_block() { return residual_network(""); }
+
+// A third conv after the add, so that the add's output has a reader that needs it in a buffer.
+std::vector<npu::LayerWork> residual_block_and_conv() {
+  return residual_network("    - {name: c3, type: conv, out_channels: 8, kernel: 3, padding: 1}");
+}
+
+npu::Npu toy(std::uint64_t input_bytes, bool fuse = true, bool keep = true, std::uint32_t vector_lanes = 4) {
   auto config = testing::toy_npu_config(input_bytes, 4096, 4096, 4);
   config.fuse_epilogue = fuse;
   config.keep_activations_on_chip = keep;
+  config.vector_lanes = vector_lanes;
   return npu::Npu::validate(config);
 }
 
 TEST(ResidencyPlan, HandWorkedResidualBlockWithRoomForEverything) {
-  // 8 KiB of input buffer, batch 2: c1's output is 2 * 512 = 1,024 B, the add's 1,024 B, the
-  // pool's 16 B. Each stays: at c2, c1's tensor (1,024) + the add's (1,024, made in c2's
-  // epilogue) = 2,048 <= 8,192.
+  // 8 KiB of input buffer, batch 2. The add runs in c2's epilogue and the pool accumulates the
+  // add's output there too, so that output, read by nothing else, is never stored. c1's output
+  // is 2 * 512 = 1,024 B; the pool's sums are 2 samples * 8 channels * 4 B = 64 B, made in c2's
+  // epilogue and held until the fc reads them. At c2: 1,024 + 64 = 1,088 <= 8,192.
   const auto plan = npu::plan_residency(toy(8192), residual_block(), 2);
   ASSERT_EQ(plan.layers.size(), 5u);
   const auto& c1 = plan.layers[0].placement;
@@ -52,42 +68,84 @@ TEST(ResidencyPlan, HandWorkedResidualBlockWithRoomForEverything) {
   EXPECT_EQ(c1.epilogue, EpilogueOperand::none);
   const auto& c2 = plan.layers[1].placement;
   EXPECT_TRUE(c2.input_on_chip);
-  EXPECT_TRUE(c2.output_on_chip);  // the add's output, made in c2's epilogue
+  EXPECT_TRUE(c2.output_on_chip);  // the add's output: only the pool reads it, in the epilogue
   EXPECT_EQ(c2.epilogue, EpilogueOperand::on_chip);  // c1's tensor is still on chip
-  EXPECT_EQ(c2.reserved_input_bytes, 1024u);  // c1's tensor is its input: only the add's output
+  EXPECT_EQ(c2.reserved_input_bytes, 64u);  // c1's tensor is its input: only the pool's sums
   EXPECT_TRUE(plan.layers[2].fused_into_previous);
-  const auto& pool = plan.layers[3].placement;
-  EXPECT_TRUE(pool.input_on_chip);
-  EXPECT_TRUE(pool.output_on_chip);
-  EXPECT_EQ(pool.reserved_input_bytes, 16u);
+  EXPECT_EQ(plan.layers[2].epilogue_host, 1u);
+  EXPECT_TRUE(plan.layers[3].fused_into_previous);  // the pool, through the fused add
+  EXPECT_EQ(plan.layers[3].epilogue_host, 1u);
   const auto& fc = plan.layers[4].placement;
   EXPECT_TRUE(fc.input_on_chip);
+  EXPECT_EQ(fc.reserved_input_bytes, 0u);
   EXPECT_FALSE(fc.output_on_chip);  // the result leaves the chip
-  // Boundaries: before c2 c1's tensor; before the add (inside the fused pair) the add's output
-  // and c1's tensor, which the add reads in c2's epilogue (read at c2: gone by the boundary);
-  // before pool the add's output; before fc the pool's.
-  EXPECT_EQ(plan.on_chip_bytes_before, (std::vector<std::uint64_t>{0, 1024, 1024, 1024, 16}));
+  // Boundaries: before c2 c1's tensor, which the add reads in c2's epilogue (gone by the next
+  // boundary); before the add, the pool and the fc the sums.
+  EXPECT_EQ(plan.on_chip_bytes_before, (std::vector<std::uint64_t>{0, 1024, 64, 64, 64}));
 }
 
 TEST(ResidencyPlan, TensorsThatDoNotFitGoThroughDram) {
   // 1,500 B of input buffer, batch 2. Tensors are decided in the order they are made. c1's
   // (1,024 B) needs, at c1, 1,024 + c1's streaming room min(1,500 / 8, 2 * 256) = 187 -> 1,211
   // <= 1,500, and at c2 (its reader) 1,024: it stays. The add's output then needs, at c2,
-  // 1,024 + 1,024 = 2,048 > 1,500: it goes to DRAM, and the pool streams it back.
-  const auto plan = npu::plan_residency(toy(1500), residual_block(), 2);
+  // 1,024 + 1,024 = 2,048 > 1,500: it goes to DRAM, and c3 streams it back. The pool's 64 B of
+  // sums need at c3 64 + c3's streaming room 187 = 251: they stay for the fc, and c3's own
+  // output, read only by the pool in c3's epilogue, is never stored.
+  const auto plan = npu::plan_residency(toy(1500), residual_block_and_conv(), 2);
   EXPECT_TRUE(plan.layers[0].placement.output_on_chip);
   EXPECT_TRUE(plan.layers[1].placement.input_on_chip);
   EXPECT_FALSE(plan.layers[1].placement.output_on_chip);
   EXPECT_EQ(plan.layers[1].placement.epilogue, EpilogueOperand::on_chip);
   EXPECT_FALSE(plan.layers[3].placement.input_on_chip);
-  // The pool's 16 B output stays for the fc: at the pool 16 + its streaming room 187 fits.
+  EXPECT_TRUE(plan.layers[3].placement.output_on_chip);
+  EXPECT_EQ(plan.layers[3].placement.reserved_input_bytes, 64u);
+  EXPECT_TRUE(plan.layers[4].fused_into_previous);
+  EXPECT_EQ(plan.layers[4].epilogue_host, 3u);
+  EXPECT_TRUE(plan.layers[5].placement.input_on_chip);
+}
+
+TEST(ResidencyPlan, APoolWhoseSumsFindNoRoomRunsOnItsOwn) {
+  // 60 B of input buffer, batch 2: the sums (64 B) cannot stay, so the pool is not fused. It
+  // then streams the add's output back from DRAM and its 2 * 8 = 16 B output stays for the fc:
+  // 16 + its streaming room min(60 / 8, 2 * 512) = 7 -> 23 <= 60.
+  const auto plan = npu::plan_residency(toy(60), residual_block(), 2);
+  EXPECT_TRUE(plan.layers[2].fused_into_previous);
+  EXPECT_FALSE(plan.layers[3].fused_into_previous);
+  EXPECT_FALSE(plan.layers[1].placement.output_on_chip);
+  EXPECT_FALSE(plan.layers[3].placement.input_on_chip);
   EXPECT_TRUE(plan.layers[3].placement.output_on_chip);
   EXPECT_TRUE(plan.layers[4].placement.input_on_chip);
 }
 
+TEST(ResidencyPlan, AnEpilogueThatCannotKeepPaceIsNotFused) {
+  // c1 is a 1x1 conv over 4 channels (P = 4) and c2 one over 8 (P = 8). The toy array finishes
+  // min(4 PEs, 16 MACs / 8) = 2 of c2's outputs a cycle: an epilogue of 2 lanes keeps pace, one
+  // of 1 lane does not, and then neither the add nor the pool after it runs in c2's epilogue.
+  const auto layers = lowered(R"(network:
+  name: narrow
+  input: {height: 4, width: 4, channels: 4}
+  layers:
+    - {name: c1, type: conv, out_channels: 8, kernel: 1}
+    - {name: c2, type: conv, out_channels: 8, kernel: 1}
+    - {name: add, type: add, inputs: [c2, c1]}
+    - {name: pool, type: global_avgpool}
+    - {name: fc, type: fc, out_channels: 10}
+  exits:
+    - {name: final, after: fc, probability: 1.0}
+)");
+  const auto paced = npu::plan_residency(toy(8192, true, true, 2), layers, 1);
+  EXPECT_TRUE(paced.layers[2].fused_into_previous);
+  EXPECT_TRUE(paced.layers[3].fused_into_previous);
+  const auto slow = npu::plan_residency(toy(8192, true, true, 1), layers, 1);
+  EXPECT_FALSE(slow.layers[2].fused_into_previous);
+  EXPECT_FALSE(slow.layers[3].fused_into_previous);
+}
+
 TEST(ResidencyPlan, SwitchesTurnFusionAndResidencyOff) {
+  // Without residency the add still fuses, but the pool does not: its sums could not stay.
   const auto no_keep = npu::plan_residency(toy(8192, true, false), residual_block(), 2);
-  EXPECT_TRUE(no_keep.layers[2].fused_into_previous);  // fusion does not need residency
+  EXPECT_TRUE(no_keep.layers[2].fused_into_previous);
+  EXPECT_FALSE(no_keep.layers[3].fused_into_previous);
   EXPECT_EQ(no_keep.layers[1].placement.epilogue, EpilogueOperand::off_chip);
   for (const auto& layer : no_keep.layers) {
     EXPECT_FALSE(layer.placement.input_on_chip);
@@ -97,13 +155,15 @@ TEST(ResidencyPlan, SwitchesTurnFusionAndResidencyOff) {
   EXPECT_EQ(no_keep.on_chip_bytes_before, std::vector<std::uint64_t>(5, 0));
 
   // Without fusion the add runs on the vector path and reads both operands over the channel,
-  // so neither c1's nor c2's tensor may stay on chip.
+  // so neither c1's nor c2's tensor may stay on chip, and the pool reads the add's output.
   const auto no_fuse = npu::plan_residency(toy(8192, false, true), residual_block(), 2);
   EXPECT_FALSE(no_fuse.layers[2].fused_into_previous);
+  EXPECT_FALSE(no_fuse.layers[3].fused_into_previous);
   EXPECT_FALSE(no_fuse.layers[0].placement.output_on_chip);
   EXPECT_FALSE(no_fuse.layers[1].placement.output_on_chip);
   EXPECT_FALSE(no_fuse.layers[2].placement.input_on_chip);
   EXPECT_TRUE(no_fuse.layers[2].placement.output_on_chip);
+  EXPECT_TRUE(no_fuse.layers[3].placement.input_on_chip);
 }
 
 // Invariants of every plan over the zoo at several batch sizes on the default NPU: what is held
@@ -129,13 +189,27 @@ TEST(ResidencyPlan, ZooPlansKeepTheirInvariants) {
           if (from < 0) {
             EXPECT_FALSE(p.input_on_chip);
           } else if (p.input_on_chip) {
+            // A pool's sums always stay; anything else on chip was its host's output left there.
             const auto producer = static_cast<std::size_t>(from);
-            const bool made_by_fused_pair = plan.layers[producer].fused_into_previous;
-            EXPECT_TRUE(plan.layers[made_by_fused_pair ? producer - 1 : producer].placement.output_on_chip);
+            const auto& made = plan.layers[producer];
+            if (works[producer].kind != npu::LayerKind::pooling || !made.fused_into_previous) {
+              EXPECT_TRUE(plan.layers[made.fused_into_previous ? made.epilogue_host : producer].placement.output_on_chip);
+            }
           }
         }
         if (plan.layers[j].fused_into_previous) {
-          EXPECT_NE(plan.layers[j - 1].placement.epilogue, EpilogueOperand::none);
+          // An add runs in the epilogue of the GEMM right before it; a pool in that of the GEMM
+          // (and add) right before it.
+          const std::size_t host = plan.layers[j].epilogue_host;
+          EXPECT_FALSE(works[host].on_vector_path);
+          EXPECT_FALSE(plan.layers[host].fused_into_previous);
+          if (works[j].kind == npu::LayerKind::elementwise) {
+            EXPECT_EQ(host, j - 1);
+            EXPECT_NE(plan.layers[host].placement.epilogue, EpilogueOperand::none);
+          } else {
+            EXPECT_EQ(works[j].kind, npu::LayerKind::pooling);
+            EXPECT_GE(host + 2, j);
+          }
         } else {
           // The table ran the plan: no layer needed the fallback without residency.
           EXPECT_EQ(table.entry(batch, j).placement, p);
