@@ -26,6 +26,18 @@ bool epilogue_keeps_pace(const Npu& npu, const LayerWork& gemm) {
   return std::min(finishing_units, macs_bound) <= config.vector_lanes;
 }
 
+// Bytes of each of a global pool's sums: wide enough for the sum of its window (n values of b
+// bits need b + ceil(log2 n) bits), in whole power-of-two bytes, at most an accumulator.
+std::uint64_t pool_sum_bytes(const Npu& npu, const LayerWork& pool) {
+  const auto& config = npu.config();
+  const std::uint64_t window = std::uint64_t{pool.vector.kernel_height} * pool.vector.kernel_width;
+  std::uint64_t bits = 8 * std::uint64_t{config.element_bytes};
+  for (std::uint64_t n = 1; n < window; n *= 2) ++bits;
+  std::uint64_t bytes = 1;
+  while (bytes * 8 < bits) bytes *= 2;
+  return std::min<std::uint64_t>(bytes, config.accumulator_bytes);
+}
+
 // The operand of the add at `i` that is not the layer right before it, when the add can run in
 // that layer's epilogue: the layer is a GEMM and the add is its only reader.
 std::optional<std::int64_t> fusable_operand(const Npu& npu, const std::vector<LayerWork>& layers,
@@ -99,11 +111,11 @@ ResidencyPlan plan_residency(const Npu& npu, const std::vector<LayerWork>& layer
         if (!is_tap(j)) readers[t].push_back(j);
 
     // Tensor t is layer t's output, made while its host runs and read while each reader's host
-    // runs. A pool's sums are accumulator-wide.
+    // runs. A pool's tensor is its sums.
     std::vector<std::uint64_t> bytes(n);
     std::vector<std::size_t> last_read(n, 0);
     for (std::size_t t = 0; t < n; ++t) {
-      const std::uint64_t width = is_tap(t) ? config.accumulator_bytes : config.element_bytes;
+      const std::uint64_t width = is_tap(t) ? pool_sum_bytes(npu, layers[t]) : config.element_bytes;
       bytes[t] = std::uint64_t{batch} * output_elements(layers[t]) * width;
       for (const std::size_t j : readers[t]) last_read[t] = std::max(last_read[t], host[j]);
     }

@@ -43,18 +43,17 @@ TEST(NpuTargets, MacUtilisationFloors) {
   EXPECT_GE(figures(npu, "resnet50", 16).mac_utilisation, 0.40);
 }
 
-// "ResNet-50-EE at batch 16 <= 0.75x per sample of batch 1". The issue set it before residency
-// existed, and it holds there: with every activation through DRAM a batch of 16 costs about
-// 0.65x. Residency then speeds batch 1 (its activations fit on chip from the third stage on)
-// and barely batch 16 (they do not), so with it on the ratio is about 0.750x (0.768x before
-// global pools ran in epilogues): batching still pays, by less. docs/npu-model.md §4 reports
+// "ResNet-50-EE at batch 16 <= 0.75x per sample of batch 1". With every activation through
+// DRAM a batch of 16 costs about 0.65x. Residency speeds batch 1 (its activations fit on chip
+// from the third stage on) more than batch 16 (they do not), so with it on the ratio is about
+// 0.7495x, just inside the target: batching still pays, by less. docs/npu-model.md §4 reports
 // both.
 TEST(NpuTargets, BatchingPaysOnResNet50) {
   const auto through_dram = preset("default", {"npu.keep_activations_on_chip=false"});
   EXPECT_LE(figures(through_dram, "resnet50", 16).cycles_per_sample,
             0.75 * figures(through_dram, "resnet50", 1).cycles_per_sample);
   const auto npu = preset("default");
-  EXPECT_LE(figures(npu, "resnet50", 16).cycles_per_sample, 0.76 * figures(npu, "resnet50", 1).cycles_per_sample);
+  EXPECT_LE(figures(npu, "resnet50", 16).cycles_per_sample, 0.75 * figures(npu, "resnet50", 1).cycles_per_sample);
 }
 
 TEST(NpuTargets, StackablePesPayWhereOutputsAreNarrow) {

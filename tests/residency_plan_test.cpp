@@ -57,8 +57,9 @@ npu::Npu toy(std::uint64_t input_bytes, bool fuse = true, bool keep = true, std:
 TEST(ResidencyPlan, HandWorkedResidualBlockWithRoomForEverything) {
   // 8 KiB of input buffer, batch 2. The add runs in c2's epilogue and the pool accumulates the
   // add's output there too, so that output, read by nothing else, is never stored. c1's output
-  // is 2 * 512 = 1,024 B; the pool's sums are 2 samples * 8 channels * 4 B = 64 B, made in c2's
-  // epilogue and held until the fc reads them. At c2: 1,024 + 64 = 1,088 <= 8,192.
+  // is 2 * 512 = 1,024 B. The pool sums 8 x 8 = 64 int8 values a channel: 8 + log2(64) = 14
+  // bits, so 2 B a sum, 2 samples * 8 channels * 2 B = 32 B, made in c2's epilogue and held
+  // until the fc reads them. At c2: 1,024 + 32 = 1,056 <= 8,192.
   const auto plan = npu::plan_residency(toy(8192), residual_block(), 2);
   ASSERT_EQ(plan.layers.size(), 5u);
   const auto& c1 = plan.layers[0].placement;
@@ -70,7 +71,7 @@ TEST(ResidencyPlan, HandWorkedResidualBlockWithRoomForEverything) {
   EXPECT_TRUE(c2.input_on_chip);
   EXPECT_TRUE(c2.output_on_chip);  // the add's output: only the pool reads it, in the epilogue
   EXPECT_EQ(c2.epilogue, EpilogueOperand::on_chip);  // c1's tensor is still on chip
-  EXPECT_EQ(c2.reserved_input_bytes, 64u);  // c1's tensor is its input: only the pool's sums
+  EXPECT_EQ(c2.reserved_input_bytes, 32u);  // c1's tensor is its input: only the pool's sums
   EXPECT_TRUE(plan.layers[2].fused_into_previous);
   EXPECT_EQ(plan.layers[2].epilogue_host, 1u);
   EXPECT_TRUE(plan.layers[3].fused_into_previous);  // the pool, through the fused add
@@ -81,15 +82,15 @@ TEST(ResidencyPlan, HandWorkedResidualBlockWithRoomForEverything) {
   EXPECT_FALSE(fc.output_on_chip);  // the result leaves the chip
   // Boundaries: before c2 c1's tensor, which the add reads in c2's epilogue (gone by the next
   // boundary); before the add, the pool and the fc the sums.
-  EXPECT_EQ(plan.on_chip_bytes_before, (std::vector<std::uint64_t>{0, 1024, 64, 64, 64}));
+  EXPECT_EQ(plan.on_chip_bytes_before, (std::vector<std::uint64_t>{0, 1024, 32, 32, 32}));
 }
 
 TEST(ResidencyPlan, TensorsThatDoNotFitGoThroughDram) {
   // 1,500 B of input buffer, batch 2. Tensors are decided in the order they are made. c1's
   // (1,024 B) needs, at c1, 1,024 + c1's streaming room min(1,500 / 8, 2 * 256) = 187 -> 1,211
   // <= 1,500, and at c2 (its reader) 1,024: it stays. The add's output then needs, at c2,
-  // 1,024 + 1,024 = 2,048 > 1,500: it goes to DRAM, and c3 streams it back. The pool's 64 B of
-  // sums need at c3 64 + c3's streaming room 187 = 251: they stay for the fc, and c3's own
+  // 1,024 + 1,024 = 2,048 > 1,500: it goes to DRAM, and c3 streams it back. The pool's 32 B of
+  // sums need at c3 32 + c3's streaming room 187 = 219: they stay for the fc, and c3's own
   // output, read only by the pool in c3's epilogue, is never stored.
   const auto plan = npu::plan_residency(toy(1500), residual_block_and_conv(), 2);
   EXPECT_TRUE(plan.layers[0].placement.output_on_chip);
@@ -98,17 +99,18 @@ TEST(ResidencyPlan, TensorsThatDoNotFitGoThroughDram) {
   EXPECT_EQ(plan.layers[1].placement.epilogue, EpilogueOperand::on_chip);
   EXPECT_FALSE(plan.layers[3].placement.input_on_chip);
   EXPECT_TRUE(plan.layers[3].placement.output_on_chip);
-  EXPECT_EQ(plan.layers[3].placement.reserved_input_bytes, 64u);
+  EXPECT_EQ(plan.layers[3].placement.reserved_input_bytes, 32u);
   EXPECT_TRUE(plan.layers[4].fused_into_previous);
   EXPECT_EQ(plan.layers[4].epilogue_host, 3u);
   EXPECT_TRUE(plan.layers[5].placement.input_on_chip);
 }
 
 TEST(ResidencyPlan, APoolWhoseSumsFindNoRoomRunsOnItsOwn) {
-  // 60 B of input buffer, batch 2: the sums (64 B) cannot stay, so the pool is not fused. It
-  // then streams the add's output back from DRAM and its 2 * 8 = 16 B output stays for the fc:
-  // 16 + its streaming room min(60 / 8, 2 * 512) = 7 -> 23 <= 60.
-  const auto plan = npu::plan_residency(toy(60), residual_block(), 2);
+  // 30 B of input buffer, batch 2: the sums need 32 B + c2's streaming room min(30 / 8, 2 * 256)
+  // = 3 > 30, so the pool is not fused. It then streams the add's output back from DRAM and its
+  // 2 * 8 = 16 B output stays for the fc: 16 + its streaming room min(30 / 8, 2 * 512) = 3 -> 19
+  // <= 30.
+  const auto plan = npu::plan_residency(toy(30), residual_block(), 2);
   EXPECT_TRUE(plan.layers[2].fused_into_previous);
   EXPECT_FALSE(plan.layers[3].fused_into_previous);
   EXPECT_FALSE(plan.layers[1].placement.output_on_chip);
