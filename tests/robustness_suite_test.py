@@ -2,7 +2,8 @@
 """Smoke test of the robustness suite (docs/robustness.md), in a few seconds:
 
 - every scenario of configs/robustness/ (and the trace generator beside them) validates, and
-  states its load in the `# Load:` line the suite reads;
+  states its load in the `# Load:` line the suite reads; scripts/expected-work, which computed
+  those loads, agrees with `npusim model` when no sample leaves early;
 - scripts/robustness-suite runs one scenario end to end and skips a policy npusim lacks;
 - scripts/robustness_table.py judges a tiny synthetic result exactly as docs/robustness.md says.
 
@@ -85,6 +86,20 @@ def main():
     for path in scenarios:
         with open(path) as f:
             check(bool(load_line.match(f.readline())), f"{os.path.relpath(path, source)} states its load first")
+
+    # The stated loads rest on scripts/expected-work: exits make a sample cheaper than the whole
+    # network, and with every sample at the final classifier (tilt 50: 0.999 of them) it costs
+    # the whole network, as `npusim model` prices it.
+    work = subprocess.run([os.path.join(source, "scripts", "expected-work"), "resnet56", "--tilt", "0", "--tilt", "50",
+                           "--npusim", npusim, "--json"], capture_output=True, text=True, env=env)
+    check(work.returncode == 0, f"expected-work runs ({work.stderr.strip()})")
+    if work.returncode == 0:
+        usual, hard = [json.loads(line) for line in work.stdout.splitlines()]
+        check(usual["batch1_cycles"] < 0.8 * usual["no_exit_batch1_cycles"],
+              f"exits cut ResNet-56's batch-1 work: {usual['batch1_cycles']:.0f} < 0.8 x {usual['no_exit_batch1_cycles']}")
+        check(abs(hard["batch1_cycles"] / hard["no_exit_batch1_cycles"] - 1) < 0.002 and
+              abs(hard["batch16_cycles_per_sample"] / hard["no_exit_batch16_cycles_per_sample"] - 1) < 0.002,
+              "without early exits the expected work is the whole network's, at batch 1 and 16")
 
     with tempfile.TemporaryDirectory() as tmp:
         # One short scenario, end to end; a policy the binary lacks is a note, not a failure.
