@@ -156,7 +156,7 @@ def section(suite, metrics, device_means, failed, title):
         device = (f"{number(v['worst_device_ratio'])}× ({v['worst_device']})" if v["worst_device"] else "n/a")
         w(f"| {s['name']} | {load_text} | {v['best_mean_policy']} {latency(v['best_mean_ms'])} ms | "
           f"{number(v['mean_ratio'], 3)} | {PASS if v['mean_ok'] else MISS} | "
-          f"{v['tail_points']:+.1f} pts ({v['best_tail_policy']} {100 * v['best_tail']:.1f} %) | "
+          f"{v['tail_points']:+.2f} pts ({v['best_tail_policy']} {100 * v['best_tail']:.1f} %) | "
           f"{PASS if v['tail_ok'] else MISS} | {device} | {PASS if v['device_ok'] else MISS} | "
           f"{number(v['clairvoyant_share'])} |")
     w("")

@@ -138,9 +138,9 @@ def main():
                 lines.setdefault(line.split("|")[1].strip(), line)
         fast, slow = lines.get("fast", ""), lines.get("slow", "")
         check("all three met on 1 of 2 scenarios" in table.stdout, "counts the scenarios that meet every target")
-        check("| 80 / 70 % | edf 2.00 ms | 1.250 | yes | -1.0 pts (edf 90.0 %) | yes | 2.00× (b) | yes | 0.50 |" in fast,
+        check("| 80 / 70 % | edf 2.00 ms | 1.250 | yes | -1.00 pts (edf 90.0 %) | yes | 2.00× (b) | yes | 0.50 |" in fast,
               f"fast: ratio 1.25, tail -1 point, device 2x, clairvoyant share 0.5: {fast!r}")
-        check("| n/a | fcfs 1.00 ms | 0.909 | **no** | -5.0 pts (prema 100.0 %) | **no** | 4.00× (b) | **no** | n/a |"
+        check("| n/a | fcfs 1.00 ms | 0.909 | **no** | -5.00 pts (prema 100.0 %) | **no** | 4.00× (b) | **no** | n/a |"
               in slow, f"slow: every target missed, no clairvoyant run: {slow!r}")
         broken = subprocess.run([os.path.join(source, "scripts", "robustness_table.py"), os.path.join(tmp, "none")],
                                 capture_output=True, text=True)
