@@ -51,6 +51,9 @@ struct PassPlan {
   // chunk and the last C-block: precomputed to keep divisions out of every step's record.
   std::uint64_t depth_tiles = 0, last_depth_tiles = 0;
   std::uint64_t col_tiles = 0, last_col_tiles = 0;
+  // Likewise the last C-block's columns and one line's bytes in every chunk but the last, and in it.
+  std::uint64_t last_block_cols = 0;
+  std::uint64_t line_bytes = 0, last_line_bytes = 0;
 };
 
 // The loop nest's position of one step.
@@ -112,12 +115,15 @@ class LayerSteps {
     check_tiling();
     rgroups = ceil_div(grid_rows_, band_samples_);
     bands = ceil_div(fm_.out_height, band_rows_);
+    last_band_rows_ = fm_.out_height - (bands - 1) * band_rows_;
+    last_rgroup_rows_ = grid_rows_ - (rgroups - 1) * band_samples_;
     const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
     full_passes = shape.groups / packed;
     plans[0] = plan(packed);
     if (shape.groups % packed) plans[1] = plan(shape.groups % packed);
     passes = full_passes + (shape.groups % packed ? 1 : 0);
     steps = full_passes * plans[0].steps + (passes > full_passes ? plans[1].steps : 0);
+    several_col_blocks_ = plans[0].col_blocks > 1 || (passes > full_passes && plans[1].col_blocks > 1);
     regular_bands = find_regular_bands();
     regular_rgroups = find_regular_rgroups();
   }
@@ -282,16 +288,18 @@ class LayerSteps {
     const PassPlan& p = plan_of(s.pass);
     const bool has_next = step + 1 < steps;
     StepRecord r;
-    const std::uint64_t cols = block_cols(p, s.cblock);
-    const std::uint64_t out_rows = out_rows_of(s.band);
-    const std::uint64_t im2col_rows = grid_rows_of(s.rgroup) * out_rows * fm_.out_width;
+    const bool last_cblock = s.cblock + 1 == p.col_blocks;
+    const std::uint64_t cols = last_cblock ? p.last_block_cols : p.col_block;
+    // Only the last band and the last grid-row group can be short.
+    const std::uint64_t out_rows = s.band + 1 < bands ? band_rows_ : last_band_rows_;
+    const std::uint64_t im2col_rows = (s.rgroup + 1 < rgroups ? band_samples_ : last_rgroup_rows_) * out_rows * fm_.out_width;
     r.stream_cycles = im2col_rows * (s.chunk + 1 < p.chunks ? p.depth_tiles : p.last_depth_tiles) *
-                      (s.cblock + 1 < p.col_blocks ? p.col_tiles : p.last_col_tiles);
+                      (last_cblock ? p.last_col_tiles : p.col_tiles);
     if (!input_resident && !input_on_chip) {
       const bool shares_lines = has_next && same_lines_owner(s, next);
       const RowRange rows = rows_needed(s.band);
       const std::uint64_t lines = shares_lines ? rows.minus(rows_needed(next.band)) : rows.count();
-      r.input_release = lines * samples_of(s.rgroup) * line_bytes(p, s.chunk);
+      r.input_release = lines * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk);
     }
     if (!tiling_.weights_resident && (!has_next || !same_weight_block(s, next)))
       r.weight_release = weight_block_bytes(p, s);
@@ -309,12 +317,12 @@ class LayerSteps {
   // The input bytes step `step` at `s` loads; `prev` is ignored for step 0.
   std::uint64_t input_load(const StepIndex& prev, const StepIndex& s, std::uint64_t step) const {
     const PassPlan& p = plan_of(s.pass);
-    if (input_resident) return s.cblock == 0 ? fresh_rows(s.band) * samples_of(s.rgroup) * line_bytes(p, s.chunk) : 0;
+    if (input_resident) return s.cblock == 0 ? fresh_rows(s.band) * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk) : 0;
     if (input_on_chip) return 0;
     // Lines of `s` that the step before does not hold.
     const RowRange rows = rows_needed(s.band);
     const std::uint64_t lines = step > 0 && same_lines_owner(s, prev) ? rows.minus(rows_needed(prev.band)) : rows.count();
-    return lines * samples_of(s.rgroup) * line_bytes(p, s.chunk);
+    return lines * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk);
   }
   std::uint64_t weight_load(const StepIndex& prev, const StepIndex& s, std::uint64_t step) const {
     const bool loads = tiling_.weights_resident ? s.rgroup == 0 && s.band == 0 : step == 0 || !same_weight_block(s, prev);
@@ -336,6 +344,28 @@ class LayerSteps {
     if (tiling_.order == LoopOrder::weights_outer && i.cblock + 1 < p.col_blocks)
       return pass_start + (i.cblock + 1) * rgroups * bands * p.chunks;
     return pass_start + p.steps < steps ? pass_start + p.steps : never;
+  }
+
+  // Likewise for input loads: resident input is loaded only by the steps of C-block 0, which
+  // opens each pass under weights_outer and each R-block under inputs_outer.
+  std::uint64_t next_input_load(std::uint64_t step) const {
+    constexpr std::uint64_t never = ~std::uint64_t{0};
+    if (step >= steps) return never;
+    if (!input_loads_skip_steps()) return step;
+    const StepIndex i = index_of(step);
+    if (i.cblock == 0) return step;
+    const PassPlan& p = plan_of(i.pass);
+    const std::uint64_t pass_start = i.pass * plans[0].steps;
+    if (tiling_.order == LoopOrder::inputs_outer) {
+      const std::uint64_t rblock_steps = p.col_blocks * p.chunks;
+      const std::uint64_t next_rblock = pass_start + ((step - pass_start) / rblock_steps + 1) * rblock_steps;
+      if (next_rblock < pass_start + p.steps) return next_rblock;
+    }
+    return pass_start + p.steps < steps ? pass_start + p.steps : never;
+  }
+
+  bool input_loads_skip_steps() const {
+    return input_resident && (tiling_.order == LoopOrder::weights_outer || several_col_blocks_);
   }
 
   // Moves `c` to `step`: by a carry from the step before, else by dividing.
@@ -398,6 +428,9 @@ class LayerSteps {
     p.last_depth_tiles = ceil_div(depth_of(p, p.chunks - 1), geometry_.tile_depth);
     p.col_tiles = ceil_div(block_cols(p, 0), geometry_.tile_cols);
     p.last_col_tiles = ceil_div(block_cols(p, p.col_blocks - 1), geometry_.tile_cols);
+    p.last_block_cols = block_cols(p, p.col_blocks - 1);
+    p.line_bytes = line_bytes(p, 0);
+    p.last_line_bytes = line_bytes(p, p.chunks - 1);
     return p;
   }
 
@@ -527,6 +560,9 @@ class LayerSteps {
   std::uint64_t line_bytes(const PassPlan& p, std::uint64_t chunk) const {
     return fm_.width * chunk_channels(p, chunk) * element_bytes;
   }
+  static std::uint64_t chunk_line_bytes(const PassPlan& p, std::uint64_t chunk) {
+    return chunk + 1 < p.chunks ? p.line_bytes : p.last_line_bytes;
+  }
   // One input row of one sample, every chunk's channels.
   std::uint64_t line_bytes_all(const PassPlan& p) const { return fm_.width * p.channels * element_bytes; }
   std::uint64_t block_cols(const PassPlan& p, std::uint64_t cblock) const {
@@ -553,6 +589,8 @@ class LayerSteps {
   const StackGeometry& geometry_;
   FeatureMap fm_;
   std::uint64_t grid_rows_ = 1, band_rows_ = 1, band_samples_ = 1;
+  bool several_col_blocks_ = false;
+  std::uint64_t last_band_rows_ = 1, last_rgroup_rows_ = 1;  // the others have band_rows_, band_samples_
 };
 
 // The outline, and what the walk's abandonment test watches, max(last stream end, bus free), can
@@ -731,8 +769,9 @@ class ScheduleWalk {
     // A resident operand that fits whole can never wait for room.
     input_.bounded = !layer.input_on_chip && !(layer.input_resident && layer.resident_input_bytes() <= input_.capacity);
     weight_.bounded = !(layer.weights_resident() && layer.all_weight_bytes() <= weight_.capacity);
-    for (std::uint64_t k = 0; k < queue_depth_; ++k) ring_[k] = 0;
-    for (std::uint64_t k = 0; k < slot_count_; ++k) slots_[k].step = ~std::uint64_t{0};
+    input_loads_skip_steps_ = layer.input_loads_skip_steps();
+    std::fill_n(ring_.data(), queue_depth_, 0);
+    std::fill_n(slots_.data(), slot_count_, StepSlot{~std::uint64_t{0}, 0, 0});
   }
 
   ScheduleResult run() {
@@ -836,8 +875,16 @@ class ScheduleWalk {
   }
 
   void load(Kind kind, std::uint64_t step) {
-    StepSlot& slot = slot_of(step);
     const bool input = kind == input_kind;
+    // A step that loads nothing need not claim its slot: an unclaimed slot reads as one whose
+    // loads completed long ago, and skipping the cursor's seek is what makes quiet stretches cheap.
+    if (input ? input_loads_skip_steps_ : layer_.weights_resident()) {
+      std::uint64_t& next_load = input ? next_input_load_ : next_weight_load_;
+      if (step < next_load) return;
+      next_load = input ? layer_.next_input_load(step) : layer_.next_weight_load(step);
+      if (step < next_load) return;
+    }
+    StepSlot& slot = slot_of(step);
     // Each operand's loads come in step order (but after a jump): a cursor of their own follows them.
     StepCursor& at = input ? input_cursor_ : weight_cursor_;
     layer_.seek(at, step);
@@ -849,6 +896,7 @@ class ScheduleWalk {
       return fail(input ? Failure::input_room : Failure::weight_room, bytes, step, buffer.capacity);
     const std::uint64_t done = issue(kind, bytes, ready);
     (input ? slot.input_done : slot.weight_done) = done;
+    (input ? last_input_done_ : last_weight_done_) = done;
     (input ? counters_.bytes.input : counters_.bytes.weight) += bytes;
   }
 
@@ -940,7 +988,19 @@ class ScheduleWalk {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
-    std::size_t size = 1 + (requests_made ? 3 + queue_depth_ : 0) + layer_.input_prefetch + layer_.weight_prefetch;
+    // Completions never fall in request order (each waits for the bus the one before frees), so
+    // the requests still in flight after the last issue are the newest few: the rest, which
+    // would all read as the last issue, are left out, and how many are in flight says where.
+    std::uint64_t in_flight = 0;
+    if (requests_made) {
+      std::uint64_t k = ring_pos_;
+      while (in_flight < queue_depth_) {
+        k = (k == 0 ? queue_depth_ : k) - 1;
+        if (ring_[k] <= last_issue_) break;
+        ++in_flight;
+      }
+    }
+    std::size_t size = 1 + (requests_made ? 4 + in_flight : 0) + layer_.input_prefetch + layer_.weight_prefetch;
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (b->releases.size() > snapshot_queue_limit) return false;
       if (b->bounded) size += 2 + 2 * b->releases.size();
@@ -954,18 +1014,31 @@ class ScheduleWalk {
       *out++ = rel(last_issue_);
       *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
       *out++ = rel(std::max(epilogue_done_, last_stream_end_));
-      for (std::uint64_t k = ring_pos_; k < queue_depth_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
-      for (std::uint64_t k = 0; k < ring_pos_; ++k) *out++ = rel(std::max(ring_[k], last_issue_));
+      *out++ = static_cast<std::int64_t>(in_flight);
+      std::uint64_t k = (ring_pos_ + queue_depth_ - in_flight) % queue_depth_;
+      for (std::uint64_t n = 0; n < in_flight; ++n) {
+        *out++ = rel(ring_[k]);
+        if (++k == queue_depth_) k = 0;
+      }
     }
-    // Past its prefetch distance, no load of an operand has been made for a step yet.
-    const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done) {
-      for (std::uint64_t k = 1; k <= prefetch; ++k) {
-        const StepSlot& slot = slots_[(last_step_ + k - slot_origin_) & (slot_count_ - 1)];
-        *out++ = slot.step == last_step_ + k ? rel(std::max(slot.*done, last_stream_end_)) : 0;
+    // Past its prefetch distance, no load of an operand has been made for a step yet. Requests
+    // complete in the order they issue, so once an operand's latest load is done by the last
+    // stream end, every one of its loads ahead reads 0.
+    const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done, std::uint64_t last_done) {
+      if (last_done <= last_stream_end_) {
+        std::fill_n(out, prefetch, 0);
+        out += prefetch;
+        return;
+      }
+      const std::uint64_t mask = slot_count_ - 1;
+      std::uint64_t at = last_step_ + 1 - slot_origin_;
+      for (std::uint64_t step = last_step_ + 1; step <= last_step_ + prefetch; ++step, ++at) {
+        const StepSlot& slot = slots_[at & mask];
+        *out++ = slot.step == step ? rel(std::max(slot.*done, last_stream_end_)) : 0;
       }
     };
-    loads_ahead(layer_.input_prefetch, &StepSlot::input_done);
-    loads_ahead(layer_.weight_prefetch, &StepSlot::weight_done);
+    loads_ahead(layer_.input_prefetch, &StepSlot::input_done, last_input_done_);
+    loads_ahead(layer_.weight_prefetch, &StepSlot::weight_done, last_weight_done_);
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (!b->bounded) continue;
       *out++ = static_cast<std::int64_t>(b->held);
@@ -998,6 +1071,8 @@ class ScheduleWalk {
       slot.input_done = std::max(slot.input_done, last_stream_end_) + delta;
       slot.weight_done = std::max(slot.weight_done, last_stream_end_) + delta;
     }
+    last_input_done_ = std::max(last_input_done_, last_stream_end_) + delta;
+    last_weight_done_ = std::max(last_weight_done_, last_stream_end_) + delta;
     stream_cursor_.valid = input_cursor_.valid = weight_cursor_.valid = false;
     last_stream_end_ += delta;
     last_step_ += steps;
@@ -1118,6 +1193,11 @@ class ScheduleWalk {
   std::uint64_t slot_count_ = 1;
   SmallArray<StepSlot, 8> slots_;
   std::uint64_t slot_origin_ = 0;  // step slot_origin_ + j lives in slots_[j mod slot_count_]
+  // The completion of each operand's latest load, moved on by a jump like the slots.
+  std::uint64_t last_input_done_ = 0, last_weight_done_ = 0;
+  // No step before these loads the operand (LayerSteps::next_input_load, next_weight_load).
+  std::uint64_t next_input_load_ = 0, next_weight_load_ = 0;
+  bool input_loads_skip_steps_ = false;
   Buffer input_, weight_, output_;
   StepRecord last_record_;
   StepCursor stream_cursor_, input_cursor_, weight_cursor_;
