@@ -40,21 +40,23 @@ const char* const tiny_model = R"(network:
     - {name: final, after: fc3, probability: 0.5}
 )";
 
-// Starts everything waiting when idle; preempts with everything waiting (merging) when the
-// running batch is about to run `preempt_at_layer`.
+// Starts everything waiting when idle; preempts with everything waiting when the running batch
+// is about to run `preempt_at_layer`: merging, or with `restart` killing the running batch.
 class ScriptedPolicy final : public scheduler::Policy {
  public:
-  explicit ScriptedPolicy(std::uint32_t layer) : layer_(layer) {}
+  ScriptedPolicy(std::uint32_t layer, bool restart) : layer_(layer), restart_(restart) {}
   Decision decide(const SchedulerView& view) override {
     std::vector<std::uint32_t> all;
     for (std::uint32_t i = 0; i < view.queue.size(); ++i) all.push_back(i);
     if (!view.running) return all.empty() ? Decision::idle() : Decision::start(all);
-    if (view.running->next_layer == layer_ && !all.empty() && view.preemptions_left > 0) return Decision::preempt(all);
+    if (view.running->next_layer == layer_ && !all.empty() && view.preemptions_left > 0)
+      return restart_ ? Decision::preempt_restarting(all) : Decision::preempt(all);
     return Decision::keep_running();
   }
 
  private:
   std::uint32_t layer_;
+  bool restart_;
 };
 
 class Serving : public ::testing::Test {
@@ -64,9 +66,12 @@ class Serving : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     std::ofstream(dir_ / "tiny.yaml") << tiny_model;
     scheduler::register_builtin_policies(registry_);
-    registry_.add({"scripted", "test", {scheduler::ParameterSpec::integer("layer", 1, 0, 100, "preempt before it")},
+    registry_.add({"scripted", "test",
+                   {scheduler::ParameterSpec::integer("layer", 1, 0, 100, "preempt before it"),
+                    scheduler::ParameterSpec::boolean("restart", false, "kill instead of merging")},
                    [](const scheduler::ParameterValues& p) {
-                     return std::make_unique<ScriptedPolicy>(static_cast<std::uint32_t>(p.integer("layer")));
+                     return std::make_unique<ScriptedPolicy>(static_cast<std::uint32_t>(p.integer("layer")),
+                                                             p.boolean("restart"));
                    }});
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -187,6 +192,26 @@ TEST_F(Serving, PreemptionCatchesUpAndMergesPayingTheContextTransfers) {
   const auto kept = run(on_chip, r2);
   EXPECT_DOUBLE_EQ(r2.latency_ns.at(0), static_cast<double>(c1[0] + c1[0] + c2[1] + c2[2] + c2[3]));
   EXPECT_EQ(kept.stats.context_spills, 0u);
+}
+
+TEST_F(Serving, AKilledBatchSavesNoContextAndRerunsFromLayerZero) {
+  // As above, but the preemption kills sample 0's batch (PREMA's kill): nothing is written off
+  // chip, sample 1 runs all four layers alone, then sample 0 runs all four again from layer 0.
+  const auto s = tiny_scenario({{0, 1}, {10, 1}}, "{policy: scripted, scripted: {restart: true}}",
+                               "serving: {context_buffer_kib: 0}\n");
+  const auto c1 = cycles(s, 1);
+  const double alone = static_cast<double>(c1[0] + c1[1] + c1[2] + c1[3]);
+  Recorder r;
+  const auto result = run(s, r);
+  EXPECT_DOUBLE_EQ(r.latency_ns.at(1), static_cast<double>(c1[0]) + alone - 10.0);
+  EXPECT_DOUBLE_EQ(r.latency_ns.at(0), static_cast<double>(c1[0]) + 2 * alone);
+  EXPECT_EQ(result.stats.preemptions, 1u);
+  EXPECT_EQ(result.stats.resumes, 1u);
+  EXPECT_EQ(result.stats.merges, 0u);
+  EXPECT_EQ(result.stats.context_spills, 0u);
+  EXPECT_EQ(result.stats.context_bytes_moved, 0u);
+  EXPECT_EQ(result.stats.context_transfer_ps, 0);
+  EXPECT_EQ(result.stats.layers_run, 9u);  // 1 lost, 4 + 4
 }
 
 TEST_F(Serving, PreemptionDepthZeroForbidsPreempting) {
