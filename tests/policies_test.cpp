@@ -3,58 +3,12 @@
 
 #include <gtest/gtest.h>
 
-#include "scheduler/registry.hpp"
+#include "policy_views.hpp"
 
 namespace npusim {
 namespace {
 
-using scheduler::Decision;
-using scheduler::ModelProfile;
-using scheduler::SampleInfo;
-using scheduler::SchedulerView;
-
-// Four layers; exit "early" after layer 1 takes half the samples, the final exit the rest.
-// A layer costs fixed + per_sample * batch cycles.
-ModelProfile four_layers(std::uint64_t fixed, std::uint64_t per_sample, std::uint32_t max_batch = 8) {
-  return ModelProfile("four", 4, max_batch,
-                      [=](std::uint32_t, std::uint32_t batch) { return fixed + per_sample * batch; },
-                      {{"early", 1, 0.5}, {"final", 3, 0.5}});
-}
-
-std::unique_ptr<scheduler::Policy> make(const std::string& name,
-                                        const std::map<std::string, scheduler::ParameterValue>& given = {}) {
-  scheduler::PolicyRegistry registry;
-  scheduler::register_builtin_policies(registry);
-  const auto* info = registry.find(name);
-  return info->create(scheduler::ParameterValues(info->parameters, given));
-}
-
-SampleInfo sample(std::uint64_t id, std::int64_t arrival_ns, std::int64_t deadline_ns, std::uint32_t model = 0) {
-  return {id, arrival_ns, deadline_ns, 0, model};
-}
-
-// A view at `now_ns` of the queue, optionally with a running batch; 1 ns per cycle.
-struct ViewBuilder {
-  std::vector<ModelProfile> models;
-  std::vector<SampleInfo> queue, running_samples;
-  scheduler::BatchInfo running;
-  bool has_running = false;
-  SchedulerView view(std::int64_t now_ns, std::uint32_t max_batch = 8) {
-    SchedulerView v;
-    v.now_ns = now_ns;
-    v.queue = queue;
-    v.models = models;
-    v.max_batch = max_batch;
-    v.ns_per_cycle = 1.0;
-    v.preemptions_left = 1;
-    if (has_running) {
-      running.samples = running_samples;
-      v.running = &running;
-      v.merge_room = max_batch - static_cast<std::uint32_t>(running_samples.size());
-    }
-    return v;
-  }
-};
+using namespace policy_views;
 
 TEST(ModelProfile, SurvivalAndPredictionsByHand) {
   const auto p = four_layers(100, 10);
@@ -92,7 +46,7 @@ TEST(Policies, FcfsRunsOneAtATimeInOrder) {
 }
 
 TEST(Policies, StaticBatchWaitsForAFullBatchOrItsTimeout) {
-  auto policy = make("static_batch", {{"batch_size", std::int64_t{2}}, {"timeout_ms", 0.001}});
+  auto policy = make("static_batch", {{"batch_size", std::int64_t{2}}, {"aimd", false}, {"timeout_ms", 0.001}});
   ViewBuilder b;
   b.models.push_back(four_layers(100, 10));
   b.models.push_back(four_layers(100, 10));

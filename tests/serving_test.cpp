@@ -130,7 +130,7 @@ TEST_F(Serving, OneSampleTakesItsIsolatedLatency) {
 }
 
 TEST_F(Serving, TwoSamplesArrivingTogetherRunAsOneBatch) {
-  const auto s = tiny_scenario({{500, 1}, {500, 1}}, "{policy: static_batch, static_batch: {batch_size: 2}}");
+  const auto s = tiny_scenario({{500, 1}, {500, 1}}, "{policy: static_batch, static_batch: {batch_size: 2, aimd: false}}");
   const auto c2 = cycles(s, 2);
   Recorder r;
   const auto result = run(s, r);
@@ -142,7 +142,7 @@ TEST_F(Serving, TwoSamplesArrivingTogetherRunAsOneBatch) {
 }
 
 TEST_F(Serving, StaticBatchWaitsForItsTimeout) {
-  const auto s = tiny_scenario({{0, 1}}, "{policy: static_batch, static_batch: {batch_size: 4, timeout_ms: 0.002}}");
+  const auto s = tiny_scenario({{0, 1}}, "{policy: static_batch, static_batch: {batch_size: 4, aimd: false, timeout_ms: 0.002}}");
   const auto c = cycles(s, 1);
   Recorder r;
   run(s, r);
@@ -151,7 +151,7 @@ TEST_F(Serving, StaticBatchWaitsForItsTimeout) {
 }
 
 TEST_F(Serving, AnEarlyExitLeavesTheBatch) {
-  const auto s = tiny_scenario({{0, 0}, {0, 1}}, "{policy: static_batch, static_batch: {batch_size: 2}}");
+  const auto s = tiny_scenario({{0, 0}, {0, 1}}, "{policy: static_batch, static_batch: {batch_size: 2, aimd: false}}");
   const auto c1 = cycles(s, 1);
   const auto c2 = cycles(s, 2);
   Recorder r;
@@ -377,9 +377,9 @@ TEST_F(Serving, ExitAwareBeatsFcfsAndStaticBatchingUnderBurstsAtCapacity) {
   // ResNet-50 at batch 1 serves about 465 samples/s on the default NPU (2,150,182 cycles, about
   // 2.15 ms each). Eight bursty cameras offer about 8 x 44 x (0.8 + 0.2 x 3) = 493 samples/s on
   // average (106 % of that: one sample at a time cannot keep up), three times that in bursts.
-  // Measured (seeds 1..3): exit_aware's mean latency is 16-27 % below fcfs's and 47-57 % below
-  // static_batch's (whose 5 ms timeout waits for a batch); the bounds (8 % and 30 %) leave room
-  // for noise. With fusion and residency a batch of 16 costs 0.77x per sample of batch 1 (0.65x
+  // Measured (seeds 1..3): exit_aware's mean latency is 16-27 % below fcfs's and 6-7 % below
+  // static_batch's (Clipper's AIMD, starting partial batches at once); the bounds (8 % and 3 %)
+  // leave room for noise. Against a 5 ms timeout that waits for a batch it was 47-57 % below. With fusion and residency a batch of 16 costs 0.77x per sample of batch 1 (0.65x
   // without residency), so batching pays less than it did: at 93 % load exit_aware is only 0-2 %
   // ahead of fcfs, at 99 % 2-10 %.
   for (int seed = 1; seed <= 3; ++seed) {
@@ -397,7 +397,7 @@ TEST_F(Serving, ExitAwareBeatsFcfsAndStaticBatchingUnderBurstsAtCapacity) {
     SCOPED_TRACE(fmt::format("seed {}: fcfs {:.2f} ms, static_batch {:.2f} ms, exit_aware {:.2f} ms", seed,
                              mean_ms["fcfs"], mean_ms["static_batch"], mean_ms["exit_aware"]));
     EXPECT_LT(mean_ms["exit_aware"], 0.92 * mean_ms["fcfs"]);
-    EXPECT_LT(mean_ms["exit_aware"], 0.7 * mean_ms["static_batch"]);
+    EXPECT_LT(mean_ms["exit_aware"], 0.97 * mean_ms["static_batch"]);
   }
 }
 
