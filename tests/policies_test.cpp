@@ -248,5 +248,26 @@ TEST(Policies, LazyBatchingMergesAllTheSlackAllowsWhateverItCosts) {
   EXPECT_EQ(d.queue_positions.size(), 1u);
 }
 
+// Once the in-flight sample is predicted late even alone (2 layers of 1000 > its deadline of
+// 1000), refusing to merge cannot save it; a merge must then bring a caught-up sample in on
+// time, or LazyBatching has no slack to spend. Exit-blind, catching up j samples completes at
+// 2000 j (layers 0-1 at batch j) + 2 * 1000 (1 + j) (layers 2-3 at 1 + j):
+// j = 1: 6000, j = 2: 10000, j = 4: 18000.
+TEST(Policies, LazyBatchingNeverMergesPastThePointWhereNoDeadlineCanBeMet) {
+  auto lazy = make("lazy_batching");
+  auto b = catch_up_case(0, 1000, 1000);
+  // The queued samples are due at 1,000,000: all 4 make it, merge them all.
+  EXPECT_EQ(lazy->decide(b.view(0)).queue_positions.size(), 4u);
+  // Due at 6000: only j = 1 brings one in on time.
+  for (auto& s : b.queue) s.deadline_ns = 6000;
+  auto d = lazy->decide(b.view(0));
+  EXPECT_EQ(d.kind, Decision::Kind::preempt);
+  EXPECT_EQ(d.queue_positions.size(), 1u);
+  // With 1 ns of slack kept, or due at 5999, nobody can make it: no merge at all.
+  EXPECT_EQ(make("lazy_batching", {{"slack_ms", 1e-6}})->decide(b.view(0)).kind, Decision::Kind::run);
+  for (auto& s : b.queue) s.deadline_ns = 5999;
+  EXPECT_EQ(lazy->decide(b.view(0)).kind, Decision::Kind::run);
+}
+
 }  // namespace
 }  // namespace npusim
