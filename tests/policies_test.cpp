@@ -92,35 +92,6 @@ TEST(Policies, EdfServesEarliestDeadlinesAndPreemptsForThem) {
   EXPECT_EQ(edf->decide(b.view(10)).kind, Decision::Kind::run);
 }
 
-TEST(Policies, PremaPicksTheShortestReadyJobAndPreemptsWithoutMerging) {
-  auto prema = make("prema", {{"token_threshold", 1.0}});
-  ViewBuilder b;
-  b.models.push_back(four_layers(100, 10));   // isolated 440 cycles
-  b.models.push_back(four_layers(1000, 10));  // isolated 4040 cycles: a long job
-  // At 5000 ns both waited past one isolated latency of their model (tokens >= 1): the shorter
-  // job (model 0) goes first although model 1's sample is older.
-  b.queue = {sample(1, 0, 99999, 1), sample(2, 100, 99999, 0)};
-  auto d = prema->decide(b.view(5000));
-  EXPECT_EQ(d.kind, Decision::Kind::start);
-  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{1}));
-  // At 2000 ns only model 0's sample is ready (1900/440 tokens; model 1's 2000/4040 < 1).
-  d = prema->decide(b.view(2000));
-  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{1}));
-  // A long batch of model 1 at layer 1 has 3 layers of 1010 cycles left; a ready model-0 job of
-  // 440 cycles preempts it, without merging.
-  b.queue = {sample(2, 100, 99999, 0)};
-  b.has_running = true;
-  b.running = {};
-  b.running.model = 1;
-  b.running.next_layer = 1;
-  b.running_samples = {sample(5, 0, 99999, 1)};
-  d = prema->decide(b.view(2000));
-  EXPECT_EQ(d.kind, Decision::Kind::preempt);
-  EXPECT_FALSE(d.merge);
-  // Not yet ready (tokens 0.2 < 1): no preemption.
-  EXPECT_EQ(prema->decide(b.view(188)).kind, Decision::Kind::run);
-}
-
 // Two networks: model 0 short (100 + 10/sample cycles a layer), model 1 long (1000 + 10).
 // Both: half the samples leave after layer 1, the rest after layer 3.
 TEST(Policies, ExitAwareStartsTheGroupThatCompletesMostPerCycle) {

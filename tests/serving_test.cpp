@@ -300,7 +300,8 @@ struct InvariantChecker : sim::ServingObserver {
     last_end_ps = run.end_ps;
     for (const auto& s : run.samples) {
       auto [it, fresh] = last_layer.emplace(s.id, -1);
-      if (static_cast<int>(run.layer) != it->second + 1)
+      // In order, or from layer 0 again after a kill (a restarting preemption) lost its work.
+      if (static_cast<int>(run.layer) != it->second + 1 && run.layer != 0)
         fail(fmt::format("sample {} ran layer {} after layer {}", s.id, run.layer, it->second));
       it->second = static_cast<int>(run.layer);
     }
@@ -399,6 +400,35 @@ TEST_F(Serving, ExitAwareBeatsFcfsAndStaticBatchingUnderBurstsAtCapacity) {
     EXPECT_LT(mean_ms["exit_aware"], 0.92 * mean_ms["fcfs"]);
     EXPECT_LT(mean_ms["exit_aware"], 0.97 * mean_ms["static_batch"]);
   }
+}
+
+// ResNet-50, MobileNetV2 and ResNet-56 share the NPU at about 92 % load; shortest-job-first
+// alone keeps ResNet-50's job waiting whenever a shorter one is ready. PREMA's tokens grow with
+// the waiting time over each network's isolated latency, and its threshold rises with them, so
+// ResNet-50's job becomes a candidate that shorter jobs must pass a level to compete with.
+// Measured over 6 s (seeds 1 to 4): ResNet-50's mean under prema is 1.56, 1.65, 1.78 and 1.73
+// times its mean under edf; with a fixed threshold that every job passes (pure shortest-job-
+// first) 2.67, 3.38, 9.97 and 1.73 times (seed 4 starves nobody). The test takes seed 2; the
+// bound, 2x, leaves room for noise.
+TEST_F(Serving, PremaDoesNotStarveTheLongNetworkInAMix) {
+  std::ofstream(dir_ / "mix.yaml")
+      << "name: mix\ndevices:\n"
+      << "  - {name: r50, model: resnet50, arrival: {process: poisson, rate_hz: 100}, slo_factor: 5}\n"
+      << "  - {name: mnv2, count: 2, model: mobilenetv2, arrival: {process: poisson, rate_hz: 400}, slo_factor: 5}\n"
+      << "  - {name: r56, count: 2, model: resnet56, arrival: {process: poisson, rate_hz: 5200}, slo_factor: 5}\n"
+      << "scheduler: {policy: edf, max_batch: 16}\nsimulation: {seed: 2, duration_s: 6}\n";
+  const auto resnet50_mean_ms = [&](const std::vector<std::string>& overrides) {
+    const auto s = sim::load_scenario((dir_ / "mix.yaml").string(), overrides, registry_);
+    return sim::run_serving(s, registry_).metrics.devices().at(0).latency_ns.mean() / 1e6;
+  };
+  const double edf = resnet50_mean_ms({"scheduler.policy=edf"});
+  const double prema = resnet50_mean_ms({"scheduler.policy=prema"});
+  const double shortest_first = resnet50_mean_ms(
+      {"scheduler.policy=prema", "scheduler.prema.token_threshold=1", "scheduler.prema.kill=false"});
+  SCOPED_TRACE(fmt::format("ResNet-50 mean: edf {:.2f} ms, prema {:.2f} ms, shortest-job-first {:.2f} ms", edf, prema,
+                           shortest_first));
+  EXPECT_LT(prema, 2.0 * edf);
+  EXPECT_GT(shortest_first, 2.0 * edf);  // the mix does starve a policy without PREMA's threshold
 }
 
 }  // namespace
