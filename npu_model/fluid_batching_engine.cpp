@@ -106,7 +106,7 @@ std::uint32_t FbeRegisters::merge_chain() const {
   return total;
 }
 
-void FbeRegisters::preempt(std::uint32_t b_incr, bool merge) {
+void FbeRegisters::preempt(std::uint32_t b_incr, bool merge, bool restart) {
   if (contexts_.size() >= depth_)
     throw FbeProtocolError(fmt::format("preempt: {} batches are already suspended (depth {})", contexts_.size(), depth_));
   if (b_act_ == 0 || l_ == 0)
@@ -115,7 +115,8 @@ void FbeRegisters::preempt(std::uint32_t b_incr, bool merge) {
   if (b_incr == 0 || grows_to > max_batch_)
     throw FbeProtocolError(fmt::format("preempt: B_incr {} with B_act {} exceeds the table's batch {}",
                                        b_incr, b_act_, max_batch_));
-  contexts_.push_back({b_act_, l_, merging_});
+  if (merge && restart) throw FbeProtocolError("preempt: a catch-up run cannot merge into a batch that restarts");
+  contexts_.push_back({b_act_, restart ? 0u : l_, merging_});
   b_act_ = b_incr;
   l_ = 0;
   merging_ = merge;

@@ -53,7 +53,9 @@ class FbeProtocolError : public std::logic_error {
 //  - preempt(B_incr, merge) at a layer boundary: the active (B_act, l) is suspended and the
 //    B_incr new samples run from layer 0 (B_act = B_incr, l = 0). With merge they catch up:
 //    when l reaches the suspended l_old the two merge, B_act += B_old. Without merge they run
-//    to the end and the suspended batch resumes after them.
+//    to the end and the suspended batch resumes after them. With restart (no merge) the
+//    suspended batch's progress is discarded (PREMA's kill): l_old = 0, so it resumes from
+//    layer 0.
 //  - early_exit(B_exit): B_exit samples leave at the current layer; B_act -= B_exit.
 //  - layer_done(): l += 1, then a catch-up run that reached l_old merges.
 //  - resume(): when B_act is 0 (everybody left) and a batch is suspended, it comes back:
@@ -64,7 +66,7 @@ class FbeRegisters {
  public:
   explicit FbeRegisters(std::uint32_t max_batch, std::uint32_t depth = 1) : max_batch_(max_batch), depth_(depth) {}
   void start(std::uint32_t batch);
-  void preempt(std::uint32_t b_incr, bool merge = true);
+  void preempt(std::uint32_t b_incr, bool merge = true, bool restart = false);
   void early_exit(std::uint32_t b_exit);
   void layer_done();
   void resume();

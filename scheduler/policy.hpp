@@ -15,9 +15,14 @@ namespace npusim::scheduler {
 
 // Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
 // registry.hpp changes its layout, so a plugin built against other headers is refused.
-inline constexpr int policy_api_version = 1;
+inline constexpr int policy_api_version = 2;
 
 inline constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
+
+// A device's priority (devices[i].priority): PREMA's three levels (Choi and Rhu, HPCA'20).
+inline constexpr std::uint32_t low_priority = 1;
+inline constexpr std::uint32_t medium_priority = 3;
+inline constexpr std::uint32_t high_priority = 9;
 
 // What a policy may know about a sample. Its exit is deliberately absent: it is decided by the
 // sample's content, which no scheduler can see in advance.
@@ -27,6 +32,7 @@ struct SampleInfo {
   std::int64_t deadline_ns = 0;  // arrival + the device's SLO
   std::uint32_t device = 0;
   std::uint32_t model = 0;  // index into SchedulerView::models
+  std::uint32_t priority = medium_priority;  // its device's: low_priority, medium_priority or high_priority
 };
 
 // A batch on the NPU: the samples still in it and the first layer it has not run yet.
@@ -80,8 +86,9 @@ struct SchedulerView {
 //  - preempt: at a layer boundary, suspend the running batch and run the given queued samples
 //             from layer 0. With merge, they must be of the running batch's model and fit the
 //             table together with it; they catch up to its layer and the two merge. Without
-//             merge, the new batch runs to completion, then the suspended batch resumes.
-//             Needs preemptions_left > 0.
+//             merge, the new batch runs to completion, then the suspended batch resumes; with
+//             restart as well, the suspended batch's progress is discarded (PREMA's kill): it
+//             saves no context and resumes from layer 0. Needs preemptions_left > 0.
 //  - idle:    leave the NPU idle until wake_ns or the next arrival, whichever is first (only
 //             with no running batch). wake_ns must be later than now, or never_ns.
 struct Decision {
@@ -90,6 +97,7 @@ struct Decision {
   std::vector<std::uint32_t> queue_positions;  // start / preempt: positions in view.queue
   bool merge = true;
   std::int64_t wake_ns = never_ns;
+  bool restart = false;  // preempt without merge: the suspended batch reruns from layer 0
 
   static Decision keep_running() { return {}; }
   static Decision start(std::vector<std::uint32_t> positions) {
@@ -97,6 +105,9 @@ struct Decision {
   }
   static Decision preempt(std::vector<std::uint32_t> positions, bool merge = true) {
     return {Kind::preempt, std::move(positions), merge, never_ns};
+  }
+  static Decision preempt_restarting(std::vector<std::uint32_t> positions) {
+    return {Kind::preempt, std::move(positions), false, never_ns, true};
   }
   static Decision idle(std::int64_t wake_ns = never_ns) { return {Kind::idle, {}, true, wake_ns}; }
 };

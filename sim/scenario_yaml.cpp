@@ -213,7 +213,7 @@ std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode
   std::set<std::string> names;
   std::vector<DeviceConfig> out;
   for (const auto& d : devices) {
-    d.expect_keys({"name", "model", "count", "arrival", "exits", "slo_ms", "slo_factor"});
+    d.expect_keys({"name", "model", "count", "arrival", "exits", "slo_ms", "slo_factor", "priority"});
     DeviceConfig device;
     std::string name = d.at("name").as_string();
     if (name.empty() || name.find(',') != std::string::npos) d.at("name").fail(name, "a non-empty name without commas");
@@ -234,6 +234,13 @@ std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode
       d.fail_here("give exactly one of slo_ms (absolute) or slo_factor (times the model's isolated batch-1 latency)");
     if (d.has("slo_ms")) device.slo_ms = positive(d.at("slo_ms"), 1e9, "ms");
     else device.slo_factor = positive(d.at("slo_factor"), 1e6, "times the isolated latency");
+    if (d.has("priority")) {
+      const ConfigNode priority = d.at("priority");
+      const double level = priority.as_double();
+      if (level != scheduler::low_priority && level != scheduler::medium_priority && level != scheduler::high_priority)
+        priority.fail(priority.display_value(), "a priority level: 1 (low), 3 (medium) or 9 (high)");
+      device.priority = static_cast<std::uint32_t>(level);
+    }
     std::uint32_t count = 1;
     if (d.has("count")) {
       count = d.at("count").as_uint32();
@@ -424,6 +431,7 @@ std::string resolved_yaml(const Scenario& s) {
     out << YAML::EndSeq << YAML::EndMap;
     if (d.slo_ms) out << YAML::Key << "slo_ms" << YAML::Value << num(*d.slo_ms);
     else out << YAML::Key << "slo_factor" << YAML::Value << num(*d.slo_factor);
+    out << YAML::Key << "priority" << YAML::Value << d.priority;
     out << YAML::EndMap;
   }
   out << YAML::EndSeq;

@@ -25,6 +25,8 @@ struct DeviceConfig {
   // latency on the scenario's NPU.
   std::optional<double> slo_ms;
   std::optional<double> slo_factor;
+  // Its samples' priority for policies that weigh devices (PREMA): 1 (low), 3 (medium) or 9 (high).
+  std::uint32_t priority = scheduler::medium_priority;
 };
 
 enum class DropPolicy { newest, oldest };  // which sample a full FIFO drops

@@ -233,7 +233,7 @@ SC_MODULE(ServingSystem) {
     metrics_.arrived(s.device);
     const std::uint32_t model = device_model_[s.device];
     const SampleInfo info{s.id, s.arrival_ns, s.arrival_ns + static_cast<std::int64_t>(std::llround(slo_ns_[s.device])),
-                          s.device, model};
+                          s.device, model, scenario_.devices[s.device].priority};
     if (s.exit >= profiles_[model].exits().size())
       throw SimulationError(fmt::format("sample {} drew exit {} of a model with {} exits", s.id, s.exit,
                                         profiles_[model].exits().size()));
@@ -433,19 +433,23 @@ SC_MODULE(ServingSystem) {
           refuse(fmt::format("preempted with {} samples; at most {} fit (scheduler.max_batch = {}{})",
                              d.queue_positions.size(), limit, max_batch,
                              d.merge ? " with the batches they merge into" : ""));
+        if (d.merge && d.restart) refuse("asked to merge into a batch that restarts (restart needs merge off)");
         Batch incoming = take_from_queue(d.queue_positions, "preempted");
         if (d.merge && incoming.model != running_->model)
           refuse("asked to merge samples of another model into the running batch");
-        return suspend(d.merge, std::move(incoming));
+        return suspend(d.merge, d.restart, std::move(incoming));
       }
       case Decision::Kind::idle: return 0;
     }
     return 0;
   }
 
-  std::int64_t suspend(bool merge, Batch incoming) {
+  // A restarting batch keeps no context: its work so far is lost and it reruns from layer 0.
+  std::int64_t suspend(bool merge, bool restart, Batch incoming) {
     Batch& old = *running_;
-    old.context_bytes = context_bytes(old);
+    const std::uint32_t stopped_at = old.next_layer;
+    if (restart) old.next_layer = 0;
+    old.context_bytes = restart ? 0 : context_bytes(old);
     old.spilled = !fits_on_chip(old.context_bytes);
     std::uint64_t save_cycles = 0;
     if (old.spilled) {
@@ -457,11 +461,11 @@ SC_MODULE(ServingSystem) {
     }
     ++stats_.preemptions;
     for (auto* o : observers_)
-      o->on_preempt(now_ps(), static_cast<std::uint32_t>(old.samples.size()), old.next_layer,
+      o->on_preempt(now_ps(), static_cast<std::uint32_t>(old.samples.size()), stopped_at,
                     static_cast<std::uint32_t>(incoming.samples.size()), merge, save_cycles);
     incoming.merges = merge;
     incoming.merge_layer = old.next_layer;
-    fbe_.preempt(static_cast<std::uint32_t>(incoming.samples.size()), merge);
+    fbe_.preempt(static_cast<std::uint32_t>(incoming.samples.size()), merge, restart);
     suspended_.push_back(std::move(old));
     running_ = std::move(incoming);
     check_fbe();

@@ -183,7 +183,7 @@ TEST_F(Cli, ModelTextAndDescribe) {
   ASSERT_EQ(policies.status, 0) << policies.err;
   for (const char* name : {"fcfs", "static_batch", "lazy_batching", "prema", "edf", "exit_aware"})
     EXPECT_NE(("\n" + policies.out).find(std::string("\n") + name + " "), std::string::npos) << name;
-  EXPECT_NE(policies.out.find("scheduler.static_batch.timeout_ms (number, default 5, a number in [0, 1000000])"),
+  EXPECT_NE(policies.out.find("scheduler.static_batch.timeout_ms (number, default 0, a number in [0, 1000000])"),
             std::string::npos) << policies.out;
 }
 
@@ -610,6 +610,10 @@ TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {
                         "guard_deadlines");
   expect_one_line_error(run("run default --set scheduler.static_batch.timeout_ms=-1"),
                         "scheduler.static_batch.timeout_ms = -1: allowed a number in [0, 1000000]");
+  expect_one_line_error(run("run default --set devices[0].priority=4"),
+                        "devices[0].priority = 4: allowed a priority level: 1 (low), 3 (medium) or 9 (high)");
+  expect_one_line_error(run("run default --set devices[1].priority=0"),
+                        "devices[1].priority = 0: allowed a priority level: 1 (low), 3 (medium) or 9 (high)");
   expect_one_line_error(run("run default --set scheduler.edf_fast.x=1"),
                         "scheduler.edf_fast: not a known key: allowed keys are policy, max_batch, plugins, exit_profile, or a "
                         "policy's parameter section: fcfs,");

@@ -3,58 +3,12 @@
 
 #include <gtest/gtest.h>
 
-#include "scheduler/registry.hpp"
+#include "policy_views.hpp"
 
 namespace npusim {
 namespace {
 
-using scheduler::Decision;
-using scheduler::ModelProfile;
-using scheduler::SampleInfo;
-using scheduler::SchedulerView;
-
-// Four layers; exit "early" after layer 1 takes half the samples, the final exit the rest.
-// A layer costs fixed + per_sample * batch cycles.
-ModelProfile four_layers(std::uint64_t fixed, std::uint64_t per_sample, std::uint32_t max_batch = 8) {
-  return ModelProfile("four", 4, max_batch,
-                      [=](std::uint32_t, std::uint32_t batch) { return fixed + per_sample * batch; },
-                      {{"early", 1, 0.5}, {"final", 3, 0.5}});
-}
-
-std::unique_ptr<scheduler::Policy> make(const std::string& name,
-                                        const std::map<std::string, scheduler::ParameterValue>& given = {}) {
-  scheduler::PolicyRegistry registry;
-  scheduler::register_builtin_policies(registry);
-  const auto* info = registry.find(name);
-  return info->create(scheduler::ParameterValues(info->parameters, given));
-}
-
-SampleInfo sample(std::uint64_t id, std::int64_t arrival_ns, std::int64_t deadline_ns, std::uint32_t model = 0) {
-  return {id, arrival_ns, deadline_ns, 0, model};
-}
-
-// A view at `now_ns` of the queue, optionally with a running batch; 1 ns per cycle.
-struct ViewBuilder {
-  std::vector<ModelProfile> models;
-  std::vector<SampleInfo> queue, running_samples;
-  scheduler::BatchInfo running;
-  bool has_running = false;
-  SchedulerView view(std::int64_t now_ns, std::uint32_t max_batch = 8) {
-    SchedulerView v;
-    v.now_ns = now_ns;
-    v.queue = queue;
-    v.models = models;
-    v.max_batch = max_batch;
-    v.ns_per_cycle = 1.0;
-    v.preemptions_left = 1;
-    if (has_running) {
-      running.samples = running_samples;
-      v.running = &running;
-      v.merge_room = max_batch - static_cast<std::uint32_t>(running_samples.size());
-    }
-    return v;
-  }
-};
+using namespace policy_views;
 
 TEST(ModelProfile, SurvivalAndPredictionsByHand) {
   const auto p = four_layers(100, 10);
@@ -92,7 +46,7 @@ TEST(Policies, FcfsRunsOneAtATimeInOrder) {
 }
 
 TEST(Policies, StaticBatchWaitsForAFullBatchOrItsTimeout) {
-  auto policy = make("static_batch", {{"batch_size", std::int64_t{2}}, {"timeout_ms", 0.001}});
+  auto policy = make("static_batch", {{"batch_size", std::int64_t{2}}, {"aimd", false}, {"timeout_ms", 0.001}});
   ViewBuilder b;
   b.models.push_back(four_layers(100, 10));
   b.models.push_back(four_layers(100, 10));
@@ -136,35 +90,6 @@ TEST(Policies, EdfServesEarliestDeadlinesAndPreemptsForThem) {
   // Nothing due earlier: keep running.
   b.queue = {sample(1, 0, 900)};
   EXPECT_EQ(edf->decide(b.view(10)).kind, Decision::Kind::run);
-}
-
-TEST(Policies, PremaPicksTheShortestReadyJobAndPreemptsWithoutMerging) {
-  auto prema = make("prema", {{"token_threshold", 1.0}});
-  ViewBuilder b;
-  b.models.push_back(four_layers(100, 10));   // isolated 440 cycles
-  b.models.push_back(four_layers(1000, 10));  // isolated 4040 cycles: a long job
-  // At 5000 ns both waited past one isolated latency of their model (tokens >= 1): the shorter
-  // job (model 0) goes first although model 1's sample is older.
-  b.queue = {sample(1, 0, 99999, 1), sample(2, 100, 99999, 0)};
-  auto d = prema->decide(b.view(5000));
-  EXPECT_EQ(d.kind, Decision::Kind::start);
-  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{1}));
-  // At 2000 ns only model 0's sample is ready (1900/440 tokens; model 1's 2000/4040 < 1).
-  d = prema->decide(b.view(2000));
-  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{1}));
-  // A long batch of model 1 at layer 1 has 3 layers of 1010 cycles left; a ready model-0 job of
-  // 440 cycles preempts it, without merging.
-  b.queue = {sample(2, 100, 99999, 0)};
-  b.has_running = true;
-  b.running = {};
-  b.running.model = 1;
-  b.running.next_layer = 1;
-  b.running_samples = {sample(5, 0, 99999, 1)};
-  d = prema->decide(b.view(2000));
-  EXPECT_EQ(d.kind, Decision::Kind::preempt);
-  EXPECT_FALSE(d.merge);
-  // Not yet ready (tokens 0.2 < 1): no preemption.
-  EXPECT_EQ(prema->decide(b.view(188)).kind, Decision::Kind::run);
 }
 
 // Two networks: model 0 short (100 + 10/sample cycles a layer), model 1 long (1000 + 10).
@@ -292,6 +217,27 @@ TEST(Policies, LazyBatchingMergesAllTheSlackAllowsWhateverItCosts) {
   d = lazy->decide(b.view(0));
   EXPECT_EQ(d.kind, Decision::Kind::preempt);
   EXPECT_EQ(d.queue_positions.size(), 1u);
+}
+
+// Once the in-flight sample is predicted late even alone (2 layers of 1000 > its deadline of
+// 1000), refusing to merge cannot save it; a merge must then bring a caught-up sample in on
+// time, or LazyBatching has no slack to spend. Exit-blind, catching up j samples completes at
+// 2000 j (layers 0-1 at batch j) + 2 * 1000 (1 + j) (layers 2-3 at 1 + j):
+// j = 1: 6000, j = 2: 10000, j = 4: 18000.
+TEST(Policies, LazyBatchingNeverMergesPastThePointWhereNoDeadlineCanBeMet) {
+  auto lazy = make("lazy_batching");
+  auto b = catch_up_case(0, 1000, 1000);
+  // The queued samples are due at 1,000,000: all 4 make it, merge them all.
+  EXPECT_EQ(lazy->decide(b.view(0)).queue_positions.size(), 4u);
+  // Due at 6000: only j = 1 brings one in on time.
+  for (auto& s : b.queue) s.deadline_ns = 6000;
+  auto d = lazy->decide(b.view(0));
+  EXPECT_EQ(d.kind, Decision::Kind::preempt);
+  EXPECT_EQ(d.queue_positions.size(), 1u);
+  // With 1 ns of slack kept, or due at 5999, nobody can make it: no merge at all.
+  EXPECT_EQ(make("lazy_batching", {{"slack_ms", 1e-6}})->decide(b.view(0)).kind, Decision::Kind::run);
+  for (auto& s : b.queue) s.deadline_ns = 5999;
+  EXPECT_EQ(lazy->decide(b.view(0)).kind, Decision::Kind::run);
 }
 
 }  // namespace

@@ -40,21 +40,23 @@ const char* const tiny_model = R"(network:
     - {name: final, after: fc3, probability: 0.5}
 )";
 
-// Starts everything waiting when idle; preempts with everything waiting (merging) when the
-// running batch is about to run `preempt_at_layer`.
+// Starts everything waiting when idle; preempts with everything waiting when the running batch
+// is about to run `preempt_at_layer`: merging, or with `restart` killing the running batch.
 class ScriptedPolicy final : public scheduler::Policy {
  public:
-  explicit ScriptedPolicy(std::uint32_t layer) : layer_(layer) {}
+  ScriptedPolicy(std::uint32_t layer, bool restart) : layer_(layer), restart_(restart) {}
   Decision decide(const SchedulerView& view) override {
     std::vector<std::uint32_t> all;
     for (std::uint32_t i = 0; i < view.queue.size(); ++i) all.push_back(i);
     if (!view.running) return all.empty() ? Decision::idle() : Decision::start(all);
-    if (view.running->next_layer == layer_ && !all.empty() && view.preemptions_left > 0) return Decision::preempt(all);
+    if (view.running->next_layer == layer_ && !all.empty() && view.preemptions_left > 0)
+      return restart_ ? Decision::preempt_restarting(all) : Decision::preempt(all);
     return Decision::keep_running();
   }
 
  private:
   std::uint32_t layer_;
+  bool restart_;
 };
 
 class Serving : public ::testing::Test {
@@ -64,9 +66,12 @@ class Serving : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     std::ofstream(dir_ / "tiny.yaml") << tiny_model;
     scheduler::register_builtin_policies(registry_);
-    registry_.add({"scripted", "test", {scheduler::ParameterSpec::integer("layer", 1, 0, 100, "preempt before it")},
+    registry_.add({"scripted", "test",
+                   {scheduler::ParameterSpec::integer("layer", 1, 0, 100, "preempt before it"),
+                    scheduler::ParameterSpec::boolean("restart", false, "kill instead of merging")},
                    [](const scheduler::ParameterValues& p) {
-                     return std::make_unique<ScriptedPolicy>(static_cast<std::uint32_t>(p.integer("layer")));
+                     return std::make_unique<ScriptedPolicy>(static_cast<std::uint32_t>(p.integer("layer")),
+                                                             p.boolean("restart"));
                    }});
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -125,7 +130,7 @@ TEST_F(Serving, OneSampleTakesItsIsolatedLatency) {
 }
 
 TEST_F(Serving, TwoSamplesArrivingTogetherRunAsOneBatch) {
-  const auto s = tiny_scenario({{500, 1}, {500, 1}}, "{policy: static_batch, static_batch: {batch_size: 2}}");
+  const auto s = tiny_scenario({{500, 1}, {500, 1}}, "{policy: static_batch, static_batch: {batch_size: 2, aimd: false}}");
   const auto c2 = cycles(s, 2);
   Recorder r;
   const auto result = run(s, r);
@@ -137,7 +142,7 @@ TEST_F(Serving, TwoSamplesArrivingTogetherRunAsOneBatch) {
 }
 
 TEST_F(Serving, StaticBatchWaitsForItsTimeout) {
-  const auto s = tiny_scenario({{0, 1}}, "{policy: static_batch, static_batch: {batch_size: 4, timeout_ms: 0.002}}");
+  const auto s = tiny_scenario({{0, 1}}, "{policy: static_batch, static_batch: {batch_size: 4, aimd: false, timeout_ms: 0.002}}");
   const auto c = cycles(s, 1);
   Recorder r;
   run(s, r);
@@ -146,7 +151,7 @@ TEST_F(Serving, StaticBatchWaitsForItsTimeout) {
 }
 
 TEST_F(Serving, AnEarlyExitLeavesTheBatch) {
-  const auto s = tiny_scenario({{0, 0}, {0, 1}}, "{policy: static_batch, static_batch: {batch_size: 2}}");
+  const auto s = tiny_scenario({{0, 0}, {0, 1}}, "{policy: static_batch, static_batch: {batch_size: 2, aimd: false}}");
   const auto c1 = cycles(s, 1);
   const auto c2 = cycles(s, 2);
   Recorder r;
@@ -187,6 +192,26 @@ TEST_F(Serving, PreemptionCatchesUpAndMergesPayingTheContextTransfers) {
   const auto kept = run(on_chip, r2);
   EXPECT_DOUBLE_EQ(r2.latency_ns.at(0), static_cast<double>(c1[0] + c1[0] + c2[1] + c2[2] + c2[3]));
   EXPECT_EQ(kept.stats.context_spills, 0u);
+}
+
+TEST_F(Serving, AKilledBatchSavesNoContextAndRerunsFromLayerZero) {
+  // As above, but the preemption kills sample 0's batch (PREMA's kill): nothing is written off
+  // chip, sample 1 runs all four layers alone, then sample 0 runs all four again from layer 0.
+  const auto s = tiny_scenario({{0, 1}, {10, 1}}, "{policy: scripted, scripted: {restart: true}}",
+                               "serving: {context_buffer_kib: 0}\n");
+  const auto c1 = cycles(s, 1);
+  const double alone = static_cast<double>(c1[0] + c1[1] + c1[2] + c1[3]);
+  Recorder r;
+  const auto result = run(s, r);
+  EXPECT_DOUBLE_EQ(r.latency_ns.at(1), static_cast<double>(c1[0]) + alone - 10.0);
+  EXPECT_DOUBLE_EQ(r.latency_ns.at(0), static_cast<double>(c1[0]) + 2 * alone);
+  EXPECT_EQ(result.stats.preemptions, 1u);
+  EXPECT_EQ(result.stats.resumes, 1u);
+  EXPECT_EQ(result.stats.merges, 0u);
+  EXPECT_EQ(result.stats.context_spills, 0u);
+  EXPECT_EQ(result.stats.context_bytes_moved, 0u);
+  EXPECT_EQ(result.stats.context_transfer_ps, 0);
+  EXPECT_EQ(result.stats.layers_run, 9u);  // 1 lost, 4 + 4
 }
 
 TEST_F(Serving, PreemptionDepthZeroForbidsPreempting) {
@@ -275,7 +300,8 @@ struct InvariantChecker : sim::ServingObserver {
     last_end_ps = run.end_ps;
     for (const auto& s : run.samples) {
       auto [it, fresh] = last_layer.emplace(s.id, -1);
-      if (static_cast<int>(run.layer) != it->second + 1)
+      // In order, or from layer 0 again after a kill (a restarting preemption) lost its work.
+      if (static_cast<int>(run.layer) != it->second + 1 && run.layer != 0)
         fail(fmt::format("sample {} ran layer {} after layer {}", s.id, run.layer, it->second));
       it->second = static_cast<int>(run.layer);
     }
@@ -352,9 +378,9 @@ TEST_F(Serving, ExitAwareBeatsFcfsAndStaticBatchingUnderBurstsAtCapacity) {
   // ResNet-50 at batch 1 serves about 465 samples/s on the default NPU (2,150,182 cycles, about
   // 2.15 ms each). Eight bursty cameras offer about 8 x 44 x (0.8 + 0.2 x 3) = 493 samples/s on
   // average (106 % of that: one sample at a time cannot keep up), three times that in bursts.
-  // Measured (seeds 1..3): exit_aware's mean latency is 16-27 % below fcfs's and 47-57 % below
-  // static_batch's (whose 5 ms timeout waits for a batch); the bounds (8 % and 30 %) leave room
-  // for noise. With fusion and residency a batch of 16 costs 0.77x per sample of batch 1 (0.65x
+  // Measured (seeds 1..3): exit_aware's mean latency is 16-27 % below fcfs's and 6-7 % below
+  // static_batch's (Clipper's AIMD, starting partial batches at once); the bounds (8 % and 3 %)
+  // leave room for noise. Against a 5 ms timeout that waits for a batch it was 47-57 % below. With fusion and residency a batch of 16 costs 0.77x per sample of batch 1 (0.65x
   // without residency), so batching pays less than it did: at 93 % load exit_aware is only 0-2 %
   // ahead of fcfs, at 99 % 2-10 %.
   for (int seed = 1; seed <= 3; ++seed) {
@@ -372,8 +398,37 @@ TEST_F(Serving, ExitAwareBeatsFcfsAndStaticBatchingUnderBurstsAtCapacity) {
     SCOPED_TRACE(fmt::format("seed {}: fcfs {:.2f} ms, static_batch {:.2f} ms, exit_aware {:.2f} ms", seed,
                              mean_ms["fcfs"], mean_ms["static_batch"], mean_ms["exit_aware"]));
     EXPECT_LT(mean_ms["exit_aware"], 0.92 * mean_ms["fcfs"]);
-    EXPECT_LT(mean_ms["exit_aware"], 0.7 * mean_ms["static_batch"]);
+    EXPECT_LT(mean_ms["exit_aware"], 0.97 * mean_ms["static_batch"]);
   }
+}
+
+// ResNet-50, MobileNetV2 and ResNet-56 share the NPU at about 92 % load; shortest-job-first
+// alone keeps ResNet-50's job waiting whenever a shorter one is ready. PREMA's tokens grow with
+// the waiting time over each network's isolated latency, and its threshold rises with them, so
+// ResNet-50's job becomes a candidate that shorter jobs must pass a level to compete with.
+// Measured over 6 s (seeds 1 to 4): ResNet-50's mean under prema is 1.56, 1.65, 1.78 and 1.73
+// times its mean under edf; with a fixed threshold that every job passes (pure shortest-job-
+// first) 2.67, 3.38, 9.97 and 1.73 times (seed 4 starves nobody). The test takes seed 2; the
+// bound, 2x, leaves room for noise.
+TEST_F(Serving, PremaDoesNotStarveTheLongNetworkInAMix) {
+  std::ofstream(dir_ / "mix.yaml")
+      << "name: mix\ndevices:\n"
+      << "  - {name: r50, model: resnet50, arrival: {process: poisson, rate_hz: 100}, slo_factor: 5}\n"
+      << "  - {name: mnv2, count: 2, model: mobilenetv2, arrival: {process: poisson, rate_hz: 400}, slo_factor: 5}\n"
+      << "  - {name: r56, count: 2, model: resnet56, arrival: {process: poisson, rate_hz: 5200}, slo_factor: 5}\n"
+      << "scheduler: {policy: edf, max_batch: 16}\nsimulation: {seed: 2, duration_s: 6}\n";
+  const auto resnet50_mean_ms = [&](const std::vector<std::string>& overrides) {
+    const auto s = sim::load_scenario((dir_ / "mix.yaml").string(), overrides, registry_);
+    return sim::run_serving(s, registry_).metrics.devices().at(0).latency_ns.mean() / 1e6;
+  };
+  const double edf = resnet50_mean_ms({"scheduler.policy=edf"});
+  const double prema = resnet50_mean_ms({"scheduler.policy=prema"});
+  const double shortest_first = resnet50_mean_ms(
+      {"scheduler.policy=prema", "scheduler.prema.token_threshold=1", "scheduler.prema.kill=false"});
+  SCOPED_TRACE(fmt::format("ResNet-50 mean: edf {:.2f} ms, prema {:.2f} ms, shortest-job-first {:.2f} ms", edf, prema,
+                           shortest_first));
+  EXPECT_LT(prema, 2.0 * edf);
+  EXPECT_GT(shortest_first, 2.0 * edf);  // the mix does starve a policy without PREMA's threshold
 }
 
 }  // namespace

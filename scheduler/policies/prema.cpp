@@ -1,81 +1,173 @@
-// prema: after PREMA (Choi and Rhu, HPCA'20). Waiting work earns tokens in proportion to its
-// normalised waiting time; among the jobs whose tokens pass the threshold, the shortest
-// predicted job runs first, and it may preempt the running batch at a layer boundary when it
-// is shorter than what that batch has left. A job is the queued samples of one model (up to
-// the batch limit); predictions are exit-blind, as PREMA knows nothing of exits.
+// prema: after PREMA (Choi and Rhu, HPCA'20). A job is the waiting samples of one network. It
+// earns tokens at its samples' priority times their waiting time in units of the network's
+// isolated latency; the threshold is the highest priority level some job's tokens reach, and
+// among the jobs at or above it the shortest predicted one runs (the running batch competes
+// with the tokens it had when it started). To make room it drains, checkpoints or kills the
+// running batch, whichever delays the priority-weighted samples least. Predictions are
+// exit-blind: PREMA knows nothing of exits. docs/policies.md writes the rules out.
 #include <algorithm>
+#include <array>
+#include <optional>
 
 #include "scheduler/policies/builtin.hpp"
 
 namespace npusim::scheduler::policies {
 namespace {
 
+constexpr std::array<std::uint32_t, 3> priority_levels{low_priority, medium_priority, high_priority};
+
 class Prema final : public Policy {
  public:
   explicit Prema(const ParameterValues& p)
-      : threshold_(p.real("token_threshold")), preemptive_(p.boolean("preemptive")) {}
+      : fixed_threshold_(p.real("token_threshold")),
+        preemptive_(p.boolean("preemptive")),
+        checkpoint_(p.boolean("checkpoint")),
+        kill_(p.boolean("kill")) {}
 
   Decision decide(const SchedulerView& view) override {
+    follow_engine(view);
     if (view.queue.empty()) return view.running ? Decision::keep_running() : Decision::idle();
-    const Job job = pick(view);
-    if (!view.running) return Decision::start(view.queued_of_model(job.model, view.max_batch));
-    if (!preemptive_ || view.preemptions_left == 0 || job.tokens < threshold_) return Decision::keep_running();
-    const auto& running = *view.running;
-    const std::uint64_t running_left = view.models[running.model].remaining_cycles(
+    const auto jobs = waiting_jobs(view);
+    double most_tokens = 0.0;
+    for (const auto& job : jobs) most_tokens = std::max(most_tokens, job.tokens);
+    if (view.running) most_tokens = std::max(most_tokens, batch_tokens_.back());
+    const double threshold = token_threshold(most_tokens);
+    const Job* shortest = nullptr;
+    for (const auto& job : jobs)
+      if (job.tokens >= threshold && (!shortest || job.length_cycles < shortest->length_cycles)) shortest = &job;
+    if (!view.running) {
+      // Only a fixed threshold can leave no candidate: the job with the most tokens goes.
+      if (!shortest)
+        shortest = &*std::max_element(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return a.tokens < b.tokens; });
+      batch_tokens_.push_back(shortest->tokens);
+      return Decision::start(shortest->positions);
+    }
+    const BatchInfo& running = *view.running;
+    const auto running_left = view.models[running.model].remaining_cycles(
         running.next_layer, static_cast<std::uint32_t>(running.samples.size()), Prediction::exit_blind);
-    if (job.length_cycles >= running_left) return Decision::keep_running();
-    return Decision::preempt(view.queued_of_model(job.model, view.max_batch), false);
+    // The running batch stays when it is a candidate at least as short as the best waiting one.
+    if (!shortest || (batch_tokens_.back() >= threshold && running_left <= shortest->length_cycles))
+      return Decision::keep_running();
+    if (!preemptive_ || view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
+    const Mechanism mechanism = choose_mechanism(view, *shortest);
+    if (mechanism == Mechanism::drain) return Decision::keep_running();
+    batch_tokens_.push_back(shortest->tokens);
+    if (mechanism == Mechanism::kill) return Decision::preempt_restarting(shortest->positions);
+    return Decision::preempt(shortest->positions, false);
   }
 
+
  private:
+  enum class Mechanism { drain, checkpoint, kill };
+
   struct Job {
     std::uint32_t model = 0;
     double tokens = 0.0;
     std::uint64_t length_cycles = 0;
+    double priority_sum = 0.0;
+    std::vector<std::uint32_t> positions;  // the batch: most tokens first, at most max_batch
   };
 
-  // Per model with waiting samples: tokens of its oldest sample (waiting time over the model's
-  // isolated latency) and the predicted length of a batch of its queued samples.
-  Job pick(const SchedulerView& view) const {
-    std::vector<Job> jobs;
-    std::vector<bool> seen(view.models.size(), false);
-    std::vector<std::uint32_t> waiting(view.models.size(), 0);
-    for (const auto& s : view.queue) ++waiting[s.model];
-    for (const auto& s : view.queue) {
-      if (seen[s.model]) continue;
-      seen[s.model] = true;
-      const auto& model = view.models[s.model];
-      const double isolated_ns = view.ns_per_cycle * static_cast<double>(model.isolated_cycles());
-      const auto batch = std::min(waiting[s.model], view.max_batch);
-      jobs.push_back({s.model, static_cast<double>(view.now_ns - s.arrival_ns) / isolated_ns,
-                      model.remaining_cycles(0, batch, Prediction::exit_blind)});
+  // Each mechanism's added latency, weighted by the priorities of the samples it delays:
+  //  drain:      the job's samples wait for the running batch to finish:   P_job * R
+  //  checkpoint: the batch waits for the job and its context transfers:    P_run * (D + O)
+  //  kill:       the batch waits for the job and reruns its layers so far: P_run * (D + W)
+  // The least wins; ties prefer drain, then checkpoint (no work lost).
+  Mechanism choose_mechanism(const SchedulerView& view, const Job& job) const {
+    const BatchInfo& running = *view.running;
+    const ModelProfile& model = view.models[running.model];
+    const auto batch = static_cast<std::uint32_t>(running.samples.size());
+    double running_priority = 0.0;
+    for (const auto& s : running.samples) running_priority += s.priority;
+    const auto left = static_cast<double>(model.remaining_cycles(running.next_layer, batch, Prediction::exit_blind));
+    const auto done = static_cast<double>(model.catch_up_cycles(batch, running.next_layer, Prediction::exit_blind));
+    const auto length = static_cast<double>(job.length_cycles);
+    Mechanism best = Mechanism::drain;
+    double least = job.priority_sum * left;
+    const double checkpoint_cost = running_priority * (length + static_cast<double>(view.preemption_overhead_cycles));
+    if (checkpoint_ && checkpoint_cost < least) {
+      best = Mechanism::checkpoint;
+      least = checkpoint_cost;
     }
-    const bool any_ready = std::any_of(jobs.begin(), jobs.end(), [&](const Job& j) { return j.tokens >= threshold_; });
-    const Job* best = nullptr;
-    for (const auto& job : jobs) {
-      if (any_ready) {
-        if (job.tokens < threshold_) continue;
-        if (!best || job.length_cycles < best->length_cycles) best = &job;
-      } else if (!best || job.tokens > best->tokens) {
-        best = &job;
-      }
-    }
-    return *best;
+    if (kill_ && running_priority * (length + done) < least) best = Mechanism::kill;
+    return best;
   }
 
-  double threshold_;
+  // PREMA: a task's tokens start at its priority and grow by priority x its slowdown while it
+  // waits, slowdown being the waiting time over its isolated latency.
+  static double tokens(const SchedulerView& view, const SampleInfo& sample, std::int64_t until_ns) {
+    const double isolated_ns =
+        view.ns_per_cycle * static_cast<double>(view.models[sample.model].isolated_cycles());
+    return sample.priority * (1.0 + static_cast<double>(until_ns - sample.arrival_ns) / isolated_ns);
+  }
+
+  // PREMA's threshold: the highest priority level that some job's tokens reach, so a job that
+  // has waited long enough to pass a level competes only with jobs that passed it too.
+  double token_threshold(double most_tokens) const {
+    if (fixed_threshold_ > 0.0) return fixed_threshold_;
+    double threshold = priority_levels.front();
+    for (const auto level : priority_levels)
+      if (most_tokens >= level) threshold = level;
+    return threshold;
+  }
+
+  std::vector<Job> waiting_jobs(const SchedulerView& view) const {
+    std::vector<std::vector<std::uint32_t>> by_model(view.models.size());
+    for (std::uint32_t i = 0; i < view.queue.size(); ++i) by_model[view.queue[i].model].push_back(i);
+    std::vector<Job> jobs;
+    for (std::uint32_t m = 0; m < by_model.size(); ++m) {
+      auto& positions = by_model[m];
+      if (positions.empty()) continue;
+      std::vector<double> sample_tokens(view.queue.size(), 0.0);
+      for (const auto p : positions) sample_tokens[p] = tokens(view, view.queue[p], view.now_ns);
+      std::stable_sort(positions.begin(), positions.end(),
+                       [&](std::uint32_t a, std::uint32_t b) { return sample_tokens[a] > sample_tokens[b]; });
+      if (positions.size() > view.max_batch) positions.resize(view.max_batch);
+      Job job{m, sample_tokens[positions.front()],
+              view.models[m].remaining_cycles(0, static_cast<std::uint32_t>(positions.size()), Prediction::exit_blind),
+              0.0, positions};
+      for (const auto p : positions) job.priority_sum += view.queue[p].priority;
+      jobs.push_back(std::move(job));
+    }
+    return jobs;
+  }
+
+  // The tokens of the running batch and of each suspended one, as they were when it started:
+  // a batch that ran has stopped waiting. The engine pops a batch when it completes; a batch
+  // this policy did not start (a hand-built view) is credited with its tokens now.
+  void follow_engine(const SchedulerView& view) {
+    const std::size_t batches = view.suspended.size() + (view.running ? 1 : 0);
+    if (batch_tokens_.size() > batches) batch_tokens_.resize(batches);
+    while (batch_tokens_.size() < batches) {
+      const BatchInfo& batch =
+          batch_tokens_.size() < view.suspended.size() ? view.suspended[batch_tokens_.size()] : *view.running;
+      double most = 0.0;
+      for (const auto& s : batch.samples) most = std::max(most, tokens(view, s, view.now_ns));
+      batch_tokens_.push_back(most);
+    }
+  }
+
+  double fixed_threshold_;
   bool preemptive_;
+  bool checkpoint_;
+  bool kill_;
+  std::vector<double> batch_tokens_;  // suspended batches oldest first, then the running one
 };
 
 }  // namespace
 
 PolicyInfo prema_info() {
   return {"prema",
-          "PREMA (HPCA'20): token-based priority with shortest predicted job first, preemptive at layer boundaries",
-          {ParameterSpec::real("token_threshold", 1.0, 0.0, 1e6,
-                               "tokens (waiting time in units of the model's isolated latency) a job needs to be "
-                               "scheduled ahead of shorter ones"),
-           ParameterSpec::boolean("preemptive", true, "allow a ready, shorter job to preempt the running batch")},
+          "PREMA (HPCA'20): tokens grow with priority x normalised waiting time; shortest predicted job among those "
+          "past the threshold; drains, checkpoints or kills the running batch, whichever costs least",
+          {ParameterSpec::real("token_threshold", 0.0, 0.0, 1e6,
+                               "tokens a job needs to be a candidate; 0: PREMA's own, the highest priority level "
+                               "(1, 3, 9) some job's tokens reach"),
+           ParameterSpec::boolean("preemptive", true, "allow preemption at layer boundaries (off: always drain)"),
+           ParameterSpec::boolean("checkpoint", true,
+                                  "allow checkpoint: suspend the running batch, saving its context, resume it after"),
+           ParameterSpec::boolean("kill", true,
+                                  "allow kill: drop the running batch's progress; it reruns from layer 0 after")},
           [](const ParameterValues& p) { return std::make_unique<Prema>(p); }};
 }
 
