@@ -15,7 +15,7 @@ namespace npusim::scheduler {
 
 // Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
 // registry.hpp changes its layout, so a plugin built against other headers is refused.
-inline constexpr int policy_api_version = 1;
+inline constexpr int policy_api_version = 2;
 
 inline constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
 
@@ -38,6 +38,9 @@ struct BatchInfo {
   // merges with the suspended batch below it.
   bool merges = false;
   std::uint32_t merge_layer = 0;
+  // Times this batch has been suspended so far (for catch-up merges too); a catch-up batch that
+  // merged carries the count of the batch it merged into.
+  std::uint32_t preemptions = 0;
 
   std::int64_t earliest_deadline_ns() const;
 };

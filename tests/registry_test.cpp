@@ -39,7 +39,8 @@ TEST(PolicyRegistry, LoadsTheExamplePluginAndChecksItsParameters) {
 TEST(PolicyRegistry, BadPluginsAreNamed) {
   EXPECT_EQ(load_error(NPUSIM_WRONG_VERSION_PLUGIN),
             std::string("policy plugin ") + NPUSIM_WRONG_VERSION_PLUGIN +
-                " was built for policy API 999, this npusim has 1: rebuild it");
+                " was built for policy API 999, this npusim has " + std::to_string(scheduler::policy_api_version) +
+                ": rebuild it");
   EXPECT_EQ(load_error(NPUSIM_NO_ENTRY_PLUGIN),
             std::string("policy plugin ") + NPUSIM_NO_ENTRY_PLUGIN +
                 " does not export npusim_policy_api_version and npusim_register_policies (use NPUSIM_POLICY_PLUGIN)");
