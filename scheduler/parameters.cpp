@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace npusim::scheduler {
 
@@ -12,6 +13,7 @@ std::string to_string(ParameterType type) {
     case ParameterType::integer: return "integer";
     case ParameterType::real: return "number";
     case ParameterType::boolean: return "boolean";
+    case ParameterType::choice: return "choice";
   }
   return "?";
 }
@@ -19,6 +21,7 @@ std::string to_string(ParameterType type) {
 std::string to_string(const ParameterValue& value) {
   if (const auto* i = std::get_if<std::int64_t>(&value)) return std::to_string(*i);
   if (const auto* d = std::get_if<double>(&value)) return fmt::format("{}", *d);
+  if (const auto* s = std::get_if<std::string>(&value)) return *s;
   return std::get<bool>(value) ? "true" : "false";
 }
 
@@ -37,11 +40,20 @@ ParameterSpec ParameterSpec::boolean(std::string name, bool default_value, std::
   return {std::move(name), ParameterType::boolean, default_value, 0.0, 1.0, std::move(description)};
 }
 
+ParameterSpec ParameterSpec::choice(std::string name, std::string default_value, std::vector<std::string> choices,
+                                    std::string description) {
+  if (std::find(choices.begin(), choices.end(), default_value) == choices.end())
+    throw std::invalid_argument(fmt::format("{}: default {} is not one of its choices", name, default_value));
+  return {std::move(name), ParameterType::choice, std::move(default_value), 0.0, 0.0, std::move(description),
+          std::move(choices)};
+}
+
 std::string ParameterSpec::allowed() const {
   switch (type) {
     case ParameterType::integer: return fmt::format("an integer in [{}, {}]", min, max);
     case ParameterType::real: return fmt::format("a number in [{}, {}]", min, max);
     case ParameterType::boolean: return "true or false";
+    case ParameterType::choice: return fmt::format("one of {}", fmt::join(choices, ", "));
   }
   return "?";
 }
@@ -57,6 +69,10 @@ bool ParameterSpec::accepts(const ParameterValue& value) const {
       return v && *v >= min && *v <= max;
     }
     case ParameterType::boolean: return std::holds_alternative<bool>(value);
+    case ParameterType::choice: {
+      const auto* v = std::get_if<std::string>(&value);
+      return v && std::find(choices.begin(), choices.end(), *v) != choices.end();
+    }
   }
   return false;
 }

@@ -10,10 +10,10 @@
 
 namespace npusim::scheduler {
 
-enum class ParameterType { integer, real, boolean };
+enum class ParameterType { integer, real, boolean, choice };
 std::string to_string(ParameterType type);
 
-using ParameterValue = std::variant<std::int64_t, double, bool>;
+using ParameterValue = std::variant<std::int64_t, double, bool, std::string>;
 std::string to_string(const ParameterValue& value);
 
 struct ParameterSpec {
@@ -23,13 +23,17 @@ struct ParameterSpec {
   double min = 0.0;  // inclusive bounds for integer and real parameters
   double max = 0.0;
   std::string description;
+  std::vector<std::string> choices;  // the words a choice parameter accepts
 
   static ParameterSpec integer(std::string name, std::int64_t default_value, std::int64_t min, std::int64_t max,
                                std::string description);
   static ParameterSpec real(std::string name, double default_value, double min, double max, std::string description);
   static ParameterSpec boolean(std::string name, bool default_value, std::string description);
+  // One word of `choices`; the default must be one of them.
+  static ParameterSpec choice(std::string name, std::string default_value, std::vector<std::string> choices,
+                              std::string description);
 
-  // "an integer in [1, 256]", "a number in [0, 1e+06]", "true or false".
+  // "an integer in [1, 256]", "a number in [0, 1e+06]", "true or false", "one of mean, slo".
   std::string allowed() const;
   bool accepts(const ParameterValue& value) const;
 };
@@ -46,6 +50,7 @@ class ParameterValues {
   std::int64_t integer(const std::string& name) const { return std::get<std::int64_t>(values_.at(name)); }
   double real(const std::string& name) const { return std::get<double>(values_.at(name)); }
   bool boolean(const std::string& name) const { return std::get<bool>(values_.at(name)); }
+  const std::string& choice(const std::string& name) const { return std::get<std::string>(values_.at(name)); }
   const std::map<std::string, ParameterValue>& all() const { return values_; }
 
  private:

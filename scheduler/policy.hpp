@@ -44,6 +44,9 @@ struct BatchInfo {
   // merges with the suspended batch below it.
   bool merges = false;
   std::uint32_t merge_layer = 0;
+  // Times this batch has been suspended so far (for catch-up merges too); a catch-up batch that
+  // merged carries the count of the batch it merged into.
+  std::uint32_t preemptions = 0;
 
   std::int64_t earliest_deadline_ns() const;
 };

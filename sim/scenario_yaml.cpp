@@ -140,6 +140,7 @@ scheduler::ParameterValue parse_parameter(const ConfigNode& node, const schedule
     }
     case ParameterType::real: value = node.as_double(); break;
     case ParameterType::boolean: value = node.as_choice({"false", "true"}, "a boolean") == 1; break;
+    case ParameterType::choice: value = spec.choices[node.as_choice(spec.choices, "one of")]; break;
   }
   if (!spec.accepts(value)) node.fail(node.display_value(), spec.allowed());
   return value;
@@ -446,6 +447,7 @@ std::string resolved_yaml(const Scenario& s) {
       out << YAML::Key << name << YAML::Value;
       if (const auto* i = std::get_if<std::int64_t>(&value)) out << *i;
       else if (const auto* d = std::get_if<double>(&value)) out << num(*d);
+      else if (const auto* word = std::get_if<std::string>(&value)) out << *word;
       else out << std::get<bool>(value);
     }
     out << YAML::EndMap;

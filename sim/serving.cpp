@@ -93,12 +93,13 @@ struct Batch {
   std::vector<std::uint32_t> exits;  // the drawn exit of each sample, hidden from policies
   bool merges = false;
   std::uint32_t merge_layer = 0;
+  std::uint32_t preemptions = 0;
   // Set while suspended: where its context lives.
   std::uint64_t context_bytes = 0;
   bool spilled = false;
 
   scheduler::BatchInfo info() const {
-    return {model, next_layer, samples, merges, merge_layer};
+    return {model, next_layer, samples, merges, merge_layer, preemptions};
   }
 };
 
@@ -460,6 +461,7 @@ SC_MODULE(ServingSystem) {
       on_chip_context_bytes_ += old.context_bytes;
     }
     ++stats_.preemptions;
+    ++old.preemptions;
     for (auto* o : observers_)
       o->on_preempt(now_ps(), static_cast<std::uint32_t>(old.samples.size()), stopped_at,
                     static_cast<std::uint32_t>(incoming.samples.size()), merge, save_cycles);
@@ -498,6 +500,7 @@ SC_MODULE(ServingSystem) {
       r.exits.insert(r.exits.end(), old.exits.begin(), old.exits.end());
       r.merges = old.merges;
       r.merge_layer = old.merge_layer;
+      r.preemptions = old.preemptions;
     } else {
       ++stats_.resumes;
       old.spilled = false;

@@ -606,8 +606,10 @@ TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {
                         "scheduler.policy = fifo: allowed a registered policy: fcfs, static_batch, lazy_batching, "
                         "prema, edf, exit_aware");
   expect_one_line_error(run("run default --set scheduler.exit_aware.slack=3"),
-                        "scheduler.exit_aware.slack: not a parameter of policy exit_aware: allowed slack_ms, "
-                        "guard_deadlines");
+                        "scheduler.exit_aware.slack: not a parameter of policy exit_aware: allowed objective, "
+                        "max_wait_slos, max_preemptions, slack_ms, guard_deadlines");
+  expect_one_line_error(run("run default --set scheduler.exit_aware.objective=fast"),
+                        "scheduler.exit_aware.objective = fast: allowed one of: mean, slo, blend");
   expect_one_line_error(run("run default --set scheduler.static_batch.timeout_ms=-1"),
                         "scheduler.static_batch.timeout_ms = -1: allowed a number in [0, 1000000]");
   expect_one_line_error(run("run default --set devices[0].priority=4"),

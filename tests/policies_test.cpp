@@ -108,10 +108,14 @@ TEST(Policies, ExitAwareStartsTheGroupThatCompletesMostPerCycle) {
 }
 
 // A model-1 batch of one sample at layer 1 has R = 1010 (layer 1) + 1010 + 1010 (layers 2-3,
-// ceil(1 * 0.5) = 1 sample) = 3030 cycles left. Preempting it for a group of n samples with
-// batch time D gains n * R - 1 * (D + overhead) - (other waiting samples) * overhead.
+// ceil(1 * 0.5) = 1 sample) = 3030 cycles left, and its sample expects r = 0.5 * 1010 + 0.5 *
+// 3030 = 2020. Under the mean objective, preempting it for a group of n samples with batch time
+// D, with context overhead o (the group waits for the save, o / 2), gains
+//   n * (R - o / 2) - (D + o) - (other waiting samples) * (o + excess),
+// where excess = D - n * (the network's cheapest cycles a sample: a batch of 8 takes
+// 2 * 180 + 2 * 140 = 640, 80 a sample).
 TEST(Policies, ExitAwarePreemptsForAnotherNetworkWhenThatLowersTotalLatency) {
-  auto exit_aware = make("exit_aware");
+  auto exit_aware = make("exit_aware", {{"objective", std::string("mean")}});
   ViewBuilder b;
   b.models.push_back(four_layers(100, 10));   // model 0
   b.models.push_back(four_layers(1000, 10));  // model 1, running
@@ -120,36 +124,82 @@ TEST(Policies, ExitAwarePreemptsForAnotherNetworkWhenThatLowersTotalLatency) {
   b.running.model = 1;
   b.running.next_layer = 1;
   b.running_samples = {sample(9, 0, 1'000'000'000, 1)};
-  // Model 0: 2 samples, D = 2 * 120 (layers 0-1) + 2 * 110 (ceil(2 * 0.5) = 1 after the exit) = 460.
-  // Model 2: 3 samples, D = 2 * 130 + 2 * 120 (ceil(1.5) = 2) = 500.
+  // Model 0: 2 samples, D = 2 * 120 (layers 0-1) + 2 * 110 (ceil(2 * 0.5) = 1 after the exit) =
+  // 460, excess 460 - 160 = 300. Model 2: 3 samples, D = 2 * 130 + 2 * 120 (ceil(1.5) = 2) = 500,
+  // excess 500 - 240 = 260.
   b.queue = {sample(1, 0, 99999, 0), sample(2, 0, 99999, 0), sample(3, 0, 99999, 2), sample(4, 0, 99999, 2),
              sample(5, 0, 99999, 2)};
-  // No overhead: gains 2 * 3030 - 460 = 5600 and 3 * 3030 - 500 = 8590: model 2 runs first.
+  // No overhead: model 0 gains 2 * 3030 - 460 - 3 * 300 = 4700, model 2 3 * 3030 - 500 - 2 * 260
+  // = 8070: model 2 runs first.
   auto view = b.view(10);
   auto d = exit_aware->decide(view);
   EXPECT_EQ(d.kind, Decision::Kind::preempt);
   EXPECT_FALSE(d.merge);
   EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{2, 3, 4}));
-  // Overhead 2000: model 0 gains 6060 - 2460 - 3 * 2000 = -2400, model 2 9090 - 2500 - 2 * 2000 = 2590.
-  view.preemption_overhead_cycles = 2000;
+  // Overhead 1000: model 0 gains 2 * 2530 - 1460 - 3 * 1300 = -300, model 2 3 * 2530 - 1500 -
+  // 2 * 1260 = 3570.
+  view.preemption_overhead_cycles = 1000;
   d = exit_aware->decide(view);
   EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{2, 3, 4}));
-  // Overhead 4000: model 2 gains 9090 - 4500 - 2 * 4000 = -3410: nothing pays, keep running.
-  view.preemption_overhead_cycles = 4000;
+  // Overhead 2000: model 2 gains 3 * 2030 - 2500 - 2 * 2260 = -930: nothing pays, keep running.
+  view.preemption_overhead_cycles = 2000;
   EXPECT_EQ(exit_aware->decide(view).kind, Decision::Kind::run);
   // Without cross-model preemption it never preempts for another network.
   auto same_model_only = make("exit_aware", {{"cross_model", false}});
   EXPECT_EQ(same_model_only->decide(b.view(10)).kind, Decision::Kind::run);
-  // The in-flight sample expects 0.5 * 1010 + 0.5 * 3030 = 2020 more cycles; with its deadline
-  // at 10 + 2020 + 400 it cannot absorb model 2's 500 cycles nor model 0's 460.
+  // With its deadline at 10 + 2020 + 400 the in-flight sample cannot absorb model 2's 500 cycles
+  // nor model 0's 460.
   b.running_samples = {sample(9, 0, 10 + 2020 + 400, 1)};
   EXPECT_EQ(exit_aware->decide(b.view(10)).kind, Decision::Kind::run);
-  // A batch of 8 at its last layer (1080 cycles left) is not worth stopping for one sample of
-  // model 0 (440 cycles): 1080 - 8 * 440 < 0.
+  // Nor can a batch that has been suspended max_preemptions times be preempted again.
+  b.running_samples = {sample(9, 0, 1'000'000'000, 1)};
+  b.running.preemptions = 1;
+  EXPECT_EQ(make("exit_aware", {{"max_preemptions", std::int64_t{1}}})->decide(b.view(10)).kind, Decision::Kind::run);
+  EXPECT_EQ(make("exit_aware", {{"max_preemptions", std::int64_t{2}}})->decide(b.view(10)).kind,
+            Decision::Kind::preempt);
+  b.running.preemptions = 0;
+  // A batch of 8 at its last layer (8 * 10 + 100 = 180 cycles left) is not worth stopping for
+  // one sample of model 0 (440 cycles): it would delay 8 samples by 440 to save one 180.
   b.running.next_layer = 3;
   b.running_samples.assign(8, sample(9, 0, 1'000'000'000, 1));
   b.queue = {sample(1, 0, 99999, 0)};
   EXPECT_EQ(exit_aware->decide(b.view(10)).kind, Decision::Kind::run);
+}
+
+// Ageing: model 1's sample (SLO 1000) arrived at 0; model 0's would go first by the c-mu rule
+// (440 against 4040 cycles). At 2999 it has waited under 3 SLOs; at 3000 it has waited 3 and
+// starts first. With ageing off it never does while model 0 waits.
+TEST(Policies, ExitAwareStartsASampleThatHasWaitedMaxWaitSlos) {
+  ViewBuilder b;
+  b.models.push_back(four_layers(100, 10));
+  b.models.push_back(four_layers(1000, 10));
+  b.queue = {sample(1, 0, 1000, 1), sample(2, 2990, 1'000'000, 0)};
+  auto exit_aware = make("exit_aware", {{"objective", std::string("mean")}});
+  EXPECT_EQ(exit_aware->decide(b.view(2999)).queue_positions, (std::vector<std::uint32_t>{1}));
+  EXPECT_EQ(exit_aware->decide(b.view(3000)).queue_positions, (std::vector<std::uint32_t>{0}));
+  auto no_ageing = make("exit_aware", {{"objective", std::string("mean")}, {"max_wait_slos", 0.0}});
+  EXPECT_EQ(no_ageing->decide(b.view(100000)).queue_positions, (std::vector<std::uint32_t>{1}));
+}
+
+// The objective decides between two starts, at time 0. Model 0: one sample, a batch of 440
+// cycles in which it expects to finish after 0.5 * 220 + 0.5 * 440 = 330. Model 1: one sample
+// that arrived at -500 with its deadline at 3400 (SLO 3900), a batch of 4040 cycles, finishing
+// after 0.5 * 2020 + 0.5 * 4040 = 3030. Latencies:
+//   model 0 first (the c-mu rule): 330 and 440 + 3030 + 500 = 3970, a miss (3470 > 3400);
+//   model 1 first: 3030 + 500 = 3530 and 4040 + 330 = 4370.
+// mean: 4300 < 7900, model 0 first. blend: 4300 + 3900 = 8200 > 7900, model 1 first. slo: one
+// miss against none, model 1 first.
+TEST(Policies, ExitAwareObjectiveWeighsMisses) {
+  ViewBuilder b;
+  b.models.push_back(four_layers(100, 10));
+  b.models.push_back(four_layers(1000, 10));
+  b.queue = {sample(1, -500, 3400, 1), sample(2, 0, 1'000'000, 0)};
+  EXPECT_EQ(make("exit_aware", {{"objective", std::string("mean")}})->decide(b.view(0)).queue_positions,
+            (std::vector<std::uint32_t>{1}));
+  EXPECT_EQ(make("exit_aware", {{"objective", std::string("blend")}})->decide(b.view(0)).queue_positions,
+            (std::vector<std::uint32_t>{0}));
+  EXPECT_EQ(make("exit_aware", {{"objective", std::string("slo")}})->decide(b.view(0)).queue_positions,
+            (std::vector<std::uint32_t>{0}));
 }
 
 // The catch-up policies on a batch of 1 at layer 2 with 4 samples waiting.

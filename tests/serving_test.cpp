@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "workloads/control_blocks.hpp"
+#include "sim/network_yaml.hpp"
 #include "sim/run_report.hpp"
 #include "sim/serving.hpp"
 
@@ -429,6 +430,90 @@ TEST_F(Serving, PremaDoesNotStarveTheLongNetworkInAMix) {
                            shortest_first));
   EXPECT_LT(prema, 2.0 * edf);
   EXPECT_GT(shortest_first, 2.0 * edf);  // the mix does starve a policy without PREMA's threshold
+}
+
+// Issue 13: "A test asserts the starvation bound on a randomised mix of networks". exit_aware
+// ages waiting samples: once one has waited max_wait_slos (w) of its SLO, its network starts
+// next, before any cheaper choice. So a sample starts within w SLOs of arriving, plus the batch
+// running at that moment and the batches of aged samples with earlier deadlines, each at most
+// one full batch of max_batch of its network (preemptions of them are bounded too, by
+// max_preemptions, and each is again at most one batch). The bound checked is
+// w * SLO + (networks + max_preemptions) * the longest full batch. Mixes pair ResNet-50 with
+// the fast networks that starved it (issue 13) at 60-90 % of the batch-1 capacity.
+TEST_F(Serving, ExitAwareStartsEverySampleWithinItsAgeingBound) {
+  struct FirstStart : sim::ServingObserver {
+    std::map<std::uint64_t, std::int64_t> start_ps;
+    std::map<std::uint64_t, scheduler::SampleInfo> samples;
+    void on_layer(const sim::LayerRun& run) override {
+      for (const auto& s : run.samples)
+        if (start_ps.emplace(s.id, run.start_ps).second) samples[s.id] = s;
+    }
+  };
+  const std::vector<std::string> fast{"resnet56", "mobilenetv2"};
+  std::mt19937_64 rng(13);
+  const auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * static_cast<double>(rng() % 10000) / 1e4; };
+  for (int c = 0; c < 4; ++c) {
+    std::vector<std::string> models{"resnet50"};
+    for (const auto& m : fast)
+      if (rng() % 2 || models.size() == 1) models.push_back(m);
+    // Each network's batch-1 time for the whole network (every exit's classifier run), an upper
+    // bound on its expected service time, and its time for a full batch.
+    std::map<std::string, double> isolated_s, full_batch_ns;
+    const std::uint32_t max_batch = 16;
+    {
+      std::ofstream(dir_ / "probe.yaml") << "name: probe\nmodel: resnet50\ndevices:\n  - {name: d, arrival: {process: "
+                                            "poisson, rate_hz: 1}, slo_ms: 10}\nscheduler: {policy: fcfs}\n"
+                                            "simulation: {seed: 1, samples: 1}\n";
+      auto probe = sim::load_scenario((dir_ / "probe.yaml").string(), {}, registry_);
+      for (const auto& m : models) {
+        const auto network = sim::load_model(m);
+        const auto table = workloads::control_block_table(probe.npu, network, max_batch);
+        double one = 0, full = 0;
+        for (std::size_t l = 0; l < network.layers.size(); ++l) {
+          one += static_cast<double>(table.entry(1, l).cycles);
+          full += static_cast<double>(table.entry(max_batch, l).cycles);
+        }
+        isolated_s[m] = one * 1e-9;  // 1 GHz
+        full_batch_ns[m] = full;
+      }
+    }
+    const double load = uniform(0.6, 0.9);
+    const char* processes[] = {"poisson", "mmpp", "on_off"};
+    std::string devices;
+    for (std::size_t d = 0; d < models.size(); ++d) {
+      const double rate = load / static_cast<double>(models.size()) / isolated_s[models[d]];
+      const std::string process = processes[rng() % 3];
+      const std::string extra = process == "poisson" ? "" : ", burst_ms: 40, gap_ms: 120" ;
+      const std::string peak = process == "mmpp" ? ", peak_factor: 3" : "";
+      devices += fmt::format("  - {{name: d{}, model: {}, arrival: {{process: {}, rate_hz: {:.3f}{}{}}}, slo_factor: {}}}\n",
+                             d, models[d], process, process == "on_off" ? 4 * rate : rate, peak, extra, 2 + rng() % 8);
+    }
+    const std::string yaml = fmt::format(
+        "name: mix{}\ndevices:\n{}scheduler: {{policy: exit_aware, max_batch: {}}}\n"
+        "serving: {{fifo_capacity: 100000, preemption_depth: 1}}\nsimulation: {{seed: {}, duration_s: 3}}\n",
+        c, devices, max_batch, 100 + c);
+    std::ofstream(dir_ / "mix.yaml") << yaml;
+    const auto scenario = sim::load_scenario((dir_ / "mix.yaml").string(), {}, registry_);
+    const auto& params = scenario.scheduler.parameters;
+    const double w = params.real("max_wait_slos");
+    const auto max_preemptions = static_cast<double>(params.integer("max_preemptions"));
+    double longest_batch_ns = 0;
+    for (const auto& [m, ns] : full_batch_ns) longest_batch_ns = std::max(longest_batch_ns, ns);
+    const double allowance_ns = (static_cast<double>(models.size()) + max_preemptions) * longest_batch_ns;
+
+    FirstStart starts;
+    std::vector<sim::ServingObserver*> observers{&starts};
+    const auto result = sim::run_serving(scenario, registry_, observers);
+    SCOPED_TRACE(yaml);
+    ASSERT_GT(starts.samples.size(), 100u);
+    double worst = 0;  // the largest wait, in units of the bound
+    for (const auto& [id, s] : starts.samples) {
+      const double wait_ns = static_cast<double>(starts.start_ps[id]) / 1000.0 - static_cast<double>(s.arrival_ns);
+      const double bound_ns = w * static_cast<double>(s.deadline_ns - s.arrival_ns) + allowance_ns;
+      worst = std::max(worst, wait_ns / bound_ns);
+    }
+    EXPECT_LE(worst, 1.0) << "load " << load;
+  }
 }
 
 }  // namespace

@@ -44,6 +44,8 @@ class CatchUpPolicy : public Policy {
     return earliest == static_cast<double>(never_ns) ? earliest : earliest - slack_ns_;
   }
 
+  double slack_ns() const { return slack_ns_; }
+
  private:
   double slack_ns_;
 };

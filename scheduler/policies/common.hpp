@@ -21,6 +21,8 @@ struct CatchUpEstimate {
   // and the `waiting` samples of the model that stay queued (they start when the merged batch
   // finishes).
   double total_latency_ns = 0.0;
+  // Expected completion, from now, of a sample of the model left in the queue.
+  double left_completion_ns = 0.0;
 };
 CatchUpEstimate estimate_catch_up(const SchedulerView& view, std::uint32_t take, std::uint32_t waiting,
                                   Prediction prediction);

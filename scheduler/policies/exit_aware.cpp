@@ -1,11 +1,14 @@
 // exit_aware: the scheduler of Fluid Batching (Kouris et al., ICCAD'22) as docs/policies.md
-// formulates it. Every choice compares expected total latencies priced with the exits'
-// survival (a batch shrinks as it goes, so does a catch-up run):
-//  - when the NPU is free, which network's waiting samples to start;
+// formulates it. Every choice compares the expected cost of plans priced with the exits'
+// survival (a batch shrinks as it goes, so does a catch-up run), under an objective (mean
+// latency, SLO misses, or both):
+//  - when the NPU is free, which network's waiting samples to start; a sample that has waited
+//    too long goes first whatever the cost, which bounds starvation;
 //  - at each layer boundary, how many queued samples of the running network to catch up and
 //    merge, or whether a batch of another network should run first,
-// keeping only the plans whose in-flight samples still meet their deadlines.
+// a batch being suspended at most max_preemptions times.
 #include <algorithm>
+#include <cmath>
 
 #include "scheduler/policies/builtin.hpp"
 #include "scheduler/policies/catch_up_policy.hpp"
@@ -13,20 +16,43 @@
 namespace npusim::scheduler::policies {
 namespace {
 
+// What a plan costs, per sample s completing at c_s: latency_weight * (c_s - arrival_s) +
+// miss_weight * SLO_s * [c_s > deadline_s]. A miss costs one SLO's worth of latency in `blend`;
+// `slo` counts misses and breaks ties by latency.
+struct Objective {
+  double latency_weight = 1.0;
+  double miss_weight = 0.0;
+
+  static Objective named(const std::string& name) {
+    if (name == "slo") return {1e-3, 1.0};
+    if (name == "blend") return {1.0, 1.0};
+    return {1.0, 0.0};
+  }
+  bool counts_misses() const { return miss_weight > 0.0; }
+  double cost(const SampleInfo& s, double completion_ns) const {
+    const double slo = static_cast<double>(s.deadline_ns - s.arrival_ns);
+    const double miss = completion_ns > static_cast<double>(s.deadline_ns) ? slo : 0.0;
+    return latency_weight * (completion_ns - static_cast<double>(s.arrival_ns)) + miss_weight * miss;
+  }
+};
+
 class ExitAware final : public CatchUpPolicy {
  public:
   explicit ExitAware(const ParameterValues& p)
       : CatchUpPolicy(p.real("slack_ms")),
         guard_deadlines_(p.boolean("guard_deadlines")),
         cross_model_(p.boolean("cross_model")),
-        prediction_(p.boolean("exit_blind") ? Prediction::exit_blind : Prediction::exit_aware) {}
+        prediction_(p.boolean("exit_blind") ? Prediction::exit_blind : Prediction::exit_aware),
+        objective_(Objective::named(p.choice("objective"))),
+        max_preemptions_(static_cast<std::uint32_t>(p.integer("max_preemptions"))),
+        max_wait_slos_(p.real("max_wait_slos")) {}
 
   Decision decide(const SchedulerView& view) override {
     if (!view.running) {
       if (view.queue.empty()) return Decision::idle();
-      const std::uint32_t model = model_to_start(view);
-      return Decision::start(view.queued_of_model(model, view.max_batch));
+      return Decision::start(view.queued_of_model(model_to_start(view), view.max_batch));
     }
+    if (view.running->preemptions >= max_preemptions_) return Decision::keep_running();
     Decision merge = CatchUpPolicy::decide(view);
     if (merge.kind != Decision::Kind::run || !cross_model_) return merge;
     return preempt_for_other_model(view);
@@ -34,18 +60,21 @@ class ExitAware final : public CatchUpPolicy {
 
  protected:
   std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) override {
+    const auto queued = view.queued_of_model(view.running->model, waiting);
     const auto alone = estimate_catch_up(view, 0, waiting, prediction_);
     const double deadline = in_flight_deadline(view, alone.in_flight_completion_ns);
     const auto now = static_cast<double>(view.now_ns);
     std::uint32_t best = 0;
-    double best_total = alone.total_latency_ns;
+    double best_cost = catch_up_cost(view, queued, 0, alone);
     for (const std::uint32_t j : catch_up_candidates(room)) {
       if (j == 0) continue;
       const auto plan = estimate_catch_up(view, j, waiting, prediction_);
-      // Ties go to the larger catch-up: the same latency with more samples served.
-      if (now + plan.in_flight_completion_ns <= deadline && plan.total_latency_ns <= best_total) {
+      if (now + plan.in_flight_completion_ns > deadline) continue;
+      const double cost = catch_up_cost(view, queued, j, plan);
+      // Ties go to the larger catch-up: the same cost with more samples served.
+      if (cost <= best_cost) {
         best = j;
-        best_total = plan.total_latency_ns;
+        best_cost = cost;
       }
     }
     return best;
@@ -56,43 +85,118 @@ class ExitAware final : public CatchUpPolicy {
     return guard_deadlines_ ? guarded_deadline_ns(view, completion_if_alone_ns) : static_cast<double>(never_ns);
   }
 
-  // The batch a network would start now: its waiting samples, up to max_batch.
+  // The expected total latency of a catch-up plan, plus the SLO misses it predicts when the
+  // objective counts them: the in-flight and the caught-up samples finish together, the rest of
+  // the network's queue after the merged batch.
+  double catch_up_cost(const SchedulerView& view, const std::vector<std::uint32_t>& queued, std::uint32_t take,
+                       const CatchUpEstimate& plan) const {
+    double cost = objective_.latency_weight * plan.total_latency_ns;
+    if (!objective_.counts_misses()) return cost;
+    const auto now = static_cast<double>(view.now_ns);
+    const auto misses = [&](const SampleInfo& s, double completion_ns) {
+      return objective_.cost(s, completion_ns) - objective_.latency_weight * (completion_ns - static_cast<double>(s.arrival_ns));
+    };
+    for (const auto& s : view.running->samples) cost += misses(s, now + plan.in_flight_completion_ns);
+    for (std::size_t i = 0; i < queued.size(); ++i)
+      cost += misses(view.queue[queued[i]], now + (i < take ? plan.in_flight_completion_ns : plan.left_completion_ns));
+    return cost;
+  }
+
+  // The batch a network would start now: its oldest waiting samples, up to max_batch.
   struct Group {
     std::uint32_t model = 0;
-    std::uint32_t size = 0;
-    double batch_cycles = 0.0;  // expected cycles until the whole batch is done
+    std::vector<std::uint32_t> positions;  // in the queue, oldest first
+    double batch_ns = 0.0;                 // expected time until the whole batch is done
+    double sample_ns = 0.0;                // expected time until one of its samples is done
   };
 
   std::vector<Group> waiting_groups(const SchedulerView& view) const {
-    std::vector<std::uint32_t> waiting(view.models.size(), 0);
-    std::vector<std::uint32_t> order;  // models by their oldest waiting sample
-    for (const auto& s : view.queue)
-      if (waiting[s.model]++ == 0) order.push_back(s.model);
     std::vector<Group> groups;
-    for (const auto m : order) {
-      const std::uint32_t size = std::min(waiting[m], view.max_batch);
-      groups.push_back({m, size, static_cast<double>(view.models[m].remaining_cycles(0, size, prediction_))});
+    std::vector<int> group_of(view.models.size(), -1);
+    for (std::uint32_t i = 0; i < view.queue.size(); ++i) {
+      const auto m = view.queue[i].model;
+      if (group_of[m] < 0) {
+        group_of[m] = static_cast<int>(groups.size());
+        groups.push_back({m, {}, 0.0, 0.0});
+      }
+      auto& g = groups[static_cast<std::size_t>(group_of[m])];
+      if (g.positions.size() < view.max_batch) g.positions.push_back(i);
+    }
+    for (auto& g : groups) {
+      const auto size = static_cast<std::uint32_t>(g.positions.size());
+      const ModelProfile& model = view.models[g.model];
+      g.batch_ns = view.ns_per_cycle * static_cast<double>(model.remaining_cycles(0, size, prediction_));
+      g.sample_ns = view.ns_per_cycle * model.sample_remaining_cycles(0, size, prediction_);
     }
     return groups;
   }
 
-  // Running group A before B delays B's samples by A's batch time and vice versa, so the order
-  // with the lower expected total latency runs first the group that completes the most samples
-  // per cycle (the c-mu rule). Ties keep the oldest sample's network first.
+  // Expected time per sample of the network's most efficient batch size.
+  double cheapest_sample_ns(const SchedulerView& view, std::uint32_t model) const {
+    const ModelProfile& profile = view.models[model];
+    double best = static_cast<double>(profile.remaining_cycles(0, 1, prediction_));
+    for (std::uint32_t b = 2; b <= view.max_batch; ++b)
+      best = std::min(best, static_cast<double>(profile.remaining_cycles(0, b, prediction_)) / b);
+    return view.ns_per_cycle * best;
+  }
+
+  double group_cost(const SchedulerView& view, const Group& g, double start_ns) const {
+    double cost = 0.0;
+    for (const auto i : g.positions) cost += objective_.cost(view.queue[i], start_ns + g.sample_ns);
+    return cost;
+  }
+
+  // Which network starts when the NPU is free.
+  //  1. Ageing: a sample that has waited max_wait_slos of its SLO goes first (the earliest
+  //     deadline among such samples): no network waits unboundedly behind faster ones.
+  //  2. Otherwise the plan "group g first, then the others by the c-mu rule" with the lowest
+  //     cost over the groups' samples. Under the mean objective this is the c-mu rule itself
+  //     (the most samples completed per unit of time first); counting misses, a group whose
+  //     samples would miss behind another goes first when that costs less.
   std::uint32_t model_to_start(const SchedulerView& view) const {
-    const auto groups = waiting_groups(view);
-    const Group* best = &groups.front();
-    for (const auto& g : groups)
-      if (g.size * best->batch_cycles > best->size * g.batch_cycles) best = &g;
-    return best->model;
+    if (max_wait_slos_ > 0.0) {
+      const SampleInfo* aged = nullptr;
+      for (const auto& s : view.queue) {
+        const auto slo = static_cast<double>(s.deadline_ns - s.arrival_ns);
+        if (static_cast<double>(view.now_ns - s.arrival_ns) >= max_wait_slos_ * slo &&
+            (!aged || s.deadline_ns < aged->deadline_ns))
+          aged = &s;
+      }
+      if (aged) return aged->model;
+    }
+    auto groups = waiting_groups(view);
+    std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
+      return static_cast<double>(a.positions.size()) * b.batch_ns > static_cast<double>(b.positions.size()) * a.batch_ns;
+    });
+    if (groups.size() == 1 || !objective_.counts_misses()) return groups.front().model;
+    const auto now = static_cast<double>(view.now_ns);
+    std::size_t best = 0;
+    double best_cost = 0.0;
+    for (std::size_t first = 0; first < groups.size(); ++first) {
+      double start = now + groups[first].batch_ns;
+      double cost = group_cost(view, groups[first], now);
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        if (g == first) continue;
+        cost += group_cost(view, groups[g], start);
+        start += groups[g].batch_ns;
+      }
+      if (first == 0 || cost < best_cost) {
+        best = first;
+        best_cost = cost;
+      }
+    }
+    return groups[best].model;
   }
 
   // A batch of another network runs first (no merge; the running batch resumes after it) when
-  // that lowers the expected total latency: its samples stop waiting for the running batch's
-  // remaining work R, while the B in-flight samples wait for its batch time D plus the context
-  // save and restore, and every other waiting sample waits for that save and restore too:
-  // gain = size * R - B * (D + overhead) - others * overhead. The best positive gain is taken
-  // if the in-flight samples still make their deadlines.
+  // that lowers the plan's cost. Keeping on: the in-flight samples finish after their expected
+  // remaining time r, the group's after the running batch's remaining work R plus its own time.
+  // Preempting: the group's samples finish after the context save (half the overhead: save and
+  // restore move the same bytes) and their own time, the
+  // in-flight samples after the group's batch time D' and the save and restore, and every other
+  // waiting sample is delayed by the save and restore (work nobody needed). Every in-flight
+  // sample counts, late or not. With guard_deadlines, no in-flight sample that would meet its
+  // deadline may be made to miss it.
   Decision preempt_for_other_model(const SchedulerView& view) const {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
@@ -101,32 +205,52 @@ class ExitAware final : public CatchUpPolicy {
       return Decision::keep_running();
     const auto in_flight = static_cast<std::uint32_t>(running.samples.size());
     const ModelProfile& model = view.models[running.model];
-    const double remaining = static_cast<double>(model.remaining_cycles(running.next_layer, in_flight, prediction_));
-    const double alone_ns = view.ns_per_cycle * model.sample_remaining_cycles(running.next_layer, in_flight, prediction_);
-    const double deadline = in_flight_deadline(view, alone_ns);
+    const auto now = static_cast<double>(view.now_ns);
+    const double remaining_ns =
+        view.ns_per_cycle * static_cast<double>(model.remaining_cycles(running.next_layer, in_flight, prediction_));
+    const double in_flight_ns =
+        view.ns_per_cycle * model.sample_remaining_cycles(running.next_layer, in_flight, prediction_);
+    const double overhead_ns = view.ns_per_cycle * static_cast<double>(view.preemption_overhead_cycles);
+    double in_flight_cost = 0.0;
+    for (const auto& s : running.samples) in_flight_cost += objective_.cost(s, now + in_flight_ns);
+
     const Group* best = nullptr;
     double best_gain = 0.0;
     const auto groups = waiting_groups(view);
     for (const auto& g : groups) {
       if (g.model == running.model) continue;
-      const double overhead = static_cast<double>(view.preemption_overhead_cycles);
-      const double delay = g.batch_cycles + overhead;
-      // The context save and restore is work nobody needed: it delays every other waiting
-      // sample too, which under overload is what makes preempting too often a loss.
-      const double others = static_cast<double>(view.queue.size() - g.size);
-      const double gain = g.size * remaining - in_flight * delay - others * overhead;
-      if (gain <= best_gain) continue;
-      if (static_cast<double>(view.now_ns) + view.ns_per_cycle * delay + alone_ns > deadline) continue;
-      best = &g;
-      best_gain = gain;
+      const double resumed_ns = now + overhead_ns + g.batch_ns + in_flight_ns;
+      if (guard_deadlines_ && std::any_of(running.samples.begin(), running.samples.end(), [&](const SampleInfo& s) {
+            const auto deadline = static_cast<double>(s.deadline_ns) - slack_ns();
+            return now + in_flight_ns <= deadline && resumed_ns > deadline;
+          }))
+        continue;
+      double gain = in_flight_cost + group_cost(view, g, now + remaining_ns);
+      for (const auto& s : running.samples) gain -= objective_.cost(s, resumed_ns);
+      // The group waits for the save only; the restore comes after it. They move the same bytes.
+      gain -= group_cost(view, g, now + overhead_ns / 2);
+      // Work nobody needed delays every other waiting sample: the context save and restore, and
+      // what the group's batch costs beyond its samples' share at the network's most efficient
+      // batch size (a small batch squeezed in now instead of a full one later).
+      const double others = static_cast<double>(view.queue.size() - g.positions.size());
+      const double excess_ns =
+          g.batch_ns - static_cast<double>(g.positions.size()) * cheapest_sample_ns(view, g.model);
+      gain -= objective_.latency_weight * others * (overhead_ns + std::max(0.0, excess_ns));
+      if (gain > best_gain) {
+        best = &g;
+        best_gain = gain;
+      }
     }
     if (!best) return Decision::keep_running();
-    return Decision::preempt(view.queued_of_model(best->model, best->size), false);
+    return Decision::preempt(best->positions, false);
   }
 
   bool guard_deadlines_;
   bool cross_model_;
   Prediction prediction_;
+  Objective objective_;
+  std::uint32_t max_preemptions_;
+  double max_wait_slos_;
 };
 
 }  // namespace
@@ -134,16 +258,24 @@ class ExitAware final : public CatchUpPolicy {
 PolicyInfo exit_aware_info() {
   return {"exit_aware",
           "Fluid Batching (ICCAD'22): exit-aware choices of what to start, what to catch up and merge, and when "
-          "another network runs first, minimising expected total latency within the in-flight deadlines",
-          {ParameterSpec::real("slack_ms", 0.0, 0.0, 1e6,
+          "another network runs first, minimising the expected cost of the objective, with ageing and a bound on "
+          "preemptions per batch",
+          {ParameterSpec::choice("objective", "blend", {"mean", "slo", "blend"},
+                                 "what a plan costs: mean = total latency; slo = SLO misses (latency breaks ties); "
+                                 "blend = total latency plus one SLO for every miss"),
+           ParameterSpec::real("max_wait_slos", 3.0, 0.0, 1e6,
+                               "a sample that has waited this many of its SLOs starts first (0: no ageing)"),
+           ParameterSpec::integer("max_preemptions", 64, 0, 1000000,
+                                  "times one batch may be suspended, for a merge or another network"),
+           ParameterSpec::real("slack_ms", 0.0, 0.0, 1e6,
                                "safety margin kept between the in-flight samples' expected completion and their "
                                "deadline"),
            ParameterSpec::boolean("guard_deadlines", true,
-                                  "refuse a catch-up that makes an in-flight sample expected to meet its deadline "
-                                  "miss it"),
+                                  "refuse a preemption that makes an in-flight sample expected to meet its "
+                                  "deadline miss it"),
            ParameterSpec::boolean("cross_model", true,
                                   "let a batch of another network preempt the running one when that lowers the "
-                                  "expected total latency"),
+                                  "expected cost"),
            ParameterSpec::boolean("exit_blind", false,
                                   "price every plan as if no sample left early (LazyBatching's prediction): the "
                                   "exit-awareness ablation")},
