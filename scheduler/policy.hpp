@@ -35,6 +35,29 @@ struct SampleInfo {
   std::uint32_t priority = medium_priority;  // its device's: low_priority, medium_priority or high_priority
 };
 
+// A sample that has not arrived yet, as the oracle foresees it.
+struct ForeseenSample {
+  SampleInfo sample;
+  std::uint32_t exit = 0;  // index into the model's exits: the one it will take
+};
+
+// The truth no deployable scheduler has: the exit each sample will take and the samples still
+// to come. Only policies compiled in and registered as analysis only see one
+// (SchedulerView::oracle); they are reference bounds, not schedulers. Contract:
+//  - drawn_exit answers for every sample queued, running or suspended, and every sample an
+//    arrivals_within answer has named, with the very draw the engine applies when the sample
+//    reaches that exit. For any other id it throws PolicyError.
+//  - arrivals_within(horizon_ns) lists in arrival order the samples not yet queued that arrive
+//    no later than now + horizon_ns, including any the full FIFO will drop. The span lives until
+//    the next call or the end of the decision. Looking far ahead holds those samples in memory.
+//  - Asking never changes what happens: a run is the same bytes however far its policy looks.
+class Oracle {
+ public:
+  virtual ~Oracle() = default;
+  virtual std::uint32_t drawn_exit(std::uint64_t sample_id) const = 0;
+  virtual std::span<const ForeseenSample> arrivals_within(std::int64_t horizon_ns) = 0;
+};
+
 // A batch on the NPU: the samples still in it and the first layer it has not run yet.
 struct BatchInfo {
   std::uint32_t model = 0;
@@ -76,6 +99,8 @@ struct SchedulerView {
   std::uint64_t preemption_overhead_cycles = 0;
   std::span<const ModelProfile> models;
   double ns_per_cycle = 1.0;
+  // Null unless the policy is registered as analysis only (PolicyInfo::analysis_only).
+  Oracle* oracle = nullptr;
 
   std::int64_t ns_from_cycles(double cycles) const;
   // Positions in `queue` of the waiting samples of `model`, oldest first, at most `limit`.

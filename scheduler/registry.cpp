@@ -21,6 +21,10 @@ void PolicyRegistry::add(PolicyInfo info) {
     throw PolicyError(fmt::format("policy {} is registered twice ({} and {})", info.name, find(info.name)->origin,
                                   loading_.empty() ? "built-in" : loading_));
   if (!info.create) throw PolicyError(fmt::format("policy {} has no factory", info.name));
+  if (info.analysis_only && !loading_.empty())
+    throw PolicyError(fmt::format("policy plugin {} registers {} as analysis only, which only policies compiled into "
+                                  "npusim may be (they see every sample's drawn exit)",
+                                  loading_, info.name));
   std::set<std::string> seen;
   for (const auto& p : info.parameters)
     if (!seen.insert(p.name).second)
@@ -51,12 +55,21 @@ void PolicyRegistry::load_plugin(const std::filesystem::path& library) {
                                   file, version(), policy_api_version));
   const std::size_t before = policies_.size();
   loading_ = file;
-  try {
-    register_fn(*this);
-  } catch (...) {
+  // What the plugin registered, and any exception its code threw, must not outlive the library,
+  // which closes as this call unwinds: the exception is rethrown as the loader's own.
+  const auto forget_partial = [&] {
     loading_.clear();
     policies_.erase(policies_.begin() + static_cast<std::ptrdiff_t>(before), policies_.end());
-    throw;
+  };
+  try {
+    register_fn(*this);
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    forget_partial();
+    throw PolicyError(std::move(why));
+  } catch (...) {
+    forget_partial();
+    throw PolicyError(fmt::format("policy plugin {} threw while registering its policies", file));
   }
   loading_.clear();
   if (policies_.size() == before) throw PolicyError(fmt::format("policy plugin {} registered no policy", file));

@@ -19,6 +19,10 @@ struct PolicyInfo {
   std::vector<ParameterSpec> parameters;
   std::function<std::unique_ptr<Policy>(const ParameterValues&)> create;
   std::string origin = "built-in";  // or the plugin file it came from
+  // A reference bound that sees the engine's Oracle (each sample's drawn exit, the arrivals to
+  // come), not a deployable scheduler. Only policies compiled into the program, never a
+  // plugin's, may be analysis only.
+  bool analysis_only = false;
 };
 
 // A plugin is a shared library that exports, with C linkage:
@@ -35,7 +39,8 @@ class PolicyRegistry {
   // Throws PolicyError if the name is taken or empty, or a parameter is declared twice.
   void add(PolicyInfo info);
   // Throws PolicyError (one line naming the file) if the library does not load, lacks the
-  // entry points, was built against another policy_api_version, or registers a taken name.
+  // entry points, was built against another policy_api_version, registers a taken name, or
+  // registers an analysis-only policy: a plugin never gets the oracle.
   void load_plugin(const std::filesystem::path& library);
 
   const PolicyInfo* find(const std::string& name) const;
@@ -48,7 +53,7 @@ class PolicyRegistry {
   std::string loading_;  // the plugin being loaded, stamped on what it adds
 };
 
-// The registry with fcfs, static_batch, lazy_batching, prema, edf and exit_aware.
+// The registry with fcfs, static_batch, lazy_batching, prema, edf, exit_aware and clairvoyant.
 void register_builtin_policies(PolicyRegistry& registry);
 
 }  // namespace npusim::scheduler

@@ -223,7 +223,7 @@ void describe_policies(const std::vector<std::string>& plugins, std::ostream& ou
   }
   std::ostringstream text;
   for (const auto& policy : registry.policies()) {
-    text << fmt::format("{:<14} {}{}\n", policy.name, policy.summary,
+    text << fmt::format("{:<14} {}{}{}\n", policy.name, policy.analysis_only ? "[analysis only] " : "", policy.summary,
                         policy.origin == "built-in" ? "" : fmt::format(" (from {})", policy.origin));
     for (const auto& p : policy.parameters)
       text << fmt::format("  scheduler.{}.{} ({}, default {}, {}): {}\n", policy.name, p.name, scheduler::to_string(p.type),

@@ -1,10 +1,12 @@
 #include "sim/serving.hpp"
 
 #include <algorithm>
-#include <exception>
 #include <cmath>
+#include <deque>
+#include <exception>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <systemc>
@@ -107,7 +109,7 @@ SC_MODULE(ServingSystem) {
   SC_HAS_PROCESS(ServingSystem);
 
   ServingSystem(sc_core::sc_module_name name, const Scenario& scenario, std::vector<ModelRuntime>& models,
-                std::vector<scheduler::ModelProfile>& profiles, scheduler::Policy& policy,
+                std::vector<scheduler::ModelProfile>& profiles, scheduler::Policy& policy, bool policy_sees_oracle,
                 std::span<ServingObserver* const> observers)
       : sc_module(name), scenario_(scenario), npu_(scenario.npu), models_(models), profiles_(profiles),
         policy_(policy), observers_(observers),
@@ -126,6 +128,7 @@ SC_MODULE(ServingSystem) {
       slo_ns_.push_back(device.slo_ms ? *device.slo_ms * 1e6 : *device.slo_factor * isolated_ns);
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
+    if (policy_sees_oracle) oracle_.emplace(*this);
     // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
     SC_METHOD(device_sources);
     SC_METHOD(npu_core);
@@ -182,14 +185,24 @@ SC_MODULE(ServingSystem) {
 
 
   // ---- device sources -> request FIFO ----
-  std::optional<traces::Sample> next_arrival() {
+  // Draws the next sample that will arrive within the scenario's limits into `upcoming_`.
+  // False once there is none. Samples are drawn in one order whoever asks and however early
+  // (the arrival loop, or the oracle looking ahead), so looking ahead changes no draw.
+  bool draw_arrival() {
+    if (arrivals_ended_) return false;
     const auto& limits = scenario_.simulation;
-    if (limits.samples > 0 && emitted_ >= limits.samples) return std::nullopt;
-    auto sample = stream_.next();
-    if (!sample) return std::nullopt;
-    if (limits.samples == 0 && static_cast<double>(sample->arrival_ns) >= limits.duration_s * 1e9) return std::nullopt;
+    std::optional<traces::Sample> sample;
+    if (limits.samples == 0 || emitted_ < limits.samples) sample = stream_.next();
+    if (sample && limits.samples == 0 && static_cast<double>(sample->arrival_ns) >= limits.duration_s * 1e9)
+      sample.reset();
+    if (!sample) {
+      arrivals_ended_ = true;
+      return false;
+    }
     ++emitted_;
-    return sample;
+    if (oracle_) drawn_exits_[sample->id] = sample->exit;
+    upcoming_.push_back(*sample);
+    return true;
   }
 
   // SystemC would turn an exception escaping a process into a report of another type; keep it
@@ -210,31 +223,31 @@ SC_MODULE(ServingSystem) {
 
   // Runs at time 0 and then at each arrival: admits what is due and sleeps until the next.
   void emit_arrivals() {
-    if (pending_arrival_) {
-      admit(*pending_arrival_);
-      pending_arrival_.reset();
-    }
-    while (auto sample = next_arrival()) {
-      pending_arrival_ps_ = sample->arrival_ns * 1000;
-      if (pending_arrival_ps_ <= now_ps()) {
-        admit(*sample);
-        continue;
+    while (!upcoming_.empty() || draw_arrival()) {
+      pending_arrival_ps_ = upcoming_.front().arrival_ns * 1000;
+      if (pending_arrival_ps_ > now_ps()) {
+        next_trigger(ps_time(pending_arrival_ps_ - now_ps()));
+        return;
       }
-      pending_arrival_ = sample;
-      next_trigger(ps_time(pending_arrival_ps_ - now_ps()));
-      return;
+      const traces::Sample sample = upcoming_.front();
+      upcoming_.pop_front();
+      admit(sample);
     }
     pending_arrival_ps_ = -1;
     sources_done_ = true;
     arrival_event_.notify(sc_core::SC_ZERO_TIME);
   }
 
+  SampleInfo sample_info(const traces::Sample& s) const {
+    return {s.id, s.arrival_ns, s.arrival_ns + static_cast<std::int64_t>(std::llround(slo_ns_[s.device])), s.device,
+            device_model_[s.device], scenario_.devices[s.device].priority};
+  }
+
   void admit(const traces::Sample& s) {
     if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = s.arrival_ns * 1000;
     metrics_.arrived(s.device);
-    const std::uint32_t model = device_model_[s.device];
-    const SampleInfo info{s.id, s.arrival_ns, s.arrival_ns + static_cast<std::int64_t>(std::llround(slo_ns_[s.device])),
-                          s.device, model, scenario_.devices[s.device].priority};
+    const SampleInfo info = sample_info(s);
+    const std::uint32_t model = info.model;
     if (s.exit >= profiles_[model].exits().size())
       throw SimulationError(fmt::format("sample {} drew exit {} of a model with {} exits", s.id, s.exit,
                                         profiles_[model].exits().size()));
@@ -258,6 +271,7 @@ SC_MODULE(ServingSystem) {
 
   void drop(const SampleInfo& info) {
     metrics_.dropped(info.device);
+    drawn_exits_.erase(info.id);
     for (auto* o : observers_) o->on_drop(now_ps(), info);
   }
 
@@ -280,8 +294,42 @@ SC_MODULE(ServingSystem) {
     v.merge_room = running_ ? scenario_.scheduler.max_batch - static_cast<std::uint32_t>(merge_chain_size()) : 0;
     v.models = profiles_;
     v.ns_per_cycle = ps_per_cycle_ / 1000.0;
+    if (oracle_) v.oracle = &*oracle_;
     return v;
   }
+
+  // ---- the oracle of analysis-only policies ----
+  // It answers from the engine's own records: the exits drawn with each sample, and samples
+  // drawn ahead into `upcoming_`, which the arrival loop then admits unchanged.
+  class EngineOracle final : public scheduler::Oracle {
+   public:
+    explicit EngineOracle(ServingSystem& system) : system_(system) {}
+    std::uint32_t drawn_exit(std::uint64_t sample_id) const override {
+      const auto it = system_.drawn_exits_.find(sample_id);
+      if (it == system_.drawn_exits_.end())
+        system_.refuse(fmt::format("asked the oracle for the exit of sample {}, which is neither waiting, running, "
+                                   "suspended nor foreseen",
+                                   sample_id));
+      return it->second;
+    }
+    std::span<const scheduler::ForeseenSample> arrivals_within(std::int64_t horizon_ns) override {
+      const std::int64_t now_ns = system_.now_ps() / 1000;
+      const std::int64_t until_ns = horizon_ns >= scheduler::never_ns - now_ns ? scheduler::never_ns : now_ns + horizon_ns;
+      auto& upcoming = system_.upcoming_;
+      while ((upcoming.empty() || upcoming.back().arrival_ns <= until_ns) && system_.draw_arrival()) {
+      }
+      foreseen_.clear();
+      for (const auto& s : upcoming) {
+        if (s.arrival_ns > until_ns) break;
+        foreseen_.push_back({system_.sample_info(s), s.exit});
+      }
+      return foreseen_;
+    }
+
+   private:
+    ServingSystem& system_;
+    std::vector<scheduler::ForeseenSample> foreseen_;
+  };
 
   // The running batch plus every suspended batch it merges into on the way back: the batch a
   // merging preemption would eventually grow.
@@ -607,6 +655,7 @@ SC_MODULE(ServingSystem) {
     metrics_.completed(sample.device, latency_ns, static_cast<double>(sample.deadline_ns - sample.arrival_ns),
                        static_cast<double>(now) / 1000.0);
     ++exit_counts_[sample.model][exit];
+    drawn_exits_.erase(sample.id);
     stats_.end_ps = now;
     for (auto* o : observers_) o->on_complete(now, sample, exit);
   }
@@ -636,7 +685,14 @@ SC_MODULE(ServingSystem) {
   std::int64_t wake_ps_ = 0;
   std::int64_t layer_start_ps_ = 0;
   const npu::LayerCost* layer_cost_ = nullptr;
-  std::optional<traces::Sample> pending_arrival_;
+  // Drawn but not yet admitted, in arrival order: the next arrival, and any the oracle drew
+  // ahead.
+  std::deque<traces::Sample> upcoming_;
+  bool arrivals_ended_ = false;
+  std::optional<EngineOracle> oracle_;  // only for an analysis-only policy
+  // The drawn exit of every sample drawn and not yet completed or dropped, kept only when there
+  // is an oracle to ask.
+  std::unordered_map<std::uint64_t, std::uint32_t> drawn_exits_;
   Traced traced_;
   std::pair<std::int64_t, std::int64_t> trace_window_{0, -1};
   std::uint64_t emitted_ = 0;
@@ -670,7 +726,7 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   // The policy dies before the registry that may hold its plugin.
   std::unique_ptr<scheduler::Policy> policy = info->create(scenario.scheduler.parameters);
   npu::ScopedSystemCContext context;
-  ServingSystem system("serving", scenario, models, profiles, *policy, observers);
+  ServingSystem system("serving", scenario, models, profiles, *policy, info->analysis_only, observers);
   sc_core::sc_trace_file* vcd = nullptr;
   if (!vcd_trace.file.empty()) {
     // SystemC appends ".vcd" to the name it is given.

@@ -185,6 +185,27 @@ TEST_F(Cli, ModelTextAndDescribe) {
     EXPECT_NE(("\n" + policies.out).find(std::string("\n") + name + " "), std::string::npos) << name;
   EXPECT_NE(policies.out.find("scheduler.static_batch.timeout_ms (number, default 0, a number in [0, 1000000])"),
             std::string::npos) << policies.out;
+  // The analysis-only bound says so; no other policy does.
+  EXPECT_NE(("\n" + policies.out).find("\nclairvoyant    [analysis only] "), std::string::npos) << policies.out;
+  EXPECT_EQ(policies.out.find("[analysis only]"), policies.out.rfind("[analysis only]")) << policies.out;
+  EXPECT_NE(policies.out.find("scheduler.clairvoyant.horizon_ms (number, default 3,"), std::string::npos) << policies.out;
+}
+
+// A clairvoyant policy from a plugin: refused in one line naming the scenario key, or the option.
+TEST_F(Cli, APluginCannotBringAnAnalysisOnlyPolicy) {
+  const auto scenario = write("s.yaml", std::string("name: s\nmodel: resnet56\ndevices:\n  - {name: cam, arrival: "
+                                                    "{process: poisson, rate_hz: 10}, slo_ms: 5}\nscheduler:\n  "
+                                                    "plugins: [") + NPUSIM_ANALYSIS_ONLY_PLUGIN +
+                                            "]\n  policy: peeking\nsimulation: {seed: 1, samples: 10}\n");
+  expect_one_line_error(run("run " + scenario.string()),
+                        std::string("scheduler.plugins[0] = ") + NPUSIM_ANALYSIS_ONLY_PLUGIN +
+                            ": allowed a policy plugin that loads (policy plugin " + NPUSIM_ANALYSIS_ONLY_PLUGIN +
+                            " registers peeking as analysis only");
+  expect_one_line_error(run(std::string("describe policies --plugin ") + NPUSIM_ANALYSIS_ONLY_PLUGIN),
+                        std::string("--plugin ") + NPUSIM_ANALYSIS_ONLY_PLUGIN + ": policy plugin");
+  // clairvoyant itself runs from the CLI like any policy.
+  const auto clairvoyant = run("run default --set scheduler.policy=clairvoyant --set simulation.duration_s=2");
+  EXPECT_EQ(clairvoyant.status, 0) << clairvoyant.err;
 }
 
 TEST_F(Cli, MalformedNetworkFiles) {

@@ -1,6 +1,8 @@
 // The built-in policies, decision by decision, on hand-built views of a four-layer network
 // whose costs are simple enough to compute by hand; and the predictions they rest on.
 
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "policy_views.hpp"
@@ -288,6 +290,79 @@ TEST(Policies, LazyBatchingNeverMergesPastThePointWhereNoDeadlineCanBeMet) {
   EXPECT_EQ(make("lazy_batching", {{"slack_ms", 1e-6}})->decide(b.view(0)).kind, Decision::Kind::run);
   for (auto& s : b.queue) s.deadline_ns = 5999;
   EXPECT_EQ(lazy->decide(b.view(0)).kind, Decision::Kind::run);
+}
+
+// The oracle a test controls: the exits it names and the arrivals it foresees.
+struct ScriptedOracle final : scheduler::Oracle {
+  std::map<std::uint64_t, std::uint32_t> exits;
+  std::vector<scheduler::ForeseenSample> coming;
+  std::int64_t now_ns = 0;
+  std::vector<scheduler::ForeseenSample> answer;
+  std::uint32_t drawn_exit(std::uint64_t id) const override { return exits.at(id); }
+  std::span<const scheduler::ForeseenSample> arrivals_within(std::int64_t horizon_ns) override {
+    answer.clear();
+    for (const auto& f : coming)
+      if (f.sample.arrival_ns <= now_ns + horizon_ns) answer.push_back(f);
+    return answer;
+  }
+};
+
+constexpr std::uint32_t early = 0, final_exit = 1;  // four_layers' exits: after layer 1, after layer 3
+
+TEST(Policies, ClairvoyantPricesCatchUpsWithTheTrueExits) {
+  auto clairvoyant = make("clairvoyant");
+  // In flight: sample 0 at layer 2, leaving at the final exit. Waiting: 1-4, all leaving early.
+  // Layers cost 1000 per sample. Exact totals (cycles from now):
+  //  j=0: in-flight 2000; the 4 then run layers 0-1 at 4 (8000): 2000 + 4 * (2000 + 8000) = 42000
+  //  j=1: catch-up 2000 (it leaves at 2000); in-flight 2000 + 2000; the 3 left wait 4000, then
+  //       6000: 2000 + 4000 + 3 * (4000 + 6000) = 36000
+  //  j=2: catch-up 4000 (both leave at 4000); in-flight 6000; the 2 left wait 6000, then 4000:
+  //       8000 + 6000 + 2 * (6000 + 4000) = 34000   <- the least
+  //  j=4: catch-up 8000 (all leave at 8000); in-flight 10000: 32000 + 10000 = 42000
+  auto b = catch_up_case(0, 1000, 1'000'000);
+  ScriptedOracle oracle;
+  oracle.exits = {{0, final_exit}, {1, early}, {2, early}, {3, early}, {4, early}};
+  auto view = b.view(0);
+  view.oracle = &oracle;
+  auto d = clairvoyant->decide(view);
+  EXPECT_EQ(d.kind, Decision::Kind::preempt);
+  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{0, 1}));
+  // Without an oracle (say, wrapped by a plugin's policy) it refuses to guess.
+  EXPECT_THROW(clairvoyant->decide(b.view(0)), scheduler::PolicyError);
+}
+
+TEST(Policies, ClairvoyantIdlesForAnImminentArrivalOnlyWhenThatPays) {
+  auto clairvoyant = make("clairvoyant");
+  // Sample 1 waits; sample 2 arrives at 10 ns, before the first layer of sample 1 would end.
+  // Both leave at the final exit. Starting now, sample 2 catches up at the first boundary.
+  const auto plan = [&](std::uint64_t fixed, std::uint64_t per_sample, std::int64_t arrival_ns) {
+    ViewBuilder b;
+    b.models.push_back(four_layers(fixed, per_sample));
+    b.queue = {sample(1, 0, 1'000'000)};
+    ScriptedOracle oracle;
+    oracle.exits = {{1, final_exit}, {2, final_exit}};
+    oracle.coming = {{sample(2, arrival_ns, 1'000'000), final_exit}};
+    auto view = b.view(0);
+    view.oracle = &oracle;
+    return clairvoyant->decide(view);
+  };
+  // Layers cost 1000 + 1 per sample: batching is almost free.
+  //  now:  layer 0 alone (1001), catch-up of layer 0 (1001), layers 1-3 at 2 (3 * 1002): both
+  //        finish at 5008: 5008 + (5008 - 10) = 10006
+  //  wait: from 10, four layers at 2 (4008): 4018 + (4018 - 10) = 8026   <- idle until 10 ns
+  auto d = plan(1000, 1, 10);
+  EXPECT_EQ(d.kind, Decision::Kind::idle);
+  EXPECT_EQ(d.wake_ns, 10);
+  // Layers cost 1000 per sample: batching saves nothing.
+  //  now:  1000 + 1000 + 3 * 2000: both at 8000: 8000 + 7990 = 15990   <- start now
+  //  wait: from 10, 4 * 2000: 8010 + 8000 = 16010
+  d = plan(0, 1000, 10);
+  EXPECT_EQ(d.kind, Decision::Kind::start);
+  // An arrival after the first layer would end (1001 cycles) is not waited for.
+  d = plan(1000, 1, 1001);
+  EXPECT_EQ(d.kind, Decision::Kind::start);
+  d = plan(1000, 1, 900);  // now 5008 + 4108, wait 4908 + 4008
+  EXPECT_EQ(d.kind, Decision::Kind::idle);
 }
 
 }  // namespace

@@ -33,7 +33,7 @@ TEST(PolicyRegistry, LoadsTheExamplePluginAndChecksItsParameters) {
   EXPECT_NE(info->create(defaults), nullptr);
   // Loading it twice registers the name twice: refused, and the registry is unchanged.
   EXPECT_THROW(registry.load_plugin(NPUSIM_EXAMPLE_PLUGIN), scheduler::PolicyError);
-  EXPECT_EQ(registry.names().size(), 7u);
+  EXPECT_EQ(registry.names().size(), 8u);
 }
 
 TEST(PolicyRegistry, BadPluginsAreNamed) {
@@ -47,11 +47,24 @@ TEST(PolicyRegistry, BadPluginsAreNamed) {
   EXPECT_NE(load_error("/nonexistent/p.so").find("cannot load policy plugin /nonexistent/p.so"), std::string::npos);
 }
 
-TEST(PolicyRegistry, BuiltInsAreSixWithDistinctNames) {
+// Only policies compiled into npusim may be handed the oracle; a plugin asking is refused, and
+// none of its policies stays registered.
+TEST(PolicyRegistry, APluginCannotRegisterAnAnalysisOnlyPolicy) {
+  EXPECT_EQ(load_error(NPUSIM_ANALYSIS_ONLY_PLUGIN),
+            std::string("policy plugin ") + NPUSIM_ANALYSIS_ONLY_PLUGIN +
+                " registers peeking as analysis only, which only policies compiled into npusim may be (they see "
+                "every sample's drawn exit)");
+  scheduler::PolicyRegistry registry;
+  EXPECT_THROW(registry.load_plugin(NPUSIM_ANALYSIS_ONLY_PLUGIN), scheduler::PolicyError);
+  EXPECT_EQ(registry.find("peeking"), nullptr);
+}
+
+TEST(PolicyRegistry, BuiltInsAreSevenWithDistinctNamesAndOnlyClairvoyantIsAnalysisOnly) {
   scheduler::PolicyRegistry registry;
   scheduler::register_builtin_policies(registry);
   EXPECT_EQ(registry.names(), (std::vector<std::string>{"fcfs", "static_batch", "lazy_batching", "prema", "edf",
-                                                        "exit_aware"}));
+                                                        "exit_aware", "clairvoyant"}));
+  for (const auto& info : registry.policies()) EXPECT_EQ(info.analysis_only, info.name == "clairvoyant") << info.name;
   EXPECT_THROW(scheduler::register_builtin_policies(registry), scheduler::PolicyError);
 }
 

@@ -9,6 +9,7 @@ void register_builtin_policies(PolicyRegistry& registry) {
   registry.add(policies::prema_info());
   registry.add(policies::edf_info());
   registry.add(policies::exit_aware_info());
+  registry.add(policies::clairvoyant_info());
 }
 
 }  // namespace npusim::scheduler

@@ -13,5 +13,6 @@ PolicyInfo lazy_batching_info();
 PolicyInfo prema_info();
 PolicyInfo edf_info();
 PolicyInfo exit_aware_info();
+PolicyInfo clairvoyant_info();  // analysis only
 
 }  // namespace npusim::scheduler::policies
