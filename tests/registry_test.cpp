@@ -36,6 +36,22 @@ TEST(PolicyRegistry, LoadsTheExamplePluginAndChecksItsParameters) {
   EXPECT_EQ(registry.names().size(), 8u);
 }
 
+// A choice parameter takes one word of its list, says which in its errors, and refuses a
+// default outside the list when it is declared.
+TEST(PolicyRegistry, ChoiceParametersTakeOneWordOfTheirList) {
+  const auto spec = scheduler::ParameterSpec::choice("objective", "blend", {"mean", "slo", "blend"}, "what a plan costs");
+  EXPECT_EQ(spec.allowed(), "one of mean, slo, blend");
+  EXPECT_TRUE(spec.accepts(std::string("slo")));
+  EXPECT_FALSE(spec.accepts(std::string("fast")));
+  EXPECT_FALSE(spec.accepts(1.0));
+  const scheduler::ParameterValues defaults({spec}, {});
+  EXPECT_EQ(defaults.choice("objective"), "blend");
+  const scheduler::ParameterValues chosen({spec}, {{"objective", std::string("mean")}});
+  EXPECT_EQ(chosen.choice("objective"), "mean");
+  EXPECT_THROW(scheduler::ParameterValues({spec}, {{"objective", std::string("fast")}}), std::invalid_argument);
+  EXPECT_THROW(scheduler::ParameterSpec::choice("objective", "fast", {"mean", "slo"}, ""), std::invalid_argument);
+}
+
 TEST(PolicyRegistry, BadPluginsAreNamed) {
   EXPECT_EQ(load_error(NPUSIM_WRONG_VERSION_PLUGIN),
             std::string("policy plugin ") + NPUSIM_WRONG_VERSION_PLUGIN +
