@@ -29,10 +29,12 @@ struct Objective {
     return {1.0, 0.0};
   }
   bool counts_misses() const { return miss_weight > 0.0; }
+  double miss_cost(const SampleInfo& s, double completion_ns) const {
+    if (completion_ns <= static_cast<double>(s.deadline_ns)) return 0.0;
+    return miss_weight * static_cast<double>(s.deadline_ns - s.arrival_ns);
+  }
   double cost(const SampleInfo& s, double completion_ns) const {
-    const double slo = static_cast<double>(s.deadline_ns - s.arrival_ns);
-    const double miss = completion_ns > static_cast<double>(s.deadline_ns) ? slo : 0.0;
-    return latency_weight * (completion_ns - static_cast<double>(s.arrival_ns)) + miss_weight * miss;
+    return latency_weight * (completion_ns - static_cast<double>(s.arrival_ns)) + miss_cost(s, completion_ns);
   }
 };
 
@@ -93,12 +95,11 @@ class ExitAware final : public CatchUpPolicy {
     double cost = objective_.latency_weight * plan.total_latency_ns;
     if (!objective_.counts_misses()) return cost;
     const auto now = static_cast<double>(view.now_ns);
-    const auto misses = [&](const SampleInfo& s, double completion_ns) {
-      return objective_.cost(s, completion_ns) - objective_.latency_weight * (completion_ns - static_cast<double>(s.arrival_ns));
-    };
-    for (const auto& s : view.running->samples) cost += misses(s, now + plan.in_flight_completion_ns);
-    for (std::size_t i = 0; i < queued.size(); ++i)
-      cost += misses(view.queue[queued[i]], now + (i < take ? plan.in_flight_completion_ns : plan.left_completion_ns));
+    for (const auto& s : view.running->samples) cost += objective_.miss_cost(s, now + plan.in_flight_completion_ns);
+    for (std::size_t i = 0; i < queued.size(); ++i) {
+      const double completion_ns = now + (i < take ? plan.in_flight_completion_ns : plan.left_completion_ns);
+      cost += objective_.miss_cost(view.queue[queued[i]], completion_ns);
+    }
     return cost;
   }
 
