@@ -56,18 +56,18 @@ def main():
           f"hardware share, exit_aware: {full['hardware_mean_share_exit_aware']:.2f} > 5")
     check(full["hardware_tail_share_best_baseline"] > 5,
           f"hardware share on tail SLO, best baseline: {full['hardware_tail_share_best_baseline']:.2f} > 5")
-    # ... and the scheduler's share. On the full NPU, 42 % busy, the best baselines (edf, prema)
+    # ... and the scheduler's share. On the full NPU, 42 % busy, the best baselines (prema, edf)
     # meet the tail target in every window as exit_aware does, and their mean latency is within
-    # 1 % of exit_aware's (measured 1.0035x on mean, 1.000x on tail): exit_aware must not be more
-    # than 2 % worse (quick mode measured 1.0031x and 1.000x).
-    # On fluid-only, 68 % busy, scheduling matters: measured 1.22x on mean latency (exit_aware
-    # 1.05 ms against prema's 1.28 ms; 1.13x in quick mode).
+    # 1 % of exit_aware's (measured 0.994x on mean, 1.000x on tail): exit_aware must not be more
+    # than 2 % worse.
     check(full["scheduler_mean_share"] >= 0.98,
           f"scheduler share on mean latency: {full['scheduler_mean_share']:.4f} >= 0.98")
     check(full["scheduler_tail_share"] >= 0.98, f"scheduler share on tail SLO: {full['scheduler_tail_share']:.4f} >= 0.98")
-    fluid = a["fluid-only"]
-    check(fluid["scheduler_mean_share"] > 1.05,
-          f"scheduler share on mean latency, fluid-only: {fluid['scheduler_mean_share']:.4f} > 1.05")
+    # Where the faithful baselines win (measured: PREMA on fluid-only, 0.90x; static_batch on the
+    # systolic array, 0.51x), the page says so by name.
+    for npu, share in a.items():
+        if share["scheduler_mean_share"] < 1:
+            check(f"on `{npu}` its mean" in text, f"the page reports that exit_aware loses on {npu}")
     check(full["total_mean_gain"] >= 0.98 * full["hardware_mean_share_best_baseline"],
           "the two shares add up: total gain within 2 % of the hardware's alone or above")
     # Without early exits, exit_aware's predictions are LazyBatching's: identical to its
