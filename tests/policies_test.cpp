@@ -225,20 +225,24 @@ TEST(Policies, ExitAwareMergesWhenBatchingPaysAndTheDeadlineAllows) {
   EXPECT_EQ(d.kind, Decision::Kind::preempt);
   EXPECT_TRUE(d.merge);
   EXPECT_EQ(d.queue_positions.size(), 4u);
-  // Layers cost 1000 per sample, so batching saves nothing, but exits still reward smaller
-  // groups: the policy prices each candidate (cycles; E = expected total latency from now):
-  //  j=0: in-flight 2000; the 4 start at 2000 as one batch: layers 0-1 at 4 (8000), half
-  //       leave at 10000, layers 2-3 at 2 (4000), the rest at 14000:
-  //       E = 2000 + 4 * (2000 + (0.5 * 8000 + 0.5 * 12000)) = 50000
+  // Layers cost 1000 per sample, so batching saves nothing. The samples left in the queue are
+  // priced as their DrainPlan drains them (cycles; δ(b), D(b) a sample's and the batch's
+  // expected time from layer 0; half the samples leave after layer 1):
+  //  δ(1) = 0.5 * 2000 + 0.5 * 4000 = 3000, D(1) = 4000; δ(2) = 0.5 * 4000 + 0.5 * 6000 = 5000,
+  //  D(2) = 4000 + 2000 = 6000; batches of 3 and 4 cost more per sample.
+  //  V(1) = 3000; V(2) = min(3000 + 4000 + 3000, 2 * 5000) = 10000;
+  //  V(3) = min(3000 + 2 * 4000 + 10000, 10000 + 6000 + 3000, 3 * 8000) = 19000;
+  //  V(4) = min(3000 + 3 * 4000 + 19000, 10000 + 2 * 6000 + 10000, ...) = 32000.
+  // Each candidate (E = expected total latency from now):
+  //  j=0: in-flight 2000; the 4 wait for it, then drain: E = 2000 + 4 * 2000 + V(4) = 42000
   //  j=1: catch-up 2000, merged batch 1 + ceil(0.5) = 2 (2 layers of 2000):
-  //       E = 1.5 * (2000 + 4000) + 0.5 * 2000 + 3 * ((2000 + 4000) + 8000) = 52000
-  //  j=2: catch-up 4000, merged 1 + 1 = 2: E = 2 * (4000 + 4000) + 2 * 0.5 * 4000
-  //       + 2 * ((4000 + 4000) + 5000) = 46000   <- the least
+  //       E = 1.5 * 6000 + 0.5 * 2000 + 3 * 6000 + V(3) = 47000
+  //  j=2: catch-up 4000, merged 1 + 1 = 2: E = 2 * 8000 + 2 * 0.5 * 4000 + 2 * 8000 + V(2) = 46000
   //  j=4: catch-up 8000, merged 1 + 2 = 3: E = 3 * (8000 + 6000) + 4 * 0.5 * 8000 = 58000
+  // so it keeps running: merging only pays where batching does.
   b = catch_up_case(0, 1000, 1'000'000);
   d = exit_aware->decide(b.view(0));
-  EXPECT_EQ(d.kind, Decision::Kind::preempt);
-  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{0, 1}));
+  EXPECT_EQ(d.kind, Decision::Kind::run);
   // One layer left for the in-flight sample, one sample waiting, no batching gain:
   //  j=0: E = 1000 + (1000 + (0.5 * 2000 + 0.5 * 4000)) = 5000
   //  j=1: catch-up of layers 0-2 (3000), then the merged 2 run layer 3 (2000):
@@ -312,12 +316,15 @@ constexpr std::uint32_t early = 0, final_exit = 1;  // four_layers' exits: after
 TEST(Policies, ClairvoyantPricesCatchUpsWithTheTrueExits) {
   auto clairvoyant = make("clairvoyant");
   // In flight: sample 0 at layer 2, leaving at the final exit. Waiting: 1-4, all leaving early.
-  // Layers cost 1000 per sample. Exact totals (cycles from now):
-  //  j=0: in-flight 2000; the 4 then run layers 0-1 at 4 (8000): 2000 + 4 * (2000 + 8000) = 42000
-  //  j=1: catch-up 2000 (it leaves at 2000); in-flight 2000 + 2000; the 3 left wait 4000, then
-  //       6000: 2000 + 4000 + 3 * (4000 + 6000) = 36000
-  //  j=2: catch-up 4000 (both leave at 4000); in-flight 6000; the 2 left wait 6000, then 4000:
-  //       8000 + 6000 + 2 * (6000 + 4000) = 34000   <- the least
+  // Layers cost 1000 per sample. The samples left in the queue drain as the exact recursion
+  // prices them: n early samples cost W(n) = min over the first batch b of b * 2000b +
+  // (n - b) * 2000b + W(n - b), so one at a time: W(1) = 2000, W(2) = 6000, W(3) = 12000,
+  // W(4) = 20000. Exact totals (cycles from now):
+  //  j=0: in-flight 2000; the 4 wait 2000, then drain: 2000 + 4 * 2000 + W(4) = 30000
+  //  j=1: catch-up 2000 (it leaves at 2000); in-flight 2000 + 2000; the 3 left wait 4000:
+  //       2000 + 4000 + 3 * 4000 + W(3) = 30000   <- the least, and the larger of the tie
+  //  j=2: catch-up 4000 (both leave at 4000); in-flight 6000; the 2 left wait 6000:
+  //       8000 + 6000 + 2 * 6000 + W(2) = 32000
   //  j=4: catch-up 8000 (all leave at 8000); in-flight 10000: 32000 + 10000 = 42000
   auto b = catch_up_case(0, 1000, 1'000'000);
   ScriptedOracle oracle;
@@ -326,7 +333,7 @@ TEST(Policies, ClairvoyantPricesCatchUpsWithTheTrueExits) {
   view.oracle = &oracle;
   auto d = clairvoyant->decide(view);
   EXPECT_EQ(d.kind, Decision::Kind::preempt);
-  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{0, 1}));
+  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{0}));
   // Without an oracle (say, wrapped by a plugin's policy) it refuses to guess.
   EXPECT_THROW(clairvoyant->decide(b.view(0)), scheduler::PolicyError);
 }

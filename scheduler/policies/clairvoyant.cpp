@@ -45,10 +45,40 @@ ExactRun run_exactly(const ModelProfile& model, std::span<const std::uint32_t> l
   return run;
 }
 
-double sum(const std::vector<double>& values) {
-  double total = 0.0;
-  for (const double v : values) total += v;
-  return total;
+// The cheapest way to drain a network's queued samples back to back, priced with their true
+// exits: DrainPlan's recursion over these very samples, oldest first. Beyond the first
+// `exact_limit` samples the rest drain as the expected DrainPlan says, after the exact part.
+// Samples priced exactly beyond the first batch in drain_exactly: enough for the batches that
+// decide the first one, few enough that a long queue costs a bounded time per decision.
+constexpr std::size_t exact_drain_samples = 32;
+
+struct ExactDrain {
+  std::vector<double> total_cycles;         // [k]: samples k.. drained from now, total latency
+  std::vector<std::uint32_t> first_batch;   // [k]: the plan's first batch from sample k
+};
+
+ExactDrain drain_exactly(const ModelProfile& model, const std::vector<std::uint32_t>& leave_after,
+                         std::uint32_t max_batch, DrainPlan& expected, std::size_t exact_limit) {
+  const std::size_t n = leave_after.size();
+  const std::size_t exact = std::min(n, exact_limit);
+  ExactDrain d;
+  d.total_cycles.assign(exact + 1, 0.0);
+  d.first_batch.assign(exact + 1, 0);
+  d.total_cycles[exact] = expected.total_cycles(static_cast<std::uint32_t>(n - exact));
+  for (std::size_t k = exact; k-- > 0;) {
+    double best = 0.0;
+    for (std::size_t b = 1; b <= std::min<std::size_t>(max_batch, exact - k); ++b) {
+      const ExactRun run = run_exactly(model, std::span(leave_after.data() + k, b), 0, model.layer_count());
+      double v = static_cast<double>(n - k - b) * run.cycles + d.total_cycles[k + b];
+      for (const double f : run.finish_cycles) v += f;
+      if (d.first_batch[k] == 0 || v <= best) {
+        best = v;
+        d.first_batch[k] = static_cast<std::uint32_t>(b);
+      }
+    }
+    d.total_cycles[k] = best;
+  }
+  return d;
 }
 
 // A sample the oracle foresees, relative to the decision: cycles until it arrives.
@@ -88,12 +118,15 @@ class Clairvoyant final : public CatchUpPolicy {
     const BatchInfo& running = *view.running;
     const auto in_flight = leave_layers(view, running.samples);
     const auto queued = leave_layers(view, view.queued_of_model(running.model, view.queue.size()));
-    const PlanPrice alone = price_catch_up(view, 0, in_flight, queued);
+    const ModelProfile& model = view.models[running.model];
+    const ExactDrain drain = drain_exactly(model, queued, view.max_batch, drain_plans_.of(view, running.model),
+                                           std::size_t{room} + exact_drain_samples);
+    const PlanPrice alone = price_catch_up(view, 0, in_flight, queued, drain);
     std::uint32_t best = 0;
     double best_total = alone.total_cycles;
     for (const std::uint32_t j : catch_up_candidates(room)) {
       if (j == 0) continue;
-      const PlanPrice plan = price_catch_up(view, j, in_flight, queued);
+      const PlanPrice plan = price_catch_up(view, j, in_flight, queued, drain);
       // Ties go to the larger catch-up, as in exit_aware.
       if (plan.total_cycles <= best_total && keeps_deadlines(view, running.samples, alone, plan)) {
         best = j;
@@ -145,12 +178,12 @@ class Clairvoyant final : public CatchUpPolicy {
 
   // Catch up the `take` oldest queued samples of the running network and merge (take = 0: keep
   // running). The in-flight and caught-up samples finish as the exact runs say; the queued
-  // samples left wait for the merged batch to end, then run as the next batch (exit_aware's
-  // pricing, with the next batch's own exact mean completion). Arrivals to come are left out:
+  // samples left wait for the merged batch to end, then drain as exit_aware prices it, with
+  // their true exits (drain_exactly). Arrivals to come are left out:
   // charging them the wait for the merged batch, as if none could merge, made it merge too
   // little (docs/policies.md).
   PlanPrice price_catch_up(const SchedulerView& view, std::uint32_t take, const std::vector<std::uint32_t>& in_flight,
-                           const std::vector<std::uint32_t>& queued) const {
+                           const std::vector<std::uint32_t>& queued, const ExactDrain& drain) const {
     const BatchInfo& running = *view.running;
     const ModelProfile& model = view.models[running.model];
     const std::uint32_t layer = running.next_layer;
@@ -173,16 +206,13 @@ class Clairvoyant final : public CatchUpPolicy {
       if (i < in_flight.size()) price.guarded_finish_cycles.push_back(delay + merged_run.finish_cycles[i]);
     }
     const double batch_end = delay + merged_run.cycles;
-    if (queued.size() == take) return price;
-    const std::size_t next_size = std::min<std::size_t>(queued.size() - take, view.max_batch);
-    const ExactRun next_run = run_exactly(model, std::span(queued.data() + take, next_size), 0, model.layer_count());
-    const double next_mean = sum(next_run.finish_cycles) / static_cast<double>(next_size);
-    price.total_cycles += static_cast<double>(queued.size() - take) * (batch_end + next_mean);
+    price.total_cycles += static_cast<double>(queued.size() - take) * batch_end + drain.total_cycles[take];
     return price;
   }
 
-  // The batch a network would start now: its oldest waiting samples, up to max_batch, and the
-  // exact cycles until all of them are done.
+  // The batch a network would start now: its oldest waiting samples, as many as the first batch
+  // of its exact drain (exit_aware's choice, priced exactly), and the exact cycles until all of
+  // them are done.
   struct Group {
     std::uint32_t model = 0;
     std::vector<std::uint32_t> positions;
@@ -190,11 +220,16 @@ class Clairvoyant final : public CatchUpPolicy {
     double size() const { return static_cast<double>(positions.size()); }
   };
 
-  std::vector<Group> waiting_groups(const SchedulerView& view) const {
+  std::vector<Group> waiting_groups(const SchedulerView& view) {
     std::vector<Group> groups;
     for (const auto& s : view.queue) {
       if (std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.model == s.model; })) continue;
-      Group g{s.model, view.queued_of_model(s.model, view.max_batch), 0.0};
+      const ModelProfile& model = view.models[s.model];
+      auto queued = view.queued_of_model(s.model, view.queue.size());
+      const ExactDrain drain = drain_exactly(model, leave_layers(view, queued), view.max_batch,
+                                             drain_plans_.of(view, s.model), view.max_batch + exact_drain_samples);
+      queued.resize(drain.first_batch[0]);
+      Group g{s.model, std::move(queued), 0.0};
       g.batch_cycles = run_exactly(view.models[s.model], leave_layers(view, g.positions), 0,
                                    view.models[s.model].layer_count()).cycles;
       groups.push_back(std::move(g));
@@ -205,7 +240,7 @@ class Clairvoyant final : public CatchUpPolicy {
   // exit_aware's c-mu start (the group completing most samples per cycle, ties to the oldest
   // sample's network), with exact batch times; then, if waiting for foreseen arrivals of that
   // network lowers the total latency, idle until the last of them that pays.
-  Decision start_or_wait(const SchedulerView& view) const {
+  Decision start_or_wait(const SchedulerView& view) {
     if (view.queue.empty()) return Decision::idle();
     const auto groups = waiting_groups(view);
     const Group* best = &groups.front();
@@ -319,7 +354,7 @@ class Clairvoyant final : public CatchUpPolicy {
   // exit_aware's cross-network preemption with exact numbers: a group of `size` samples of
   // another network runs first when size * R - B * (D + overhead) - others * overhead > 0, R
   // the running batch's true remaining cycles and D the group's true batch time.
-  Decision preempt_for_other_model(const SchedulerView& view) const {
+  Decision preempt_for_other_model(const SchedulerView& view) {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
     if (std::none_of(view.queue.begin(), view.queue.end(),
@@ -353,6 +388,7 @@ class Clairvoyant final : public CatchUpPolicy {
   std::int64_t horizon_ns_;
   bool guard_deadlines_;
   bool cross_model_;
+  DrainPlans drain_plans_{Prediction::exit_aware};
 };
 
 }  // namespace

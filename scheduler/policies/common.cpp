@@ -30,7 +30,8 @@ CatchUpEstimate estimate_catch_up(const SchedulerView& view, std::uint32_t take,
   const double next_batch = left == 0 ? 0.0
                                       : model.sample_remaining_cycles(0, std::min(left, view.max_batch), prediction);
   const double total = (batch + caught_survivors) * per_sample + caught_exit_latency + left * (batch_end + next_batch);
-  return {view.ns_per_cycle * per_sample, view.ns_per_cycle * total, view.ns_per_cycle * (batch_end + next_batch)};
+  return {view.ns_per_cycle * per_sample, view.ns_per_cycle * total, view.ns_per_cycle * (batch_end + next_batch),
+          view.ns_per_cycle * batch_end};
 }
 
 std::vector<std::uint32_t> catch_up_candidates(std::uint32_t limit) {

@@ -2,6 +2,7 @@
 // Helpers the built-in policies share: grouping the queue by model and pricing a catch-up
 // preemption (docs/policies.md, "Predictions").
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct CatchUpEstimate {
   double total_latency_ns = 0.0;
   // Expected completion, from now, of a sample of the model left in the queue.
   double left_completion_ns = 0.0;
+  // Expected end of the merged batch, from now: when the samples left in the queue can start.
+  double merged_end_ns = 0.0;
 };
 CatchUpEstimate estimate_catch_up(const SchedulerView& view, std::uint32_t take, std::uint32_t waiting,
                                   Prediction prediction);
@@ -33,5 +36,83 @@ std::vector<std::uint32_t> catch_up_candidates(std::uint32_t limit);
 // How many samples of the running batch's model may join it now: bounded by the queue, the
 // merge room and the preemption registers. 0 when preemption is not possible.
 std::uint32_t catch_up_room(const SchedulerView& view, std::uint32_t queued_of_model);
+
+// The cheapest way to serve n queued samples of one network back to back, if nothing else
+// arrived or merged: V(n) = min over the first batch b of b·δ(b) + (n − b)·D(b) + V(n − b), in
+// cycles of total latency, with δ(b) a sample's and D(b) the batch's expected time. Where
+// batching does not pay (MobileNetV2 on the default NPU costs more per sample at 16 than at 1),
+// the first batch is small: its samples leave early instead of waiting for the whole batch.
+// Grown on demand to the longest queue seen; a policy keeps one per network.
+class DrainPlan {
+ public:
+  DrainPlan(const ModelProfile& model, std::uint32_t max_batch, Prediction prediction) {
+    for (std::uint32_t b = 1; b <= max_batch; ++b) {
+      sample_cycles_.push_back(model.sample_remaining_cycles(0, b, prediction));
+      batch_cycles_.push_back(static_cast<double>(model.remaining_cycles(0, b, prediction)));
+    }
+  }
+
+  // V(n): the expected total latency, in cycles from now, of draining n samples.
+  double total_cycles(std::uint32_t n) {
+    extend_to(n);
+    return value_[n];
+  }
+  // The first batch size of that plan (0 for n = 0).
+  std::uint32_t first_batch(std::uint32_t n) {
+    extend_to(n);
+    return first_batch_[n];
+  }
+  // Calls f(k, c) for the k-th of the n samples (oldest first) with its expected completion c,
+  // in cycles from now, under that plan.
+  template <typename F>
+  void for_each_completion(std::uint32_t n, F f) {
+    extend_to(n);
+    double start = 0.0;
+    for (std::uint32_t k = 0; k < n;) {
+      const std::uint32_t b = first_batch_[n - k];
+      for (std::uint32_t i = 0; i < b; ++i) f(k + i, start + sample_cycles_[b - 1]);
+      start += batch_cycles_[b - 1];
+      k += b;
+    }
+  }
+
+ private:
+  void extend_to(std::uint32_t n) {
+    for (auto m = static_cast<std::uint32_t>(value_.size()); m <= n; ++m) {
+      double best = 0.0;
+      std::uint32_t best_b = 0;
+      const auto largest = std::min<std::size_t>(m, sample_cycles_.size());
+      for (std::uint32_t b = 1; b <= largest; ++b) {
+        const double v = b * sample_cycles_[b - 1] + (m - b) * batch_cycles_[b - 1] + value_[m - b];
+        // Ties go to the larger batch: the same latency with the NPU free sooner for others.
+        if (best_b == 0 || v <= best) {
+          best = v;
+          best_b = b;
+        }
+      }
+      value_.push_back(best);
+      first_batch_.push_back(best_b);
+    }
+  }
+
+  std::vector<double> sample_cycles_, batch_cycles_;  // index b - 1
+  std::vector<double> value_{0.0};
+  std::vector<std::uint32_t> first_batch_{0};
+};
+
+// A policy's DrainPlan of every network in the view, each built at its first use.
+class DrainPlans {
+ public:
+  explicit DrainPlans(Prediction prediction) : prediction_(prediction) {}
+  DrainPlan& of(const SchedulerView& view, std::uint32_t model) {
+    if (plans_.empty())
+      for (const auto& profile : view.models) plans_.emplace_back(profile, view.max_batch, prediction_);
+    return plans_[model];
+  }
+
+ private:
+  Prediction prediction_;
+  std::vector<DrainPlan> plans_;
+};
 
 }  // namespace npusim::scheduler::policies

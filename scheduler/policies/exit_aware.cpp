@@ -47,12 +47,13 @@ class ExitAware final : public CatchUpPolicy {
         prediction_(p.boolean("exit_blind") ? Prediction::exit_blind : Prediction::exit_aware),
         objective_(Objective::named(p.choice("objective"))),
         max_preemptions_(static_cast<std::uint32_t>(p.integer("max_preemptions"))),
-        max_wait_slos_(p.real("max_wait_slos")) {}
+        max_wait_slos_(p.real("max_wait_slos")),
+        drain_plans_(prediction_) {}
 
   Decision decide(const SchedulerView& view) override {
     if (!view.running) {
       if (view.queue.empty()) return Decision::idle();
-      return Decision::start(view.queued_of_model(model_to_start(view), view.max_batch));
+      return Decision::start(batch_to_start(view));
     }
     if (view.running->preemptions >= max_preemptions_) return Decision::keep_running();
     Decision merge = CatchUpPolicy::decide(view);
@@ -90,18 +91,28 @@ class ExitAware final : public CatchUpPolicy {
   // The expected total latency of a catch-up plan, plus the SLO misses it predicts when the
   // objective counts them: the in-flight and the caught-up samples finish together, the rest of
   // the network's queue after the merged batch.
+  // The samples left in the queue are priced as drained by their DrainPlan after the merged
+  // batch ends, not as one batch.
   double catch_up_cost(const SchedulerView& view, const std::vector<std::uint32_t>& queued, std::uint32_t take,
-                       const CatchUpEstimate& plan) const {
-    double cost = objective_.latency_weight * plan.total_latency_ns;
+                       const CatchUpEstimate& plan) {
+    DrainPlan& drain = drain_plans_.of(view, view.running->model);
+    const auto left = static_cast<std::uint32_t>(queued.size()) - take;
+    const double left_as_one_batch_ns = left * (plan.left_completion_ns - plan.merged_end_ns);
+    const double total_ns =
+        plan.total_latency_ns - left_as_one_batch_ns + view.ns_per_cycle * drain.total_cycles(left);
+    double cost = objective_.latency_weight * total_ns;
     if (!objective_.counts_misses()) return cost;
     const auto now = static_cast<double>(view.now_ns);
     for (const auto& s : view.running->samples) cost += objective_.miss_cost(s, now + plan.in_flight_completion_ns);
-    for (std::size_t i = 0; i < queued.size(); ++i) {
-      const double completion_ns = now + (i < take ? plan.in_flight_completion_ns : plan.left_completion_ns);
-      cost += objective_.miss_cost(view.queue[queued[i]], completion_ns);
-    }
+    for (std::uint32_t i = 0; i < take; ++i)
+      cost += objective_.miss_cost(view.queue[queued[i]], now + plan.in_flight_completion_ns);
+    drain.for_each_completion(left, [&](std::uint32_t k, double offset_cycles) {
+      cost += objective_.miss_cost(view.queue[queued[take + k]],
+                                   now + plan.merged_end_ns + view.ns_per_cycle * offset_cycles);
+    });
     return cost;
   }
+
 
   // The batch a network would start now: its oldest waiting samples, up to max_batch.
   struct Group {
@@ -111,17 +122,23 @@ class ExitAware final : public CatchUpPolicy {
     double sample_ns = 0.0;                // expected time until one of its samples is done
   };
 
-  std::vector<Group> waiting_groups(const SchedulerView& view) const {
+  // Per network with waiting samples, the first batch of its DrainPlan: its oldest samples.
+  std::vector<Group> waiting_groups(const SchedulerView& view) {
     std::vector<Group> groups;
     std::vector<int> group_of(view.models.size(), -1);
+    std::vector<std::uint32_t> waiting(view.models.size(), 0);  // then: the first batch's size
     for (std::uint32_t i = 0; i < view.queue.size(); ++i) {
       const auto m = view.queue[i].model;
       if (group_of[m] < 0) {
         group_of[m] = static_cast<int>(groups.size());
         groups.push_back({m, {}, 0.0, 0.0});
       }
-      auto& g = groups[static_cast<std::size_t>(group_of[m])];
-      if (g.positions.size() < view.max_batch) g.positions.push_back(i);
+      ++waiting[m];
+    }
+    for (auto& g : groups) waiting[g.model] = drain_plans_.of(view, g.model).first_batch(waiting[g.model]);
+    for (std::uint32_t i = 0; i < view.queue.size(); ++i) {
+      auto& g = groups[static_cast<std::size_t>(group_of[view.queue[i].model])];
+      if (g.positions.size() < waiting[g.model]) g.positions.push_back(i);
     }
     for (auto& g : groups) {
       const auto size = static_cast<std::uint32_t>(g.positions.size());
@@ -154,22 +171,15 @@ class ExitAware final : public CatchUpPolicy {
   //     cost over the groups' samples. Under the mean objective this is the c-mu rule itself
   //     (the most samples completed per unit of time first); counting misses, a group whose
   //     samples would miss behind another goes first when that costs less.
-  std::uint32_t model_to_start(const SchedulerView& view) const {
-    if (max_wait_slos_ > 0.0) {
-      const SampleInfo* aged = nullptr;
-      for (const auto& s : view.queue) {
-        const auto slo = static_cast<double>(s.deadline_ns - s.arrival_ns);
-        if (static_cast<double>(view.now_ns - s.arrival_ns) >= max_wait_slos_ * slo &&
-            (!aged || s.deadline_ns < aged->deadline_ns))
-          aged = &s;
-      }
-      if (aged) return aged->model;
-    }
+  std::vector<std::uint32_t> batch_to_start(const SchedulerView& view) {
     auto groups = waiting_groups(view);
+    if (const SampleInfo* aged = most_urgent_aged_sample(view))
+      for (auto& g : groups)
+        if (g.model == aged->model) return std::move(g.positions);
     std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
       return static_cast<double>(a.positions.size()) * b.batch_ns > static_cast<double>(b.positions.size()) * a.batch_ns;
     });
-    if (groups.size() == 1 || !objective_.counts_misses()) return groups.front().model;
+    if (groups.size() == 1 || !objective_.counts_misses()) return std::move(groups.front().positions);
     const auto now = static_cast<double>(view.now_ns);
     std::size_t best = 0;
     double best_cost = 0.0;
@@ -186,7 +196,21 @@ class ExitAware final : public CatchUpPolicy {
         best_cost = cost;
       }
     }
-    return groups[best].model;
+    return std::move(groups[best].positions);
+  }
+
+  // The waiting sample with the earliest deadline among those that have waited max_wait_slos
+  // of their SLO; null if none has (or ageing is off).
+  const SampleInfo* most_urgent_aged_sample(const SchedulerView& view) const {
+    if (max_wait_slos_ <= 0.0) return nullptr;
+    const SampleInfo* aged = nullptr;
+    for (const auto& s : view.queue) {
+      const auto slo = static_cast<double>(s.deadline_ns - s.arrival_ns);
+      if (static_cast<double>(view.now_ns - s.arrival_ns) >= max_wait_slos_ * slo &&
+          (!aged || s.deadline_ns < aged->deadline_ns))
+        aged = &s;
+    }
+    return aged;
   }
 
   // A batch of another network runs first (no merge; the running batch resumes after it) when
@@ -198,7 +222,7 @@ class ExitAware final : public CatchUpPolicy {
   // waiting sample is delayed by the save and restore (work nobody needed). Every in-flight
   // sample counts, late or not. With guard_deadlines, no in-flight sample that would meet its
   // deadline may be made to miss it.
-  Decision preempt_for_other_model(const SchedulerView& view) const {
+  Decision preempt_for_other_model(const SchedulerView& view) {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
     if (std::none_of(view.queue.begin(), view.queue.end(),
@@ -252,6 +276,7 @@ class ExitAware final : public CatchUpPolicy {
   Objective objective_;
   std::uint32_t max_preemptions_;
   double max_wait_slos_;
+  DrainPlans drain_plans_;
 };
 
 }  // namespace
