@@ -286,7 +286,7 @@ PolicyInfo exit_aware_info() {
           "Fluid Batching (ICCAD'22): exit-aware choices of what to start, what to catch up and merge, and when "
           "another network runs first, minimising the expected cost of the objective, with ageing and a bound on "
           "preemptions per batch",
-          {ParameterSpec::choice("objective", "blend", {"mean", "slo", "blend"},
+          {ParameterSpec::choice("objective", "mean", {"mean", "slo", "blend"},
                                  "what a plan costs: mean = total latency; slo = SLO misses (latency breaks ties); "
                                  "blend = total latency plus one SLO for every miss"),
            ParameterSpec::real("max_wait_slos", 3.0, 0.0, 1e6,
