@@ -61,9 +61,10 @@ struct StepIndex {
   std::uint64_t pass = 0, rgroup = 0, band = 0, cblock = 0, chunk = 0;
 };
 
-// A step's index and its neighbours', moved on step by step (LayerSteps::seek).
+// A step's index and one neighbour's, moved on step by step: the step after it for streaming
+// (LayerSteps::seek_streamed), the step before it for loads (LayerSteps::seek_loaded).
 struct StepCursor {
-  StepIndex prev, at, next;
+  StepIndex at, neighbour;
   std::uint64_t step = 0;
   bool valid = false;
 };
@@ -368,16 +369,23 @@ class LayerSteps {
     return input_resident && (tiling_.order == LoopOrder::weights_outer || several_col_blocks_);
   }
 
-  // Moves `c` to `step`: by a carry from the step before, else by dividing.
-  void seek(StepCursor& c, std::uint64_t step) const {
+  // Moves `c` to `step`, with the step after it as its neighbour: by a carry from the step
+  // before, else by dividing.
+  void seek_streamed(StepCursor& c, std::uint64_t step) const {
+    c.at = c.valid && step == c.step + 1 ? c.neighbour : index_of(step);
+    if (step + 1 < steps) c.neighbour = next_of(c.at);
+    c.step = step;
+    c.valid = true;
+  }
+  // Moves `c` to `step`, with the step before it as its neighbour.
+  void seek_loaded(StepCursor& c, std::uint64_t step) const {
     if (c.valid && step == c.step + 1) {
-      c.prev = c.at;
-      c.at = c.next;
+      c.neighbour = c.at;
+      c.at = next_of(c.at);
     } else {
       c.at = index_of(step);
-      if (step > 0) c.prev = prev_of(c.at);
+      if (step > 0) c.neighbour = prev_of(c.at);
     }
-    if (step + 1 < steps) c.next = next_of(c.at);
     c.step = step;
     c.valid = true;
   }
@@ -887,8 +895,9 @@ class ScheduleWalk {
     StepSlot& slot = slot_of(step);
     // Each operand's loads come in step order (but after a jump): a cursor of their own follows them.
     StepCursor& at = input ? input_cursor_ : weight_cursor_;
-    layer_.seek(at, step);
-    const std::uint64_t bytes = input ? layer_.input_load(at.prev, at.at, step) : layer_.weight_load(at.prev, at.at, step);
+    layer_.seek_loaded(at, step);
+    const std::uint64_t bytes =
+        input ? layer_.input_load(at.neighbour, at.at, step) : layer_.weight_load(at.neighbour, at.at, step);
     if (bytes == 0) return;
     Buffer& buffer = input ? input_ : weight_;
     std::uint64_t ready = 0;
@@ -923,8 +932,8 @@ class ScheduleWalk {
 
   void stream(std::uint64_t step) {
     const StepSlot& slot = slot_of(step);
-    layer_.seek(stream_cursor_, step);
-    const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.next, step);
+    layer_.seek_streamed(stream_cursor_, step);
+    const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.neighbour, step);
     std::uint64_t start = std::max({last_stream_end_, slot.input_done, slot.weight_done});
     if (r.opens_block && !output_.make_room(r.accumulator_bytes, start))
       return fail(Failure::output_room, r.accumulator_bytes, step, output_.capacity);
@@ -1146,22 +1155,38 @@ class ScheduleWalk {
     --depth_;
   }
 
+  // One loop of a pass's nest: its iterations, their stride in steps, and which are alike.
+  struct Loop {
+    std::uint64_t count, stride;
+    RegularRange regular;
+  };
+
+  // Walks loops[level..] from step `base`. A loop of one iteration (one chunk, one C-block) has
+  // nothing to jump, so walk_pass leaves it out.
+  void walk_loops(const Loop* loops, std::size_t levels, std::uint64_t base) {
+    if (levels == 0) return step(base);
+    iterate(base, loops->count, loops->stride, loops->regular,
+            [&](std::uint64_t b) { walk_loops(loops + 1, levels - 1, b); });
+  }
+
   void walk_pass(std::uint64_t base, const PassPlan& p) {
-    const auto chunks = [&](std::uint64_t b) {
-      iterate(b, p.chunks, 1, interior(p.chunks), [&](std::uint64_t j) { step(j); });
-    };
     const std::uint64_t bands = layer_.bands, rgroups = layer_.rgroups;
+    const Loop chunks{p.chunks, 1, interior(p.chunks)};
+    std::array<Loop, 4> nest;
     if (layer_.order() == LoopOrder::inputs_outer) {
       const std::uint64_t cstride = p.chunks, bstride = p.chunks * p.col_blocks, gstride = bstride * bands;
-      const auto cblocks = [&](std::uint64_t b) { iterate(b, p.col_blocks, cstride, interior(p.col_blocks), chunks); };
-      const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, cblocks); };
-      iterate(base, rgroups, gstride, layer_.regular_rgroups, band_loop);
+      nest = {Loop{rgroups, gstride, layer_.regular_rgroups}, Loop{bands, bstride, layer_.regular_bands},
+              Loop{p.col_blocks, cstride, interior(p.col_blocks)}, chunks};
     } else {
       const std::uint64_t bstride = p.chunks, gstride = p.chunks * bands, cstride = gstride * rgroups;
-      const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, chunks); };
-      const auto rgroup_loop = [&](std::uint64_t b) { iterate(b, rgroups, gstride, layer_.regular_rgroups, band_loop); };
-      iterate(base, p.col_blocks, cstride, interior(p.col_blocks), rgroup_loop);
+      nest = {Loop{p.col_blocks, cstride, interior(p.col_blocks)}, Loop{rgroups, gstride, layer_.regular_rgroups},
+              Loop{bands, bstride, layer_.regular_bands}, chunks};
     }
+    std::array<Loop, 4> loops;
+    std::size_t levels = 0;
+    for (const Loop& loop : nest)
+      if (loop.count > 1) loops[levels++] = loop;
+    walk_loops(loops.data(), levels, base);
   }
 
   void walk_passes() {
