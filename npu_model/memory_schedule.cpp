@@ -708,13 +708,14 @@ struct Buffer {
   }
 };
 
-// Storage that lives inline up to N elements and on the heap beyond.
+// Storage that lives inline up to N elements and on the heap beyond, left uninitialised: its
+// users fill what they read.
 template <typename T, std::size_t N>
 class SmallArray {
  public:
   explicit SmallArray(std::size_t size) {
     if (size > N) {
-      heap_ = std::make_unique<T[]>(size);
+      heap_ = std::make_unique_for_overwrite<T[]>(size);
       data_ = heap_.get();
     }
   }
@@ -747,6 +748,8 @@ class Snapshot {
     size_ = size;
     return data();
   }
+  // Ends the snapshot at `end`, short of the size reserved.
+  void end_at(const std::int64_t* end) { size_ = static_cast<std::size_t>(end - data()); }
   std::int64_t* data() { return on_heap_ ? heap_.get() : inline_.data(); }
   const std::int64_t* data() const { return on_heap_ ? heap_.get() : inline_.data(); }
   friend bool operator==(const Snapshot& a, const Snapshot& b) {
@@ -817,8 +820,8 @@ class ScheduleWalk {
   };
   // The completions of the loads made for a step before it streams.
   struct StepSlot {
-    std::uint64_t step = 0;
-    std::uint64_t input_done = 0, weight_done = 0;
+    std::uint64_t step;
+    std::uint64_t input_done, weight_done;
   };
   // Requests by kind, each with the bytes it last moved and their bus cycles: in a periodic
   // stretch the sizes repeat, and the division is skipped.
@@ -882,8 +885,9 @@ class ScheduleWalk {
     return done;
   }
 
-  void load(Kind kind, std::uint64_t step) {
-    const bool input = kind == input_kind;
+  template <Kind kind>
+  void load(std::uint64_t step) {
+    constexpr bool input = kind == input_kind;
     // A step that loads nothing need not claim its slot: an unclaimed slot reads as one whose
     // loads completed long ago, and skipping the cursor's seek is what makes quiet stretches cheap.
     if (input ? input_loads_skip_steps_ : layer_.weights_resident()) {
@@ -924,10 +928,10 @@ class ScheduleWalk {
   void requests_of_slot(std::int64_t slot) {
     if (slot >= 1 && last_record_.closes_block) close_block();
     const std::int64_t w = slot + static_cast<std::int64_t>(layer_.weight_prefetch);
-    if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load(weight_kind, static_cast<std::uint64_t>(w));
+    if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load<weight_kind>(static_cast<std::uint64_t>(w));
     const std::int64_t i = slot + static_cast<std::int64_t>(layer_.input_prefetch);
     if (ok_ && !layer_.input_on_chip && i >= 0 && static_cast<std::uint64_t>(i) < layer_.steps)
-      load(input_kind, static_cast<std::uint64_t>(i));
+      load<input_kind>(static_cast<std::uint64_t>(i));
   }
 
   void stream(std::uint64_t step) {
@@ -997,19 +1001,7 @@ class ScheduleWalk {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
-    // Completions never fall in request order (each waits for the bus the one before frees), so
-    // the requests still in flight after the last issue are the newest few: the rest, which
-    // would all read as the last issue, are left out, and how many are in flight says where.
-    std::uint64_t in_flight = 0;
-    if (requests_made) {
-      std::uint64_t k = ring_pos_;
-      while (in_flight < queue_depth_) {
-        k = (k == 0 ? queue_depth_ : k) - 1;
-        if (ring_[k] <= last_issue_) break;
-        ++in_flight;
-      }
-    }
-    std::size_t size = 1 + (requests_made ? 4 + in_flight : 0) + layer_.input_prefetch + layer_.weight_prefetch;
+    std::size_t size = 1 + (requests_made ? 4 + queue_depth_ : 0) + layer_.input_prefetch + layer_.weight_prefetch;
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (b->releases.size() > snapshot_queue_limit) return false;
       if (b->bounded) size += 2 + 2 * b->releases.size();
@@ -1023,11 +1015,16 @@ class ScheduleWalk {
       *out++ = rel(last_issue_);
       *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
       *out++ = rel(std::max(epilogue_done_, last_stream_end_));
-      *out++ = static_cast<std::int64_t>(in_flight);
-      std::uint64_t k = (ring_pos_ + queue_depth_ - in_flight) % queue_depth_;
-      for (std::uint64_t n = 0; n < in_flight; ++n) {
+      // Completions never fall in request order (each waits for the bus the one before frees), so
+      // the requests still in flight after the last issue are the newest few, taken newest first:
+      // the rest, which would all read as the last issue, are left out, and how many are in
+      // flight (written ahead of them) says where.
+      std::int64_t& in_flight = *out++;
+      in_flight = 0;
+      for (std::uint64_t k = ring_pos_; static_cast<std::uint64_t>(in_flight) < queue_depth_; ++in_flight) {
+        k = (k == 0 ? queue_depth_ : k) - 1;
+        if (ring_[k] <= last_issue_) break;
         *out++ = rel(ring_[k]);
-        if (++k == queue_depth_) k = 0;
       }
     }
     // Past its prefetch distance, no load of an operand has been made for a step yet. Requests
@@ -1057,6 +1054,7 @@ class ScheduleWalk {
         *out++ = static_cast<std::int64_t>(b->releases[k].bytes);
       }
     }
+    into.end_at(out);
     return true;
   }
 
@@ -1216,7 +1214,7 @@ class ScheduleWalk {
   // Steps from the one last streamed through the prefetch window, by step mod slot_count_ (a
   // power of two of at least the window plus 3).
   std::uint64_t slot_count_ = 1;
-  SmallArray<StepSlot, 8> slots_;
+  SmallArray<StepSlot, 16> slots_;
   std::uint64_t slot_origin_ = 0;  // step slot_origin_ + j lives in slots_[j mod slot_count_]
   // The completion of each operand's latest load, moved on by a jump like the slots.
   std::uint64_t last_input_done_ = 0, last_weight_done_ = 0;
