@@ -127,6 +127,7 @@ class LayerSteps {
     several_col_blocks_ = plans[0].col_blocks > 1 || (passes > full_passes && plans[1].col_blocks > 1);
     regular_bands = find_regular_bands();
     regular_rgroups = find_regular_rgroups();
+    if (regular_bands.lo <= regular_bands.hi) regular_fresh_rows_ = fresh_rows(regular_bands.lo);
   }
 
   // ---- Fixed quantities ----
@@ -318,7 +319,12 @@ class LayerSteps {
   // The input bytes step `step` at `s` loads; `prev` is ignored for step 0.
   std::uint64_t input_load(const StepIndex& prev, const StepIndex& s, std::uint64_t step) const {
     const PassPlan& p = plan_of(s.pass);
-    if (input_resident) return s.cblock == 0 ? fresh_rows(s.band) * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk) : 0;
+    if (input_resident) {
+      if (s.cblock != 0) return 0;
+      // Every regular band has the same fresh rows (find_regular_bands).
+      const bool regular = s.band >= regular_bands.lo && s.band <= regular_bands.hi;
+      return (regular ? regular_fresh_rows_ : fresh_rows(s.band)) * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk);
+    }
     if (input_on_chip) return 0;
     // Lines of `s` that the step before does not hold.
     const RowRange rows = rows_needed(s.band);
@@ -599,6 +605,7 @@ class LayerSteps {
   std::uint64_t grid_rows_ = 1, band_rows_ = 1, band_samples_ = 1;
   bool several_col_blocks_ = false;
   std::uint64_t last_band_rows_ = 1, last_rgroup_rows_ = 1;  // the others have band_rows_, band_samples_
+  std::uint64_t regular_fresh_rows_ = 0;
 };
 
 // The outline, and what the walk's abandonment test watches, max(last stream end, bus free), can
