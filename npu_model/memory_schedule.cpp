@@ -563,7 +563,9 @@ class LayerSteps {
                                    y1 * sh - ph + static_cast<std::int64_t>(fm_.kernel_height) - 1)};
   }
   // Rows of a band that no band before it in the same grid rows needs (what input_resident loads).
-  std::uint64_t fresh_rows(std::uint64_t band) const {
+  // Out of line: a walk asks it only for the few irregular bands, and inlined it kept the input
+  // load, which every step makes, from being inlined itself.
+  [[gnu::noinline]] std::uint64_t fresh_rows(std::uint64_t band) const {
     RowRange fresh = rows_needed(band);
     if (band > 0) fresh.lo = std::max(fresh.lo, rows_needed(band - 1).hi + 1);
     return fresh.count();
@@ -1008,7 +1010,7 @@ class ScheduleWalk {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
-    std::size_t size = 1 + (requests_made ? 4 + queue_depth_ : 0) + layer_.input_prefetch + layer_.weight_prefetch;
+    std::size_t size = 3 + (requests_made ? 4 + queue_depth_ : 0) + layer_.input_prefetch + layer_.weight_prefetch;
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (b->releases.size() > snapshot_queue_limit) return false;
       if (b->bounded) size += 2 + 2 * b->releases.size();
@@ -1036,13 +1038,11 @@ class ScheduleWalk {
     }
     // Past its prefetch distance, no load of an operand has been made for a step yet. Requests
     // complete in the order they issue, so once an operand's latest load is done by the last
-    // stream end, every one of its loads ahead reads 0.
+    // stream end, every one of its loads ahead would read 0: a single 0 says so. Otherwise that
+    // load is one of them and reads more, and a 1 comes first.
     const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done, std::uint64_t last_done) {
-      if (last_done <= last_stream_end_) {
-        std::fill_n(out, prefetch, 0);
-        out += prefetch;
-        return;
-      }
+      *out++ = last_done > last_stream_end_;
+      if (last_done <= last_stream_end_) return;
       const std::uint64_t mask = slot_count_ - 1;
       std::uint64_t at = last_step_ + 1 - slot_origin_;
       for (std::uint64_t step = last_step_ + 1; step <= last_step_ + prefetch; ++step, ++at) {
