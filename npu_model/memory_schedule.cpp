@@ -902,8 +902,11 @@ class ScheduleWalk {
     if (input ? input_loads_skip_steps_ : layer_.weights_resident()) {
       std::uint64_t& next_load = input ? next_input_load_ : next_weight_load_;
       if (step < next_load) return;
-      next_load = input ? layer_.next_input_load(step) : layer_.next_weight_load(step);
-      if (step < next_load) return;
+      // A step found to load still does: only past it is there more to find.
+      if (step > next_load) {
+        next_load = input ? layer_.next_input_load(step) : layer_.next_weight_load(step);
+        if (step < next_load) return;
+      }
     }
     StepSlot& slot = slot_of(step);
     // Each operand's loads come in step order (but after a jump): a cursor of their own follows them.
