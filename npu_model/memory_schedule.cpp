@@ -336,15 +336,19 @@ class LayerSteps {
     return loads ? weight_block_bytes(plan_of(s.pass), s) : 0;
   }
 
+  static constexpr std::uint64_t never = ~std::uint64_t{0};
+
   // The first step from `step` on that loads weights, or one no later (`step` itself) when that
   // is not cheap to know. Resident weights are loaded only by the steps of the first band of the
   // first grid-row group, which open each C-block under weights_outer and each pass under
   // inputs_outer: long stretches between make no weight request.
   std::uint64_t next_weight_load(std::uint64_t step) const {
-    constexpr std::uint64_t never = ~std::uint64_t{0};
     if (step >= steps) return never;
     if (!tiling_.weights_resident) return step;
-    const StepIndex i = index_of(step);
+    return next_weight_load(step, index_of(step));
+  }
+  // The same for a step before the last, at index `i`, with the weights resident.
+  std::uint64_t next_weight_load(std::uint64_t step, const StepIndex& i) const {
     if (i.rgroup == 0 && i.band == 0) return step;
     const PassPlan& p = plan_of(i.pass);
     const std::uint64_t pass_start = i.pass * plans[0].steps;
@@ -356,16 +360,18 @@ class LayerSteps {
   // Likewise for input loads: resident input is loaded only by the steps of C-block 0, which
   // opens each pass under weights_outer and each R-block under inputs_outer.
   std::uint64_t next_input_load(std::uint64_t step) const {
-    constexpr std::uint64_t never = ~std::uint64_t{0};
     if (step >= steps) return never;
     if (!input_loads_skip_steps()) return step;
-    const StepIndex i = index_of(step);
+    return next_input_load(step, index_of(step));
+  }
+  // The same for a step before the last, at index `i`, with the input's loads skipping steps.
+  std::uint64_t next_input_load(std::uint64_t step, const StepIndex& i) const {
     if (i.cblock == 0) return step;
     const PassPlan& p = plan_of(i.pass);
     const std::uint64_t pass_start = i.pass * plans[0].steps;
     if (tiling_.order == LoopOrder::inputs_outer) {
       const std::uint64_t rblock_steps = p.col_blocks * p.chunks;
-      const std::uint64_t next_rblock = pass_start + ((step - pass_start) / rblock_steps + 1) * rblock_steps;
+      const std::uint64_t next_rblock = pass_start + (i.rgroup * bands + i.band + 1) * rblock_steps;
       if (next_rblock < pass_start + p.steps) return next_rblock;
     }
     return pass_start + p.steps < steps ? pass_start + p.steps : never;
@@ -904,7 +910,10 @@ class ScheduleWalk {
       if (step < next_load) return;
       // A step found to load still does: only past it is there more to find.
       if (step > next_load) {
-        next_load = input ? layer_.next_input_load(step) : layer_.next_weight_load(step);
+        // The step after the operand's last load is found from its cursor by a carry, not by dividing.
+        const StepCursor& last = input ? input_cursor_ : weight_cursor_;
+        const StepIndex at = last.valid && step == last.step + 1 ? layer_.next_of(last.at) : layer_.index_of(step);
+        next_load = input ? layer_.next_input_load(step, at) : layer_.next_weight_load(step, at);
         if (step < next_load) return;
       }
     }
@@ -1090,7 +1099,6 @@ class ScheduleWalk {
     }
     last_input_done_ = std::max(last_input_done_, last_stream_end_) + delta;
     last_weight_done_ = std::max(last_weight_done_, last_stream_end_) + delta;
-    stream_cursor_.valid = input_cursor_.valid = weight_cursor_.valid = false;
     last_stream_end_ += delta;
     last_step_ += steps;
     input_.releases.shift(delta);
@@ -1098,12 +1106,27 @@ class ScheduleWalk {
     output_.releases.shift(delta);
   }
 
+  // Moves a cursor `skipped` iterations on in a loop whose steps are [first, end), by its `index`
+  // field, when the cursor's step and neighbour stay inside: only that field tells them from where
+  // they were. Any other cursor is found again, by dividing, when next used.
+  static void move_cursor(StepCursor& c, std::uint64_t first, std::uint64_t end, std::uint64_t StepIndex::*index,
+                          std::uint64_t skipped, std::uint64_t steps) {
+    if (c.valid && c.step > first && c.step + steps + 1 < end) {
+      c.at.*index += skipped;
+      c.neighbour.*index += skipped;
+      c.step += steps;
+    } else {
+      c.valid = false;
+    }
+  }
+
   // Walks `count` iterations of `stride` steps from `base`, each by `body`. Iterations in
   // `regular` are alike, so once two of them in a row leave the state equal up to a shift, the
   // ones up to where each operand's prefetch window would reach past the regular range, or for
   // weights, into a step that loads any, are jumped over.
   template <typename Body>
-  void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, RegularRange regular, Body&& body) {
+  void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, std::uint64_t StepIndex::*index,
+               RegularRange regular, Body&& body) {
     // The state after a regular iteration i is compared with the one after iteration i - 1, which
     // need not be regular: iteration i + 1 repeats iteration i if their own records are alike,
     // and so are the loads their prefetch reaches, and the block written as iteration i starts
@@ -1144,6 +1167,8 @@ class ScheduleWalk {
         const std::uint64_t delta = last_stream_end_ - previous_end;
         const std::uint64_t skipped = land - i;
         shift_all(delta * skipped, stride * skipped, now.data()[0] != 0);
+        for (StepCursor* c : {&stream_cursor_, &input_cursor_, &weight_cursor_})
+          move_cursor(*c, base, base + count * stride, index, skipped, stride * skipped);
         counters_.compute_cycles += skipped * (counters_.compute_cycles - previous_counters.compute_cycles);
         TrafficBytes& bytes = counters_.bytes;
         const TrafficBytes& was = previous_counters.bytes;
@@ -1163,9 +1188,11 @@ class ScheduleWalk {
     --depth_;
   }
 
-  // One loop of a pass's nest: its iterations, their stride in steps, and which are alike.
+  // One loop of a pass's nest: its iterations, their stride in steps, the field of a step's index
+  // it counts, and which iterations are alike.
   struct Loop {
     std::uint64_t count, stride;
+    std::uint64_t StepIndex::*index;
     RegularRange regular;
   };
 
@@ -1173,22 +1200,24 @@ class ScheduleWalk {
   // nothing to jump, so walk_pass leaves it out.
   void walk_loops(const Loop* loops, std::size_t levels, std::uint64_t base) {
     if (levels == 0) return step(base);
-    iterate(base, loops->count, loops->stride, loops->regular,
+    iterate(base, loops->count, loops->stride, loops->index, loops->regular,
             [&](std::uint64_t b) { walk_loops(loops + 1, levels - 1, b); });
   }
 
   void walk_pass(std::uint64_t base, const PassPlan& p) {
     const std::uint64_t bands = layer_.bands, rgroups = layer_.rgroups;
-    const Loop chunks{p.chunks, 1, interior(p.chunks)};
+    const Loop chunks{p.chunks, 1, &StepIndex::chunk, interior(p.chunks)};
     std::array<Loop, 4> nest;
     if (layer_.order() == LoopOrder::inputs_outer) {
       const std::uint64_t cstride = p.chunks, bstride = p.chunks * p.col_blocks, gstride = bstride * bands;
-      nest = {Loop{rgroups, gstride, layer_.regular_rgroups}, Loop{bands, bstride, layer_.regular_bands},
-              Loop{p.col_blocks, cstride, interior(p.col_blocks)}, chunks};
+      nest = {Loop{rgroups, gstride, &StepIndex::rgroup, layer_.regular_rgroups},
+              Loop{bands, bstride, &StepIndex::band, layer_.regular_bands},
+              Loop{p.col_blocks, cstride, &StepIndex::cblock, interior(p.col_blocks)}, chunks};
     } else {
       const std::uint64_t bstride = p.chunks, gstride = p.chunks * bands, cstride = gstride * rgroups;
-      nest = {Loop{p.col_blocks, cstride, interior(p.col_blocks)}, Loop{rgroups, gstride, layer_.regular_rgroups},
-              Loop{bands, bstride, layer_.regular_bands}, chunks};
+      nest = {Loop{p.col_blocks, cstride, &StepIndex::cblock, interior(p.col_blocks)},
+              Loop{rgroups, gstride, &StepIndex::rgroup, layer_.regular_rgroups},
+              Loop{bands, bstride, &StepIndex::band, layer_.regular_bands}, chunks};
     }
     std::array<Loop, 4> loops;
     std::size_t levels = 0;
@@ -1201,7 +1230,8 @@ class ScheduleWalk {
     // Every full pass is alike, the first and last included: each starts and ends its own
     // operands. The remainder pass differs, and the prefetch window must not reach it.
     const std::uint64_t full = layer_.full_passes;
-    iterate(0, full, layer_.plans[0].steps, {0, full - 1}, [&](std::uint64_t b) { walk_pass(b, layer_.plans[0]); });
+    iterate(0, full, layer_.plans[0].steps, &StepIndex::pass, {0, full - 1},
+            [&](std::uint64_t b) { walk_pass(b, layer_.plans[0]); });
     if (ok_ && layer_.passes > full) walk_pass(full * layer_.plans[0].steps, layer_.plans[1]);
   }
 
