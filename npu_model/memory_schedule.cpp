@@ -1106,6 +1106,22 @@ class ScheduleWalk {
     output_.releases.shift(delta);
   }
 
+  // One loop of the nest: its iterations, their stride in steps, the field of a step's index it
+  // counts, which iterations are alike, and how many iterations each operand's prefetch reaches
+  // past the current one.
+  struct Loop {
+    std::uint64_t count, stride;
+    std::uint64_t StepIndex::*index;
+    RegularRange regular;
+    std::uint64_t input_lookahead = 0, weight_lookahead = 0;
+  };
+  Loop with_lookaheads(Loop loop) const {
+    const auto lookahead = [&](std::uint64_t prefetch) { return loop.stride == 1 ? prefetch : ceil_div(prefetch, loop.stride); };
+    loop.input_lookahead = lookahead(layer_.input_prefetch);
+    loop.weight_lookahead = lookahead(layer_.weight_prefetch);
+    return loop;
+  }
+
   // Moves a cursor `skipped` iterations on in a loop whose steps are [first, end), by its `index`
   // field, when the cursor's step and neighbour stay inside: only that field tells them from where
   // they were. Any other cursor is found again, by dividing, when next used.
@@ -1125,8 +1141,8 @@ class ScheduleWalk {
   // ones up to where each operand's prefetch window would reach past the regular range, or for
   // weights, into a step that loads any, are jumped over.
   template <typename Body>
-  void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, std::uint64_t StepIndex::*index,
-               RegularRange regular, Body&& body) {
+  void iterate(std::uint64_t base, const Loop& loop, Body&& body) {
+    const auto [count, stride, index, regular, input_lookahead, weight_lookahead] = loop;
     // The state after a regular iteration i is compared with the one after iteration i - 1, which
     // need not be regular: iteration i + 1 repeats iteration i if their own records are alike,
     // and so are the loads their prefetch reaches, and the block written as iteration i starts
@@ -1134,8 +1150,6 @@ class ScheduleWalk {
     // iteration L whose records and loads, up to its prefetch, stay within the regular ones, or
     // whose weight window, like all from iteration i on, loads no weights.
     if (count == 1) return body(base);  // a loop of one iteration (one chunk, one C-block) has nothing to jump
-    const std::uint64_t input_lookahead = ceil_div(layer_.input_prefetch, stride);
-    const std::uint64_t weight_lookahead = ceil_div(layer_.weight_prefetch, stride);
     const std::uint64_t first_compared = std::max<std::uint64_t>(regular.lo, 1);
     const std::uint64_t lookahead = std::max(input_lookahead, layer_.weights_resident() ? 0 : weight_lookahead);
     const bool can_jump =
@@ -1188,20 +1202,11 @@ class ScheduleWalk {
     --depth_;
   }
 
-  // One loop of a pass's nest: its iterations, their stride in steps, the field of a step's index
-  // it counts, and which iterations are alike.
-  struct Loop {
-    std::uint64_t count, stride;
-    std::uint64_t StepIndex::*index;
-    RegularRange regular;
-  };
-
   // Walks loops[level..] from step `base`. A loop of one iteration (one chunk, one C-block) has
   // nothing to jump, so walk_pass leaves it out.
   void walk_loops(const Loop* loops, std::size_t levels, std::uint64_t base) {
     if (levels == 0) return step(base);
-    iterate(base, loops->count, loops->stride, loops->index, loops->regular,
-            [&](std::uint64_t b) { walk_loops(loops + 1, levels - 1, b); });
+    iterate(base, *loops, [&](std::uint64_t b) { walk_loops(loops + 1, levels - 1, b); });
   }
 
   void walk_pass(std::uint64_t base, const PassPlan& p) {
@@ -1222,7 +1227,7 @@ class ScheduleWalk {
     std::array<Loop, 4> loops;
     std::size_t levels = 0;
     for (const Loop& loop : nest)
-      if (loop.count > 1) loops[levels++] = loop;
+      if (loop.count > 1) loops[levels++] = with_lookaheads(loop);
     walk_loops(loops.data(), levels, base);
   }
 
@@ -1230,8 +1235,8 @@ class ScheduleWalk {
     // Every full pass is alike, the first and last included: each starts and ends its own
     // operands. The remainder pass differs, and the prefetch window must not reach it.
     const std::uint64_t full = layer_.full_passes;
-    iterate(0, full, layer_.plans[0].steps, &StepIndex::pass, {0, full - 1},
-            [&](std::uint64_t b) { walk_pass(b, layer_.plans[0]); });
+    const Loop passes{full, layer_.plans[0].steps, &StepIndex::pass, {0, full - 1}};
+    iterate(0, full > 1 ? with_lookaheads(passes) : passes, [&](std::uint64_t b) { walk_pass(b, layer_.plans[0]); });
     if (ok_ && layer_.passes > full) walk_pass(full * layer_.plans[0].steps, layer_.plans[1]);
   }
 
