@@ -23,7 +23,17 @@ std::string to_string(const Tiling& t) {
 
 namespace {
 
-std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
+// a / b and a % b. The divisors here are mostly powers of two (one chunk or C-block, the bands of
+// a map 2^n rows high, tiles 2^n lanes deep), which a shift divides many times faster than a
+// division instruction.
+struct Quotient {
+  std::uint64_t quotient, remainder;
+};
+Quotient divide(std::uint64_t a, std::uint64_t b) {
+  if ((b & (b - 1)) == 0) return {a >> std::countr_zero(b), a & (b - 1)};
+  return {a / b, a % b};
+}
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return divide(a + b - 1, b).quotient; }
 
 // Rows [lo, hi] of one sample's input feature map; empty when lo > hi.
 struct RowRange {
@@ -61,9 +71,10 @@ struct StepIndex {
   std::uint64_t pass = 0, rgroup = 0, band = 0, cblock = 0, chunk = 0;
 };
 
-// A step's index and its neighbours', moved on step by step (LayerSteps::seek).
+// A step's index and one neighbour's, moved on step by step: the step after it for streaming
+// (LayerSteps::seek_streamed), the step before it for loads (LayerSteps::seek_loaded).
 struct StepCursor {
-  StepIndex prev, at, next;
+  StepIndex at, neighbour;
   std::uint64_t step = 0;
   bool valid = false;
 };
@@ -126,6 +137,7 @@ class LayerSteps {
     several_col_blocks_ = plans[0].col_blocks > 1 || (passes > full_passes && plans[1].col_blocks > 1);
     regular_bands = find_regular_bands();
     regular_rgroups = find_regular_rgroups();
+    if (regular_bands.lo <= regular_bands.hi) regular_fresh_rows_ = fresh_rows(regular_bands.lo);
   }
 
   // ---- Fixed quantities ----
@@ -186,21 +198,22 @@ class LayerSteps {
   // ---- Step indices ----
   StepIndex index_of(std::uint64_t step) const {
     StepIndex i;
-    i.pass = std::min(step / plans[0].steps, full_passes);
-    std::uint64_t rest = step - i.pass * plans[0].steps;
+    i.pass = std::min(divide(step, plans[0].steps).quotient, full_passes);
     const PassPlan& p = plan_of(i.pass);
-    i.chunk = rest % p.chunks;
-    rest /= p.chunks;
+    const Quotient chunk = divide(step - i.pass * plans[0].steps, p.chunks);
+    i.chunk = chunk.remainder;
     if (tiling_.order == LoopOrder::inputs_outer) {
-      i.cblock = rest % p.col_blocks;
-      rest /= p.col_blocks;
-      i.band = rest % bands;
-      i.rgroup = rest / bands;
+      const Quotient cblock = divide(chunk.quotient, p.col_blocks);
+      const Quotient band = divide(cblock.quotient, bands);
+      i.cblock = cblock.remainder;
+      i.band = band.remainder;
+      i.rgroup = band.quotient;
     } else {
-      i.band = rest % bands;
-      rest /= bands;
-      i.rgroup = rest % rgroups;
-      i.cblock = rest / rgroups;
+      const Quotient band = divide(chunk.quotient, bands);
+      const Quotient rgroup = divide(band.quotient, rgroups);
+      i.band = band.remainder;
+      i.rgroup = rgroup.remainder;
+      i.cblock = rgroup.quotient;
     }
     return i;
   }
@@ -317,7 +330,12 @@ class LayerSteps {
   // The input bytes step `step` at `s` loads; `prev` is ignored for step 0.
   std::uint64_t input_load(const StepIndex& prev, const StepIndex& s, std::uint64_t step) const {
     const PassPlan& p = plan_of(s.pass);
-    if (input_resident) return s.cblock == 0 ? fresh_rows(s.band) * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk) : 0;
+    if (input_resident) {
+      if (s.cblock != 0) return 0;
+      // Every regular band has the same fresh rows (find_regular_bands).
+      const bool regular = s.band >= regular_bands.lo && s.band <= regular_bands.hi;
+      return (regular ? regular_fresh_rows_ : fresh_rows(s.band)) * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk);
+    }
     if (input_on_chip) return 0;
     // Lines of `s` that the step before does not hold.
     const RowRange rows = rows_needed(s.band);
@@ -329,15 +347,19 @@ class LayerSteps {
     return loads ? weight_block_bytes(plan_of(s.pass), s) : 0;
   }
 
+  static constexpr std::uint64_t never = ~std::uint64_t{0};
+
   // The first step from `step` on that loads weights, or one no later (`step` itself) when that
   // is not cheap to know. Resident weights are loaded only by the steps of the first band of the
   // first grid-row group, which open each C-block under weights_outer and each pass under
   // inputs_outer: long stretches between make no weight request.
   std::uint64_t next_weight_load(std::uint64_t step) const {
-    constexpr std::uint64_t never = ~std::uint64_t{0};
     if (step >= steps) return never;
     if (!tiling_.weights_resident) return step;
-    const StepIndex i = index_of(step);
+    return next_weight_load(step, index_of(step));
+  }
+  // The same for a step before the last, at index `i`, with the weights resident.
+  std::uint64_t next_weight_load(std::uint64_t step, const StepIndex& i) const {
     if (i.rgroup == 0 && i.band == 0) return step;
     const PassPlan& p = plan_of(i.pass);
     const std::uint64_t pass_start = i.pass * plans[0].steps;
@@ -349,16 +371,18 @@ class LayerSteps {
   // Likewise for input loads: resident input is loaded only by the steps of C-block 0, which
   // opens each pass under weights_outer and each R-block under inputs_outer.
   std::uint64_t next_input_load(std::uint64_t step) const {
-    constexpr std::uint64_t never = ~std::uint64_t{0};
     if (step >= steps) return never;
     if (!input_loads_skip_steps()) return step;
-    const StepIndex i = index_of(step);
+    return next_input_load(step, index_of(step));
+  }
+  // The same for a step before the last, at index `i`, with the input's loads skipping steps.
+  std::uint64_t next_input_load(std::uint64_t step, const StepIndex& i) const {
     if (i.cblock == 0) return step;
     const PassPlan& p = plan_of(i.pass);
     const std::uint64_t pass_start = i.pass * plans[0].steps;
     if (tiling_.order == LoopOrder::inputs_outer) {
       const std::uint64_t rblock_steps = p.col_blocks * p.chunks;
-      const std::uint64_t next_rblock = pass_start + ((step - pass_start) / rblock_steps + 1) * rblock_steps;
+      const std::uint64_t next_rblock = pass_start + (i.rgroup * bands + i.band + 1) * rblock_steps;
       if (next_rblock < pass_start + p.steps) return next_rblock;
     }
     return pass_start + p.steps < steps ? pass_start + p.steps : never;
@@ -368,16 +392,23 @@ class LayerSteps {
     return input_resident && (tiling_.order == LoopOrder::weights_outer || several_col_blocks_);
   }
 
-  // Moves `c` to `step`: by a carry from the step before, else by dividing.
-  void seek(StepCursor& c, std::uint64_t step) const {
+  // Moves `c` to `step`, with the step after it as its neighbour: by a carry from the step
+  // before, else by dividing.
+  void seek_streamed(StepCursor& c, std::uint64_t step) const {
+    c.at = c.valid && step == c.step + 1 ? c.neighbour : index_of(step);
+    if (step + 1 < steps) c.neighbour = next_of(c.at);
+    c.step = step;
+    c.valid = true;
+  }
+  // Moves `c` to `step`, with the step before it as its neighbour.
+  void seek_loaded(StepCursor& c, std::uint64_t step) const {
     if (c.valid && step == c.step + 1) {
-      c.prev = c.at;
-      c.at = c.next;
+      c.neighbour = c.at;
+      c.at = next_of(c.at);
     } else {
       c.at = index_of(step);
-      if (step > 0) c.prev = prev_of(c.at);
+      if (step > 0) c.neighbour = prev_of(c.at);
     }
-    if (step + 1 < steps) c.next = next_of(c.at);
     c.step = step;
     c.valid = true;
   }
@@ -549,7 +580,9 @@ class LayerSteps {
                                    y1 * sh - ph + static_cast<std::int64_t>(fm_.kernel_height) - 1)};
   }
   // Rows of a band that no band before it in the same grid rows needs (what input_resident loads).
-  std::uint64_t fresh_rows(std::uint64_t band) const {
+  // Out of line: a walk asks it only for the few irregular bands, and inlined it kept the input
+  // load, which every step makes, from being inlined itself.
+  [[gnu::noinline]] std::uint64_t fresh_rows(std::uint64_t band) const {
     RowRange fresh = rows_needed(band);
     if (band > 0) fresh.lo = std::max(fresh.lo, rows_needed(band - 1).hi + 1);
     return fresh.count();
@@ -591,6 +624,7 @@ class LayerSteps {
   std::uint64_t grid_rows_ = 1, band_rows_ = 1, band_samples_ = 1;
   bool several_col_blocks_ = false;
   std::uint64_t last_band_rows_ = 1, last_rgroup_rows_ = 1;  // the others have band_rows_, band_samples_
+  std::uint64_t regular_fresh_rows_ = 0;
 };
 
 // The outline, and what the walk's abandonment test watches, max(last stream end, bus free), can
@@ -700,13 +734,14 @@ struct Buffer {
   }
 };
 
-// Storage that lives inline up to N elements and on the heap beyond.
+// Storage that lives inline up to N elements and on the heap beyond, left uninitialised: its
+// users fill what they read.
 template <typename T, std::size_t N>
 class SmallArray {
  public:
   explicit SmallArray(std::size_t size) {
     if (size > N) {
-      heap_ = std::make_unique<T[]>(size);
+      heap_ = std::make_unique_for_overwrite<T[]>(size);
       data_ = heap_.get();
     }
   }
@@ -739,6 +774,8 @@ class Snapshot {
     size_ = size;
     return data();
   }
+  // Ends the snapshot at `end`, short of the size reserved.
+  void end_at(const std::int64_t* end) { size_ = static_cast<std::size_t>(end - data()); }
   std::int64_t* data() { return on_heap_ ? heap_.get() : inline_.data(); }
   const std::int64_t* data() const { return on_heap_ ? heap_.get() : inline_.data(); }
   friend bool operator==(const Snapshot& a, const Snapshot& b) {
@@ -809,8 +846,8 @@ class ScheduleWalk {
   };
   // The completions of the loads made for a step before it streams.
   struct StepSlot {
-    std::uint64_t step = 0;
-    std::uint64_t input_done = 0, weight_done = 0;
+    std::uint64_t step;
+    std::uint64_t input_done, weight_done;
   };
   // Requests by kind, each with the bytes it last moved and their bus cycles: in a periodic
   // stretch the sizes repeat, and the division is skipped.
@@ -874,21 +911,29 @@ class ScheduleWalk {
     return done;
   }
 
-  void load(Kind kind, std::uint64_t step) {
-    const bool input = kind == input_kind;
+  template <Kind kind>
+  void load(std::uint64_t step) {
+    constexpr bool input = kind == input_kind;
     // A step that loads nothing need not claim its slot: an unclaimed slot reads as one whose
     // loads completed long ago, and skipping the cursor's seek is what makes quiet stretches cheap.
     if (input ? input_loads_skip_steps_ : layer_.weights_resident()) {
       std::uint64_t& next_load = input ? next_input_load_ : next_weight_load_;
       if (step < next_load) return;
-      next_load = input ? layer_.next_input_load(step) : layer_.next_weight_load(step);
-      if (step < next_load) return;
+      // A step found to load still does: only past it is there more to find.
+      if (step > next_load) {
+        // The step after the operand's last load is found from its cursor by a carry, not by dividing.
+        const StepCursor& last = input ? input_cursor_ : weight_cursor_;
+        const StepIndex at = last.valid && step == last.step + 1 ? layer_.next_of(last.at) : layer_.index_of(step);
+        next_load = input ? layer_.next_input_load(step, at) : layer_.next_weight_load(step, at);
+        if (step < next_load) return;
+      }
     }
     StepSlot& slot = slot_of(step);
     // Each operand's loads come in step order (but after a jump): a cursor of their own follows them.
     StepCursor& at = input ? input_cursor_ : weight_cursor_;
-    layer_.seek(at, step);
-    const std::uint64_t bytes = input ? layer_.input_load(at.prev, at.at, step) : layer_.weight_load(at.prev, at.at, step);
+    layer_.seek_loaded(at, step);
+    const std::uint64_t bytes =
+        input ? layer_.input_load(at.neighbour, at.at, step) : layer_.weight_load(at.neighbour, at.at, step);
     if (bytes == 0) return;
     Buffer& buffer = input ? input_ : weight_;
     std::uint64_t ready = 0;
@@ -915,16 +960,16 @@ class ScheduleWalk {
   void requests_of_slot(std::int64_t slot) {
     if (slot >= 1 && last_record_.closes_block) close_block();
     const std::int64_t w = slot + static_cast<std::int64_t>(layer_.weight_prefetch);
-    if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load(weight_kind, static_cast<std::uint64_t>(w));
+    if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load<weight_kind>(static_cast<std::uint64_t>(w));
     const std::int64_t i = slot + static_cast<std::int64_t>(layer_.input_prefetch);
     if (ok_ && !layer_.input_on_chip && i >= 0 && static_cast<std::uint64_t>(i) < layer_.steps)
-      load(input_kind, static_cast<std::uint64_t>(i));
+      load<input_kind>(static_cast<std::uint64_t>(i));
   }
 
   void stream(std::uint64_t step) {
     const StepSlot& slot = slot_of(step);
-    layer_.seek(stream_cursor_, step);
-    const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.next, step);
+    layer_.seek_streamed(stream_cursor_, step);
+    const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.neighbour, step);
     std::uint64_t start = std::max({last_stream_end_, slot.input_done, slot.weight_done});
     if (r.opens_block && !output_.make_room(r.accumulator_bytes, start))
       return fail(Failure::output_room, r.accumulator_bytes, step, output_.capacity);
@@ -988,19 +1033,7 @@ class ScheduleWalk {
     input_.absorb_until(last_issue_);
     weight_.absorb_until(last_issue_);
     output_.absorb_until(last_stream_end_);
-    // Completions never fall in request order (each waits for the bus the one before frees), so
-    // the requests still in flight after the last issue are the newest few: the rest, which
-    // would all read as the last issue, are left out, and how many are in flight says where.
-    std::uint64_t in_flight = 0;
-    if (requests_made) {
-      std::uint64_t k = ring_pos_;
-      while (in_flight < queue_depth_) {
-        k = (k == 0 ? queue_depth_ : k) - 1;
-        if (ring_[k] <= last_issue_) break;
-        ++in_flight;
-      }
-    }
-    std::size_t size = 1 + (requests_made ? 4 + in_flight : 0) + layer_.input_prefetch + layer_.weight_prefetch;
+    std::size_t size = 3 + (requests_made ? 4 + queue_depth_ : 0) + layer_.input_prefetch + layer_.weight_prefetch;
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (b->releases.size() > snapshot_queue_limit) return false;
       if (b->bounded) size += 2 + 2 * b->releases.size();
@@ -1014,22 +1047,25 @@ class ScheduleWalk {
       *out++ = rel(last_issue_);
       *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
       *out++ = rel(std::max(epilogue_done_, last_stream_end_));
-      *out++ = static_cast<std::int64_t>(in_flight);
-      std::uint64_t k = (ring_pos_ + queue_depth_ - in_flight) % queue_depth_;
-      for (std::uint64_t n = 0; n < in_flight; ++n) {
+      // Completions never fall in request order (each waits for the bus the one before frees), so
+      // the requests still in flight after the last issue are the newest few, taken newest first:
+      // the rest, which would all read as the last issue, are left out, and how many are in
+      // flight (written ahead of them) says where.
+      std::int64_t& in_flight = *out++;
+      in_flight = 0;
+      for (std::uint64_t k = ring_pos_; static_cast<std::uint64_t>(in_flight) < queue_depth_; ++in_flight) {
+        k = (k == 0 ? queue_depth_ : k) - 1;
+        if (ring_[k] <= last_issue_) break;
         *out++ = rel(ring_[k]);
-        if (++k == queue_depth_) k = 0;
       }
     }
     // Past its prefetch distance, no load of an operand has been made for a step yet. Requests
     // complete in the order they issue, so once an operand's latest load is done by the last
-    // stream end, every one of its loads ahead reads 0.
+    // stream end, every one of its loads ahead would read 0: a single 0 says so. Otherwise that
+    // load is one of them and reads more, and a 1 comes first.
     const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done, std::uint64_t last_done) {
-      if (last_done <= last_stream_end_) {
-        std::fill_n(out, prefetch, 0);
-        out += prefetch;
-        return;
-      }
+      *out++ = last_done > last_stream_end_;
+      if (last_done <= last_stream_end_) return;
       const std::uint64_t mask = slot_count_ - 1;
       std::uint64_t at = last_step_ + 1 - slot_origin_;
       for (std::uint64_t step = last_step_ + 1; step <= last_step_ + prefetch; ++step, ++at) {
@@ -1048,6 +1084,7 @@ class ScheduleWalk {
         *out++ = static_cast<std::int64_t>(b->releases[k].bytes);
       }
     }
+    into.end_at(out);
     return true;
   }
 
@@ -1073,7 +1110,6 @@ class ScheduleWalk {
     }
     last_input_done_ = std::max(last_input_done_, last_stream_end_) + delta;
     last_weight_done_ = std::max(last_weight_done_, last_stream_end_) + delta;
-    stream_cursor_.valid = input_cursor_.valid = weight_cursor_.valid = false;
     last_stream_end_ += delta;
     last_step_ += steps;
     input_.releases.shift(delta);
@@ -1081,12 +1117,43 @@ class ScheduleWalk {
     output_.releases.shift(delta);
   }
 
+  // One loop of the nest: its iterations, their stride in steps, the field of a step's index it
+  // counts, which iterations are alike, and how many iterations each operand's prefetch reaches
+  // past the current one.
+  struct Loop {
+    std::uint64_t count, stride;
+    std::uint64_t StepIndex::*index;
+    RegularRange regular;
+    std::uint64_t input_lookahead = 0, weight_lookahead = 0;
+  };
+  Loop with_lookaheads(Loop loop) const {
+    const auto lookahead = [&](std::uint64_t prefetch) { return loop.stride == 1 ? prefetch : ceil_div(prefetch, loop.stride); };
+    loop.input_lookahead = lookahead(layer_.input_prefetch);
+    loop.weight_lookahead = lookahead(layer_.weight_prefetch);
+    return loop;
+  }
+
+  // Moves a cursor `skipped` iterations on in a loop whose steps are [first, end), by its `index`
+  // field, when the cursor's step and neighbour stay inside: only that field tells them from where
+  // they were. Any other cursor is found again, by dividing, when next used.
+  static void move_cursor(StepCursor& c, std::uint64_t first, std::uint64_t end, std::uint64_t StepIndex::*index,
+                          std::uint64_t skipped, std::uint64_t steps) {
+    if (c.valid && c.step > first && c.step + steps + 1 < end) {
+      c.at.*index += skipped;
+      c.neighbour.*index += skipped;
+      c.step += steps;
+    } else {
+      c.valid = false;
+    }
+  }
+
   // Walks `count` iterations of `stride` steps from `base`, each by `body`. Iterations in
   // `regular` are alike, so once two of them in a row leave the state equal up to a shift, the
   // ones up to where each operand's prefetch window would reach past the regular range, or for
   // weights, into a step that loads any, are jumped over.
   template <typename Body>
-  void iterate(std::uint64_t base, std::uint64_t count, std::uint64_t stride, RegularRange regular, Body&& body) {
+  void iterate(std::uint64_t base, const Loop& loop, Body&& body) {
+    const auto [count, stride, index, regular, input_lookahead, weight_lookahead] = loop;
     // The state after a regular iteration i is compared with the one after iteration i - 1, which
     // need not be regular: iteration i + 1 repeats iteration i if their own records are alike,
     // and so are the loads their prefetch reaches, and the block written as iteration i starts
@@ -1094,8 +1161,6 @@ class ScheduleWalk {
     // iteration L whose records and loads, up to its prefetch, stay within the regular ones, or
     // whose weight window, like all from iteration i on, loads no weights.
     if (count == 1) return body(base);  // a loop of one iteration (one chunk, one C-block) has nothing to jump
-    const std::uint64_t input_lookahead = ceil_div(layer_.input_prefetch, stride);
-    const std::uint64_t weight_lookahead = ceil_div(layer_.weight_prefetch, stride);
     const std::uint64_t first_compared = std::max<std::uint64_t>(regular.lo, 1);
     const std::uint64_t lookahead = std::max(input_lookahead, layer_.weights_resident() ? 0 : weight_lookahead);
     const bool can_jump =
@@ -1127,6 +1192,8 @@ class ScheduleWalk {
         const std::uint64_t delta = last_stream_end_ - previous_end;
         const std::uint64_t skipped = land - i;
         shift_all(delta * skipped, stride * skipped, now.data()[0] != 0);
+        for (StepCursor* c : {&stream_cursor_, &input_cursor_, &weight_cursor_})
+          move_cursor(*c, base, base + count * stride, index, skipped, stride * skipped);
         counters_.compute_cycles += skipped * (counters_.compute_cycles - previous_counters.compute_cycles);
         TrafficBytes& bytes = counters_.bytes;
         const TrafficBytes& was = previous_counters.bytes;
@@ -1146,29 +1213,41 @@ class ScheduleWalk {
     --depth_;
   }
 
+  // Walks loops[level..] from step `base`. A loop of one iteration (one chunk, one C-block) has
+  // nothing to jump, so walk_pass leaves it out.
+  void walk_loops(const Loop* loops, std::size_t levels, std::uint64_t base) {
+    if (levels == 0) return step(base);
+    iterate(base, *loops, [&](std::uint64_t b) { walk_loops(loops + 1, levels - 1, b); });
+  }
+
   void walk_pass(std::uint64_t base, const PassPlan& p) {
-    const auto chunks = [&](std::uint64_t b) {
-      iterate(b, p.chunks, 1, interior(p.chunks), [&](std::uint64_t j) { step(j); });
-    };
     const std::uint64_t bands = layer_.bands, rgroups = layer_.rgroups;
+    const Loop chunks{p.chunks, 1, &StepIndex::chunk, interior(p.chunks)};
+    std::array<Loop, 4> nest;
     if (layer_.order() == LoopOrder::inputs_outer) {
       const std::uint64_t cstride = p.chunks, bstride = p.chunks * p.col_blocks, gstride = bstride * bands;
-      const auto cblocks = [&](std::uint64_t b) { iterate(b, p.col_blocks, cstride, interior(p.col_blocks), chunks); };
-      const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, cblocks); };
-      iterate(base, rgroups, gstride, layer_.regular_rgroups, band_loop);
+      nest = {Loop{rgroups, gstride, &StepIndex::rgroup, layer_.regular_rgroups},
+              Loop{bands, bstride, &StepIndex::band, layer_.regular_bands},
+              Loop{p.col_blocks, cstride, &StepIndex::cblock, interior(p.col_blocks)}, chunks};
     } else {
       const std::uint64_t bstride = p.chunks, gstride = p.chunks * bands, cstride = gstride * rgroups;
-      const auto band_loop = [&](std::uint64_t b) { iterate(b, bands, bstride, layer_.regular_bands, chunks); };
-      const auto rgroup_loop = [&](std::uint64_t b) { iterate(b, rgroups, gstride, layer_.regular_rgroups, band_loop); };
-      iterate(base, p.col_blocks, cstride, interior(p.col_blocks), rgroup_loop);
+      nest = {Loop{p.col_blocks, cstride, &StepIndex::cblock, interior(p.col_blocks)},
+              Loop{rgroups, gstride, &StepIndex::rgroup, layer_.regular_rgroups},
+              Loop{bands, bstride, &StepIndex::band, layer_.regular_bands}, chunks};
     }
+    std::array<Loop, 4> loops;
+    std::size_t levels = 0;
+    for (const Loop& loop : nest)
+      if (loop.count > 1) loops[levels++] = with_lookaheads(loop);
+    walk_loops(loops.data(), levels, base);
   }
 
   void walk_passes() {
     // Every full pass is alike, the first and last included: each starts and ends its own
     // operands. The remainder pass differs, and the prefetch window must not reach it.
     const std::uint64_t full = layer_.full_passes;
-    iterate(0, full, layer_.plans[0].steps, {0, full - 1}, [&](std::uint64_t b) { walk_pass(b, layer_.plans[0]); });
+    const Loop passes{full, layer_.plans[0].steps, &StepIndex::pass, {0, full - 1}};
+    iterate(0, full > 1 ? with_lookaheads(passes) : passes, [&](std::uint64_t b) { walk_pass(b, layer_.plans[0]); });
     if (ok_ && layer_.passes > full) walk_pass(full * layer_.plans[0].steps, layer_.plans[1]);
   }
 
@@ -1191,7 +1270,7 @@ class ScheduleWalk {
   // Steps from the one last streamed through the prefetch window, by step mod slot_count_ (a
   // power of two of at least the window plus 3).
   std::uint64_t slot_count_ = 1;
-  SmallArray<StepSlot, 8> slots_;
+  SmallArray<StepSlot, 16> slots_;
   std::uint64_t slot_origin_ = 0;  // step slot_origin_ + j lives in slots_[j mod slot_count_]
   // The completion of each operand's latest load, moved on by a jump like the slots.
   std::uint64_t last_input_done_ = 0, last_weight_done_ = 0;
