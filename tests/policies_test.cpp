@@ -117,7 +117,8 @@ TEST(Policies, ExitAwareStartsTheGroupThatCompletesMostPerCycle) {
 // where excess = D - n * (the network's cheapest cycles a sample: a batch of 8 takes
 // 2 * 180 + 2 * 140 = 640, 80 a sample).
 TEST(Policies, ExitAwarePreemptsForAnotherNetworkWhenThatLowersTotalLatency) {
-  auto exit_aware = make("exit_aware", {{"objective", std::string("mean")}});
+  // Patience 0: the gain alone decides (patience is checked at the end).
+  auto exit_aware = make("exit_aware", {{"objective", std::string("mean")}, {"preempt_patience", 0.0}});
   ViewBuilder b;
   b.models.push_back(four_layers(100, 10));   // model 0
   b.models.push_back(four_layers(1000, 10));  // model 1, running
@@ -143,6 +144,15 @@ TEST(Policies, ExitAwarePreemptsForAnotherNetworkWhenThatLowersTotalLatency) {
   view.preemption_overhead_cycles = 1000;
   d = exit_aware->decide(view);
   EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{2, 3, 4}));
+  // Patience 30 (the default): the group must first have waited, in all, 30 times the in-flight
+  // sample's save and restore, 30 * 1 * 1000 = 30000 cycles. At 10 model 2's three samples have
+  // waited 3 * 10 = 30: keep running. At 10000 they have waited 30000 (model 0's two only 20000),
+  // and the gain is the same (every cost moves with now): model 2 runs first.
+  auto patient = make("exit_aware", {{"objective", std::string("mean")}});
+  EXPECT_EQ(patient->decide(view).kind, Decision::Kind::run);
+  auto later = b.view(10'000);
+  later.preemption_overhead_cycles = 1000;
+  EXPECT_EQ(patient->decide(later).queue_positions, (std::vector<std::uint32_t>{2, 3, 4}));
   // Overhead 2000: model 2 gains 3 * 2030 - 2500 - 2 * 2260 = -930: nothing pays, keep running.
   view.preemption_overhead_cycles = 2000;
   EXPECT_EQ(exit_aware->decide(view).kind, Decision::Kind::run);

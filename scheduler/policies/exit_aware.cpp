@@ -2,10 +2,12 @@
 // formulates it. Every choice compares the expected cost of plans priced with the exits'
 // survival (a batch shrinks as it goes, so does a catch-up run), under an objective (mean
 // latency, SLO misses, or both):
-//  - when the NPU is free, which network's waiting samples to start; a sample that has waited
-//    too long goes first whatever the cost, which bounds starvation;
+//  - when the NPU is free, which network's waiting samples to start, and how many (the drain
+//    plan); a sample that has waited too long goes first whatever the cost, which bounds
+//    starvation;
 //  - at each layer boundary, how many queued samples of the running network to catch up and
-//    merge, or whether a batch of another network should run first,
+//    merge, or whether a batch of another network should run first (once its samples have
+//    waited long enough to be worth a preemption's fixed cost),
 // a batch being suspended at most max_preemptions times.
 #include <algorithm>
 #include <cmath>
@@ -48,6 +50,7 @@ class ExitAware final : public CatchUpPolicy {
         objective_(Objective::named(p.choice("objective"))),
         max_preemptions_(static_cast<std::uint32_t>(p.integer("max_preemptions"))),
         max_wait_slos_(p.real("max_wait_slos")),
+        patience_(p.real("preempt_patience")),
         drain_plans_(prediction_) {}
 
   Decision decide(const SchedulerView& view) override {
@@ -221,7 +224,7 @@ class ExitAware final : public CatchUpPolicy {
   // in-flight samples after the group's batch time D' and the save and restore, and every other
   // waiting sample is delayed by the save and restore (work nobody needed). Every in-flight
   // sample counts, late or not. With guard_deadlines, no in-flight sample that would meet its
-  // deadline may be made to miss it.
+  // deadline may be made to miss it, and a group waits until it has been patient enough.
   Decision preempt_for_other_model(const SchedulerView& view) {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
@@ -261,6 +264,12 @@ class ExitAware final : public CatchUpPolicy {
       const double excess_ns =
           g.batch_ns - static_cast<double>(g.positions.size()) * cheapest_sample_ns(view, g.model);
       gain -= objective_.latency_weight * others * (overhead_ns + std::max(0.0, excess_ns));
+      // Rent before buying: a preemption's fixed cost (the in-flight samples' save and restore)
+      // is paid only once the group's samples have waited that many times over, so a stream
+      // of single arrivals does not suspend a long batch once each.
+      double waited_ns = 0.0;
+      for (const auto i : g.positions) waited_ns += now - static_cast<double>(view.queue[i].arrival_ns);
+      if (waited_ns < patience_ * static_cast<double>(in_flight) * overhead_ns) continue;
       if (gain > best_gain) {
         best = &g;
         best_gain = gain;
@@ -276,6 +285,7 @@ class ExitAware final : public CatchUpPolicy {
   Objective objective_;
   std::uint32_t max_preemptions_;
   double max_wait_slos_;
+  double patience_;
   DrainPlans drain_plans_;
 };
 
@@ -289,6 +299,9 @@ PolicyInfo exit_aware_info() {
           {ParameterSpec::choice("objective", "mean", {"mean", "slo", "blend"},
                                  "what a plan costs: mean = total latency; slo = SLO misses (latency breaks ties); "
                                  "blend = total latency plus one SLO for every miss"),
+           ParameterSpec::real("preempt_patience", 30.0, 0.0, 1e6,
+                               "another network's group preempts only once its samples' summed wait is this "
+                               "many times the in-flight samples' context save and restore (0: at once)"),
            ParameterSpec::real("max_wait_slos", 3.0, 0.0, 1e6,
                                "a sample that has waited this many of its SLOs starts first (0: no ageing)"),
            ParameterSpec::integer("max_preemptions", 64, 0, 1000000,
