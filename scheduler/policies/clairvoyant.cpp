@@ -101,7 +101,8 @@ class Clairvoyant final : public CatchUpPolicy {
         slack_ns_(p.real("slack_ms") * 1e6),
         horizon_ns_(std::llround(p.real("horizon_ms") * 1e6)),
         guard_deadlines_(p.boolean("guard_deadlines")),
-        cross_model_(p.boolean("cross_model")) {}
+        cross_model_(p.boolean("cross_model")),
+        patience_(p.real("preempt_patience")) {}
 
   Decision decide(const SchedulerView& view) override {
     if (!view.oracle)
@@ -353,7 +354,8 @@ class Clairvoyant final : public CatchUpPolicy {
 
   // exit_aware's cross-network preemption with exact numbers: a group of `size` samples of
   // another network runs first when size * R - B * (D + overhead) - others * overhead > 0, R
-  // the running batch's true remaining cycles and D the group's true batch time.
+  // the running batch's true remaining cycles and D the group's true batch time, once the
+  // group's summed wait reaches preempt_patience * B * overhead.
   Decision preempt_for_other_model(const SchedulerView& view) {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
@@ -374,6 +376,10 @@ class Clairvoyant final : public CatchUpPolicy {
       const double others = static_cast<double>(view.queue.size()) - g.size();
       const double gain = g.size() * rest.cycles - in_flight * delay - others * overhead;
       if (gain <= best_gain) continue;
+      double waited_cycles = 0.0;
+      for (const auto i : g.positions)
+        waited_cycles += static_cast<double>(view.now_ns - view.queue[i].arrival_ns) / view.ns_per_cycle;
+      if (waited_cycles < patience_ * in_flight * overhead) continue;
       PlanPrice delayed{0.0, rest.finish_cycles};
       for (auto& f : delayed.guarded_finish_cycles) f += delay;
       if (!keeps_deadlines(view, running.samples, alone, delayed)) continue;
@@ -388,6 +394,7 @@ class Clairvoyant final : public CatchUpPolicy {
   std::int64_t horizon_ns_;
   bool guard_deadlines_;
   bool cross_model_;
+  double patience_;
   DrainPlans drain_plans_{Prediction::exit_aware};
 };
 
@@ -408,7 +415,10 @@ PolicyInfo clairvoyant_info() {
                                           "that meets its deadline miss it"),
                    ParameterSpec::boolean("cross_model", true,
                                           "let a batch of another network preempt the running one when that lowers "
-                                          "the total latency")},
+                                          "the total latency"),
+                   ParameterSpec::real("preempt_patience", 30.0, 0.0, 1e6,
+                                       "as exit_aware's: another network's group preempts only once its samples' "
+                                       "summed wait is this many times the in-flight save and restore")},
                   [](const ParameterValues& p) { return std::make_unique<Clairvoyant>(p); }};
   info.analysis_only = true;
   return info;

@@ -299,9 +299,6 @@ PolicyInfo exit_aware_info() {
           {ParameterSpec::choice("objective", "mean", {"mean", "slo", "blend"},
                                  "what a plan costs: mean = total latency; slo = SLO misses (latency breaks ties); "
                                  "blend = total latency plus one SLO for every miss"),
-           ParameterSpec::real("preempt_patience", 30.0, 0.0, 1e6,
-                               "another network's group preempts only once its samples' summed wait is this "
-                               "many times the in-flight samples' context save and restore (0: at once)"),
            ParameterSpec::real("max_wait_slos", 3.0, 0.0, 1e6,
                                "a sample that has waited this many of its SLOs starts first (0: no ageing)"),
            ParameterSpec::integer("max_preemptions", 64, 0, 1000000,
@@ -317,7 +314,10 @@ PolicyInfo exit_aware_info() {
                                   "expected cost"),
            ParameterSpec::boolean("exit_blind", false,
                                   "price every plan as if no sample left early (LazyBatching's prediction): the "
-                                  "exit-awareness ablation")},
+                                  "exit-awareness ablation"),
+           ParameterSpec::real("preempt_patience", 30.0, 0.0, 1e6,
+                               "another network's group preempts only once its samples' summed wait is this "
+                               "many times the in-flight samples' context save and restore (0: at once)")},
           [](const ParameterValues& p) { return std::make_unique<ExitAware>(p); }};
 }
 
