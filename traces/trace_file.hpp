@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -12,13 +13,14 @@
 #include <string>
 
 #include "traces/arrival_process.hpp"
+#include "traces/input_file.hpp"
 
 namespace npusim::traces {
 
 // A trace file problem. what() is one line starting "<file>:<line>: ".
 class TraceFileError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit TraceFileError(const std::string& message) : std::runtime_error(one_line(message)) {}
 };
 
 struct TraceRow {
@@ -29,8 +31,10 @@ struct TraceRow {
   std::size_t line = 0;
 };
 
-// Streams rows one at a time. Rejects (TraceFileError): a missing or wrong header, a wrong
-// field count, a bad or negative time, a time earlier than the row before, a bad exit index.
+// Yields rows one at a time from the file read whole (traces/input_file.hpp: a regular file of
+// at most 64 MiB). Rejects (TraceFileError): a file that is not a regular file or too large, a
+// missing or wrong header, a wrong field count, a bad, padded or negative time, a time earlier
+// than the row before, a bad exit index.
 class TraceReader {
  public:
   explicit TraceReader(const std::filesystem::path& file);
@@ -40,7 +44,7 @@ class TraceReader {
  private:
   [[noreturn]] void fail(const std::string& message) const;
   std::string file_;
-  std::ifstream in_;
+  std::istringstream in_;
   std::size_t line_ = 0;
   std::size_t columns_ = 0;
   std::int64_t last_ns_ = 0;
