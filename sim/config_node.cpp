@@ -88,14 +88,18 @@ ConfigNode ConfigNode::load_text(const std::string& text, const std::string& sou
 
 namespace {
 
-bool contains(const YAML::Node& root, const YAML::Node& target) {
+// Aliases share nodes, so a small file can describe a tree of 10^12 nodes (a "billion
+// laughs"): the search gives up after `budget` nodes, and the message names the including file.
+bool contains(const YAML::Node& root, const YAML::Node& target, std::size_t& budget) {
+  if (budget == 0) return false;
+  --budget;
   if (root.is(target)) return true;
   if (root.IsMap()) {
     for (const auto& item : root)
-      if (contains(item.first, target) || contains(item.second, target)) return true;
+      if (contains(item.first, target, budget) || contains(item.second, target, budget)) return true;
   } else if (root.IsSequence()) {
     for (const auto& item : root)
-      if (contains(item, target)) return true;
+      if (contains(item, target, budget)) return true;
   }
   return false;
 }
@@ -189,7 +193,7 @@ ConfigNode ConfigNode::load_composed(const std::filesystem::path& file) {
 std::string ConfigNode::source_of(const YAML::Node& node) const {
   if (documents_)
     for (const auto& d : *documents_)
-      if (contains(d.root, node)) return d.source;
+      if (std::size_t budget = 1'000'000; contains(d.root, node, budget)) return d.source;
   return *source_;
 }
 
