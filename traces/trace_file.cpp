@@ -1,5 +1,6 @@
 #include "traces/trace_file.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <vector>
 
@@ -27,21 +28,20 @@ std::vector<std::string> split_csv(const std::string& line) {
 
 }  // namespace
 
-namespace {
-
-std::string read_trace(const std::filesystem::path& file) {
+std::shared_ptr<const std::string> read_trace_file(const std::filesystem::path& file) {
   try {
-    return read_input_file(file);
+    return std::make_shared<const std::string>(read_input_file(file));
   } catch (const InputFileError& e) {
     throw TraceFileError(e.what());
   }
 }
 
-}  // namespace
+TraceReader::TraceReader(const std::filesystem::path& file) : TraceReader(file, read_trace_file(file)) {}
 
-TraceReader::TraceReader(const std::filesystem::path& file) : file_(file.string()), in_(read_trace(file)) {
+TraceReader::TraceReader(const std::filesystem::path& file, std::shared_ptr<const std::string> text)
+    : file_(file.string()), text_(std::move(text)) {
   std::string header;
-  if (!std::getline(in_, header)) fail("empty file: expected the header arrival_ns,device,model,exit");
+  if (!next_line(header)) fail("empty file: expected the header arrival_ns,device,model,exit");
   ++line_;
   const auto fields = split_csv(header);
   const bool three = fields.size() == 3 && fields[0] == "arrival_ns" && fields[1] == "device" && fields[2] == "model";
@@ -51,13 +51,21 @@ TraceReader::TraceReader(const std::filesystem::path& file) : file_(file.string(
   columns_ = fields.size();
 }
 
+bool TraceReader::next_line(std::string& line) {
+  if (position_ >= text_->size()) return false;
+  const std::size_t end = std::min(text_->find('\n', position_), text_->size());
+  line.assign(*text_, position_, end - position_);
+  position_ = end + 1;
+  return true;
+}
+
 void TraceReader::fail(const std::string& message) const {
   throw TraceFileError(fmt::format("{}:{}: {}", file_, line_, message));
 }
 
 std::optional<TraceRow> TraceReader::next() {
   std::string text;
-  while (std::getline(in_, text)) {
+  while (next_line(text)) {
     ++line_;
     if (text.empty() || text == "\r") continue;
     const auto fields = split_csv(text);
@@ -145,9 +153,9 @@ namespace {
 
 class Replay final : public ArrivalProcess {
  public:
-  Replay(const std::filesystem::path& file, std::string device, std::string model, std::uint32_t exit_count,
-         std::set<std::string> known)
-      : reader_(file), device_(std::move(device)), model_(std::move(model)), exit_count_(exit_count),
+  Replay(const std::filesystem::path& file, std::shared_ptr<const std::string> text, std::string device,
+         std::string model, std::uint32_t exit_count, std::set<std::string> known)
+      : reader_(file, text ? std::move(text) : read_trace_file(file)), device_(std::move(device)), model_(std::move(model)), exit_count_(exit_count),
         known_(std::move(known)) {}
 
   std::optional<ArrivalEvent> next() override {
@@ -178,8 +186,9 @@ class Replay final : public ArrivalProcess {
 
 std::unique_ptr<ArrivalProcess> open_replay(const std::filesystem::path& file, const std::string& device,
                                             const std::string& model, std::uint32_t exit_count,
-                                            std::set<std::string> known_devices) {
-  return std::make_unique<Replay>(file, device, model, exit_count, std::move(known_devices));
+                                            std::set<std::string> known_devices,
+                                            std::shared_ptr<const std::string> text) {
+  return std::make_unique<Replay>(file, std::move(text), device, model, exit_count, std::move(known_devices));
 }
 
 }  // namespace npusim::traces

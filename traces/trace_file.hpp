@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -38,13 +37,18 @@ struct TraceRow {
 class TraceReader {
  public:
   explicit TraceReader(const std::filesystem::path& file);
+  // Reads `text`, the content of `file` as read_trace_file gave it, which readers of the same
+  // file share.
+  TraceReader(const std::filesystem::path& file, std::shared_ptr<const std::string> text);
   std::optional<TraceRow> next();
   const std::string& file() const { return file_; }
 
  private:
+  bool next_line(std::string& line);
   [[noreturn]] void fail(const std::string& message) const;
   std::string file_;
-  std::istringstream in_;
+  std::shared_ptr<const std::string> text_;
+  std::size_t position_ = 0;
   std::size_t line_ = 0;
   std::size_t columns_ = 0;
   std::int64_t last_ns_ = 0;
@@ -68,10 +72,16 @@ class TraceWriter {
   bool committed_ = false;
 };
 
+// The whole content of a trace file, through traces/input_file.hpp (TraceFileError for a file
+// that is not a regular file or is too large). Devices replaying one file share it.
+std::shared_ptr<const std::string> read_trace_file(const std::filesystem::path& file);
+
 // Replays the rows of one device. Every row's device must be in `known_devices` and a row of
-// this device must name `model`; its exit, if given, must be below `exit_count`.
+// this device must name `model`; its exit, if given, must be below `exit_count`. `text` is the
+// file's content from read_trace_file, or null to read it here.
 std::unique_ptr<ArrivalProcess> open_replay(const std::filesystem::path& file, const std::string& device,
                                             const std::string& model, std::uint32_t exit_count,
-                                            std::set<std::string> known_devices);
+                                            std::set<std::string> known_devices,
+                                            std::shared_ptr<const std::string> text = nullptr);
 
 }  // namespace npusim::traces
