@@ -65,18 +65,22 @@ class StrictYaml final : public YAML::EventHandler {
   int documents_ = 0;
 };
 
+// Throws ConfigError naming `source` and the line for a second document or a tag in `text`, and
+// YAML::ParserException for text that is not YAML.
+void check_strict_yaml(const std::string& text, const std::string& source) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  StrictYaml strict(source);
+  while (parser.HandleNextDocument(strict)) {
+  }
+}
+
 }  // namespace
 
 ConfigNode ConfigNode::load_text(const std::string& text, const std::string& source) {
   auto name = std::make_shared<const std::string>(source);
   try {
-    {
-      std::istringstream in(text);
-      YAML::Parser parser(in);
-      StrictYaml strict(source);
-      while (parser.HandleNextDocument(strict)) {
-      }
-    }
+    check_strict_yaml(text, source);
     YAML::Node root = YAML::Load(text);
     if (!root.IsMap())
       throw ConfigError(fmt::format("{}:1: the document must be a YAML mapping (key: value)", source));
@@ -221,6 +225,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
   const std::string path = assignment.substr(0, equals);
   YAML::Node value;
   try {
+    check_strict_yaml(assignment.substr(equals + 1), "--set " + assignment + ": the value, line");
     value = YAML::Load(assignment.substr(equals + 1));
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("--set {}: the value is not valid YAML: {}", assignment, e.msg));

@@ -139,6 +139,7 @@ refuses "policy plugin $throwing_plugin" describe policies --plugin "$throwing_p
 # Stricter input.
 refuses "two_documents.yaml:5: a second YAML document" run "$inputs/two_documents.yaml"
 refuses "tagged.yaml:2: tag !foo" run "$inputs/tagged.yaml"
+refuses "tag !foo: allowed plain YAML without tags" validate default --set "scheduler.policy=!foo fcfs"
 refuses "arrival_ns =  1000: allowed a whole number" run "$inputs/replay_padded.yaml"
 # SCALE-Sim pads its topology columns and reads them with int(): padding there is accepted.
 accepts model "$inputs/padded_topology.csv"
