@@ -124,6 +124,7 @@ refuses "allowed an SLO of at most 1e9 ms" run "$inputs/slo_factor_huge.yaml" --
 refuses "layer conv1" model "$inputs/huge_layer.yaml"
 refuses "huge_layer.yaml" model "$inputs/huge_layer.yaml"
 refuses "layer conv1" run "$inputs/huge_layer_run.yaml"
+refuses "network n: layer c at batch 1024" run "$inputs/large_layer_run.yaml"
 
 # Plugins: whatever they throw or answer, one line naming the policy and the plugin.
 refuses "policy throws_int (plugin $hostile_plugin)" run "${plugin_run[@]}" --set scheduler.policy=throws_int
