@@ -124,6 +124,9 @@ npu::Npu parse_npu(ConfigNode document, const std::vector<std::string>& npu_over
   const std::filesystem::path file = base_dir / name;
   if (std::filesystem::is_regular_file(file)) return load_npu_file(file, npu_overrides);
   if (is_npu_preset(name)) return load_npu_preset(name, npu_overrides);
+  // A FIFO, a device or a directory: the reader says which, without reading it.
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec)) return load_npu_file(file, npu_overrides);
   node.fail(name, fmt::format("an NPU preset ({}), a file relative to the scenario, or an npu mapping",
                               fmt::join(npu_presets(), ", ")));
 }

@@ -108,6 +108,8 @@ for file in include_zero include_urandom include_fifo include_link model_zero mo
   refuses "allowed a regular file" run "$tmp/$file.yaml"
 done
 refuses "is a directory" validate "$tmp/include_dir.yaml"
+sed 's|^scheduler|npu: '"$tmp"'/zero_link\nscheduler|' "$tmp/plugin_fifo.yaml" >"$tmp/npu_link.yaml"
+refuses "zero_link: is a character device: allowed a regular file" validate "$tmp/npu_link.yaml"
 refuses "not a regular file" run "$tmp/plugin_fifo.yaml" --set "scheduler.plugins=[$tmp/fifo]"
 refuses "exists and is not a regular file" trace "$tmp/plugin_fifo.yaml" --samples 5 --out "$tmp/fifo"
 
