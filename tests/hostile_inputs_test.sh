@@ -122,6 +122,7 @@ refuses "arrival_ns = 10000000000000000: allowed at most 4000000000000000 ns" ru
 refuses "allowed 0 to 4000000000000000 ns" trace "$tmp/slow_duration.yaml" --samples 20 --out "$tmp/slow.csv"
 refuses "too large to model" cost --gemm 4294967296,4294967296,4294967296
 refuses "MACs: allowed at most" cost --gemm 1048576,1048576,1048576
+refuses "--gemm 1\x0A2,3,4: allowed R,P,C" cost --gemm "$(printf '1\n2,3,4')"
 refuses "allowed an SLO of at most 1e9 ms" run "$inputs/slo_factor_huge.yaml" --set npu.clock_mhz=1
 refuses "layer conv1" model "$inputs/huge_layer.yaml"
 refuses "huge_layer.yaml" model "$inputs/huge_layer.yaml"
