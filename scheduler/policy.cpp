@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "traces/checked.hpp"
+
 namespace npusim::scheduler {
 
 std::int64_t BatchInfo::earliest_deadline_ns() const {
@@ -22,8 +24,10 @@ std::string to_string(Trigger trigger) {
   return "?";
 }
 
+// Saturates at never_ns: a cast of a double past int64 would be undefined, and no time that
+// long can be waited for anyway.
 std::int64_t SchedulerView::ns_from_cycles(double cycles) const {
-  return static_cast<std::int64_t>(std::ceil(cycles * ns_per_cycle));
+  return traces::checked_int64(std::ceil(cycles * ns_per_cycle)).value_or(never_ns);
 }
 
 std::vector<std::uint32_t> SchedulerView::queued_of_model(std::uint32_t model, std::size_t limit) const {

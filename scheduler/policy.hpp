@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "scheduler/model_profile.hpp"
+#include "traces/input_file.hpp"
 
 namespace npusim::scheduler {
 
@@ -140,10 +141,11 @@ struct Decision {
   static Decision idle(std::int64_t wake_ns = never_ns) { return {Kind::idle, {}, true, wake_ns}; }
 };
 
-// A decision the engine cannot carry out, or a policy that cannot be built. what() is one line.
+// A decision the engine cannot carry out, or a policy that cannot be built. what() is one line,
+// whatever a plugin put in it.
 class PolicyError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit PolicyError(const std::string& message) : std::runtime_error(traces::one_line(message)) {}
 };
 
 // A scheduling policy. One instance serves one simulation, single-threaded.

@@ -1,11 +1,14 @@
 #include "scheduler/registry.hpp"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
+
+#include "traces/input_file.hpp"
 
 namespace npusim::scheduler {
 
@@ -17,6 +20,9 @@ PolicyRegistry::~PolicyRegistry() {
 
 void PolicyRegistry::add(PolicyInfo info) {
   if (info.name.empty()) throw PolicyError("a policy needs a name");
+  // The name reaches summary.json and the CSV outputs.
+  if (!traces::is_valid_name(info.name))
+    throw PolicyError(fmt::format("policy name \"{}\": allowed {}", info.name, traces::name_rule));
   if (find(info.name))
     throw PolicyError(fmt::format("policy {} is registered twice ({} and {})", info.name, find(info.name)->origin,
                                   loading_.empty() ? "built-in" : loading_));
@@ -37,6 +43,12 @@ void PolicyRegistry::load_plugin(const std::filesystem::path& library) {
   const std::string file = library.string();
   // A path without a slash would make dlopen search the system; plugins are always files.
   const std::string opened = library.has_parent_path() ? file : "./" + file;
+  // dlopen reads what it is given: a FIFO would block it and a device feed it forever.
+  struct stat st {};
+  if (::stat(opened.c_str(), &st) != 0)
+    throw PolicyError(fmt::format("cannot load policy plugin {}: no such file", file));
+  if (!S_ISREG(st.st_mode))
+    throw PolicyError(fmt::format("cannot load policy plugin {}: not a regular file: allowed a shared library", file));
   void* handle = dlopen(opened.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     const char* why = dlerror();
@@ -63,10 +75,16 @@ void PolicyRegistry::load_plugin(const std::filesystem::path& library) {
   };
   try {
     register_fn(*this);
+  } catch (const PolicyError& e) {
+    std::string why = e.what();
+    forget_partial();
+    // The loader's own refusals (a taken name, an analysis-only policy) name the file already.
+    if (why.find(file) != std::string::npos) throw PolicyError(why);
+    throw PolicyError(fmt::format("policy plugin {}: registering its policies failed: {}", file, why));
   } catch (const std::exception& e) {
     std::string why = e.what();
     forget_partial();
-    throw PolicyError(std::move(why));
+    throw PolicyError(fmt::format("policy plugin {}: registering its policies failed: {}", file, why));
   } catch (...) {
     forget_partial();
     throw PolicyError(fmt::format("policy plugin {} threw while registering its policies", file));

@@ -10,13 +10,15 @@
 
 #include "npu_model/cost_model.hpp"
 #include "npu_model/npu_config.hpp"
+#include "traces/input_file.hpp"
 
 namespace npusim::sim {
 
-// A bad command-line value: reported like a config error, exit status 2.
+// A bad command-line value: reported like a config error, exit status 2. what() stays one line
+// whatever option text it quotes.
 class UsageError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit UsageError(const std::string& message) : std::runtime_error(traces::one_line(message)) {}
 };
 
 // `count` comma-separated positive integers up to 2^32; `form` names them in the error

@@ -11,25 +11,76 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 
 namespace npusim::sim {
 
 ConfigNode ConfigNode::load_file(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) {
-    std::error_code ec;
-    const bool exists = std::filesystem::exists(file, ec);
-    throw ConfigError(fmt::format("{}: {}", file.string(),
-                                  exists ? "cannot be read" : "no such file"));
+  std::string text;
+  try {
+    text = traces::read_input_file(file);
+  } catch (const traces::InputFileError& e) {
+    throw ConfigError(e.what());
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return load_text(text.str(), file.string());
+  return load_text(text, file.string());
 }
+
+namespace {
+
+// Sees the parser's events before any node is built: a second document and a tag are refused
+// here, where their lines are known. Aliases arrive as single events, so this pass is linear
+// in the text whatever the anchors would expand to.
+class StrictYaml final : public YAML::EventHandler {
+ public:
+  explicit StrictYaml(const std::string& source) : source_(source) {}
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ > 1)
+      throw ConfigError(fmt::format("{}:{}: a second YAML document: allowed one document per file (no second ---)",
+                                    source_, mark.line + 1));
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t, const std::string&) override {
+    check_tag(mark, tag);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    check_tag(mark, tag);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    check_tag(mark, tag);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  // yaml-cpp reports "?" for an untagged plain node and "!" for a quoted scalar; anything else
+  // was written as a tag.
+  void check_tag(const YAML::Mark& mark, const std::string& tag) const {
+    if (tag.empty() || tag == "?" || tag == "!") return;
+    throw ConfigError(fmt::format("{}:{}: tag {}: allowed plain YAML without tags", source_, mark.line + 1, tag));
+  }
+  const std::string& source_;
+  int documents_ = 0;
+};
+
+// Throws ConfigError naming `source` and the line for a second document or a tag in `text`, and
+// YAML::ParserException for text that is not YAML.
+void check_strict_yaml(const std::string& text, const std::string& source) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  StrictYaml strict(source);
+  while (parser.HandleNextDocument(strict)) {
+  }
+}
+
+}  // namespace
 
 ConfigNode ConfigNode::load_text(const std::string& text, const std::string& source) {
   auto name = std::make_shared<const std::string>(source);
   try {
+    check_strict_yaml(text, source);
     YAML::Node root = YAML::Load(text);
     if (!root.IsMap())
       throw ConfigError(fmt::format("{}:1: the document must be a YAML mapping (key: value)", source));
@@ -41,14 +92,18 @@ ConfigNode ConfigNode::load_text(const std::string& text, const std::string& sou
 
 namespace {
 
-bool contains(const YAML::Node& root, const YAML::Node& target) {
+// Aliases share nodes, so a small file can describe a tree of 10^12 nodes (a "billion
+// laughs"): the search gives up after `budget` nodes, and the message names the including file.
+bool contains(const YAML::Node& root, const YAML::Node& target, std::size_t& budget) {
+  if (budget == 0) return false;
+  --budget;
   if (root.is(target)) return true;
   if (root.IsMap()) {
     for (const auto& item : root)
-      if (contains(item.first, target) || contains(item.second, target)) return true;
+      if (contains(item.first, target, budget) || contains(item.second, target, budget)) return true;
   } else if (root.IsSequence()) {
     for (const auto& item : root)
-      if (contains(item, target)) return true;
+      if (contains(item, target, budget)) return true;
   }
   return false;
 }
@@ -142,7 +197,7 @@ ConfigNode ConfigNode::load_composed(const std::filesystem::path& file) {
 std::string ConfigNode::source_of(const YAML::Node& node) const {
   if (documents_)
     for (const auto& d : *documents_)
-      if (contains(d.root, node)) return d.source;
+      if (std::size_t budget = 1'000'000; contains(d.root, node, budget)) return d.source;
   return *source_;
 }
 
@@ -170,6 +225,7 @@ void ConfigNode::apply_override(const std::string& assignment) {
   const std::string path = assignment.substr(0, equals);
   YAML::Node value;
   try {
+    check_strict_yaml(assignment.substr(equals + 1), "--set " + assignment + ": the value, line");
     value = YAML::Load(assignment.substr(equals + 1));
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("--set {}: the value is not valid YAML: {}", assignment, e.msg));
@@ -345,6 +401,12 @@ double ConfigNode::as_double() const {
 std::string ConfigNode::as_string() const {
   if (!node_.IsScalar()) fail(display_value(), "a string");
   return node_.Scalar();
+}
+
+std::string ConfigNode::as_name() const {
+  const std::string name = as_string();
+  if (!traces::is_valid_name(name)) fail(traces::printable(name), std::string(traces::name_rule));
+  return name;
 }
 
 std::vector<ConfigNode> ConfigNode::as_list() const {

@@ -14,12 +14,15 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "traces/input_file.hpp"
+
 namespace npusim::sim {
 
-// A configuration the user gave is wrong. what() is the complete one-line message.
+// A configuration the user gave is wrong. what() is the complete one-line message, with any
+// control character it quotes escaped.
 class ConfigError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ConfigError(const std::string& message) : std::runtime_error(traces::one_line(message)) {}
 };
 
 // One node of a loaded YAML document plus its source file and dotted path (e.g.
@@ -33,9 +36,11 @@ class ConfigNode {
   };
   using Documents = std::shared_ptr<const std::vector<Document>>;
 
-  // Throws ConfigError if the file is missing, unreadable or not valid YAML.
+  // Throws ConfigError if the file is missing, not a regular file, larger than
+  // traces::max_input_bytes, unreadable, or not valid YAML.
   static ConfigNode load_file(const std::filesystem::path& file);
-  // `source` names the text in messages (a file name, or "<embedded default>").
+  // `source` names the text in messages (a file name, or "<embedded default>"). The text must
+  // be one YAML document without tags (!foo): anything else is a ConfigError naming the line.
   static ConfigNode load_text(const std::string& text, const std::string& source);
   // A file whose top-level `include:` (a file name or a list, relative to the including file)
   // names files to compose it from (docs/config.md, "Composing files"): mappings merge key by
@@ -72,6 +77,8 @@ class ConfigNode {
   std::size_t as_choice(const std::vector<std::string>& choices, std::string_view what) const;
   double as_double() const;
   std::string as_string() const;
+  // A string that may reach CSV and JSON outputs: fails unless traces::is_valid_name holds.
+  std::string as_name() const;
   std::vector<ConfigNode> as_list() const;
   std::string display_value() const;  // the scalar as written, or <map>/<list>
   // The value as YAML flow text ("fast", "[1, 2]", "{a: 1}"), which --set reads back as the

@@ -1,6 +1,7 @@
 #include "sim/cost_command.hpp"
 
 #include <fstream>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -11,6 +12,8 @@
 #include "npu_model/systolic.hpp"
 #include "sim/cli_support.hpp"
 #include "sim/json.hpp"
+#include "traces/checked.hpp"
+#include "traces/input_file.hpp"
 #include "workloads/scalesim_csv.hpp"
 
 namespace npusim::sim {
@@ -31,8 +34,13 @@ ConvRow conv_from_option(const std::string& text) {
 }
 
 std::vector<ConvRow> convs_from_topology(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw UsageError(fmt::format("--topology {}: cannot open the file", file));
+  std::string text;
+  try {
+    text = traces::read_input_file(file);
+  } catch (const traces::InputFileError& e) {
+    throw UsageError(fmt::format("--topology {}", e.what()));
+  }
+  std::istringstream in(text);
   std::vector<ConvRow> rows;
   for (const auto& l : workloads::read_scalesim_topology(in, file))
     rows.push_back({l.name,
@@ -148,11 +156,24 @@ void run_scalesim_single(const CostOptions& o, const npu::Npu& npu, std::ostream
 
 // --- npusim convention ----------------------------------------------------------------------
 
+// The cost model counts MACs, bytes and cycles in 64 bits: a GEMM is held to 2^58 MACs for the
+// whole batch (2^48 per sample at a batch of 1024, as networks are), far beyond any real layer.
+void check_gemm_size(const npu::GemmShape& shape, std::uint32_t batch, const std::string& what) {
+  constexpr std::uint64_t max_macs = std::uint64_t{1} << 58;
+  std::optional<std::uint64_t> macs = std::uint64_t{batch};
+  for (const std::uint64_t factor : {shape.rows, shape.depth, shape.cols, shape.groups})
+    macs = macs ? traces::checked_mul(*macs, factor) : std::nullopt;
+  if (!macs || *macs > max_macs)
+    throw UsageError(fmt::format("{} --batch {}: R x P x C x groups x batch = {} MACs: allowed at most {}", what, batch,
+                                 macs ? fmt::format("{}", *macs) : std::string("more than 2^64"), max_macs));
+}
+
 npu::LayerCost npusim_cost(const npu::Npu& npu, const npu::GemmShape& shape, std::uint32_t batch,
                            const std::string& mapping_text, const std::string& what) {
   if (mapping_text.empty()) {
     if (auto reason = npu::mapping_violation(npu, shape, batch, {batch, 1, 1}); !reason.empty())
       throw UsageError(fmt::format("{} --batch {}: {}", what, batch, reason));
+    check_gemm_size(shape, batch, what);
     return npu::best_gemm_cost(npu, shape, batch);
   }
   const auto m = parse_positive_list("--mapping", mapping_text, 3, "BR,BP,k");
@@ -160,6 +181,7 @@ npu::LayerCost npusim_cost(const npu::Npu& npu, const npu::GemmShape& shape, std
                                   static_cast<std::uint32_t>(m[2])};
   if (auto reason = npu::mapping_violation(npu, shape, batch, mapping); !reason.empty())
     throw UsageError(fmt::format("--mapping {}: {}", mapping_text, reason));
+  check_gemm_size(shape, batch, what);
   return npu::gemm_cost_unchecked(npu, shape, batch, mapping);
 }
 

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "sim/embedded_models.hpp"
+#include "traces/input_file.hpp"
 #include "workloads/scalesim_csv.hpp"
 
 namespace npusim::sim {
@@ -58,7 +59,7 @@ workloads::LayerDef parse_layer(const ConfigNode& node) {
       node.expect_keys({"name", "type", "inputs"});
       break;
   }
-  layer.name = node.at("name").as_string();
+  layer.name = node.at("name").as_name();
   if (node.has("inputs")) {
     const ConfigNode inputs = node.at("inputs");
     if (inputs.display_value() == "<list>") {
@@ -86,7 +87,7 @@ workloads::ExitDef parse_exit(const ConfigNode& node) {
   node.expect_keys({"name", "after", "probability", "classifier"});
   workloads::ExitDef exit;
   exit.origin = origin_of(node);
-  exit.name = node.at("name").as_string();
+  exit.name = node.at("name").as_name();
   exit.after = node.at("after").as_string();
   exit.probability = node.at("probability").as_double();
   if (node.has("classifier"))
@@ -95,13 +96,11 @@ workloads::ExitDef parse_exit(const ConfigNode& node) {
 }
 
 std::string read_file(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) {
-    std::error_code ec;
-    throw ConfigError(fmt::format("{}: {}", file.string(),
-                                  std::filesystem::exists(file, ec) ? "cannot be read" : "no such file"));
+  try {
+    return traces::read_input_file(file);
+  } catch (const traces::InputFileError& e) {
+    throw ConfigError(e.what());
   }
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace
@@ -112,15 +111,27 @@ workloads::NetworkDef parse_network(const ConfigNode& document, const std::files
   node.expect_keys({"name", "description", "input", "layers", "scalesim_csv", "exits"});
   workloads::NetworkDef net;
   net.source = document.source();
-  net.name = node.at("name").as_string();
-  if (node.has("description")) net.description = node.at("description").as_string();
+  net.name = node.at("name").as_name();
+  if (node.has("description")) {
+    const ConfigNode description = node.at("description");
+    net.description = description.as_string();
+    // It reaches `describe models` and JSON verbatim, as names do.
+    for (const char c : net.description)
+      if (c < 0x20 || c > 0x7E)
+        description.fail(traces::printable(net.description), "a description of printable ASCII characters");
+  }
   if (node.has("layers") == node.has("scalesim_csv"))
     node.fail_here("give exactly one of layers (a layer list) or scalesim_csv (a SCALE-Sim file)");
   if (node.has("scalesim_csv")) {
     if (node.has("input")) node.at("input").fail_here("the SCALE-Sim file's first row sets the input");
     const std::filesystem::path csv = base_dir / node.at("scalesim_csv").as_string();
-    std::ifstream in(csv);
-    if (!in) throw ConfigError(fmt::format("{}: network.scalesim_csv: {}: no such file", origin_of(node.at("scalesim_csv")), csv.string()));
+    std::string text;
+    try {
+      text = traces::read_input_file(csv);
+    } catch (const traces::InputFileError& e) {
+      throw ConfigError(fmt::format("{}: network.scalesim_csv: {}", origin_of(node.at("scalesim_csv")), e.what()));
+    }
+    std::istringstream in(text);
     workloads::import_scalesim_csv(in, csv.string(), net);
   } else {
     const ConfigNode input = node.at("input");

@@ -83,7 +83,7 @@ const std::vector<NpuKey>& npu_keys() {
     return [field](const C& c) { return std::to_string(c.buffers.*field / 1024); };
   };
   static const std::vector<NpuKey> keys{
-      {"name", "string", "", "appears in reports", [](const ConfigNode& n, C& c) { c.name = n.as_string(); },
+      {"name", "string", "", "appears in reports", [](const ConfigNode& n, C& c) { c.name = n.as_name(); },
        [](const C& c) { return c.name; }},
       {"clock_mhz", "integer", "MHz", "NPU clock", u32(&C::clock_mhz), show_u32(&C::clock_mhz)},
       {"array", "dot_product or systolic", "", "the PE array: fluid-batching dot-product PEs or a systolic array",

@@ -5,9 +5,12 @@
 #include <charconv>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "traces/input_file.hpp"
 
 namespace npusim::sim {
 namespace {
@@ -207,7 +210,7 @@ npu::Npu parse_scalesim_cfg(std::istream& in, const std::string& source) {
   const std::string arch = "architecture_presets";
   npu::NpuConfig config;
   config.name = cfg.value("general", "run_name");
-  if (config.name.empty()) cfg.fail_value("general", "run_name", "a non-empty name");
+  if (!traces::is_valid_name(config.name)) cfg.fail_value("general", "run_name", std::string(traces::name_rule));
   config.array = npu::ArrayKind::systolic;
   config.modes = {npu::BatchingMode::r_batching};
   config.stack_factors = {1};
@@ -253,8 +256,13 @@ npu::Npu parse_scalesim_cfg(std::istream& in, const std::string& source) {
 }
 
 npu::Npu load_scalesim_cfg(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw ConfigError(fmt::format("{}: cannot open the SCALE-Sim config", file.string()));
+  std::string text;
+  try {
+    text = traces::read_input_file(file);
+  } catch (const traces::InputFileError& e) {
+    throw ConfigError(e.what());
+  }
+  std::istringstream in(text);
   return parse_scalesim_cfg(in, file.string());
 }
 

@@ -124,6 +124,9 @@ npu::Npu parse_npu(ConfigNode document, const std::vector<std::string>& npu_over
   const std::filesystem::path file = base_dir / name;
   if (std::filesystem::is_regular_file(file)) return load_npu_file(file, npu_overrides);
   if (is_npu_preset(name)) return load_npu_preset(name, npu_overrides);
+  // A FIFO, a device or a directory: the reader says which, without reading it.
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec)) return load_npu_file(file, npu_overrides);
   node.fail(name, fmt::format("an NPU preset ({}), a file relative to the scenario, or an npu mapping",
                               fmt::join(npu_presets(), ", ")));
 }
@@ -216,14 +219,11 @@ std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode
   for (const auto& d : devices) {
     d.expect_keys({"name", "model", "count", "arrival", "exits", "slo_ms", "slo_factor", "priority"});
     DeviceConfig device;
-    std::string name = d.at("name").as_string();
-    if (name.empty() || name.find(',') != std::string::npos) d.at("name").fail(name, "a non-empty name without commas");
-    std::string model_name;
-    if (d.has("model")) model_name = d.at("model").as_string();
-    else if (document.has("model")) model_name = document.at("model").as_string();
-    else d.fail_here("no model: give the device a model, or the scenario a top-level model");
+    std::string name = d.at("name").as_name();
+    if (!d.has("model") && !document.has("model"))
+      d.fail_here("no model: give the device a model, or the scenario a top-level model");
     const ConfigNode model_node = d.has("model") ? d.at("model") : document.at("model");
-    if (model_name.find(',') != std::string::npos) model_node.fail(model_name, "a model name without commas");
+    const std::string model_name = model_node.as_name();
     if (!scenario.models.count(model_name))
       scenario.models.emplace(model_name, load_model(resolve_model(model_name, scenario.base_dir)));
     const auto& model = scenario.models.at(model_name);
@@ -257,6 +257,26 @@ std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode
   return out;
 }
 
+// Arrivals must fall within traces::max_arrival_ns. A random process is only known to on
+// average, so this refuses a sample count the devices' mean rate cannot deliver in time; the
+// run refuses an unlucky draw past it. A replayed trace's times are checked row by row.
+void check_arrival_range(const Scenario& scenario, const ConfigNode& samples) {
+  double rate_hz = 0.0;
+  for (const auto& d : scenario.devices) {
+    if (d.stream.arrival.kind == traces::ProcessKind::replay) return;
+    rate_hz += traces::mean_rate_hz(d.stream.arrival);
+  }
+  const double range_s = static_cast<double>(traces::max_arrival_ns) / 1e9;
+  const double count = static_cast<double>(scenario.simulation.samples);
+  if (count <= rate_hz * range_s) return;
+  const double fits = std::floor(rate_hz * range_s);
+  const std::string why = fmt::format(
+      "at the devices' mean arrival rate of {:.6g} Hz in all, they would arrive after {:.0f} s, the simulated time "
+      "arrivals may use (time is 64-bit picoseconds)",
+      rate_hz, range_s);
+  samples.fail(samples.display_value(), fits >= 1.0 ? fmt::format("at most {:.0f} samples: {}", fits, why)
+                                                    : fmt::format("a higher arrival rate: {}", why));
+}
 
 }  // namespace
 
@@ -287,8 +307,14 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
   Scenario scenario;
   scenario.source = document.source();
   scenario.base_dir = embedded ? std::filesystem::path(".") : std::filesystem::path(file_or_default).parent_path();
-  scenario.name = document.has("name") ? document.at("name").as_string()
-                                       : std::filesystem::path(file_or_default).stem().string();
+  if (document.has("name")) {
+    scenario.name = document.at("name").as_name();
+  } else {
+    scenario.name = std::filesystem::path(file_or_default).stem().string();
+    if (!traces::is_valid_name(scenario.name))
+      throw ConfigError(fmt::format("{}: the scenario's name (its file name without .yaml) = {}: allowed {}, or a name: key",
+                                    document.source(), traces::printable(scenario.name), traces::name_rule));
+  }
   scenario.npu = parse_npu(document, npu_overrides, scenario.base_dir);
   scenario.devices = parse_devices(document.at("devices"), document, scenario);
 
@@ -328,6 +354,7 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
     scenario.simulation.samples = samples.as_uint64();
     if (scenario.simulation.samples < 1 || scenario.simulation.samples > 1'000'000'000'000ULL)
       samples.fail(samples.display_value(), "1 to 1e12 samples");
+    check_arrival_range(scenario, samples);
   } else {
     scenario.simulation.duration_s = positive(simulation.at("duration_s"), 1e6, "s");
   }

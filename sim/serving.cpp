@@ -4,6 +4,7 @@
 #include <cmath>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -14,6 +15,8 @@
 #include "npu_model/fluid_batching_engine.hpp"
 #include "workloads/control_blocks.hpp"
 #include "npu_model/systemc_context.hpp"
+#include "sim/config_node.hpp"
+#include "traces/checked.hpp"
 
 namespace npusim::sim {
 namespace {
@@ -21,6 +24,23 @@ namespace {
 using scheduler::Decision;
 using scheduler::SampleInfo;
 using scheduler::Trigger;
+
+// Simulated time is picoseconds in an int64. Arrivals are held to traces::max_arrival_ns and
+// SLOs to max_slo_ns, so an arrival, its deadline and their picoseconds all fit; everything
+// after that (layers, context transfers, wake-ups) is added with a check.
+constexpr double max_slo_ns = 1e15;  // 1e9 ms, the largest slo_ms
+constexpr std::int64_t max_time_ps = std::numeric_limits<std::int64_t>::max();
+
+std::int64_t ps_of_arrival(std::int64_t arrival_ns) {
+  if (arrival_ns < 0 || arrival_ns > traces::max_arrival_ns)
+    throw SimulationError(fmt::format("arrival at {} ns escaped the arrival range check", arrival_ns));
+  return arrival_ns * 1000;
+}
+
+// A policy that idles this many times in a row while samples wait, without a batch started or
+// run in between, is making no progress (idle(now + 1) forever): the run stops with its name.
+// Waiting for a batch to fill takes one idle per arrival at most, far fewer than this.
+constexpr std::uint64_t max_idle_decisions_while_waiting = 1'000'000;
 
 // One network on this NPU: the FBE's control-block table, which also holds the activation bytes
 // the residency plan keeps on chip at each layer boundary. (The scheduler's profile of it sits
@@ -109,10 +129,12 @@ SC_MODULE(ServingSystem) {
   SC_HAS_PROCESS(ServingSystem);
 
   ServingSystem(sc_core::sc_module_name name, const Scenario& scenario, std::vector<ModelRuntime>& models,
-                std::vector<scheduler::ModelProfile>& profiles, scheduler::Policy& policy, bool policy_sees_oracle,
-                std::span<ServingObserver* const> observers)
+                std::vector<scheduler::ModelProfile>& profiles, scheduler::Policy& policy,
+                const scheduler::PolicyInfo& policy_info, std::span<ServingObserver* const> observers)
       : sc_module(name), scenario_(scenario), npu_(scenario.npu), models_(models), profiles_(profiles),
-        policy_(policy), observers_(observers),
+        policy_(policy),
+        policy_origin_(policy_info.origin == "built-in" ? "" : fmt::format(" (plugin {})", policy_info.origin)),
+        observers_(observers),
         stream_(scenario.streams(), scenario.simulation.seed, scenario.base_dir),
         metrics_(scenario.devices.size(), scenario.metrics.exact_percentile_samples,
                  scenario.metrics.tail_window_ms * 1e6, scenario.metrics.tail_percentile),
@@ -126,9 +148,14 @@ SC_MODULE(ServingSystem) {
       device_model_.push_back(m);
       const double isolated_ns = static_cast<double>(profiles_[m].isolated_cycles()) * ps_per_cycle_ / 1000.0;
       slo_ns_.push_back(device.slo_ms ? *device.slo_ms * 1e6 : *device.slo_factor * isolated_ns);
+      if (!(slo_ns_.back() <= max_slo_ns))
+        throw ConfigError(fmt::format("{}: device {}: slo_factor = {} gives an SLO of {} ms: allowed an SLO of at most "
+                                      "1e9 ms (a factor up to {:.6g} for {})",
+                                      scenario.source, device.stream.name, device.slo_factor.value_or(0.0),
+                                      slo_ns_.back() / 1e6, max_slo_ns / isolated_ns, device.stream.model));
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
-    if (policy_sees_oracle) oracle_.emplace(*this);
+    if (policy_info.analysis_only) oracle_.emplace(*this);
     // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
     SC_METHOD(device_sources);
     SC_METHOD(npu_core);
@@ -195,6 +222,15 @@ SC_MODULE(ServingSystem) {
     if (limits.samples == 0 || emitted_ < limits.samples) sample = stream_.next();
     if (sample && limits.samples == 0 && static_cast<double>(sample->arrival_ns) >= limits.duration_s * 1e9)
       sample.reset();
+    if (sample && sample->arrival_ns > traces::max_arrival_ns) {
+      const auto& device = scenario_.devices[sample->device];
+      throw ConfigError(fmt::format(
+          "{}: device {}: its {} arrival process drew sample {} past {} s of simulated time, the most arrivals may use "
+          "(time is 64-bit picoseconds): allowed arrival processes whose simulation.samples = {} arrivals come sooner "
+          "(a higher rate, or fewer samples)",
+          scenario_.source, device.stream.name, traces::to_string(device.stream.arrival.kind), emitted_ + 1,
+          traces::max_arrival_ns / 1'000'000'000, limits.samples));
+    }
     if (!sample) {
       arrivals_ended_ = true;
       return false;
@@ -224,7 +260,7 @@ SC_MODULE(ServingSystem) {
   // Runs at time 0 and then at each arrival: admits what is due and sleeps until the next.
   void emit_arrivals() {
     while (!upcoming_.empty() || draw_arrival()) {
-      pending_arrival_ps_ = upcoming_.front().arrival_ns * 1000;
+      pending_arrival_ps_ = ps_of_arrival(upcoming_.front().arrival_ns);
       if (pending_arrival_ps_ > now_ps()) {
         next_trigger(ps_time(pending_arrival_ps_ - now_ps()));
         return;
@@ -244,7 +280,7 @@ SC_MODULE(ServingSystem) {
   }
 
   void admit(const traces::Sample& s) {
-    if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = s.arrival_ns * 1000;
+    if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = ps_of_arrival(s.arrival_ns);
     metrics_.arrived(s.device);
     const SampleInfo info = sample_info(s);
     const std::uint32_t model = info.model;
@@ -265,7 +301,7 @@ SC_MODULE(ServingSystem) {
     queue_exits_.push_back(s.exit);
     queue_changed();
     stats_.max_queue = std::max<std::uint64_t>(stats_.max_queue, queue_.size());
-    policy_.observe_arrival(view(Trigger::arrival), info);
+    ask_policy("observe_arrival", [&] { policy_.observe_arrival(view(Trigger::arrival), info); });
     arrival_event_.notify();
   }
 
@@ -377,11 +413,14 @@ SC_MODULE(ServingSystem) {
             return;
           }
           ++stats_.decisions;
-          const Decision decision = policy_.decide(view(trigger_));
+          Decision decision;
+          ask_policy("decide", [&] { decision = policy_.decide(view(trigger_)); });
+          check_kind(decision.kind);
           if (decision.kind == Decision::Kind::idle) {
             idle(decision);
             return;
           }
+          idle_decisions_while_waiting_ = 0;
           step_ = Step::start_layer;
           if (sleep_for(apply(decision))) return;
           break;
@@ -404,16 +443,65 @@ SC_MODULE(ServingSystem) {
 
   bool sleep_for(std::int64_t ps) {
     if (ps <= 0) return false;
+    if (!traces::checked_add(now_ps(), ps)) out_of_time(fmt::format("a step of {} ps", ps));
     next_trigger(ps_time(ps));
     return true;
   }
 
+  // A run whose layers or context transfers would carry simulated time past its type.
+  [[noreturn]] void out_of_time(const std::string& what) const {
+    throw ConfigError(fmt::format("{}: {} at {} ns would pass the largest simulated time, {} ps (about 106.7 days): "
+                                  "allowed scenarios whose run ends within it",
+                                  scenario_.source, what, now_ps() / 1000, max_time_ps));
+  }
+
+  // cycles_to_ps is exact below 10^13 cycles; a layer that long is out of any time range here.
+  std::int64_t ps_of_cycles(std::uint64_t cycles) const {
+    if (cycles >= 9'000'000'000'000ULL) out_of_time(fmt::format("a step of {} cycles", cycles));
+    return npu_.cycles_to_ps(cycles);
+  }
+
   [[noreturn]] void refuse(const std::string& why) const {
-    throw scheduler::PolicyError(fmt::format("policy {} at {} ns: {}", scenario_.scheduler.policy, now_ps() / 1000, why));
+    throw scheduler::PolicyError(fmt::format("policy {}{} at {} ns: {}", scenario_.scheduler.policy, policy_origin_,
+                                             now_ps() / 1000, why));
+  }
+
+  // Whatever a policy throws, of any type, becomes a PolicyError naming it (and its plugin):
+  // an exception object from a plugin must not travel further, and one that is not a
+  // std::exception would end the process.
+  template <typename Call>
+  void ask_policy(const char* what, Call call) {
+    try {
+      call();
+    } catch (const scheduler::PolicyError&) {
+      throw;
+    } catch (const ConfigError&) {
+      throw;  // the engine's own, raised while the oracle drew arrivals ahead for the policy
+    } catch (const SimulationError&) {
+      throw;
+    } catch (const std::exception& e) {
+      refuse(fmt::format("{} threw: {}", what, e.what()));
+    } catch (...) {
+      refuse(fmt::format("{} threw an exception that is not a std::exception", what));
+    }
+  }
+
+  void check_kind(Decision::Kind kind) const {
+    switch (kind) {
+      case Decision::Kind::run:
+      case Decision::Kind::start:
+      case Decision::Kind::preempt:
+      case Decision::Kind::idle: return;
+    }
+    refuse(fmt::format("returned a decision of kind {}: allowed run, start, preempt or idle (0 to 3)",
+                       static_cast<int>(kind)));
   }
 
   void idle(const Decision& d) {
     if (running_) refuse("asked to idle while a batch is running (answer run or preempt)");
+    if (++idle_decisions_while_waiting_ > max_idle_decisions_while_waiting)
+      refuse(fmt::format("idled {} times in a row while {} samples waited, starting no batch: no progress",
+                         max_idle_decisions_while_waiting, queue_.size()));
     if (d.wake_ns == scheduler::never_ns) {
       if (sources_done_)
         refuse(fmt::format("left {} samples waiting with no arrival or wake-up to come", queue_.size()));
@@ -421,7 +509,12 @@ SC_MODULE(ServingSystem) {
       next_trigger(arrival_event_);
       return;
     }
-    wake_ps_ = d.wake_ns * 1000;
+    const auto wake_ps = traces::checked_mul<std::int64_t>(d.wake_ns, 1000);
+    if (!wake_ps)
+      refuse(fmt::format("asked to idle until {} ns, past the largest simulated time ({} ns): allowed a later time "
+                         "that fits, or never_ns",
+                         d.wake_ns, max_time_ps / 1000));
+    wake_ps_ = *wake_ps;
     if (wake_ps_ <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
     step_ = Step::after_idle;
     next_trigger(ps_time(wake_ps_ - now_ps()), arrival_event_);
@@ -524,7 +617,7 @@ SC_MODULE(ServingSystem) {
 
   // A context transfer keeps the NPU busy for its duration.
   std::int64_t transfer_context(std::uint64_t cycles) {
-    const std::int64_t ps = npu_.cycles_to_ps(cycles);
+    const std::int64_t ps = ps_of_cycles(cycles);
     stats_.context_transfer_ps += ps;
     return ps;
   }
@@ -567,7 +660,7 @@ SC_MODULE(ServingSystem) {
     // The FBE drives the array: the mapping for (B_act, l) from its control-block table.
     layer_cost_ = &models_[b.model].table.entry(fbe_.active_batch(), fbe_.layer());
     layer_start_ps_ = now_ps();
-    return npu_.cycles_to_ps(layer_cost_->cycles);
+    return ps_of_cycles(layer_cost_->cycles);
   }
 
   // The layer has run: exits leave, the FBE advances, a catch-up merges or a batch resumes.
@@ -651,7 +744,7 @@ SC_MODULE(ServingSystem) {
 
   void complete(const SampleInfo& sample, std::uint32_t exit) {
     const std::int64_t now = now_ps();
-    const double latency_ns = static_cast<double>(now - sample.arrival_ns * 1000) / 1000.0;
+    const double latency_ns = static_cast<double>(now - ps_of_arrival(sample.arrival_ns)) / 1000.0;
     metrics_.completed(sample.device, latency_ns, static_cast<double>(sample.deadline_ns - sample.arrival_ns),
                        static_cast<double>(now) / 1000.0);
     ++exit_counts_[sample.model][exit];
@@ -665,6 +758,7 @@ SC_MODULE(ServingSystem) {
   std::vector<ModelRuntime>& models_;
   std::vector<scheduler::ModelProfile>& profiles_;
   scheduler::Policy& policy_;
+  std::string policy_origin_;  // " (plugin FILE)", or empty for a built-in policy
   std::span<ServingObserver* const> observers_;
   traces::ArrivalStream stream_;
   MetricsCollector metrics_;
@@ -683,6 +777,7 @@ SC_MODULE(ServingSystem) {
   Step step_ = Step::decide;
   Trigger trigger_ = Trigger::arrival;
   std::int64_t wake_ps_ = 0;
+  std::uint64_t idle_decisions_while_waiting_ = 0;
   std::int64_t layer_start_ps_ = 0;
   const npu::LayerCost* layer_cost_ = nullptr;
   // Drawn but not yet admitted, in arrival order: the next arrival, and any the oracle drew
@@ -724,9 +819,21 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
     models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch,
                                    believed_exit_probabilities(scenario, name, network), profiles));
   // The policy dies before the registry that may hold its plugin.
-  std::unique_ptr<scheduler::Policy> policy = info->create(scenario.scheduler.parameters);
+  std::unique_ptr<scheduler::Policy> policy;
+  const std::string origin = info->origin == "built-in" ? "" : fmt::format(" (plugin {})", info->origin);
+  try {
+    policy = info->create(scenario.scheduler.parameters);
+  } catch (const scheduler::PolicyError& e) {
+    throw scheduler::PolicyError(fmt::format("policy {}{}: {}", info->name, origin, e.what()));
+  } catch (const std::exception& e) {
+    throw scheduler::PolicyError(fmt::format("policy {}{}: its construction threw: {}", info->name, origin, e.what()));
+  } catch (...) {
+    throw scheduler::PolicyError(
+        fmt::format("policy {}{}: its construction threw an exception that is not a std::exception", info->name, origin));
+  }
+  if (!policy) throw scheduler::PolicyError(fmt::format("policy {}{}: its factory returned no policy", info->name, origin));
   npu::ScopedSystemCContext context;
-  ServingSystem system("serving", scenario, models, profiles, *policy, info->analysis_only, observers);
+  ServingSystem system("serving", scenario, models, profiles, *policy, *info, observers);
   sc_core::sc_trace_file* vcd = nullptr;
   if (!vcd_trace.file.empty()) {
     // SystemC appends ".vcd" to the name it is given.
@@ -740,7 +847,17 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   if (vcd) sc_core::sc_close_vcd_trace_file(vcd);
   if (system.failure()) std::rethrow_exception(system.failure());
   system.check_balance();
-  return system.result();
+  ServingResult result = system.result();
+  if (result.metrics.overall().arrived == 0)
+    throw ConfigError(fmt::format(
+        "{}: no sample arrived, so there is nothing to report: {}", scenario.source,
+        scenario.simulation.samples > 0
+            ? std::string("every device's arrival process ended before its first arrival (a replayed trace with "
+                          "no rows for these devices?)")
+            : fmt::format("no arrival process produced an arrival within simulation.duration_s = {} s (rates too "
+                          "low for the duration, or a replayed trace with no rows for these devices)",
+                          scenario.simulation.duration_s)));
+  return result;
 }
 
 }  // namespace npusim::sim

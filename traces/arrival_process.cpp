@@ -42,7 +42,13 @@ double exponential_s(RandomStream& rng, double rate_hz) {
   return -std::log1p(-rng.uniform_unit()) / rate_hz;
 }
 
-std::int64_t to_ns(double seconds) { return static_cast<std::int64_t>(std::floor(seconds * 1e9)); }
+// Past the arrival range (or not a number) is max_arrival_ns + 1: a plain cast of a double
+// beyond int64 would be undefined.
+std::int64_t to_ns(double seconds) {
+  const double ns = std::floor(seconds * 1e9);
+  if (!(ns <= static_cast<double>(max_arrival_ns))) return max_arrival_ns + 1;
+  return static_cast<std::int64_t>(ns);
+}
 
 class Poisson final : public ArrivalProcess {
  public:

@@ -14,6 +14,12 @@
 
 namespace npusim::traces {
 
+// Simulated time is picoseconds in a signed 64-bit integer: at most 9223372036854775807 ps,
+// about 106.7 days. Arrivals are held to the first 4e6 s (46.3 days) of it, which leaves room
+// for a deadline (an SLO of up to 1e9 ms) and for the queue to drain after the last arrival.
+inline constexpr std::int64_t max_arrival_ns = 4'000'000'000'000'000;
+inline constexpr double max_arrival_ms = 4e9;
+
 enum class ProcessKind { poisson, periodic, mmpp, on_off, piecewise, replay };
 std::string to_string(ProcessKind kind);  // YAML spelling
 const std::vector<std::string>& process_kind_names();
@@ -77,7 +83,9 @@ class ArrivalProcess {
 };
 
 // Builds the generator for a validated non-replay spec (replay needs a TraceReader; see
-// trace_file.hpp). `rng` is the device's own arrival stream.
+// trace_file.hpp). `rng` is the device's own arrival stream. A random process may still draw
+// an arrival past max_arrival_ns (a slow rate, a long gap): such a time is reported as
+// max_arrival_ns + 1, never wrapped, and the run that would use it refuses the scenario.
 std::unique_ptr<ArrivalProcess> make_process(const ArrivalSpec& spec, RandomStream rng);
 
 }  // namespace npusim::traces

@@ -1,5 +1,7 @@
 #include "traces/arrival_stream.hpp"
 
+#include <map>
+#include <memory>
 #include <set>
 
 #include "traces/trace_file.hpp"
@@ -21,14 +23,19 @@ ArrivalStream::ArrivalStream(std::vector<DeviceStream> devices, std::uint64_t se
     : devices_(std::move(devices)) {
   std::set<std::string> names;
   for (const auto& d : devices_) names.insert(d.name);
+  // Every device replaying a file reads its own rows from one shared copy of it.
+  std::map<std::filesystem::path, std::shared_ptr<const std::string>> traces;
   for (std::uint32_t i = 0; i < devices_.size(); ++i) {
     const DeviceStream& d = devices_[i];
     samplers_.emplace_back(d.exit_probabilities);
     exit_rngs_.emplace_back(seed, stream_id(i, exit_purpose));
     if (d.arrival.kind == ProcessKind::replay) {
       validate(d.arrival);
-      processes_.push_back(open_replay(base_dir / d.arrival.file, d.name, d.model,
-                                       static_cast<std::uint32_t>(d.exit_probabilities.size()), names));
+      const auto file = base_dir / d.arrival.file;
+      auto& text = traces[file];
+      if (!text) text = read_trace_file(file);
+      processes_.push_back(open_replay(file, d.name, d.model, static_cast<std::uint32_t>(d.exit_probabilities.size()),
+                                       names, text));
     } else {
       processes_.push_back(make_process(d.arrival, RandomStream(seed, stream_id(i, arrival_purpose))));
     }

@@ -1,9 +1,12 @@
 #include "traces/trace_file.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "traces/input_file.hpp"
 
 namespace npusim::traces {
 namespace {
@@ -13,9 +16,9 @@ std::vector<std::string> split_csv(const std::string& line) {
   std::size_t begin = 0;
   while (true) {
     const auto comma = line.find(',', begin);
+    // Fields are taken as written: " 12" is not a time, and "cam " is not device "cam".
     std::string field = line.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
-    while (!field.empty() && (field.back() == '\r' || field.back() == ' ')) field.pop_back();
-    while (!field.empty() && field.front() == ' ') field.erase(field.begin());
+    if (comma == std::string::npos && !field.empty() && field.back() == '\r') field.pop_back();
     fields.push_back(std::move(field));
     if (comma == std::string::npos) break;
     begin = comma + 1;
@@ -25,20 +28,35 @@ std::vector<std::string> split_csv(const std::string& line) {
 
 }  // namespace
 
-TraceReader::TraceReader(const std::filesystem::path& file) : file_(file.string()), in_(file) {
-  if (!in_) {
-    std::error_code ec;
-    throw TraceFileError(fmt::format("{}: {}", file_, std::filesystem::exists(file, ec) ? "cannot be read" : "no such file"));
+std::shared_ptr<const std::string> read_trace_file(const std::filesystem::path& file) {
+  try {
+    return std::make_shared<const std::string>(read_input_file(file));
+  } catch (const InputFileError& e) {
+    throw TraceFileError(e.what());
   }
+}
+
+TraceReader::TraceReader(const std::filesystem::path& file) : TraceReader(file, read_trace_file(file)) {}
+
+TraceReader::TraceReader(const std::filesystem::path& file, std::shared_ptr<const std::string> text)
+    : file_(file.string()), text_(std::move(text)) {
   std::string header;
-  if (!std::getline(in_, header)) fail("empty file: expected the header arrival_ns,device,model,exit");
+  if (!next_line(header)) fail("empty file: expected the header arrival_ns,device,model,exit");
   ++line_;
   const auto fields = split_csv(header);
   const bool three = fields.size() == 3 && fields[0] == "arrival_ns" && fields[1] == "device" && fields[2] == "model";
   const bool four = fields.size() == 4 && fields[0] == "arrival_ns" && fields[1] == "device" &&
                     fields[2] == "model" && fields[3] == "exit";
-  if (!three && !four) fail(fmt::format("header \"{}\": allowed arrival_ns,device,model[,exit]", header));
+  if (!three && !four) fail(fmt::format("header \"{}\": allowed arrival_ns,device,model[,exit]", printable(header)));
   columns_ = fields.size();
+}
+
+bool TraceReader::next_line(std::string& line) {
+  if (position_ >= text_->size()) return false;
+  const std::size_t end = std::min(text_->find('\n', position_), text_->size());
+  line.assign(*text_, position_, end - position_);
+  position_ = end + 1;
+  return true;
 }
 
 void TraceReader::fail(const std::string& message) const {
@@ -47,7 +65,7 @@ void TraceReader::fail(const std::string& message) const {
 
 std::optional<TraceRow> TraceReader::next() {
   std::string text;
-  while (std::getline(in_, text)) {
+  while (next_line(text)) {
     ++line_;
     if (text.empty() || text == "\r") continue;
     const auto fields = split_csv(text);
@@ -58,8 +76,11 @@ std::optional<TraceRow> TraceReader::next() {
     const std::string& time = fields[0];
     const auto [end, ec] = std::from_chars(time.data(), time.data() + time.size(), row.arrival_ns);
     if (ec != std::errc{} || end != time.data() + time.size() || time.empty())
-      fail(fmt::format("arrival_ns = {}: allowed a whole number of nanoseconds", time));
+      fail(fmt::format("arrival_ns = {}: allowed a whole number of nanoseconds", printable(time)));
     if (row.arrival_ns < 0) fail(fmt::format("arrival_ns = {}: allowed a time >= 0", time));
+    if (row.arrival_ns > max_arrival_ns)
+      fail(fmt::format("arrival_ns = {}: allowed at most {} ns (4e6 s: simulated time is 64-bit picoseconds)", time,
+                       max_arrival_ns));
     if (row.arrival_ns < last_ns_)
       fail(fmt::format("arrival_ns = {} is earlier than the row before ({}): rows must be sorted by time",
                        row.arrival_ns, last_ns_));
@@ -73,7 +94,7 @@ std::optional<TraceRow> TraceReader::next() {
       const std::string& e = fields[3];
       const auto [exit_end, exit_ec] = std::from_chars(e.data(), e.data() + e.size(), exit);
       if (exit_ec != std::errc{} || exit_end != e.data() + e.size())
-        fail(fmt::format("exit = {}: allowed an exit index (0 = first exit) or empty", e));
+        fail(fmt::format("exit = {}: allowed an exit index (0 = first exit) or empty", printable(e)));
       row.exit = exit;
     }
     return row;
@@ -81,8 +102,22 @@ std::optional<TraceRow> TraceReader::next() {
   return std::nullopt;
 }
 
+namespace {
+
+// The rename in commit() would replace whatever `file` is: a device node must stay one.
+const std::filesystem::path& replaceable(const std::filesystem::path& file) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(file, ec);
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw TraceFileError(fmt::format("{}: exists and is not a regular file: allowed a regular file or a new path",
+                                     file.string()));
+  return file;
+}
+
+}  // namespace
+
 TraceWriter::TraceWriter(const std::filesystem::path& file)
-    : file_(file), partial_(file.string() + ".partial"), out_(partial_) {
+    : file_(replaceable(file)), partial_(file.string() + ".partial"), out_(partial_) {
   if (!out_) throw TraceFileError(fmt::format("{}: cannot be written", partial_.string()));
   out_ << "arrival_ns,device,model,exit\n";
 }
@@ -97,6 +132,11 @@ TraceWriter::~TraceWriter() {
 
 void TraceWriter::write(std::int64_t arrival_ns, const std::string& device, const std::string& model,
                         std::optional<std::uint32_t> exit) {
+  // A trace must read back: its times stay within what a replay accepts.
+  if (arrival_ns < 0 || arrival_ns > max_arrival_ns)
+    throw TraceFileError(fmt::format("{}: device {}: an arrival at {} ns: allowed 0 to {} ns (4e6 s of simulated "
+                                     "time); the arrival process is too slow for this many samples",
+                                     file_.string(), device, arrival_ns, max_arrival_ns));
   out_ << arrival_ns << ',' << device << ',' << model << ',';
   if (exit) out_ << *exit;
   out_ << '\n';
@@ -113,19 +153,19 @@ namespace {
 
 class Replay final : public ArrivalProcess {
  public:
-  Replay(const std::filesystem::path& file, std::string device, std::string model, std::uint32_t exit_count,
-         std::set<std::string> known)
-      : reader_(file), device_(std::move(device)), model_(std::move(model)), exit_count_(exit_count),
+  Replay(const std::filesystem::path& file, std::shared_ptr<const std::string> text, std::string device,
+         std::string model, std::uint32_t exit_count, std::set<std::string> known)
+      : reader_(file, text ? std::move(text) : read_trace_file(file)), device_(std::move(device)), model_(std::move(model)), exit_count_(exit_count),
         known_(std::move(known)) {}
 
   std::optional<ArrivalEvent> next() override {
     while (auto row = reader_.next()) {
       const std::string where = fmt::format("{}:{}", reader_.file(), row->line);
       if (!known_.count(row->device))
-        throw TraceFileError(fmt::format("{}: device = {}: not a device of the scenario", where, row->device));
+        throw TraceFileError(fmt::format("{}: device = {}: not a device of the scenario", where, printable(row->device)));
       if (row->device != device_) continue;
       if (row->model != model_)
-        throw TraceFileError(fmt::format("{}: model = {}: device {} runs {} in the scenario", where, row->model,
+        throw TraceFileError(fmt::format("{}: model = {}: device {} runs {} in the scenario", where, printable(row->model),
                                          device_, model_));
       if (row->exit && *row->exit >= exit_count_)
         throw TraceFileError(fmt::format("{}: exit = {}: allowed 0 to {} ({} has {} exits)", where, *row->exit,
@@ -146,8 +186,9 @@ class Replay final : public ArrivalProcess {
 
 std::unique_ptr<ArrivalProcess> open_replay(const std::filesystem::path& file, const std::string& device,
                                             const std::string& model, std::uint32_t exit_count,
-                                            std::set<std::string> known_devices) {
-  return std::make_unique<Replay>(file, device, model, exit_count, std::move(known_devices));
+                                            std::set<std::string> known_devices,
+                                            std::shared_ptr<const std::string> text) {
+  return std::make_unique<Replay>(file, std::move(text), device, model, exit_count, std::move(known_devices));
 }
 
 }  // namespace npusim::traces

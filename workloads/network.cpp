@@ -3,12 +3,17 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <limits>
 #include <numeric>
+#include <optional>
 #include <queue>
 
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/depth_first_search.hpp>
 #include <fmt/format.h>
+
+#include "traces/checked.hpp"
+#include "traces/input_file.hpp"
 
 namespace npusim::workloads {
 
@@ -36,6 +41,16 @@ using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirection
 using Vertex = Graph::vertex_descriptor;
 
 constexpr const char* network_input = "input";
+
+// Far above any real network (ResNet-50's largest tensor has 0.8 M elements, its largest layer
+// 0.1 G MACs), and low enough that a batch of 1024 through the cost model stays inside 64 bits.
+constexpr std::uint64_t max_tensor_elements = std::uint64_t{1} << 31;
+constexpr std::uint64_t max_layer_macs = std::uint64_t{1} << 48;
+
+std::optional<std::uint64_t> elements_of(const TensorShape& t) {
+  const auto area = traces::checked_mul<std::uint64_t>(t.height, t.width);
+  return area ? traces::checked_mul<std::uint64_t>(*area, t.channels) : std::nullopt;
+}
 
 // One node of the graph: a backbone layer or a classifier layer of an exit.
 struct Node {
@@ -96,15 +111,15 @@ class Lowering {
     for (auto& e : out.exits) {
       const std::size_t end = e.classifier_layers.empty() ? e.after_layer + 1
                                                           : e.classifier_layers.back() + 1;
-      for (; layer < end; ++layer) running += out.layers[layer].macs;
+      for (; layer < end; ++layer) running = add_count(running, out.layers[layer].macs, "MACs");
       e.macs_to_exit = running;
     }
     for (const auto& l : out.layers) {
-      out.total_macs += l.macs;
-      out.total_params += l.params;
+      out.total_macs = add_count(out.total_macs, l.macs, "MACs");
+      out.total_params = add_count(out.total_params, l.params, "parameters");
       if (l.exit_index < 0) {
-        out.backbone_macs += l.macs;
-        out.backbone_params += l.params;
+        out.backbone_macs = add_count(out.backbone_macs, l.macs, "MACs");
+        out.backbone_params = add_count(out.backbone_params, l.params, "parameters");
       }
     }
     return out;
@@ -115,7 +130,8 @@ class Lowering {
   // layer at or after b still reads it (the network input counts as produced before layer 0).
   void mark_live_activations(LoweredNetwork& out, const std::vector<std::size_t>& position,
                              const std::vector<TensorShape>& shapes) const {
-    const auto elements = [](const TensorShape& t) { return std::uint64_t{t.height} * t.width * t.channels; };
+    // Tensors were checked against max_tensor_elements while lowering, so these cannot overflow.
+    const auto elements = [](const TensorShape& t) { return *elements_of(t); };
     std::vector<std::int64_t> delta(out.layers.size() + 1, 0);
     const auto live_between = [&](std::size_t first_boundary, std::size_t last_reader, std::uint64_t size) {
       if (last_reader < first_boundary) return;
@@ -147,6 +163,20 @@ class Lowering {
   [[noreturn]] void fail(const std::string& message) const {
     throw NetworkError(fmt::format("{}: {}", net_.source, message));
   }
+  std::uint64_t add_count(std::uint64_t total, std::uint64_t more, const char* what) const {
+    const auto sum = traces::checked_add(total, more);
+    if (!sum) fail(fmt::format("the network's {} per sample exceed {}: allowed networks whose totals fit", what,
+                               std::numeric_limits<std::uint64_t>::max()));
+    return *sum;
+  }
+  // Every tensor a layer reads or writes is held to max_tensor_elements per sample.
+  void check_tensor(const LayerDef& d, const TensorShape& t, const char* which) const {
+    const auto elements = elements_of(t);
+    if (!elements || *elements > max_tensor_elements)
+      fail_at(d, fmt::format("{} {} has {} elements per sample: allowed at most {}", which, to_string(t),
+                             elements ? fmt::format("{}", *elements) : std::string("more than 2^64"),
+                             max_tensor_elements));
+  }
   [[noreturn]] void fail_at(const LayerDef& def, const std::string& message) const {
     throw NetworkError(fmt::format("{}: layer {}: {}", def.origin.empty() ? net_.source : def.origin,
                                    def.name, message));
@@ -154,8 +184,18 @@ class Lowering {
 
   void collect_nodes() {
     if (net_.layers.empty()) fail("the network has no layers");
+    // Names reach CSV and JSON outputs verbatim.
+    if (!net_.name.empty() && !traces::is_valid_name(net_.name))
+      fail(fmt::format("network name \"{}\": allowed {}", traces::printable(net_.name), traces::name_rule));
+    for (const auto& exit : net_.exits)
+      if (!traces::is_valid_name(exit.name))
+        throw NetworkError(fmt::format("{}: exit name \"{}\": allowed {}", exit.origin.empty() ? net_.source : exit.origin,
+                                       traces::printable(exit.name), traces::name_rule));
     const auto add = [&](const LayerDef& def, int exit_index) {
       if (def.name.empty()) fail_at(def, "every layer needs a name");
+      if (!traces::is_valid_name(def.name))
+        throw NetworkError(fmt::format("{}: layer name \"{}\": allowed {}", def.origin.empty() ? net_.source : def.origin,
+                                       traces::printable(def.name), traces::name_rule));
       if (def.name == network_input) fail_at(def, "the name 'input' is reserved for the network input");
       if (!index_.emplace(def.name, nodes_.size()).second) fail_at(def, "duplicate layer name");
       nodes_.push_back({&def, exit_index});
@@ -379,6 +419,7 @@ class Lowering {
         break;
       }
     }
+    for (const auto& shape : in) check_tensor(d, shape, "input");
     if (d.expected_in_channels != 0) {
       const std::uint64_t actual = d.type == LayerType::fc
                                        ? std::uint64_t{out.input.height} * out.input.width * out.input.channels
@@ -419,7 +460,12 @@ class Lowering {
       case LayerType::concat: {
         spec.kind = npu::LayerKind::concatenation;
         std::uint32_t channels = 0;
-        for (const auto& s : in) channels += s.channels;
+        for (const auto& s : in) {
+          const auto sum = traces::checked_add(channels, s.channels);
+          if (!sum) fail_at(d, fmt::format("the inputs' channels add up to more than {}: allowed at most that",
+                                           std::numeric_limits<std::uint32_t>::max()));
+          channels = *sum;
+        }
         spec.out_channels = channels;
         break;
       }
@@ -435,10 +481,18 @@ class Lowering {
       fail_at(d, fmt::format("{} (input {})", message, to_string(out.input)));
     }
     out.output = {out.work.out_height, out.work.out_width, out.work.out_channels};
+    check_tensor(d, out.output, "output");
     if (!out.work.on_vector_path) {
       const auto& g = out.work.gemm;
-      out.macs = g.rows * g.depth * g.cols * g.groups;
-      out.params = g.depth * g.cols * g.groups + (d.bias ? std::uint64_t{d.out_channels} : 0);
+      const auto weights = traces::checked_mul(g.depth, g.cols);
+      const auto grouped = weights ? traces::checked_mul(*weights, g.groups) : std::nullopt;
+      const auto per_row = grouped ? traces::checked_mul(*grouped, g.rows) : std::nullopt;
+      if (!per_row || *per_row > max_layer_macs)
+        fail_at(d, fmt::format("needs {} MACs per sample (GEMM {} x {} x {} in {} groups): allowed at most {}",
+                               per_row ? fmt::format("{}", *per_row) : std::string("more than 2^64"), g.rows, g.depth,
+                               g.cols, g.groups, max_layer_macs));
+      out.macs = *per_row;
+      out.params = *grouped + (d.bias ? std::uint64_t{d.out_channels} : 0);
     }
     shapes[v] = out.output;
     return out;

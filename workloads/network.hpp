@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "npu_model/layer_lowering.hpp"
+#include "traces/input_file.hpp"
 
 namespace npusim::workloads {
 
@@ -61,7 +62,7 @@ struct NetworkDef {
 // A network that breaks a rule. what() is one line naming the source and the layer or exit.
 class NetworkError : public std::invalid_argument {
  public:
-  using std::invalid_argument::invalid_argument;
+  explicit NetworkError(const std::string& message) : std::invalid_argument(traces::one_line(message)) {}
 };
 
 struct LoweredLayer {

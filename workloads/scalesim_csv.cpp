@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "traces/input_file.hpp"
+
 namespace npusim::workloads {
 namespace {
 
@@ -14,6 +16,8 @@ std::string trim(const std::string& text) {
   return text.substr(begin, text.find_last_not_of(" \t\r") - begin + 1);
 }
 
+// SCALE-Sim pads its columns ("224         ,") and reads them with Python's int(), which skips
+// blanks: so do these files' readers, unlike npusim's own trace CSV.
 std::vector<std::string> split(const std::string& line) {
   std::vector<std::string> fields;
   std::size_t begin = 0;
@@ -25,6 +29,13 @@ std::vector<std::string> split(const std::string& line) {
   }
   if (fields.size() > 1 && fields.back().empty()) fields.pop_back();
   return fields;
+}
+
+// Layer names reach CSV and JSON outputs verbatim.
+void check_name(const std::string& name, const std::string& where) {
+  if (name.empty()) throw NetworkError(fmt::format("{}: Layer name is empty", where));
+  if (!traces::is_valid_name(name))
+    throw NetworkError(fmt::format("{}: Layer name = \"{}\": allowed {}", where, traces::printable(name), traces::name_rule));
 }
 
 const char* const columns[] = {"Layer name", "IFMAP Height", "IFMAP Width", "Filter Height",
@@ -67,7 +78,7 @@ void import_scalesim_csv(std::istream& in, const std::string& source, NetworkDef
     layer.out_channels = v[6];
     layer.stride_height = layer.stride_width = v[7];
     layer.origin = where;
-    if (layer.name.empty()) throw NetworkError(fmt::format("{}: Layer name is empty", where));
+    check_name(layer.name, where);
     if (net.layers.empty()) {
       net.input = {v[1], v[2], v[5]};
     } else {
@@ -121,7 +132,7 @@ std::vector<ScaleSimLayer> read_scalesim_topology(std::istream& in, const std::s
     }
     if (fields.size() == 8) v[7] = v[6];
     ScaleSimLayer layer{fields[0], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], where};
-    if (layer.name.empty()) throw NetworkError(fmt::format("{}: Layer name is empty", where));
+    check_name(layer.name, where);
     if (layer.filter_height > layer.ifmap_height || layer.filter_width > layer.ifmap_width)
       throw NetworkError(fmt::format("{}: layer {}: filter {}x{} is larger than the IFMAP {}x{}", where, layer.name,
                                      layer.filter_height, layer.filter_width, layer.ifmap_height, layer.ifmap_width));
