@@ -2,13 +2,13 @@
 # Set up, build, and run the whole test suite (docs/testing.md):
 #  1. the release preset: GoogleTest through ctest, the script tests, a benchmark smoke run and
 #     the paper reproduction in quick mode;
-#  2. when clang-16 and libFuzzer are installed (scripts/setup.sh installs them), the asan
+#  2. when clang-16 and libFuzzer are installed (scripts/setup.sh --sanitizers installs them), the asan
 #     preset: the parser, config, CLI, serving and output tests under AddressSanitizer and
 #     UBSan, then each libFuzzer harness for NPUSIM_FUZZ_SECONDS (default 15) from its corpus.
 # NPUSIM_MEMORY_CASES=20000 scripts/test.sh runs a larger memory-reference sweep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --sanitizers
 ctest --preset release
 
 if ! command -v clang++-16 >/dev/null || ! compgen -G "/usr/lib/llvm-16/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; then
