@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what npusim needs from Debian's packages (only what is missing), then configures
-# and builds the release preset. Slurm and munge are for the Slurm backend's test, which starts
+# and builds the release preset. With --sanitizers it also installs clang-16 and its runtimes
+# (libFuzzer, ASan, UBSan) for the asan preset, which scripts/test.sh runs after the release
+# tests. Slurm and munge are for the Slurm backend's test, which starts
 # a one-node cluster on this machine (scripts/local-slurm-cluster.sh). Safe to run again: it skips what is already there.
-# Usage: scripts/setup.sh            (as root, or as a user with sudo)
+# Usage: scripts/setup.sh [--sanitizers]   (as root, or as a user with sudo)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -14,6 +16,13 @@ packages=(
   python3-matplotlib
   slurmctld slurmd slurm-client munge
 )
+
+if [[ ${1:-} == --sanitizers ]]; then
+  packages+=(clang-16 libclang-rt-16-dev)
+elif (($#)); then
+  echo "setup: unknown option $1 (allowed: --sanitizers)" >&2
+  exit 2
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -315,6 +317,11 @@ class RunProgress final : public ServingObserver {
   std::chrono::steady_clock::time_point last_;
 };
 
+// The file SystemC writes for --vcd FILE: it appends ".vcd" unless the name has it.
+std::filesystem::path vcd_path(const std::filesystem::path& file) {
+  return file.extension() == ".vcd" ? file : std::filesystem::path(file.string() + ".vcd");
+}
+
 void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
   scheduler::PolicyRegistry registry;
   scheduler::register_builtin_policies(registry);
@@ -326,10 +333,28 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
   if (!o.out_dir.empty()) {
     if (std::filesystem::exists(dir) && !std::filesystem::is_directory(dir))
       throw UsageError(fmt::format("--out {}: exists and is not a directory", o.out_dir));
+    // Checked before anything is removed or created: an output never replaces a directory,
+    // device or FIFO that happens to carry one of the names.
+    for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"}) {
+      require_replaceable(dir / name);
+      require_replaceable(dir / (std::string(name) + ".partial"));
+    }
     created = std::filesystem::create_directories(dir);
     // A result from an earlier run must not pass for this one's if this one fails.
     for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"})
       std::filesystem::remove(dir / name);
+  }
+  if (!o.trace_file.empty()) {
+    require_replaceable(o.trace_file);
+    require_replaceable(o.trace_file + ".partial");
+  }
+  // SystemC writes the VCD itself; it writes to a partial name that is renamed after the run,
+  // like every other output.
+  const std::filesystem::path vcd_file = o.vcd_file.empty() ? "" : vcd_path(o.vcd_file);
+  const std::filesystem::path vcd_partial = o.vcd_file.empty() ? "" : vcd_file.string() + ".partial.vcd";
+  if (!o.vcd_file.empty()) {
+    require_replaceable(vcd_file);
+    require_replaceable(vcd_partial);
   }
   try {
     std::unique_ptr<SampleCsvWriter> csv;
@@ -348,10 +373,14 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
       timeline = std::make_unique<ChromeTraceWriter>(o.trace_file, scenario, trace_start_ms, trace_end_ms);
       observers.push_back(timeline.get());
     }
-    const VcdTrace vcd{o.vcd_file, static_cast<std::int64_t>(trace_start_ms * 1e9),
+    const VcdTrace vcd{vcd_partial, static_cast<std::int64_t>(trace_start_ms * 1e9),
                        static_cast<std::int64_t>(trace_end_ms * 1e9)};
     const ServingResult result = run_serving(scenario, registry, observers, vcd);
     progress.reset();
+    if (!o.vcd_file.empty()) {
+      require_replaceable(vcd_file);
+      std::filesystem::rename(vcd_partial, vcd_file);
+    }
     if (timeline) timeline->commit();
     std::ostringstream text;
     print_summary(text, scenario, result);
@@ -373,10 +402,9 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
     }
     out << text.str();
   } catch (...) {
-    if (created) {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir, ignored);
-    }
+    std::error_code ignored;
+    if (!o.vcd_file.empty()) std::filesystem::remove(vcd_partial, ignored);
+    if (created) std::filesystem::remove_all(dir, ignored);
     throw;
   }
 }
@@ -392,6 +420,9 @@ void run_trace(const TraceOptions& o, std::ostream& out) {
   if (o.samples == 0) throw UsageError("--samples 0: allowed at least 1 sample");
   const Scenario scenario = load_scenario(o.scenario, o.overrides);
   traces::ArrivalStream stream(scenario.streams(), scenario.simulation.seed, scenario.base_dir);
+  // TraceWriter renames FILE.partial over FILE; neither may be anything but a regular file.
+  require_replaceable(o.out_file);
+  require_replaceable(o.out_file + ".partial");
   traces::TraceWriter writer(o.out_file);
   std::uint64_t written = 0;
   std::int64_t last_ns = 0;
@@ -403,6 +434,7 @@ void run_trace(const TraceOptions& o, std::ostream& out) {
     last_ns = sample->arrival_ns;
     ++written;
   }
+  require_replaceable(o.out_file);
   writer.commit();
   out << fmt::format("wrote {} samples from {} devices of scenario {} ({:.3f} s of arrivals) to {}{}\n", written,
                      scenario.devices.size(), scenario.name, static_cast<double>(last_ns) / 1e9, o.out_file,
@@ -459,9 +491,12 @@ int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream&
     return 0;
   }
   const SweepOutcome outcome = run_sweep(plan, options, err);
+  std::vector<std::string> resumed;
+  if (outcome.reused) resumed.push_back(fmt::format("{} finished before this run", outcome.reused));
+  if (outcome.rerun) resumed.push_back(fmt::format("{} re-run: their results were damaged or empty", outcome.rerun));
   out << fmt::format("sweep {}: {} points, {} ok, {} failed{}; results in {}\n", plan.name, outcome.total,
                      outcome.succeeded, outcome.failed,
-                     outcome.reused ? fmt::format(" ({} finished before this run)", outcome.reused) : "",
+                     resumed.empty() ? "" : fmt::format(" ({})", fmt::join(resumed, ", ")),
                      (options.out_dir / "results.csv").string());
   for (const auto& line : outcome.first_errors) out << "  failed: " << line << "\n";
   if (outcome.failed > outcome.first_errors.size())
@@ -475,9 +510,7 @@ int user_error(std::ostream& err, const std::string& message) {
   return 2;
 }
 
-}  // namespace
-
-int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+int run_command(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   CLI::App app{"npusim: cycle-level simulator of an edge NPU serving early-exit DNNs"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "npusim 0.1.0");
@@ -600,6 +633,22 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     err << "npusim: internal error: " << e.what() << "\n";
     return 1;
   }
+}
+
+}  // namespace
+
+int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  const int status = run_command(argc, argv, out, err);
+  if (status == 2) return status;
+  // Output that never arrived (a full disk, a closed pipe, > /dev/full) is a failure, not a
+  // success with nothing printed. Flushing std::cout flushes the C stdout beneath it.
+  errno = 0;
+  out.flush();
+  if (out) return status;
+  // errno names the reason when the flush itself failed; a write that failed earlier, in the
+  // middle of the command, left no reason behind.
+  return user_error(err, fmt::format("cannot write standard output: {}",
+                                     errno != 0 ? std::strerror(errno) : "a write failed"));
 }
 
 }  // namespace npusim::sim

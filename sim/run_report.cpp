@@ -1,5 +1,8 @@
 #include "sim/run_report.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -12,7 +15,25 @@
 namespace npusim::sim {
 namespace {
 
-double ms(std::int64_t ps) { return static_cast<double>(ps) / 1e9; }
+// Times are int64 picoseconds or nanoseconds; their differences and scalings are taken in
+// 128 bits, where they cannot overflow, so a report never shows a wrapped value. Below 2^63
+// the result converts to the same double as the 64-bit arithmetic would give.
+__extension__ typedef __int128 wide;
+
+double ms(wide ps) { return static_cast<double>(ps) / 1e9; }
+double ps_between(std::int64_t from_ps, std::int64_t to_ps) { return static_cast<double>(wide{to_ps} - wide{from_ps}); }
+wide ns_to_ps(std::int64_t ns) { return wide{ns} * 1000; }
+
+const char* file_kind(std::filesystem::file_type type) {
+  switch (type) {
+    case std::filesystem::file_type::directory: return "a directory";
+    case std::filesystem::file_type::block: return "a block device";
+    case std::filesystem::file_type::character: return "a character device";
+    case std::filesystem::file_type::fifo: return "a FIFO";
+    case std::filesystem::file_type::socket: return "a socket";
+    default: return "not a regular file";
+  }
+}
 
 std::string latency_json(const LatencyDistribution& d) {
   return fmt::format(R"({{"mean": {}, "p50": {}, "p90": {}, "p95": {}, "p99": {}, "max": {}, "exact": {}, "relative_error_bound": {}}})",
@@ -37,7 +58,7 @@ struct Rates {
 
 Rates rates(const ServingResult& result) {
   const auto& s = result.stats;
-  const double span_ps = static_cast<double>(s.end_ps - s.first_arrival_ps);
+  const double span_ps = ps_between(s.first_arrival_ps, s.end_ps);
   Rates r;
   if (span_ps <= 0) return r;
   r.span_s = span_ps / 1e12;
@@ -49,9 +70,31 @@ Rates rates(const ServingResult& result) {
 
 }  // namespace
 
+void require_replaceable(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto type = std::filesystem::status(path, ec).type();
+  if (type == std::filesystem::file_type::not_found || type == std::filesystem::file_type::regular) return;
+  if (type == std::filesystem::file_type::none)
+    throw OutputError(fmt::format("cannot write {}: {}", path.string(), ec.message()));
+  throw OutputError(fmt::format("cannot write {}: it is {}; an output may only replace a regular file or create a new one",
+                                path.string(), file_kind(type)));
+}
+
 AtomicFile::AtomicFile(std::filesystem::path file) : file_(std::move(file)), partial_(file_.string() + ".partial") {
+  require_replaceable(file_);
+  require_replaceable(partial_);
+  // A partial file left by a killed run is stale; O_EXCL then makes sure that what is opened
+  // is the regular file created here, never a FIFO or device slipped in under the name.
+  std::error_code ignored;
+  std::filesystem::remove(partial_, ignored);
+  const int fd = ::open(partial_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
+  ::close(fd);
   out_.open(partial_, std::ios::binary | std::ios::trunc);
-  if (!out_) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
+  if (!out_) {
+    std::filesystem::remove(partial_, ignored);
+    throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
+  }
 }
 
 AtomicFile::~AtomicFile() {
@@ -62,13 +105,28 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::commit() {
+  errno = 0;
   out_.flush();
-  if (!out_) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
-  out_.close();
+  if (out_) out_.close();
+  if (out_.fail())
+    throw OutputError(fmt::format("cannot write {}: {}", file_.string(),
+                                  errno != 0 ? std::strerror(errno) : "a write or the close failed"));
+  // Checked again: the path may have become something else while the file was written.
+  require_replaceable(file_);
   std::error_code ec;
   std::filesystem::rename(partial_, file_, ec);
   if (ec) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), ec.message()));
   committed_ = true;
+}
+
+std::string csv_field(std::string_view value) {
+  if (value.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(value);
+  std::string out = "\"";
+  for (const char c : value) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
 }
 
 std::string summary_json(const Scenario& scenario, const ServingResult& result) {
@@ -93,7 +151,7 @@ std::string summary_json(const Scenario& scenario, const ServingResult& result) 
   out += fmt::format("  \"tail_definition\": {{\"percentile\": {}, \"window_ms\": {}}},\n", scenario.metrics.tail_percentile,
                      scenario.metrics.tail_window_ms);
   out += fmt::format("  \"throughput_sps\": {},\n", r.throughput_sps);
-  out += fmt::format("  \"simulated_ms\": {},\n", ms(s.end_ps - s.first_arrival_ps));
+  out += fmt::format("  \"simulated_ms\": {},\n", ms(wide{s.end_ps} - wide{s.first_arrival_ps}));
   out += fmt::format(
       "  \"npu\": {{\"name\": {}, \"utilisation\": {}, \"mac_utilisation\": {}, \"busy_ms\": {}, \"context_transfer_ms\": "
       "{}, \"layers_run\": {}, \"macs\": {}}},\n",
@@ -143,7 +201,7 @@ std::vector<std::pair<std::string, std::string>> summary_fields(const ServingRes
       {"preemptions", std::to_string(s.preemptions)},
       {"merges", std::to_string(s.merges)},
       {"context_spills", std::to_string(s.context_spills)},
-      {"simulated_ms", num(ms(s.end_ps - s.first_arrival_ps))},
+      {"simulated_ms", num(ms(wide{s.end_ps} - wide{s.first_arrival_ps}))},
   };
 }
 
@@ -202,19 +260,19 @@ SampleCsvWriter::SampleCsvWriter(const std::filesystem::path& file, const Scenar
 }
 
 void SampleCsvWriter::on_complete(std::int64_t time_ps, const scheduler::SampleInfo& sample, std::uint32_t exit) {
-  const double latency_ms = static_cast<double>(time_ps - sample.arrival_ns * 1000) / 1e9;
-  const double slo_ms = static_cast<double>(sample.deadline_ns - sample.arrival_ns) / 1e6;
+  const double latency_ms = static_cast<double>(wide{time_ps} - ns_to_ps(sample.arrival_ns)) / 1e9;
+  const double slo_ms = ps_between(sample.arrival_ns, sample.deadline_ns) / 1e6;
   const auto& network = scenario_.models.at(model_names_[sample.model]);
   fmt::print(file_.stream(), "{},{},{},{},{},{},{},{},{},completed\n", sample.id,
-             scenario_.devices[sample.device].stream.name, model_names_[sample.model], sample.arrival_ns,
-             time_ps / 1000, latency_ms, network.exits[exit].name, slo_ms,
-             time_ps <= sample.deadline_ns * 1000 ? 1 : 0);
+             csv_field(scenario_.devices[sample.device].stream.name), csv_field(model_names_[sample.model]),
+             sample.arrival_ns, time_ps / 1000, latency_ms, csv_field(network.exits[exit].name), slo_ms,
+             wide{time_ps} <= ns_to_ps(sample.deadline_ns) ? 1 : 0);
 }
 
 void SampleCsvWriter::on_drop(std::int64_t time_ps, const scheduler::SampleInfo& sample) {
-  fmt::print(file_.stream(), "{},{},{},{},{},,,{},0,dropped\n", sample.id, scenario_.devices[sample.device].stream.name,
-             model_names_[sample.model], sample.arrival_ns, time_ps / 1000,
-             static_cast<double>(sample.deadline_ns - sample.arrival_ns) / 1e6);
+  fmt::print(file_.stream(), "{},{},{},{},{},,,{},0,dropped\n", sample.id,
+             csv_field(scenario_.devices[sample.device].stream.name), csv_field(model_names_[sample.model]),
+             sample.arrival_ns, time_ps / 1000, ps_between(sample.arrival_ns, sample.deadline_ns) / 1e6);
 }
 
 }  // namespace npusim::sim

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 #include "sim/serving.hpp"
 
@@ -19,8 +20,14 @@ class OutputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Throws OutputError unless `path` is absent or (after following links) a regular file: an
+// output never replaces a directory, a device, a FIFO or a socket (docs/cli.md, "Outputs").
+void require_replaceable(const std::filesystem::path& path);
+
 // A file written under NAME.partial and renamed to NAME by commit(); removed if never
-// committed. Throws OutputError naming the file when it cannot be written.
+// committed. NAME and NAME.partial must be absent or regular files. Every write, the flush
+// and the close are checked: commit() throws OutputError naming the file when any failed,
+// and then NAME is left as it was.
 class AtomicFile {
  public:
   explicit AtomicFile(std::filesystem::path file);
@@ -35,6 +42,10 @@ class AtomicFile {
   std::ofstream out_;
   bool committed_ = false;
 };
+
+// One CSV field per RFC 4180: as it is, or in double quotes (with each " doubled) when it
+// holds a comma, a double quote, a CR or an LF.
+std::string csv_field(std::string_view value);
 
 std::string summary_json(const Scenario& scenario, const ServingResult& result);
 

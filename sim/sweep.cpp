@@ -49,6 +49,41 @@ Axis parse_axis(const ConfigNode& list_node, const std::string& path) {
   return axis;
 }
 
+// Two equal values on an axis would make two identical points (the same run twice, and two
+// rows results.csv cannot tell apart).
+void refuse_duplicates(const Axis& axis, const std::string& key) {
+  std::map<std::string, std::size_t> seen;
+  for (std::size_t i = 0; i < axis.values.size(); ++i) {
+    const auto [it, fresh] = seen.emplace(axis.values[i], i);
+    if (!fresh)
+      axis.nodes[i].fail(axis.values[i], fmt::format("distinct values in {}; {} is already item {} of the list",
+                                                     key, axis.values[i], it->second));
+  }
+}
+
+std::vector<std::string> zip_keys(const std::vector<Axis>& group) {
+  std::vector<std::string> keys;
+  for (const auto& a : group) keys.push_back(a.path);
+  return keys;
+}
+
+// The product of the axis sizes, checked against the limit before anything is expanded or
+// loaded; an overflow of size_t is past the limit too.
+void check_point_count(const std::filesystem::path& file, const std::vector<std::pair<std::string, std::size_t>>& axes) {
+  constexpr std::size_t limit = 1'000'000;
+  std::size_t total = 1;
+  bool over = false;
+  for (const auto& [key, n] : axes) {
+    if (n != 0 && total > limit / n) over = true;
+    total = over ? total : total * n;
+  }
+  if (!over && total <= limit) return;
+  std::vector<std::string> factors;
+  for (const auto& [key, n] : axes) factors.push_back(fmt::format("{} ({} values)", key, n));
+  throw ConfigError(fmt::format("{}: {} expand to more than {} points: allowed at most {} points (split the sweep)",
+                                file.string(), fmt::join(factors, " x "), limit, limit));
+}
+
 }  // namespace
 
 SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
@@ -65,15 +100,21 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
     plan.base = path.string();
   }
 
-  std::vector<std::string> fixed = overrides;
+  // The file's set: first, then the command line's --set: a later assignment wins, and the
+  // command line is the more specific (docs/sweeps.md).
+  std::vector<std::string> fixed;
   if (doc.has("set")) {
     const ConfigNode set = doc.at("set");
     for (const auto& key : set.keys()) fixed.push_back(key + "=" + set.at(key).flow_text());
   }
+  fixed.insert(fixed.end(), overrides.begin(), overrides.end());
   std::vector<Axis> grid;
   if (doc.has("grid")) {
     const ConfigNode node = doc.at("grid");
-    for (const auto& key : node.keys()) grid.push_back(parse_axis(node.at(key), key));
+    for (const auto& key : node.keys()) {
+      grid.push_back(parse_axis(node.at(key), key));
+      refuse_duplicates(grid.back(), "grid." + key);
+    }
   }
   std::vector<std::vector<Axis>> zips;
   if (doc.has("zip")) {
@@ -100,6 +141,7 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
         seeds.nodes.push_back(item);
       }
       if (seeds.values.empty()) node.fail("[]", "a repetition count, or a non-empty list of seeds");
+      refuse_duplicates(seeds, "seeds");
     } else {
       const std::uint64_t count = node.as_uint64();
       if (count < 1 || count > 100000) node.fail(node.display_value(), "1 to 100000 repetitions (seeds 1..N)");
@@ -110,10 +152,19 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
     }
   }
 
+  std::vector<std::pair<std::string, std::size_t>> counts;
+  for (const auto& a : grid) counts.emplace_back("grid." + a.path, a.values.size());
+  for (std::size_t g = 0; g < zips.size(); ++g)
+    counts.emplace_back(fmt::format("zip[{}] ({})", g, fmt::join(zip_keys(zips[g]), ", ")), zips[g].front().values.size());
+  if (!seeds.values.empty()) counts.emplace_back("seeds", seeds.values.size());
+  check_point_count(file, counts);
+
   // Every axis value must make a valid scenario on its own: unknown paths and wrong types are
   // the sweep file's fault and are reported now. Combinations are checked when points run.
   const auto check = [&](const Axis& axis) {
-    for (std::size_t i = 0; i < axis.values.size(); ++i) {
+    // Any unsigned 64-bit seed is valid, and each seed was read as one: one is enough.
+    const std::size_t checked = &axis == &seeds ? 1 : axis.values.size();
+    for (std::size_t i = 0; i < checked; ++i) {
       std::vector<std::string> assignments = fixed;
       assignments.push_back(axis.path + "=" + axis.values[i]);
       try {
@@ -147,10 +198,7 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
   for (const auto& g : zips) sizes.push_back(g.front().values.size());
   if (!seeds.values.empty()) sizes.push_back(seeds.values.size());
   std::size_t total = 1;
-  for (auto n : sizes) {
-    total *= n;
-    if (total > 1'000'000) doc.fail_here("expands to more than 1,000,000 points");
-  }
+  for (auto n : sizes) total *= n;  // at most 1,000,000: checked above
   std::vector<std::size_t> at(sizes.size(), 0);
   for (std::size_t p = 0; p < total; ++p) {
     SweepPoint point;
@@ -242,7 +290,9 @@ void write_atomically(const std::filesystem::path& file, const std::string& text
   out.commit();
 }
 
+// Empty for anything but a regular file: reading a FIFO put in place of a result would block.
 std::string read_text(const std::filesystem::path& file) {
+  if (!std::filesystem::is_regular_file(file)) return {};
   std::ifstream in(file);
   std::stringstream s;
   s << in.rdbuf();
@@ -257,8 +307,59 @@ std::filesystem::path point_dir(const std::filesystem::path& dir, std::size_t in
 std::filesystem::path error_file(const std::filesystem::path& dir, std::size_t index) {
   return dir / "points" / fmt::format("{:06}.error", index);
 }
+
+// A result is whole when metrics.csv is a header and one row of as many non-empty fields,
+// each line ended, and summary.json is a closed object. Anything else (an emptied or cut file)
+// was damaged after the point ran.
+bool whole_result(const std::filesystem::path& dir, std::size_t index) {
+  const auto metrics = point_dir(dir, index) / "metrics.csv";
+  if (!std::filesystem::is_regular_file(metrics)) return false;
+  const std::string text = read_text(metrics);
+  const auto end_of_header = text.find('\n');
+  if (end_of_header == std::string::npos || end_of_header == 0 || text.back() != '\n') return false;
+  const std::string header = text.substr(0, end_of_header);
+  const std::string row = text.substr(end_of_header + 1, text.size() - end_of_header - 2);
+  if (row.empty() || row.find('\n') != std::string::npos || header.rfind("samples.arrived,", 0) != 0) return false;
+  const auto fields = [](const std::string& line) {
+    std::size_t n = 1;
+    for (std::size_t i = 0; i < line.size(); ++i)
+      if (line[i] == ',') {
+        if (i == 0 || line[i - 1] == ',' || i + 1 == line.size()) return std::size_t{0};
+        ++n;
+      }
+    return n;
+  };
+  if (fields(row) == 0 || fields(row) != fields(header)) return false;
+  const std::string summary = read_text(point_dir(dir, index) / "summary.json");
+  return summary.size() > 2 && summary.front() == '{' && summary.compare(summary.size() - 2, 2, "}\n") == 0;
+}
+
+// A failure is recorded when its .error file holds a line.
+bool recorded_failure(const std::filesystem::path& dir, std::size_t index) {
+  const auto file = error_file(dir, index);
+  return std::filesystem::is_regular_file(file) && read_text(file).find_first_not_of(" \n") != std::string::npos;
+}
+
+enum class PointState { missing, ok, failed, damaged };
+
+PointState point_state(const std::filesystem::path& dir, std::size_t index) {
+  if (whole_result(dir, index)) return PointState::ok;
+  if (recorded_failure(dir, index)) return PointState::failed;
+  const bool left_something = std::filesystem::exists(point_dir(dir, index) / "metrics.csv") ||
+                              std::filesystem::exists(error_file(dir, index));
+  return left_something ? PointState::damaged : PointState::missing;
+}
+
 bool finished(const std::filesystem::path& dir, std::size_t index) {
-  return std::filesystem::exists(point_dir(dir, index) / "metrics.csv") || std::filesystem::exists(error_file(dir, index));
+  const PointState state = point_state(dir, index);
+  return state == PointState::ok || state == PointState::failed;
+}
+
+// Clears what a damaged point left, so that it runs again from nothing.
+void clear_point(const std::filesystem::path& dir, std::size_t index) {
+  std::filesystem::remove(error_file(dir, index));
+  for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"})
+    std::filesystem::remove(point_dir(dir, index) / name);
 }
 
 // Starts `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr.
@@ -289,8 +390,7 @@ pid_t start_point(const std::filesystem::path& npusim, const std::string& base, 
 // Records how a point's process ended. A failure keeps its error line.
 bool record_point(const std::filesystem::path& dir, std::size_t index, int status) {
   const auto err_path = point_dir(dir, index).string() + ".stderr";
-  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-                  std::filesystem::exists(point_dir(dir, index) / "metrics.csv");
+  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && whole_result(dir, index);
   if (!ok) {
     std::string last, line;
     std::ifstream err(err_path);
@@ -298,7 +398,9 @@ bool record_point(const std::filesystem::path& dir, std::size_t index, int statu
       if (!line.empty()) last = line;
     const std::string why = WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
                             : !last.empty()     ? last
-                                                : fmt::format("exit status {} and no message", WEXITSTATUS(status));
+                            : WEXITSTATUS(status) == 0
+                                ? std::string("exit status 0 but no whole metrics.csv and summary.json")
+                                : fmt::format("exit status {} and no message", WEXITSTATUS(status));
     write_atomically(error_file(dir, index), why + "\n");
   }
   std::error_code ignored;
@@ -317,21 +419,11 @@ bool run_point_now(const std::filesystem::path& npusim, const std::string& base,
 
 // ---- results ----
 
-std::string csv_field(const std::string& value) {
-  if (value.find_first_of(",\"\n") == std::string::npos) return value;
-  std::string out = "\"";
-  for (char c : value) {
-    if (c == '"') out.append("\"\"");
-    else out.push_back(c == '\n' ? ' ' : c);
-  }
-  return out + "\"";
-}
-
 void write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
   std::vector<std::string> metric_names;
   for (const auto& point : plan.points) {
     const auto file = point_dir(dir, point.index) / "metrics.csv";
-    if (!std::filesystem::exists(file)) continue;
+    if (!whole_result(dir, point.index)) continue;
     std::istringstream text(read_text(file));
     std::string header;
     std::getline(text, header);
@@ -350,13 +442,15 @@ void write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
     out += std::to_string(point.index);
     const auto metrics = point_dir(dir, point.index) / "metrics.csv";
     std::string row, error;
-    if (std::filesystem::exists(metrics)) {
+    if (whole_result(dir, point.index)) {
       std::istringstream text(read_text(metrics));
       std::string header;
       std::getline(text, header);
       std::getline(text, row);
     } else {
-      error = read_text(error_file(dir, point.index));
+      error = recorded_failure(dir, point.index) ? read_text(error_file(dir, point.index))
+                                                 : std::string("no whole result: metrics.csv or summary.json is "
+                                                               "missing, empty or cut short");
       while (!error.empty() && error.back() == '\n') error.pop_back();
     }
     out += row.empty() ? ",failed" : ",ok";
@@ -398,9 +492,10 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+// Failures recorded so far, for the progress line; points still to run are not among them.
 std::size_t count_failed(const SweepPlan& plan, const std::filesystem::path& dir) {
   std::size_t n = 0;
-  for (const auto& p : plan.points) n += std::filesystem::exists(error_file(dir, p.index)) ? 1 : 0;
+  for (const auto& p : plan.points) n += recorded_failure(dir, p.index) && !whole_result(dir, p.index) ? 1 : 0;
   return n;
 }
 
@@ -536,9 +631,16 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   }
   std::filesystem::create_directories(o.out_dir / "points");
   std::vector<const SweepPoint*> todo;
-  for (const auto& p : plan.points)
-    if (!finished(o.out_dir, p.index)) todo.push_back(&p);
   SweepOutcome outcome;
+  for (const auto& p : plan.points) {
+    const PointState state = point_state(o.out_dir, p.index);
+    if (state == PointState::ok || state == PointState::failed) continue;
+    if (state == PointState::damaged) {
+      clear_point(o.out_dir, p.index);
+      ++outcome.rerun;
+    }
+    todo.push_back(&p);
+  }
   outcome.total = plan.points.size();
   outcome.reused = plan.points.size() - todo.size();
   Progress progress(log, o.progress, plan.points.size(), outcome.reused);
@@ -546,12 +648,14 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   else run_slurm(plan, o, todo, progress, points_per_task, outcome.reused);
   progress.finish();
   write_results(plan, o.out_dir);
-  outcome.failed = count_failed(plan, o.out_dir);
-  outcome.succeeded = outcome.total - outcome.failed;
+  // Every point without a whole result is failed: results.csv says so, with a reason.
+  for (const auto& p : plan.points) outcome.succeeded += whole_result(o.out_dir, p.index) ? 1 : 0;
+  outcome.failed = outcome.total - outcome.succeeded;
   for (const auto& p : plan.points) {
     if (outcome.first_errors.size() == 3) break;
-    if (!std::filesystem::exists(error_file(o.out_dir, p.index))) continue;
-    std::string line = read_text(error_file(o.out_dir, p.index));
+    if (whole_result(o.out_dir, p.index)) continue;
+    std::string line = recorded_failure(o.out_dir, p.index) ? read_text(error_file(o.out_dir, p.index))
+                                                            : std::string("no whole result");
     while (!line.empty() && line.back() == '\n') line.pop_back();
     outcome.first_errors.push_back(fmt::format("point {}: {}", p.index, line));
   }

@@ -44,7 +44,8 @@ struct SweepOptions {
 };
 
 struct SweepOutcome {
-  std::size_t total = 0, succeeded = 0, failed = 0, reused = 0;  // reused: finished before a resume
+  // reused: finished before a resume; rerun: found damaged or empty by a resume and run again
+  std::size_t total = 0, succeeded = 0, failed = 0, reused = 0, rerun = 0;
   std::vector<std::string> first_errors;  // "point N: error line" for the first few failures
 };
 
