@@ -34,7 +34,7 @@ fuzz_one() {
   mkdir -p "$logs/$name.corpus"
   ASAN_OPTIONS=detect_leaks=0 SYSTEMC_DISABLE_COPYRIGHT_MESSAGE=1 \
     "build/asan/tests/fuzz/fuzz_$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$logs/$name-" "$logs/$name.corpus" "tests/fuzz/corpus/$name" \
+    -seed=1 -print_final_stats=1 -artifact_prefix="$logs/$name-" "$logs/$name.corpus" "tests/fuzz/corpus/$name" \
     > "$logs/$name.log" 2>&1
 }
 names=(scenario npu_yaml network_yaml scalesim_cfg topology_csv trace_csv sweep)

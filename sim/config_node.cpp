@@ -27,6 +27,17 @@ ConfigNode ConfigNode::load_file(const std::filesystem::path& file) {
 
 namespace {
 
+// The whole number between the '[' at `open` in `part` and the next ']', or nullopt when there
+// is no ']' or something else stands between them.
+std::optional<std::size_t> bracket_index(std::string_view part, std::size_t open) {
+  const auto close = part.find(']', open);
+  if (close == std::string_view::npos) return std::nullopt;
+  std::size_t index = 0;
+  const auto [end, ec] = std::from_chars(part.data() + open + 1, part.data() + close, index);
+  if (ec != std::errc{} || end != part.data() + close) return std::nullopt;
+  return index;
+}
+
 // Sees the parser's events before any node is built: a second document and a tag are refused
 // here, where their lines are known. Aliases arrive as single events, so this pass is linear
 // in the text whatever the anchors would expand to.
@@ -247,12 +258,10 @@ void ConfigNode::apply_override(const std::string& assignment) {
     walked += (walked.empty() ? "" : ".") + key;
     chain.push_back(current[key]);
     for (auto open = bracket; open != std::string_view::npos; open = part.find('[', open + 1)) {
-      const auto close = part.find(']', open);
-      std::size_t index = 0;
-      const auto [end, ec] = std::from_chars(part.data() + open + 1, part.data() + close, index);
+      const auto bracketed = bracket_index(part, open);
+      if (!bracketed) throw ConfigError(usage);
+      const std::size_t index = *bracketed;
       YAML::Node list = chain.back();
-      if (close == std::string_view::npos || ec != std::errc{} || end != part.data() + close)
-        throw ConfigError(usage);
       if (!list.IsSequence() || index >= list.size())
         throw ConfigError(fmt::format("--set {}: {} has no item [{}]", assignment, walked, index));
       walked += fmt::format("[{}]", index);
@@ -338,12 +347,9 @@ ConfigNode ConfigNode::deepest(std::string_view dotted) const {
     current.emplace(current->at(key));
     // Follow list indices such as "schedule[1]".
     for (auto open = bracket; open != std::string_view::npos; open = part.find('[', open + 1)) {
-      std::size_t index = 0;
-      const auto close = part.find(']', open);
-      const auto [end, ec] = std::from_chars(part.data() + open + 1, part.data() + close, index);
-      if (ec != std::errc{} || !current->node_.IsSequence() || index >= current->node_.size()) return *current;
-      current.emplace(current->as_list()[index]);
-      (void)end;
+      const auto index = bracket_index(part, open);
+      if (!index || !current->node_.IsSequence() || *index >= current->node_.size()) return *current;
+      current.emplace(current->as_list()[*index]);
     }
   }
   return *current;
