@@ -111,7 +111,7 @@ refuses "is a directory" validate "$tmp/include_dir.yaml"
 sed 's|^scheduler|npu: '"$tmp"'/zero_link\nscheduler|' "$tmp/plugin_fifo.yaml" >"$tmp/npu_link.yaml"
 refuses "zero_link: is a character device: allowed a regular file" validate "$tmp/npu_link.yaml"
 refuses "not a regular file" run "$tmp/plugin_fifo.yaml" --set "scheduler.plugins=[$tmp/fifo]"
-refuses "exists and is not a regular file" trace "$tmp/plugin_fifo.yaml" --samples 5 --out "$tmp/fifo"
+refuses "may only replace a regular file" trace "$tmp/plugin_fifo.yaml" --samples 5 --out "$tmp/fifo"
 
 # Time: every arrival, deadline and step must fit in 64-bit picoseconds.
 refuses "simulation.samples = 20: allowed" run "$inputs/periodic_slow.yaml"
