@@ -92,10 +92,8 @@ class ExitAware final : public CatchUpPolicy {
   }
 
   // The expected total latency of a catch-up plan, plus the SLO misses it predicts when the
-  // objective counts them: the in-flight and the caught-up samples finish together, the rest of
-  // the network's queue after the merged batch.
-  // The samples left in the queue are priced as drained by their DrainPlan after the merged
-  // batch ends, not as one batch.
+  // objective counts them: the in-flight and the caught-up samples finish together; the rest of
+  // the network's queue drains, as its DrainPlan says, after the merged batch.
   double catch_up_cost(const SchedulerView& view, const std::vector<std::uint32_t>& queued, std::uint32_t take,
                        const CatchUpEstimate& plan) {
     DrainPlan& drain = drain_plans_.of(view, view.running->model);
@@ -116,8 +114,8 @@ class ExitAware final : public CatchUpPolicy {
     return cost;
   }
 
-
-  // The batch a network would start now: its oldest waiting samples, up to max_batch.
+  // The batch a network would start now: its oldest waiting samples, as many as the first batch
+  // of its DrainPlan.
   struct Group {
     std::uint32_t model = 0;
     std::vector<std::uint32_t> positions;  // in the queue, oldest first
