@@ -20,8 +20,8 @@ cmake --preset asan >/dev/null
 # Only what the asan test preset runs: the unit tests of the parsers, configs, CLI, serving,
 # arrivals, networks and outputs, the CLI itself, and the fuzzers. The NPU model's own tests
 # and the benchmarks stay with the release build.
-cmake --build --preset asan -j "$(nproc)" --target sim_tests traces_tests workloads_tests output_tests npusim \
-  test_analysis_only_plugin npusim_fuzzers
+cmake --build --preset asan -j "$(nproc)" --target sim_tests traces_tests workloads_tests output_tests hostile_inputs_tests npusim \
+  test_analysis_only_plugin test_hostile_plugin test_throwing_registration_plugin npusim_fuzzers
 ctest --preset asan
 built=$SECONDS
 
