@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """CI check of the paper reproduction: runs `scripts/reproduce-paper --quick` and asserts the
 directions docs/results.md reports under spiking load. The margins sit far below the measured
-values, not tuned: see the comments (full-mode figures of docs/results.md; quick mode, 20 s a
+values, not tuned: see the comments (full-mode figures of docs/results.md; quick mode, 10 s a
 point, passes the same checks).
 
     tests/paper_test.py NPUSIM SOURCE_DIR
