@@ -269,6 +269,50 @@ TEST(Policies, ExitAwareMergesWhenBatchingPaysAndTheDeadlineAllows) {
   EXPECT_EQ(unguarded->decide(b.view(0)).kind, Decision::Kind::preempt);
 }
 
+TEST(Policies, ExitAwarePricesTheArrivalsACatchUpHoldsBack) {
+  // The case above where all 4 merge (layers cost 1000 + 1 per sample), with a second network
+  // whose samples stream in: 4 cheap layers of 1 cycle, so a sample expects 0.5 * 2 + 0.5 * 4 =
+  // 3 cycles. The catch-up takes the only FBE register, so its 2 layers at batch 4 (T = 2 * 1004
+  // = 2008 cycles, no context to save) hold those arrivals back: at rate λ per ns they cost
+  // λ * T * T / 2. The plans of the running network (expected total latency, cycles):
+  //  j=0: the in-flight sample's 2 layers (2 * 1001 = 2002), the 4 wait for it and drain as one
+  //       batch, V(4) = 4 * δ(4) = 4 * (0.5 * 2008 + 0.5 * 4012) = 12040: E = 2002 + 4 * 2002 +
+  //       12040 = 22052;
+  //  j=4: catch-up 2008, then the in-flight sample and the 2 that stay run 2 layers at batch 3
+  //       (2006): E = 3 * 4014 + 2 * 2008 = 16058, a gain of 5994;
+  //  j=1 and j=2 gain less (j=1 loses: E = 28052).
+  // Both are stretched by 1 / (1 - λ * 3), the other network's share of the NPU.
+  auto b = catch_up_case(1000, 1, 1'000'000);
+  b.models.push_back(four_layers(1, 0));
+  // A policy that has seen `arrivals` of the second network, all at t = 0.
+  const auto fed = [&](const std::map<std::string, scheduler::ParameterValue>& params, int arrivals) {
+    auto policy = make("exit_aware", params);
+    for (int i = 0; i < arrivals; ++i)
+      policy->observe_arrival(b.view(0), sample(100 + static_cast<std::uint64_t>(i), 0, 1'000'000, 1));
+    return policy;
+  };
+  // A 1 ms window: λ = arrivals / 1e6 per ns at the decision.
+  const auto blocking_after = [&](int arrivals) { return fed({{"blocking_window_ms", 1.0}}, arrivals)->decide(b.view(0)); };
+  // 1,000 arrivals: λ = 1e-3, blocking 1e-3 * 2008^2 / 2 = 2016 < 5994 * 1.003: all 4 merge.
+  auto d = blocking_after(1000);
+  EXPECT_EQ(d.kind, Decision::Kind::preempt);
+  EXPECT_EQ(d.queue_positions.size(), 4u);
+  // 5,000 arrivals: λ = 5e-3, blocking 10,080 > 5994 * 1.015 = 6085; no smaller catch-up is
+  // shorter than 2 layers (blocking at least 5e-3 * 2002^2 / 2 = 10,020) nor gains more. Keep
+  // running.
+  EXPECT_EQ(blocking_after(5000).kind, Decision::Kind::run);
+  // Break-even: 5994 / (1 - 3λ) = λ * 2008^2 / 2 at λ = 3.00e-3, between 2,950 and 3,050
+  // arrivals in the window.
+  EXPECT_EQ(blocking_after(2950).kind, Decision::Kind::preempt);
+  EXPECT_EQ(blocking_after(3050).kind, Decision::Kind::run);
+  // The default prices no blocking: the same arrivals change nothing.
+  EXPECT_EQ(fed({}, 5000)->decide(b.view(0)).queue_positions.size(), 4u);
+  // With a second register left, other networks can still preempt the catch-up: no blocking.
+  auto view = b.view(0);
+  view.preemptions_left = 2;
+  EXPECT_EQ(fed({{"blocking_window_ms", 1.0}}, 5000)->decide(view).queue_positions.size(), 4u);
+}
+
 TEST(Policies, LazyBatchingMergesAllTheSlackAllowsWhateverItCosts) {
   auto lazy = make("lazy_batching");
   // No batching gain, ample slack: lazy merges everything anyway (exit_aware would not).

@@ -51,7 +51,14 @@ class ExitAware final : public CatchUpPolicy {
         max_preemptions_(static_cast<std::uint32_t>(p.integer("max_preemptions"))),
         max_wait_slos_(p.real("max_wait_slos")),
         patience_(p.real("preempt_patience")),
+        blocking_window_ns_(p.real("blocking_window_ms") * 1e6),
         drain_plans_(prediction_) {}
+
+  void observe_arrival(const SchedulerView& view, const SampleInfo& sample) override {
+    if (blocking_window_ns_ <= 0.0) return;
+    if (arrivals_.size() < view.models.size()) arrivals_.resize(view.models.size());
+    arrivals_[sample.model].add(sample.arrival_ns, blocking_window_ns_);
+  }
 
   Decision decide(const SchedulerView& view) override {
     if (!view.running) {
@@ -70,13 +77,20 @@ class ExitAware final : public CatchUpPolicy {
     const auto alone = estimate_catch_up(view, 0, waiting, prediction_);
     const double deadline = in_flight_deadline(view, alone.in_flight_completion_ns);
     const auto now = static_cast<double>(view.now_ns);
+    const ModelProfile& model = view.models[view.running->model];
+    const double save_ns = view.ns_per_cycle * static_cast<double>(view.preemption_overhead_cycles) / 2;
+    // Other networks' work stretches every plan of this one alike (they preempt it); the
+    // catch-up's own blocking of them does not stretch.
+    const double stretch = 1.0 / (1.0 - others_load(view, view.running->model));
     std::uint32_t best = 0;
-    double best_cost = catch_up_cost(view, queued, 0, alone);
+    double best_cost = stretch * catch_up_cost(view, queued, 0, alone);
     for (const std::uint32_t j : catch_up_candidates(room)) {
       if (j == 0) continue;
       const auto plan = estimate_catch_up(view, j, waiting, prediction_);
       if (now + plan.in_flight_completion_ns > deadline) continue;
-      const double cost = catch_up_cost(view, queued, j, plan);
+      const double catch_up_ns =
+          save_ns + view.ns_per_cycle * static_cast<double>(model.catch_up_cycles(j, view.running->next_layer, prediction_));
+      const double cost = stretch * catch_up_cost(view, queued, j, plan) + blocking_cost(view, catch_up_ns, view.running->model);
       // Ties go to the larger catch-up: the same cost with more samples served.
       if (cost <= best_cost) {
         best = j;
@@ -87,6 +101,47 @@ class ExitAware final : public CatchUpPolicy {
   }
 
  private:
+  // Arrivals of one network, counted with exponential decay over a window: count / window is
+  // its recent arrival rate, which follows a change of rate within a few windows.
+  struct ArrivalRate {
+    double decayed_count = 0.0;
+    std::int64_t last_ns = 0;
+    void add(std::int64_t now_ns, double window_ns) {
+      decayed_count = decayed_at(now_ns, window_ns) + 1.0;
+      last_ns = now_ns;
+    }
+    double decayed_at(std::int64_t now_ns, double window_ns) const {
+      return decayed_count * std::exp(-static_cast<double>(now_ns - last_ns) / window_ns);
+    }
+    double per_ns(std::int64_t now_ns, double window_ns) const { return decayed_at(now_ns, window_ns) / window_ns; }
+  };
+
+  // A preemption that takes the last FBE register runs `block_ns` of work that no other network
+  // can preempt. The samples of every network but `running` and `except` that arrive meanwhile
+  // (at its recent rate) wait half of it on average. Samples already waiting are not counted:
+  // they were not preempting the running batch, so they wait for it either way. Without this
+  // term a catch-up of one ResNet-50 sample through 49 layers (1.07 ms) held back a stream of
+  // ResNet-56 samples with a 2 ms SLO (docs/policies.md, "Blocking").
+  double blocking_cost(const SchedulerView& view, double block_ns, std::uint32_t running,
+                       std::uint32_t except = ~std::uint32_t{0}) const {
+    if (view.preemptions_left != 1 || blocking_window_ns_ <= 0.0) return 0.0;
+    double arriving = 0.0;  // expected arrivals during the block
+    for (std::uint32_t m = 0; m < arrivals_.size(); ++m)
+      if (m != running && m != except) arriving += arrivals_[m].per_ns(view.now_ns, blocking_window_ns_) * block_ns;
+    return objective_.latency_weight * arriving * block_ns / 2;
+  }
+
+  // The share of the NPU that the other networks' recent arrivals take, at batch 1, at most 0.9.
+  double others_load(const SchedulerView& view, std::uint32_t running) const {
+    if (blocking_window_ns_ <= 0.0) return 0.0;
+    double load = 0.0;
+    for (std::uint32_t m = 0; m < arrivals_.size(); ++m)
+      if (m != running)
+        load += arrivals_[m].per_ns(view.now_ns, blocking_window_ns_) * view.ns_per_cycle *
+                view.models[m].sample_remaining_cycles(0, 1, prediction_);
+    return std::min(load, 0.9);
+  }
+
   double in_flight_deadline(const SchedulerView& view, double completion_if_alone_ns) const {
     return guard_deadlines_ ? guarded_deadline_ns(view, completion_if_alone_ns) : static_cast<double>(never_ns);
   }
@@ -262,6 +317,7 @@ class ExitAware final : public CatchUpPolicy {
       const double excess_ns =
           g.batch_ns - static_cast<double>(g.positions.size()) * cheapest_sample_ns(view, g.model);
       gain -= objective_.latency_weight * others * (overhead_ns + std::max(0.0, excess_ns));
+      gain -= blocking_cost(view, overhead_ns / 2 + g.batch_ns, running.model, g.model);
       // Rent before buying: a preemption's fixed cost (the in-flight samples' save and restore)
       // is paid only once the group's samples have waited that many times over, so a stream
       // of single arrivals does not suspend a long batch once each.
@@ -284,7 +340,9 @@ class ExitAware final : public CatchUpPolicy {
   std::uint32_t max_preemptions_;
   double max_wait_slos_;
   double patience_;
+  double blocking_window_ns_;
   DrainPlans drain_plans_;
+  std::vector<ArrivalRate> arrivals_;  // per network
 };
 
 }  // namespace
@@ -315,7 +373,10 @@ PolicyInfo exit_aware_info() {
                                   "exit-awareness ablation"),
            ParameterSpec::real("preempt_patience", 30.0, 0.0, 1e6,
                                "another network's group preempts only once its samples' summed wait is this "
-                               "many times the in-flight samples' context save and restore (0: at once)")},
+                               "many times the in-flight samples' context save and restore (0: at once)"),
+           ParameterSpec::real("blocking_window_ms", 0.0, 0.0, 1e6,
+                               "price the other networks' arrivals that a preemption taking the last FBE register "
+                               "holds back, at their arrival rates over this window (0: off, the default)")},
           [](const ParameterValues& p) { return std::make_unique<ExitAware>(p); }};
 }
 
