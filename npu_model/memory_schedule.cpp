@@ -392,11 +392,18 @@ class LayerSteps {
     return input_resident && (tiling_.order == LoopOrder::weights_outer || several_col_blocks_);
   }
 
-  // Moves `c` to `step`, with the step after it as its neighbour: by a carry from the step
-  // before, else by dividing.
-  void seek_streamed(StepCursor& c, std::uint64_t step) const {
-    c.at = c.valid && step == c.step + 1 ? c.neighbour : index_of(step);
-    if (step + 1 < steps) c.neighbour = next_of(c.at);
+  // Whether stream_record reads the step after: only to see which lines or weights go.
+  bool records_read_next() const { return (!input_resident && !input_on_chip) || !tiling_.weights_resident; }
+
+  // Moves `c` to `step`, with the step after it as its neighbour when records read it: by a
+  // carry from the step before, else by dividing.
+  void seek_streamed(StepCursor& c, std::uint64_t step, bool with_next) const {
+    if (!with_next) {
+      c.at = c.valid && step == c.step + 1 ? next_of(c.at) : index_of(step);
+    } else {
+      c.at = c.valid && step == c.step + 1 ? c.neighbour : index_of(step);
+      if (step + 1 < steps) c.neighbour = next_of(c.at);
+    }
     c.step = step;
     c.valid = true;
   }
@@ -681,7 +688,8 @@ class ReleaseQueue {
     --size_;
   }
   void shift(std::uint64_t delta) {
-    for (std::size_t k = 0; k < size_; ++k) data_[(head_ + k) & mask_].time += delta;
+    Release* data = data_;
+    for (std::size_t k = 0, n = size_, head = head_, mask = mask_; k < n; ++k) data[(head + k) & mask].time += delta;
   }
 
  private:
@@ -807,6 +815,7 @@ class ScheduleWalk {
     input_.bounded = !layer.input_on_chip && !(layer.input_resident && layer.resident_input_bytes() <= input_.capacity);
     weight_.bounded = !(layer.weights_resident() && layer.all_weight_bytes() <= weight_.capacity);
     input_loads_skip_steps_ = layer.input_loads_skip_steps();
+    records_read_next_ = layer.records_read_next();
     std::fill_n(ring_.data(), queue_depth_, 0);
     std::fill_n(slots_.data(), slot_count_, StepSlot{~std::uint64_t{0}, 0, 0});
   }
@@ -950,15 +959,15 @@ class ScheduleWalk {
   void close_block() {
     std::uint64_t ready = last_stream_end_ + pipeline_ - 1;
     if (layer_.epilogue_off_chip) ready = std::max(ready, epilogue_done_);
-    if (layer_.output_on_chip) return output_.release(ready, last_record_.accumulator_bytes);
-    output_.release(issue(write_kind, last_record_.block_bytes, ready), last_record_.accumulator_bytes);
-    counters_.bytes.output += last_record_.block_bytes;
+    if (layer_.output_on_chip) return output_.release(ready, last_block_.accumulator_bytes);
+    output_.release(issue(write_kind, last_block_.block_bytes, ready), last_block_.accumulator_bytes);
+    counters_.bytes.output += last_block_.block_bytes;
   }
 
   // Slot s: the write of step s - 1, the weight load of step s + d_w, the input load of step
   // s + d_i (docs/memory-schedule.md §6); the epilogue load of slot s follows in stream().
   void requests_of_slot(std::int64_t slot) {
-    if (slot >= 1 && last_record_.closes_block) close_block();
+    if (slot >= 1 && last_block_.closed) close_block();
     const std::int64_t w = slot + static_cast<std::int64_t>(layer_.weight_prefetch);
     if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load<weight_kind>(static_cast<std::uint64_t>(w));
     const std::int64_t i = slot + static_cast<std::int64_t>(layer_.input_prefetch);
@@ -968,7 +977,7 @@ class ScheduleWalk {
 
   void stream(std::uint64_t step) {
     const StepSlot& slot = slot_of(step);
-    layer_.seek_streamed(stream_cursor_, step);
+    layer_.seek_streamed(stream_cursor_, step, records_read_next_);
     const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.neighbour, step);
     std::uint64_t start = std::max({last_stream_end_, slot.input_done, slot.weight_done});
     if (r.opens_block && !output_.make_room(r.accumulator_bytes, start))
@@ -982,7 +991,7 @@ class ScheduleWalk {
       epilogue_done_ = issue(epilogue_kind, r.block_bytes, start);
       counters_.bytes.epilogue += r.block_bytes;
     }
-    last_record_ = r;
+    last_block_ = {r.accumulator_bytes, r.block_bytes, r.closes_block};
     last_step_ = step;
   }
 
@@ -1039,49 +1048,56 @@ class ScheduleWalk {
       if (b->bounded) size += 2 + 2 * b->releases.size();
     }
     std::int64_t* out = into.resize(size);
-    const auto rel = [&](std::uint64_t t) {
-      return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(last_stream_end_);
-    };
+    // Locals: the snapshot's stores could otherwise alias the members they read, which the
+    // compiler would then read again after every store.
+    const std::uint64_t now = last_stream_end_, last_issue = last_issue_;
+    const auto rel = [now](std::uint64_t t) { return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(now); };
     *out++ = requests_made;
     if (requests_made) {
-      *out++ = rel(last_issue_);
-      *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
-      *out++ = rel(std::max(epilogue_done_, last_stream_end_));
+      *out++ = rel(last_issue);
+      *out++ = rel(std::max(bus_free_, last_issue + latency_));
+      *out++ = rel(std::max(epilogue_done_, now));
       // Completions never fall in request order (each waits for the bus the one before frees), so
       // the requests still in flight after the last issue are the newest few, taken newest first:
       // the rest, which would all read as the last issue, are left out, and how many are in
       // flight (written ahead of them) says where.
-      std::int64_t& in_flight = *out++;
-      in_flight = 0;
-      for (std::uint64_t k = ring_pos_; static_cast<std::uint64_t>(in_flight) < queue_depth_; ++in_flight) {
-        k = (k == 0 ? queue_depth_ : k) - 1;
-        if (ring_[k] <= last_issue_) break;
-        *out++ = rel(ring_[k]);
+      std::int64_t* in_flight = out++;
+      const std::uint64_t* ring = ring_.data();
+      const std::uint64_t depth = queue_depth_;
+      std::uint64_t count = 0;
+      for (std::uint64_t k = ring_pos_; count < depth; ++count) {
+        k = (k == 0 ? depth : k) - 1;
+        if (ring[k] <= last_issue) break;
+        *out++ = rel(ring[k]);
       }
+      *in_flight = static_cast<std::int64_t>(count);
     }
     // Past its prefetch distance, no load of an operand has been made for a step yet. Requests
     // complete in the order they issue, so once an operand's latest load is done by the last
     // stream end, every one of its loads ahead would read 0: a single 0 says so. Otherwise that
     // load is one of them and reads more, and a 1 comes first.
+    const StepSlot* slots = slots_.data();
+    const std::uint64_t mask = slot_count_ - 1, first_ahead = last_step_ + 1, origin = slot_origin_;
     const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done, std::uint64_t last_done) {
-      *out++ = last_done > last_stream_end_;
-      if (last_done <= last_stream_end_) return;
-      const std::uint64_t mask = slot_count_ - 1;
-      std::uint64_t at = last_step_ + 1 - slot_origin_;
-      for (std::uint64_t step = last_step_ + 1; step <= last_step_ + prefetch; ++step, ++at) {
-        const StepSlot& slot = slots_[at & mask];
-        *out++ = slot.step == step ? rel(std::max(slot.*done, last_stream_end_)) : 0;
+      *out++ = last_done > now;
+      if (last_done <= now) return;
+      std::uint64_t at = first_ahead - origin;
+      for (std::uint64_t step = first_ahead; step < first_ahead + prefetch; ++step, ++at) {
+        const StepSlot& slot = slots[at & mask];
+        *out++ = slot.step == step ? rel(std::max(slot.*done, now)) : 0;
       }
     };
     loads_ahead(layer_.input_prefetch, &StepSlot::input_done, last_input_done_);
     loads_ahead(layer_.weight_prefetch, &StepSlot::weight_done, last_weight_done_);
     for (const Buffer* b : {&input_, &weight_, &output_}) {
       if (!b->bounded) continue;
+      const std::size_t pending = b->releases.size();
       *out++ = static_cast<std::int64_t>(b->held);
-      *out++ = static_cast<std::int64_t>(b->releases.size());
-      for (std::size_t k = 0; k < b->releases.size(); ++k) {
-        *out++ = rel(b->releases[k].time);
-        *out++ = static_cast<std::int64_t>(b->releases[k].bytes);
+      *out++ = static_cast<std::int64_t>(pending);
+      for (std::size_t k = 0; k < pending; ++k) {
+        const ReleaseQueue::Release release = b->releases[k];
+        *out++ = rel(release.time);
+        *out++ = static_cast<std::int64_t>(release.bytes);
       }
     }
     into.end_at(out);
@@ -1091,7 +1107,9 @@ class ScheduleWalk {
   // Moves the state `steps` steps and `delta` cycles on; the request side too if `requests`.
   void shift_all(std::uint64_t delta, std::uint64_t steps, bool requests) {
     if (requests) {
-      for (std::uint64_t k = 0; k < queue_depth_; ++k) ring_[k] = std::max(ring_[k], last_issue_) + delta;
+      std::uint64_t* ring = ring_.data();
+      const std::uint64_t last_issue = last_issue_;
+      for (std::uint64_t k = 0, depth = queue_depth_; k < depth; ++k) ring[k] = std::max(ring[k], last_issue) + delta;
       // The last request of the period repeats a period on: its issue and completion move with it.
       bus_free_ += delta;
       epilogue_done_ = std::max(epilogue_done_, last_stream_end_) + delta;
@@ -1217,6 +1235,8 @@ class ScheduleWalk {
   // nothing to jump, so walk_pass leaves it out.
   void walk_loops(const Loop* loops, std::size_t levels, std::uint64_t base) {
     if (levels == 0) return step(base);
+    // The innermost loop walks its steps itself, a call less for every step.
+    if (levels == 1) return iterate(base, *loops, [&](std::uint64_t b) { step(b); });
     iterate(base, *loops, [&](std::uint64_t b) { walk_loops(loops + 1, levels - 1, b); });
   }
 
@@ -1277,8 +1297,13 @@ class ScheduleWalk {
   // No step before these loads the operand (LayerSteps::next_input_load, next_weight_load).
   std::uint64_t next_input_load_ = 0, next_weight_load_ = 0;
   bool input_loads_skip_steps_ = false;
+  bool records_read_next_ = true;
   Buffer input_, weight_, output_;
-  StepRecord last_record_;
+  // What close_block needs of the step last streamed.
+  struct StreamedBlock {
+    std::uint64_t accumulator_bytes = 0, block_bytes = 0;
+    bool closed = false;
+  } last_block_;
   StepCursor stream_cursor_, input_cursor_, weight_cursor_;
   std::array<std::uint64_t, kinds> memo_bytes_{}, memo_cycles_{};
   std::size_t depth_ = 0;  // nesting level of iterate()
