@@ -296,8 +296,9 @@ class LayerSteps {
     return r;
   }
   // Its record but for its loads, which the walk asks for when it issues them, steps ahead of
-  // its streaming; `next` is ignored for the last step.
-  StepRecord stream_record(const StepIndex& s, const StepIndex& next, std::uint64_t step) const {
+  // its streaming; `next` is ignored for the last step. Inlined into the walk's step, which
+  // reads only some of the fields: the rest are then never computed.
+  [[gnu::always_inline]] StepRecord stream_record(const StepIndex& s, const StepIndex& next, std::uint64_t step) const {
     const PassPlan& p = plan_of(s.pass);
     const bool has_next = step + 1 < steps;
     StepRecord r;
@@ -407,14 +408,19 @@ class LayerSteps {
     c.step = step;
     c.valid = true;
   }
-  // Moves `c` to `step`, with the step before it as its neighbour.
-  void seek_loaded(StepCursor& c, std::uint64_t step) const {
+  // Whether input_load and weight_load read the step before: only for an operand that is
+  // streamed, to see what it keeps.
+  bool input_loads_read_prev() const { return !input_resident && !input_on_chip; }
+  bool weight_loads_read_prev() const { return !tiling_.weights_resident; }
+
+  // Moves `c` to `step`, with the step before it as its neighbour when the loads read it.
+  void seek_loaded(StepCursor& c, std::uint64_t step, bool with_prev) const {
     if (c.valid && step == c.step + 1) {
-      c.neighbour = c.at;
+      if (with_prev) c.neighbour = c.at;
       c.at = next_of(c.at);
     } else {
       c.at = index_of(step);
-      if (step > 0) c.neighbour = prev_of(c.at);
+      if (with_prev && step > 0) c.neighbour = prev_of(c.at);
     }
     c.step = step;
     c.valid = true;
@@ -816,6 +822,8 @@ class ScheduleWalk {
     weight_.bounded = !(layer.weights_resident() && layer.all_weight_bytes() <= weight_.capacity);
     input_loads_skip_steps_ = layer.input_loads_skip_steps();
     records_read_next_ = layer.records_read_next();
+    input_loads_read_prev_ = layer.input_loads_read_prev();
+    weight_loads_read_prev_ = layer.weight_loads_read_prev();
     std::fill_n(ring_.data(), queue_depth_, 0);
     std::fill_n(slots_.data(), slot_count_, StepSlot{~std::uint64_t{0}, 0, 0});
   }
@@ -855,8 +863,8 @@ class ScheduleWalk {
   };
   // The completions of the loads made for a step before it streams.
   struct StepSlot {
-    std::uint64_t step;
-    std::uint64_t input_done, weight_done;
+    std::uint64_t step;  // less slot_origin_
+    std::uint64_t input_done, weight_done;  // less slot_time_shift_
   };
   // Requests by kind, each with the bytes it last moved and their bus cycles: in a periodic
   // stretch the sizes repeat, and the division is skipped.
@@ -894,10 +902,11 @@ class ScheduleWalk {
   }
 
   StepSlot& slot_of(std::uint64_t step) {
-    StepSlot& slot = slots_[(step - slot_origin_) & (slot_count_ - 1)];
-    if (slot.step != step) {
-      slot.step = step;
-      slot.input_done = slot.weight_done = 0;
+    const std::uint64_t key = step - slot_origin_;
+    StepSlot& slot = slots_[key & (slot_count_ - 1)];
+    if (slot.step != key) {
+      slot.step = key;
+      slot.input_done = slot.weight_done = 0 - slot_time_shift_;
     }
     return slot;
   }
@@ -908,13 +917,13 @@ class ScheduleWalk {
       memo_bytes_[kind] = bytes;
       memo_cycles_[kind] = npu_.data_cycles(bytes);
     }
-    const std::uint64_t slot_free = ring_[ring_pos_];
+    const std::uint64_t slot_free = ring_[ring_pos_] + ring_shift_;
     const std::uint64_t t = std::max({last_issue_, ready, slot_free});
     const std::uint64_t start = std::max(t + latency_, bus_free_);
     const std::uint64_t done = start + memo_cycles_[kind];
     last_issue_ = t;
     bus_free_ = done;
-    ring_[ring_pos_] = done;
+    ring_[ring_pos_] = done - ring_shift_;
     if (++ring_pos_ == queue_depth_) ring_pos_ = 0;
     ++requests_;
     return done;
@@ -940,7 +949,7 @@ class ScheduleWalk {
     StepSlot& slot = slot_of(step);
     // Each operand's loads come in step order (but after a jump): a cursor of their own follows them.
     StepCursor& at = input ? input_cursor_ : weight_cursor_;
-    layer_.seek_loaded(at, step);
+    layer_.seek_loaded(at, step, input ? input_loads_read_prev_ : weight_loads_read_prev_);
     const std::uint64_t bytes =
         input ? layer_.input_load(at.neighbour, at.at, step) : layer_.weight_load(at.neighbour, at.at, step);
     if (bytes == 0) return;
@@ -949,7 +958,7 @@ class ScheduleWalk {
     if (!buffer.make_room(bytes, ready))
       return fail(input ? Failure::input_room : Failure::weight_room, bytes, step, buffer.capacity);
     const std::uint64_t done = issue(kind, bytes, ready);
-    (input ? slot.input_done : slot.weight_done) = done;
+    (input ? slot.input_done : slot.weight_done) = done - slot_time_shift_;
     (input ? last_input_done_ : last_weight_done_) = done;
     (input ? counters_.bytes.input : counters_.bytes.weight) += bytes;
   }
@@ -975,11 +984,12 @@ class ScheduleWalk {
       load<input_kind>(static_cast<std::uint64_t>(i));
   }
 
-  void stream(std::uint64_t step) {
+  [[gnu::always_inline]] void stream(std::uint64_t step) {
     const StepSlot& slot = slot_of(step);
     layer_.seek_streamed(stream_cursor_, step, records_read_next_);
     const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.neighbour, step);
-    std::uint64_t start = std::max({last_stream_end_, slot.input_done, slot.weight_done});
+    std::uint64_t start =
+        std::max({last_stream_end_, slot.input_done + slot_time_shift_, slot.weight_done + slot_time_shift_});
     if (r.opens_block && !output_.make_room(r.accumulator_bytes, start))
       return fail(Failure::output_room, r.accumulator_bytes, step, output_.capacity);
     last_stream_end_ = start + r.stream_cycles;
@@ -1063,12 +1073,12 @@ class ScheduleWalk {
       // flight (written ahead of them) says where.
       std::int64_t* in_flight = out++;
       const std::uint64_t* ring = ring_.data();
-      const std::uint64_t depth = queue_depth_;
+      const std::uint64_t depth = queue_depth_, shift = ring_shift_;
       std::uint64_t count = 0;
       for (std::uint64_t k = ring_pos_; count < depth; ++count) {
         k = (k == 0 ? depth : k) - 1;
-        if (ring[k] <= last_issue) break;
-        *out++ = rel(ring[k]);
+        if (ring[k] + shift <= last_issue) break;
+        *out++ = rel(ring[k] + shift);
       }
       *in_flight = static_cast<std::int64_t>(count);
     }
@@ -1077,14 +1087,13 @@ class ScheduleWalk {
     // stream end, every one of its loads ahead would read 0: a single 0 says so. Otherwise that
     // load is one of them and reads more, and a 1 comes first.
     const StepSlot* slots = slots_.data();
-    const std::uint64_t mask = slot_count_ - 1, first_ahead = last_step_ + 1, origin = slot_origin_;
+    const std::uint64_t mask = slot_count_ - 1, first_ahead = last_step_ + 1 - slot_origin_, shift = slot_time_shift_;
     const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done, std::uint64_t last_done) {
       *out++ = last_done > now;
       if (last_done <= now) return;
-      std::uint64_t at = first_ahead - origin;
-      for (std::uint64_t step = first_ahead; step < first_ahead + prefetch; ++step, ++at) {
-        const StepSlot& slot = slots[at & mask];
-        *out++ = slot.step == step ? rel(std::max(slot.*done, now)) : 0;
+      for (std::uint64_t key = first_ahead; key < first_ahead + prefetch; ++key) {
+        const StepSlot& slot = slots[key & mask];
+        *out++ = slot.step == key ? rel(std::max(slot.*done + shift, now)) : 0;
       }
     };
     loads_ahead(layer_.input_prefetch, &StepSlot::input_done, last_input_done_);
@@ -1107,25 +1116,17 @@ class ScheduleWalk {
   // Moves the state `steps` steps and `delta` cycles on; the request side too if `requests`.
   void shift_all(std::uint64_t delta, std::uint64_t steps, bool requests) {
     if (requests) {
-      std::uint64_t* ring = ring_.data();
-      const std::uint64_t last_issue = last_issue_;
-      for (std::uint64_t k = 0, depth = queue_depth_; k < depth; ++k) ring[k] = std::max(ring[k], last_issue) + delta;
+      ring_shift_ += delta;
       // The last request of the period repeats a period on: its issue and completion move with it.
       bus_free_ += delta;
       epilogue_done_ = std::max(epilogue_done_, last_stream_end_) + delta;
       last_issue_ += delta;
     }
-    // The loads of the steps ahead repeat a period on: their slots stay,
-    // renumbered, with their load completions moved on. Slots of steps already streamed keep
-    // numbers below every step still to come.
+    // The loads of the steps ahead repeat a period on: their slots stay, renumbered, with their
+    // load completions moved on (the ones before the last stream end, which a step reads as
+    // that, stay before it). Slots of steps already streamed now name steps before the last.
     slot_origin_ += steps;
-    for (std::uint64_t k = 1; k <= layer_.max_prefetch; ++k) {
-      StepSlot& slot = slots_[(last_step_ + k + steps - slot_origin_) & (slot_count_ - 1)];
-      if (slot.step != last_step_ + k) continue;
-      slot.step += steps;
-      slot.input_done = std::max(slot.input_done, last_stream_end_) + delta;
-      slot.weight_done = std::max(slot.weight_done, last_stream_end_) + delta;
-    }
+    slot_time_shift_ += delta;
     last_input_done_ = std::max(last_input_done_, last_stream_end_) + delta;
     last_weight_done_ = std::max(last_weight_done_, last_stream_end_) + delta;
     last_stream_end_ += delta;
@@ -1287,17 +1288,26 @@ class ScheduleWalk {
   std::uint64_t total_compute_ = 0, bytes_before_last_write_ = 0;
   std::uint64_t ring_pos_ = 0, last_step_ = 0, walked_ = 0, requests_ = 0;  // ring_pos_: request count mod Q
   SmallArray<std::uint64_t, 64> ring_;  // completions of the last Q requests, by request number mod Q
+  // ring_ holds completions less ring_shift_, so that a jump moves every request in flight at
+  // once. A jump would also lift the completions before the last issue to it; those are left
+  // below it instead, where issue() and snapshot() read them the same (they compare each with
+  // the last issue, which stays ahead of every such lift).
+  std::uint64_t ring_shift_ = 0;
   // Steps from the one last streamed through the prefetch window, by step mod slot_count_ (a
   // power of two of at least the window plus 3).
   std::uint64_t slot_count_ = 1;
   SmallArray<StepSlot, 16> slots_;
-  std::uint64_t slot_origin_ = 0;  // step slot_origin_ + j lives in slots_[j mod slot_count_]
+  // Step slot_origin_ + j lives in slots_[j mod slot_count_], which names it by j; its load
+  // completions are kept less slot_time_shift_ (modulo 2^64), which a jump moves on.
+  std::uint64_t slot_origin_ = 0, slot_time_shift_ = 0;
   // The completion of each operand's latest load, moved on by a jump like the slots.
   std::uint64_t last_input_done_ = 0, last_weight_done_ = 0;
   // No step before these loads the operand (LayerSteps::next_input_load, next_weight_load).
   std::uint64_t next_input_load_ = 0, next_weight_load_ = 0;
   bool input_loads_skip_steps_ = false;
-  bool records_read_next_ = true;
+  // Which cursors keep their neighbour (LayerSteps::records_read_next, input_loads_read_prev,
+  // weight_loads_read_prev).
+  bool records_read_next_ = true, input_loads_read_prev_ = true, weight_loads_read_prev_ = true;
   Buffer input_, weight_, output_;
   // What close_block needs of the step last streamed.
   struct StreamedBlock {
