@@ -129,10 +129,11 @@ class LayerSteps {
     last_band_rows_ = fm_.out_height - (bands - 1) * band_rows_;
     last_rgroup_rows_ = grid_rows_ - (rgroups - 1) * band_samples_;
     const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
-    full_passes = shape.groups / packed;
+    const Quotient packing = divide(shape.groups, packed);
+    full_passes = packing.quotient;
     plans[0] = plan(packed);
-    if (shape.groups % packed) plans[1] = plan(shape.groups % packed);
-    passes = full_passes + (shape.groups % packed ? 1 : 0);
+    if (packing.remainder) plans[1] = plan(packing.remainder);
+    passes = full_passes + (packing.remainder ? 1 : 0);
     steps = full_passes * plans[0].steps + (passes > full_passes ? plans[1].steps : 0);
     several_col_blocks_ = plans[0].col_blocks > 1 || (passes > full_passes && plans[1].col_blocks > 1);
     regular_bands = find_regular_bands();
@@ -198,7 +199,8 @@ class LayerSteps {
   // ---- Step indices ----
   StepIndex index_of(std::uint64_t step) const {
     StepIndex i;
-    i.pass = std::min(divide(step, plans[0].steps).quotient, full_passes);
+    // Most layers make one pass: no division then.
+    i.pass = step < plans[0].steps ? 0 : std::min(divide(step, plans[0].steps).quotient, full_passes);
     const PassPlan& p = plan_of(i.pass);
     const Quotient chunk = divide(step - i.pass * plans[0].steps, p.chunks);
     i.chunk = chunk.remainder;
@@ -504,11 +506,14 @@ class LayerSteps {
     const std::int64_t n = static_cast<std::int64_t>(bands), height = static_cast<std::int64_t>(fm_.height);
     // Band b starts inside the map from b * h * s >= p on; it ends inside it while
     // (b * h + h - 1) * s - p + k - 1 <= height - 1, and is whole if it is not the short last one.
-    const std::int64_t first_inside = (p + h * s - 1) / (h * s);
+    const auto over_band_stride = [&](std::int64_t a) {
+      return static_cast<std::int64_t>(divide(static_cast<std::uint64_t>(a), static_cast<std::uint64_t>(h * s)).quotient);
+    };
+    const std::int64_t first_inside = over_band_stride(p + h * s - 1);
     const std::int64_t room = height + p - k - (h - 1) * s;
     if (room < 0) return {1, 0};
-    std::int64_t last_inside = std::min(room / (h * s), n - 1);
-    if (static_cast<std::int64_t>(fm_.out_height) % h != 0) last_inside = std::min(last_inside, n - 2);
+    std::int64_t last_inside = std::min(over_band_stride(room), n - 1);
+    if (last_band_rows_ != band_rows_) last_inside = std::min(last_inside, n - 2);
     const std::int64_t lo = std::max<std::int64_t>(1, first_inside);
     const bool last_alike = input_ends_like_the_rest() && weights_end_like_the_rest();
     const std::int64_t hi = std::min(last_alike ? n - 1 : n - 2, last_inside);
