@@ -125,6 +125,10 @@ class LayerSteps {
     band_samples_ = tiling.band_samples;
     check_tiling();
     rgroups = ceil_div(grid_rows_, band_samples_);
+    last_rgroup_samples_ = samples_in(rgroups - 1);
+    // Every group but the last ends on a grid row before the last (rgroups is rounded up), so
+    // all of them are full when the last of them is.
+    if ((rgroups - 1) * band_samples_ * b_p_ <= batch_) full_rgroup_samples_ = band_samples_ * b_p_;
     bands = ceil_div(fm_.out_height, band_rows_);
     last_band_rows_ = fm_.out_height - (bands - 1) * band_rows_;
     last_rgroup_rows_ = grid_rows_ - (rgroups - 1) * band_samples_;
@@ -574,8 +578,12 @@ class LayerSteps {
            ((p.col_blocks - 1) * p.col_tiles + p.last_col_tiles);
   }
 
-  // Real samples of a grid-row group.
+  // Real samples of a grid-row group: every step reads it, so the common answers are kept.
   std::uint64_t samples_of(std::uint64_t rgroup) const {
+    if (rgroup + 1 == rgroups) return last_rgroup_samples_;
+    return full_rgroup_samples_ != 0 ? full_rgroup_samples_ : samples_in(rgroup);
+  }
+  std::uint64_t samples_in(std::uint64_t rgroup) const {
     // Grid rows hold B_P samples each, the last one the rest: rows [r0, r1) hold the samples
     // from r0 * B_P up to min(B, r1 * B_P).
     const std::uint64_t r0 = rgroup * band_samples_;
@@ -641,6 +649,9 @@ class LayerSteps {
   std::uint64_t grid_rows_ = 1, band_rows_ = 1, band_samples_ = 1;
   bool several_col_blocks_ = false;
   std::uint64_t last_band_rows_ = 1, last_rgroup_rows_ = 1;  // the others have band_rows_, band_samples_
+  // samples_of the last grid-row group, and of the others when they all hold B_P samples in
+  // every grid row (else 0).
+  std::uint64_t last_rgroup_samples_ = 0, full_rgroup_samples_ = 0;
   std::uint64_t regular_fresh_rows_ = 0;
 };
 
@@ -826,6 +837,12 @@ class ScheduleWalk {
     weight_.bounded = !(layer.weights_resident() && layer.all_weight_bytes() <= weight_.capacity);
     input_loads_skip_steps_ = layer.input_loads_skip_steps();
     records_read_next_ = layer.records_read_next();
+    steps_ = layer.steps;
+    input_prefetch_ = static_cast<std::int64_t>(layer.input_prefetch);
+    weight_prefetch_ = static_cast<std::int64_t>(layer.weight_prefetch);
+    loads_input_ = !layer.input_on_chip;
+    output_on_chip_ = layer.output_on_chip;
+    epilogue_off_chip_ = layer.epilogue_off_chip;
     input_loads_read_prev_ = layer.input_loads_read_prev();
     weight_loads_read_prev_ = layer.weight_loads_read_prev();
     std::fill_n(ring_.data(), queue_depth_, 0);
@@ -971,8 +988,8 @@ class ScheduleWalk {
   // output on chip, only released, when its results are complete and its epilogue operand is in.
   void close_block() {
     std::uint64_t ready = last_stream_end_ + pipeline_ - 1;
-    if (layer_.epilogue_off_chip) ready = std::max(ready, epilogue_done_);
-    if (layer_.output_on_chip) return output_.release(ready, last_block_.accumulator_bytes);
+    if (epilogue_off_chip_) ready = std::max(ready, epilogue_done_);
+    if (output_on_chip_) return output_.release(ready, last_block_.accumulator_bytes);
     output_.release(issue(write_kind, last_block_.block_bytes, ready), last_block_.accumulator_bytes);
     counters_.bytes.output += last_block_.block_bytes;
   }
@@ -981,10 +998,10 @@ class ScheduleWalk {
   // s + d_i (docs/memory-schedule.md §6); the epilogue load of slot s follows in stream().
   void requests_of_slot(std::int64_t slot) {
     if (slot >= 1 && last_block_.closed) close_block();
-    const std::int64_t w = slot + static_cast<std::int64_t>(layer_.weight_prefetch);
-    if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load<weight_kind>(static_cast<std::uint64_t>(w));
-    const std::int64_t i = slot + static_cast<std::int64_t>(layer_.input_prefetch);
-    if (ok_ && !layer_.input_on_chip && i >= 0 && static_cast<std::uint64_t>(i) < layer_.steps)
+    const std::int64_t w = slot + weight_prefetch_;
+    if (w >= 0 && static_cast<std::uint64_t>(w) < steps_) load<weight_kind>(static_cast<std::uint64_t>(w));
+    const std::int64_t i = slot + input_prefetch_;
+    if (ok_ && loads_input_ && i >= 0 && static_cast<std::uint64_t>(i) < steps_)
       load<input_kind>(static_cast<std::uint64_t>(i));
   }
 
@@ -1001,7 +1018,7 @@ class ScheduleWalk {
     counters_.compute_cycles += r.stream_cycles;
     if (r.input_release) input_.release(last_stream_end_, r.input_release);
     if (r.weight_release) weight_.release(last_stream_end_, r.weight_release);
-    if (r.opens_block && layer_.epilogue_off_chip) {
+    if (r.opens_block && epilogue_off_chip_) {
       // Slot `step`, kind 3: the block's epilogue operand, once its accumulators exist.
       epilogue_done_ = issue(epilogue_kind, r.block_bytes, start);
       counters_.bytes.epilogue += r.block_bytes;
@@ -1208,7 +1225,7 @@ class ScheduleWalk {
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
       const std::uint64_t requests_before = requests_;
       body(base + i * stride);
-      if (!can_jump || i + 1 < first_compared || i >= last_jumpable || !ok_) continue;
+      if (i >= last_jumpable || i + 1 < first_compared || !ok_) continue;  // last_jumpable is 0 when the loop cannot jump
       Snapshot& now = snapshots[current];
       const bool taken = snapshot(now, requests_ != requests_before);
       const std::uint64_t land = taken && compared && now == snapshots[1 - current] ? landing(i) : i;
@@ -1310,6 +1327,10 @@ class ScheduleWalk {
   // No step before these loads the operand (LayerSteps::next_input_load, next_weight_load).
   std::uint64_t next_input_load_ = 0, next_weight_load_ = 0;
   bool input_loads_skip_steps_ = false;
+  // The layer's quantities every step reads, kept here to spare a load through layer_.
+  std::uint64_t steps_ = 0;
+  std::int64_t input_prefetch_ = 0, weight_prefetch_ = 0;
+  bool loads_input_ = true, output_on_chip_ = false, epilogue_off_chip_ = false;
   // Which cursors keep their neighbour (LayerSteps::records_read_next, input_loads_read_prev,
   // weight_loads_read_prev).
   bool records_read_next_ = true, input_loads_read_prev_ = true, weight_loads_read_prev_ = true;
