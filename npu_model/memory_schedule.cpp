@@ -1092,17 +1092,21 @@ class ScheduleWalk {
       // Completions never fall in request order (each waits for the bus the one before frees), so
       // the requests still in flight after the last issue are the newest few, taken newest first:
       // the rest, which would all read as the last issue, are left out, and how many are in
-      // flight (written ahead of them) says where.
+      // flight (written ahead of them) says where. The ring is read as it is stored (less
+      // ring_shift_), from its position down to 0, then from its end down to the position.
       std::int64_t* in_flight = out++;
       const std::uint64_t* ring = ring_.data();
-      const std::uint64_t depth = queue_depth_, shift = ring_shift_;
-      std::uint64_t count = 0;
-      for (std::uint64_t k = ring_pos_; count < depth; ++count) {
-        k = (k == 0 ? depth : k) - 1;
-        if (ring[k] + shift <= last_issue) break;
-        *out++ = rel(ring[k] + shift);
-      }
-      *in_flight = static_cast<std::int64_t>(count);
+      const std::uint64_t done_by = last_issue - ring_shift_, origin = now - ring_shift_;
+      const std::int64_t* first = out;
+      const auto newest_down_to = [&](std::uint64_t from, std::uint64_t to) {
+        for (std::uint64_t k = from; k > to; --k) {
+          if (ring[k - 1] <= done_by) return false;
+          *out++ = static_cast<std::int64_t>(ring[k - 1] - origin);
+        }
+        return true;
+      };
+      if (newest_down_to(ring_pos_, 0)) newest_down_to(queue_depth_, ring_pos_);
+      *in_flight = out - first;
     }
     // Past its prefetch distance, no load of an operand has been made for a step yet. Requests
     // complete in the order they issue, so once an operand's latest load is done by the last
@@ -1120,17 +1124,20 @@ class ScheduleWalk {
     };
     loads_ahead(layer_.input_prefetch, &StepSlot::input_done, last_input_done_);
     loads_ahead(layer_.weight_prefetch, &StepSlot::weight_done, last_weight_done_);
-    for (const Buffer* b : {&input_, &weight_, &output_}) {
-      if (!b->bounded) continue;
-      const std::size_t pending = b->releases.size();
-      *out++ = static_cast<std::int64_t>(b->held);
+    const auto buffer_state = [&](const Buffer& b) {
+      if (!b.bounded) return;
+      const std::size_t pending = b.releases.size();
+      *out++ = static_cast<std::int64_t>(b.held);
       *out++ = static_cast<std::int64_t>(pending);
       for (std::size_t k = 0; k < pending; ++k) {
-        const ReleaseQueue::Release release = b->releases[k];
+        const ReleaseQueue::Release release = b.releases[k];
         *out++ = rel(release.time);
         *out++ = static_cast<std::int64_t>(release.bytes);
       }
-    }
+    };
+    buffer_state(input_);
+    buffer_state(weight_);
+    buffer_state(output_);
     into.end_at(out);
     return true;
   }
