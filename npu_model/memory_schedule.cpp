@@ -178,7 +178,7 @@ class LayerSteps {
   }
   // Every line the layer reads, once: what input_resident loads in all.
   std::uint64_t resident_input_bytes() const {
-    const std::uint64_t rows = sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
+    const std::uint64_t rows = all_fresh_rows();
     std::uint64_t total = rows * line_bytes_all(plans[0]) * full_passes;
     if (passes > full_passes) total += rows * line_bytes_all(plans[1]);
     return batch_ * total;
@@ -551,7 +551,7 @@ class LayerSteps {
 
   std::uint64_t pass_input_bytes(const PassPlan& p) const {
     const std::uint64_t per_row = batch_ * line_bytes_all(p);
-    if (input_resident) return per_row * sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
+    if (input_resident) return per_row * all_fresh_rows();
     const std::uint64_t all_rows = sum_over_bands([&](std::uint64_t b) { return rows_needed(b).count(); });
     // Chunks alternate within every R-block: each step loads all its lines.
     if (p.chunks > 1) return per_row * all_rows * p.col_blocks;
@@ -603,6 +603,15 @@ class LayerSteps {
     return {std::max<std::int64_t>(0, y0 * sh - ph),
             std::min<std::int64_t>(static_cast<std::int64_t>(fm_.height) - 1,
                                    y1 * sh - ph + static_cast<std::int64_t>(fm_.kernel_height) - 1)};
+  }
+  // Σ fresh_rows over the bands: every row the layer reads, once. The bands' rows rise with the
+  // band, and without gaps between them (a stride no taller than the kernel) they span from
+  // the first band's first row to the last band's last.
+  std::uint64_t all_fresh_rows() const {
+    const RowRange first = rows_needed(0), last = rows_needed(bands - 1);
+    if (fm_.stride_height <= fm_.kernel_height && first.count() != 0 && last.count() != 0)
+      return static_cast<std::uint64_t>(last.hi - first.lo + 1);
+    return sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
   }
   // Rows of a band that no band before it in the same grid rows needs (what input_resident loads).
   // Out of line: a walk asks it only for the few irregular bands, and inlined it kept the input
