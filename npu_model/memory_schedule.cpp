@@ -203,6 +203,7 @@ class LayerSteps {
   // ---- Step indices ----
   StepIndex index_of(std::uint64_t step) const {
     StepIndex i;
+    if (step == 0) return i;  // where every cursor starts
     // Most layers make one pass: no division then.
     i.pass = step < plans[0].steps ? 0 : std::min(divide(step, plans[0].steps).quotient, full_passes);
     const PassPlan& p = plan_of(i.pass);
