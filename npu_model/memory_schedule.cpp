@@ -125,14 +125,19 @@ class LayerSteps {
     band_samples_ = tiling.band_samples;
     check_tiling();
     rgroups = ceil_div(grid_rows_, band_samples_);
+    last_rgroup_samples_ = samples_in(rgroups - 1);
+    // Every group but the last ends on a grid row before the last (rgroups is rounded up), so
+    // all of them are full when the last of them is.
+    if ((rgroups - 1) * band_samples_ * b_p_ <= batch_) full_rgroup_samples_ = band_samples_ * b_p_;
     bands = ceil_div(fm_.out_height, band_rows_);
     last_band_rows_ = fm_.out_height - (bands - 1) * band_rows_;
     last_rgroup_rows_ = grid_rows_ - (rgroups - 1) * band_samples_;
     const std::uint64_t packed = groups_per_pass(npu, shape, mapping);
-    full_passes = shape.groups / packed;
+    const Quotient packing = divide(shape.groups, packed);
+    full_passes = packing.quotient;
     plans[0] = plan(packed);
-    if (shape.groups % packed) plans[1] = plan(shape.groups % packed);
-    passes = full_passes + (shape.groups % packed ? 1 : 0);
+    if (packing.remainder) plans[1] = plan(packing.remainder);
+    passes = full_passes + (packing.remainder ? 1 : 0);
     steps = full_passes * plans[0].steps + (passes > full_passes ? plans[1].steps : 0);
     several_col_blocks_ = plans[0].col_blocks > 1 || (passes > full_passes && plans[1].col_blocks > 1);
     regular_bands = find_regular_bands();
@@ -173,7 +178,7 @@ class LayerSteps {
   }
   // Every line the layer reads, once: what input_resident loads in all.
   std::uint64_t resident_input_bytes() const {
-    const std::uint64_t rows = sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
+    const std::uint64_t rows = all_fresh_rows();
     std::uint64_t total = rows * line_bytes_all(plans[0]) * full_passes;
     if (passes > full_passes) total += rows * line_bytes_all(plans[1]);
     return batch_ * total;
@@ -198,7 +203,9 @@ class LayerSteps {
   // ---- Step indices ----
   StepIndex index_of(std::uint64_t step) const {
     StepIndex i;
-    i.pass = std::min(divide(step, plans[0].steps).quotient, full_passes);
+    if (step == 0) return i;  // where every cursor starts
+    // Most layers make one pass: no division then.
+    i.pass = step < plans[0].steps ? 0 : std::min(divide(step, plans[0].steps).quotient, full_passes);
     const PassPlan& p = plan_of(i.pass);
     const Quotient chunk = divide(step - i.pass * plans[0].steps, p.chunks);
     i.chunk = chunk.remainder;
@@ -392,22 +399,34 @@ class LayerSteps {
     return input_resident && (tiling_.order == LoopOrder::weights_outer || several_col_blocks_);
   }
 
-  // Moves `c` to `step`, with the step after it as its neighbour: by a carry from the step
-  // before, else by dividing.
-  void seek_streamed(StepCursor& c, std::uint64_t step) const {
-    c.at = c.valid && step == c.step + 1 ? c.neighbour : index_of(step);
-    if (step + 1 < steps) c.neighbour = next_of(c.at);
+  // Whether stream_record reads the step after: only to see which lines or weights go.
+  bool records_read_next() const { return (!input_resident && !input_on_chip) || !tiling_.weights_resident; }
+
+  // Moves `c` to `step`, with the step after it as its neighbour when records read it: by a
+  // carry from the step before, else by dividing.
+  void seek_streamed(StepCursor& c, std::uint64_t step, bool with_next) const {
+    if (!with_next) {
+      c.at = c.valid && step == c.step + 1 ? next_of(c.at) : index_of(step);
+    } else {
+      c.at = c.valid && step == c.step + 1 ? c.neighbour : index_of(step);
+      if (step + 1 < steps) c.neighbour = next_of(c.at);
+    }
     c.step = step;
     c.valid = true;
   }
-  // Moves `c` to `step`, with the step before it as its neighbour.
-  void seek_loaded(StepCursor& c, std::uint64_t step) const {
+  // Whether input_load and weight_load read the step before: only for an operand that is
+  // streamed, to see what it keeps.
+  bool input_loads_read_prev() const { return !input_resident && !input_on_chip; }
+  bool weight_loads_read_prev() const { return !tiling_.weights_resident; }
+
+  // Moves `c` to `step`, with the step before it as its neighbour when the loads read it.
+  void seek_loaded(StepCursor& c, std::uint64_t step, bool with_prev) const {
     if (c.valid && step == c.step + 1) {
-      c.neighbour = c.at;
+      if (with_prev) c.neighbour = c.at;
       c.at = next_of(c.at);
     } else {
       c.at = index_of(step);
-      if (step > 0) c.neighbour = prev_of(c.at);
+      if (with_prev && step > 0) c.neighbour = prev_of(c.at);
     }
     c.step = step;
     c.valid = true;
@@ -491,11 +510,14 @@ class LayerSteps {
     const std::int64_t n = static_cast<std::int64_t>(bands), height = static_cast<std::int64_t>(fm_.height);
     // Band b starts inside the map from b * h * s >= p on; it ends inside it while
     // (b * h + h - 1) * s - p + k - 1 <= height - 1, and is whole if it is not the short last one.
-    const std::int64_t first_inside = (p + h * s - 1) / (h * s);
+    const auto over_band_stride = [&](std::int64_t a) {
+      return static_cast<std::int64_t>(divide(static_cast<std::uint64_t>(a), static_cast<std::uint64_t>(h * s)).quotient);
+    };
+    const std::int64_t first_inside = over_band_stride(p + h * s - 1);
     const std::int64_t room = height + p - k - (h - 1) * s;
     if (room < 0) return {1, 0};
-    std::int64_t last_inside = std::min(room / (h * s), n - 1);
-    if (static_cast<std::int64_t>(fm_.out_height) % h != 0) last_inside = std::min(last_inside, n - 2);
+    std::int64_t last_inside = std::min(over_band_stride(room), n - 1);
+    if (last_band_rows_ != band_rows_) last_inside = std::min(last_inside, n - 2);
     const std::int64_t lo = std::max<std::int64_t>(1, first_inside);
     const bool last_alike = input_ends_like_the_rest() && weights_end_like_the_rest();
     const std::int64_t hi = std::min(last_alike ? n - 1 : n - 2, last_inside);
@@ -530,7 +552,7 @@ class LayerSteps {
 
   std::uint64_t pass_input_bytes(const PassPlan& p) const {
     const std::uint64_t per_row = batch_ * line_bytes_all(p);
-    if (input_resident) return per_row * sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
+    if (input_resident) return per_row * all_fresh_rows();
     const std::uint64_t all_rows = sum_over_bands([&](std::uint64_t b) { return rows_needed(b).count(); });
     // Chunks alternate within every R-block: each step loads all its lines.
     if (p.chunks > 1) return per_row * all_rows * p.col_blocks;
@@ -557,8 +579,12 @@ class LayerSteps {
            ((p.col_blocks - 1) * p.col_tiles + p.last_col_tiles);
   }
 
-  // Real samples of a grid-row group.
+  // Real samples of a grid-row group: every step reads it, so the common answers are kept.
   std::uint64_t samples_of(std::uint64_t rgroup) const {
+    if (rgroup + 1 == rgroups) return last_rgroup_samples_;
+    return full_rgroup_samples_ != 0 ? full_rgroup_samples_ : samples_in(rgroup);
+  }
+  std::uint64_t samples_in(std::uint64_t rgroup) const {
     // Grid rows hold B_P samples each, the last one the rest: rows [r0, r1) hold the samples
     // from r0 * B_P up to min(B, r1 * B_P).
     const std::uint64_t r0 = rgroup * band_samples_;
@@ -578,6 +604,15 @@ class LayerSteps {
     return {std::max<std::int64_t>(0, y0 * sh - ph),
             std::min<std::int64_t>(static_cast<std::int64_t>(fm_.height) - 1,
                                    y1 * sh - ph + static_cast<std::int64_t>(fm_.kernel_height) - 1)};
+  }
+  // Σ fresh_rows over the bands: every row the layer reads, once. The bands' rows rise with the
+  // band, and without gaps between them (a stride no taller than the kernel) they span from
+  // the first band's first row to the last band's last.
+  std::uint64_t all_fresh_rows() const {
+    const RowRange first = rows_needed(0), last = rows_needed(bands - 1);
+    if (fm_.stride_height <= fm_.kernel_height && first.count() != 0 && last.count() != 0)
+      return static_cast<std::uint64_t>(last.hi - first.lo + 1);
+    return sum_over_bands([&](std::uint64_t b) { return fresh_rows(b); });
   }
   // Rows of a band that no band before it in the same grid rows needs (what input_resident loads).
   // Out of line: a walk asks it only for the few irregular bands, and inlined it kept the input
@@ -624,6 +659,9 @@ class LayerSteps {
   std::uint64_t grid_rows_ = 1, band_rows_ = 1, band_samples_ = 1;
   bool several_col_blocks_ = false;
   std::uint64_t last_band_rows_ = 1, last_rgroup_rows_ = 1;  // the others have band_rows_, band_samples_
+  // samples_of the last grid-row group, and of the others when they all hold B_P samples in
+  // every grid row (else 0).
+  std::uint64_t last_rgroup_samples_ = 0, full_rgroup_samples_ = 0;
   std::uint64_t regular_fresh_rows_ = 0;
 };
 
@@ -681,7 +719,8 @@ class ReleaseQueue {
     --size_;
   }
   void shift(std::uint64_t delta) {
-    for (std::size_t k = 0; k < size_; ++k) data_[(head_ + k) & mask_].time += delta;
+    Release* data = data_;
+    for (std::size_t k = 0, n = size_, head = head_, mask = mask_; k < n; ++k) data[(head + k) & mask].time += delta;
   }
 
  private:
@@ -807,6 +846,15 @@ class ScheduleWalk {
     input_.bounded = !layer.input_on_chip && !(layer.input_resident && layer.resident_input_bytes() <= input_.capacity);
     weight_.bounded = !(layer.weights_resident() && layer.all_weight_bytes() <= weight_.capacity);
     input_loads_skip_steps_ = layer.input_loads_skip_steps();
+    records_read_next_ = layer.records_read_next();
+    steps_ = layer.steps;
+    input_prefetch_ = static_cast<std::int64_t>(layer.input_prefetch);
+    weight_prefetch_ = static_cast<std::int64_t>(layer.weight_prefetch);
+    loads_input_ = !layer.input_on_chip;
+    output_on_chip_ = layer.output_on_chip;
+    epilogue_off_chip_ = layer.epilogue_off_chip;
+    input_loads_read_prev_ = layer.input_loads_read_prev();
+    weight_loads_read_prev_ = layer.weight_loads_read_prev();
     std::fill_n(ring_.data(), queue_depth_, 0);
     std::fill_n(slots_.data(), slot_count_, StepSlot{~std::uint64_t{0}, 0, 0});
   }
@@ -846,8 +894,8 @@ class ScheduleWalk {
   };
   // The completions of the loads made for a step before it streams.
   struct StepSlot {
-    std::uint64_t step;
-    std::uint64_t input_done, weight_done;
+    std::uint64_t step;  // less slot_origin_
+    std::uint64_t input_done, weight_done;  // less slot_time_shift_
   };
   // Requests by kind, each with the bytes it last moved and their bus cycles: in a periodic
   // stretch the sizes repeat, and the division is skipped.
@@ -885,10 +933,11 @@ class ScheduleWalk {
   }
 
   StepSlot& slot_of(std::uint64_t step) {
-    StepSlot& slot = slots_[(step - slot_origin_) & (slot_count_ - 1)];
-    if (slot.step != step) {
-      slot.step = step;
-      slot.input_done = slot.weight_done = 0;
+    const std::uint64_t key = step - slot_origin_;
+    StepSlot& slot = slots_[key & (slot_count_ - 1)];
+    if (slot.step != key) {
+      slot.step = key;
+      slot.input_done = slot.weight_done = 0 - slot_time_shift_;
     }
     return slot;
   }
@@ -899,13 +948,13 @@ class ScheduleWalk {
       memo_bytes_[kind] = bytes;
       memo_cycles_[kind] = npu_.data_cycles(bytes);
     }
-    const std::uint64_t slot_free = ring_[ring_pos_];
+    const std::uint64_t slot_free = ring_[ring_pos_] + ring_shift_;
     const std::uint64_t t = std::max({last_issue_, ready, slot_free});
     const std::uint64_t start = std::max(t + latency_, bus_free_);
     const std::uint64_t done = start + memo_cycles_[kind];
     last_issue_ = t;
     bus_free_ = done;
-    ring_[ring_pos_] = done;
+    ring_[ring_pos_] = done - ring_shift_;
     if (++ring_pos_ == queue_depth_) ring_pos_ = 0;
     ++requests_;
     return done;
@@ -931,7 +980,7 @@ class ScheduleWalk {
     StepSlot& slot = slot_of(step);
     // Each operand's loads come in step order (but after a jump): a cursor of their own follows them.
     StepCursor& at = input ? input_cursor_ : weight_cursor_;
-    layer_.seek_loaded(at, step);
+    layer_.seek_loaded(at, step, input ? input_loads_read_prev_ : weight_loads_read_prev_);
     const std::uint64_t bytes =
         input ? layer_.input_load(at.neighbour, at.at, step) : layer_.weight_load(at.neighbour, at.at, step);
     if (bytes == 0) return;
@@ -940,7 +989,7 @@ class ScheduleWalk {
     if (!buffer.make_room(bytes, ready))
       return fail(input ? Failure::input_room : Failure::weight_room, bytes, step, buffer.capacity);
     const std::uint64_t done = issue(kind, bytes, ready);
-    (input ? slot.input_done : slot.weight_done) = done;
+    (input ? slot.input_done : slot.weight_done) = done - slot_time_shift_;
     (input ? last_input_done_ : last_weight_done_) = done;
     (input ? counters_.bytes.input : counters_.bytes.weight) += bytes;
   }
@@ -949,40 +998,42 @@ class ScheduleWalk {
   // output on chip, only released, when its results are complete and its epilogue operand is in.
   void close_block() {
     std::uint64_t ready = last_stream_end_ + pipeline_ - 1;
-    if (layer_.epilogue_off_chip) ready = std::max(ready, epilogue_done_);
-    if (layer_.output_on_chip) return output_.release(ready, last_record_.accumulator_bytes);
-    output_.release(issue(write_kind, last_record_.block_bytes, ready), last_record_.accumulator_bytes);
-    counters_.bytes.output += last_record_.block_bytes;
+    if (epilogue_off_chip_) ready = std::max(ready, epilogue_done_);
+    if (output_on_chip_) return output_.release(ready, last_block_.accumulator_bytes);
+    output_.release(issue(write_kind, last_block_.block_bytes, ready), last_block_.accumulator_bytes);
+    counters_.bytes.output += last_block_.block_bytes;
   }
 
   // Slot s: the write of step s - 1, the weight load of step s + d_w, the input load of step
   // s + d_i (docs/memory-schedule.md §6); the epilogue load of slot s follows in stream().
   void requests_of_slot(std::int64_t slot) {
-    if (slot >= 1 && last_record_.closes_block) close_block();
-    const std::int64_t w = slot + static_cast<std::int64_t>(layer_.weight_prefetch);
-    if (w >= 0 && static_cast<std::uint64_t>(w) < layer_.steps) load<weight_kind>(static_cast<std::uint64_t>(w));
-    const std::int64_t i = slot + static_cast<std::int64_t>(layer_.input_prefetch);
-    if (ok_ && !layer_.input_on_chip && i >= 0 && static_cast<std::uint64_t>(i) < layer_.steps)
+    if (slot >= 1 && last_block_.closed) close_block();
+    const std::int64_t w = slot + weight_prefetch_;
+    if (w >= 0 && static_cast<std::uint64_t>(w) < steps_) load<weight_kind>(static_cast<std::uint64_t>(w));
+    const std::int64_t i = slot + input_prefetch_;
+    if (ok_ && loads_input_ && i >= 0 && static_cast<std::uint64_t>(i) < steps_)
       load<input_kind>(static_cast<std::uint64_t>(i));
   }
 
-  void stream(std::uint64_t step) {
+  // Inlined into the step: called on its own it cost more than it does (measured with callgrind).
+  [[gnu::always_inline]] void stream(std::uint64_t step) {
     const StepSlot& slot = slot_of(step);
-    layer_.seek_streamed(stream_cursor_, step);
+    layer_.seek_streamed(stream_cursor_, step, records_read_next_);
     const StepRecord r = layer_.stream_record(stream_cursor_.at, stream_cursor_.neighbour, step);
-    std::uint64_t start = std::max({last_stream_end_, slot.input_done, slot.weight_done});
+    std::uint64_t start =
+        std::max({last_stream_end_, slot.input_done + slot_time_shift_, slot.weight_done + slot_time_shift_});
     if (r.opens_block && !output_.make_room(r.accumulator_bytes, start))
       return fail(Failure::output_room, r.accumulator_bytes, step, output_.capacity);
     last_stream_end_ = start + r.stream_cycles;
     counters_.compute_cycles += r.stream_cycles;
     if (r.input_release) input_.release(last_stream_end_, r.input_release);
     if (r.weight_release) weight_.release(last_stream_end_, r.weight_release);
-    if (r.opens_block && layer_.epilogue_off_chip) {
+    if (r.opens_block && epilogue_off_chip_) {
       // Slot `step`, kind 3: the block's epilogue operand, once its accumulators exist.
       epilogue_done_ = issue(epilogue_kind, r.block_bytes, start);
       counters_.bytes.epilogue += r.block_bytes;
     }
-    last_record_ = r;
+    last_block_ = {r.accumulator_bytes, r.block_bytes, r.closes_block};
     last_step_ = step;
   }
 
@@ -1039,51 +1090,64 @@ class ScheduleWalk {
       if (b->bounded) size += 2 + 2 * b->releases.size();
     }
     std::int64_t* out = into.resize(size);
-    const auto rel = [&](std::uint64_t t) {
-      return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(last_stream_end_);
-    };
+    // Locals: the snapshot's stores could otherwise alias the members they read, which the
+    // compiler would then read again after every store.
+    const std::uint64_t now = last_stream_end_, last_issue = last_issue_;
+    const auto rel = [now](std::uint64_t t) { return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(now); };
     *out++ = requests_made;
     if (requests_made) {
-      *out++ = rel(last_issue_);
-      *out++ = rel(std::max(bus_free_, last_issue_ + latency_));
-      *out++ = rel(std::max(epilogue_done_, last_stream_end_));
+      *out++ = rel(last_issue);
+      *out++ = rel(std::max(bus_free_, last_issue + latency_));
+      *out++ = rel(std::max(epilogue_done_, now));
       // Completions never fall in request order (each waits for the bus the one before frees), so
       // the requests still in flight after the last issue are the newest few, taken newest first:
       // the rest, which would all read as the last issue, are left out, and how many are in
-      // flight (written ahead of them) says where.
-      std::int64_t& in_flight = *out++;
-      in_flight = 0;
-      for (std::uint64_t k = ring_pos_; static_cast<std::uint64_t>(in_flight) < queue_depth_; ++in_flight) {
-        k = (k == 0 ? queue_depth_ : k) - 1;
-        if (ring_[k] <= last_issue_) break;
-        *out++ = rel(ring_[k]);
-      }
+      // flight (written ahead of them) says where. The ring is read as it is stored (less
+      // ring_shift_), from its position down to 0, then from its end down to the position.
+      std::int64_t* in_flight = out++;
+      const std::uint64_t* ring = ring_.data();
+      const std::uint64_t done_by = last_issue - ring_shift_, origin = now - ring_shift_;
+      const std::int64_t* first = out;
+      const auto newest_down_to = [&](std::uint64_t from, std::uint64_t to) {
+        for (std::uint64_t k = from; k > to; --k) {
+          if (ring[k - 1] <= done_by) return false;
+          *out++ = static_cast<std::int64_t>(ring[k - 1] - origin);
+        }
+        return true;
+      };
+      if (newest_down_to(ring_pos_, 0)) newest_down_to(queue_depth_, ring_pos_);
+      *in_flight = out - first;
     }
     // Past its prefetch distance, no load of an operand has been made for a step yet. Requests
     // complete in the order they issue, so once an operand's latest load is done by the last
     // stream end, every one of its loads ahead would read 0: a single 0 says so. Otherwise that
     // load is one of them and reads more, and a 1 comes first.
+    const StepSlot* slots = slots_.data();
+    const std::uint64_t mask = slot_count_ - 1, first_ahead = last_step_ + 1 - slot_origin_, shift = slot_time_shift_;
     const auto loads_ahead = [&](std::uint64_t prefetch, std::uint64_t StepSlot::*done, std::uint64_t last_done) {
-      *out++ = last_done > last_stream_end_;
-      if (last_done <= last_stream_end_) return;
-      const std::uint64_t mask = slot_count_ - 1;
-      std::uint64_t at = last_step_ + 1 - slot_origin_;
-      for (std::uint64_t step = last_step_ + 1; step <= last_step_ + prefetch; ++step, ++at) {
-        const StepSlot& slot = slots_[at & mask];
-        *out++ = slot.step == step ? rel(std::max(slot.*done, last_stream_end_)) : 0;
+      *out++ = last_done > now;
+      if (last_done <= now) return;
+      for (std::uint64_t key = first_ahead; key < first_ahead + prefetch; ++key) {
+        const StepSlot& slot = slots[key & mask];
+        *out++ = slot.step == key ? rel(std::max(slot.*done + shift, now)) : 0;
       }
     };
     loads_ahead(layer_.input_prefetch, &StepSlot::input_done, last_input_done_);
     loads_ahead(layer_.weight_prefetch, &StepSlot::weight_done, last_weight_done_);
-    for (const Buffer* b : {&input_, &weight_, &output_}) {
-      if (!b->bounded) continue;
-      *out++ = static_cast<std::int64_t>(b->held);
-      *out++ = static_cast<std::int64_t>(b->releases.size());
-      for (std::size_t k = 0; k < b->releases.size(); ++k) {
-        *out++ = rel(b->releases[k].time);
-        *out++ = static_cast<std::int64_t>(b->releases[k].bytes);
+    const auto buffer_state = [&](const Buffer& b) {
+      if (!b.bounded) return;
+      const std::size_t pending = b.releases.size();
+      *out++ = static_cast<std::int64_t>(b.held);
+      *out++ = static_cast<std::int64_t>(pending);
+      for (std::size_t k = 0; k < pending; ++k) {
+        const ReleaseQueue::Release release = b.releases[k];
+        *out++ = rel(release.time);
+        *out++ = static_cast<std::int64_t>(release.bytes);
       }
-    }
+    };
+    buffer_state(input_);
+    buffer_state(weight_);
+    buffer_state(output_);
     into.end_at(out);
     return true;
   }
@@ -1091,23 +1155,17 @@ class ScheduleWalk {
   // Moves the state `steps` steps and `delta` cycles on; the request side too if `requests`.
   void shift_all(std::uint64_t delta, std::uint64_t steps, bool requests) {
     if (requests) {
-      for (std::uint64_t k = 0; k < queue_depth_; ++k) ring_[k] = std::max(ring_[k], last_issue_) + delta;
+      ring_shift_ += delta;
       // The last request of the period repeats a period on: its issue and completion move with it.
       bus_free_ += delta;
       epilogue_done_ = std::max(epilogue_done_, last_stream_end_) + delta;
       last_issue_ += delta;
     }
-    // The loads of the steps ahead repeat a period on: their slots stay,
-    // renumbered, with their load completions moved on. Slots of steps already streamed keep
-    // numbers below every step still to come.
+    // The loads of the steps ahead repeat a period on: their slots stay, renumbered, with their
+    // load completions moved on (the ones before the last stream end, which a step reads as
+    // that, stay before it). Slots of steps already streamed now name steps before the last.
     slot_origin_ += steps;
-    for (std::uint64_t k = 1; k <= layer_.max_prefetch; ++k) {
-      StepSlot& slot = slots_[(last_step_ + k + steps - slot_origin_) & (slot_count_ - 1)];
-      if (slot.step != last_step_ + k) continue;
-      slot.step += steps;
-      slot.input_done = std::max(slot.input_done, last_stream_end_) + delta;
-      slot.weight_done = std::max(slot.weight_done, last_stream_end_) + delta;
-    }
+    slot_time_shift_ += delta;
     last_input_done_ = std::max(last_input_done_, last_stream_end_) + delta;
     last_weight_done_ = std::max(last_weight_done_, last_stream_end_) + delta;
     last_stream_end_ += delta;
@@ -1184,7 +1242,7 @@ class ScheduleWalk {
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
       const std::uint64_t requests_before = requests_;
       body(base + i * stride);
-      if (!can_jump || i + 1 < first_compared || i >= last_jumpable || !ok_) continue;
+      if (i >= last_jumpable || i + 1 < first_compared || !ok_) continue;  // last_jumpable is 0 when the loop cannot jump
       Snapshot& now = snapshots[current];
       const bool taken = snapshot(now, requests_ != requests_before);
       const std::uint64_t land = taken && compared && now == snapshots[1 - current] ? landing(i) : i;
@@ -1217,6 +1275,8 @@ class ScheduleWalk {
   // nothing to jump, so walk_pass leaves it out.
   void walk_loops(const Loop* loops, std::size_t levels, std::uint64_t base) {
     if (levels == 0) return step(base);
+    // The innermost loop walks its steps itself, a call less for every step.
+    if (levels == 1) return iterate(base, *loops, [&](std::uint64_t b) { step(b); });
     iterate(base, *loops, [&](std::uint64_t b) { walk_loops(loops + 1, levels - 1, b); });
   }
 
@@ -1267,18 +1327,36 @@ class ScheduleWalk {
   std::uint64_t total_compute_ = 0, bytes_before_last_write_ = 0;
   std::uint64_t ring_pos_ = 0, last_step_ = 0, walked_ = 0, requests_ = 0;  // ring_pos_: request count mod Q
   SmallArray<std::uint64_t, 64> ring_;  // completions of the last Q requests, by request number mod Q
+  // ring_ holds completions less ring_shift_, so that a jump moves every request in flight at
+  // once. A jump would also lift the completions before the last issue to it; those are left
+  // below it instead, where issue() and snapshot() read them the same (they compare each with
+  // the last issue, which stays ahead of every such lift).
+  std::uint64_t ring_shift_ = 0;
   // Steps from the one last streamed through the prefetch window, by step mod slot_count_ (a
   // power of two of at least the window plus 3).
   std::uint64_t slot_count_ = 1;
   SmallArray<StepSlot, 16> slots_;
-  std::uint64_t slot_origin_ = 0;  // step slot_origin_ + j lives in slots_[j mod slot_count_]
+  // Step slot_origin_ + j lives in slots_[j mod slot_count_], which names it by j; its load
+  // completions are kept less slot_time_shift_ (modulo 2^64), which a jump moves on.
+  std::uint64_t slot_origin_ = 0, slot_time_shift_ = 0;
   // The completion of each operand's latest load, moved on by a jump like the slots.
   std::uint64_t last_input_done_ = 0, last_weight_done_ = 0;
   // No step before these loads the operand (LayerSteps::next_input_load, next_weight_load).
   std::uint64_t next_input_load_ = 0, next_weight_load_ = 0;
   bool input_loads_skip_steps_ = false;
+  // The layer's quantities every step reads, kept here to spare a load through layer_.
+  std::uint64_t steps_ = 0;
+  std::int64_t input_prefetch_ = 0, weight_prefetch_ = 0;
+  bool loads_input_ = true, output_on_chip_ = false, epilogue_off_chip_ = false;
+  // Which cursors keep their neighbour (LayerSteps::records_read_next, input_loads_read_prev,
+  // weight_loads_read_prev).
+  bool records_read_next_ = true, input_loads_read_prev_ = true, weight_loads_read_prev_ = true;
   Buffer input_, weight_, output_;
-  StepRecord last_record_;
+  // What close_block needs of the step last streamed.
+  struct StreamedBlock {
+    std::uint64_t accumulator_bytes = 0, block_bytes = 0;
+    bool closed = false;
+  } last_block_;
   StepCursor stream_cursor_, input_cursor_, weight_cursor_;
   std::array<std::uint64_t, kinds> memo_bytes_{}, memo_cycles_{};
   std::size_t depth_ = 0;  // nesting level of iterate()
