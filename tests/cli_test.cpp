@@ -577,6 +577,13 @@ TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
 
 // A systolic NPU (the shipped preset, and a SCALE-Sim .cfg) under the serving engine: the run
 // balances its samples, names the NPU, and `validate` writes a scenario that runs the same.
+// The issue's example: the default scenario gives duration_s, and --set samples replaces it.
+TEST_F(CliRun, SamplesReplaceTheDefaultScenariosDuration) {
+  const auto r = run("run default --set simulation.samples=50");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("samples     50 arrived, 50 completed"), std::string::npos) << r.out;
+}
+
 TEST_F(CliRun, SystolicNpusServe) {
   const auto out = dir_ / "systolic";
   const auto r = run("run default --set npu=systolic --set simulation.duration_s=10 --out " + out.string());
@@ -643,7 +650,11 @@ TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {
   expect_one_line_error(run("run default --set scheduler.plugins=[nothere.so]"),
                         "scheduler.plugins[0] = nothere.so: allowed a policy plugin that loads (cannot load policy "
                         "plugin ./nothere.so");
-  expect_one_line_error(run("run default --set simulation.samples=10"),
+  // Setting samples replaces the default's duration_s; a file that gives both is refused.
+  expect_one_line_error(run("run default --set simulation.samples=10 --set simulation.seed=x"),
+                        "simulation.seed = x: allowed");
+  expect_one_line_error(run("run " + write("both.yaml", "include: " NPUSIM_SOURCE_DIR "/configs/scenarios/default.yaml\n"
+                                                        "simulation: {seed: 1, samples: 10}\n").string()),
                         "simulation: give exactly one of samples (arrivals to simulate) or duration_s");
   expect_one_line_error(run("run default --set devices[0].slo_ms=0"), "devices[0].slo_ms = 0: allowed a number in (0, 1000000000] ms");
   expect_one_line_error(run("run default --set npu.clock_mhz=0"), "(--set npu.clock_mhz): npu.clock_mhz = 0");
