@@ -40,7 +40,7 @@ workloads::LayerDef parse_layer(const ConfigNode& node) {
   using workloads::LayerType;
   workloads::LayerDef layer;
   layer.origin = origin_of(node);
-  layer.type = static_cast<LayerType>(node.at("type").as_choice(workloads::layer_type_names(), "a layer type"));
+  layer.type = static_cast<LayerType>(node.at("type").as_choice(workloads::file_layer_type_names(), "a layer type"));
   switch (layer.type) {
     case LayerType::conv:
       node.expect_keys({"name", "type", "inputs", "out_channels", "kernel", "stride", "padding",
@@ -56,6 +56,9 @@ workloads::LayerDef parse_layer(const ConfigNode& node) {
     case LayerType::global_avgpool:
     case LayerType::add:
     case LayerType::concat:
+    case LayerType::matmul:  // not among the file types as_choice accepts
+    case LayerType::vector:
+    case LayerType::resample:
       node.expect_keys({"name", "type", "inputs"});
       break;
   }
@@ -95,6 +98,10 @@ workloads::ExitDef parse_exit(const ConfigNode& node) {
   return exit;
 }
 
+workloads::ScaleSimChaining chaining(bool strict) {
+  return strict ? workloads::ScaleSimChaining::strict : workloads::ScaleSimChaining::implicit_steps;
+}
+
 std::string read_file(const std::filesystem::path& file) {
   try {
     return traces::read_input_file(file);
@@ -105,10 +112,11 @@ std::string read_file(const std::filesystem::path& file) {
 
 }  // namespace
 
-workloads::NetworkDef parse_network(const ConfigNode& document, const std::filesystem::path& base_dir) {
+workloads::NetworkDef parse_network(const ConfigNode& document, const std::filesystem::path& base_dir,
+                                    const ModelLoadOptions& options) {
   document.expect_keys({"network"});
   const ConfigNode node = document.at("network");
-  node.expect_keys({"name", "description", "input", "layers", "scalesim_csv", "exits"});
+  node.expect_keys({"name", "description", "input", "layers", "scalesim_csv", "strict", "exits"});
   workloads::NetworkDef net;
   net.source = document.source();
   net.name = node.at("name").as_name();
@@ -131,9 +139,11 @@ workloads::NetworkDef parse_network(const ConfigNode& document, const std::files
     } catch (const traces::InputFileError& e) {
       throw ConfigError(fmt::format("{}: network.scalesim_csv: {}", origin_of(node.at("scalesim_csv")), e.what()));
     }
+    const bool strict = options.strict_scalesim || (node.has("strict") && read_bool(node.at("strict")));
     std::istringstream in(text);
-    workloads::import_scalesim_csv(in, csv.string(), net);
+    workloads::import_scalesim_csv(in, csv.string(), net, chaining(strict));
   } else {
+    if (node.has("strict")) node.at("strict").fail_here("applies to a scalesim_csv backbone only");
     const ConfigNode input = node.at("input");
     input.expect_keys({"height", "width", "channels"});
     net.input = {input.at("height").as_uint32(), input.at("width").as_uint32(), input.at("channels").as_uint32()};
@@ -160,7 +170,7 @@ bool is_zoo_model(const std::string& name) {
   return false;
 }
 
-workloads::LoweredNetwork load_model(const std::string& name_or_file) {
+workloads::LoweredNetwork load_model(const std::string& name_or_file, const ModelLoadOptions& options) {
   for (const auto& model : embedded::models)
     if (name_or_file == model.name) {
       const std::string source = fmt::format("<zoo {}>", model.name);
@@ -173,7 +183,7 @@ workloads::LoweredNetwork load_model(const std::string& name_or_file) {
     workloads::NetworkDef net;
     net.source = file.string();
     net.name = file.stem().string();
-    workloads::import_scalesim_csv(in, file.string(), net);
+    workloads::import_scalesim_csv(in, file.string(), net, chaining(options.strict_scalesim));
     // A bare backbone: every sample runs to the last layer. Exits come from an overlay.
     net.exits.push_back({"final", net.layers.back().name, 1.0, {}, file.string()});
     return workloads::lower_network(net);
@@ -183,7 +193,7 @@ workloads::LoweredNetwork load_model(const std::string& name_or_file) {
     for (const auto& model : embedded::models) names.emplace_back(model.name);
     throw ConfigError(fmt::format("{}: not a zoo model ({}) and no such file", name_or_file, fmt::join(names, ", ")));
   }
-  return workloads::lower_network(parse_network(ConfigNode::load_file(file), file.parent_path()));
+  return workloads::lower_network(parse_network(ConfigNode::load_file(file), file.parent_path(), options));
 }
 
 }  // namespace npusim::sim

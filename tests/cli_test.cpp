@@ -160,6 +160,26 @@ TEST_F(Cli, ModelJsonHasTheContractKeys) {
             std::string::npos);
 }
 
+// SCALE-Sim's AlexNet serves as shipped: implicit pooling steps join its rows, marked in the
+// text and the JSON; --strict keeps the chaining check.
+TEST_F(Cli, ModelTakesScaleSimTopologiesWithImplicitStepsUnlessStrict) {
+  const std::string alexnet = NPUSIM_SOURCE_DIR "/examples/scalesim/alexnet.csv";
+  const auto text = run("model " + alexnet);
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("Conv2.implicit               maxpool*"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("* implicit: 2 steps not in the source"), std::string::npos) << text.out;
+  const auto json = run("model " + alexnet + " --json");
+  ASSERT_EQ(json.status, 0) << json.err;
+  EXPECT_NE(json.out.find("\"name\": \"Conv2.implicit\", \"kind\": \"maxpool\""), std::string::npos) << json.out;
+  std::size_t implicit = 0;
+  for (auto at = json.out.find("\"implicit\": true"); at != std::string::npos; at = json.out.find("\"implicit\": true", at + 1))
+    ++implicit;
+  EXPECT_EQ(implicit, 2u);
+  expect_one_line_error(run("model " + alexnet + " --strict"),
+                        "alexnet.csv:3: layer Conv2: IFMAP 27x27x96 does not follow from Conv1's 54x54x96 output "
+                        "(rows must chain: same channels, input = output + symmetric padding)");
+}
+
 TEST_F(Cli, ModelTextAndDescribe) {
   const auto model = run("model vgg16");
   ASSERT_EQ(model.status, 0) << model.err;
