@@ -529,7 +529,7 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
 
   ModelOptions model;
   auto* model_cmd = app.add_subcommand("model", "A network as lowered: layers, GEMM shapes, exits, totals");
-  model_cmd->add_option("model", model.model, "Zoo name, network YAML file or SCALE-Sim CSV")->required();
+  model_cmd->add_option("model", model.model, "Zoo name, network YAML file, SCALE-Sim CSV or ONNX model")->required();
   model_cmd->add_option("--npu", model.npu_file,
                         "NPU YAML or SCALE-Sim .cfg file: also print the whole network's cycles per sample, MAC "
                         "utilisation and roofline ratio at batch 1 and the largest batch");
