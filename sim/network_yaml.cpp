@@ -115,8 +115,8 @@ std::string read_file(const std::filesystem::path& file) {
 }
 
 // ONNX models carry their weights, so they may be far larger than a configuration file:
-// protobuf reads at most 2 GiB.
-constexpr std::uint64_t max_onnx_bytes = (std::uint64_t{1} << 31) - 1;
+// protobuf reads less than 2 GiB.
+constexpr std::uint64_t max_onnx_bytes = std::uint64_t{2047} << 20;
 
 // `where` prefixes a file error ("net.yaml:3: network.backbone: "), empty for a command line name.
 workloads::OnnxBackbone read_onnx(const std::filesystem::path& file, const std::string& where) {
