@@ -139,10 +139,10 @@ TEST_P(OnnxServing, AnExitOverlayServes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Torchvision, OnnxExports,
-                         ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+                         ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121",
                                            "vit_small"));
 INSTANTIATE_TEST_SUITE_P(Torchvision, OnnxServing,
-                         ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+                         ::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121",
                                            "vit_small"));
 
 // ---- small graphs built here ----
@@ -282,6 +282,30 @@ TEST(OnnxLowering, BatchNormFoldsAndADynamicBatchIsOneSample) {
   EXPECT_EQ(net.layers[3].params, 16u);
   EXPECT_EQ(net.total_params, 8u * 4 + 8 + 16);
   EXPECT_EQ(net.input, (workloads::TensorShape{6, 6, 4}));
+}
+
+// onnxruntime's FusedConv is a convolution with its activation fused; a constant subgraph of
+// any op (here a ScatterND building a mask) costs nothing.
+TEST(OnnxLowering, FusedConvAndConstantSubgraphs) {
+  Graph g({1, 3, 8, 8});
+  auto* microsoft = g.model.add_opset_import();
+  microsoft->set_domain("com.microsoft");
+  microsoft->set_version(1);
+  g.weight("w", {4, 3, 3, 3});
+  g.weight("b", {4});
+  auto* fused = g.node("FusedConv", "fused", {"x", "w", "b"}, "c");
+  fused->set_domain("com.microsoft");
+  Graph::attribute(fused, "pads", {1, 1, 1, 1});
+  g.weight("zeros", {1, 4, 8, 8});
+  g.ints("where", {0, 0, 0, 0});
+  g.weight("update", {1});
+  g.node("ScatterND", "mask", {"zeros", "where", "update"}, "m");
+  g.node("Add", "masked", {"c", "m"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);  // the masked add runs in the convolution's epilogue
+  EXPECT_EQ(net.layers[0].op, "FusedConv");
+  EXPECT_EQ(net.layers[0].macs, 8u * 8 * 4 * 27);
+  EXPECT_EQ(net.layers[0].params, 4u * 27 + 4);  // a constant computed from several is no parameter
 }
 
 TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {

@@ -137,6 +137,7 @@ class Importer {
       fail("not an ONNX model (no graph with nodes): allowed a model saved by torch.onnx.export or onnx.save");
     read_opsets();
     const auto& graph = model_.graph();
+    for (const auto& info : graph.value_info()) record_dims(info);
     for (const auto& init : graph.initializer()) values_[init.name()] = constant_of(init);
     read_input();
     for (const auto& node : graph.node())
@@ -235,6 +236,17 @@ class Importer {
       n = *product;
     }
     return n;
+  }
+
+  // Shapes the exporter wrote down (value_info), when every dimension is fixed.
+  void record_dims(const onnx::ValueInfoProto& info) {
+    if (!info.type().has_tensor_type() || !info.type().tensor_type().has_shape()) return;
+    Dims dims;
+    for (const auto& d : info.type().tensor_type().shape().dim()) {
+      if (!d.has_dim_value() || d.dim_value() < 0 || d.dim_value() > max_dim) return;
+      dims.push_back(d.dim_value());
+    }
+    recorded_dims_[info.name()] = std::move(dims);
   }
 
   void read_input() {
@@ -580,15 +592,55 @@ class Importer {
       }
       return out;
     }
-    if (op == "Slice") {
+    if (op == "Slice" || op == "Transpose") {
       const Value& data = input(node, 0);
-      if (!data.ints || data.dims.size() != 1) return std::nullopt;
-      const auto [start, step] = slice_start_step(node, data.dims);
+      if (!data.ints) return std::nullopt;
+      // Each output element's source index, axis by axis: a slice starts and steps, a transpose
+      // permutes.
+      const std::size_t rank = data.dims.size();
+      Dims start(rank, 0), step(rank, 1), perm(rank);
+      std::iota(perm.begin(), perm.end(), 0);
+      if (op == "Slice") {
+        const auto a = slice_arguments(node, rank);
+        for (std::size_t k = 0; k < a.axes.size(); ++k) {
+          const auto axis = static_cast<std::size_t>(a.axes[k]);
+          const std::int64_t n = data.dims[axis];
+          const std::int64_t s = a.starts[k] < 0 ? a.starts[k] + n : a.starts[k];
+          start[axis] = a.steps[k] > 0 ? std::clamp<std::int64_t>(s, 0, n) : std::clamp<std::int64_t>(s, 0, n - 1);
+          step[axis] = a.steps[k];
+        }
+      } else if (const auto given = ints_attr(node, "perm"); given && given->size() == rank) {
+        perm = *given;
+      } else {
+        std::reverse(perm.begin(), perm.end());
+      }
       std::vector<std::int64_t> out;
-      for (std::int64_t i = 0, at = start; i < out_dims[0]; ++i, at += step) out.push_back((*data.ints)[static_cast<std::size_t>(at)]);
+      out.reserve(count);
+      Dims index(rank, 0);
+      for (std::uint64_t n = 0; n < count; ++n) {
+        std::int64_t flat = 0;
+        for (std::size_t axis = 0; axis < rank; ++axis) {
+          // Output axis k reads input axis perm[k].
+          std::int64_t at = 0;
+          for (std::size_t k = 0; k < rank; ++k)
+            if (static_cast<std::size_t>(perm[k]) == axis) at = start[axis] + index[k] * step[axis];
+          flat = flat * data.dims[axis] + at;
+        }
+        if (flat < 0 || static_cast<std::size_t>(flat) >= data.ints->size()) return std::nullopt;
+        out.push_back((*data.ints)[static_cast<std::size_t>(flat)]);
+        for (std::size_t k = rank; k-- > 0;) {
+          if (++index[k] < out_dims[k]) break;
+          index[k] = 0;
+        }
+      }
       return out;
     }
-    if (op == "Cast") return ints_of(0);
+    if (op == "Cast" || op == "Floor" || op == "Ceil" || op == "Round") return ints_of(0);
+    if ((op == "Neg" || op == "Abs") && ints_of(0)) {
+      std::vector<std::int64_t> out = *ints_of(0);
+      for (auto& x : out) x = op == "Neg" ? -x : std::abs(x);
+      return out;
+    }
     if (elementwise_ops().count(op) && node.input_size() >= 2) {
       for (int i = 0; i < node.input_size(); ++i)
         if (!ints_of(i)) return std::nullopt;
@@ -609,6 +661,7 @@ class Importer {
         else if (op == "Sub") out[i] = x - y;
         else if (op == "Mul") out[i] = x * y;
         else if (op == "Div") out[i] = y == 0 ? 0 : x / y;
+        else if (op == "Mod") out[i] = y == 0 ? 0 : ((x % y) + y) % y;  // the divisor's sign, as Python's
         else if (op == "Equal") out[i] = x == y;
         else if (op == "Max") out[i] = std::max(x, y);
         else if (op == "Min") out[i] = std::min(x, y);
@@ -643,19 +696,6 @@ class Importer {
   }
 
   // ---- shapes of views and constants ----
-
-  std::pair<std::int64_t, std::int64_t> slice_start_step(const onnx::NodeProto& node, const Dims& dims) const {
-    const auto [starts, ends, axes, steps] = slice_arguments(node, dims.size());
-    (void)ends;
-    for (std::size_t k = 0; k < axes.size(); ++k)
-      if (axes[k] == 0) {
-        const auto n = dims[0];
-        std::int64_t s = starts[k] < 0 ? starts[k] + n : starts[k];
-        s = steps[k] > 0 ? std::clamp<std::int64_t>(s, 0, n) : std::clamp<std::int64_t>(s, 0, n - 1);
-        return {s, steps[k]};
-      }
-    return {0, 1};
-  }
 
   struct SliceArguments {
     Dims starts, ends, axes, steps;
@@ -867,7 +907,10 @@ class Importer {
       return out;
     }
     if (unary_ops().count(op)) return in;
-    fail_node(node, "has no shape rule for constant inputs");
+    // Another op on constants: the shape the exporter recorded, else its first input's (the
+    // scatters and cumulative ops that build masks keep it).
+    if (const auto recorded = recorded_dims_.find(node.output(0)); recorded != recorded_dims_.end()) return recorded->second;
+    return in;
   }
 
   // ---- the nodes ----
@@ -886,11 +929,13 @@ class Importer {
   }
 
   void import_node(const onnx::NodeProto& node, int index) {
-    check_supported(node);
     const std::string& op = node.op_type();
     bool all_constant = true;
     for (int i = 0; i < node.input_size(); ++i)
       if (!node.input(i).empty()) all_constant = all_constant && input(node, i).constant();
+    // A node of constants costs nothing whatever its op (a Swin attention mask built with
+    // ScatterND): only its output's shape matters.
+    if (!all_constant) check_supported(node);
     if (all_constant || shape_ops().count(op)) return constant_node(node);
     if (op == "Conv" || op == "FusedConv") return conv(node, index);
     if (op == "Gemm" || op == "MatMul") return matmul(node, index);
@@ -1252,6 +1297,7 @@ class Importer {
   std::unordered_map<std::string, Value> values_;
   std::unordered_map<std::string, std::size_t> readers_;
   std::unordered_map<std::string, std::string> layer_of_;
+  std::unordered_map<std::string, Dims> recorded_dims_;
   std::string input_name_;
   std::vector<LayerDef> layers_;
   std::vector<bool> has_bias_;

@@ -14,8 +14,9 @@ The counts:
   run as functions and so fire no hooks, the analytic count of a self-attention over T tokens
   of width D: T.D.3D (in projection) + 2.T.T.D (Q.K^T and A.V) + T.D.D (out projection).
 - Parameters: every parameter of the module, with batch norm folded as an ONNX export folds it:
-  a BatchNorm2d's scale and bias (2 C) are not counted, and the convolution before it gains a
-  bias (C) if it had none (docs/models.md, "Parameters").
+  a BatchNorm2d right after a convolution has its scale and bias (2 C) folded away, and the
+  convolution gains a bias (C) if it had none; any other BatchNorm2d (DenseNet's, before its
+  convolutions) keeps its scale and bias (docs/models.md, "Parameters").
 """
 import json
 import os
@@ -43,6 +44,7 @@ NETWORKS = {
     "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(), 224, 17, False),
     "mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(), 224, 17, False),
     "efficientnet_b0": (lambda: torchvision.models.efficientnet_b0(), 224, 17, False),
+    "densenet121": (lambda: torchvision.models.densenet121(), 224, 17, False),
     "vit_small": (small_vit, 64, 17, True),
 }
 
@@ -56,7 +58,7 @@ def count(model, size):
         nonlocal macs
         kh, kw = module.kernel_size
         macs += output.numel() * (module.in_channels // module.groups) * kh * kw
-        conv_outputs[id(output)] = module
+        conv_outputs[id(output)] = (module, output)  # the tensor kept alive, so its id is not reused
 
     def linear_hook(module, inputs, output):
         nonlocal macs
@@ -69,11 +71,15 @@ def count(model, size):
         d = module.embed_dim
         macs += tokens * d * 3 * d + 2 * tokens * tokens * d + tokens * d * d
 
+    folded = []
+
     def norm_hook(module, inputs):
         nonlocal folded_bias
-        conv = conv_outputs.get(id(inputs[0]))
-        if conv is not None and conv.bias is None:
-            folded_bias += module.num_features
+        conv, _ = conv_outputs.get(id(inputs[0]), (None, None))
+        if conv is not None:
+            folded.append(module)
+            if conv.bias is None:
+                folded_bias += module.num_features
 
     for m in model.modules():
         if isinstance(m, torch.nn.Conv2d):
@@ -87,7 +93,7 @@ def count(model, size):
     with torch.no_grad():
         model(torch.randn(1, 3, size, size))
     params = sum(p.numel() for p in model.parameters())
-    params -= sum(m.weight.numel() + m.bias.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    params -= sum(m.weight.numel() + m.bias.numel() for m in folded)
     return macs, params + folded_bias
 
 
