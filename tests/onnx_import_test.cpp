@@ -331,6 +331,18 @@ TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
     EXPECT_EQ(error.rfind("t.onnx: ", 0), 0u) << error;
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   }
+  // Found by the fuzzer: a Concat of scalars, and a node that writes nothing.
+  Graph scalars({1, 4});
+  scalars.ints("a", {});
+  scalars.graph->mutable_initializer(0)->clear_dims();
+  scalars.graph->mutable_initializer(0)->add_int64_data(3);
+  scalars.node("Concat", "joined", {"a", "a"}, "j");
+  EXPECT_EQ(import_error(scalars.bytes("j")), "t.onnx: node joined (Concat): axis 0 of a rank-0 tensor");
+  Graph silent({1, 4});
+  silent.node("Relu", "relu", {"x"}, "r");
+  silent.graph->mutable_node(0)->clear_output();
+  EXPECT_EQ(import_error(silent.bytes("r")), "t.onnx: node relu (Relu): has no output: allowed nodes that write a tensor");
+
   EXPECT_EQ(import_error(noise),
             "t.onnx: not an ONNX model (the protobuf does not parse: malformed or truncated): allowed a model saved by "
             "torch.onnx.export or onnx.save");

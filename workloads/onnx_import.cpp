@@ -339,7 +339,7 @@ class Importer {
 
   std::int64_t normal_axis(const onnx::NodeProto& node, std::int64_t axis, std::size_t rank) const {
     const auto r = static_cast<std::int64_t>(rank);
-    if (axis < -r || axis >= std::max<std::int64_t>(r, 1)) fail_node(node, fmt::format("axis {} of a rank-{} tensor", axis, rank));
+    if (axis < -r || axis >= r) fail_node(node, fmt::format("axis {} of a rank-{} tensor", axis, rank));
     return axis < 0 ? axis + r : axis;
   }
 
@@ -930,6 +930,7 @@ class Importer {
 
   void import_node(const onnx::NodeProto& node, int index) {
     const std::string& op = node.op_type();
+    if (node.output_size() == 0 || node.output(0).empty()) fail_node(node, "has no output: allowed nodes that write a tensor");
     bool all_constant = true;
     for (int i = 0; i < node.input_size(); ++i)
       if (!node.input(i).empty()) all_constant = all_constant && input(node, i).constant();
