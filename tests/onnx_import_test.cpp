@@ -308,6 +308,19 @@ TEST(OnnxLowering, FusedConvAndConstantSubgraphs) {
   EXPECT_EQ(net.layers[0].params, 4u * 27 + 4);  // a constant computed from several is no parameter
 }
 
+// A convolution over a tensor that a reshape made a batch of 4 images runs 4 GEMMs.
+TEST(OnnxLowering, AConvolutionOverSeveralImagesCountsEach) {
+  Graph g({1, 8, 6, 6});
+  g.ints("shape", {4, 2, 6, 6});
+  g.node("Reshape", "frames", {"x", "shape"}, "f");
+  g.weight("w", {3, 2, 3, 3});
+  g.node("Conv", "conv", {"f", "w"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);
+  EXPECT_EQ(net.layers[0].macs, 4u * 4 * 4 * 3 * 2 * 9);
+  EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{16, 4, 3}));
+}
+
 TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
   Graph g({1, 4, 6, 6});
   g.node("Relu", "relu", {"x"}, "r");

@@ -1027,6 +1027,9 @@ class Importer {
     out.insert(out.end(), geometry.out.begin(), geometry.out.end());
     if (work.out_height != geometry.out[0] || (spatial == 2 && work.out_width != geometry.out[1]))
       fail_node(node, "the lowered window does not give the output size");
+    // Several images in one tensor (a reshape made windows or frames a batch): one GEMM each,
+    // with the same weights.
+    work.gemm.groups *= static_cast<std::uint64_t>(x.dims[0]);
     const Dims hwc = hwc_of(out);
     work.out_height = u32(node, hwc[0]);
     work.out_width = u32(node, hwc[1]);
