@@ -308,6 +308,22 @@ TEST(OnnxLowering, FusedConvAndConstantSubgraphs) {
   EXPECT_EQ(net.layers[0].params, 4u * 27 + 4);  // a constant computed from several is no parameter
 }
 
+// Half-precision weights cast up before use are still the layer's parameters.
+TEST(OnnxLowering, WeightsCastFromHalfPrecisionCount) {
+  Graph g({1, 3, 4, 4});
+  auto* half = g.graph->add_initializer();
+  half->set_name("w16");
+  half->set_data_type(onnx::TensorProto::FLOAT16);
+  for (const std::int64_t d : {2, 3, 1, 1}) half->add_dims(d);
+  for (int i = 0; i < 6; ++i) half->add_int32_data(0x3C00);  // 1.0 in IEEE half precision
+  auto* cast = g.node("Cast", "to_float", {"w16"}, "w");
+  Graph::attribute(cast, "to", onnx::TensorProto::FLOAT);
+  g.node("Conv", "conv", {"x", "w"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);
+  EXPECT_EQ(net.total_params, 6u);
+}
+
 // A convolution over a tensor that a reshape made a batch of 4 images runs 4 GEMMs.
 TEST(OnnxLowering, AConvolutionOverSeveralImagesCountsEach) {
   Graph g({1, 8, 6, 6});

@@ -492,7 +492,12 @@ class Importer {
       out = input(node, 0);
       // An exporter's copy of a weight under another name is a parameter of its own.
       if (op == "Identity" && !out.param.empty()) out.param = node.output(0);
-      if (op == "Cast") out.floating = false;
+      if (op == "Cast") {
+        // A half-precision weight cast up is still a weight; a cast to integers is not.
+        using T = onnx::TensorProto;
+        const auto to = int_attr(node, "to", T::FLOAT);
+        out.floating = to == T::FLOAT || to == T::FLOAT16 || to == T::DOUBLE || to == T::BFLOAT16;
+      }
     } else {
       out.dims = output_dims(node, input(node, 0).dims);
       out.ints = constant_ints(node, out.dims);
