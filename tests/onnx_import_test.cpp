@@ -324,6 +324,22 @@ TEST(OnnxLowering, WeightsCastFromHalfPrecisionCount) {
   EXPECT_EQ(net.total_params, 6u);
 }
 
+// A transposed convolution: each of the 4 x 4 input positions times 8 input channels gives a
+// 3 x 3 patch of 2 output channels; output (4 - 1) * 2 - 1 - 1 + 3 + 1 = 8 per side.
+TEST(OnnxLowering, ConvTransposeIsAGemmOverInputPositions) {
+  Graph g({1, 8, 4, 4});
+  g.weight("w", {8, 2, 3, 3});
+  auto* up = g.node("ConvTranspose", "up", {"x", "w"}, "y");
+  Graph::attribute(up, "strides", {2, 2});
+  Graph::attribute(up, "pads", {1, 1, 1, 1});
+  Graph::attribute(up, "output_padding", {1, 1});
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);
+  EXPECT_EQ(net.layers[0].macs, 4u * 4 * 8 * 2 * 9);
+  EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{8, 8, 2}));
+  EXPECT_EQ(net.layers[0].params, 8u * 2 * 9);
+}
+
 // A convolution over a tensor that a reshape made a batch of 4 images runs 4 GEMMs.
 TEST(OnnxLowering, AConvolutionOverSeveralImagesCountsEach) {
   Graph g({1, 8, 6, 6});

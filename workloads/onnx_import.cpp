@@ -68,7 +68,7 @@ const Strings& pass_ops() {
   return ops;
 }
 const Strings& other_ops() {
-  static const Strings ops{"AveragePool", "BatchNormalization", "Conv",   "Gemm",    "GlobalAveragePool",
+  static const Strings ops{"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "Gemm", "GlobalAveragePool",
                            "GlobalMaxPool", "MatMul",           "MaxPool", "Resize", "Upsample"};
   return ops;
 }
@@ -379,8 +379,8 @@ class Importer {
   // Parameters this node reads (docs/models.md, "Parameters"): each parameter once; a one-element
   // constant counts only as an input of a GEMM (elsewhere it is an arithmetic literal).
   std::uint64_t new_params(const onnx::NodeProto& node, const std::set<int>& skip = {}) {
-    const bool gemm = node.op_type() == "Conv" || node.op_type() == "FusedConv" || node.op_type() == "Gemm" ||
-                      node.op_type() == "MatMul";
+    const bool gemm = node.op_type() == "Conv" || node.op_type() == "FusedConv" || node.op_type() == "ConvTranspose" ||
+                      node.op_type() == "Gemm" || node.op_type() == "MatMul";
     std::uint64_t count = 0;
     for (int i = 0; i < node.input_size(); ++i) {
       if (node.input(i).empty() || skip.count(i)) continue;
@@ -944,6 +944,7 @@ class Importer {
     if (!all_constant) check_supported(node);
     if (all_constant || shape_ops().count(op)) return constant_node(node);
     if (op == "Conv" || op == "FusedConv") return conv(node, index);
+    if (op == "ConvTranspose") return conv_transpose(node, index);
     if (op == "Gemm" || op == "MatMul") return matmul(node, index);
     if (op == "BatchNormalization") return batch_norm(node, index);
     if (op == "MaxPool" || op == "AveragePool") return pool(node, index);
@@ -1038,6 +1039,49 @@ class Importer {
     const Dims hwc = hwc_of(out);
     work.out_height = u32(node, hwc[0]);
     work.out_width = u32(node, hwc[1]);
+    set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
+  }
+
+  // ConvTranspose: every input position times the weights gives a kernel-sized patch of every
+  // output channel, a GEMM of R = input positions, P = input channels per group, C = output
+  // channels per group x kernel area (the patches' overlapping sums are the output's writes).
+  void conv_transpose(const onnx::NodeProto& node, int index) {
+    const Value& x = input(node, 0);
+    const Value& w = input(node, 1);
+    if (!w.constant()) fail_node(node, "the weights must be an initializer: allowed convolutions with constant weights");
+    if ((x.dims.size() != 4 && x.dims.size() != 3) || w.dims.size() != x.dims.size())
+      fail_node(node, fmt::format("input {} and weights {}: allowed 1-D or 2-D convolutions", dims_text(x.dims), dims_text(w.dims)));
+    const std::size_t n = x.dims.size() - 2;
+    const std::int64_t groups = int_attr(node, "group", 1);
+    if (groups < 1 || x.dims[1] != w.dims[0] || x.dims[1] % groups != 0)
+      fail_node(node, fmt::format("group {} with input {} and weights {}", groups, dims_text(x.dims), dims_text(w.dims)));
+    const Dims strides = ints_attr(node, "strides").value_or(Dims(n, 1));
+    const Dims dilations = ints_attr(node, "dilations").value_or(Dims(n, 1));
+    const Dims pads = ints_attr(node, "pads").value_or(Dims(2 * n, 0));
+    const Dims extra = ints_attr(node, "output_padding").value_or(Dims(n, 0));
+    const auto shape = ints_attr(node, "output_shape");
+    if (strides.size() != n || dilations.size() != n || pads.size() != 2 * n || extra.size() != n)
+      fail_node(node, "strides, dilations, pads or output_padding do not match the kernel's rank");
+    Dims out{x.dims[0], w.dims[1] * groups};
+    std::int64_t positions = 1, kernel_area = 1;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::int64_t k = w.dims[2 + i], in = x.dims[2 + i];
+      std::int64_t size = shape && shape->size() == n ? (*shape)[i]
+                                                    : (in - 1) * strides[i] - pads[i] - pads[i + n] + dilations[i] * (k - 1) + extra[i] + 1;
+      if (size < 1) fail_node(node, fmt::format("output size {} along dimension {}", size, i));
+      out.push_back(size);
+      positions *= in;
+      kernel_area *= k;
+    }
+    npu::LayerWork work;
+    work.kind = npu::LayerKind::fully_connected;
+    work.gemm = {static_cast<std::uint64_t>(positions * x.dims[0]), static_cast<std::uint64_t>(x.dims[1] / groups),
+                 static_cast<std::uint64_t>(w.dims[1] * kernel_area), static_cast<std::uint64_t>(groups)};
+    work.input_elements = elements(x.dims, node.input(0));
+    const Dims hwc = hwc_of(out);
+    work.out_height = u32(node, hwc[0]);
+    work.out_width = u32(node, hwc[1]);
+    work.out_channels = u32(node, hwc[2]);
     set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
   }
 
