@@ -34,9 +34,9 @@ constexpr std::int64_t max_dim = std::int64_t{1} << 31;
 // when they are its only reader, else one vector pass.
 const Strings& unary_ops() {
   static const Strings ops{"Abs",  "Ceil",    "Celu",     "Clip", "Cos",        "Elu",  "Erf",      "Exp",
-                           "Floor", "Gelu",   "HardSigmoid", "HardSwish", "LeakyRelu", "Log", "Mish", "Neg",
+                           "Floor", "Gelu",   "HardSigmoid", "HardSwish", "ImageScaler", "LeakyRelu", "Log", "Mish", "Neg",
                            "Not",  "Reciprocal", "Relu",  "Round", "Selu",      "Sigmoid", "Sign",  "Sin",
-                           "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu"};
+                           "Shrink", "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu"};
   return ops;
 }
 // Element-wise over broadcast operands.
@@ -64,7 +64,8 @@ const Strings& reduce_ops() {
 }
 // One vector pass over their input.
 const Strings& pass_ops() {
-  static const Strings ops{"InstanceNormalization", "LayerNormalization", "LogSoftmax", "LpNormalization", "Softmax"};
+  static const Strings ops{"Hardmax", "InstanceNormalization", "LayerNormalization", "LogSoftmax", "LpNormalization", "LRN",
+                           "MeanVarianceNormalization", "Softmax"};
   return ops;
 }
 const Strings& other_ops() {
