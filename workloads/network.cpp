@@ -381,14 +381,12 @@ class Lowering {
         fail_at(d, fmt::format("a {} layer takes one input, got {}", to_string(d.type), in.size()));
       return in.front();
     };
-    LoweredLayer out;
-    out.name = d.name;
-    out.type = d.type;
-    out.implicit = d.implicit;
-    out.op = d.op;
     if (d.work) return take_computed_work(d, v, in, shapes);
     if (d.type == LayerType::matmul || d.type == LayerType::vector || d.type == LayerType::resample)
       fail_at(d, fmt::format("a {} layer comes only from an importer, with its work computed", to_string(d.type)));
+    LoweredLayer out;
+    out.name = d.name;
+    out.type = d.type;
     npu::LayerSpec spec;
     spec.name = d.name;
     spec.kernel_height = d.kernel_height;
