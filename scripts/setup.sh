@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what npusim needs from Debian's packages (only what is missing), then configures
-# and builds the release preset. With --sanitizers it also installs clang-16 and its runtimes
+# and builds the release preset. ONNX import reads models with libonnx and libprotobuf; its tests
+# export torchvision networks with python3-torch and python3-torchvision (never at run time).
+# With --sanitizers it also installs clang-16 and its runtimes
 # (libFuzzer, ASan, UBSan) for the asan preset, which scripts/test.sh runs after the release
 # tests. Slurm and munge are for the Slurm backend's test, which starts
 # a one-node cluster on this machine (scripts/local-slurm-cluster.sh). Safe to run again: it skips what is already there.
@@ -13,7 +15,8 @@ packages=(
   g++ cmake ninja-build pkg-config
   libsystemc-dev libyaml-cpp-dev libboost-graph-dev libeigen3-dev libfmt-dev libcli11-dev
   libgtest-dev libbenchmark-dev
-  python3-matplotlib
+  libonnx-dev libprotobuf-dev protobuf-compiler
+  python3-matplotlib python3-torch python3-torchvision
   slurmctld slurmd slurm-client munge
 )
 

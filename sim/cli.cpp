@@ -128,6 +128,7 @@ struct ModelOptions {
   std::vector<std::string> overrides;
   std::optional<std::uint32_t> max_batch;
   bool json = false;
+  bool strict = false;
 };
 
 // A whole network at one batch size, every layer (exit classifiers included) run under its
@@ -182,7 +183,7 @@ std::string network_cost_text(const NetworkCost& c) {
 void run_model(const ModelOptions& o, std::ostream& out) {
   if (o.npu_file.empty() && (o.max_batch || !o.overrides.empty()))
     throw UsageError(fmt::format("model: {} only with --npu FILE", o.max_batch ? "--max-batch" : "--set"));
-  const auto net = load_model(o.model);
+  const auto net = load_model(o.model, {.strict_scalesim = o.strict});
   if (o.npu_file.empty()) {
     out << (o.json ? model_json(net) : model_text(net));
     return;
@@ -528,13 +529,15 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
 
   ModelOptions model;
   auto* model_cmd = app.add_subcommand("model", "A network as lowered: layers, GEMM shapes, exits, totals");
-  model_cmd->add_option("model", model.model, "Zoo name, network YAML file or SCALE-Sim CSV")->required();
+  model_cmd->add_option("model", model.model, "Zoo name, network YAML file, SCALE-Sim CSV or ONNX model")->required();
   model_cmd->add_option("--npu", model.npu_file,
                         "NPU YAML or SCALE-Sim .cfg file: also print the whole network's cycles per sample, MAC "
                         "utilisation and roofline ratio at batch 1 and the largest batch");
   model_cmd->add_option("--max-batch", model.max_batch, "With --npu: the largest batch (default 16)");
   model_cmd->add_option("--set", model.overrides, "With --npu: override an NPU key: npu.KEY=VALUE (repeatable)");
   model_cmd->add_flag("--json", model.json, "Print one JSON object");
+  model_cmd->add_flag("--strict", model.strict,
+                      "SCALE-Sim topology: refuse rows that do not chain instead of joining them by implicit steps");
 
   TraceOptions trace;
   auto* trace_cmd = app.add_subcommand("trace", "Write the arrival stream a scenario generates as a trace CSV");

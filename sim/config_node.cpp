@@ -229,7 +229,7 @@ std::string ConfigNode::where_of(const std::string& path, int line_number, const
 
 std::string ConfigNode::where() const { return where_of(path_, line(), node_); }
 
-void ConfigNode::apply_override(const std::string& assignment) {
+void ConfigNode::apply_override(const std::string& assignment, const std::vector<ExclusiveKeys>& exclusive) {
   const auto equals = assignment.find('=');
   const std::string usage = "--set " + assignment + ": allowed KEY=VALUE, e.g. npu.pe_count=32";
   if (equals == std::string::npos || equals == 0) throw ConfigError(usage);
@@ -244,6 +244,8 @@ void ConfigNode::apply_override(const std::string& assignment) {
   // Walk with node handles: operator[] on a mapping creates missing keys.
   std::vector<YAML::Node> chain{node_};
   std::string walked;
+  std::string parent_pattern;  // the path walked before the last key, indices as "[]"
+  std::string last_key;
   std::string_view rest = path;
   while (!rest.empty()) {
     const auto dot = rest.find('.');
@@ -255,6 +257,8 @@ void ConfigNode::apply_override(const std::string& assignment) {
     YAML::Node current = chain.back();
     if (current.IsDefined() && !current.IsNull() && !current.IsMap())
       throw ConfigError(fmt::format("--set {}: {} is not a mapping", assignment, walked.empty() ? "the document" : walked));
+    if (!last_key.empty()) parent_pattern += (parent_pattern.empty() ? "" : ".") + last_key;
+    last_key = key;
     walked += (walked.empty() ? "" : ".") + key;
     chain.push_back(current[key]);
     for (auto open = bracket; open != std::string_view::npos; open = part.find('[', open + 1)) {
@@ -265,11 +269,19 @@ void ConfigNode::apply_override(const std::string& assignment) {
       if (!list.IsSequence() || index >= list.size())
         throw ConfigError(fmt::format("--set {}: {} has no item [{}]", assignment, walked, index));
       walked += fmt::format("[{}]", index);
+      last_key += "[]";
       chain.push_back(list[index]);
     }
   }
   chain.back() = value;
   overrides_->push_back(path);
+  if (chain.size() < 2) return;
+  YAML::Node parent = chain[chain.size() - 2];
+  for (const auto& pair : exclusive) {
+    if (pair.parent != parent_pattern || !parent.IsMap()) continue;
+    if (last_key == pair.first) parent.remove(std::string(pair.second));
+    if (last_key == pair.second) parent.remove(std::string(pair.first));
+  }
 }
 
 std::string ConfigNode::child_path(std::string_view key) const {

@@ -27,6 +27,14 @@ class ConfigError : public std::runtime_error {
 
 // One node of a loaded YAML document plus its source file and dotted path (e.g.
 // "npu.buffers.weight_kib"). Cheap to copy.
+// Two sibling keys of which a file gives exactly one (simulation.samples and
+// simulation.duration_s). `parent` is the dotted path of the mapping that holds them, with "[]"
+// for any list index ("devices[].exits").
+struct ExclusiveKeys {
+  std::string_view parent;
+  std::string_view first, second;
+};
+
 class ConfigNode {
  public:
   // The files a composed document was built from, includes before the files including them.
@@ -57,8 +65,10 @@ class ConfigNode {
   std::string where() const;
 
   // Applies a command-line override "a.b[2].c=VALUE" to this document (VALUE is YAML: 3,
-  // fast, [1, 2]). Missing mappings are created; list indices must exist. Throws ConfigError.
-  void apply_override(const std::string& assignment);
+  // fast, [1, 2]). Missing mappings are created; list indices must exist. Setting one key of an
+  // `exclusive` pair removes its sibling, so an override can switch a file from one form to the
+  // other. Throws ConfigError.
+  void apply_override(const std::string& assignment, const std::vector<ExclusiveKeys>& exclusive = {});
 
   bool has(std::string_view key) const;
   ConfigNode at(std::string_view key) const;  // throws ConfigError if missing

@@ -22,6 +22,11 @@ std::string exit_label(const workloads::LoweredNetwork& net, const workloads::Lo
   return l.exit_index < 0 ? "" : net.exits[static_cast<std::size_t>(l.exit_index)].name;
 }
 
+// An implicit step (one the importer added, docs/models.md) is marked with a star.
+std::string kind_label(const workloads::LoweredLayer& l) {
+  return workloads::to_string(l.type) + (l.implicit ? "*" : "");
+}
+
 }  // namespace
 
 std::string model_text(const workloads::LoweredNetwork& net) {
@@ -32,14 +37,20 @@ std::string model_text(const workloads::LoweredNetwork& net) {
   out << fmt::format("{:>4}  {:<28} {:<14} {:<7} {:>14} {:>8} {:>6} {:>6} {:>6} {:>14}\n", "#", "layer",
                      "kind", "exit", "output", "R", "P", "C", "groups", "MACs");
   std::size_t backbone = 0;
+  std::size_t implicit = 0;
   for (std::size_t i = 0; i < net.layers.size(); ++i) {
     const auto& l = net.layers[i];
     const Gemm g = gemm_of(l);
     backbone += l.exit_index < 0 ? 1 : 0;
+    implicit += l.implicit ? 1 : 0;
     out << fmt::format("{:>4}  {:<28} {:<14} {:<7} {:>14} {:>8} {:>6} {:>6} {:>6} {:>14}\n", i, l.name,
-                       workloads::to_string(l.type), exit_label(net, l), workloads::to_string(l.output),
+                       kind_label(l), exit_label(net, l), workloads::to_string(l.output),
                        g.r, g.p, g.c, g.groups, l.macs);
   }
+  if (implicit > 0)
+    out << fmt::format("* implicit: {} step{} not in the source, joining rows that do not chain (pooling, or "
+                       "resampling when channels or size grow), priced as vector work; --strict refuses them\n",
+                       implicit, implicit == 1 ? "" : "s");
   out << "exits (probability: share of samples that leave there; MACs a leaving sample costs)\n";
   for (const auto& e : net.exits)
     out << fmt::format("  {:<8} after #{:<4} {:<28} p = {:<6} {:>10.1f} MMAC\n", e.name, e.after_layer,
@@ -65,9 +76,10 @@ std::string model_json(const workloads::LoweredNetwork& net) {
     const Gemm g = gemm_of(l);
     const std::string exit = l.exit_index < 0 ? "null" : json_string(exit_label(net, l));
     out << (i ? ", " : "")
-        << fmt::format("{{\"name\": {}, \"kind\": \"{}\", \"exit\": {}, \"output\": [{}, {}, {}], \"r\": {}, \"p\": {}, \"c\": {}, \"groups\": {}, \"macs\": {}, \"params\": {}}}",
+        << fmt::format("{{\"name\": {}, \"kind\": \"{}\", \"exit\": {}, \"output\": [{}, {}, {}], \"r\": {}, \"p\": {}, \"c\": {}, \"groups\": {}, \"macs\": {}, \"params\": {}, \"implicit\": {}, \"op\": {}}}",
                        json_string(l.name), workloads::to_string(l.type), exit, l.output.height,
-                       l.output.width, l.output.channels, g.r, g.p, g.c, g.groups, l.macs, l.params);
+                       l.output.width, l.output.channels, g.r, g.p, g.c, g.groups, l.macs, l.params,
+                       l.implicit ? "true" : "false", l.op.empty() ? "null" : json_string(l.op));
   }
   out << "], \"exits\": [";
   for (std::size_t i = 0; i < net.exits.size(); ++i) {

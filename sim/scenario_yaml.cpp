@@ -110,6 +110,15 @@ std::string resolve_model(const std::string& name, const std::filesystem::path& 
 
 bool starts_with_npu(const std::string& assignment) { return assignment.rfind("npu.", 0) == 0; }
 
+// The pairs of which a scenario gives exactly one: --set of one replaces the other
+// (docs/config.md, "Overrides").
+const std::vector<ExclusiveKeys>& scenario_exclusive_keys() {
+  static const std::vector<ExclusiveKeys> pairs{{"simulation", "samples", "duration_s"},
+                                                {"devices[]", "slo_ms", "slo_factor"},
+                                                {"devices[].exits", "tilt", "probabilities"}};
+  return pairs;
+}
+
 // `npu:` is a preset name, a file (relative to the scenario) holding an `npu:` section, or the
 // section itself. Overrides of npu.* keys apply to whichever it is.
 npu::Npu parse_npu(ConfigNode document, const std::vector<std::string>& npu_overrides,
@@ -301,7 +310,7 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
   std::vector<std::string> npu_overrides;
   for (const auto& assignment : overrides) {
     if (starts_with_npu(assignment)) npu_overrides.push_back(assignment);
-    else document.apply_override(assignment);
+    else document.apply_override(assignment, scenario_exclusive_keys());
   }
   document.expect_keys({"name", "npu", "model", "devices", "scheduler", "serving", "simulation", "metrics"});
   Scenario scenario;

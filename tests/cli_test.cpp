@@ -160,6 +160,26 @@ TEST_F(Cli, ModelJsonHasTheContractKeys) {
             std::string::npos);
 }
 
+// SCALE-Sim's AlexNet serves as shipped: implicit pooling steps join its rows, marked in the
+// text and the JSON; --strict keeps the chaining check.
+TEST_F(Cli, ModelTakesScaleSimTopologiesWithImplicitStepsUnlessStrict) {
+  const std::string alexnet = NPUSIM_SOURCE_DIR "/examples/scalesim/alexnet.csv";
+  const auto text = run("model " + alexnet);
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("Conv2.implicit               maxpool*"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("* implicit: 2 steps not in the source"), std::string::npos) << text.out;
+  const auto json = run("model " + alexnet + " --json");
+  ASSERT_EQ(json.status, 0) << json.err;
+  EXPECT_NE(json.out.find("\"name\": \"Conv2.implicit\", \"kind\": \"maxpool\""), std::string::npos) << json.out;
+  std::size_t implicit = 0;
+  for (auto at = json.out.find("\"implicit\": true"); at != std::string::npos; at = json.out.find("\"implicit\": true", at + 1))
+    ++implicit;
+  EXPECT_EQ(implicit, 2u);
+  expect_one_line_error(run("model " + alexnet + " --strict"),
+                        "alexnet.csv:3: layer Conv2: IFMAP 27x27x96 does not follow from Conv1's 54x54x96 output "
+                        "(rows must chain: same channels, input = output + symmetric padding)");
+}
+
 TEST_F(Cli, ModelTextAndDescribe) {
   const auto model = run("model vgg16");
   ASSERT_EQ(model.status, 0) << model.err;
@@ -577,6 +597,13 @@ TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
 
 // A systolic NPU (the shipped preset, and a SCALE-Sim .cfg) under the serving engine: the run
 // balances its samples, names the NPU, and `validate` writes a scenario that runs the same.
+// The issue's example: the default scenario gives duration_s, and --set samples replaces it.
+TEST_F(CliRun, SamplesReplaceTheDefaultScenariosDuration) {
+  const auto r = run("run default --set simulation.samples=50");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("samples     50 arrived, 50 completed"), std::string::npos) << r.out;
+}
+
 TEST_F(CliRun, SystolicNpusServe) {
   const auto out = dir_ / "systolic";
   const auto r = run("run default --set npu=systolic --set simulation.duration_s=10 --out " + out.string());
@@ -643,7 +670,11 @@ TEST_F(CliRun, BadScenariosGetOneLineAndNoOutput) {
   expect_one_line_error(run("run default --set scheduler.plugins=[nothere.so]"),
                         "scheduler.plugins[0] = nothere.so: allowed a policy plugin that loads (cannot load policy "
                         "plugin ./nothere.so");
-  expect_one_line_error(run("run default --set simulation.samples=10"),
+  // Setting samples replaces the default's duration_s; a file that gives both is refused.
+  expect_one_line_error(run("run default --set simulation.samples=10 --set simulation.seed=x"),
+                        "simulation.seed = x: allowed");
+  expect_one_line_error(run("run " + write("both.yaml", "include: " NPUSIM_SOURCE_DIR "/configs/scenarios/default.yaml\n"
+                                                        "simulation: {seed: 1, samples: 10}\n").string()),
                         "simulation: give exactly one of samples (arrivals to simulate) or duration_s");
   expect_one_line_error(run("run default --set devices[0].slo_ms=0"), "devices[0].slo_ms = 0: allowed a number in (0, 1000000000] ms");
   expect_one_line_error(run("run default --set npu.clock_mhz=0"), "(--set npu.clock_mhz): npu.clock_mhz = 0");

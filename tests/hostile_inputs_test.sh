@@ -129,6 +129,38 @@ refuses "huge_layer.yaml" model "$inputs/huge_layer.yaml"
 refuses "layer conv1" run "$inputs/huge_layer_run.yaml"
 refuses "network n: layer c at batch 1024" run "$inputs/large_layer_run.yaml"
 
+# ONNX models: truncated, damaged, random, empty, huge, special files and unsupported ops get one
+# line; the intact model imports. The models are encoded here from protobuf text (protoc).
+onnx_proto=/usr/include/onnx/onnx.proto
+for name in conv unsupported_op; do
+  if ! protoc --encode=onnx.ModelProto -I "$(dirname "$onnx_proto")" "$onnx_proto" <"$inputs/$name.onnx.txt" \
+    >"$tmp/$name.onnx"; then
+    failures=$((failures + 1))
+    echo "FAIL: protoc could not encode $inputs/$name.onnx.txt (scripts/setup.sh installs protobuf-compiler and libonnx-dev)"
+  fi
+done
+size=$(stat -c %s "$tmp/conv.onnx")
+head -c $((size / 2)) "$tmp/conv.onnx" >"$tmp/conv_half.onnx"
+head -c $((size - 7)) "$tmp/conv.onnx" >"$tmp/conv_short.onnx"
+yes 'not a protobuf' | head -c 4096 >"$tmp/text.onnx"
+head -c 4096 /dev/urandom >"$tmp/random.onnx"
+: >"$tmp/empty.onnx"
+truncate -s 3G "$tmp/huge.onnx"
+ln -s /dev/zero "$tmp/zero.onnx"
+printf 'network:\n  name: n\n  backbone: text.onnx\n  exits:\n    - {name: e, after: y, probability: 0.5, classes: 4}\n' \
+  >"$tmp/overlay_text.yaml"
+accepts model "$tmp/conv.onnx"
+refuses "conv_half.onnx: " model "$tmp/conv_half.onnx"
+refuses "conv_short.onnx: " model "$tmp/conv_short.onnx"
+refuses "text.onnx: not an ONNX model (the protobuf does not parse: malformed or truncated)" model "$tmp/text.onnx"
+refuses "random.onnx: " model "$tmp/random.onnx"
+refuses "empty.onnx: not an ONNX model (no graph with nodes)" model "$tmp/empty.onnx"
+refuses "allowed at most 2146435072 bytes (2047 MiB)" model "$tmp/huge.onnx"
+refuses "allowed a regular file" model "$tmp/zero.onnx"
+refuses "node running_total: op CumSum (opset 17) is not supported: allowed Abs, Add" model "$tmp/unsupported_op.onnx"
+refuses "node running_total: op CumSum" table --model "$tmp/unsupported_op.onnx"
+refuses "text.onnx: not an ONNX model" model "$tmp/overlay_text.yaml"
+
 # Plugins: whatever they throw or answer, one line naming the policy and the plugin.
 refuses "policy throws_int (plugin $hostile_plugin)" run "${plugin_run[@]}" --set scheduler.policy=throws_int
 refuses "policy throws_std (plugin $hostile_plugin)" run "${plugin_run[@]}" --set scheduler.policy=throws_std

@@ -258,11 +258,12 @@ TEST(ScaleSim, ChainedRowsImportWithInferredPadding) {
   EXPECT_EQ(lowered.layers[2].work.gemm, (npu::GemmShape{1, 112 * 112 * 64, 10, 1, {112, 112, 112, 112, 1, 1, 0, 0}}));
 }
 
-std::string csv_error(const std::string& text) {
+std::string csv_error(const std::string& text,
+                      workloads::ScaleSimChaining chaining = workloads::ScaleSimChaining::implicit_steps) {
   std::istringstream csv(text);
   workloads::NetworkDef net;
   try {
-    workloads::import_scalesim_csv(csv, "t.csv", net);
+    workloads::import_scalesim_csv(csv, "t.csv", net, chaining);
   } catch (const workloads::NetworkError& e) {
     return e.what();
   }
@@ -273,12 +274,70 @@ TEST(ScaleSim, BadRowsAreNamedByLine) {
   const std::string header =
       "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides\n";
   EXPECT_EQ(csv_error(header + "c1, 8, 8, 3, 3, 3, x, 1\n"), "t.csv:2: Num Filter = x: allowed a positive integer");
-  EXPECT_EQ(csv_error(header + "c1, 8, 8, 3, 3, 3, 4, 1\nc2, 9, 9, 3, 3, 4, 4, 1\n"),
+  EXPECT_EQ(csv_error(header + "c1, 8, 8, 3, 3, 3, 4, 1\nc2, 9, 9, 3, 3, 4, 4, 1\n", workloads::ScaleSimChaining::strict),
             "t.csv:3: layer c2: IFMAP 9x9x4 does not follow from c1's 6x6x4 output (rows must chain: "
             "same channels, input = output + symmetric padding)");
   EXPECT_EQ(csv_error("name,a,b\n"), "t.csv:1: expected the SCALE-Sim header: Layer name, IFMAP Height, "
                                      "IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides");
   EXPECT_EQ(csv_error(header), "t.csv: no layers after the header");
+}
+
+// SCALE-Sim's AlexNet leaves its pooling out: Conv1's 54x54x96 output is followed by Conv2's
+// 27x27x96 IFMAP, and Conv2's 23x23x256 by Conv3's 13x13x256. Each gap becomes an implicit max
+// pooling on the vector path; Conv4 and Conv5 chain (padding 1).
+TEST(ScaleSim, RowsThatDoNotChainAreJoinedByImplicitSteps) {
+  const auto net = sim::load_model(NPUSIM_SOURCE_DIR "/examples/scalesim/alexnet.csv");
+  std::vector<std::string> names;
+  for (const auto& l : net.layers) names.push_back(l.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"Conv1", "Conv2.implicit", "Conv2", "Conv3.implicit", "Conv3", "Conv4", "Conv5"}));
+  for (const std::size_t i : {1u, 3u}) {
+    const auto& step = net.layers[i];
+    EXPECT_TRUE(step.implicit);
+    EXPECT_EQ(step.type, workloads::LayerType::maxpool);
+    EXPECT_TRUE(step.work.on_vector_path);
+    EXPECT_EQ(step.macs, 0u);
+    EXPECT_EQ(step.params, 0u);
+  }
+  EXPECT_EQ(net.layers[1].input, (workloads::TensorShape{54, 54, 96}));
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{27, 27, 96}));
+  EXPECT_EQ(net.layers[3].input, (workloads::TensorShape{23, 23, 256}));
+  EXPECT_EQ(net.layers[3].output, (workloads::TensorShape{13, 13, 256}));
+  EXPECT_FALSE(net.layers[2].implicit);
+  EXPECT_EQ(net.layers[5].input, (workloads::TensorShape{11, 11, 384}));  // Conv4 pads Conv3's output by 1
+  // The rows' MACs are those of the topology's convolutions, each as SCALE-Sim lists it.
+  const std::uint64_t expected = 54ull * 54 * 363 * 96 + 23ull * 23 * 2400 * 256 + 11ull * 11 * 2304 * 384 +
+                                 11ull * 11 * 3456 * 384 + 11ull * 11 * 3456 * 256;
+  EXPECT_EQ(net.total_macs, expected);
+
+  // A row that grows, or changes channels, reads some other tensor: a resampling pass writes its IFMAP.
+  const std::string header =
+      "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides\n";
+  std::istringstream csv(header + "c1, 8, 8, 3, 3, 3, 4, 1\nc2, 9, 9, 3, 3, 5, 4, 1\n");
+  workloads::NetworkDef def;
+  workloads::import_scalesim_csv(csv, "t.csv", def);
+  ASSERT_EQ(def.layers.size(), 3u);
+  EXPECT_EQ(def.layers[1].type, workloads::LayerType::resample);
+  EXPECT_TRUE(def.layers[1].implicit);
+  def.exits.push_back({"final", "c2", 1.0, {}, ""});
+  const auto lowered = workloads::lower_network(def);
+  EXPECT_EQ(lowered.layers[1].output, (workloads::TensorShape{9, 9, 5}));
+  EXPECT_EQ(lowered.layers[2].work.gemm.rows, 7u * 7u);
+
+  // An overlay asks for the strict check with `strict: true`.
+  const auto dir = std::filesystem::temp_directory_path() / ("npusim_strict_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "overlay.yaml") << "network:\n  name: alex\n  scalesim_csv: " NPUSIM_SOURCE_DIR
+                                         "/examples/scalesim/alexnet.csv\n  strict: true\n  exits:\n"
+                                         "    - {name: final, after: Conv5, probability: 1}\n";
+  try {
+    sim::load_model((dir / "overlay.yaml").string());
+    ADD_FAILURE() << "a strict overlay took rows that do not chain";
+  } catch (const workloads::NetworkError& e) {
+    EXPECT_NE(std::string(e.what()).find("layer Conv2: IFMAP 27x27x96 does not follow from Conv1's 54x54x96 output"),
+              std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ScaleSim, OverlayAddsExits) {

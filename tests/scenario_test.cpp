@@ -135,6 +135,33 @@ TEST_F(ScenarioFiles, IncludesComposeAndKeepTheirOwnLocations) {
   EXPECT_THROW(sim::load_scenario((dir_ / "top.yaml").string()), sim::ConfigError);
 }
 
+// --set of one key of an exclusive pair replaces the other, in whichever form the file has it.
+TEST_F(ScenarioFiles, SettingOneOfAnExclusivePairReplacesTheOther) {
+  const auto by_count = sim::load_scenario("default", {"simulation.samples=1000"});
+  EXPECT_EQ(by_count.simulation.samples, 1000u);
+  EXPECT_EQ(by_count.simulation.duration_s, 0.0);
+  const auto back = sim::load_scenario("default", {"simulation.samples=1000", "simulation.duration_s=2"});
+  EXPECT_EQ(back.simulation.samples, 0u);
+  EXPECT_EQ(back.simulation.duration_s, 2.0);
+
+  // In the embedded default, devices[1] (garden-cam) has exits.tilt and devices[2] (hall-cam) slo_factor.
+  const auto plain = sim::load_scenario("default");
+  ASSERT_TRUE(plain.devices[2].slo_factor.has_value());
+  const auto replaced = sim::load_scenario(
+      "default", {"devices[2].slo_ms=7", "devices[1].exits.probabilities=[0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.4]"});
+  EXPECT_EQ(replaced.devices[2].slo_ms, 7.0);
+  EXPECT_FALSE(replaced.devices[2].slo_factor.has_value());
+  EXPECT_EQ(replaced.devices[1].stream.exit_probabilities.back(), 0.4);
+  EXPECT_NE(plain.devices[1].stream.exit_probabilities.back(), 0.4);
+  // Only the device named changes.
+  EXPECT_TRUE(replaced.devices[3].slo_factor.has_value());
+
+  // A file that gives both keys is still refused: only an override replaces.
+  EXPECT_EQ(error_of("name: s\nscheduler: {policy: fcfs}\nsimulation: {seed: 1, samples: 10, duration_s: 3}\ndevices:\n"
+                     "    - {name: a, model: resnet56, arrival: {process: poisson, rate_hz: 3}, slo_ms: 5}\n"),
+            ":3: simulation: give exactly one of samples (arrivals to simulate) or duration_s (seconds of arrivals)");
+}
+
 TEST_F(ScenarioFiles, TheResolvedScenarioLoadsBackToTheSameScenario) {
   const auto original = sim::load_scenario("default", {"simulation.duration_s=5", "scheduler.max_batch=8"});
   const std::string text = sim::resolved_yaml(original);

@@ -45,6 +45,8 @@ class InputFileError : public std::runtime_error {
 // file after following symlinks (directory, device, FIFO, socket), is larger than
 // max_input_bytes, or cannot be read.
 std::string read_input_file(const std::filesystem::path& file);
+// The same with another cap, for formats that carry data in bulk (an ONNX model's weights).
+std::string read_input_file(const std::filesystem::path& file, std::uint64_t max_bytes);
 
 // Names that reach outputs (devices, models, layers, exits, NPUs, scenarios, policies) are
 // held to printable ASCII, so every CSV field and JSON string they land in stays well formed:

@@ -20,8 +20,13 @@ namespace npusim::workloads {
 std::string to_string(LayerType type) { return layer_type_names()[static_cast<std::size_t>(type)]; }
 
 const std::vector<std::string>& layer_type_names() {
-  static const std::vector<std::string> names{"conv", "fc", "maxpool", "avgpool",
-                                              "global_avgpool", "add", "concat"};
+  static const std::vector<std::string> names{"conv",   "fc",     "maxpool", "avgpool", "global_avgpool",
+                                              "add",    "concat", "matmul",  "vector",  "resample"};
+  return names;
+}
+
+const std::vector<std::string>& file_layer_type_names() {
+  static const std::vector<std::string> names(layer_type_names().begin(), layer_type_names().begin() + 7);
   return names;
 }
 
@@ -376,6 +381,9 @@ class Lowering {
         fail_at(d, fmt::format("a {} layer takes one input, got {}", to_string(d.type), in.size()));
       return in.front();
     };
+    if (d.work) return take_computed_work(d, v, in, shapes);
+    if (d.type == LayerType::matmul || d.type == LayerType::vector || d.type == LayerType::resample)
+      fail_at(d, fmt::format("a {} layer comes only from an importer, with its work computed", to_string(d.type)));
     LoweredLayer out;
     out.name = d.name;
     out.type = d.type;
@@ -400,6 +408,10 @@ class Lowering {
         spec.in_channels = out.input.channels;
         break;
       }
+      case LayerType::matmul:
+      case LayerType::vector:
+      case LayerType::resample:  // refused above: they carry their work
+        break;
       case LayerType::add:
       case LayerType::concat: {
         if (in.size() < 2)
@@ -430,6 +442,10 @@ class Lowering {
                                actual, to_string(out.input)));
     }
     switch (d.type) {
+      case LayerType::matmul:
+      case LayerType::vector:
+      case LayerType::resample:
+        break;
       case LayerType::conv:
         spec.kind = npu::LayerKind::convolution;
         spec.out_channels = d.out_channels;
@@ -483,17 +499,45 @@ class Lowering {
     out.output = {out.work.out_height, out.work.out_width, out.work.out_channels};
     check_tensor(d, out.output, "output");
     if (!out.work.on_vector_path) {
-      const auto& g = out.work.gemm;
-      const auto weights = traces::checked_mul(g.depth, g.cols);
-      const auto grouped = weights ? traces::checked_mul(*weights, g.groups) : std::nullopt;
-      const auto per_row = grouped ? traces::checked_mul(*grouped, g.rows) : std::nullopt;
-      if (!per_row || *per_row > max_layer_macs)
-        fail_at(d, fmt::format("needs {} MACs per sample (GEMM {} x {} x {} in {} groups): allowed at most {}",
-                               per_row ? fmt::format("{}", *per_row) : std::string("more than 2^64"), g.rows, g.depth,
-                               g.cols, g.groups, max_layer_macs));
-      out.macs = *per_row;
-      out.params = *grouped + (d.bias ? std::uint64_t{d.out_channels} : 0);
+      const auto grouped = count_gemm(d, out);
+      out.params = grouped + (d.bias ? std::uint64_t{d.out_channels} : 0);
     }
+    shapes[v] = out.output;
+    return out;
+  }
+
+  // Sets out.macs from the GEMM's shape, held to max_layer_macs; returns its weight count.
+  std::uint64_t count_gemm(const LayerDef& d, LoweredLayer& out) const {
+    const auto& g = out.work.gemm;
+    const auto weights = traces::checked_mul(g.depth, g.cols);
+    const auto grouped = weights ? traces::checked_mul(*weights, g.groups) : std::nullopt;
+    const auto per_row = grouped ? traces::checked_mul(*grouped, g.rows) : std::nullopt;
+    if (!per_row || *per_row > max_layer_macs)
+      fail_at(d, fmt::format("needs {} MACs per sample (GEMM {} x {} x {} in {} groups): allowed at most {}",
+                             per_row ? fmt::format("{}", *per_row) : std::string("more than 2^64"), g.rows, g.depth,
+                             g.cols, g.groups, max_layer_macs));
+    out.macs = *per_row;
+    return *grouped;
+  }
+
+  // A layer whose importer computed its work: its shapes come from the source, not from its
+  // producers' H x W x C, which may be a different view of the same elements.
+  LoweredLayer take_computed_work(const LayerDef& d, std::size_t v, const std::vector<TensorShape>& in,
+                                  std::vector<TensorShape>& shapes) const {
+    LoweredLayer out;
+    out.name = d.name;
+    out.type = d.type;
+    out.implicit = d.implicit;
+    out.op = d.op;
+    if (in.empty()) fail_at(d, "an imported layer needs at least one input");
+    for (const auto& shape : in) check_tensor(d, shape, "input");
+    out.input = in.front();
+    out.work = *d.work;
+    out.work.name = d.name;
+    out.output = {out.work.out_height, out.work.out_width, out.work.out_channels};
+    check_tensor(d, out.output, "output");
+    if (!out.work.on_vector_path) count_gemm(d, out);
+    out.params = d.params;
     shapes[v] = out.output;
     return out;
   }

@@ -3,6 +3,7 @@
 // Boost.Graph of layers, and the lowered form the NPU runs (LoweredNetwork).
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,11 +13,17 @@
 
 namespace npusim::workloads {
 
-enum class LayerType { conv, fc, maxpool, avgpool, global_avgpool, add, concat };
+// The first seven are what a network file may write. The rest only importers make, with their
+// work already computed (LayerDef::work): matmul (a GEMM from ONNX Gemm/MatMul), vector (other
+// vector-path work: activations, element-wise arithmetic, softmax, normalisation) and resample
+// (an implicit step joining SCALE-Sim rows that do not chain).
+enum class LayerType { conv, fc, maxpool, avgpool, global_avgpool, add, concat, matmul, vector, resample };
 
-// YAML spelling: conv, fc, maxpool, avgpool, global_avgpool, add, concat.
+// conv, fc, maxpool, avgpool, global_avgpool, add, concat, matmul, vector, resample.
 std::string to_string(LayerType type);
 const std::vector<std::string>& layer_type_names();
+// The types a network file may write (the first seven).
+const std::vector<std::string>& file_layer_type_names();
 
 struct TensorShape {
   std::uint32_t height = 1, width = 1, channels = 1;
@@ -38,6 +45,12 @@ struct LayerDef {
   bool bias = false;                 // counts C_out bias parameters
   std::uint32_t expected_in_channels = 0;  // conv/fc: 0 = not declared; else checked
   std::string origin;                // where it was written ("file:line"), for messages
+  // Set by importers that compute the work themselves (shapes, windows, GEMM): lowering takes it
+  // as it is, and `params` as the layer's exact parameter count.
+  std::optional<npu::LayerWork> work;
+  std::uint64_t params = 0;
+  bool implicit = false;  // not in the source: a step the importer added (docs/models.md)
+  std::string op;         // the source's operator (an ONNX op type), for reports
 };
 
 // An exit: a classifier hanging off backbone layer `after`. The final exit sits on the last
@@ -73,6 +86,8 @@ struct LoweredLayer {
   std::uint64_t macs = 0;    // per sample
   std::uint64_t params = 0;  // weights (+ biases)
   int exit_index = -1;       // -1: backbone; else the classifier of exits[exit_index]
+  bool implicit = false;     // added by an importer, not in the source (LayerDef::implicit)
+  std::string op;            // the source's operator, if an importer recorded one
   // Activation elements per sample still needed at the boundary before this layer: every
   // tensor produced earlier and read here or later (skip connections included). What a batch
   // suspended here must keep.

@@ -1,5 +1,6 @@
 #include "workloads/scalesim_csv.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <vector>
 
@@ -41,9 +42,45 @@ void check_name(const std::string& name, const std::string& where) {
 const char* const columns[] = {"Layer name", "IFMAP Height", "IFMAP Width", "Filter Height",
                                "Filter Width", "Channels", "Num Filter", "Strides"};
 
+// The step that turns `from` (the previous row's output) into `to` (a row's IFMAP) when the two
+// do not chain. Same channels and no larger: a max pooling whose stride and window give exactly
+// `to` (SCALE-Sim leaves pooling out). Otherwise (more channels, or larger: the row reads some
+// other tensor, a branch or a block's input) a resampling pass that reads and writes `to` once.
+LayerDef implicit_step(const std::string& row, const TensorShape& from, const TensorShape& to, const std::string& where) {
+  LayerDef step;
+  step.name = row + ".implicit";
+  step.origin = where;
+  step.implicit = true;
+  npu::LayerSpec spec;
+  spec.name = step.name;
+  spec.kind = npu::LayerKind::pooling;
+  if (to.channels == from.channels && to.height <= from.height && to.width <= from.width) {
+    step.type = LayerType::maxpool;
+    const auto window = [](std::uint32_t in, std::uint32_t out, std::uint32_t& kernel, std::uint32_t& stride) {
+      stride = std::max<std::uint32_t>(1, in / out);
+      kernel = in - (out - 1) * stride;
+    };
+    spec.in_height = from.height;
+    spec.in_width = from.width;
+    window(from.height, to.height, spec.kernel_height, spec.stride_height);
+    window(from.width, to.width, spec.kernel_width, spec.stride_width);
+  } else {
+    step.type = LayerType::resample;
+    spec.in_height = to.height;
+    spec.in_width = to.width;
+  }
+  spec.in_channels = spec.out_channels = to.channels;
+  step.kernel_height = spec.kernel_height;
+  step.kernel_width = spec.kernel_width;
+  step.stride_height = spec.stride_height;
+  step.stride_width = spec.stride_width;
+  step.work = npu::lower(spec);
+  return step;
+}
+
 }  // namespace
 
-void import_scalesim_csv(std::istream& in, const std::string& source, NetworkDef& net) {
+void import_scalesim_csv(std::istream& in, const std::string& source, NetworkDef& net, ScaleSimChaining chaining) {
   std::string line;
   std::size_t number = 0;
   bool header_seen = false;
@@ -84,13 +121,19 @@ void import_scalesim_csv(std::istream& in, const std::string& source, NetworkDef
     } else {
       const std::int64_t pad_h = (std::int64_t{v[1]} - previous.height);
       const std::int64_t pad_w = (std::int64_t{v[2]} - previous.width);
-      if (v[5] != previous.channels || pad_h < 0 || pad_w < 0 || pad_h % 2 || pad_w % 2)
+      const bool chains = v[5] == previous.channels && pad_h >= 0 && pad_w >= 0 && pad_h % 2 == 0 && pad_w % 2 == 0;
+      if (!chains && chaining == ScaleSimChaining::strict)
         throw NetworkError(fmt::format(
             "{}: layer {}: IFMAP {}x{}x{} does not follow from {}'s {} output (rows must chain: same "
             "channels, input = output + symmetric padding)",
             where, layer.name, v[1], v[2], v[5], net.layers.back().name, to_string(previous)));
-      layer.padding_height = static_cast<std::uint32_t>(pad_h / 2);
-      layer.padding_width = static_cast<std::uint32_t>(pad_w / 2);
+      if (chains) {
+        layer.padding_height = static_cast<std::uint32_t>(pad_h / 2);
+        layer.padding_width = static_cast<std::uint32_t>(pad_w / 2);
+      } else {
+        check_name(layer.name + ".implicit", where);
+        net.layers.push_back(implicit_step(layer.name, previous, {v[1], v[2], v[5]}, where));
+      }
     }
     if (v[3] > v[1] || v[4] > v[2])
       throw NetworkError(fmt::format("{}: layer {}: filter {}x{} is larger than the IFMAP {}x{}",
