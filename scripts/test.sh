@@ -30,14 +30,19 @@ logs=build/asan/fuzz
 rm -rf "$logs" && mkdir -p "$logs"
 fuzz_one() {
   local name=$1
-  # New inputs go to a scratch corpus; the committed seeds are only read.
+  # New inputs go to a scratch corpus; the committed seeds are only read (ONNX's are protobuf
+  # text, encoded into the build tree at configure time).
+  local seeds=tests/fuzz/corpus/$name
+  [[ -d build/asan/tests/fuzz/corpus/$name ]] && seeds=build/asan/tests/fuzz/corpus/$name
   mkdir -p "$logs/$name.corpus"
   ASAN_OPTIONS=detect_leaks=0 SYSTEMC_DISABLE_COPYRIGHT_MESSAGE=1 \
     "build/asan/tests/fuzz/fuzz_$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -seed=1 -print_final_stats=1 -artifact_prefix="$logs/$name-" "$logs/$name.corpus" "tests/fuzz/corpus/$name" \
+    -seed=1 -print_final_stats=1 -artifact_prefix="$logs/$name-" "$logs/$name.corpus" "$seeds" \
     > "$logs/$name.log" 2>&1
 }
 names=(scenario npu_yaml network_yaml scalesim_cfg topology_csv trace_csv sweep)
+# The ONNX harness exists when ONNX import is built (setup.sh installs its libraries).
+[[ -x build/asan/tests/fuzz/fuzz_onnx ]] && names+=(onnx)
 declare -A running=()
 failed=()
 # Two at a time: the machine has two cores.
