@@ -56,7 +56,7 @@ class ExitAware final : public CatchUpPolicy {
 
   void observe_arrival(const SchedulerView& view, const SampleInfo& sample) override {
     if (blocking_window_ns_ <= 0.0) return;
-    if (arrivals_.size() < view.models.size()) arrivals_.resize(view.models.size());
+    arrivals_.resize(std::max<std::size_t>({arrivals_.size(), view.models.size(), sample.model + std::size_t{1}}));
     arrivals_[sample.model].add(sample.arrival_ns, blocking_window_ns_);
   }
 
@@ -135,7 +135,7 @@ class ExitAware final : public CatchUpPolicy {
   double others_load(const SchedulerView& view, std::uint32_t running) const {
     if (blocking_window_ns_ <= 0.0) return 0.0;
     double load = 0.0;
-    for (std::uint32_t m = 0; m < arrivals_.size(); ++m)
+    for (std::uint32_t m = 0; m < std::min(arrivals_.size(), view.models.size()); ++m)
       if (m != running)
         load += arrivals_[m].per_ns(view.now_ns, blocking_window_ns_) * view.ns_per_cycle *
                 view.models[m].sample_remaining_cycles(0, 1, prediction_);
