@@ -142,7 +142,11 @@ class LayerSteps {
     several_col_blocks_ = plans[0].col_blocks > 1 || (passes > full_passes && plans[1].col_blocks > 1);
     regular_bands = find_regular_bands();
     regular_rgroups = find_regular_rgroups();
-    if (regular_bands.lo <= regular_bands.hi) regular_fresh_rows_ = fresh_rows(regular_bands.lo);
+    if (input_resident) {
+      if (regular_bands.lo <= regular_bands.hi) regular_fresh_rows_ = fresh_rows(regular_bands.lo);
+      first_fresh_rows_ = rows_needed(0).count();
+      last_fresh_rows_ = fresh_rows(bands - 1);
+    }
   }
 
   // ---- Fixed quantities ----
@@ -339,9 +343,14 @@ class LayerSteps {
     const PassPlan& p = plan_of(s.pass);
     if (input_resident) {
       if (s.cblock != 0) return 0;
-      // Every regular band has the same fresh rows (find_regular_bands).
-      const bool regular = s.band >= regular_bands.lo && s.band <= regular_bands.hi;
-      return (regular ? regular_fresh_rows_ : fresh_rows(s.band)) * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk);
+      // Every regular band has the same fresh rows (find_regular_bands); of the others, the first
+      // and the last are loaded by every grid-row group and pass.
+      const std::uint64_t band = s.band;
+      const std::uint64_t rows = band >= regular_bands.lo && band <= regular_bands.hi ? regular_fresh_rows_
+                                 : band == 0                                          ? first_fresh_rows_
+                                 : band + 1 == bands                                  ? last_fresh_rows_
+                                                                                      : fresh_rows(band);
+      return rows * samples_of(s.rgroup) * chunk_line_bytes(p, s.chunk);
     }
     if (input_on_chip) return 0;
     // Lines of `s` that the step before does not hold.
@@ -662,7 +671,8 @@ class LayerSteps {
   // samples_of the last grid-row group, and of the others when they all hold B_P samples in
   // every grid row (else 0).
   std::uint64_t last_rgroup_samples_ = 0, full_rgroup_samples_ = 0;
-  std::uint64_t regular_fresh_rows_ = 0;
+  // fresh_rows of a regular band, of the first and of the last: kept when the input is resident.
+  std::uint64_t regular_fresh_rows_ = 0, first_fresh_rows_ = 0, last_fresh_rows_ = 0;
 };
 
 // The outline, and what the walk's abandonment test watches, max(last stream end, bus free), can
@@ -856,7 +866,8 @@ class ScheduleWalk {
     input_loads_read_prev_ = layer.input_loads_read_prev();
     weight_loads_read_prev_ = layer.weight_loads_read_prev();
     std::fill_n(ring_.data(), queue_depth_, 0);
-    std::fill_n(slots_.data(), slot_count_, StepSlot{~std::uint64_t{0}, 0, 0});
+    // No step is numbered ~0; slot_of fills the completions of a slot when a step claims it.
+    for (std::uint64_t k = 0; k < slot_count_; ++k) slots_[k].step = ~std::uint64_t{0};
   }
 
   ScheduleResult run() {
