@@ -163,9 +163,7 @@ struct Graph {
     type->set_elem_type(onnx::TensorProto::FLOAT);
     for (const auto d : input) type->mutable_shape()->add_dim()->set_dim_value(d);
   }
-  void weight(const std::string& name, const std::vector<std::int64_t>& dims) {
-    auto* t = graph->add_initializer();
-    t->set_name(name);
+  static void fill(onnx::TensorProto* t, const std::vector<std::int64_t>& dims) {
     t->set_data_type(onnx::TensorProto::FLOAT);
     std::int64_t n = 1;
     for (const auto d : dims) {
@@ -173,6 +171,18 @@ struct Graph {
       n *= d;
     }
     for (std::int64_t i = 0; i < n; ++i) t->add_float_data(0.5f);
+  }
+  void weight(const std::string& name, const std::vector<std::int64_t>& dims) {
+    auto* t = graph->add_initializer();
+    t->set_name(name);
+    fill(t, dims);
+  }
+  // The same tensor written as a Constant node, as some converters write weights.
+  void constant(const std::string& name, const std::vector<std::int64_t>& dims) {
+    auto* a = node("Constant", name + "_node", {}, name)->add_attribute();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    fill(a->mutable_t(), dims);
   }
   void ints(const std::string& name, const std::vector<std::int64_t>& values) {
     auto* t = graph->add_initializer();
@@ -351,6 +361,65 @@ TEST(OnnxLowering, AConvolutionOverSeveralImagesCountsEach) {
   ASSERT_EQ(net.layers.size(), 1u);
   EXPECT_EQ(net.layers[0].macs, 4u * 4 * 4 * 3 * 2 * 9);
   EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{16, 4, 3}));
+}
+
+// Graphs as converters and hand edits leave them: nodes out of order (sorted before import), an
+// input no node reads (ignored), and weights written as Constant nodes rather than initializers
+// (parameters where a GEMM reads them; a Constant scale for a Mul stays a literal).
+TEST(OnnxLowering, UnsortedNodesUnusedInputsAndConstantWeights) {
+  Graph g({1, 6});
+  auto* unused = g.graph->add_input();
+  unused->set_name("ignored");
+  unused->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  unused->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(3);
+  g.node("Mul", "scale", {"h", "two"}, "y");
+  g.node("MatMul", "fc", {"x", "w"}, "h");
+  g.constant("w", {6, 4});
+  g.constant("two", {4});
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);  // the scale runs in the MatMul's epilogue
+  EXPECT_EQ(net.layers[0].name, "fc");
+  EXPECT_EQ(net.total_macs, 6u * 4);
+  EXPECT_EQ(net.total_params, 6u * 4);
+
+  Graph loop({1, 4});
+  loop.node("Relu", "a", {"b_out"}, "a_out");
+  loop.node("Add", "b", {"x", "a_out"}, "b_out");
+  EXPECT_EQ(import_error(loop.bytes("b_out")), "t.onnx: node a (Relu): its inputs depend on a cycle of nodes: allowed an acyclic graph");
+  Graph missing({1, 4});
+  missing.node("MatMul", "fc", {"x", "w"}, "y");
+  EXPECT_EQ(import_error(missing.bytes("y")),
+            "t.onnx: node fc (MatMul): reads w, which is no initializer, graph input or node output: allowed a graph whose "
+            "tensors are all written");
+}
+
+// PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
+// im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3.
+TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {
+  Graph g({1, 32, 4, 4});
+  auto* shuffle = g.node("DepthToSpace", "shuffle", {"x"}, "s");
+  Graph::attribute(shuffle, "blocksize", 2);
+  g.ints("shape", {1, 2, 4, 8, 8});
+  g.node("Reshape", "volume", {"s", "shape"}, "v");
+  g.weight("w", {6, 2, 3, 3, 3});
+  auto* conv = g.node("Conv", "conv3d", {"v", "w"}, "c");
+  Graph::attribute(conv, "pads", {1, 1, 1, 1, 1, 1});
+  auto* back = g.node("SpaceToDepth", "unshuffle", {"x"}, "u");
+  Graph::attribute(back, "blocksize", 4);
+  g.node("GlobalAveragePool", "pool", {"c"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 2u);
+  EXPECT_EQ(net.layers[0].name, "conv3d");
+  EXPECT_EQ(net.layers[0].macs, 4u * 8 * 8 * 6 * 2 * 27);
+  EXPECT_EQ(net.layers[0].params, 6u * 2 * 27);
+  EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{32, 8, 6}));
+
+  Graph odd({1, 6, 4, 4});
+  auto* bad = odd.node("DepthToSpace", "shuffle", {"x"}, "y");
+  Graph::attribute(bad, "blocksize", 2);
+  EXPECT_EQ(import_error(odd.bytes("y")),
+            "t.onnx: node shuffle (DepthToSpace): blocksize 2 for input [1, 6, 4, 4]: allowed N x C x H x W with C divisible by "
+            "it squared");
 }
 
 TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {

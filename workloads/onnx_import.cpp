@@ -48,8 +48,9 @@ const Strings& elementwise_ops() {
 }
 // Views of their input: no work (producers write in place, consumers read in place).
 const Strings& view_ops() {
-  static const Strings ops{"Cast",  "Concat",  "Dropout", "Expand", "Flatten", "Gather",  "Identity",
-                           "Pad",   "Reshape", "Slice",   "Split",  "Squeeze", "Tile",    "Transpose", "Unsqueeze"};
+  static const Strings ops{"Cast",    "Concat",  "DepthToSpace", "Dropout",      "Expand",  "Flatten",
+                           "Gather",  "Identity", "Pad",         "Reshape",      "Slice",   "SpaceToDepth",
+                           "Split",   "Squeeze", "Tile",         "Transpose",    "Unsqueeze"};
   return ops;
 }
 // Only ever constant: shape arithmetic.
@@ -111,6 +112,9 @@ struct Value {
   // The parameter this constant is: an initializer's name, or an exporter's Identity copy of
   // one (exporters merge equal-valued weights that way; each copy is a parameter of the model).
   std::string param;
+  // A Constant node's tensor: a weight only where a GEMM reads it (graphs from converters that
+  // write weights as Constant nodes); elsewhere an arithmetic literal.
+  bool literal = false;
   bool floating = false;
   bool constant() const { return layer.empty(); }
 };
@@ -140,16 +144,56 @@ class Importer {
     const auto& graph = model_.graph();
     for (const auto& info : graph.value_info()) record_dims(info);
     for (const auto& init : graph.initializer()) values_[init.name()] = constant_of(init);
-    read_input();
     for (const auto& node : graph.node())
       for (const auto& name : node.input())
         if (!name.empty()) ++readers_[name];
     for (const auto& out : graph.output()) ++readers_[out.name()];
-    for (int i = 0; i < graph.node_size(); ++i) import_node(graph.node(i), i);
+    read_input();
+    for (const int i : topological_order()) import_node(graph.node(i), i);
     return finish();
   }
 
  private:
+  // The nodes in an order where each comes after the nodes writing its inputs: ONNX requires the
+  // file's order to be one, but hand-edited and merged graphs break it, and the work does not
+  // depend on the order. Among nodes ready together the file's order is kept, so a sorted graph
+  // imports as written. A tensor nobody writes is left for import_node to name.
+  std::vector<int> topological_order() const {
+    const auto& graph = model_.graph();
+    std::unordered_map<std::string_view, int> writer;
+    for (int i = 0; i < graph.node_size(); ++i)
+      for (const auto& name : graph.node(i).output())
+        if (!name.empty()) writer.emplace(name, i);
+    std::vector<int> waiting(static_cast<std::size_t>(graph.node_size()), 0);
+    std::vector<std::vector<int>> readers(static_cast<std::size_t>(graph.node_size()));
+    for (int i = 0; i < graph.node_size(); ++i) {
+      for (const auto& name : graph.node(i).input()) {
+        const auto it = writer.find(name);
+        if (name.empty() || it == writer.end() || values_.count(name)) continue;
+        ++waiting[static_cast<std::size_t>(i)];
+        readers[static_cast<std::size_t>(it->second)].push_back(i);
+      }
+    }
+    std::set<int> ready;
+    for (int i = 0; i < graph.node_size(); ++i)
+      if (waiting[static_cast<std::size_t>(i)] == 0) ready.insert(i);
+    std::vector<int> order;
+    order.reserve(static_cast<std::size_t>(graph.node_size()));
+    while (!ready.empty()) {
+      const int i = *ready.begin();
+      ready.erase(ready.begin());
+      order.push_back(i);
+      for (const int r : readers[static_cast<std::size_t>(i)])
+        if (--waiting[static_cast<std::size_t>(r)] == 0) ready.insert(r);
+    }
+    if (order.size() != static_cast<std::size_t>(graph.node_size())) {
+      for (int i = 0; i < graph.node_size(); ++i)
+        if (waiting[static_cast<std::size_t>(i)] > 0)
+          fail_node(graph.node(i), "its inputs depend on a cycle of nodes: allowed an acyclic graph");
+    }
+    return order;
+  }
+
   [[noreturn]] void fail(const std::string& message) const {
     throw NetworkError(fmt::format("{}: {}", source_, message));
   }
@@ -255,6 +299,10 @@ class Importer {
     std::vector<const onnx::ValueInfoProto*> inputs;
     for (const auto& in : graph.input())
       if (!values_.count(in.name())) inputs.push_back(&in);
+    // Of several, an input no node reads (an argument the exported function ignored) is no data.
+    if (inputs.size() > 1)
+      inputs.erase(std::remove_if(inputs.begin(), inputs.end(), [&](const auto* in) { return !readers_.count(in->name()); }),
+                   inputs.end());
     if (inputs.size() != 1) {
       std::vector<std::string> names;
       for (const auto* in : inputs) names.push_back(traces::printable(in->name()));
@@ -315,8 +363,8 @@ class Importer {
     if (!has_input(node, i)) fail_node(node, fmt::format("input {} is missing", i));
     const auto it = values_.find(node.input(i));
     if (it == values_.end())
-      fail_node(node, fmt::format("reads {}, which no earlier node writes (nodes must be in topological order)",
-                                  traces::printable(node.input(i))));
+      fail_node(node, fmt::format("reads {}, which is no initializer, graph input or node output: allowed a graph "
+                                  "whose tensors are all written", traces::printable(node.input(i))));
     return it->second;
   }
 
@@ -386,7 +434,7 @@ class Importer {
     for (int i = 0; i < node.input_size(); ++i) {
       if (node.input(i).empty() || skip.count(i)) continue;
       const Value& v = input(node, i);
-      if (v.param.empty() || !v.floating) continue;
+      if (v.param.empty() || !v.floating || (v.literal && !gemm)) continue;
       const std::uint64_t n = elements(v.dims, node.input(i));
       if (n <= 1 && !gemm) continue;
       if (counted_.insert(v.param).second) count += n;
@@ -506,6 +554,7 @@ class Importer {
       // several constants is a derived constant, not a parameter.
       if (node.input_size() == 1 || (view_ops().count(op) && op != "Concat" && op != "Gather")) {
         out.param = input(node, 0).param;  // the same weight, viewed differently
+        out.literal = input(node, 0).literal;
         out.floating = input(node, 0).floating;
       }
     }
@@ -522,7 +571,8 @@ class Importer {
       if (a.name() == "value" || a.name() == "sparse_value") {
         if (a.name() == "sparse_value") fail_node(node, "a sparse constant: allowed dense tensors");
         v = constant_of(a.t());
-        v.param.clear();  // a literal in the graph, not a trained weight
+        v.param = node.output(0);
+        v.literal = true;
       } else if (a.name() == "value_int") {
         v.ints = std::vector<std::int64_t>{a.i()};
       } else if (a.name() == "value_ints") {
@@ -880,6 +930,16 @@ class Importer {
       return out;
     }
     if (op == "Split") return split_dims(node, in).front();
+    if (op == "DepthToSpace" || op == "SpaceToDepth") {
+      // PixelShuffle and its inverse: channels traded for a block x block patch of positions.
+      const std::int64_t block = int_attr(node, "blocksize", 0);
+      const bool to_space = op == "DepthToSpace";
+      if (in.size() != 4 || block < 1 || block > (1 << 16) || (to_space ? in[1] % (block * block) : in[2] % block + in[3] % block) != 0)
+        fail_node(node, fmt::format("blocksize {} for input {}: allowed N x C x H x W with {} divisible by it{}", block,
+                                    dims_text(in), to_space ? "C" : "H and W", to_space ? " squared" : ""));
+      if (to_space) return {in[0], in[1] / (block * block), in[2] * block, in[3] * block};
+      return {in[0], in[1] * block * block, in[2] / block, in[3] / block};
+    }
     if (op == "Expand") {
       const auto shape = ints_input(node, 1);
       return broadcast(node, in, shape);
@@ -1013,8 +1073,8 @@ class Importer {
     const Value& x = input(node, 0);
     const Value& w = input(node, 1);
     if (!w.constant()) fail_node(node, "the weights must be an initializer: allowed convolutions with constant weights");
-    if (x.dims.size() != 4 && x.dims.size() != 3)
-      fail_node(node, fmt::format("input {}: allowed 1-D or 2-D convolutions (rank 3 or 4)", dims_text(x.dims)));
+    if (x.dims.size() < 3 || x.dims.size() > 5)
+      fail_node(node, fmt::format("input {}: allowed 1-D, 2-D or 3-D convolutions (rank 3, 4 or 5)", dims_text(x.dims)));
     if (w.dims.size() != x.dims.size()) fail_node(node, fmt::format("weights {} for input {}", dims_text(w.dims), dims_text(x.dims)));
     const std::size_t spatial = x.dims.size() - 2;
     const std::int64_t groups = int_attr(node, "group", 1);
@@ -1023,6 +1083,9 @@ class Importer {
       fail_node(node, fmt::format("group {} with input {} and weights {}", groups, dims_text(x.dims), dims_text(w.dims)));
     Dims kernel(w.dims.begin() + 2, w.dims.end());
     const auto geometry = window_geometry(node, Dims(x.dims.begin() + 2, x.dims.end()), kernel, false);
+    Dims out{x.dims[0], filters};
+    out.insert(out.end(), geometry.out.begin(), geometry.out.end());
+    if (spatial == 3) return conv_as_gemm(node, index, x, out, kernel, groups);
     npu::LayerSpec spec;
     spec.kind = npu::LayerKind::convolution;
     spec.in_channels = u32(node, channels);
@@ -1030,8 +1093,6 @@ class Importer {
     spec.groups = u32(node, groups);
     set_window(node, spec, kernel, geometry);
     npu::LayerWork work = lower_spec(node, spec);
-    Dims out{x.dims[0], filters};
-    out.insert(out.end(), geometry.out.begin(), geometry.out.end());
     if (work.out_height != geometry.out[0] || (spatial == 2 && work.out_width != geometry.out[1]))
       fail_node(node, "the lowered window does not give the output size");
     // Several images in one tensor (a reshape made windows or frames a batch): one GEMM each,
@@ -1040,6 +1101,31 @@ class Importer {
     const Dims hwc = hwc_of(out);
     work.out_height = u32(node, hwc[0]);
     work.out_width = u32(node, hwc[1]);
+    set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
+  }
+
+  // A 3-D convolution, which npusim's 2-D layer does not describe, as the GEMM its im2col gives:
+  // R = output positions, P = kernel volume x input channels per group, C = output channels per
+  // group. Its MACs are exact; the input is read once (no window reuse is modelled).
+  void conv_as_gemm(const onnx::NodeProto& node, int index, const Value& x, const Dims& out, const Dims& kernel,
+                    std::int64_t groups) {
+    std::int64_t positions = 1, volume = 1;
+    for (std::size_t i = 2; i < out.size(); ++i) positions *= out[i];
+    for (const auto k : kernel) volume *= k;
+    npu::LayerWork work;
+    work.kind = npu::LayerKind::fully_connected;
+    work.gemm = {static_cast<std::uint64_t>(positions * x.dims[0]), static_cast<std::uint64_t>(volume * x.dims[1] / groups),
+                 static_cast<std::uint64_t>(out[1] / groups), static_cast<std::uint64_t>(groups)};
+    add_gemm_conv(node, index, x, out, work);
+  }
+
+  // A convolution priced as a plain GEMM (`work.gemm` set): the layer writing `out` from `x`.
+  void add_gemm_conv(const onnx::NodeProto& node, int index, const Value& x, const Dims& out, npu::LayerWork work) {
+    work.input_elements = elements(x.dims, node.input(0));
+    const Dims hwc = hwc_of(out);
+    work.out_height = u32(node, hwc[0]);
+    work.out_width = u32(node, hwc[1]);
+    work.out_channels = u32(node, hwc[2]);
     set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
   }
 
@@ -1078,12 +1164,7 @@ class Importer {
     work.kind = npu::LayerKind::fully_connected;
     work.gemm = {static_cast<std::uint64_t>(positions * x.dims[0]), static_cast<std::uint64_t>(x.dims[1] / groups),
                  static_cast<std::uint64_t>(w.dims[1] * kernel_area), static_cast<std::uint64_t>(groups)};
-    work.input_elements = elements(x.dims, node.input(0));
-    const Dims hwc = hwc_of(out);
-    work.out_height = u32(node, hwc[0]);
-    work.out_width = u32(node, hwc[1]);
-    work.out_channels = u32(node, hwc[2]);
-    set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
+    add_gemm_conv(node, index, x, out, work);
   }
 
   struct Geometry {
