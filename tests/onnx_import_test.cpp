@@ -422,6 +422,39 @@ TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {
             "it squared");
 }
 
+// Einsum as MaxViT writes attention: Q.K^T over 2 windows x 4 heads of 16 tokens x 8 is a
+// batched GEMM of two activations; a weight einsum stacks the batch along R and counts its
+// weight; a one-operand einsum that only reorders is free.
+TEST(OnnxLowering, EinsumIsAGemm) {
+  Graph g({1, 2, 4, 16, 8});
+  const auto equation = [](onnx::NodeProto* n, const std::string& text) {
+    auto* a = n->add_attribute();
+    a->set_name("equation");
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(text);
+  };
+  equation(g.node("Einsum", "scores", {"x", "x"}, "s"), "B G H I D, B G H J D -> B G H I J");
+  // Implicit output, as numpy: the broadcast axes, then the letters used once, sorted (...di).
+  equation(g.node("Einsum", "mix", {"s", "x"}, "m"), "...ij,...jd");
+  equation(g.node("Einsum", "swap", {"m"}, "t"), "bghdi->bghid");
+  g.weight("w", {8, 5});
+  equation(g.node("Einsum", "proj", {"t", "w"}, "y"), "bghid,de->bghie");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 3u);
+  EXPECT_EQ(net.layers[0].work.gemm.groups, 8u);
+  EXPECT_EQ(net.layers[0].macs, 8u * 16 * 16 * 8);
+  EXPECT_EQ(net.layers[1].macs, 8u * 16 * 16 * 8);
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{32, 16, 2}));  // [1, 2, 4, 8, 16]
+  EXPECT_EQ(net.layers[2].work.gemm.groups, 1u);
+  EXPECT_EQ(net.layers[2].macs, 128u * 8 * 5);
+  EXPECT_EQ(net.total_params, 8u * 5);
+
+  Graph bad({1, 4});
+  equation(bad.node("Einsum", "e", {"x"}, "y"), "ijk->i");
+  EXPECT_EQ(import_error(bad.bytes("y")),
+            "t.onnx: node e (Einsum): equation ijk->i: term ijk for operand [1, 4]: allowed letters, commas, one ... per term and ->");
+}
+
 TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
   Graph g({1, 4, 6, 6});
   g.node("Relu", "relu", {"x"}, "r");

@@ -1,6 +1,7 @@
 #include "workloads/onnx_import.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -71,7 +72,7 @@ const Strings& pass_ops() {
 }
 const Strings& other_ops() {
   static const Strings ops{"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "Gemm", "GlobalAveragePool",
-                           "GlobalMaxPool", "MatMul",           "MaxPool", "Resize", "Upsample"};
+                           "GlobalMaxPool", "Einsum", "MatMul", "MaxPool", "Resize", "Upsample"};
   return ops;
 }
 // onnxruntime's contrib ops.
@@ -429,7 +430,7 @@ class Importer {
   // constant counts only as an input of a GEMM (elsewhere it is an arithmetic literal).
   std::uint64_t new_params(const onnx::NodeProto& node, const std::set<int>& skip = {}) {
     const bool gemm = node.op_type() == "Conv" || node.op_type() == "FusedConv" || node.op_type() == "ConvTranspose" ||
-                      node.op_type() == "Gemm" || node.op_type() == "MatMul";
+                      node.op_type() == "Gemm" || node.op_type() == "MatMul" || node.op_type() == "Einsum";
     std::uint64_t count = 0;
     for (int i = 0; i < node.input_size(); ++i) {
       if (node.input(i).empty() || skip.count(i)) continue;
@@ -1007,6 +1008,7 @@ class Importer {
     if (op == "Conv" || op == "FusedConv") return conv(node, index);
     if (op == "ConvTranspose") return conv_transpose(node, index);
     if (op == "Gemm" || op == "MatMul") return matmul(node, index);
+    if (op == "Einsum") return einsum(node, index);
     if (op == "BatchNormalization") return batch_norm(node, index);
     if (op == "MaxPool" || op == "AveragePool") return pool(node, index);
     if (op == "GlobalAveragePool" || op == "GlobalMaxPool") return global_pool(node, index);
@@ -1266,6 +1268,123 @@ class Importer {
     work.out_width = u32(node, hwc[1]);
     work.out_channels = u32(node, hwc[2]);
     set_activation(node, 0, out, add_layer(node, index, LayerType::matmul, work, new_params(node), gemm && has_input(node, 2)));
+  }
+
+  // Einsum's equation with each operand's ellipsis spelled out as digits (the broadcast axes,
+  // right-aligned as numpy aligns them) and the output made explicit.
+  struct Equation {
+    std::vector<std::string> terms;
+    std::string output;
+    std::map<char, std::int64_t> sizes;
+  };
+  Equation einsum_equation(const onnx::NodeProto& node) const {
+    std::string text;
+    for (const char c : string_attr(node, "equation", "")) if (c != ' ') text += c;
+    const auto bad = [&](const std::string& why) {
+      fail_node(node, fmt::format("equation {}: {}: allowed letters, commas, one ... per term and ->",
+                                  traces::printable(text), why));
+    };
+    const auto arrow = text.find("->");
+    std::string inputs = text.substr(0, arrow);
+    Equation eq;
+    for (std::size_t start = 0;;) {
+      const auto comma = inputs.find(',', start);
+      eq.terms.push_back(inputs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    if (static_cast<int>(eq.terms.size()) != node.input_size()) bad(fmt::format("{} terms for {} operands", eq.terms.size(), node.input_size()));
+    std::size_t ellipsis = 0;  // the most axes any operand's ellipsis stands for
+    std::vector<std::size_t> spans;
+    for (int i = 0; i < node.input_size(); ++i) {
+      std::string& term = eq.terms[static_cast<std::size_t>(i)];
+      const Dims& dims = input(node, i).dims;
+      const auto dots = term.find("...");
+      const std::size_t letters = term.size() - (dots == std::string::npos ? 0 : 3);
+      if ((dots == std::string::npos && letters != dims.size()) || letters > dims.size())
+        bad(fmt::format("term {} for operand {}", term, dims_text(dims)));
+      const std::size_t span = dims.size() - letters;
+      spans.push_back(span);
+      ellipsis = std::max(ellipsis, span);
+      if (dots != std::string::npos) {
+        std::string digits;
+        for (std::size_t k = 0; k < span; ++k) digits += static_cast<char>('0' + (ellipsis - span + k) % 10);
+        term.replace(dots, 3, digits);
+      }
+    }
+    if (ellipsis > 10) bad("an ellipsis of more than 10 axes");
+    // Digits were assigned before the widest ellipsis was known: renumber right-aligned.
+    for (std::size_t i = 0; i < eq.terms.size(); ++i) {
+      std::string& term = eq.terms[i];
+      std::size_t k = 0;
+      for (char& c : term)
+        if (std::isdigit(static_cast<unsigned char>(c))) c = static_cast<char>('0' + ellipsis - spans[i] + k++);
+    }
+    std::string all_digits;
+    for (std::size_t k = 0; k < ellipsis; ++k) all_digits += static_cast<char>('0' + k);
+    for (std::size_t i = 0; i < eq.terms.size(); ++i) {
+      const Dims& dims = input(node, static_cast<int>(i)).dims;
+      for (std::size_t k = 0; k < eq.terms[i].size(); ++k) {
+        const char c = eq.terms[i][k];
+        if (!std::isalnum(static_cast<unsigned char>(c))) bad(fmt::format("character {}", c));
+        auto [it, added] = eq.sizes.emplace(c, dims[k]);
+        if (!added && it->second != dims[k]) {
+          if (it->second != 1 && dims[k] != 1) bad(fmt::format("axis {} is {} and {}", c, it->second, dims[k]));
+          it->second = std::max(it->second, dims[k]);
+        }
+      }
+    }
+    if (arrow != std::string::npos) {
+      eq.output = text.substr(arrow + 2);
+      if (const auto dots = eq.output.find("..."); dots != std::string::npos) eq.output.replace(dots, 3, all_digits);
+    } else {
+      // Implicit output: the broadcast axes, then the letters used once, in alphabetical order.
+      eq.output = all_digits;
+      for (const auto& [c, size] : eq.sizes) {
+        std::size_t uses = 0;
+        for (const auto& term : eq.terms) uses += static_cast<std::size_t>(std::count(term.begin(), term.end(), c));
+        if (std::isalpha(static_cast<unsigned char>(c)) && uses == 1) eq.output += c;
+      }
+    }
+    for (const char c : eq.output)
+      if (!eq.sizes.count(c) || std::count(eq.output.begin(), eq.output.end(), c) != 1)
+        bad(fmt::format("output axis {} is not an operand's or is repeated", c));
+    return eq;
+  }
+
+  // Einsum of one operand (a transpose or a reduction: one vector pass, or free when it only
+  // reorders) or two (a GEMM as MatMul's: axes in both operands and the output are the batch,
+  // axes of one operand and the output are R or C, the rest are summed, P).
+  void einsum(const onnx::NodeProto& node, int index) {
+    if (node.input_size() < 1 || node.input_size() > 2)
+      fail_node(node, fmt::format("{} operands: allowed one or two", node.input_size()));
+    const Equation eq = einsum_equation(node);
+    Dims out;
+    for (const char c : eq.output) out.push_back(eq.sizes.at(c));
+    const auto in = [&](std::size_t i, char c) { return i < eq.terms.size() && eq.terms[i].find(c) != std::string::npos; };
+    if (node.input_size() == 1) {
+      const Value& x = input(node, 0);
+      if (eq.terms[0].size() == eq.output.size()) return set_activation(node, 0, out, x.layer);  // a transpose
+      return set_activation(node, 0, out, add_layer(node, index, LayerType::vector, vector_pass(node, x.dims), new_params(node)));
+    }
+    std::uint64_t batches = 1, rows = 1, columns = 1, depth = 1;
+    for (const auto& [c, size] : eq.sizes) {
+      const auto n = static_cast<std::uint64_t>(size);
+      const bool a = in(0, c), b = in(1, c), kept = eq.output.find(c) != std::string::npos;
+      (a && b && kept ? batches : a && kept ? rows : b && kept ? columns : depth) *= n;
+    }
+    const bool constant_a = input(node, 0).constant() && !input(node, 1).constant();
+    npu::LayerWork work;
+    work.kind = npu::LayerKind::fully_connected;
+    // A weight on the left (W x) is the same GEMM transposed; axes a weight shares with the
+    // activation and the output are per-entry weights, so groups.
+    work.gemm = constant_a ? npu::GemmShape{columns, depth, rows, batches} : npu::GemmShape{rows, depth, columns, batches};
+    work.input_elements = elements(input(node, constant_a ? 1 : 0).dims, node.input(0));
+    const Dims hwc = hwc_of(out);
+    work.out_height = u32(node, hwc[0]);
+    work.out_width = u32(node, hwc[1]);
+    work.out_channels = u32(node, hwc[2]);
+    set_activation(node, 0, out, add_layer(node, index, LayerType::matmul, work, new_params(node)));
   }
 
   // Folded into the GEMM that produces its input when it is that GEMM's only reader: the folded
