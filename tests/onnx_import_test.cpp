@@ -393,6 +393,34 @@ TEST(OnnxLowering, UnsortedNodesUnusedInputsAndConstantWeights) {
             "tensors are all written");
 }
 
+// torch.onnx.export(..., export_params=False) declares the weights as graph inputs with no
+// initializer: inputs read only where weights go (directly or through an exporter's Identity
+// copy) are weights, counted from their shapes; a second data input is still refused.
+TEST(OnnxLowering, WeightsDeclaredAsInputsWithoutValues) {
+  const auto declare = [](Graph& g, const std::string& name, const std::vector<std::int64_t>& dims) {
+    auto* in = g.graph->add_input();
+    in->set_name(name);
+    in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    for (const auto d : dims) in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(d);
+  };
+  Graph g({1, 3, 8, 8});
+  declare(g, "w", {4, 3, 3, 3});
+  declare(g, "b", {4});
+  g.node("Identity", "copy", {"b"}, "b2");
+  g.node("Conv", "conv", {"x", "w", "b"}, "c");
+  g.weight("w2", {4, 4, 1, 1});
+  g.node("Conv", "conv2", {"c", "w2", "b2"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 2u);
+  EXPECT_EQ(net.total_macs, 6u * 6 * 4 * 27 + 6u * 6 * 4 * 4);  // unpadded: 6 x 6 positions
+  EXPECT_EQ(net.total_params, 4u * 27 + 4 + 16 + 4);
+
+  Graph two({1, 4});
+  declare(two, "other", {1, 4});
+  two.node("Add", "sum", {"x", "other"}, "y");
+  EXPECT_EQ(import_error(two.bytes("y")), "t.onnx: the graph has 2 data inputs (x, other): allowed one (the image or sequence a sample is)");
+}
+
 // PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
 // im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3.
 TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {

@@ -295,15 +295,70 @@ class Importer {
     recorded_dims_[info.name()] = std::move(dims);
   }
 
+  // Tensors that only ever stand in weight positions: a convolution's or GEMM's weights and bias,
+  // a normalisation's scale, bias and statistics.
+  Strings weight_inputs() const {
+    static const std::map<std::string, int, std::less<>> first_weight{
+        {"BatchNormalization", 1}, {"Conv", 1}, {"ConvTranspose", 1}, {"Gemm", 1},
+        {"InstanceNormalization", 1}, {"LayerNormalization", 1}};
+    Strings weights, elsewhere;
+    // An exporter's Identity copy of a weight (equal weights merged) is a weight wherever the
+    // copy is: a chain of copies is resolved from its end, hence the reverse walk.
+    std::vector<std::pair<std::string, std::string>> copies;
+    for (const auto& node : model_.graph().node()) {
+      const auto it = is_default_domain(node.domain()) ? first_weight.find(node.op_type()) : first_weight.end();
+      if (node.op_type() == "Identity" && node.input_size() == 1 && node.output_size() == 1) {
+        copies.emplace_back(node.input(0), node.output(0));
+        continue;
+      }
+      for (int i = 0; i < node.input_size(); ++i)
+        (it != first_weight.end() && i >= it->second ? weights : elsewhere).insert(node.input(i));
+    }
+    for (const auto& out : model_.graph().output()) elsewhere.insert(out.name());
+    for (auto it = copies.rbegin(); it != copies.rend(); ++it)
+      (weights.count(it->second) && !elsewhere.count(it->second) ? weights : elsewhere).insert(it->first);
+    for (const auto& name : elsewhere) weights.erase(name);
+    return weights;
+  }
+
+  // A weight declared as a graph input with no initializer: its shape is known, its values not
+  // needed.
+  Value weight_without_values(const onnx::ValueInfoProto& in) const {
+    Value v;
+    v.floating = true;
+    v.param = in.name();
+    const auto& dims = in.type().tensor_type().shape().dim();
+    if (!in.type().has_tensor_type() || !in.type().tensor_type().has_shape()) dims_missing(in);
+    for (const auto& d : dims) {
+      if (!d.has_dim_value() || d.dim_value() < 0 || d.dim_value() > max_dim) dims_missing(in);
+      v.dims.push_back(d.dim_value());
+    }
+    elements(v.dims, in.name());
+    return v;
+  }
+  [[noreturn]] void dims_missing(const onnx::ValueInfoProto& in) const {
+    fail(fmt::format("input {}, read as a weight with no initializer, has no fixed shape: allowed a weight input with its "
+                     "dimensions, or an initializer", traces::printable(in.name())));
+  }
+
   void read_input() {
     const auto& graph = model_.graph();
     std::vector<const onnx::ValueInfoProto*> inputs;
     for (const auto& in : graph.input())
       if (!values_.count(in.name())) inputs.push_back(&in);
-    // Of several, an input no node reads (an argument the exported function ignored) is no data.
-    if (inputs.size() > 1)
-      inputs.erase(std::remove_if(inputs.begin(), inputs.end(), [&](const auto* in) { return !readers_.count(in->name()); }),
+    // Of several, an input no node reads (an argument the exported function ignored) is no data,
+    // and one read only where weights go is a weight the file leaves out (export_params=False).
+    if (inputs.size() > 1) {
+      const auto weights = weight_inputs();
+      inputs.erase(std::remove_if(inputs.begin(), inputs.end(),
+                                  [&](const auto* in) {
+                                    if (!readers_.count(in->name())) return true;
+                                    if (!weights.count(in->name())) return false;
+                                    values_[in->name()] = weight_without_values(*in);
+                                    return true;
+                                  }),
                    inputs.end());
+    }
     if (inputs.size() != 1) {
       std::vector<std::string> names;
       for (const auto* in : inputs) names.push_back(traces::printable(in->name()));
