@@ -421,6 +421,31 @@ TEST(OnnxLowering, WeightsDeclaredAsInputsWithoutValues) {
   EXPECT_EQ(import_error(two.bytes("y")), "t.onnx: the graph has 2 data inputs (x, other): allowed one (the image or sequence a sample is)");
 }
 
+// Older opsets as torch.onnx.export writes them: Resize of opset 10 takes its scales as input 1
+// (roi came in at 11), and opset 8 computes a reshape's shape in doubles cast to integers.
+TEST(OnnxLowering, OpsetTenResizeAndShapesInDoubles) {
+  Graph g({1, 2, 5, 5}, 10);
+  auto* scales = g.graph->add_initializer();
+  scales->set_name("scales");
+  scales->set_data_type(onnx::TensorProto::FLOAT);
+  scales->add_dims(4);
+  for (const float f : {1.0f, 1.0f, 2.0f, 2.0f}) scales->add_float_data(f);
+  g.node("Resize", "up", {"x", "scales"}, "u");
+  auto* heads = g.graph->add_initializer();
+  heads->set_name("heads");
+  heads->set_data_type(onnx::TensorProto::DOUBLE);
+  heads->add_dims(3);
+  for (const double d : {1.0, 4.0, 50.0}) heads->add_double_data(d);
+  auto* cast = g.node("Cast", "to_int", {"heads"}, "shape");
+  Graph::attribute(cast, "to", onnx::TensorProto::INT64);
+  g.node("Reshape", "split_heads", {"u", "shape"}, "r");
+  g.node("Softmax", "softmax", {"r"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 2u);
+  EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{10, 10, 2}));  // [1, 2, 10, 10]
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{4, 1, 50}));   // [1, 4, 50]
+}
+
 // PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
 // im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3.
 TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {

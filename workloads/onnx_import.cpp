@@ -602,6 +602,11 @@ class Importer {
         using T = onnx::TensorProto;
         const auto to = int_attr(node, "to", T::FLOAT);
         out.floating = to == T::FLOAT || to == T::FLOAT16 || to == T::DOUBLE || to == T::BFLOAT16;
+        // Older exporters (opset 8 and before) do shape arithmetic in doubles cast to integers.
+        if (!out.floating && !out.ints && out.reals) {
+          out.ints.emplace();
+          for (const double x : *out.reals) out.ints->push_back(static_cast<std::int64_t>(std::trunc(x)));
+        }
       }
     } else {
       out.dims = output_dims(node, input(node, 0).dims);
@@ -1538,7 +1543,8 @@ class Importer {
     const Value& x = input(node, 0);
     Dims out;
     const int sizes_at = node.op_type() == "Resize" ? 3 : -1;
-    const int scales_at = node.op_type() == "Resize" ? 2 : 1;
+    // Resize takes (X, scales) in opset 10 and (X, roi, scales, sizes) from opset 11.
+    const int scales_at = node.op_type() == "Resize" && opset_of(node) >= 11 ? 2 : 1;
     if (sizes_at > 0 && has_input(node, sizes_at)) {
       out = ints_input(node, sizes_at);
     } else {
