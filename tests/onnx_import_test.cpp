@@ -446,6 +446,37 @@ TEST(OnnxLowering, OpsetTenResizeAndShapesInDoubles) {
   EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{4, 1, 50}));   // [1, 4, 50]
 }
 
+// A quantized (QDQ) graph as onnxruntime's quantizer writes it: the Quantize/Dequantize pairs
+// are free, and the 8-bit weights and 32-bit bias behind them are the convolution's parameters.
+TEST(OnnxLowering, QuantizeDequantizePairsAreFreeAndKeepTheirWeights) {
+  Graph g({1, 3, 8, 8}, 13);
+  const auto tensor = [&](const std::string& name, onnx::TensorProto::DataType type, const std::vector<std::int64_t>& dims) {
+    auto* t = g.graph->add_initializer();
+    t->set_name(name);
+    t->set_data_type(type);
+    std::int64_t n = 1;
+    for (const auto d : dims) {
+      t->add_dims(d);
+      n *= d;
+    }
+    t->set_raw_data(std::string(static_cast<std::size_t>(n) * (type == onnx::TensorProto::INT32 ? 4 : 1), '\1'));
+  };
+  g.weight("scale", {});
+  tensor("zero", onnx::TensorProto::UINT8, {});
+  tensor("w8", onnx::TensorProto::INT8, {4, 3, 3, 3});
+  tensor("b32", onnx::TensorProto::INT32, {4});
+  g.node("QuantizeLinear", "q", {"x", "scale", "zero"}, "xq");
+  g.node("DequantizeLinear", "dq", {"xq", "scale", "zero"}, "xd");
+  g.node("DequantizeLinear", "dq_w", {"w8", "scale"}, "w");
+  g.node("DequantizeLinear", "dq_b", {"b32", "scale"}, "b");
+  auto* conv = g.node("Conv", "conv", {"xd", "w", "b"}, "y");
+  Graph::attribute(conv, "pads", {1, 1, 1, 1});
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);
+  EXPECT_EQ(net.layers[0].macs, 8u * 8 * 4 * 27);
+  EXPECT_EQ(net.total_params, 4u * 27 + 4);
+}
+
 // PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
 // im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3.
 TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {

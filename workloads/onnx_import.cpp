@@ -49,9 +49,12 @@ const Strings& elementwise_ops() {
 }
 // Views of their input: no work (producers write in place, consumers read in place).
 const Strings& view_ops() {
-  static const Strings ops{"Cast",    "Concat",  "DepthToSpace", "Dropout",      "Expand",  "Flatten",
-                           "Gather",  "Identity", "Pad",         "Reshape",      "Slice",   "SpaceToDepth",
-                           "Split",   "Squeeze", "Tile",         "Transpose",    "Unsqueeze"};
+  // QuantizeLinear and DequantizeLinear too: an NPU keeps the quantized values and folds the
+  // scales into the GEMMs around them.
+  static const Strings ops{"Cast",    "Concat",   "DepthToSpace", "DequantizeLinear", "Dropout",   "Expand",
+                           "Flatten", "Gather",   "Identity",     "Pad",              "QuantizeLinear", "Reshape",
+                           "Slice",   "SpaceToDepth", "Split",    "Squeeze",          "Tile",      "Transpose",
+                           "Unsqueeze"};
   return ops;
 }
 // Only ever constant: shape arithmetic.
@@ -229,6 +232,12 @@ class Importer {
       case T::INT64:
       case T::INT32:
         if (!external && count <= max_kept_values) v.ints = integers_of(t, count);
+        break;
+      case T::INT8:
+      case T::UINT8:
+        // A quantized model's weights (never a shape): parameters as floating-point ones are.
+        v.floating = true;
+        v.param = t.name();
         break;
       case T::FLOAT:
       case T::DOUBLE:
@@ -618,6 +627,11 @@ class Importer {
         out.literal = input(node, 0).literal;
         out.floating = input(node, 0).floating;
       }
+      // A quantized bias is stored as 32-bit integers; dequantized, it is the layer's bias.
+      if (op == "DequantizeLinear" && !input(node, 0).literal) {
+        out.floating = true;
+        if (out.param.empty()) out.param = node.input(0);
+      }
     }
     for (int i = 0; i < node.output_size(); ++i) {
       Value v = out;
@@ -865,7 +879,7 @@ class Importer {
   // The output dimensions of a view or shape op (its first output), from its first input's.
   Dims output_dims(const onnx::NodeProto& node, const Dims& in) const {
     const std::string& op = node.op_type();
-    if (op == "Identity" || op == "Dropout" || op == "Cast") return in;
+    if (op == "Identity" || op == "Dropout" || op == "Cast" || op == "QuantizeLinear" || op == "DequantizeLinear") return in;
     if (op == "Shape") {
       const auto values = constant_ints(node, {static_cast<std::int64_t>(in.size())});
       return {static_cast<std::int64_t>(values ? values->size() : in.size())};
