@@ -478,7 +478,8 @@ TEST(OnnxLowering, QuantizeDequantizePairsAreFreeAndKeepTheirWeights) {
 }
 
 // PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
-// im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3.
+// im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3; a 3-D pool is
+// a vector pass.
 TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {
   Graph g({1, 32, 4, 4});
   auto* shuffle = g.node("DepthToSpace", "shuffle", {"x"}, "s");
@@ -490,9 +491,14 @@ TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {
   Graph::attribute(conv, "pads", {1, 1, 1, 1, 1, 1});
   auto* back = g.node("SpaceToDepth", "unshuffle", {"x"}, "u");
   Graph::attribute(back, "blocksize", 4);
-  g.node("GlobalAveragePool", "pool", {"c"}, "y");
+  auto* pool = g.node("MaxPool", "pool3d", {"c"}, "p");
+  Graph::attribute(pool, "kernel_shape", {1, 3, 3});
+  Graph::attribute(pool, "strides", {1, 2, 2});
+  Graph::attribute(pool, "pads", {0, 1, 1, 0, 1, 1});
+  g.node("GlobalAveragePool", "pool", {"p"}, "y");
   const auto net = lower(g.bytes("y"));
-  ASSERT_EQ(net.layers.size(), 2u);
+  ASSERT_EQ(net.layers.size(), 3u);
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{16, 4, 6}));  // [1, 6, 4, 4, 4]
   EXPECT_EQ(net.layers[0].name, "conv3d");
   EXPECT_EQ(net.layers[0].macs, 4u * 8 * 8 * 6 * 2 * 27);
   EXPECT_EQ(net.layers[0].params, 6u * 2 * 27);

@@ -1485,18 +1485,19 @@ class Importer {
 
   void pool(const onnx::NodeProto& node, int index) {
     const Value& x = input(node, 0);
-    if (x.dims.size() != 4 && x.dims.size() != 3) fail_node(node, fmt::format("input {}: allowed rank 3 or 4", dims_text(x.dims)));
+    if (x.dims.size() < 3 || x.dims.size() > 5) fail_node(node, fmt::format("input {}: allowed rank 3, 4 or 5", dims_text(x.dims)));
     const Dims kernel = ints_attr(node, "kernel_shape").value_or(Dims{});
     const auto g = window_geometry(node, Dims(x.dims.begin() + 2, x.dims.end()), kernel, true);
+    const LayerType type = node.op_type() == "MaxPool" ? LayerType::maxpool : LayerType::avgpool;
+    Dims out{x.dims[0], x.dims[1]};
+    out.insert(out.end(), g.out.begin(), g.out.end());
+    // A 3-D window, which npusim's 2-D pool does not describe: one vector pass writing the output.
+    if (x.dims.size() == 5) return set_activation(node, 0, out, add_layer(node, index, type, vector_pass(node, out), new_params(node)));
     npu::LayerSpec spec;
     spec.kind = npu::LayerKind::pooling;
     spec.in_channels = spec.out_channels = u32(node, x.dims[1] * x.dims[0]);
     set_window(node, spec, kernel, g);
-    const npu::LayerWork work = lower_spec(node, spec);
-    Dims out{x.dims[0], x.dims[1]};
-    out.insert(out.end(), g.out.begin(), g.out.end());
-    set_activation(node, 0, out,
-                   add_layer(node, index, node.op_type() == "MaxPool" ? LayerType::maxpool : LayerType::avgpool, work, new_params(node)));
+    set_activation(node, 0, out, add_layer(node, index, type, lower_spec(node, spec), new_params(node)));
   }
 
   // A pool over the whole map: what the NPU can run in the epilogue of the GEMM before it.
