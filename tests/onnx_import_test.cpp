@@ -580,6 +580,20 @@ TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
   silent.graph->mutable_node(0)->clear_output();
   EXPECT_EQ(import_error(silent.bytes("r")), "t.onnx: node relu (Relu): has no output: allowed nodes that write a tensor");
 
+  // A dynamic height or width, and an input without a batch dimension (a detection model's list
+  // of C x H x W images), are named with the input's declared dimensions.
+  Graph spatial({1, 3, 8, 8});
+  spatial.graph->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(2)->set_dim_param("h");
+  spatial.node("Relu", "relu", {"x"}, "y");
+  EXPECT_EQ(import_error(spatial.bytes("y")),
+            "t.onnx: input x [1, 3, h, 8]: dimension 2 is dynamic (h): allowed a fixed size (only the batch, dimension 0, may be "
+            "dynamic: export without dynamic_axes on the others)");
+  Graph images({3, 32, 32});
+  images.node("Relu", "relu", {"x"}, "y");
+  EXPECT_EQ(import_error(images.bytes("y")),
+            "t.onnx: input x [3, 32, 32]: dimension 0, the batch, is 3: allowed 1 or dynamic (npusim counts one sample's work; "
+            "export one sample with its batch dimension, an image as 1 x C x H x W)");
+
   EXPECT_EQ(import_error(noise),
             "t.onnx: not an ONNX model (the protobuf does not parse: malformed or truncated): allowed a model saved by "
             "torch.onnx.export or onnx.save");

@@ -350,6 +350,14 @@ class Importer {
                      "dimensions, or an initializer", traces::printable(in.name())));
   }
 
+  // An input's dimensions as declared, named ones by their names.
+  static std::string declared_dims(const onnx::ValueInfoProto& in) {
+    std::vector<std::string> dims;
+    for (const auto& d : in.type().tensor_type().shape().dim())
+      dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : d.has_dim_param() ? traces::printable(d.dim_param()) : "?");
+    return fmt::format("[{}]", fmt::join(dims, ", "));
+  }
+
   void read_input() {
     const auto& graph = model_.graph();
     std::vector<const onnx::ValueInfoProto*> inputs;
@@ -385,14 +393,16 @@ class Importer {
       const auto& d = dims[i];
       if (d.has_dim_value() && d.dim_value() > 0 && d.dim_value() <= max_dim) {
         if (i == 0 && dims.size() > 1 && d.dim_value() != 1)
-          fail(fmt::format("input {}: batch dimension {}: allowed 1 or dynamic (npusim counts one sample's work; "
-                           "export with batch 1)", traces::printable(in.name()), d.dim_value()));
+          fail(fmt::format("input {} {}: dimension 0, the batch, is {}: allowed 1 or dynamic (npusim counts one sample's "
+                           "work; export one sample with its batch dimension, an image as 1 x C x H x W)",
+                           traces::printable(in.name()), declared_dims(in), d.dim_value()));
         v.dims.push_back(d.dim_value());
       } else if (i == 0 && dims.size() > 1) {
         v.dims.push_back(1);  // a dynamic batch: one sample
       } else {
-        fail(fmt::format("input {}: dimension {} is {}: allowed a fixed size (only the batch, dimension 0, may be dynamic)",
-                         traces::printable(in.name()), i,
+        fail(fmt::format("input {} {}: dimension {} is {}: allowed a fixed size (only the batch, dimension 0, may be dynamic: "
+                         "export without dynamic_axes on the others)",
+                         traces::printable(in.name()), declared_dims(in), i,
                          d.has_dim_param() ? fmt::format("dynamic ({})", traces::printable(d.dim_param()))
                                            : fmt::format("{}", d.dim_value())));
       }
