@@ -1451,9 +1451,16 @@ class Importer {
       if (eq.terms[0].size() == eq.output.size()) return set_activation(node, 0, out, x.layer);  // a transpose
       return set_activation(node, 0, out, add_layer(node, index, LayerType::vector, vector_pass(node, x.dims), new_params(node)));
     }
-    std::uint64_t batches = 1, rows = 1, columns = 1, depth = 1;
+    std::uint64_t batches = 1, rows = 1, columns = 1, depth = 1, macs = 1;
     for (const auto& [c, size] : eq.sizes) {
       const auto n = static_cast<std::uint64_t>(size);
+      // Two operands of up to 2^40 elements each: their product can wrap 64 bits.
+      const auto product = traces::checked_mul<std::uint64_t>(macs, n);
+      if (!product || *product > (std::uint64_t{1} << 62))
+        fail_node(node, fmt::format("equation {} over {} and {}: more than 2^62 multiplications: allowed fewer",
+                                    traces::printable(string_attr(node, "equation", "")), dims_text(input(node, 0).dims),
+                                    dims_text(input(node, 1).dims)));
+      macs = *product;
       const bool a = in(0, c), b = in(1, c), kept = eq.output.find(c) != std::string::npos;
       (a && b && kept ? batches : a && kept ? rows : b && kept ? columns : depth) *= n;
     }
