@@ -159,8 +159,8 @@ refuses "allowed at most 2146435072 bytes (2047 MiB)" model "$tmp/huge.onnx"
 refuses "allowed a regular file" model "$tmp/zero.onnx"
 refuses "node running_total: op CumSum (opset 17) is not supported: allowed Abs, Add" model "$tmp/unsupported_op.onnx"
 refuses "node running_total: op CumSum" table --model "$tmp/unsupported_op.onnx"
-refuses "node first (Relu): its inputs depend on a cycle of nodes: allowed an acyclic graph" model "$tmp/cycle.onnx"
-refuses "node outer (Einsum): equation zab,cd->z over [1, 32768, 32768] and [1048576, 1048576]: more than 2^62" model "$tmp/einsum_overflow.onnx"
+refuses "node first (Relu, opset 17): its inputs depend on a cycle of nodes: allowed an acyclic graph" model "$tmp/cycle.onnx"
+refuses "node outer (Einsum, opset 17): equation zab,cd->z over [1, 32768, 32768] and [1048576, 1048576]: more than 2^62" model "$tmp/einsum_overflow.onnx"
 refuses "text.onnx: not an ONNX model" model "$tmp/overlay_text.yaml"
 
 # Plugins: whatever they throw or answer, one line naming the policy and the plugin.

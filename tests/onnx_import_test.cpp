@@ -385,11 +385,11 @@ TEST(OnnxLowering, UnsortedNodesUnusedInputsAndConstantWeights) {
   Graph loop({1, 4});
   loop.node("Relu", "a", {"b_out"}, "a_out");
   loop.node("Add", "b", {"x", "a_out"}, "b_out");
-  EXPECT_EQ(import_error(loop.bytes("b_out")), "t.onnx: node a (Relu): its inputs depend on a cycle of nodes: allowed an acyclic graph");
+  EXPECT_EQ(import_error(loop.bytes("b_out")), "t.onnx: node a (Relu, opset 17): its inputs depend on a cycle of nodes: allowed an acyclic graph");
   Graph missing({1, 4});
   missing.node("MatMul", "fc", {"x", "w"}, "y");
   EXPECT_EQ(import_error(missing.bytes("y")),
-            "t.onnx: node fc (MatMul): reads w, which is no initializer, graph input or node output: allowed a graph whose "
+            "t.onnx: node fc (MatMul, opset 17): reads w, which is no initializer, graph input or node output: allowed a graph whose "
             "tensors are all written");
 }
 
@@ -508,7 +508,7 @@ TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {
   auto* bad = odd.node("DepthToSpace", "shuffle", {"x"}, "y");
   Graph::attribute(bad, "blocksize", 2);
   EXPECT_EQ(import_error(odd.bytes("y")),
-            "t.onnx: node shuffle (DepthToSpace): blocksize 2 for input [1, 6, 4, 4]: allowed N x C x H x W with C divisible by "
+            "t.onnx: node shuffle (DepthToSpace, opset 17): blocksize 2 for input [1, 6, 4, 4]: allowed N x C x H x W with C divisible by "
             "it squared");
 }
 
@@ -542,7 +542,7 @@ TEST(OnnxLowering, EinsumIsAGemm) {
   Graph bad({1, 4});
   equation(bad.node("Einsum", "e", {"x"}, "y"), "ijk->i");
   EXPECT_EQ(import_error(bad.bytes("y")),
-            "t.onnx: node e (Einsum): equation ijk->i: term ijk for operand [1, 4]: allowed letters, commas, one ... per term and ->");
+            "t.onnx: node e (Einsum, opset 17): equation ijk->i: term ijk for operand [1, 4]: allowed letters, commas, one ... per term and ->");
 }
 
 TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
@@ -574,11 +574,11 @@ TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
   scalars.graph->mutable_initializer(0)->clear_dims();
   scalars.graph->mutable_initializer(0)->add_int64_data(3);
   scalars.node("Concat", "joined", {"a", "a"}, "j");
-  EXPECT_EQ(import_error(scalars.bytes("j")), "t.onnx: node joined (Concat): axis 0 of a rank-0 tensor");
+  EXPECT_EQ(import_error(scalars.bytes("j")), "t.onnx: node joined (Concat, opset 17): axis 0 of a rank-0 tensor");
   Graph silent({1, 4});
   silent.node("Relu", "relu", {"x"}, "r");
   silent.graph->mutable_node(0)->clear_output();
-  EXPECT_EQ(import_error(silent.bytes("r")), "t.onnx: node relu (Relu): has no output: allowed nodes that write a tensor");
+  EXPECT_EQ(import_error(silent.bytes("r")), "t.onnx: node relu (Relu, opset 17): has no output: allowed nodes that write a tensor");
 
   // A dynamic height or width, and an input without a batch dimension (a detection model's list
   // of C x H x W images), are named with the input's declared dimensions.

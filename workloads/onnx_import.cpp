@@ -202,8 +202,8 @@ class Importer {
     throw NetworkError(fmt::format("{}: {}", source_, message));
   }
   [[noreturn]] void fail_node(const onnx::NodeProto& node, const std::string& message) const {
-    throw NetworkError(fmt::format("{}: node {} ({}): {}", source_, traces::printable(node.name()),
-                                   traces::printable(node.op_type()), message));
+    throw NetworkError(fmt::format("{}: node {} ({}, opset {}): {}", source_, traces::printable(node.name()),
+                                   traces::printable(node.op_type()), opset_of(node), message));
   }
 
   void read_opsets() {
