@@ -477,6 +477,30 @@ TEST(OnnxLowering, QuantizeDequantizePairsAreFreeAndKeepTheirWeights) {
   EXPECT_EQ(net.total_params, 4u * 27 + 4);
 }
 
+// A bidirectional LSTM over 5 steps is one GEMM of 5 rows x (8 inputs + 6 hidden) x 4 gates of
+// 6, per direction; its initial state is data, not a parameter.
+TEST(OnnxLowering, AnLstmIsOneGemmOverItsSteps) {
+  Graph g({1, 5, 8});  // batch first, transposed to steps first as torch.onnx.export writes it
+  auto* steps_first = g.node("Transpose", "steps_first", {"x"}, "xt");
+  Graph::attribute(steps_first, "perm", {1, 0, 2});
+  g.weight("w", {2, 24, 8});
+  g.weight("r", {2, 24, 6});
+  g.weight("b", {2, 48});
+  g.weight("h0", {2, 1, 6});
+  auto* lstm = g.graph->add_node();
+  lstm->set_op_type("LSTM");
+  lstm->set_name("lstm");
+  for (const char* in : {"xt", "w", "r", "b", "", "h0"}) lstm->add_input(in);
+  for (const char* out : {"all", "last"}) lstm->add_output(out);
+  Graph::attribute(lstm, "hidden_size", 6);
+  g.node("Relu", "relu", {"last"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);  // the relu runs in the epilogue
+  EXPECT_EQ(net.layers[0].work.gemm.groups, 2u);
+  EXPECT_EQ(net.total_macs, 5u * (8 + 6) * 24 * 2);
+  EXPECT_EQ(net.total_params, 2u * 24 * 8 + 2 * 24 * 6 + 2 * 48);
+}
+
 // PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
 // im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3; a 3-D pool is
 // a vector pass.

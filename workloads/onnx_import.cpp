@@ -75,7 +75,7 @@ const Strings& pass_ops() {
 }
 const Strings& other_ops() {
   static const Strings ops{"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "Gemm", "GlobalAveragePool",
-                           "GlobalMaxPool", "Einsum", "MatMul", "MaxPool", "Resize", "Upsample"};
+                           "GlobalMaxPool", "Einsum", "GRU", "LSTM", "MatMul", "MaxPool", "Resize", "RNN", "Upsample"};
   return ops;
 }
 // onnxruntime's contrib ops.
@@ -504,7 +504,8 @@ class Importer {
   // constant counts only as an input of a GEMM (elsewhere it is an arithmetic literal).
   std::uint64_t new_params(const onnx::NodeProto& node, const std::set<int>& skip = {}) {
     const bool gemm = node.op_type() == "Conv" || node.op_type() == "FusedConv" || node.op_type() == "ConvTranspose" ||
-                      node.op_type() == "Gemm" || node.op_type() == "MatMul" || node.op_type() == "Einsum";
+                      node.op_type() == "Gemm" || node.op_type() == "MatMul" || node.op_type() == "Einsum" ||
+                      node.op_type() == "LSTM" || node.op_type() == "GRU" || node.op_type() == "RNN";
     std::uint64_t count = 0;
     for (int i = 0; i < node.input_size(); ++i) {
       if (node.input(i).empty() || skip.count(i)) continue;
@@ -1093,6 +1094,7 @@ class Importer {
     if (op == "ConvTranspose") return conv_transpose(node, index);
     if (op == "Gemm" || op == "MatMul") return matmul(node, index);
     if (op == "Einsum") return einsum(node, index);
+    if (op == "LSTM" || op == "GRU" || op == "RNN") return recurrent(node, index);
     if (op == "BatchNormalization") return batch_norm(node, index);
     if (op == "MaxPool" || op == "AveragePool") return pool(node, index);
     if (op == "GlobalAveragePool" || op == "GlobalMaxPool") return global_pool(node, index);
@@ -1476,6 +1478,39 @@ class Importer {
     work.out_width = u32(node, hwc[1]);
     work.out_channels = u32(node, hwc[2]);
     set_activation(node, 0, out, add_layer(node, index, LayerType::matmul, work, new_params(node)));
+  }
+
+  // LSTM, GRU and RNN: every step multiplies the step's input and the previous hidden state by
+  // the gates' weights, so the whole sequence is one GEMM of R = steps x batch, P = input + hidden
+  // size, C = gates x hidden size, one group per direction. The steps' dependence on each other
+  // is not modelled (the GEMM's rows are taken as independent).
+  void recurrent(const onnx::NodeProto& node, int index) {
+    const Value& x = input(node, 0);
+    const Value& w = input(node, 1);
+    const std::int64_t gates = node.op_type() == "LSTM" ? 4 : node.op_type() == "GRU" ? 3 : 1;
+    const bool batch_first = int_attr(node, "layout", 0) != 0;
+    if (x.dims.size() != 3 || w.dims.size() != 3 || w.dims[2] != x.dims[2] || w.dims[1] % gates != 0 || !w.constant())
+      fail_node(node, fmt::format("input {} and weights {}: allowed a sequence [steps, batch, features] (layout 1: [batch, "
+                                  "steps, features]) and constant weights [directions, {} x hidden, features]",
+                                  dims_text(x.dims), dims_text(w.dims), gates));
+    const std::int64_t steps = x.dims[batch_first ? 1 : 0], batch = x.dims[batch_first ? 0 : 1];
+    const std::int64_t directions = w.dims[0], hidden = w.dims[1] / gates;
+    npu::LayerWork work;
+    work.kind = npu::LayerKind::fully_connected;
+    work.gemm = {static_cast<std::uint64_t>(steps * batch), static_cast<std::uint64_t>(x.dims[2] + hidden),
+                 static_cast<std::uint64_t>(gates * hidden), static_cast<std::uint64_t>(directions)};
+    work.input_elements = elements(x.dims, node.input(0));
+    const Dims all = batch_first ? Dims{batch, steps, directions, hidden} : Dims{steps, directions, batch, hidden};
+    const Dims hwc = hwc_of(all);
+    work.out_height = u32(node, hwc[0]);
+    work.out_width = u32(node, hwc[1]);
+    work.out_channels = u32(node, hwc[2]);
+    // The sequence lengths and the initial hidden and cell states (inputs 4 to 6) are data, not
+    // parameters.
+    const std::string layer = add_layer(node, index, LayerType::matmul, work, new_params(node, {4, 5, 6}));
+    // Y (every step's hidden state), then Y_h and, for an LSTM, Y_c (the last step's).
+    const Dims last = batch_first ? Dims{batch, directions, hidden} : Dims{directions, batch, hidden};
+    for (int i = 0; i < node.output_size(); ++i) set_activation(node, i, i == 0 ? all : last, layer);
   }
 
   // Folded into the GEMM that produces its input when it is that GEMM's only reader: the folded
