@@ -501,6 +501,26 @@ TEST(OnnxLowering, AnLstmIsOneGemmOverItsSteps) {
   EXPECT_EQ(net.total_params, 2u * 24 * 8 + 2 * 24 * 6 + 2 * 48);
 }
 
+// A model returning its features and its logits: the exit follows the logits, the last layer
+// any output needs (two heads in parallel end the backbone in two layers, which is refused).
+TEST(OnnxLowering, SeveralOutputsKeepEveryHead) {
+  Graph g({1, 8});
+  g.weight("w1", {8, 4});
+  g.weight("w2", {4, 3});
+  g.graph->add_output()->set_name("f");
+  g.node("MatMul", "features", {"x", "w1"}, "f");
+  g.node("MatMul", "logits", {"f", "w2"}, "l");
+  const auto net = lower(g.bytes("l"));
+  ASSERT_EQ(net.layers.size(), 2u);
+  EXPECT_EQ(net.layers[1].name, "logits");
+  EXPECT_EQ(net.total_macs, 8u * 4 + 4 * 3);
+
+  Graph constant({1, 8});
+  constant.node("Shape", "shape", {"x"}, "s");
+  EXPECT_EQ(import_error(constant.bytes("s")),
+            "t.onnx: no output (s) is computed from the input: allowed a graph whose output depends on its input");
+}
+
 // PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
 // im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3; a 3-D pool is
 // a vector pass.

@@ -1630,19 +1630,26 @@ class Importer {
 
   OnnxBackbone finish() {
     const auto& graph = model_.graph();
-    if (graph.output_size() != 1) {
+    // Every output computed from the input is kept (a model returning its logits and features,
+    // or two heads); the final exit follows the last layer any of them needs. Outputs that are
+    // constants or the input itself cost nothing.
+    std::set<std::string> needed;
+    std::optional<std::size_t> last;
+    for (const auto& o : graph.output()) {
+      const auto it = values_.find(o.name());
+      if (it == values_.end() || it->second.constant() || it->second.layer == network_input) continue;
+      needed.insert(it->second.layer);
+      last = std::max(last.value_or(0), layer_index_.at(it->second.layer));
+    }
+    if (!last) {
       std::vector<std::string> names;
       for (const auto& o : graph.output()) names.push_back(traces::printable(o.name()));
-      fail(fmt::format("the graph has {} outputs ({}): allowed one (the final classifier's)", graph.output_size(),
+      fail(fmt::format("no output ({}) is computed from the input: allowed a graph whose output depends on its input",
                        fmt::join(names, ", ")));
     }
-    const auto it = values_.find(graph.output(0).name());
-    if (it == values_.end() || it->second.constant() || it->second.layer == network_input)
-      fail(fmt::format("output {} is not computed from the input", traces::printable(graph.output(0).name())));
     OnnxBackbone out;
-    out.last_layer = it->second.layer;
-    // Layers the output does not depend on (a branch whose result is dropped) are left out.
-    std::set<std::string> needed{out.last_layer};
+    out.last_layer = layers_[*last].name;
+    // Layers no output depends on (a branch whose result is dropped) are left out.
     for (std::size_t i = layers_.size(); i-- > 0;)
       if (needed.count(layers_[i].name))
         for (const auto& from : layers_[i].inputs) needed.insert(from);
