@@ -539,9 +539,16 @@ TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {
   Graph::attribute(pool, "kernel_shape", {1, 3, 3});
   Graph::attribute(pool, "strides", {1, 2, 2});
   Graph::attribute(pool, "pads", {0, 1, 1, 0, 1, 1});
-  g.node("GlobalAveragePool", "pool", {"p"}, "y");
+  // And back up: each of the 4 x 4 x 4 pooled positions times 6 channels gives a 2 x 2 x 2 patch
+  // of 3 output channels.
+  g.weight("up_w", {6, 3, 2, 2, 2});
+  auto* up = g.node("ConvTranspose", "up3d", {"p", "up_w"}, "u3");
+  Graph::attribute(up, "strides", {2, 2, 2});
+  g.node("GlobalAveragePool", "pool", {"u3"}, "y");
   const auto net = lower(g.bytes("y"));
-  ASSERT_EQ(net.layers.size(), 3u);
+  ASSERT_EQ(net.layers.size(), 4u);
+  EXPECT_EQ(net.layers[2].macs, 64u * 6 * 3 * 8);
+  EXPECT_EQ(net.layers[2].output, (workloads::TensorShape{64, 8, 3}));  // [1, 3, 8, 8, 8]
   EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{16, 4, 6}));  // [1, 6, 4, 4, 4]
   EXPECT_EQ(net.layers[0].name, "conv3d");
   EXPECT_EQ(net.layers[0].macs, 4u * 8 * 8 * 6 * 2 * 27);

@@ -1224,8 +1224,8 @@ class Importer {
     const Value& x = input(node, 0);
     const Value& w = input(node, 1);
     if (!w.constant()) fail_node(node, "the weights must be an initializer: allowed convolutions with constant weights");
-    if ((x.dims.size() != 4 && x.dims.size() != 3) || w.dims.size() != x.dims.size())
-      fail_node(node, fmt::format("input {} and weights {}: allowed 1-D or 2-D convolutions", dims_text(x.dims), dims_text(w.dims)));
+    if (x.dims.size() < 3 || x.dims.size() > 5 || w.dims.size() != x.dims.size())
+      fail_node(node, fmt::format("input {} and weights {}: allowed 1-D, 2-D or 3-D convolutions", dims_text(x.dims), dims_text(w.dims)));
     const std::size_t n = x.dims.size() - 2;
     const std::int64_t groups = int_attr(node, "group", 1);
     if (groups < 1 || x.dims[1] != w.dims[0] || x.dims[1] % groups != 0)
