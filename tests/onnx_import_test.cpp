@@ -521,6 +521,30 @@ TEST(OnnxLowering, SeveralOutputsKeepEveryHead) {
             "t.onnx: no output (s) is computed from the input: allowed a graph whose output depends on its input");
 }
 
+// A classifier's top-3 and the ops of a causal mask on activations: TopK reads its input once
+// and writes k values and indices; CumSum and GatherElements are vector passes; Trilu fuses.
+TEST(OnnxLowering, TopKCumSumAndGatherElementsAreVectorWork) {
+  Graph g({1, 16});
+  g.weight("w", {16, 10});
+  g.node("MatMul", "fc", {"x", "w"}, "l");
+  g.ints("k", {3});
+  auto* top = g.graph->add_node();
+  top->set_op_type("TopK");
+  top->set_name("top3");
+  for (const char* in : {"l", "k"}) top->add_input(in);
+  for (const char* out : {"values", "indices"}) top->add_output(out);
+  g.ints("axis", {1});
+  g.node("CumSum", "running", {"values", "axis"}, "c");
+  g.node("GatherElements", "pick", {"c", "indices"}, "p");
+  g.node("Trilu", "upper", {"p"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 4u);  // fc, top3, running, pick (the Trilu in its epilogue)
+  EXPECT_EQ(net.layers[1].name, "top3");
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{1, 1, 10}));  // the pass reads all 10
+  EXPECT_EQ(net.layers[3].output, (workloads::TensorShape{1, 1, 3}));
+  EXPECT_EQ(net.total_macs, 160u);
+}
+
 // PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
 // im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3; a 3-D pool is
 // a vector pass.
@@ -599,9 +623,9 @@ TEST(OnnxLowering, EinsumIsAGemm) {
 TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
   Graph g({1, 4, 6, 6});
   g.node("Relu", "relu", {"x"}, "r");
-  g.node("CumSum", "running_total", {"r", "r"}, "y");
+  g.node("NonZero", "nonzero", {"r"}, "y");
   const std::string unsupported = import_error(g.bytes("y"));
-  EXPECT_EQ(unsupported.rfind("t.onnx: node running_total: op CumSum (opset 17) is not supported: allowed Abs, Add, And, ArgMax", 0),
+  EXPECT_EQ(unsupported.rfind("t.onnx: node nonzero: op NonZero (opset 17) is not supported: allowed Abs, Add, And, ArgMax", 0),
             0u)
       << unsupported;
   EXPECT_NE(unsupported.find("com.microsoft.FusedConv"), std::string::npos);

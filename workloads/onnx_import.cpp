@@ -37,7 +37,7 @@ const Strings& unary_ops() {
   static const Strings ops{"Abs",  "Ceil",    "Celu",     "Clip", "Cos",        "Elu",  "Erf",      "Exp",
                            "Floor", "Gelu",   "HardSigmoid", "HardSwish", "ImageScaler", "LeakyRelu", "Log", "Mish", "Neg",
                            "Not",  "Reciprocal", "Relu",  "Round", "Selu",      "Sigmoid", "Sign",  "Sin",
-                           "Shrink", "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu"};
+                           "Shrink", "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu", "Trilu"};
   return ops;
 }
 // Element-wise over broadcast operands.
@@ -69,8 +69,13 @@ const Strings& reduce_ops() {
 }
 // One vector pass over their input.
 const Strings& pass_ops() {
-  static const Strings ops{"Hardmax", "InstanceNormalization", "LayerNormalization", "LogSoftmax", "LpNormalization", "LRN",
+  static const Strings ops{"CumSum", "Hardmax", "InstanceNormalization", "LayerNormalization", "LogSoftmax", "LpNormalization", "LRN",
                            "MeanVarianceNormalization", "Softmax"};
+  return ops;
+}
+// Data-dependent selections: one vector pass, over the input (TopK) or the output they write.
+const Strings& select_ops() {
+  static const Strings ops{"GatherElements", "ScatterElements", "ScatterND", "TopK"};
   return ops;
 }
 const Strings& other_ops() {
@@ -1071,7 +1076,8 @@ class Importer {
     const std::string& op = node.op_type();
     const bool known = is_default_domain(node.domain())
                            ? unary_ops().count(op) || elementwise_ops().count(op) || view_ops().count(op) ||
-                                 shape_ops().count(op) || reduce_ops().count(op) || pass_ops().count(op) || other_ops().count(op)
+                                 shape_ops().count(op) || reduce_ops().count(op) || pass_ops().count(op) || other_ops().count(op) ||
+                                 select_ops().count(op)
                            : node.domain() == "com.microsoft" && microsoft_ops().count(op);
     if (!known)
       throw NetworkError(fmt::format("{}: node {}: op {}{} (opset {}) is not supported: allowed {}", source_,
@@ -1100,6 +1106,7 @@ class Importer {
     if (op == "GlobalAveragePool" || op == "GlobalMaxPool") return global_pool(node, index);
     if (reduce_ops().count(op)) return reduce(node, index);
     if (op == "Resize" || op == "Upsample") return resize(node, index);
+    if (select_ops().count(op)) return selection(node, index);
     if (pass_ops().count(op)) {
       const Value& x = input(node, 0);
       return set_activation(node, 0, x.dims, add_layer(node, index, LayerType::vector, vector_pass(node, x.dims), new_params(node)));
@@ -1480,6 +1487,24 @@ class Importer {
     set_activation(node, 0, out, add_layer(node, index, LayerType::matmul, work, new_params(node)));
   }
 
+  // TopK reads its input once and writes k values and their indices along the axis; a gather or
+  // scatter of elements writes its output (the indices' shape, or the data's) once.
+  void selection(const onnx::NodeProto& node, int index) {
+    const std::string& op = node.op_type();
+    const Value& x = input(node, 0);
+    Dims out = op == "GatherElements" ? input(node, 1).dims : x.dims;
+    if (op == "TopK") {
+      const auto axis = static_cast<std::size_t>(normal_axis(node, int_attr(node, "axis", -1), x.dims.size()));
+      const auto k = opset_of(node) < 10 ? Dims{int_attr(node, "k", 0)} : ints_input(node, 1);
+      if (k.size() != 1 || k[0] < 1 || k[0] > x.dims[axis])
+        fail_node(node, fmt::format("k {} along axis {} of {}: allowed 1 to the axis' size", dims_text(k), axis, dims_text(x.dims)));
+      out[axis] = k[0];
+    }
+    const std::string layer =
+        add_layer(node, index, LayerType::vector, vector_pass(node, op == "TopK" ? x.dims : out), new_params(node));
+    for (int i = 0; i < node.output_size(); ++i) set_activation(node, i, out, layer);
+  }
+
   // LSTM, GRU and RNN: every step multiplies the step's input and the previous hidden state by
   // the gates' weights, so the whole sequence is one GEMM of R = steps x batch, P = input + hidden
   // size, C = gates x hidden size, one group per direction. The steps' dependence on each other
@@ -1700,7 +1725,8 @@ class Importer {
 const std::vector<std::string>& onnx_supported_ops() {
   static const std::vector<std::string> ops = [] {
     std::vector<std::string> all;
-    for (const auto* set : {&unary_ops(), &elementwise_ops(), &view_ops(), &shape_ops(), &reduce_ops(), &pass_ops(), &other_ops()})
+    for (const auto* set : {&unary_ops(), &elementwise_ops(), &view_ops(), &shape_ops(), &reduce_ops(), &pass_ops(), &other_ops(),
+                            &select_ops()})
       all.insert(all.end(), set->begin(), set->end());
     for (const auto& op : microsoft_ops()) all.push_back("com.microsoft." + op);
     std::sort(all.begin(), all.end());
