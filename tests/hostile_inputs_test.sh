@@ -132,7 +132,7 @@ refuses "network n: layer c at batch 1024" run "$inputs/large_layer_run.yaml"
 # ONNX models: truncated, damaged, random, empty, huge, special files and unsupported ops get one
 # line; the intact model imports. The models are encoded here from protobuf text (protoc).
 onnx_proto=/usr/include/onnx/onnx.proto
-for name in conv unsupported_op; do
+for name in conv unsupported_op cycle einsum_overflow; do
   if ! protoc --encode=onnx.ModelProto -I "$(dirname "$onnx_proto")" "$onnx_proto" <"$inputs/$name.onnx.txt" \
     >"$tmp/$name.onnx"; then
     failures=$((failures + 1))
@@ -157,8 +157,10 @@ refuses "random.onnx: " model "$tmp/random.onnx"
 refuses "empty.onnx: not an ONNX model (no graph with nodes)" model "$tmp/empty.onnx"
 refuses "allowed at most 2146435072 bytes (2047 MiB)" model "$tmp/huge.onnx"
 refuses "allowed a regular file" model "$tmp/zero.onnx"
-refuses "node running_total: op CumSum (opset 17) is not supported: allowed Abs, Add" model "$tmp/unsupported_op.onnx"
-refuses "node running_total: op CumSum" table --model "$tmp/unsupported_op.onnx"
+refuses "node nonzero: op NonZero (opset 17) is not supported: allowed Abs, Add" model "$tmp/unsupported_op.onnx"
+refuses "node nonzero: op NonZero" table --model "$tmp/unsupported_op.onnx"
+refuses "node first (Relu, opset 17): its inputs depend on a cycle of nodes: allowed an acyclic graph" model "$tmp/cycle.onnx"
+refuses "node outer (Einsum, opset 17): equation zab,cd->z over [1, 32768, 32768] and [1048576, 1048576]: more than 2^62" model "$tmp/einsum_overflow.onnx"
 refuses "text.onnx: not an ONNX model" model "$tmp/overlay_text.yaml"
 
 # Plugins: whatever they throw or answer, one line naming the policy and the plugin.

@@ -163,9 +163,7 @@ struct Graph {
     type->set_elem_type(onnx::TensorProto::FLOAT);
     for (const auto d : input) type->mutable_shape()->add_dim()->set_dim_value(d);
   }
-  void weight(const std::string& name, const std::vector<std::int64_t>& dims) {
-    auto* t = graph->add_initializer();
-    t->set_name(name);
+  static void fill(onnx::TensorProto* t, const std::vector<std::int64_t>& dims) {
     t->set_data_type(onnx::TensorProto::FLOAT);
     std::int64_t n = 1;
     for (const auto d : dims) {
@@ -173,6 +171,18 @@ struct Graph {
       n *= d;
     }
     for (std::int64_t i = 0; i < n; ++i) t->add_float_data(0.5f);
+  }
+  void weight(const std::string& name, const std::vector<std::int64_t>& dims) {
+    auto* t = graph->add_initializer();
+    t->set_name(name);
+    fill(t, dims);
+  }
+  // The same tensor written as a Constant node, as some converters write weights.
+  void constant(const std::string& name, const std::vector<std::int64_t>& dims) {
+    auto* a = node("Constant", name + "_node", {}, name)->add_attribute();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    fill(a->mutable_t(), dims);
   }
   void ints(const std::string& name, const std::vector<std::int64_t>& values) {
     auto* t = graph->add_initializer();
@@ -353,12 +363,269 @@ TEST(OnnxLowering, AConvolutionOverSeveralImagesCountsEach) {
   EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{16, 4, 3}));
 }
 
+// Graphs as converters and hand edits leave them: nodes out of order (sorted before import), an
+// input no node reads (ignored), and weights written as Constant nodes rather than initializers
+// (parameters where a GEMM reads them; a Constant scale for a Mul stays a literal).
+TEST(OnnxLowering, UnsortedNodesUnusedInputsAndConstantWeights) {
+  Graph g({1, 6});
+  auto* unused = g.graph->add_input();
+  unused->set_name("ignored");
+  unused->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  unused->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(3);
+  g.node("Mul", "scale", {"h", "two"}, "y");
+  g.node("MatMul", "fc", {"x", "w"}, "h");
+  g.constant("w", {6, 4});
+  g.constant("two", {4});
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);  // the scale runs in the MatMul's epilogue
+  EXPECT_EQ(net.layers[0].name, "fc");
+  EXPECT_EQ(net.total_macs, 6u * 4);
+  EXPECT_EQ(net.total_params, 6u * 4);
+
+  Graph loop({1, 4});
+  loop.node("Relu", "a", {"b_out"}, "a_out");
+  loop.node("Add", "b", {"x", "a_out"}, "b_out");
+  EXPECT_EQ(import_error(loop.bytes("b_out")), "t.onnx: node a (Relu, opset 17): its inputs depend on a cycle of nodes: allowed an acyclic graph");
+  Graph missing({1, 4});
+  missing.node("MatMul", "fc", {"x", "w"}, "y");
+  EXPECT_EQ(import_error(missing.bytes("y")),
+            "t.onnx: node fc (MatMul, opset 17): reads w, which is no initializer, graph input or node output: allowed a graph whose "
+            "tensors are all written");
+}
+
+// torch.onnx.export(..., export_params=False) declares the weights as graph inputs with no
+// initializer: inputs read only where weights go (directly or through an exporter's Identity
+// copy) are weights, counted from their shapes; a second data input is still refused.
+TEST(OnnxLowering, WeightsDeclaredAsInputsWithoutValues) {
+  const auto declare = [](Graph& g, const std::string& name, const std::vector<std::int64_t>& dims) {
+    auto* in = g.graph->add_input();
+    in->set_name(name);
+    in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    for (const auto d : dims) in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(d);
+  };
+  Graph g({1, 3, 8, 8});
+  declare(g, "w", {4, 3, 3, 3});
+  declare(g, "b", {4});
+  g.node("Identity", "copy", {"b"}, "b2");
+  g.node("Conv", "conv", {"x", "w", "b"}, "c");
+  g.weight("w2", {4, 4, 1, 1});
+  g.node("Conv", "conv2", {"c", "w2", "b2"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 2u);
+  EXPECT_EQ(net.total_macs, 6u * 6 * 4 * 27 + 6u * 6 * 4 * 4);  // unpadded: 6 x 6 positions
+  EXPECT_EQ(net.total_params, 4u * 27 + 4 + 16 + 4);
+
+  Graph two({1, 4});
+  declare(two, "other", {1, 4});
+  two.node("Add", "sum", {"x", "other"}, "y");
+  EXPECT_EQ(import_error(two.bytes("y")), "t.onnx: the graph has 2 data inputs (x, other): allowed one (the image or sequence a sample is)");
+}
+
+// Older opsets as torch.onnx.export writes them: Resize of opset 10 takes its scales as input 1
+// (roi came in at 11), and opset 8 computes a reshape's shape in doubles cast to integers.
+TEST(OnnxLowering, OpsetTenResizeAndShapesInDoubles) {
+  Graph g({1, 2, 5, 5}, 10);
+  auto* scales = g.graph->add_initializer();
+  scales->set_name("scales");
+  scales->set_data_type(onnx::TensorProto::FLOAT);
+  scales->add_dims(4);
+  for (const float f : {1.0f, 1.0f, 2.0f, 2.0f}) scales->add_float_data(f);
+  g.node("Resize", "up", {"x", "scales"}, "u");
+  auto* heads = g.graph->add_initializer();
+  heads->set_name("heads");
+  heads->set_data_type(onnx::TensorProto::DOUBLE);
+  heads->add_dims(3);
+  for (const double d : {1.0, 4.0, 50.0}) heads->add_double_data(d);
+  auto* cast = g.node("Cast", "to_int", {"heads"}, "shape");
+  Graph::attribute(cast, "to", onnx::TensorProto::INT64);
+  g.node("Reshape", "split_heads", {"u", "shape"}, "r");
+  g.node("Softmax", "softmax", {"r"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 2u);
+  EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{10, 10, 2}));  // [1, 2, 10, 10]
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{4, 1, 50}));   // [1, 4, 50]
+}
+
+// A quantized (QDQ) graph as onnxruntime's quantizer writes it: the Quantize/Dequantize pairs
+// are free, and the 8-bit weights and 32-bit bias behind them are the convolution's parameters.
+TEST(OnnxLowering, QuantizeDequantizePairsAreFreeAndKeepTheirWeights) {
+  Graph g({1, 3, 8, 8}, 13);
+  const auto tensor = [&](const std::string& name, onnx::TensorProto::DataType type, const std::vector<std::int64_t>& dims) {
+    auto* t = g.graph->add_initializer();
+    t->set_name(name);
+    t->set_data_type(type);
+    std::int64_t n = 1;
+    for (const auto d : dims) {
+      t->add_dims(d);
+      n *= d;
+    }
+    t->set_raw_data(std::string(static_cast<std::size_t>(n) * (type == onnx::TensorProto::INT32 ? 4 : 1), '\1'));
+  };
+  g.weight("scale", {});
+  tensor("zero", onnx::TensorProto::UINT8, {});
+  tensor("w8", onnx::TensorProto::INT8, {4, 3, 3, 3});
+  tensor("b32", onnx::TensorProto::INT32, {4});
+  g.node("QuantizeLinear", "q", {"x", "scale", "zero"}, "xq");
+  g.node("DequantizeLinear", "dq", {"xq", "scale", "zero"}, "xd");
+  g.node("DequantizeLinear", "dq_w", {"w8", "scale"}, "w");
+  g.node("DequantizeLinear", "dq_b", {"b32", "scale"}, "b");
+  auto* conv = g.node("Conv", "conv", {"xd", "w", "b"}, "y");
+  Graph::attribute(conv, "pads", {1, 1, 1, 1});
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);
+  EXPECT_EQ(net.layers[0].macs, 8u * 8 * 4 * 27);
+  EXPECT_EQ(net.total_params, 4u * 27 + 4);
+}
+
+// A bidirectional LSTM over 5 steps is one GEMM of 5 rows x (8 inputs + 6 hidden) x 4 gates of
+// 6, per direction; its initial state is data, not a parameter.
+TEST(OnnxLowering, AnLstmIsOneGemmOverItsSteps) {
+  Graph g({1, 5, 8});  // batch first, transposed to steps first as torch.onnx.export writes it
+  auto* steps_first = g.node("Transpose", "steps_first", {"x"}, "xt");
+  Graph::attribute(steps_first, "perm", {1, 0, 2});
+  g.weight("w", {2, 24, 8});
+  g.weight("r", {2, 24, 6});
+  g.weight("b", {2, 48});
+  g.weight("h0", {2, 1, 6});
+  auto* lstm = g.graph->add_node();
+  lstm->set_op_type("LSTM");
+  lstm->set_name("lstm");
+  for (const char* in : {"xt", "w", "r", "b", "", "h0"}) lstm->add_input(in);
+  for (const char* out : {"all", "last"}) lstm->add_output(out);
+  Graph::attribute(lstm, "hidden_size", 6);
+  g.node("Relu", "relu", {"last"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 1u);  // the relu runs in the epilogue
+  EXPECT_EQ(net.layers[0].work.gemm.groups, 2u);
+  EXPECT_EQ(net.total_macs, 5u * (8 + 6) * 24 * 2);
+  EXPECT_EQ(net.total_params, 2u * 24 * 8 + 2 * 24 * 6 + 2 * 48);
+}
+
+// A model returning its features and its logits: the exit follows the logits, the last layer
+// any output needs (two heads in parallel end the backbone in two layers, which is refused).
+TEST(OnnxLowering, SeveralOutputsKeepEveryHead) {
+  Graph g({1, 8});
+  g.weight("w1", {8, 4});
+  g.weight("w2", {4, 3});
+  g.graph->add_output()->set_name("f");
+  g.node("MatMul", "features", {"x", "w1"}, "f");
+  g.node("MatMul", "logits", {"f", "w2"}, "l");
+  const auto net = lower(g.bytes("l"));
+  ASSERT_EQ(net.layers.size(), 2u);
+  EXPECT_EQ(net.layers[1].name, "logits");
+  EXPECT_EQ(net.total_macs, 8u * 4 + 4 * 3);
+
+  Graph constant({1, 8});
+  constant.node("Shape", "shape", {"x"}, "s");
+  EXPECT_EQ(import_error(constant.bytes("s")),
+            "t.onnx: no output (s) is computed from the input: allowed a graph whose output depends on its input");
+}
+
+// A classifier's top-3 and the ops of a causal mask on activations: TopK reads its input once
+// and writes k values and indices; CumSum and GatherElements are vector passes; Trilu fuses.
+TEST(OnnxLowering, TopKCumSumAndGatherElementsAreVectorWork) {
+  Graph g({1, 16});
+  g.weight("w", {16, 10});
+  g.node("MatMul", "fc", {"x", "w"}, "l");
+  g.ints("k", {3});
+  auto* top = g.graph->add_node();
+  top->set_op_type("TopK");
+  top->set_name("top3");
+  for (const char* in : {"l", "k"}) top->add_input(in);
+  for (const char* out : {"values", "indices"}) top->add_output(out);
+  g.ints("axis", {1});
+  g.node("CumSum", "running", {"values", "axis"}, "c");
+  g.node("GatherElements", "pick", {"c", "indices"}, "p");
+  g.node("Trilu", "upper", {"p"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 4u);  // fc, top3, running, pick (the Trilu in its epilogue)
+  EXPECT_EQ(net.layers[1].name, "top3");
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{1, 1, 10}));  // the pass reads all 10
+  EXPECT_EQ(net.layers[3].output, (workloads::TensorShape{1, 1, 3}));
+  EXPECT_EQ(net.total_macs, 160u);
+}
+
+// PixelShuffle (DepthToSpace) and its inverse are views; a 3-D convolution is the GEMM its
+// im2col gives, with exact MACs: 4 x 8 x 8 positions x 6 filters x 2 x 3 x 3 x 3; a 3-D pool is
+// a vector pass.
+TEST(OnnxLowering, DepthToSpaceIsAViewAndConv3dAGemm) {
+  Graph g({1, 32, 4, 4});
+  auto* shuffle = g.node("DepthToSpace", "shuffle", {"x"}, "s");
+  Graph::attribute(shuffle, "blocksize", 2);
+  g.ints("shape", {1, 2, 4, 8, 8});
+  g.node("Reshape", "volume", {"s", "shape"}, "v");
+  g.weight("w", {6, 2, 3, 3, 3});
+  auto* conv = g.node("Conv", "conv3d", {"v", "w"}, "c");
+  Graph::attribute(conv, "pads", {1, 1, 1, 1, 1, 1});
+  auto* back = g.node("SpaceToDepth", "unshuffle", {"x"}, "u");
+  Graph::attribute(back, "blocksize", 4);
+  auto* pool = g.node("MaxPool", "pool3d", {"c"}, "p");
+  Graph::attribute(pool, "kernel_shape", {1, 3, 3});
+  Graph::attribute(pool, "strides", {1, 2, 2});
+  Graph::attribute(pool, "pads", {0, 1, 1, 0, 1, 1});
+  // And back up: each of the 4 x 4 x 4 pooled positions times 6 channels gives a 2 x 2 x 2 patch
+  // of 3 output channels.
+  g.weight("up_w", {6, 3, 2, 2, 2});
+  auto* up = g.node("ConvTranspose", "up3d", {"p", "up_w"}, "u3");
+  Graph::attribute(up, "strides", {2, 2, 2});
+  g.node("GlobalAveragePool", "pool", {"u3"}, "y");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 4u);
+  EXPECT_EQ(net.layers[2].macs, 64u * 6 * 3 * 8);
+  EXPECT_EQ(net.layers[2].output, (workloads::TensorShape{64, 8, 3}));  // [1, 3, 8, 8, 8]
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{16, 4, 6}));  // [1, 6, 4, 4, 4]
+  EXPECT_EQ(net.layers[0].name, "conv3d");
+  EXPECT_EQ(net.layers[0].macs, 4u * 8 * 8 * 6 * 2 * 27);
+  EXPECT_EQ(net.layers[0].params, 6u * 2 * 27);
+  EXPECT_EQ(net.layers[0].output, (workloads::TensorShape{32, 8, 6}));
+
+  Graph odd({1, 6, 4, 4});
+  auto* bad = odd.node("DepthToSpace", "shuffle", {"x"}, "y");
+  Graph::attribute(bad, "blocksize", 2);
+  EXPECT_EQ(import_error(odd.bytes("y")),
+            "t.onnx: node shuffle (DepthToSpace, opset 17): blocksize 2 for input [1, 6, 4, 4]: allowed N x C x H x W with C divisible by "
+            "it squared");
+}
+
+// Einsum as MaxViT writes attention: Q.K^T over 2 windows x 4 heads of 16 tokens x 8 is a
+// batched GEMM of two activations; a weight einsum stacks the batch along R and counts its
+// weight; a one-operand einsum that only reorders is free.
+TEST(OnnxLowering, EinsumIsAGemm) {
+  Graph g({1, 2, 4, 16, 8});
+  const auto equation = [](onnx::NodeProto* n, const std::string& text) {
+    auto* a = n->add_attribute();
+    a->set_name("equation");
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(text);
+  };
+  equation(g.node("Einsum", "scores", {"x", "x"}, "s"), "B G H I D, B G H J D -> B G H I J");
+  // Implicit output, as numpy: the broadcast axes, then the letters used once, sorted (...di).
+  equation(g.node("Einsum", "mix", {"s", "x"}, "m"), "...ij,...jd");
+  equation(g.node("Einsum", "swap", {"m"}, "t"), "bghdi->bghid");
+  g.weight("w", {8, 5});
+  equation(g.node("Einsum", "proj", {"t", "w"}, "y"), "bghid,de->bghie");
+  const auto net = lower(g.bytes("y"));
+  ASSERT_EQ(net.layers.size(), 3u);
+  EXPECT_EQ(net.layers[0].work.gemm.groups, 8u);
+  EXPECT_EQ(net.layers[0].macs, 8u * 16 * 16 * 8);
+  EXPECT_EQ(net.layers[1].macs, 8u * 16 * 16 * 8);
+  EXPECT_EQ(net.layers[1].output, (workloads::TensorShape{32, 16, 2}));  // [1, 2, 4, 8, 16]
+  EXPECT_EQ(net.layers[2].work.gemm.groups, 1u);
+  EXPECT_EQ(net.layers[2].macs, 128u * 8 * 5);
+  EXPECT_EQ(net.total_params, 8u * 5);
+
+  Graph bad({1, 4});
+  equation(bad.node("Einsum", "e", {"x"}, "y"), "ijk->i");
+  EXPECT_EQ(import_error(bad.bytes("y")),
+            "t.onnx: node e (Einsum, opset 17): equation ijk->i: term ijk for operand [1, 4]: allowed letters, commas, one ... per term and ->");
+}
+
 TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
   Graph g({1, 4, 6, 6});
   g.node("Relu", "relu", {"x"}, "r");
-  g.node("CumSum", "running_total", {"r", "r"}, "y");
+  g.node("NonZero", "nonzero", {"r"}, "y");
   const std::string unsupported = import_error(g.bytes("y"));
-  EXPECT_EQ(unsupported.rfind("t.onnx: node running_total: op CumSum (opset 17) is not supported: allowed Abs, Add, And, ArgMax", 0),
+  EXPECT_EQ(unsupported.rfind("t.onnx: node nonzero: op NonZero (opset 17) is not supported: allowed Abs, Add, And, ArgMax", 0),
             0u)
       << unsupported;
   EXPECT_NE(unsupported.find("com.microsoft.FusedConv"), std::string::npos);
@@ -382,11 +649,25 @@ TEST(OnnxErrors, UnsupportedOpsMalformedAndTruncatedFilesGetOneLine) {
   scalars.graph->mutable_initializer(0)->clear_dims();
   scalars.graph->mutable_initializer(0)->add_int64_data(3);
   scalars.node("Concat", "joined", {"a", "a"}, "j");
-  EXPECT_EQ(import_error(scalars.bytes("j")), "t.onnx: node joined (Concat): axis 0 of a rank-0 tensor");
+  EXPECT_EQ(import_error(scalars.bytes("j")), "t.onnx: node joined (Concat, opset 17): axis 0 of a rank-0 tensor");
   Graph silent({1, 4});
   silent.node("Relu", "relu", {"x"}, "r");
   silent.graph->mutable_node(0)->clear_output();
-  EXPECT_EQ(import_error(silent.bytes("r")), "t.onnx: node relu (Relu): has no output: allowed nodes that write a tensor");
+  EXPECT_EQ(import_error(silent.bytes("r")), "t.onnx: node relu (Relu, opset 17): has no output: allowed nodes that write a tensor");
+
+  // A dynamic height or width, and an input without a batch dimension (a detection model's list
+  // of C x H x W images), are named with the input's declared dimensions.
+  Graph spatial({1, 3, 8, 8});
+  spatial.graph->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(2)->set_dim_param("h");
+  spatial.node("Relu", "relu", {"x"}, "y");
+  EXPECT_EQ(import_error(spatial.bytes("y")),
+            "t.onnx: input x [1, 3, h, 8]: dimension 2 is dynamic (h): allowed a fixed size (only the batch, dimension 0, may be "
+            "dynamic: export without dynamic_axes on the others)");
+  Graph images({3, 32, 32});
+  images.node("Relu", "relu", {"x"}, "y");
+  EXPECT_EQ(import_error(images.bytes("y")),
+            "t.onnx: input x [3, 32, 32]: dimension 0, the batch, is 3: allowed 1 or dynamic (npusim counts one sample's work; "
+            "export one sample with its batch dimension, an image as 1 x C x H x W)");
 
   EXPECT_EQ(import_error(noise),
             "t.onnx: not an ONNX model (the protobuf does not parse: malformed or truncated): allowed a model saved by "

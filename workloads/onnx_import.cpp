@@ -1,6 +1,7 @@
 #include "workloads/onnx_import.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -36,7 +37,7 @@ const Strings& unary_ops() {
   static const Strings ops{"Abs",  "Ceil",    "Celu",     "Clip", "Cos",        "Elu",  "Erf",      "Exp",
                            "Floor", "Gelu",   "HardSigmoid", "HardSwish", "ImageScaler", "LeakyRelu", "Log", "Mish", "Neg",
                            "Not",  "Reciprocal", "Relu",  "Round", "Selu",      "Sigmoid", "Sign",  "Sin",
-                           "Shrink", "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu"};
+                           "Shrink", "Softplus", "Softsign", "Sqrt", "Tanh", "ThresholdedRelu", "Trilu"};
   return ops;
 }
 // Element-wise over broadcast operands.
@@ -48,8 +49,12 @@ const Strings& elementwise_ops() {
 }
 // Views of their input: no work (producers write in place, consumers read in place).
 const Strings& view_ops() {
-  static const Strings ops{"Cast",  "Concat",  "Dropout", "Expand", "Flatten", "Gather",  "Identity",
-                           "Pad",   "Reshape", "Slice",   "Split",  "Squeeze", "Tile",    "Transpose", "Unsqueeze"};
+  // QuantizeLinear and DequantizeLinear too: an NPU keeps the quantized values and folds the
+  // scales into the GEMMs around them.
+  static const Strings ops{"Cast",    "Concat",   "DepthToSpace", "DequantizeLinear", "Dropout",   "Expand",
+                           "Flatten", "Gather",   "Identity",     "Pad",              "QuantizeLinear", "Reshape",
+                           "Slice",   "SpaceToDepth", "Split",    "Squeeze",          "Tile",      "Transpose",
+                           "Unsqueeze"};
   return ops;
 }
 // Only ever constant: shape arithmetic.
@@ -64,13 +69,18 @@ const Strings& reduce_ops() {
 }
 // One vector pass over their input.
 const Strings& pass_ops() {
-  static const Strings ops{"Hardmax", "InstanceNormalization", "LayerNormalization", "LogSoftmax", "LpNormalization", "LRN",
+  static const Strings ops{"CumSum", "Hardmax", "InstanceNormalization", "LayerNormalization", "LogSoftmax", "LpNormalization", "LRN",
                            "MeanVarianceNormalization", "Softmax"};
+  return ops;
+}
+// Data-dependent selections: one vector pass, over the input (TopK) or the output they write.
+const Strings& select_ops() {
+  static const Strings ops{"GatherElements", "ScatterElements", "ScatterND", "TopK"};
   return ops;
 }
 const Strings& other_ops() {
   static const Strings ops{"AveragePool", "BatchNormalization", "Conv", "ConvTranspose", "Gemm", "GlobalAveragePool",
-                           "GlobalMaxPool", "MatMul",           "MaxPool", "Resize", "Upsample"};
+                           "GlobalMaxPool", "Einsum", "GRU", "LSTM", "MatMul", "MaxPool", "Resize", "RNN", "Upsample"};
   return ops;
 }
 // onnxruntime's contrib ops.
@@ -111,6 +121,9 @@ struct Value {
   // The parameter this constant is: an initializer's name, or an exporter's Identity copy of
   // one (exporters merge equal-valued weights that way; each copy is a parameter of the model).
   std::string param;
+  // A Constant node's tensor: a weight only where a GEMM reads it (graphs from converters that
+  // write weights as Constant nodes); elsewhere an arithmetic literal.
+  bool literal = false;
   bool floating = false;
   bool constant() const { return layer.empty(); }
 };
@@ -140,22 +153,62 @@ class Importer {
     const auto& graph = model_.graph();
     for (const auto& info : graph.value_info()) record_dims(info);
     for (const auto& init : graph.initializer()) values_[init.name()] = constant_of(init);
-    read_input();
     for (const auto& node : graph.node())
       for (const auto& name : node.input())
         if (!name.empty()) ++readers_[name];
     for (const auto& out : graph.output()) ++readers_[out.name()];
-    for (int i = 0; i < graph.node_size(); ++i) import_node(graph.node(i), i);
+    read_input();
+    for (const int i : topological_order()) import_node(graph.node(i), i);
     return finish();
   }
 
  private:
+  // The nodes in an order where each comes after the nodes writing its inputs: ONNX requires the
+  // file's order to be one, but hand-edited and merged graphs break it, and the work does not
+  // depend on the order. Among nodes ready together the file's order is kept, so a sorted graph
+  // imports as written. A tensor nobody writes is left for import_node to name.
+  std::vector<int> topological_order() const {
+    const auto& graph = model_.graph();
+    std::unordered_map<std::string_view, int> writer;
+    for (int i = 0; i < graph.node_size(); ++i)
+      for (const auto& name : graph.node(i).output())
+        if (!name.empty()) writer.emplace(name, i);
+    std::vector<int> waiting(static_cast<std::size_t>(graph.node_size()), 0);
+    std::vector<std::vector<int>> readers(static_cast<std::size_t>(graph.node_size()));
+    for (int i = 0; i < graph.node_size(); ++i) {
+      for (const auto& name : graph.node(i).input()) {
+        const auto it = writer.find(name);
+        if (name.empty() || it == writer.end() || values_.count(name)) continue;
+        ++waiting[static_cast<std::size_t>(i)];
+        readers[static_cast<std::size_t>(it->second)].push_back(i);
+      }
+    }
+    std::set<int> ready;
+    for (int i = 0; i < graph.node_size(); ++i)
+      if (waiting[static_cast<std::size_t>(i)] == 0) ready.insert(i);
+    std::vector<int> order;
+    order.reserve(static_cast<std::size_t>(graph.node_size()));
+    while (!ready.empty()) {
+      const int i = *ready.begin();
+      ready.erase(ready.begin());
+      order.push_back(i);
+      for (const int r : readers[static_cast<std::size_t>(i)])
+        if (--waiting[static_cast<std::size_t>(r)] == 0) ready.insert(r);
+    }
+    if (order.size() != static_cast<std::size_t>(graph.node_size())) {
+      for (int i = 0; i < graph.node_size(); ++i)
+        if (waiting[static_cast<std::size_t>(i)] > 0)
+          fail_node(graph.node(i), "its inputs depend on a cycle of nodes: allowed an acyclic graph");
+    }
+    return order;
+  }
+
   [[noreturn]] void fail(const std::string& message) const {
     throw NetworkError(fmt::format("{}: {}", source_, message));
   }
   [[noreturn]] void fail_node(const onnx::NodeProto& node, const std::string& message) const {
-    throw NetworkError(fmt::format("{}: node {} ({}): {}", source_, traces::printable(node.name()),
-                                   traces::printable(node.op_type()), message));
+    throw NetworkError(fmt::format("{}: node {} ({}, opset {}): {}", source_, traces::printable(node.name()),
+                                   traces::printable(node.op_type()), opset_of(node), message));
   }
 
   void read_opsets() {
@@ -184,6 +237,12 @@ class Importer {
       case T::INT64:
       case T::INT32:
         if (!external && count <= max_kept_values) v.ints = integers_of(t, count);
+        break;
+      case T::INT8:
+      case T::UINT8:
+        // A quantized model's weights (never a shape): parameters as floating-point ones are.
+        v.floating = true;
+        v.param = t.name();
         break;
       case T::FLOAT:
       case T::DOUBLE:
@@ -250,11 +309,78 @@ class Importer {
     recorded_dims_[info.name()] = std::move(dims);
   }
 
+  // Tensors that only ever stand in weight positions: a convolution's or GEMM's weights and bias,
+  // a normalisation's scale, bias and statistics.
+  Strings weight_inputs() const {
+    static const std::map<std::string, int, std::less<>> first_weight{
+        {"BatchNormalization", 1}, {"Conv", 1}, {"ConvTranspose", 1}, {"Gemm", 1},
+        {"InstanceNormalization", 1}, {"LayerNormalization", 1}};
+    Strings weights, elsewhere;
+    // An exporter's Identity copy of a weight (equal weights merged) is a weight wherever the
+    // copy is: a chain of copies is resolved from its end, hence the reverse walk.
+    std::vector<std::pair<std::string, std::string>> copies;
+    for (const auto& node : model_.graph().node()) {
+      const auto it = is_default_domain(node.domain()) ? first_weight.find(node.op_type()) : first_weight.end();
+      if (node.op_type() == "Identity" && node.input_size() == 1 && node.output_size() == 1) {
+        copies.emplace_back(node.input(0), node.output(0));
+        continue;
+      }
+      for (int i = 0; i < node.input_size(); ++i)
+        (it != first_weight.end() && i >= it->second ? weights : elsewhere).insert(node.input(i));
+    }
+    for (const auto& out : model_.graph().output()) elsewhere.insert(out.name());
+    for (auto it = copies.rbegin(); it != copies.rend(); ++it)
+      (weights.count(it->second) && !elsewhere.count(it->second) ? weights : elsewhere).insert(it->first);
+    for (const auto& name : elsewhere) weights.erase(name);
+    return weights;
+  }
+
+  // A weight declared as a graph input with no initializer: its shape is known, its values not
+  // needed.
+  Value weight_without_values(const onnx::ValueInfoProto& in) const {
+    Value v;
+    v.floating = true;
+    v.param = in.name();
+    const auto& dims = in.type().tensor_type().shape().dim();
+    if (!in.type().has_tensor_type() || !in.type().tensor_type().has_shape()) dims_missing(in);
+    for (const auto& d : dims) {
+      if (!d.has_dim_value() || d.dim_value() < 0 || d.dim_value() > max_dim) dims_missing(in);
+      v.dims.push_back(d.dim_value());
+    }
+    elements(v.dims, in.name());
+    return v;
+  }
+  [[noreturn]] void dims_missing(const onnx::ValueInfoProto& in) const {
+    fail(fmt::format("input {}, read as a weight with no initializer, has no fixed shape: allowed a weight input with its "
+                     "dimensions, or an initializer", traces::printable(in.name())));
+  }
+
+  // An input's dimensions as declared, named ones by their names.
+  static std::string declared_dims(const onnx::ValueInfoProto& in) {
+    std::vector<std::string> dims;
+    for (const auto& d : in.type().tensor_type().shape().dim())
+      dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : d.has_dim_param() ? traces::printable(d.dim_param()) : "?");
+    return fmt::format("[{}]", fmt::join(dims, ", "));
+  }
+
   void read_input() {
     const auto& graph = model_.graph();
     std::vector<const onnx::ValueInfoProto*> inputs;
     for (const auto& in : graph.input())
       if (!values_.count(in.name())) inputs.push_back(&in);
+    // Of several, an input no node reads (an argument the exported function ignored) is no data,
+    // and one read only where weights go is a weight the file leaves out (export_params=False).
+    if (inputs.size() > 1) {
+      const auto weights = weight_inputs();
+      inputs.erase(std::remove_if(inputs.begin(), inputs.end(),
+                                  [&](const auto* in) {
+                                    if (!readers_.count(in->name())) return true;
+                                    if (!weights.count(in->name())) return false;
+                                    values_[in->name()] = weight_without_values(*in);
+                                    return true;
+                                  }),
+                   inputs.end());
+    }
     if (inputs.size() != 1) {
       std::vector<std::string> names;
       for (const auto* in : inputs) names.push_back(traces::printable(in->name()));
@@ -272,14 +398,16 @@ class Importer {
       const auto& d = dims[i];
       if (d.has_dim_value() && d.dim_value() > 0 && d.dim_value() <= max_dim) {
         if (i == 0 && dims.size() > 1 && d.dim_value() != 1)
-          fail(fmt::format("input {}: batch dimension {}: allowed 1 or dynamic (npusim counts one sample's work; "
-                           "export with batch 1)", traces::printable(in.name()), d.dim_value()));
+          fail(fmt::format("input {} {}: dimension 0, the batch, is {}: allowed 1 or dynamic (npusim counts one sample's "
+                           "work; export one sample with its batch dimension, an image as 1 x C x H x W)",
+                           traces::printable(in.name()), declared_dims(in), d.dim_value()));
         v.dims.push_back(d.dim_value());
       } else if (i == 0 && dims.size() > 1) {
         v.dims.push_back(1);  // a dynamic batch: one sample
       } else {
-        fail(fmt::format("input {}: dimension {} is {}: allowed a fixed size (only the batch, dimension 0, may be dynamic)",
-                         traces::printable(in.name()), i,
+        fail(fmt::format("input {} {}: dimension {} is {}: allowed a fixed size (only the batch, dimension 0, may be dynamic: "
+                         "export without dynamic_axes on the others)",
+                         traces::printable(in.name()), declared_dims(in), i,
                          d.has_dim_param() ? fmt::format("dynamic ({})", traces::printable(d.dim_param()))
                                            : fmt::format("{}", d.dim_value())));
       }
@@ -315,8 +443,8 @@ class Importer {
     if (!has_input(node, i)) fail_node(node, fmt::format("input {} is missing", i));
     const auto it = values_.find(node.input(i));
     if (it == values_.end())
-      fail_node(node, fmt::format("reads {}, which no earlier node writes (nodes must be in topological order)",
-                                  traces::printable(node.input(i))));
+      fail_node(node, fmt::format("reads {}, which is no initializer, graph input or node output: allowed a graph "
+                                  "whose tensors are all written", traces::printable(node.input(i))));
     return it->second;
   }
 
@@ -381,12 +509,13 @@ class Importer {
   // constant counts only as an input of a GEMM (elsewhere it is an arithmetic literal).
   std::uint64_t new_params(const onnx::NodeProto& node, const std::set<int>& skip = {}) {
     const bool gemm = node.op_type() == "Conv" || node.op_type() == "FusedConv" || node.op_type() == "ConvTranspose" ||
-                      node.op_type() == "Gemm" || node.op_type() == "MatMul";
+                      node.op_type() == "Gemm" || node.op_type() == "MatMul" || node.op_type() == "Einsum" ||
+                      node.op_type() == "LSTM" || node.op_type() == "GRU" || node.op_type() == "RNN";
     std::uint64_t count = 0;
     for (int i = 0; i < node.input_size(); ++i) {
       if (node.input(i).empty() || skip.count(i)) continue;
       const Value& v = input(node, i);
-      if (v.param.empty() || !v.floating) continue;
+      if (v.param.empty() || !v.floating || (v.literal && !gemm)) continue;
       const std::uint64_t n = elements(v.dims, node.input(i));
       if (n <= 1 && !gemm) continue;
       if (counted_.insert(v.param).second) count += n;
@@ -498,6 +627,11 @@ class Importer {
         using T = onnx::TensorProto;
         const auto to = int_attr(node, "to", T::FLOAT);
         out.floating = to == T::FLOAT || to == T::FLOAT16 || to == T::DOUBLE || to == T::BFLOAT16;
+        // Older exporters (opset 8 and before) do shape arithmetic in doubles cast to integers.
+        if (!out.floating && !out.ints && out.reals) {
+          out.ints.emplace();
+          for (const double x : *out.reals) out.ints->push_back(static_cast<std::int64_t>(std::trunc(x)));
+        }
       }
     } else {
       out.dims = output_dims(node, input(node, 0).dims);
@@ -506,7 +640,13 @@ class Importer {
       // several constants is a derived constant, not a parameter.
       if (node.input_size() == 1 || (view_ops().count(op) && op != "Concat" && op != "Gather")) {
         out.param = input(node, 0).param;  // the same weight, viewed differently
+        out.literal = input(node, 0).literal;
         out.floating = input(node, 0).floating;
+      }
+      // A quantized bias is stored as 32-bit integers; dequantized, it is the layer's bias.
+      if (op == "DequantizeLinear" && !input(node, 0).literal) {
+        out.floating = true;
+        if (out.param.empty()) out.param = node.input(0);
       }
     }
     for (int i = 0; i < node.output_size(); ++i) {
@@ -522,7 +662,8 @@ class Importer {
       if (a.name() == "value" || a.name() == "sparse_value") {
         if (a.name() == "sparse_value") fail_node(node, "a sparse constant: allowed dense tensors");
         v = constant_of(a.t());
-        v.param.clear();  // a literal in the graph, not a trained weight
+        v.param = node.output(0);
+        v.literal = true;
       } else if (a.name() == "value_int") {
         v.ints = std::vector<std::int64_t>{a.i()};
       } else if (a.name() == "value_ints") {
@@ -754,7 +895,7 @@ class Importer {
   // The output dimensions of a view or shape op (its first output), from its first input's.
   Dims output_dims(const onnx::NodeProto& node, const Dims& in) const {
     const std::string& op = node.op_type();
-    if (op == "Identity" || op == "Dropout" || op == "Cast") return in;
+    if (op == "Identity" || op == "Dropout" || op == "Cast" || op == "QuantizeLinear" || op == "DequantizeLinear") return in;
     if (op == "Shape") {
       const auto values = constant_ints(node, {static_cast<std::int64_t>(in.size())});
       return {static_cast<std::int64_t>(values ? values->size() : in.size())};
@@ -880,6 +1021,16 @@ class Importer {
       return out;
     }
     if (op == "Split") return split_dims(node, in).front();
+    if (op == "DepthToSpace" || op == "SpaceToDepth") {
+      // PixelShuffle and its inverse: channels traded for a block x block patch of positions.
+      const std::int64_t block = int_attr(node, "blocksize", 0);
+      const bool to_space = op == "DepthToSpace";
+      if (in.size() != 4 || block < 1 || block > (1 << 16) || (to_space ? in[1] % (block * block) : in[2] % block + in[3] % block) != 0)
+        fail_node(node, fmt::format("blocksize {} for input {}: allowed N x C x H x W with {} divisible by it{}", block,
+                                    dims_text(in), to_space ? "C" : "H and W", to_space ? " squared" : ""));
+      if (to_space) return {in[0], in[1] / (block * block), in[2] * block, in[3] * block};
+      return {in[0], in[1] * block * block, in[2] / block, in[3] / block};
+    }
     if (op == "Expand") {
       const auto shape = ints_input(node, 1);
       return broadcast(node, in, shape);
@@ -925,7 +1076,8 @@ class Importer {
     const std::string& op = node.op_type();
     const bool known = is_default_domain(node.domain())
                            ? unary_ops().count(op) || elementwise_ops().count(op) || view_ops().count(op) ||
-                                 shape_ops().count(op) || reduce_ops().count(op) || pass_ops().count(op) || other_ops().count(op)
+                                 shape_ops().count(op) || reduce_ops().count(op) || pass_ops().count(op) || other_ops().count(op) ||
+                                 select_ops().count(op)
                            : node.domain() == "com.microsoft" && microsoft_ops().count(op);
     if (!known)
       throw NetworkError(fmt::format("{}: node {}: op {}{} (opset {}) is not supported: allowed {}", source_,
@@ -947,11 +1099,14 @@ class Importer {
     if (op == "Conv" || op == "FusedConv") return conv(node, index);
     if (op == "ConvTranspose") return conv_transpose(node, index);
     if (op == "Gemm" || op == "MatMul") return matmul(node, index);
+    if (op == "Einsum") return einsum(node, index);
+    if (op == "LSTM" || op == "GRU" || op == "RNN") return recurrent(node, index);
     if (op == "BatchNormalization") return batch_norm(node, index);
     if (op == "MaxPool" || op == "AveragePool") return pool(node, index);
     if (op == "GlobalAveragePool" || op == "GlobalMaxPool") return global_pool(node, index);
     if (reduce_ops().count(op)) return reduce(node, index);
     if (op == "Resize" || op == "Upsample") return resize(node, index);
+    if (select_ops().count(op)) return selection(node, index);
     if (pass_ops().count(op)) {
       const Value& x = input(node, 0);
       return set_activation(node, 0, x.dims, add_layer(node, index, LayerType::vector, vector_pass(node, x.dims), new_params(node)));
@@ -1013,8 +1168,8 @@ class Importer {
     const Value& x = input(node, 0);
     const Value& w = input(node, 1);
     if (!w.constant()) fail_node(node, "the weights must be an initializer: allowed convolutions with constant weights");
-    if (x.dims.size() != 4 && x.dims.size() != 3)
-      fail_node(node, fmt::format("input {}: allowed 1-D or 2-D convolutions (rank 3 or 4)", dims_text(x.dims)));
+    if (x.dims.size() < 3 || x.dims.size() > 5)
+      fail_node(node, fmt::format("input {}: allowed 1-D, 2-D or 3-D convolutions (rank 3, 4 or 5)", dims_text(x.dims)));
     if (w.dims.size() != x.dims.size()) fail_node(node, fmt::format("weights {} for input {}", dims_text(w.dims), dims_text(x.dims)));
     const std::size_t spatial = x.dims.size() - 2;
     const std::int64_t groups = int_attr(node, "group", 1);
@@ -1023,6 +1178,9 @@ class Importer {
       fail_node(node, fmt::format("group {} with input {} and weights {}", groups, dims_text(x.dims), dims_text(w.dims)));
     Dims kernel(w.dims.begin() + 2, w.dims.end());
     const auto geometry = window_geometry(node, Dims(x.dims.begin() + 2, x.dims.end()), kernel, false);
+    Dims out{x.dims[0], filters};
+    out.insert(out.end(), geometry.out.begin(), geometry.out.end());
+    if (spatial == 3) return conv_as_gemm(node, index, x, out, kernel, groups);
     npu::LayerSpec spec;
     spec.kind = npu::LayerKind::convolution;
     spec.in_channels = u32(node, channels);
@@ -1030,8 +1188,6 @@ class Importer {
     spec.groups = u32(node, groups);
     set_window(node, spec, kernel, geometry);
     npu::LayerWork work = lower_spec(node, spec);
-    Dims out{x.dims[0], filters};
-    out.insert(out.end(), geometry.out.begin(), geometry.out.end());
     if (work.out_height != geometry.out[0] || (spatial == 2 && work.out_width != geometry.out[1]))
       fail_node(node, "the lowered window does not give the output size");
     // Several images in one tensor (a reshape made windows or frames a batch): one GEMM each,
@@ -1043,6 +1199,31 @@ class Importer {
     set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
   }
 
+  // A 3-D convolution, which npusim's 2-D layer does not describe, as the GEMM its im2col gives:
+  // R = output positions, P = kernel volume x input channels per group, C = output channels per
+  // group. Its MACs are exact; the input is read once (no window reuse is modelled).
+  void conv_as_gemm(const onnx::NodeProto& node, int index, const Value& x, const Dims& out, const Dims& kernel,
+                    std::int64_t groups) {
+    std::int64_t positions = 1, volume = 1;
+    for (std::size_t i = 2; i < out.size(); ++i) positions *= out[i];
+    for (const auto k : kernel) volume *= k;
+    npu::LayerWork work;
+    work.kind = npu::LayerKind::fully_connected;
+    work.gemm = {static_cast<std::uint64_t>(positions * x.dims[0]), static_cast<std::uint64_t>(volume * x.dims[1] / groups),
+                 static_cast<std::uint64_t>(out[1] / groups), static_cast<std::uint64_t>(groups)};
+    add_gemm_conv(node, index, x, out, work);
+  }
+
+  // A convolution priced as a plain GEMM (`work.gemm` set): the layer writing `out` from `x`.
+  void add_gemm_conv(const onnx::NodeProto& node, int index, const Value& x, const Dims& out, npu::LayerWork work) {
+    work.input_elements = elements(x.dims, node.input(0));
+    const Dims hwc = hwc_of(out);
+    work.out_height = u32(node, hwc[0]);
+    work.out_width = u32(node, hwc[1]);
+    work.out_channels = u32(node, hwc[2]);
+    set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
+  }
+
   // ConvTranspose: every input position times the weights gives a kernel-sized patch of every
   // output channel, a GEMM of R = input positions, P = input channels per group, C = output
   // channels per group x kernel area (the patches' overlapping sums are the output's writes).
@@ -1050,8 +1231,8 @@ class Importer {
     const Value& x = input(node, 0);
     const Value& w = input(node, 1);
     if (!w.constant()) fail_node(node, "the weights must be an initializer: allowed convolutions with constant weights");
-    if ((x.dims.size() != 4 && x.dims.size() != 3) || w.dims.size() != x.dims.size())
-      fail_node(node, fmt::format("input {} and weights {}: allowed 1-D or 2-D convolutions", dims_text(x.dims), dims_text(w.dims)));
+    if (x.dims.size() < 3 || x.dims.size() > 5 || w.dims.size() != x.dims.size())
+      fail_node(node, fmt::format("input {} and weights {}: allowed 1-D, 2-D or 3-D convolutions", dims_text(x.dims), dims_text(w.dims)));
     const std::size_t n = x.dims.size() - 2;
     const std::int64_t groups = int_attr(node, "group", 1);
     if (groups < 1 || x.dims[1] != w.dims[0] || x.dims[1] % groups != 0)
@@ -1078,12 +1259,7 @@ class Importer {
     work.kind = npu::LayerKind::fully_connected;
     work.gemm = {static_cast<std::uint64_t>(positions * x.dims[0]), static_cast<std::uint64_t>(x.dims[1] / groups),
                  static_cast<std::uint64_t>(w.dims[1] * kernel_area), static_cast<std::uint64_t>(groups)};
-    work.input_elements = elements(x.dims, node.input(0));
-    const Dims hwc = hwc_of(out);
-    work.out_height = u32(node, hwc[0]);
-    work.out_width = u32(node, hwc[1]);
-    work.out_channels = u32(node, hwc[2]);
-    set_activation(node, 0, out, add_layer(node, index, LayerType::conv, work, new_params(node), has_input(node, 2)));
+    add_gemm_conv(node, index, x, out, work);
   }
 
   struct Geometry {
@@ -1187,6 +1363,181 @@ class Importer {
     set_activation(node, 0, out, add_layer(node, index, LayerType::matmul, work, new_params(node), gemm && has_input(node, 2)));
   }
 
+  // Einsum's equation with each operand's ellipsis spelled out as digits (the broadcast axes,
+  // right-aligned as numpy aligns them) and the output made explicit.
+  struct Equation {
+    std::vector<std::string> terms;
+    std::string output;
+    std::map<char, std::int64_t> sizes;
+  };
+  Equation einsum_equation(const onnx::NodeProto& node) const {
+    std::string text;
+    for (const char c : string_attr(node, "equation", "")) if (c != ' ') text += c;
+    const auto bad = [&](const std::string& why) {
+      fail_node(node, fmt::format("equation {}: {}: allowed letters, commas, one ... per term and ->",
+                                  traces::printable(text), why));
+    };
+    const auto arrow = text.find("->");
+    std::string inputs = text.substr(0, arrow);
+    Equation eq;
+    for (std::size_t start = 0;;) {
+      const auto comma = inputs.find(',', start);
+      eq.terms.push_back(inputs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    if (static_cast<int>(eq.terms.size()) != node.input_size()) bad(fmt::format("{} terms for {} operands", eq.terms.size(), node.input_size()));
+    std::size_t ellipsis = 0;  // the most axes any operand's ellipsis stands for
+    std::vector<std::size_t> spans;
+    for (int i = 0; i < node.input_size(); ++i) {
+      std::string& term = eq.terms[static_cast<std::size_t>(i)];
+      const Dims& dims = input(node, i).dims;
+      const auto dots = term.find("...");
+      const std::size_t letters = term.size() - (dots == std::string::npos ? 0 : 3);
+      if ((dots == std::string::npos && letters != dims.size()) || letters > dims.size())
+        bad(fmt::format("term {} for operand {}", term, dims_text(dims)));
+      const std::size_t span = dims.size() - letters;
+      spans.push_back(span);
+      ellipsis = std::max(ellipsis, span);
+      if (dots != std::string::npos) {
+        std::string digits;
+        for (std::size_t k = 0; k < span; ++k) digits += static_cast<char>('0' + (ellipsis - span + k) % 10);
+        term.replace(dots, 3, digits);
+      }
+    }
+    if (ellipsis > 10) bad("an ellipsis of more than 10 axes");
+    // Digits were assigned before the widest ellipsis was known: renumber right-aligned.
+    for (std::size_t i = 0; i < eq.terms.size(); ++i) {
+      std::string& term = eq.terms[i];
+      std::size_t k = 0;
+      for (char& c : term)
+        if (std::isdigit(static_cast<unsigned char>(c))) c = static_cast<char>('0' + ellipsis - spans[i] + k++);
+    }
+    std::string all_digits;
+    for (std::size_t k = 0; k < ellipsis; ++k) all_digits += static_cast<char>('0' + k);
+    for (std::size_t i = 0; i < eq.terms.size(); ++i) {
+      const Dims& dims = input(node, static_cast<int>(i)).dims;
+      for (std::size_t k = 0; k < eq.terms[i].size(); ++k) {
+        const char c = eq.terms[i][k];
+        if (!std::isalnum(static_cast<unsigned char>(c))) bad(fmt::format("character {}", c));
+        auto [it, added] = eq.sizes.emplace(c, dims[k]);
+        if (!added && it->second != dims[k]) {
+          if (it->second != 1 && dims[k] != 1) bad(fmt::format("axis {} is {} and {}", c, it->second, dims[k]));
+          it->second = std::max(it->second, dims[k]);
+        }
+      }
+    }
+    if (arrow != std::string::npos) {
+      eq.output = text.substr(arrow + 2);
+      if (const auto dots = eq.output.find("..."); dots != std::string::npos) eq.output.replace(dots, 3, all_digits);
+    } else {
+      // Implicit output: the broadcast axes, then the letters used once, in alphabetical order.
+      eq.output = all_digits;
+      for (const auto& [c, size] : eq.sizes) {
+        std::size_t uses = 0;
+        for (const auto& term : eq.terms) uses += static_cast<std::size_t>(std::count(term.begin(), term.end(), c));
+        if (std::isalpha(static_cast<unsigned char>(c)) && uses == 1) eq.output += c;
+      }
+    }
+    for (const char c : eq.output)
+      if (!eq.sizes.count(c) || std::count(eq.output.begin(), eq.output.end(), c) != 1)
+        bad(fmt::format("output axis {} is not an operand's or is repeated", c));
+    return eq;
+  }
+
+  // Einsum of one operand (a transpose or a reduction: one vector pass, or free when it only
+  // reorders) or two (a GEMM as MatMul's: axes in both operands and the output are the batch,
+  // axes of one operand and the output are R or C, the rest are summed, P).
+  void einsum(const onnx::NodeProto& node, int index) {
+    if (node.input_size() < 1 || node.input_size() > 2)
+      fail_node(node, fmt::format("{} operands: allowed one or two", node.input_size()));
+    const Equation eq = einsum_equation(node);
+    Dims out;
+    for (const char c : eq.output) out.push_back(eq.sizes.at(c));
+    const auto in = [&](std::size_t i, char c) { return i < eq.terms.size() && eq.terms[i].find(c) != std::string::npos; };
+    if (node.input_size() == 1) {
+      const Value& x = input(node, 0);
+      if (eq.terms[0].size() == eq.output.size()) return set_activation(node, 0, out, x.layer);  // a transpose
+      return set_activation(node, 0, out, add_layer(node, index, LayerType::vector, vector_pass(node, x.dims), new_params(node)));
+    }
+    std::uint64_t batches = 1, rows = 1, columns = 1, depth = 1, macs = 1;
+    for (const auto& [c, size] : eq.sizes) {
+      const auto n = static_cast<std::uint64_t>(size);
+      // Two operands of up to 2^40 elements each: their product can wrap 64 bits.
+      const auto product = traces::checked_mul<std::uint64_t>(macs, n);
+      if (!product || *product > (std::uint64_t{1} << 62))
+        fail_node(node, fmt::format("equation {} over {} and {}: more than 2^62 multiplications: allowed fewer",
+                                    traces::printable(string_attr(node, "equation", "")), dims_text(input(node, 0).dims),
+                                    dims_text(input(node, 1).dims)));
+      macs = *product;
+      const bool a = in(0, c), b = in(1, c), kept = eq.output.find(c) != std::string::npos;
+      (a && b && kept ? batches : a && kept ? rows : b && kept ? columns : depth) *= n;
+    }
+    const bool constant_a = input(node, 0).constant() && !input(node, 1).constant();
+    npu::LayerWork work;
+    work.kind = npu::LayerKind::fully_connected;
+    // A weight on the left (W x) is the same GEMM transposed; axes a weight shares with the
+    // activation and the output are per-entry weights, so groups.
+    work.gemm = constant_a ? npu::GemmShape{columns, depth, rows, batches} : npu::GemmShape{rows, depth, columns, batches};
+    work.input_elements = elements(input(node, constant_a ? 1 : 0).dims, node.input(0));
+    const Dims hwc = hwc_of(out);
+    work.out_height = u32(node, hwc[0]);
+    work.out_width = u32(node, hwc[1]);
+    work.out_channels = u32(node, hwc[2]);
+    set_activation(node, 0, out, add_layer(node, index, LayerType::matmul, work, new_params(node)));
+  }
+
+  // TopK reads its input once and writes k values and their indices along the axis; a gather or
+  // scatter of elements writes its output (the indices' shape, or the data's) once.
+  void selection(const onnx::NodeProto& node, int index) {
+    const std::string& op = node.op_type();
+    const Value& x = input(node, 0);
+    Dims out = op == "GatherElements" ? input(node, 1).dims : x.dims;
+    if (op == "TopK") {
+      const auto axis = static_cast<std::size_t>(normal_axis(node, int_attr(node, "axis", -1), x.dims.size()));
+      const auto k = opset_of(node) < 10 ? Dims{int_attr(node, "k", 0)} : ints_input(node, 1);
+      if (k.size() != 1 || k[0] < 1 || k[0] > x.dims[axis])
+        fail_node(node, fmt::format("k {} along axis {} of {}: allowed 1 to the axis' size", dims_text(k), axis, dims_text(x.dims)));
+      out[axis] = k[0];
+    }
+    const std::string layer =
+        add_layer(node, index, LayerType::vector, vector_pass(node, op == "TopK" ? x.dims : out), new_params(node));
+    for (int i = 0; i < node.output_size(); ++i) set_activation(node, i, out, layer);
+  }
+
+  // LSTM, GRU and RNN: every step multiplies the step's input and the previous hidden state by
+  // the gates' weights, so the whole sequence is one GEMM of R = steps x batch, P = input + hidden
+  // size, C = gates x hidden size, one group per direction. The steps' dependence on each other
+  // is not modelled (the GEMM's rows are taken as independent).
+  void recurrent(const onnx::NodeProto& node, int index) {
+    const Value& x = input(node, 0);
+    const Value& w = input(node, 1);
+    const std::int64_t gates = node.op_type() == "LSTM" ? 4 : node.op_type() == "GRU" ? 3 : 1;
+    const bool batch_first = int_attr(node, "layout", 0) != 0;
+    if (x.dims.size() != 3 || w.dims.size() != 3 || w.dims[2] != x.dims[2] || w.dims[1] % gates != 0 || !w.constant())
+      fail_node(node, fmt::format("input {} and weights {}: allowed a sequence [steps, batch, features] (layout 1: [batch, "
+                                  "steps, features]) and constant weights [directions, {} x hidden, features]",
+                                  dims_text(x.dims), dims_text(w.dims), gates));
+    const std::int64_t steps = x.dims[batch_first ? 1 : 0], batch = x.dims[batch_first ? 0 : 1];
+    const std::int64_t directions = w.dims[0], hidden = w.dims[1] / gates;
+    npu::LayerWork work;
+    work.kind = npu::LayerKind::fully_connected;
+    work.gemm = {static_cast<std::uint64_t>(steps * batch), static_cast<std::uint64_t>(x.dims[2] + hidden),
+                 static_cast<std::uint64_t>(gates * hidden), static_cast<std::uint64_t>(directions)};
+    work.input_elements = elements(x.dims, node.input(0));
+    const Dims all = batch_first ? Dims{batch, steps, directions, hidden} : Dims{steps, directions, batch, hidden};
+    const Dims hwc = hwc_of(all);
+    work.out_height = u32(node, hwc[0]);
+    work.out_width = u32(node, hwc[1]);
+    work.out_channels = u32(node, hwc[2]);
+    // The sequence lengths and the initial hidden and cell states (inputs 4 to 6) are data, not
+    // parameters.
+    const std::string layer = add_layer(node, index, LayerType::matmul, work, new_params(node, {4, 5, 6}));
+    // Y (every step's hidden state), then Y_h and, for an LSTM, Y_c (the last step's).
+    const Dims last = batch_first ? Dims{batch, directions, hidden} : Dims{directions, batch, hidden};
+    for (int i = 0; i < node.output_size(); ++i) set_activation(node, i, i == 0 ? all : last, layer);
+  }
+
   // Folded into the GEMM that produces its input when it is that GEMM's only reader: the folded
   // layer gains a bias (C parameters) if it had none. Otherwise a vector pass with its scale and
   // bias (2 C parameters). The mean and variance are statistics, not parameters.
@@ -1211,18 +1562,19 @@ class Importer {
 
   void pool(const onnx::NodeProto& node, int index) {
     const Value& x = input(node, 0);
-    if (x.dims.size() != 4 && x.dims.size() != 3) fail_node(node, fmt::format("input {}: allowed rank 3 or 4", dims_text(x.dims)));
+    if (x.dims.size() < 3 || x.dims.size() > 5) fail_node(node, fmt::format("input {}: allowed rank 3, 4 or 5", dims_text(x.dims)));
     const Dims kernel = ints_attr(node, "kernel_shape").value_or(Dims{});
     const auto g = window_geometry(node, Dims(x.dims.begin() + 2, x.dims.end()), kernel, true);
+    const LayerType type = node.op_type() == "MaxPool" ? LayerType::maxpool : LayerType::avgpool;
+    Dims out{x.dims[0], x.dims[1]};
+    out.insert(out.end(), g.out.begin(), g.out.end());
+    // A 3-D window, which npusim's 2-D pool does not describe: one vector pass writing the output.
+    if (x.dims.size() == 5) return set_activation(node, 0, out, add_layer(node, index, type, vector_pass(node, out), new_params(node)));
     npu::LayerSpec spec;
     spec.kind = npu::LayerKind::pooling;
     spec.in_channels = spec.out_channels = u32(node, x.dims[1] * x.dims[0]);
     set_window(node, spec, kernel, g);
-    const npu::LayerWork work = lower_spec(node, spec);
-    Dims out{x.dims[0], x.dims[1]};
-    out.insert(out.end(), g.out.begin(), g.out.end());
-    set_activation(node, 0, out,
-                   add_layer(node, index, node.op_type() == "MaxPool" ? LayerType::maxpool : LayerType::avgpool, work, new_params(node)));
+    set_activation(node, 0, out, add_layer(node, index, type, lower_spec(node, spec), new_params(node)));
   }
 
   // A pool over the whole map: what the NPU can run in the epilogue of the GEMM before it.
@@ -1283,7 +1635,8 @@ class Importer {
     const Value& x = input(node, 0);
     Dims out;
     const int sizes_at = node.op_type() == "Resize" ? 3 : -1;
-    const int scales_at = node.op_type() == "Resize" ? 2 : 1;
+    // Resize takes (X, scales) in opset 10 and (X, roi, scales, sizes) from opset 11.
+    const int scales_at = node.op_type() == "Resize" && opset_of(node) >= 11 ? 2 : 1;
     if (sizes_at > 0 && has_input(node, sizes_at)) {
       out = ints_input(node, sizes_at);
     } else {
@@ -1302,19 +1655,26 @@ class Importer {
 
   OnnxBackbone finish() {
     const auto& graph = model_.graph();
-    if (graph.output_size() != 1) {
+    // Every output computed from the input is kept (a model returning its logits and features,
+    // or two heads); the final exit follows the last layer any of them needs. Outputs that are
+    // constants or the input itself cost nothing.
+    std::set<std::string> needed;
+    std::optional<std::size_t> last;
+    for (const auto& o : graph.output()) {
+      const auto it = values_.find(o.name());
+      if (it == values_.end() || it->second.constant() || it->second.layer == network_input) continue;
+      needed.insert(it->second.layer);
+      last = std::max(last.value_or(0), layer_index_.at(it->second.layer));
+    }
+    if (!last) {
       std::vector<std::string> names;
       for (const auto& o : graph.output()) names.push_back(traces::printable(o.name()));
-      fail(fmt::format("the graph has {} outputs ({}): allowed one (the final classifier's)", graph.output_size(),
+      fail(fmt::format("no output ({}) is computed from the input: allowed a graph whose output depends on its input",
                        fmt::join(names, ", ")));
     }
-    const auto it = values_.find(graph.output(0).name());
-    if (it == values_.end() || it->second.constant() || it->second.layer == network_input)
-      fail(fmt::format("output {} is not computed from the input", traces::printable(graph.output(0).name())));
     OnnxBackbone out;
-    out.last_layer = it->second.layer;
-    // Layers the output does not depend on (a branch whose result is dropped) are left out.
-    std::set<std::string> needed{out.last_layer};
+    out.last_layer = layers_[*last].name;
+    // Layers no output depends on (a branch whose result is dropped) are left out.
     for (std::size_t i = layers_.size(); i-- > 0;)
       if (needed.count(layers_[i].name))
         for (const auto& from : layers_[i].inputs) needed.insert(from);
@@ -1365,7 +1725,8 @@ class Importer {
 const std::vector<std::string>& onnx_supported_ops() {
   static const std::vector<std::string> ops = [] {
     std::vector<std::string> all;
-    for (const auto* set : {&unary_ops(), &elementwise_ops(), &view_ops(), &shape_ops(), &reduce_ops(), &pass_ops(), &other_ops()})
+    for (const auto* set : {&unary_ops(), &elementwise_ops(), &view_ops(), &shape_ops(), &reduce_ops(), &pass_ops(), &other_ops(),
+                            &select_ops()})
       all.insert(all.end(), set->begin(), set->end());
     for (const auto& op : microsoft_ops()) all.push_back("com.microsoft." + op);
     std::sort(all.begin(), all.end());
