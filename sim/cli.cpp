@@ -522,7 +522,7 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
   TableOptions table;
   auto* table_cmd = app.add_subcommand("table", "FBE control-block table for a network");
   table_cmd->add_option("--npu", table.npu_file, "NPU YAML or SCALE-Sim .cfg file (default: embedded default)");
-  table_cmd->add_option("--model", table.model, "Zoo name, network YAML or SCALE-Sim CSV (default resnet56)");
+  table_cmd->add_option("--model", table.model, "Zoo name, network YAML, SCALE-Sim CSV or ONNX model (default resnet56)");
   table_cmd->add_option("--max-batch", table.max_batch, "Largest batch in the table (default 8)");
   table_cmd->add_flag("--json", table.json, "Print the whole table as one JSON object");
   table_cmd->add_option("--set", table.overrides, "Override an NPU key: npu.KEY=VALUE (repeatable)");
