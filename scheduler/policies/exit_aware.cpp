@@ -77,8 +77,6 @@ class ExitAware final : public CatchUpPolicy {
     const auto alone = estimate_catch_up(view, 0, waiting, prediction_);
     const double deadline = in_flight_deadline(view, alone.in_flight_completion_ns);
     const auto now = static_cast<double>(view.now_ns);
-    const ModelProfile& model = view.models[view.running->model];
-    const double save_ns = view.ns_per_cycle * static_cast<double>(view.preemption_overhead_cycles) / 2;
     // Other networks' work stretches every plan of this one alike (they preempt it); the
     // catch-up's own blocking of them does not stretch.
     const double stretch = 1.0 / (1.0 - others_load(view, view.running->model));
@@ -88,9 +86,7 @@ class ExitAware final : public CatchUpPolicy {
       if (j == 0) continue;
       const auto plan = estimate_catch_up(view, j, waiting, prediction_);
       if (now + plan.in_flight_completion_ns > deadline) continue;
-      const double catch_up_ns =
-          save_ns + view.ns_per_cycle * static_cast<double>(model.catch_up_cycles(j, view.running->next_layer, prediction_));
-      const double cost = stretch * catch_up_cost(view, queued, j, plan) + blocking_cost(view, catch_up_ns, view.running->model);
+      const double cost = stretch * catch_up_cost(view, queued, j, plan) + catch_up_blocking_cost(view, j);
       // Ties go to the larger catch-up: the same cost with more samples served.
       if (cost <= best_cost) {
         best = j;
@@ -122,13 +118,27 @@ class ExitAware final : public CatchUpPolicy {
   // they were not preempting the running batch, so they wait for it either way. Without this
   // term a catch-up of one ResNet-50 sample through 49 layers (1.07 ms) held back a stream of
   // ResNet-56 samples with a 2 ms SLO (docs/policies.md, "Blocking").
+  bool prices_blocking(const SchedulerView& view) const {
+    return view.preemptions_left == 1 && blocking_window_ns_ > 0.0;
+  }
   double blocking_cost(const SchedulerView& view, double block_ns, std::uint32_t running,
                        std::uint32_t except = ~std::uint32_t{0}) const {
-    if (view.preemptions_left != 1 || blocking_window_ns_ <= 0.0) return 0.0;
+    if (!prices_blocking(view)) return 0.0;
     double arriving = 0.0;  // expected arrivals during the block
     for (std::uint32_t m = 0; m < arrivals_.size(); ++m)
       if (m != running && m != except) arriving += arrivals_[m].per_ns(view.now_ns, blocking_window_ns_) * block_ns;
     return objective_.latency_weight * arriving * block_ns / 2;
+  }
+
+  // A catch-up of j samples blocks for its context save and its run up to the merge layer.
+  double catch_up_blocking_cost(const SchedulerView& view, std::uint32_t j) const {
+    if (!prices_blocking(view)) return 0.0;
+    const BatchInfo& running = *view.running;
+    const double save_ns = view.ns_per_cycle * static_cast<double>(view.preemption_overhead_cycles) / 2;
+    const double block_ns =
+        save_ns + view.ns_per_cycle * static_cast<double>(
+                      view.models[running.model].catch_up_cycles(j, running.next_layer, prediction_));
+    return blocking_cost(view, block_ns, running.model);
   }
 
   // The share of the NPU that the other networks' recent arrivals take, at batch 1, at most 0.9.
