@@ -26,7 +26,9 @@ const std::vector<std::string>& layer_type_names() {
 }
 
 const std::vector<std::string>& file_layer_type_names() {
-  static const std::vector<std::string> names(layer_type_names().begin(), layer_type_names().begin() + 7);
+  // The file types are the enum's first ones, through concat.
+  static const std::vector<std::string> names(
+      layer_type_names().begin(), layer_type_names().begin() + static_cast<std::ptrdiff_t>(LayerType::concat) + 1);
   return names;
 }
 
