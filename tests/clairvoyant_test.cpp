@@ -128,7 +128,7 @@ const char* const busy_yaml = R"(name: busy
 devices:
   - {name: a, model: resnet56, count: 4, arrival: {process: mmpp, rate_hz: 1200, peak_factor: 4, burst_ms: 50, gap_ms: 200}, slo_ms: 0.5}
   - {name: b, model: mobilenetv2, count: 2, arrival: {process: poisson, rate_hz: 300}, exits: {tilt: 1.0}, slo_factor: 4}
-serving: {fifo_capacity: 8}
+serving: {fifo_capacity: 4}
 scheduler: {policy: edf}
 simulation: {seed: 11, duration_s: 1}
 )";

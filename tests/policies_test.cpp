@@ -305,8 +305,8 @@ TEST(Policies, ExitAwarePricesTheArrivalsACatchUpHoldsBack) {
   // arrivals in the window.
   EXPECT_EQ(blocking_after(2950).kind, Decision::Kind::preempt);
   EXPECT_EQ(blocking_after(3050).kind, Decision::Kind::run);
-  // The default prices no blocking: the same arrivals change nothing.
-  EXPECT_EQ(fed({}, 5000)->decide(b.view(0)).queue_positions.size(), 4u);
+  // A window of 0 prices no blocking: the same arrivals change nothing.
+  EXPECT_EQ(fed({{"blocking_window_ms", 0.0}}, 5000)->decide(b.view(0)).queue_positions.size(), 4u);
   // With a second register left, other networks can still preempt the catch-up: no blocking.
   auto view = b.view(0);
   view.preemptions_left = 2;

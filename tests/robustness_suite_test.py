@@ -5,6 +5,7 @@
   states its load in the `# Load:` line the suite reads; scripts/expected-work, which computed
   those loads, agrees with `npusim model` when no sample leaves early;
 - scripts/robustness-suite runs one scenario end to end and skips a policy npusim lacks;
+- scripts/random-scenarios writes the same valid scenarios for the same seed, loads stated;
 - scripts/robustness_table.py judges a tiny synthetic result exactly as docs/robustness.md says.
 
     tests/robustness_suite_test.py NPUSIM SOURCE_DIR
@@ -125,6 +126,25 @@ def main():
                                    capture_output=True, text=True)
             check(again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr,
                   f"an existing suite is refused in one line naming --resume: {again.stderr.strip()!r}")
+
+        # Random held-out scenarios: the same seed writes the same bytes, each validates and
+        # states its load as the suite's do.
+        generator = os.path.join(source, "scripts", "random-scenarios")
+        firsts = [os.path.join(tmp, "random-a"), os.path.join(tmp, "random-b")]
+        for folder in firsts:
+            made = subprocess.run([generator, "2026", "12", folder], capture_output=True, text=True)
+            check(made.returncode == 0, f"random-scenarios writes a set ({made.stderr.strip()})")
+        written = sorted(glob.glob(os.path.join(firsts[0], "*.yaml")))
+        check(len(written) == 12, f"random-scenarios 2026 12 writes 12 files, not {len(written)}")
+        for path in written:
+            with open(path, "rb") as f, open(os.path.join(firsts[1], os.path.basename(path)), "rb") as g:
+                check(f.read() == g.read(), f"{os.path.basename(path)} is the same for the same seed")
+            result = subprocess.run([npusim, "validate", path], capture_output=True, text=True, env=env)
+            check(result.returncode == 0, f"{os.path.basename(path)} validates {result.stderr.strip()}")
+            with open(path) as f:
+                check(bool(load_line.match(f.readline())), f"{os.path.basename(path)} states its load first")
+        usage = subprocess.run([generator, "x"], capture_output=True, text=True)
+        check(usage.returncode == 2 and usage.stderr.count("\n") == 1, "random-scenarios refuses bad arguments in one line")
 
         synthetic = os.path.join(tmp, "synthetic")
         os.makedirs(synthetic)

@@ -381,12 +381,12 @@ PolicyInfo exit_aware_info() {
            ParameterSpec::boolean("exit_blind", false,
                                   "price every plan as if no sample left early (LazyBatching's prediction): the "
                                   "exit-awareness ablation"),
-           ParameterSpec::real("preempt_patience", 30.0, 0.0, 1e6,
+           ParameterSpec::real("preempt_patience", 3.0, 0.0, 1e6,
                                "another network's group preempts only once its samples' summed wait is this "
                                "many times the in-flight samples' context save and restore (0: at once)"),
-           ParameterSpec::real("blocking_window_ms", 0.0, 0.0, 1e6,
+           ParameterSpec::real("blocking_window_ms", 100.0, 0.0, 1e6,
                                "price the other networks' arrivals that a preemption taking the last FBE register "
-                               "holds back, at their arrival rates over this window (0: off, the default)")},
+                               "holds back, at their arrival rates over this window (0: off)")},
           [](const ParameterValues& p) { return std::make_unique<ExitAware>(p); }};
 }
 
