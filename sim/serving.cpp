@@ -16,6 +16,7 @@
 #include "workloads/control_blocks.hpp"
 #include "npu_model/systemc_context.hpp"
 #include "sim/config_node.hpp"
+#include "sim/waiting_queue.hpp"
 #include "traces/checked.hpp"
 
 namespace npusim::sim {
@@ -293,12 +294,10 @@ SC_MODULE(ServingSystem) {
         return;
       }
       drop(queue_.front());
-      queue_.erase(queue_.begin());
-      queue_exits_.erase(queue_exits_.begin());
+      queue_.pop_front();
       queue_changed();
     }
-    queue_.push_back(info);
-    queue_exits_.push_back(s.exit);
+    queue_.push_back(info, s.exit);
     queue_changed();
     stats_.max_queue = std::max<std::uint64_t>(stats_.max_queue, queue_.size());
     ask_policy("observe_arrival", [&] { policy_.observe_arrival(view(Trigger::arrival), info); });
@@ -316,7 +315,7 @@ SC_MODULE(ServingSystem) {
     scheduler::SchedulerView v;
     v.now_ns = now_ps() / 1000;
     v.trigger = trigger;
-    v.queue = queue_;
+    v.queue = queue_.samples();
     if (running_) {
       running_info_ = running_->info();
       v.running = &running_info_;
@@ -520,31 +519,30 @@ SC_MODULE(ServingSystem) {
     next_trigger(ps_time(wake_ps_ - now_ps()), arrival_event_);
   }
 
-  // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO.
+  // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO, in
+  // O(batch) plus the FIFO's own moves: nothing here walks the whole queue.
   Batch take_from_queue(const std::vector<std::uint32_t>& positions, const char* what) {
     if (positions.empty()) refuse(fmt::format("{} with no samples", what));
-    std::vector<bool> chosen(queue_.size(), false);
-    for (const auto p : positions) {
-      if (p >= queue_.size()) refuse(fmt::format("{} names queue position {} of a queue of {}", what, p, queue_.size()));
-      if (chosen[p]) refuse(fmt::format("{} names queue position {} twice", what, p));
-      chosen[p] = true;
+    sorted_positions_.assign(positions.begin(), positions.end());
+    std::sort(sorted_positions_.begin(), sorted_positions_.end());
+    const bool named_twice =
+        std::adjacent_find(sorted_positions_.begin(), sorted_positions_.end()) != sorted_positions_.end();
+    // The first broken position in the policy's order is the one named; finding a repeat that
+    // way is quadratic, so it is done only when there is one.
+    for (auto p = positions.begin(); p != positions.end(); ++p) {
+      if (*p >= queue_.size())
+        refuse(fmt::format("{} names queue position {} of a queue of {}", what, *p, queue_.size()));
+      if (named_twice && std::find(positions.begin(), p, *p) != p)
+        refuse(fmt::format("{} names queue position {} twice", what, *p));
     }
     Batch batch;
     batch.model = queue_[positions.front()].model;
     for (const auto p : positions) {
       if (queue_[p].model != batch.model) refuse(fmt::format("{} mixes samples of two models", what));
       batch.samples.push_back(queue_[p]);
-      batch.exits.push_back(queue_exits_[p]);
+      batch.exits.push_back(queue_.exit(p));
     }
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < queue_.size(); ++i) {
-      if (chosen[i]) continue;
-      queue_[kept] = queue_[i];
-      queue_exits_[kept] = queue_exits_[i];
-      ++kept;
-    }
-    queue_.resize(kept);
-    queue_exits_.resize(kept);
+    queue_.erase(sorted_positions_);
     queue_changed();
     return batch;
   }
@@ -798,8 +796,8 @@ SC_MODULE(ServingSystem) {
   // The FBE's registers, driven as the hardware would be; the engine checks after every step
   // that they describe the batch it runs.
   npu::FbeRegisters fbe_;
-  std::vector<SampleInfo> queue_;
-  std::vector<std::uint32_t> queue_exits_;
+  WaitingQueue queue_;
+  std::vector<std::uint32_t> sorted_positions_;  // take_from_queue's, kept to reuse its memory
   std::optional<Batch> running_;
   std::vector<Batch> suspended_;
   scheduler::BatchInfo running_info_;
