@@ -30,6 +30,12 @@ std::int64_t SchedulerView::ns_from_cycles(double cycles) const {
   return traces::checked_int64(std::ceil(cycles * ns_per_cycle)).value_or(never_ns);
 }
 
+Horizon Horizon::only_legal_answer(const SchedulerView& view) {
+  if (view.queue.empty()) return until_arrival();
+  if (view.preemptions_left == 0) return until_batch_changes();
+  return next_boundary(view);
+}
+
 std::vector<std::uint32_t> SchedulerView::queued_of_model(std::uint32_t model, std::size_t limit) const {
   std::vector<std::uint32_t> out;
   for (std::uint32_t i = 0; i < queue.size() && out.size() < limit; ++i)

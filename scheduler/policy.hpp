@@ -148,6 +148,45 @@ class PolicyError : public std::runtime_error {
   explicit PolicyError(const std::string& message) : std::runtime_error(traces::one_line(message)) {}
 };
 
+// How long a policy's keep_running answer stands, so that the engine need not ask it at the
+// boundaries in between (docs/serving.md, "Decision skipping"). The engine asks the policy
+// again at the first boundary where the running batch's next layer reaches until_layer, or
+// earlier: after a sample arrives (with wake_on_arrival), where samples left at an exit (with
+// wake_on_exit), and always when the batch completes or empties, merges or resumes.
+struct Horizon {
+  static constexpr std::uint32_t batch_end = std::numeric_limits<std::uint32_t>::max();
+  std::uint32_t until_layer = 0;
+  bool wake_on_arrival = true;
+  bool wake_on_exit = true;
+
+  // Asked again at the very next boundary: no decision skipped.
+  static Horizon next_boundary(const SchedulerView& view) { return {view.running->next_layer + 1, true, true}; }
+  static Horizon until_arrival() { return {batch_end, true, false}; }
+  static Horizon until_arrival_or_exit() { return {batch_end, true, true}; }
+  static Horizon until_batch_changes() { return {batch_end, false, false}; }
+  // What holds for every policy: keep_running is the only legal answer while the queue is
+  // empty (until a sample arrives) and while no preemption register is left (until the batch
+  // merges, resumes or ends). Otherwise the very next boundary.
+  static Horizon only_legal_answer(const SchedulerView& view);
+};
+
+// Optional, beside Policy: a policy that can tell in advance how long it keeps running a
+// batch. The engine finds it with dynamic_cast; a policy without it (every plugin built
+// against policy API 2 before this interface existed) is asked at every boundary. Adding it
+// changed no layout, so policy_api_version stays 2.
+// Contract:
+//  - horizon is called right after a decision that leaves a batch running (run, start or
+//    preempt), with the view of the state that decision left: the batch about to run
+//    view.running->next_layer, the queue without the samples it took.
+//  - It promises that decide, asked at each boundary the horizon covers, would answer
+//    keep_running, and that skipping those calls changes nothing the policy does later.
+//  - It must not change the policy's state, and is as deterministic as decide.
+class DecisionHorizon {
+ public:
+  virtual ~DecisionHorizon() = default;
+  virtual Horizon horizon(const SchedulerView& view) const = 0;
+};
+
 // A scheduling policy. One instance serves one simulation, single-threaded.
 // Contract:
 //  - observe_arrival is called for every sample that enters the queue, before any decision at

@@ -131,7 +131,8 @@ SC_MODULE(ServingSystem) {
 
   ServingSystem(sc_core::sc_module_name name, const Scenario& scenario, std::vector<ModelRuntime>& models,
                 std::vector<scheduler::ModelProfile>& profiles, scheduler::Policy& policy,
-                const scheduler::PolicyInfo& policy_info, std::span<ServingObserver* const> observers)
+                const scheduler::PolicyInfo& policy_info, std::span<ServingObserver* const> observers,
+                bool skip_decisions)
       : sc_module(name), scenario_(scenario), npu_(scenario.npu), models_(models), profiles_(profiles),
         policy_(policy),
         policy_origin_(policy_info.origin == "built-in" ? "" : fmt::format(" (plugin {})", policy_info.origin)),
@@ -157,6 +158,7 @@ SC_MODULE(ServingSystem) {
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
     if (policy_info.analysis_only) oracle_.emplace(*this);
+    if (skip_decisions) horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
     // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
     SC_METHOD(device_sources);
     SC_METHOD(npu_core);
@@ -207,7 +209,11 @@ SC_MODULE(ServingSystem) {
   }
 
  private:
-  std::int64_t now_ps() const { return static_cast<std::int64_t>(sc_core::sc_time_stamp().value()); }
+  // The time of the event being handled: the kernel's, or a layer boundary inside a stretch
+  // that settle_stretch is catching up with.
+  std::int64_t now_ps() const {
+    return settling_ps_ >= 0 ? settling_ps_ : static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+  }
   // The kernel's resolution is its default, 1 ps.
   static sc_core::sc_time ps_time(std::int64_t ps) { return sc_core::sc_time::from_value(static_cast<sc_dt::uint64>(ps)); }
 
@@ -268,6 +274,9 @@ SC_MODULE(ServingSystem) {
       }
       const traces::Sample sample = upcoming_.front();
       upcoming_.pop_front();
+      // What the NPU finished by now happened first, so observers and the policy's view see
+      // events in time order even while the NPU sleeps through a stretch of layers.
+      settle_stretch(now_ps());
       admit(sample);
     }
     pending_arrival_ps_ = -1;
@@ -282,6 +291,7 @@ SC_MODULE(ServingSystem) {
 
   void admit(const traces::Sample& s) {
     if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = ps_of_arrival(s.arrival_ns);
+    arrived_since_decision_ = true;
     metrics_.arrived(s.device);
     const SampleInfo info = sample_info(s);
     const std::uint32_t model = info.model;
@@ -412,8 +422,10 @@ SC_MODULE(ServingSystem) {
             return;
           }
           ++stats_.decisions;
+          ++stats_.decisions_asked;
           Decision decision;
           ask_policy("decide", [&] { decision = policy_.decide(view(trigger_)); });
+          arrived_since_decision_ = false;
           check_kind(decision.kind);
           if (decision.kind == Decision::Kind::idle) {
             idle(decision);
@@ -421,7 +433,9 @@ SC_MODULE(ServingSystem) {
           }
           idle_decisions_while_waiting_ = 0;
           step_ = Step::start_layer;
-          if (sleep_for(apply(decision))) return;
+          const std::int64_t save_ps = apply(decision);
+          horizon_ = ask_horizon();
+          if (sleep_for(save_ps)) return;
           break;
         }
         case Step::after_idle:
@@ -430,11 +444,15 @@ SC_MODULE(ServingSystem) {
           break;
         case Step::start_layer:
           step_ = Step::layer_done;
-          if (sleep_for(start_layer())) return;
+          if (sleep_for(start_stretch())) return;
           break;
         case Step::layer_done:
+          settle_stretch(now_ps());
+          if (!stretch_settled_)
+            throw SimulationError(fmt::format("a stretch planned to end at {} ps is at layer {} ending at {} ps",
+                                              stretch_end_ps_, running_ ? running_->next_layer : 0, layer_end_ps_));
           step_ = Step::decide;
-          if (sleep_for(finish_layer())) return;
+          if (sleep_for(stretch_restore_ps_)) return;
           break;
       }
     }
@@ -455,8 +473,9 @@ SC_MODULE(ServingSystem) {
   }
 
   // cycles_to_ps is exact below 10^13 cycles; a layer that long is out of any time range here.
+  static constexpr std::uint64_t max_layer_cycles = 9'000'000'000'000ULL;
   std::int64_t ps_of_cycles(std::uint64_t cycles) const {
-    if (cycles >= 9'000'000'000'000ULL) out_of_time(fmt::format("a step of {} cycles", cycles));
+    if (cycles >= max_layer_cycles) out_of_time(fmt::format("a step of {} cycles", cycles));
     return npu_.cycles_to_ps(cycles);
   }
 
@@ -658,7 +677,84 @@ SC_MODULE(ServingSystem) {
     // The FBE drives the array: the mapping for (B_act, l) from its control-block table.
     layer_cost_ = &models_[b.model].table.entry(fbe_.active_batch(), fbe_.layer());
     layer_start_ps_ = now_ps();
-    return ps_of_cycles(layer_cost_->cycles);
+    const std::int64_t ps = ps_of_cycles(layer_cost_->cycles);
+    layer_end_ps_ = traces::checked_add(layer_start_ps_, ps).value_or(max_time_ps);
+    return ps;
+  }
+
+  // The policy's horizon for the batch that its decision left running (one boundary when it
+  // declares none, or skipping is off).
+  scheduler::Horizon ask_horizon() {
+    if (!horizon_policy_) return {running_->next_layer + 1, true, true};
+    scheduler::Horizon horizon;
+    ask_policy("horizon", [&] { horizon = horizon_policy_->horizon(view(trigger_)); });
+    return horizon;
+  }
+
+  // Starts the running batch's next layer and plans how many layers run before the policy is
+  // asked again: up to the first boundary that its horizon, an exit, a merge, the batch's end
+  // or an arrival stops at. Exits are known (each sample's is drawn), and so is the next arrival
+  // (the sources hold it), so the stretch is planned exactly and runs as one timed step. Returns
+  // its length.
+  std::int64_t start_stretch() {
+    const std::int64_t first_ps = start_layer();
+    stretch_settled_ = false;
+    const Batch& b = *running_;
+    std::uint32_t layer = b.next_layer;
+    std::int64_t end_ps = layer_end_ps_;
+    // A first layer that does not fit in simulated time stops the run in sleep_for.
+    if (!traces::checked_add(layer_start_ps_, first_ps)) return first_ps;
+    if (horizon_.until_layer > layer + 1) {
+      const scheduler::ModelProfile& profile = profiles_[b.model];
+      leaving_at_exit_.assign(profile.exits().size(), 0);
+      for (const auto e : b.exits) ++leaving_at_exit_[e];
+      auto batch = static_cast<std::uint32_t>(b.samples.size());
+      while (true) {
+        const int exit = profile.exit_after(layer);
+        const std::uint32_t left = exit >= 0 ? leaving_at_exit_[static_cast<std::size_t>(exit)] : 0;
+        batch -= left;
+        ++layer;
+        if (batch == 0 || layer >= profile.layer_count() || (b.merges && layer == b.merge_layer) ||
+            layer >= horizon_.until_layer || (horizon_.wake_on_exit && left > 0) ||
+            (horizon_.wake_on_arrival &&
+             (arrived_since_decision_ || (pending_arrival_ps_ >= 0 && pending_arrival_ps_ <= end_ps))))
+          break;
+        const std::uint64_t cycles = models_[b.model].table.entry(batch, layer).cycles;
+        // A layer whose time does not fit is left to start alone, where it fails as it would.
+        if (cycles >= max_layer_cycles) break;
+        const auto end = traces::checked_add(end_ps, npu_.cycles_to_ps(cycles));
+        if (!end) break;
+        end_ps = *end;
+      }
+      --layer;
+    }
+    stretch_last_layer_ = layer;
+    stretch_end_ps_ = end_ps;
+    return end_ps - layer_start_ps_;
+  }
+
+  // Finishes the stretch's layers that ended by `until_ps`, each at its own end time, starting
+  // the next one at the same instant; the boundaries in between are decisions the horizon
+  // covered. Called by the NPU when the stretch ends and by the sources before an arrival.
+  void settle_stretch(std::int64_t until_ps) {
+    while (step_ == Step::layer_done && !stretch_settled_ && layer_end_ps_ <= until_ps) {
+      settling_ps_ = layer_end_ps_;
+      const bool last = running_->next_layer == stretch_last_layer_;
+      const std::int64_t restore_ps = finish_layer();
+      if (last) {
+        if (layer_end_ps_ != stretch_end_ps_)
+          throw SimulationError(fmt::format("a stretch planned to end at {} ps ended at {} ps", stretch_end_ps_,
+                                            layer_end_ps_));
+        stretch_restore_ps_ = restore_ps;
+        stretch_settled_ = true;
+      } else {
+        if (!running_ || restore_ps != 0)
+          throw SimulationError(fmt::format("a stretch planned past layer {} ended there", stretch_last_layer_));
+        ++stats_.decisions;
+        start_layer();
+      }
+      settling_ps_ = -1;
+    }
   }
 
   // The layer has run: exits leave, the FBE advances, a catch-up merges or a batch resumes.
@@ -776,8 +872,20 @@ SC_MODULE(ServingSystem) {
   Trigger trigger_ = Trigger::arrival;
   std::int64_t wake_ps_ = 0;
   std::uint64_t idle_decisions_while_waiting_ = 0;
-  std::int64_t layer_start_ps_ = 0;
+  std::int64_t layer_start_ps_ = 0, layer_end_ps_ = 0;
   const npu::LayerCost* layer_cost_ = nullptr;
+  // Decision skipping: the horizon of the last decision, the stretch of layers it lets run as
+  // one timed step, and whether a sample arrived since (an arrival during a context save
+  // counts).
+  const scheduler::DecisionHorizon* horizon_policy_ = nullptr;  // null: asked at every boundary
+  scheduler::Horizon horizon_;
+  bool arrived_since_decision_ = false;
+  std::uint32_t stretch_last_layer_ = 0;
+  std::int64_t stretch_end_ps_ = 0;
+  bool stretch_settled_ = true;
+  std::int64_t stretch_restore_ps_ = 0;
+  std::int64_t settling_ps_ = -1;  // a boundary being caught up with, or -1
+  std::vector<std::uint32_t> leaving_at_exit_;  // per exit of the running model, kept to reuse its memory
   // Drawn but not yet admitted, in arrival order: the next arrival, and any the oracle drew
   // ahead.
   std::deque<traces::Sample> upcoming_;
@@ -807,7 +915,8 @@ SC_MODULE(ServingSystem) {
 }  // namespace
 
 ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,
-                          std::span<ServingObserver* const> observers, const VcdTrace& vcd_trace) {
+                          std::span<ServingObserver* const> observers, const VcdTrace& vcd_trace,
+                          const EngineOptions& engine) {
   const auto* info = registry.find(scenario.scheduler.policy);
   if (!info) throw scheduler::PolicyError(fmt::format("policy {} is not registered", scenario.scheduler.policy));
   std::vector<ModelRuntime> models;
@@ -831,7 +940,8 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   }
   if (!policy) throw scheduler::PolicyError(fmt::format("policy {}{}: its factory returned no policy", info->name, origin));
   npu::ScopedSystemCContext context;
-  ServingSystem system("serving", scenario, models, profiles, *policy, *info, observers);
+  ServingSystem system("serving", scenario, models, profiles, *policy, *info, observers,
+                       engine.skip_decisions && vcd_trace.file.empty());
   sc_core::sc_trace_file* vcd = nullptr;
   if (!vcd_trace.file.empty()) {
     // SystemC appends ".vcd" to the name it is given.

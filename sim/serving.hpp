@@ -66,7 +66,8 @@ struct ServingStats {
   std::uint64_t layers_run = 0, macs = 0;
   std::uint64_t preemptions = 0, merges = 0, resumes = 0;
   std::uint64_t context_spills = 0, context_bytes_moved = 0;
-  std::uint64_t decisions = 0;
+  std::uint64_t decisions = 0;        // decision points: layer boundaries, arrivals and wake-ups
+  std::uint64_t decisions_asked = 0;  // those the policy answered; its horizon covered the rest
   std::uint64_t max_queue = 0;
   double peak_macs_per_ns = 0.0;
   std::vector<ExitCount> exits;          // every exit of every model, model by model
@@ -91,7 +92,16 @@ struct VcdTrace {
   std::int64_t end_ps = 1'000'000'000'000;  // 1 s
 };
 
+// How the engine runs a scenario; results never depend on it.
+struct EngineOptions {
+  // A policy that declares a horizon (scheduler::DecisionHorizon) is not asked at the layer
+  // boundaries it covers, and the layers in between run as one timed step. Off: it is asked at
+  // every boundary, as a plugin is. A VCD trace turns it off, to show every layer's registers.
+  bool skip_decisions = true;
+};
+
 ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,
-                          std::span<ServingObserver* const> observers = {}, const VcdTrace& vcd = {});
+                          std::span<ServingObserver* const> observers = {}, const VcdTrace& vcd = {},
+                          const EngineOptions& engine = {});
 
 }  // namespace npusim::sim

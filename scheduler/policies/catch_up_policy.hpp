@@ -10,7 +10,7 @@
 
 namespace npusim::scheduler::policies {
 
-class CatchUpPolicy : public Policy {
+class CatchUpPolicy : public Policy, public DecisionHorizon {
  public:
   explicit CatchUpPolicy(double slack_ms) : slack_ns_(slack_ms * 1e6) {}
 
@@ -27,6 +27,10 @@ class CatchUpPolicy : public Policy {
     positions.resize(take);
     return Decision::preempt(std::move(positions));
   }
+
+  // Their costs move with time (deadlines, waiting, arrival rates), so they are asked at every
+  // boundary while anything waits that a preemption could take.
+  Horizon horizon(const SchedulerView& view) const override { return Horizon::only_legal_answer(view); }
 
  protected:
   // How many of the `waiting` queued samples of the running model to catch up, at most `room`.

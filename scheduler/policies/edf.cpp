@@ -22,7 +22,7 @@ std::vector<std::uint32_t> by_deadline(const SchedulerView& view, std::uint32_t 
   return out;
 }
 
-class Edf final : public Policy {
+class Edf final : public Policy, public DecisionHorizon {
  public:
   Decision decide(const SchedulerView& view) override {
     if (view.queue.empty()) return view.running ? Decision::keep_running() : Decision::idle();
@@ -37,6 +37,17 @@ class Edf final : public Policy {
       if (room > 0) return Decision::preempt(by_deadline(view, urgent->model, running_deadline, room));
     }
     return Decision::preempt(by_deadline(view, urgent->model, running_deadline, view.max_batch), false);
+  }
+
+  // It keeps running while no queued deadline is earlier than every in-flight one: only an
+  // arrival (the queue) or an exit (the in-flight deadlines) changes that.
+  Horizon horizon(const SchedulerView& view) const override {
+    if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
+    const auto urgent = std::min_element(view.queue.begin(), view.queue.end(), [](const auto& a, const auto& b) {
+      return a.deadline_ns < b.deadline_ns;
+    });
+    if (urgent->deadline_ns >= view.running->earliest_deadline_ns()) return Horizon::until_arrival_or_exit();
+    return Horizon::next_boundary(view);
   }
 };
 

@@ -5,8 +5,11 @@
 namespace npusim::scheduler::policies {
 namespace {
 
-class Fcfs final : public Policy {
+class Fcfs final : public Policy, public DecisionHorizon {
  public:
+  // A batch of one runs to completion: nothing wakes it.
+  Horizon horizon(const SchedulerView&) const override { return Horizon::until_batch_changes(); }
+
   Decision decide(const SchedulerView& view) override {
     if (view.running) return Decision::keep_running();
     if (view.queue.empty()) return Decision::idle();

@@ -16,7 +16,7 @@ namespace {
 
 constexpr std::array<std::uint32_t, 3> priority_levels{low_priority, medium_priority, high_priority};
 
-class Prema final : public Policy {
+class Prema final : public Policy, public DecisionHorizon {
  public:
   explicit Prema(const ParameterValues& p)
       : fixed_threshold_(p.real("token_threshold")),
@@ -54,6 +54,12 @@ class Prema final : public Policy {
     batch_tokens_.push_back(shortest->tokens);
     if (mechanism == Mechanism::kill) return Decision::preempt_restarting(shortest->positions);
     return Decision::preempt(shortest->positions, false);
+  }
+
+  // Tokens grow with time, so a waiting job may pass the running batch at any boundary; only
+  // a non-preemptive PREMA, or an empty queue, lets it run unasked.
+  Horizon horizon(const SchedulerView& view) const override {
+    return preemptive_ ? Horizon::only_legal_answer(view) : Horizon::until_batch_changes();
   }
 
 

@@ -13,7 +13,7 @@
 namespace npusim::scheduler::policies {
 namespace {
 
-class StaticBatch final : public Policy {
+class StaticBatch final : public Policy, public DecisionHorizon {
  public:
   explicit StaticBatch(const ParameterValues& p)
       : batch_size_(static_cast<std::uint32_t>(p.integer("batch_size"))),
@@ -49,6 +49,9 @@ class StaticBatch final : public Policy {
       return start(view, view.queued_of_model(*due_model, std::min(batch_size_by_model_[*due_model], cap)));
     return Decision::idle(earliest_due_ns);
   }
+
+  // A batch runs to completion: nothing wakes it.
+  Horizon horizon(const SchedulerView&) const override { return Horizon::until_batch_changes(); }
 
  private:
   std::uint32_t batch_cap(const SchedulerView& view) const {

@@ -1,0 +1,158 @@
+// Decision skipping (docs/serving.md, "Decision skipping") changes how often a policy is asked,
+// never what happens: for every built-in policy, a run with skipping and one without it give
+// byte-identical summary.json and samples.csv, over random scenarios of one to four networks
+// that use every arrival process, light load and overload, both drop policies, and a range of
+// batch limits, preemption depths and context buffers.
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "sim/run_report.hpp"
+#include "sim/serving.hpp"
+
+namespace npusim {
+namespace {
+
+class DecisionSkipping : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    scheduler::register_builtin_policies(registry_);
+    dir_ = std::filesystem::temp_directory_path() /
+           fmt::format("npusim-skipping-{}", ::testing::UnitTest::GetInstance()->random_seed());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  struct Outcome {
+    std::string summary, samples_csv;
+    std::uint64_t decisions = 0, asked = 0;
+  };
+
+  Outcome run(const sim::Scenario& scenario, bool skip) {
+    const auto csv = dir_ / (skip ? "skipping.csv" : "asking.csv");
+    Outcome out;
+    {
+      sim::SampleCsvWriter writer(csv, scenario);
+      std::vector<sim::ServingObserver*> observers{&writer};
+      const auto result = sim::run_serving(scenario, registry_, observers, {}, {.skip_decisions = skip});
+      writer.commit();
+      out.summary = sim::summary_json(scenario, result);
+      out.decisions = result.stats.decisions;
+      out.asked = result.stats.decisions_asked;
+    }
+    std::ifstream in(csv);
+    std::stringstream text;
+    text << in.rdbuf();
+    out.samples_csv = text.str();
+    return out;
+  }
+
+  scheduler::PolicyRegistry registry_;
+  std::filesystem::path dir_;
+};
+
+// Rates at which one device of each network alone would keep the default NPU about busy at
+// batch 1 (docs/models.md gives each network's expected time per sample with its exits).
+struct Network {
+  const char* name;
+  double full_load_hz;
+};
+constexpr Network networks[] = {{"resnet56", 19000}, {"mobilenetv2", 2400}, {"resnet50", 700}, {"inception_v3", 520}};
+
+// Each arrival process as a scenario's device writes it, at mean rate `hz`; replay reads
+// `trace` (written beside the scenario).
+std::string arrival(int process, double hz) {
+  switch (process) {
+    case 0: return fmt::format("{{process: poisson, rate_hz: {:.1f}}}", hz);
+    case 1: return fmt::format("{{process: mmpp, rate_hz: {:.1f}, peak_factor: 4, burst_ms: 20, gap_ms: 80}}", hz / 1.6);
+    case 2: return fmt::format("{{process: periodic, fps: {:.1f}, jitter_ms: {:.4f}}}", hz, 250.0 / hz);
+    case 3: return fmt::format("{{process: on_off, rate_hz: {:.1f}, burst_ms: 30, gap_ms: 30}}", 2 * hz);
+    case 4:
+      return fmt::format("{{process: piecewise, schedule: [{{until_ms: 50, rate_hz: {:.1f}}}, {{rate_hz: {:.1f}}}]}}",
+                         hz / 2, 2 * hz);
+    default: return "{process: replay, file: trace.csv}";
+  }
+}
+constexpr int arrival_processes = 6;
+
+TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
+  std::mt19937_64 rng(20261202);
+  const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); };
+  const double loads[] = {0.4, 0.8, 1.5};
+  const int scenarios_per_policy = 6;
+  int scenario_index = 0;
+  for (const auto& policy : registry_.names()) {
+    std::uint64_t decisions = 0, asked = 0;
+    for (int k = 0; k < scenarios_per_policy; ++k, ++scenario_index) {
+      const int network_count = 1 + scenario_index % 4;
+      const double load = loads[pick(3)];
+      std::string devices, trace = "arrival_ns,device,model,exit\n";
+      for (int n = 0; n < network_count; ++n) {
+        const Network& network = networks[(scenario_index + n) % 4];
+        const int process = (scenario_index + n) % arrival_processes;
+        const double hz = network.full_load_hz * load / network_count;
+        devices += fmt::format("  - {{name: d{}, model: {}, arrival: {}, {}}}\n", n, network.name, arrival(process, hz),
+                               pick(2) ? fmt::format("slo_ms: {}", 1 + pick(30)) : fmt::format("slo_factor: {}", 2 + pick(8)));
+        if (process == arrival_processes - 1) {
+          std::int64_t t = 0;
+          for (int i = 0; i < 300; ++i) {
+            t += static_cast<std::int64_t>(1e9 / hz * (0.2 + 1.6 * static_cast<double>(pick(1000)) / 1000.0));
+            trace += fmt::format("{},d{},{},\n", t, n, network.name);
+          }
+        }
+      }
+      std::ofstream(dir_ / "trace.csv") << trace;
+      const std::string yaml = fmt::format(
+          "name: skipping{}\ndevices:\n{}scheduler: {{policy: {}, max_batch: {}}}\n"
+          "serving: {{fifo_capacity: {}, drop: {}, preemption_depth: {}, context_buffer_kib: {}}}\n"
+          "simulation: {{seed: {}, samples: 600}}\n",
+          scenario_index, devices, policy, 1 + pick(16), 8 + pick(300), pick(2) ? "newest" : "oldest", pick(4),
+          pick(2) ? 0 : 64, scenario_index);
+      std::ofstream(dir_ / "scenario.yaml") << yaml;
+      SCOPED_TRACE(yaml);
+      const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+      const Outcome skipping = run(scenario, true);
+      const Outcome asking = run(scenario, false);
+      EXPECT_EQ(skipping.summary, asking.summary);
+      EXPECT_EQ(skipping.samples_csv, asking.samples_csv);
+      EXPECT_EQ(asking.asked, asking.decisions);
+      EXPECT_LE(skipping.asked, skipping.decisions);
+      decisions += skipping.decisions;
+      asked += skipping.asked;
+    }
+    // Every built-in policy declares a horizon, and at these loads it covers some boundaries.
+    EXPECT_LT(asked, decisions) << policy;
+  }
+}
+
+// A policy that declares no horizon, as a plugin built before DecisionHorizon existed: it is
+// asked at every decision point, skipping on or off.
+class AskedEverywhere final : public scheduler::Policy {
+ public:
+  scheduler::Decision decide(const scheduler::SchedulerView& view) override {
+    if (view.running) return scheduler::Decision::keep_running();
+    if (view.queue.empty()) return scheduler::Decision::idle();
+    return scheduler::Decision::start(view.queued_of_model(view.queue.front().model, view.max_batch));
+  }
+};
+
+TEST_F(DecisionSkipping, AsksAPolicyWithoutAHorizonAtEveryBoundary) {
+  registry_.add({"asked_everywhere", "greedy batches, no horizon", {},
+                 [](const scheduler::ParameterValues&) { return std::make_unique<AskedEverywhere>(); }});
+  std::ofstream(dir_ / "scenario.yaml")
+      << "name: plain\nmodel: resnet56\ndevices:\n  - {name: cam, arrival: {process: poisson, rate_hz: 9000}, slo_ms: 5}\n"
+      << "scheduler: {policy: asked_everywhere, max_batch: 8}\nsimulation: {seed: 3, samples: 2000}\n";
+  const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+  const Outcome skipping = run(scenario, true);
+  EXPECT_EQ(skipping.asked, skipping.decisions);
+  EXPECT_GT(skipping.decisions, 2000u);  // a batch of up to 8 runs 60-odd layers
+  EXPECT_EQ(skipping.summary, run(scenario, false).summary);
+}
+
+}  // namespace
+}  // namespace npusim
