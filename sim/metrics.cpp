@@ -22,7 +22,21 @@ int LatencyDistribution::bucket_of(double value) const {
   return static_cast<int>(std::ceil(std::log(value) / log_gamma));
 }
 
-void LatencyDistribution::add_to_sketch(double value) { ++buckets_[value > 0.0 ? bucket_of(value) : INT32_MIN]; }
+void LatencyDistribution::add_to_sketch(double value) {
+  if (value <= 0.0) {
+    ++zero_count_;
+    return;
+  }
+  const int bucket = bucket_of(value);
+  if (buckets_.empty()) first_bucket_ = bucket;
+  if (bucket < first_bucket_) {
+    buckets_.insert(buckets_.begin(), static_cast<std::size_t>(first_bucket_ - bucket), 0);
+    first_bucket_ = bucket;
+  }
+  const auto index = static_cast<std::size_t>(bucket - first_bucket_);
+  if (index >= buckets_.size()) buckets_.resize(index + 1, 0);
+  ++buckets_[index];
+}
 
 void LatencyDistribution::add(double value) {
   ++count_;
@@ -51,13 +65,12 @@ double LatencyDistribution::percentile(double q) const {
     }
     return values_[rank - 1];
   }
-  std::uint64_t seen = 0;
-  for (const auto& [bucket, n] : buckets_) {
-    seen += n;
-    if (seen >= rank) {
-      if (bucket == INT32_MIN) return 0.0;
-      return std::min(max_, 2.0 * std::pow(gamma_base, bucket) / (gamma_base + 1.0));
-    }
+  std::uint64_t seen = zero_count_;
+  if (seen >= rank) return 0.0;
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    seen += buckets_[i];
+    if (seen >= rank)
+      return std::min(max_, 2.0 * std::pow(gamma_base, first_bucket_ + static_cast<int>(i)) / (gamma_base + 1.0));
   }
   return max_;
 }

@@ -4,7 +4,6 @@
 // Memory is bounded: it does not grow with the number of samples once the exact limit is hit.
 
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -38,7 +37,11 @@ class LatencyDistribution {
   bool sketching_ = false;
   mutable std::vector<double> values_;
   mutable bool sorted_ = true;
-  std::map<int, std::uint64_t> buckets_;
+  // Counts of the buckets from first_bucket_ on, dense (a run's latencies span a few thousand
+  // buckets at most), and of the latencies that are not positive.
+  std::vector<std::uint64_t> buckets_;
+  int first_bucket_ = 0;
+  std::uint64_t zero_count_ = 0;
 };
 
 // Windowed tail SLO satisfaction: completion time is cut into windows; a window that saw

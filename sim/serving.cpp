@@ -31,6 +31,8 @@ using scheduler::Trigger;
 // after that (layers, context transfers, wake-ups) is added with a check.
 constexpr double max_slo_ns = 1e15;  // 1e9 ms, the largest slo_ms
 constexpr std::int64_t max_time_ps = std::numeric_limits<std::int64_t>::max();
+// Npu::cycles_to_ps is exact below 10^13 cycles; a layer that long is out of any time range here.
+constexpr std::uint64_t max_layer_cycles = 9'000'000'000'000ULL;
 
 std::int64_t ps_of_arrival(std::int64_t arrival_ns) {
   if (arrival_ns < 0 || arrival_ns > traces::max_arrival_ns)
@@ -42,6 +44,13 @@ std::int64_t ps_of_arrival(std::int64_t arrival_ns) {
 // run in between, is making no progress (idle(now + 1) forever): the run stops with its name.
 // Waiting for a batch to fill takes one idle per arrival at most, far fewer than this.
 constexpr std::uint64_t max_idle_decisions_while_waiting = 1'000'000;
+
+// What running a layer at a batch size takes, kept apart from the table's large entries so that
+// the serving loop touches a few bytes per layer.
+struct LayerStep {
+  std::int64_t ps = 0;  // its time, or -1 when it is too long for simulated time
+  std::uint64_t macs = 0;
+};
 
 // One network on this NPU: the FBE's control-block table, which also holds the activation bytes
 // the residency plan keeps on chip at each layer boundary. (The scheduler's profile of it sits
@@ -56,6 +65,10 @@ struct ModelRuntime {
   std::uint32_t max_batch = 0;
   std::uint64_t transfer_cycles(std::uint32_t layer, std::size_t batch) const {
     return context_transfer_cycles[std::size_t{layer} * (max_batch + 1) + batch];
+  }
+  std::vector<LayerStep> steps;  // [layer * (max_batch + 1) + batch], from the table
+  const LayerStep& step(std::uint32_t layer, std::uint32_t batch) const {
+    return steps[std::size_t{layer} * (max_batch + 1) + batch];
   }
 };
 
@@ -99,11 +112,20 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
                           [&](std::uint32_t layer, std::uint32_t batch) { return table.entry(batch, layer).cycles; },
                           exit_points(network, exit_probabilities));
     std::vector<std::uint64_t> transfers;
+    std::vector<LayerStep> steps;
     transfers.reserve(layers * (max_batch + 1));
+    steps.reserve(layers * (max_batch + 1));
     for (std::size_t layer = 0; layer < layers; ++layer)
-      for (std::uint32_t b = 0; b <= max_batch; ++b)
+      for (std::uint32_t b = 0; b <= max_batch; ++b) {
         transfers.push_back(b == 0 ? 0 : npu.transfer_cycles(table.on_chip_bytes_before(b, layer)));
-    return {name, &network, std::move(table), std::move(transfers), max_batch};
+        if (b == 0) {
+          steps.push_back({});
+          continue;
+        }
+        const auto& cost = table.entry(b, layer);
+        steps.push_back({cost.cycles < max_layer_cycles ? npu.cycles_to_ps(cost.cycles) : -1, cost.macs});
+      }
+    return {name, &network, std::move(table), std::move(transfers), max_batch, std::move(steps)};
   } catch (const std::invalid_argument& e) {
     throw workloads::NetworkError(e.what());
   }
@@ -472,8 +494,6 @@ SC_MODULE(ServingSystem) {
                                   scenario_.source, what, now_ps() / 1000, max_time_ps));
   }
 
-  // cycles_to_ps is exact below 10^13 cycles; a layer that long is out of any time range here.
-  static constexpr std::uint64_t max_layer_cycles = 9'000'000'000'000ULL;
   std::int64_t ps_of_cycles(std::uint64_t cycles) const {
     if (cycles >= max_layer_cycles) out_of_time(fmt::format("a step of {} cycles", cycles));
     return npu_.cycles_to_ps(cycles);
@@ -675,9 +695,12 @@ SC_MODULE(ServingSystem) {
   std::int64_t start_layer() {
     const Batch& b = *running_;
     // The FBE drives the array: the mapping for (B_act, l) from its control-block table.
-    layer_cost_ = &models_[b.model].table.entry(fbe_.active_batch(), fbe_.layer());
+    layer_batch_ = fbe_.active_batch();
+    layer_step_ = &models_[b.model].step(fbe_.layer(), layer_batch_);
     layer_start_ps_ = now_ps();
-    const std::int64_t ps = ps_of_cycles(layer_cost_->cycles);
+    const std::int64_t ps = layer_step_->ps >= 0
+                                ? layer_step_->ps
+                                : ps_of_cycles(models_[b.model].table.entry(layer_batch_, fbe_.layer()).cycles);
     layer_end_ps_ = traces::checked_add(layer_start_ps_, ps).value_or(max_time_ps);
     return ps;
   }
@@ -719,10 +742,10 @@ SC_MODULE(ServingSystem) {
             (horizon_.wake_on_arrival &&
              (arrived_since_decision_ || (pending_arrival_ps_ >= 0 && pending_arrival_ps_ <= end_ps))))
           break;
-        const std::uint64_t cycles = models_[b.model].table.entry(batch, layer).cycles;
+        const LayerStep& step = models_[b.model].step(layer, batch);
         // A layer whose time does not fit is left to start alone, where it fails as it would.
-        if (cycles >= max_layer_cycles) break;
-        const auto end = traces::checked_add(end_ps, npu_.cycles_to_ps(cycles));
+        if (step.ps < 0) break;
+        const auto end = traces::checked_add(end_ps, step.ps);
         if (!end) break;
         end_ps = *end;
       }
@@ -762,13 +785,15 @@ SC_MODULE(ServingSystem) {
   std::int64_t finish_layer() {
     Batch& b = *running_;
     const std::uint32_t layer = b.next_layer;
-    const auto& cost = *layer_cost_;
     const std::int64_t start = layer_start_ps_;
     const std::int64_t duration = now_ps() - start;
     ++stats_.layers_run;
     stats_.layer_busy_ps += duration;
-    stats_.macs += cost.macs;
-    for (auto* o : observers_) o->on_layer({start, start + duration, b.model, layer, cost.mapping, cost.cycles, b.samples});
+    stats_.macs += layer_step_->macs;
+    if (!observers_.empty()) {
+      const auto& cost = models_[b.model].table.entry(layer_batch_, layer);
+      for (auto* o : observers_) o->on_layer({start, start + duration, b.model, layer, cost.mapping, cost.cycles, b.samples});
+    }
     ++b.next_layer;
 
     bool someone_left = false;
@@ -873,7 +898,8 @@ SC_MODULE(ServingSystem) {
   std::int64_t wake_ps_ = 0;
   std::uint64_t idle_decisions_while_waiting_ = 0;
   std::int64_t layer_start_ps_ = 0, layer_end_ps_ = 0;
-  const npu::LayerCost* layer_cost_ = nullptr;
+  const LayerStep* layer_step_ = nullptr;
+  std::uint32_t layer_batch_ = 0;  // B_act when the layer started
   // Decision skipping: the horizon of the last decision, the stretch of layers it lets run as
   // one timed step, and whether a sample arrived since (an arrival during a context save
   // counts).
