@@ -446,7 +446,8 @@ SC_MODULE(ServingSystem) {
           ++stats_.decisions;
           ++stats_.decisions_asked;
           Decision decision;
-          ask_policy("decide", [&] { decision = policy_.decide(view(trigger_)); });
+          const scheduler::SchedulerView asked = view(trigger_);
+          ask_policy("decide", [&] { decision = policy_.decide(asked); });
           arrived_since_decision_ = false;
           check_kind(decision.kind);
           if (decision.kind == Decision::Kind::idle) {
@@ -456,7 +457,8 @@ SC_MODULE(ServingSystem) {
           idle_decisions_while_waiting_ = 0;
           step_ = Step::start_layer;
           const std::int64_t save_ps = apply(decision);
-          horizon_ = ask_horizon();
+          // Keeping on changes nothing, so the view it was asked with still holds.
+          horizon_ = ask_horizon(decision.kind == Decision::Kind::run ? &asked : nullptr);
           if (sleep_for(save_ps)) return;
           break;
         }
@@ -706,11 +708,11 @@ SC_MODULE(ServingSystem) {
   }
 
   // The policy's horizon for the batch that its decision left running (one boundary when it
-  // declares none, or skipping is off).
-  scheduler::Horizon ask_horizon() {
+  // declares none, or skipping is off), asked with `current`, or a view built now if null.
+  scheduler::Horizon ask_horizon(const scheduler::SchedulerView* current) {
     if (!horizon_policy_) return {running_->next_layer + 1, true, true};
     scheduler::Horizon horizon;
-    ask_policy("horizon", [&] { horizon = horizon_policy_->horizon(view(trigger_)); });
+    ask_policy("horizon", [&] { horizon = horizon_policy_->horizon(current ? *current : view(trigger_)); });
     return horizon;
   }
 

@@ -19,13 +19,15 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
       if (view.queue.empty()) return Decision::idle();
       return Decision::start(oldest_model_batch(view, view.max_batch));
     }
-    auto positions = view.queued_of_model(view.running->model, view.queue.size());
-    const std::uint32_t room = catch_up_room(view, static_cast<std::uint32_t>(positions.size()));
+    // Counted, not listed: most boundaries merge nothing, and then nothing is allocated.
+    const std::uint32_t model = view.running->model;
+    const auto waiting = static_cast<std::uint32_t>(
+        std::count_if(view.queue.begin(), view.queue.end(), [&](const SampleInfo& s) { return s.model == model; }));
+    const std::uint32_t room = catch_up_room(view, waiting);
     if (room == 0) return Decision::keep_running();
-    const std::uint32_t take = choose(view, room, static_cast<std::uint32_t>(positions.size()));
+    const std::uint32_t take = choose(view, room, waiting);
     if (take == 0) return Decision::keep_running();
-    positions.resize(take);
-    return Decision::preempt(std::move(positions));
+    return Decision::preempt(view.queued_of_model(model, take));
   }
 
   // Their costs move with time (deadlines, waiting, arrival rates), so they are asked at every

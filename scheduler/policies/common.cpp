@@ -34,11 +34,10 @@ CatchUpEstimate estimate_catch_up(const SchedulerView& view, std::uint32_t take,
           view.ns_per_cycle * batch_end};
 }
 
-std::vector<std::uint32_t> catch_up_candidates(std::uint32_t limit) {
-  std::vector<std::uint32_t> out{0};
-  for (std::uint32_t j = 1; j < limit; j *= 2) out.push_back(j);
-  if (limit > 0) out.push_back(limit);
-  return out;
+CatchUpCandidates::CatchUpCandidates(std::uint32_t limit) {
+  sizes_[count_++] = 0;
+  for (std::uint64_t j = 1; j < limit; j *= 2) sizes_[count_++] = static_cast<std::uint32_t>(j);
+  if (limit > 0) sizes_[count_++] = limit;
 }
 
 std::uint32_t catch_up_room(const SchedulerView& view, std::uint32_t queued_of_model) {

@@ -3,6 +3,7 @@
 // preemption (docs/policies.md, "Predictions").
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -30,8 +31,19 @@ struct CatchUpEstimate {
 CatchUpEstimate estimate_catch_up(const SchedulerView& view, std::uint32_t take, std::uint32_t waiting,
                                   Prediction prediction);
 
-// Candidate catch-up sizes: 0, then powers of two below `limit`, then `limit` itself.
-std::vector<std::uint32_t> catch_up_candidates(std::uint32_t limit);
+// Candidate catch-up sizes: 0, then powers of two below `limit`, then `limit` itself. Asked for
+// at every boundary, so held in a fixed array rather than allocated.
+class CatchUpCandidates {
+ public:
+  explicit CatchUpCandidates(std::uint32_t limit);
+  const std::uint32_t* begin() const { return sizes_.data(); }
+  const std::uint32_t* end() const { return sizes_.data() + count_; }
+
+ private:
+  std::array<std::uint32_t, 34> sizes_;  // 0, at most 32 powers of two, the limit; [0, count_) set
+  std::size_t count_ = 0;
+};
+inline CatchUpCandidates catch_up_candidates(std::uint32_t limit) { return CatchUpCandidates(limit); }
 
 // How many samples of the running batch's model may join it now: bounded by the queue, the
 // merge room and the preemption registers. 0 when preemption is not possible.
