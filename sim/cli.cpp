@@ -266,6 +266,7 @@ struct RunOptions {
   std::string trace_file;
   std::string trace_window = "0:1000";
   std::string vcd_file;
+  bool ask_every_boundary = false;
 };
 
 // "START:END" in ms of simulated time.
@@ -376,7 +377,8 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
     }
     const VcdTrace vcd{vcd_partial, static_cast<std::int64_t>(trace_start_ms * 1e9),
                        static_cast<std::int64_t>(trace_end_ms * 1e9)};
-    const ServingResult result = run_serving(scenario, registry, observers, vcd);
+    const ServingResult result =
+        run_serving(scenario, registry, observers, vcd, {.skip_decisions = !o.ask_every_boundary});
     progress.reset();
     if (!o.vcd_file.empty()) {
       require_replaceable(vcd_file);
@@ -555,6 +557,8 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
   run_cmd->add_option("--trace", run.trace_file, "Write a Chrome trace-event timeline (open it in Perfetto)");
   run_cmd->add_option("--trace-window", run.trace_window, "Simulated time the timeline covers: START_MS:END_MS (default 0:1000)");
   run_cmd->add_option("--vcd", run.vcd_file, "Write a SystemC VCD trace of the FBE registers and the FIFO length (same window)");
+  run_cmd->add_flag("--no-decision-skipping", run.ask_every_boundary,
+                    "Ask the policy at every layer boundary, even those its horizon covers (same results, slower)");
 
   std::string validate_file;
   std::vector<std::string> validate_overrides;
