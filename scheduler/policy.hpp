@@ -193,8 +193,8 @@ class DecisionHorizon {
 //    that time; it may update the policy's own state and must not assume the NPU is free.
 //  - decide is called at every decision point: on arrival or wake-up while the NPU holds no
 //    batch, at every layer boundary of the running batch (after the samples that exit there
-//    have left), and when a batch completes. It must return quickly: it runs up to once per
-//    layer.
+//    have left) but those a DecisionHorizon it also implements covers, and when a batch
+//    completes. It must return quickly: it runs up to once per layer.
 //  - The view and its spans are valid only during the call.
 //  - A policy must be deterministic: the same calls give the same answers (no wall clock, no
 //    unseeded randomness), so a seed reproduces a run byte for byte.
