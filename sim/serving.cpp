@@ -763,6 +763,10 @@ SC_MODULE(ServingSystem) {
   // covered. Called by the NPU when the stretch ends and by the sources before an arrival.
   void settle_stretch(std::int64_t until_ps) {
     while (step_ == Step::layer_done && !stretch_settled_ && layer_end_ps_ <= until_ps) {
+      if (observers_.empty()) {
+        settle_quiet_layers(until_ps);
+        if (layer_end_ps_ > until_ps) break;
+      }
       settling_ps_ = layer_end_ps_;
       const bool last = running_->next_layer == stretch_last_layer_;
       const std::int64_t restore_ps = finish_layer();
@@ -780,6 +784,33 @@ SC_MODULE(ServingSystem) {
       }
       settling_ps_ = -1;
     }
+  }
+
+  // Layers inside a stretch that no exit, merge or end follows, with nobody observing them: only
+  // their sums are reported, so they are settled in one pass (the FBE still steps through each;
+  // the engine checks its registers once after the pass). Planning checked their times fit.
+  void settle_quiet_layers(std::int64_t until_ps) {
+    Batch& b = *running_;
+    const ModelRuntime& model = models_[b.model];
+    const scheduler::ModelProfile& profile = profiles_[b.model];
+    bool settled = false;
+    while (b.next_layer != stretch_last_layer_ && profile.exit_after(b.next_layer) < 0 && layer_end_ps_ <= until_ps) {
+      ++stats_.layers_run;
+      stats_.layer_busy_ps += layer_end_ps_ - layer_start_ps_;
+      stats_.macs += layer_step_->macs;
+      ++b.next_layer;
+      fbe_.layer_done();
+      ++stats_.decisions;
+      layer_step_ = &model.step(b.next_layer, layer_batch_);
+      layer_start_ps_ = layer_end_ps_;
+      layer_end_ps_ += layer_step_->ps;
+      settled = true;
+    }
+    if (!settled) return;
+    trigger_ = Trigger::layer_boundary;
+    settling_ps_ = layer_start_ps_;
+    check_fbe();
+    settling_ps_ = -1;
   }
 
   // The layer has run: exits leave, the FBE advances, a catch-up merges or a batch resumes.
