@@ -181,6 +181,10 @@ SC_MODULE(ServingSystem) {
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
     if (policy_info.analysis_only) oracle_.emplace(*this);
     if (skip_decisions) horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
+    view_.max_batch = scenario.scheduler.max_batch;
+    view_.models = profiles_;
+    view_.ns_per_cycle = ps_per_cycle_ / 1000.0;
+    if (oracle_) view_.oracle = &*oracle_;
     // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
     SC_METHOD(device_sources);
     SC_METHOD(npu_core);
@@ -343,11 +347,14 @@ SC_MODULE(ServingSystem) {
   }
 
   // ---- the policy's view ----
-  scheduler::SchedulerView view(Trigger trigger) {
-    scheduler::SchedulerView v;
+  // Built once; each call brings the fields that change up to date, in place.
+  const scheduler::SchedulerView& view(Trigger trigger) {
+    scheduler::SchedulerView& v = view_;
     v.now_ns = now_ps() / 1000;
     v.trigger = trigger;
     v.queue = queue_.samples();
+    v.running = nullptr;
+    v.preemption_overhead_cycles = 0;
     if (running_) {
       running_info_ = running_->info();
       v.running = &running_info_;
@@ -357,11 +364,7 @@ SC_MODULE(ServingSystem) {
     for (const auto& b : suspended_) suspended_info_.push_back(b.info());
     v.suspended = suspended_info_;
     v.preemptions_left = scenario_.serving.preemption_depth - static_cast<std::uint32_t>(suspended_.size());
-    v.max_batch = scenario_.scheduler.max_batch;
     v.merge_room = running_ ? scenario_.scheduler.max_batch - static_cast<std::uint32_t>(merge_chain_size()) : 0;
-    v.models = profiles_;
-    v.ns_per_cycle = ps_per_cycle_ / 1000.0;
-    if (oracle_) v.oracle = &*oracle_;
     return v;
   }
 
@@ -446,7 +449,7 @@ SC_MODULE(ServingSystem) {
           ++stats_.decisions;
           ++stats_.decisions_asked;
           Decision decision;
-          const scheduler::SchedulerView asked = view(trigger_);
+          const scheduler::SchedulerView& asked = view(trigger_);
           ask_policy("decide", [&] { decision = policy_.decide(asked); });
           arrived_since_decision_ = false;
           check_kind(decision.kind);
@@ -967,6 +970,7 @@ SC_MODULE(ServingSystem) {
   std::vector<std::uint32_t> sorted_positions_;  // take_from_queue's, kept to reuse its memory
   std::optional<Batch> running_;
   std::vector<Batch> suspended_;
+  scheduler::SchedulerView view_;
   scheduler::BatchInfo running_info_;
   std::vector<scheduler::BatchInfo> suspended_info_;
 };
