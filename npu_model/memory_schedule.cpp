@@ -1126,10 +1126,11 @@ class ScheduleWalk {
     // compiler would then read again after every store.
     const std::uint64_t now = last_stream_end_, last_issue = last_issue_;
     const auto rel = [now](std::uint64_t t) { return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(now); };
-    *out++ = requests_made;
+    const RequestSide side = request_side(requests_made);
+    *out++ = side.made;
     if (requests_made) {
-      *out++ = rel(last_issue);
-      *out++ = rel(std::max(bus_free_, last_issue + latency_));
+      *out++ = side.last_issue;
+      *out++ = side.bus;
       *out++ = rel(std::max(epilogue_done_, now));
       // Completions never fall in request order (each waits for the bus the one before frees), so
       // the requests still in flight after the last issue are the newest few, taken newest first:
@@ -1182,6 +1183,19 @@ class ScheduleWalk {
     buffer_state(output_);
     into.end_at(out);
     return true;
+  }
+
+  // A snapshot's first words: whether requests were made, and then the last issue and when the
+  // bus can next carry data, relative to the last stream end.
+  struct RequestSide {
+    std::int64_t made = 0, last_issue = 0, bus = 0;
+    friend bool operator==(const RequestSide&, const RequestSide&) = default;
+  };
+  RequestSide request_side(bool requests_made) const {
+    if (!requests_made) return {};
+    const std::int64_t now = static_cast<std::int64_t>(last_stream_end_);
+    return {1, static_cast<std::int64_t>(last_issue_) - now,
+            static_cast<std::int64_t>(std::max(bus_free_, last_issue_ + latency_)) - now};
   }
 
   // Moves the state `steps` steps and `delta` cycles on; the request side too if `requests`.
@@ -1271,12 +1285,30 @@ class ScheduleWalk {
     bool compared = false;  // the other one holds the state after the iteration before
     std::uint64_t previous_end = 0;
     Counters previous_counters;
+    // In the innermost loop a snapshot costs about as much as an iteration, and most that are
+    // taken while the state settles differ from the one before already in where the request side
+    // stands: a snapshot is taken only when that agrees with the iteration before (or for the
+    // first iteration compared). A repetition may then be found an iteration later.
+    const bool screen = stride == 1;
+    RequestSide last_side;
+    bool has_side = false;
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
       const std::uint64_t requests_before = requests_;
       body(base + i * stride);
       if (i >= last_jumpable || i + 1 < first_compared || !ok_) continue;  // last_jumpable is 0 when the loop cannot jump
+      const bool requests_made = requests_ != requests_before;
+      if (screen) {
+        const RequestSide side = request_side(requests_made);
+        const bool alike = !has_side || side == last_side;
+        last_side = side;
+        has_side = true;
+        if (!alike) {
+          compared = false;
+          continue;
+        }
+      }
       Snapshot& now = snapshots[current];
-      const bool taken = snapshot(now, requests_ != requests_before);
+      const bool taken = snapshot(now, requests_made);
       const std::uint64_t land = taken && compared && now == snapshots[1 - current] ? landing(i) : i;
       if (land > i) {
         const std::uint64_t delta = last_stream_end_ - previous_end;
