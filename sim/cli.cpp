@@ -86,9 +86,9 @@ void run_table(const TableOptions& o, std::ostream& out) {
         const auto& e = table.entry(b, l);
         text << (b > 1 ? ", " : "")
              << fmt::format("{{\"batch\": {}, \"b_r\": {}, \"b_p\": {}, \"k\": {}, \"cycles\": {}, "
-                            "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, {}}}",
+                            "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, {}, {}}}",
                             b, e.mapping.b_r, e.mapping.b_p, e.mapping.k, e.cycles, e.compute_cycles, e.stall_cycles,
-                            e.offchip_bytes, memory_report_json(memory(b, l)));
+                            e.offchip_bytes, memory_report_json(memory(b, l)), energy_json(npu, e));
       }
       text << "]}";
     }

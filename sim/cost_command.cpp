@@ -189,10 +189,10 @@ std::string npusim_fields_json(const npu::Npu& npu, const npu::LayerCost& cost) 
   const double latency_us = static_cast<double>(cost.cycles) / npu.config().clock_mhz;
   return fmt::format(
       "\"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", \"cycles\": {}, \"latency_us\": {}, "
-      "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}, {}",
+      "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}, {}, {}",
       cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)), cost.cycles,
       latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes, cost.macs, cost.mac_utilisation,
-      memory_report_json(memory_report(npu, cost, false)));
+      memory_report_json(memory_report(npu, cost, false)), energy_json(npu, cost));
 }
 
 // The lines of the text report that show the memory hierarchy at work; a figure the model

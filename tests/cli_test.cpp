@@ -117,6 +117,45 @@ TEST_F(Cli, UnknownKey) {
                         file.string() + ":3: npu.pe_cuont is not a known key");
 }
 
+TEST_F(Cli, EnergyConfigErrorsGetOneLine) {
+  const auto cost = [&](const std::string& name, const std::string& yaml) {
+    return run("cost --npu " + write(name, yaml).string() + " --gemm 8,8,8 --batch 1");
+  };
+  const std::string dir = dir_.string();
+  expect_one_line_error(cost("typo.yaml", "npu:\n  energy:\n    mac_pJ: 0.1\n"),
+                        dir + "/typo.yaml:3: npu.energy.mac_pJ is not a known key");
+  expect_one_line_error(cost("negative.yaml", "npu:\n  energy:\n    dram_pj_per_byte: -4\n"),
+                        dir + "/negative.yaml:3: npu.energy.dram_pj_per_byte = -4: allowed a finite number >= 0");
+  expect_one_line_error(cost("node.yaml", "npu:\n  energy:\n    node_nm: 0.5\n"),
+                        "npu.energy.node_nm = 0.5: allowed a number in [1, 1000]");
+  expect_one_line_error(cost("missing.yaml", "npu:\n  energy:\n    table: no-such-table.yaml\n"),
+                        dir + "/no-such-table.yaml: no such file");
+  write("unknown-action.yaml", "energy_table:\n  mac_pj: 0.1\n  sram_pj: 2\n");
+  expect_one_line_error(cost("uses-unknown.yaml", "npu:\n  energy: {table: unknown-action.yaml}\n"),
+                        dir + "/unknown-action.yaml:3: energy_table.sram_pj is not a known key");
+  write("negative-action.yaml", "energy_table:\n  static_mw: -1\n");
+  expect_one_line_error(cost("uses-negative.yaml", "npu:\n  energy: {table: negative-action.yaml}\n"),
+                        dir + "/negative-action.yaml:2: energy_table.static_mw = -1: allowed a finite number >= 0");
+  write("not-a-table.yaml", "mac_pj: 0.1\n");
+  expect_one_line_error(cost("uses-not-a-table.yaml", "npu:\n  energy: {table: not-a-table.yaml}\n"),
+                        "mac_pj is not a known key");
+}
+
+// A table prices the actions it names; a key beside `table` wins over it.
+TEST_F(Cli, EnergyTablesPriceTheirActions) {
+  write("table.yaml", "energy_table:\n  mac_pj: 1.5\n  dram_pj_per_byte: 1\n  static_mw: 0\n");
+  const auto npu = write("npu.yaml", "npu:\n  energy:\n    table: table.yaml\n    dram_pj_per_byte: 2\n");
+  const auto r = run("cost --npu " + npu.string() + " --gemm 64,64,64 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const double macs = std::stod(json_value(r.out, "macs"));
+  EXPECT_DOUBLE_EQ(std::stod(json_value(r.out, "mac")), 1.5 * macs);
+  EXPECT_DOUBLE_EQ(std::stod(json_value(r.out, "dram")), 2.0 * std::stod(json_value(r.out, "offchip_bytes")));
+  EXPECT_EQ(json_value(r.out, "static"), "0");
+  const double parts = std::stod(json_value(r.out, "mac")) + std::stod(json_value(r.out, "sram")) +
+                       std::stod(json_value(r.out, "dram")) + std::stod(json_value(r.out, "vector"));
+  EXPECT_NEAR(std::stod(json_value(r.out, "total")), parts, 1e-9 * parts);
+}
+
 TEST_F(Cli, BadOptions) {
   expect_one_line_error(run("cost --gemm 8,8 --batch 1"), "--gemm 8,8: allowed R,P,C");
   expect_one_line_error(run("cost --gemm 8,x,8 --batch 1"), "--gemm 8,x,8");
@@ -575,8 +614,17 @@ TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
                               "\"per_device\": ["})
     EXPECT_NE(summary.find(section), std::string::npos) << section;
   for (const char* key : {"arrived", "completed", "dropped", "mean", "p50", "p90", "p95", "p99", "max", "satisfaction",
-                          "tail_satisfaction", "throughput_sps", "utilisation", "preemptions", "relative_error_bound"})
+                          "tail_satisfaction", "throughput_sps", "utilisation", "preemptions", "relative_error_bound",
+                          "total_j", "per_sample_mj", "avg_power_w", "energy_mj_per_sample"})
     EXPECT_NE(json_value(summary, key), "<missing>") << key;
+  // The energy parts sum to the total, and the total is the samples' energy.
+  double parts_j = 0;
+  for (const char* part : {"mac_j", "sram_j", "dram_j", "vector_j", "static_j"}) parts_j += std::stod(json_value(summary, part));
+  const double total_j = std::stod(json_value(summary, "total_j"));
+  EXPECT_NEAR(parts_j, total_j, 1e-9 * total_j);
+  EXPECT_NEAR(std::stod(json_value(summary, "per_sample_mj")),
+              total_j * 1e3 / std::stod(json_value(summary, "completed")), 1e-9);
+  EXPECT_NE(r.out.find("energy      "), std::string::npos) << r.out;
   const auto arrived = std::stoull(json_value(summary, "arrived"));
   EXPECT_EQ(arrived, std::stoull(json_value(summary, "completed")) + std::stoull(json_value(summary, "dropped")));
   // One CSV row per sample, plus the header.
