@@ -271,6 +271,9 @@ void run_npusim_single(const CostOptions& o, const npu::Npu& npu, std::ostream& 
   text << memory_report_text(cost, memory_report(npu, cost, false));
   text << fmt::format("macs             {}\n", cost.macs);
   text << fmt::format("mac_utilisation  {:.4f}\n", cost.mac_utilisation);
+  const npu::EnergyParts e = npu::layer_energy(npu, cost);
+  text << fmt::format("energy_pj        {:.6g} (MAC {:.6g}, SRAM {:.6g}, DRAM {:.6g}, vector {:.6g}, static {:.6g})\n",
+                      e.total_pj(), e.mac_pj, e.sram_pj, e.dram_pj, e.vector_pj, e.static_pj);
   out << text.str();
 }
 
