@@ -495,6 +495,13 @@ TEST_F(Cli, TableJsonReportsTheMemoryHierarchyOfEveryCell) {
     if (!gemm) {
       EXPECT_EQ(number_in(cell, "compulsory_bytes"), number_in(cell, "offchip_bytes")) << cell;
     }
+    // Every cell has its energy by part, and the parts sum to the total.
+    const auto part = [&](const char* key) { return std::stod(json_value(cell, key)); };
+    const double parts = part("mac") + part("sram") + part("dram") + part("vector") + part("static");
+    EXPECT_NEAR(part("total"), parts, 1e-9 * parts) << cell;
+    if (gemm) {
+      EXPECT_GT(part("mac"), 0.0) << cell;
+    }
   }
   EXPECT_GT(gemm_cells, cells.size() / 2);
   EXPECT_LT(gemm_cells, cells.size());
