@@ -692,13 +692,18 @@ TEST_F(CliRun, SweepsAcrossArrayKinds) {
 }
 
 TEST_F(CliRun, ValidatePrintsAScenarioThatRunsTheSame) {
-  const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf");
+  const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf "
+                            "--set npu.energy.mac_pj=0.5 --set npu.energy.static_mw=10");
   ASSERT_EQ(resolved.status, 0) << resolved.err;
   EXPECT_NE(resolved.out.find("policy: edf"), std::string::npos);
+  // Energies given are written out; those left to their defaults stay derived.
+  EXPECT_NE(resolved.out.find("mac_pj: 0.5"), std::string::npos) << resolved.out;
+  EXPECT_EQ(resolved.out.find("vector_op_pj"), std::string::npos) << resolved.out;
   EXPECT_NE(resolved.out.find("context_buffer_kib: 0"), std::string::npos);  // defaults written out: none
   const auto file = write("resolved.yaml", resolved.out);
   ASSERT_EQ(run("run " + file.string() + " --out " + (dir_ / "a").string()).status, 0);
-  ASSERT_EQ(run("run default --set simulation.duration_s=10 --set scheduler.policy=edf --out " + (dir_ / "b").string()).status, 0);
+  ASSERT_EQ(run("run default --set simulation.duration_s=10 --set scheduler.policy=edf --set npu.energy.mac_pj=0.5 "
+                "--set npu.energy.static_mw=10 --out " + (dir_ / "b").string()).status, 0);
   EXPECT_EQ(slurp(dir_ / "a" / "metrics.csv"), slurp(dir_ / "b" / "metrics.csv"));
   expect_one_line_error(run("validate default --set scheduler.policy=fifo"), "scheduler.policy = fifo");
 }
