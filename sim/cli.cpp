@@ -239,9 +239,11 @@ void describe_policies(const std::vector<std::string>& plugins, std::ostream& ou
 void describe_npu(std::ostream& out) {
   const npu::NpuConfig defaults = default_npu().config();
   std::ostringstream text;
+  std::size_t width = 0;
+  for (const auto& key : npu_keys()) width = std::max(width, std::string_view(key.path).size());
   for (const auto& key : npu_keys())
-    text << fmt::format("npu.{:<24} {:<23} default {:<13} {}{}\n", key.path, key.type, key.show(defaults), key.meaning,
-                        std::string(key.unit).empty() ? "" : fmt::format(" ({})", key.unit));
+    text << fmt::format("npu.{:<{}} {:<23} default {:<13} {}{}\n", key.path, width, key.type, key.show(defaults),
+                        key.meaning, std::string(key.unit).empty() ? "" : fmt::format(" ({})", key.unit));
   text << "presets (npu: NAME in a scenario, or --npu configs/npu/NAME.yaml):";
   for (const auto& name : npu_presets()) text << " " << name;
   text << "\n";
