@@ -567,6 +567,22 @@ TEST_F(Cli, ModelWithAnNpuPrintsWholeNetworkFigures) {
                      static_cast<double>(cycles) / static_cast<double>(batch));
     EXPECT_LE(std::stod(json_value(c, "mac_utilisation")), 1.0);
     EXPECT_GE(std::stod(json_value(c, "cycles_over_roofline")), 1.0);
+    // A sample's energy is its share of the table's cells; it grows exit by exit, and leaving
+    // at any exit costs no more than running to the end (the final exit).
+    double energy_pj = 0;
+    for (const auto& cell : table)
+      if (number_in(cell, "batch") == batch) energy_pj += std::stod(json_value(cell, "total"));
+    const double per_sample = std::stod(json_value(c, "energy_pj_per_sample"));
+    EXPECT_NEAR(per_sample, energy_pj / static_cast<double>(batch), 1e-9 * per_sample) << c;
+    const auto open = c.find("\"energy_pj_per_sample_to_exit\": {");
+    ASSERT_NE(open, std::string::npos) << c;
+    std::istringstream exits(c.substr(open, c.find('}', open) - open));
+    std::vector<double> to_exit;
+    for (std::string word; exits >> word;)
+      if (word.back() != ':' && word.front() != '{' && word.front() != '"') to_exit.push_back(std::stod(word));
+    ASSERT_EQ(to_exit.size(), 7u) << c;  // six early exits and the final one
+    for (std::size_t e = 1; e < to_exit.size(); ++e) EXPECT_LE(to_exit[e - 1], to_exit[e]) << c;
+    EXPECT_NEAR(to_exit.back(), per_sample, 1e-9 * per_sample) << c;
   }
   // Where the model gives no roofline bound (a systolic array today) the ratio says null, never 0.
   const auto systolic =
