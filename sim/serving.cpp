@@ -155,6 +155,8 @@ SC_MODULE(ServingSystem) {
                                       slo_ns_.back() / 1e6, max_slo_ns / isolated_ns, device.stream.model));
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
+    stats_.device_dynamic_energy_pj.assign(scenario.devices.size(), 0.0);
+    stats_.static_mw = npu_.energy().static_mw;
     if (policy_info.analysis_only) oracle_.emplace(*this);
     // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
     SC_METHOD(device_sources);
@@ -598,6 +600,7 @@ SC_MODULE(ServingSystem) {
       save_cycles = models_[old.model].transfer_cycles(old.next_layer, old.samples.size());
       ++stats_.context_spills;
       stats_.context_bytes_moved += old.context_bytes;
+      charge_context(old);
     } else {
       on_chip_context_bytes_ += old.context_bytes;
     }
@@ -613,6 +616,20 @@ SC_MODULE(ServingSystem) {
     running_ = std::move(incoming);
     check_fbe();
     return transfer_context(save_cycles);
+  }
+
+  // A spilled context crosses the channel once each way; its samples share the energy.
+  void charge_context(const Batch& b) {
+    const npu::EnergyParts e = npu::context_transfer_energy(npu_, b.context_bytes);
+    stats_.dynamic_energy += e;
+    stats_.context_energy_pj += e.total_pj();
+    charge_samples(b.samples, e.total_pj());
+  }
+
+  void charge_samples(std::span<const SampleInfo> samples, double pj) {
+    if (samples.empty()) return;
+    const double share = pj / static_cast<double>(samples.size());
+    for (const auto& sample : samples) stats_.device_dynamic_energy_pj[sample.device] += share;
   }
 
   // A context transfer keeps the NPU busy for its duration.
@@ -631,6 +648,7 @@ SC_MODULE(ServingSystem) {
     if (old.spilled) {
       restore_cycles = models_[old.model].transfer_cycles(old.next_layer, old.samples.size());
       stats_.context_bytes_moved += old.context_bytes;
+      charge_context(old);
     } else {
       on_chip_context_bytes_ -= old.context_bytes;
     }
@@ -674,7 +692,11 @@ SC_MODULE(ServingSystem) {
     ++stats_.layers_run;
     stats_.layer_busy_ps += duration;
     stats_.macs += cost.macs;
-    for (auto* o : observers_) o->on_layer({start, start + duration, b.model, layer, cost.mapping, cost.cycles, b.samples});
+    const npu::EnergyParts energy = npu::price_energy(npu_, cost.macs, cost.on_chip, cost.offchip_bytes, 0);
+    stats_.dynamic_energy += energy;
+    charge_samples(b.samples, energy.total_pj());
+    for (auto* o : observers_)
+      o->on_layer({start, start + duration, b.model, layer, cost.mapping, cost.cycles, b.samples, energy.total_pj()});
     ++b.next_layer;
 
     bool someone_left = false;
