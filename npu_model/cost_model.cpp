@@ -78,6 +78,7 @@ LayerCost cost_of(const Npu& npu, const GemmShape& shape, std::uint32_t batch, c
   cost.offchip_bytes = r.bytes.total();
   cost.compulsory_bytes = compulsory_traffic(npu, shape, batch, placement).total();
   cost.roofline_cycles = std::max(streaming_floor(npu, shape, mapping), npu.data_cycles(cost.compulsory_bytes));
+  cost.on_chip = dot_product_accesses(npu, shape, batch, mapping, tiling, r.compute_cycles, r.bytes, placement);
   return cost;
 }
 
@@ -113,6 +114,7 @@ LayerCost systolic_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32
   cost.roofline_cycles = npu.config().systolic.stall_free
                              ? cost.compute_cycles
                              : std::max(cost.compute_cycles, npu.data_cycles(cost.compulsory_bytes));
+  cost.on_chip = systolic_accesses(npu, gemm.m, gemm.k, gemm.n, shape.groups, cost.bytes, placement);
   return cost;
 }
 
@@ -146,6 +148,10 @@ LayerCost gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                     const BatchMapping& mapping, const Placement& placement) {
   require_legal(npu, shape, batch, mapping);
   return gemm_cost_unchecked(npu, shape, batch, mapping, placement);
+}
+
+EnergyParts layer_energy(const Npu& npu, const LayerCost& cost) {
+  return price_energy(npu, cost.macs, cost.on_chip, cost.offchip_bytes, cost.cycles);
 }
 
 LayerCost best_gemm_cost(const Npu& npu, const GemmShape& shape, std::uint32_t batch, const Placement& placement) {

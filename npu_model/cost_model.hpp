@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "npu_model/energy.hpp"
 #include "npu_model/gemm.hpp"
 #include "npu_model/memory_schedule.hpp"
 #include "npu_model/npu_config.hpp"
@@ -34,7 +35,14 @@ struct LayerCost {
   // An element-wise add or a global pool that runs in the epilogue of the GEMM before it
   // (directly, or through a fused add): it costs nothing here.
   bool fused_into_previous = false;
+  // Buffer bytes read and written and vector operations (docs/npu-model.md, "Energy"); they
+  // never change the cycles.
+  OnChipAccesses on_chip;
 };
+
+// The layer's energy: its counts priced by the NPU's energy table, with leakage over its
+// cycles as the static part.
+EnergyParts layer_energy(const Npu& npu, const LayerCost& cost);
 
 // No tiling of a layer fits the NPU's buffers. what() is one line naming the buffer and the
 // smallest size that works.

@@ -20,7 +20,10 @@ std::vector<LayerCost> costs_under(const Npu& npu, const std::vector<LayerWork>&
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const PlannedLayer& planned = plan.layers[i];
     if (planned.fused_into_previous) {
-      costs.push_back(LayerCost{.mapping = {batch, 1, 1}, .fused_into_previous = true});
+      // The epilogue still does the layer's operations; they cost no cycles, but energy.
+      costs.push_back(LayerCost{.mapping = {batch, 1, 1},
+                                .fused_into_previous = true,
+                                .on_chip = {.vector_ops = batch * layers[i].vector.operations}});
       continue;
     }
     std::size_t same = i;

@@ -675,6 +675,27 @@ class LayerSteps {
   std::uint64_t regular_fresh_rows_ = 0, first_fresh_rows_ = 0, last_fresh_rows_ = 0;
 };
 
+// Npu::data_cycles, ceil(bytes * clock / bandwidth), with the division by the bandwidth done by a
+// multiplication by its reciprocal: a walk turns bytes into bus cycles several times, and a
+// 64-bit division takes tens of cycles.
+class BusCycles {
+ public:
+  explicit BusCycles(const Npu& npu)
+      : clock_(npu.config().clock_mhz), bandwidth_(npu.bandwidth_mbps()), reciprocal_(~std::uint64_t{0} / bandwidth_) {}
+  std::uint64_t operator()(std::uint64_t bytes) const {
+    const std::uint64_t dividend = bytes * clock_ + bandwidth_ - 1;
+    // dividend * floor((2^64 - 1) / bandwidth) / 2^64 is more than dividend / bandwidth - 1 and
+    // at most dividend / bandwidth: the quotient, or one short of it.
+    std::uint64_t quotient = static_cast<std::uint64_t>((static_cast<Product>(dividend) * reciprocal_) >> 64);
+    if (dividend - quotient * bandwidth_ >= bandwidth_) ++quotient;
+    return quotient;
+  }
+
+ private:
+  __extension__ typedef unsigned __int128 Product;  // GCC's and Clang's, beyond ISO C++
+  std::uint64_t clock_, bandwidth_, reciprocal_;
+};
+
 // The outline, and what the walk's abandonment test watches, max(last stream end, bus free), can
 // no longer stay under once every step has streamed.
 struct Foresight {
@@ -683,7 +704,7 @@ struct Foresight {
   std::uint64_t abandonment_floor = 0;
 };
 
-Foresight foresee(const Npu& npu, const LayerSteps& layer) {
+Foresight foresee(const Npu& npu, const BusCycles& data_cycles, const LayerSteps& layer) {
   Foresight f;
   ScheduleOutline& o = f.outline;
   o.bytes.input = layer.input_bytes();
@@ -696,7 +717,7 @@ Foresight foresee(const Npu& npu, const LayerSteps& layer) {
   const StepRecord first = layer.record(StepIndex{}, 0);
   const StepRecord last = layer.record(layer.index_of(layer.steps - 1), layer.steps - 1);
   const std::uint64_t last_write = layer.output_on_chip ? 0 : last.block_bytes;
-  const auto transfer = [&](std::uint64_t bytes) { return bytes == 0 ? 0 : npu.latency_cycles() + npu.data_cycles(bytes); };
+  const auto transfer = [&](std::uint64_t bytes) { return bytes == 0 ? 0 : npu.latency_cycles() + data_cycles(bytes); };
   const std::uint64_t streaming_done = transfer(first.input_load + first.weight_load) + o.compute_cycles;
   o.min_cycles = std::max(streaming_done + layer.pipeline_depth() - 1 + transfer(last_write), transfer(o.bytes.total()));
   f.bytes_before_last_write = o.bytes.total() - last_write;
@@ -843,7 +864,7 @@ enum class Failure { none, input_room, weight_room, output_room, input_tensor, a
 class ScheduleWalk {
  public:
   ScheduleWalk(const Npu& npu, const LayerSteps& layer, bool jump, std::uint64_t give_up_above)
-      : npu_(npu), layer_(layer), jump_(jump), give_up_above_(give_up_above),
+      : npu_(npu), data_cycles_(npu), layer_(layer), jump_(jump), give_up_above_(give_up_above),
         queue_depth_(npu.config().offchip.queue_depth), ring_(queue_depth_),
         slot_count_(std::bit_ceil(layer.max_prefetch + 3)), slots_(slot_count_) {
     const auto& c = npu.config();
@@ -957,7 +978,7 @@ class ScheduleWalk {
   std::uint64_t issue(Kind kind, std::uint64_t bytes, std::uint64_t ready) {
     if (bytes != memo_bytes_[kind]) {
       memo_bytes_[kind] = bytes;
-      memo_cycles_[kind] = npu_.data_cycles(bytes);
+      memo_cycles_[kind] = data_cycles_(bytes);
     }
     const std::uint64_t slot_free = ring_[ring_pos_] + ring_shift_;
     const std::uint64_t t = std::max({last_issue_, ready, slot_free});
@@ -1051,7 +1072,7 @@ class ScheduleWalk {
   // With cycles to give up above, a tiling that cannot make it is abandoned before it is walked;
   // otherwise the walk watches how long the rest must take at least.
   void plan_abandonment() {
-    const Foresight foresight = foresee(npu_, layer_);
+    const Foresight foresight = foresee(npu_, data_cycles_, layer_);
     if (foresight.abandonment_floor > give_up_above_) return fail(Failure::abandoned, 0, 0, 0);
     total_compute_ = foresight.outline.compute_cycles;
     bytes_before_last_write_ = foresight.bytes_before_last_write;
@@ -1077,7 +1098,7 @@ class ScheduleWalk {
     std::uint64_t at_least = std::max(last_stream_end_, bus_free_);
     if (foresee_)
       at_least = std::max(last_stream_end_ + (total_compute_ - counters_.compute_cycles),
-                          bus_free_ + npu_.data_cycles(bytes_before_last_write_ - counters_.bytes.total()));
+                          bus_free_ + data_cycles_(bytes_before_last_write_ - counters_.bytes.total()));
     if (at_least > give_up_above_) fail(Failure::abandoned, 0, 0, 0);
   }
 
@@ -1105,10 +1126,11 @@ class ScheduleWalk {
     // compiler would then read again after every store.
     const std::uint64_t now = last_stream_end_, last_issue = last_issue_;
     const auto rel = [now](std::uint64_t t) { return static_cast<std::int64_t>(t) - static_cast<std::int64_t>(now); };
-    *out++ = requests_made;
+    const RequestSide side = request_side(requests_made);
+    *out++ = side.made;
     if (requests_made) {
-      *out++ = rel(last_issue);
-      *out++ = rel(std::max(bus_free_, last_issue + latency_));
+      *out++ = side.last_issue;
+      *out++ = side.bus;
       *out++ = rel(std::max(epilogue_done_, now));
       // Completions never fall in request order (each waits for the bus the one before frees), so
       // the requests still in flight after the last issue are the newest few, taken newest first:
@@ -1161,6 +1183,19 @@ class ScheduleWalk {
     buffer_state(output_);
     into.end_at(out);
     return true;
+  }
+
+  // A snapshot's first words: whether requests were made, and then the last issue and when the
+  // bus can next carry data, relative to the last stream end.
+  struct RequestSide {
+    std::int64_t made = 0, last_issue = 0, bus = 0;
+    friend bool operator==(const RequestSide&, const RequestSide&) = default;
+  };
+  RequestSide request_side(bool requests_made) const {
+    if (!requests_made) return {};
+    const std::int64_t now = static_cast<std::int64_t>(last_stream_end_);
+    return {1, static_cast<std::int64_t>(last_issue_) - now,
+            static_cast<std::int64_t>(std::max(bus_free_, last_issue_ + latency_)) - now};
   }
 
   // Moves the state `steps` steps and `delta` cycles on; the request side too if `requests`.
@@ -1250,12 +1285,30 @@ class ScheduleWalk {
     bool compared = false;  // the other one holds the state after the iteration before
     std::uint64_t previous_end = 0;
     Counters previous_counters;
+    // In the innermost loop a snapshot costs about as much as an iteration, and most that are
+    // taken while the state settles differ from the one before already in where the request side
+    // stands: a snapshot is taken only when that agrees with the iteration before (or for the
+    // first iteration compared). A repetition may then be found an iteration later.
+    const bool screen = stride == 1;
+    RequestSide last_side;
+    bool has_side = false;
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
       const std::uint64_t requests_before = requests_;
       body(base + i * stride);
       if (i >= last_jumpable || i + 1 < first_compared || !ok_) continue;  // last_jumpable is 0 when the loop cannot jump
+      const bool requests_made = requests_ != requests_before;
+      if (screen) {
+        const RequestSide side = request_side(requests_made);
+        const bool alike = !has_side || side == last_side;
+        last_side = side;
+        has_side = true;
+        if (!alike) {
+          compared = false;
+          continue;
+        }
+      }
       Snapshot& now = snapshots[current];
-      const bool taken = snapshot(now, requests_ != requests_before);
+      const bool taken = snapshot(now, requests_made);
       const std::uint64_t land = taken && compared && now == snapshots[1 - current] ? landing(i) : i;
       if (land > i) {
         const std::uint64_t delta = last_stream_end_ - previous_end;
@@ -1325,6 +1378,7 @@ class ScheduleWalk {
   static constexpr std::size_t max_levels = 5;  // passes, and the four loops of a pass
 
   const Npu& npu_;
+  BusCycles data_cycles_;
   const LayerSteps& layer_;
   bool jump_ = true;
   std::uint64_t give_up_above_ = ~std::uint64_t{0};
@@ -1383,7 +1437,7 @@ class ScheduleWalk {
 
 ScheduleOutline outline_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,
                                  const BatchMapping& mapping, const Tiling& tiling, const Placement& placement) {
-  return foresee(npu, LayerSteps(npu, shape, batch, mapping, tiling, placement)).outline;
+  return foresee(npu, BusCycles(npu), LayerSteps(npu, shape, batch, mapping, tiling, placement)).outline;
 }
 
 ScheduleResult evaluate_schedule(const Npu& npu, const GemmShape& shape, std::uint32_t batch,

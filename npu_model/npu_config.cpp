@@ -137,6 +137,7 @@ Npu Npu::validate(const NpuConfig& config) {
     npu.geometries_.push_back(g);
   }
 
+  npu.energy_ = resolve_energy(config);
   npu.set_channel(bandwidth_mbps);
   return npu;
 }
@@ -170,6 +171,7 @@ Npu Npu::validate_systolic(const NpuConfig& config, double bandwidth_mbps) {
       throw NpuConfigError(key, kib(bytes), "an integer in [1, 1048576] (up to 1 GiB)");
   Npu npu(config);
   npu.allowed_modes_mask_ = 1u << static_cast<unsigned>(BatchingMode::r_batching);
+  npu.energy_ = resolve_energy(config);
   npu.set_channel(bandwidth_mbps);
   return npu;
 }

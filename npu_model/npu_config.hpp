@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -48,6 +49,30 @@ struct OffchipConfig {
   std::uint32_t queue_depth = 16;
 };
 
+// Energy per action (docs/npu-model.md, "Energy"). An unset action takes its default: the
+// Horowitz (ISSCC 2014) 45 nm, 0.9 V figure scaled to node_nm and supply_v, or for a buffer
+// the figure for the capacity of one of its banks. All in picojoules unless the name says.
+struct EnergyConfig {
+  double node_nm = 16.0;
+  double supply_v = 0.8;
+  std::optional<double> mac_pj;        // one 8-bit multiply and its 32-bit accumulate
+  std::optional<double> vector_op_pj;  // one element-wise add, max or compare
+  std::optional<double> input_buffer_pj_per_byte;   // a byte read or written
+  std::optional<double> weight_buffer_pj_per_byte;
+  std::optional<double> output_buffer_pj_per_byte;
+  double dram_pj_per_byte = 108.0;  // a byte over the off-chip channel, either way
+  double static_mw = 40.0;          // leakage of the whole NPU, busy or idle
+  std::string table;                // the table file the values came from, if any
+};
+
+// The per-action energies in force, every one resolved.
+struct EnergyTable {
+  double mac_pj = 0, vector_op_pj = 0;
+  double input_buffer_pj_per_byte = 0, weight_buffer_pj_per_byte = 0, output_buffer_pj_per_byte = 0;
+  double dram_pj_per_byte = 0;
+  double static_mw = 0;
+};
+
 // Everything a user can set. Plain data: no invariants are assumed until Npu::validate.
 struct NpuConfig {
   std::string name = "default";
@@ -70,6 +95,7 @@ struct NpuConfig {
   bool fuse_epilogue = true;
   // Activations stay in the input buffer for the layers that read them, where they fit.
   bool keep_activations_on_chip = true;
+  EnergyConfig energy;
 };
 
 // Thrown by Npu::validate. `key` is the dotted path relative to the `npu` section
@@ -133,6 +159,7 @@ class Npu {
     return static_cast<std::int64_t>((cycles * 1'000'000 + clock_mhz_ - 1) / clock_mhz_);
   }
   bool is_systolic() const { return config_.array == ArrayKind::systolic; }
+  const EnergyTable& energy() const { return energy_; }
   std::uint64_t macs_per_cycle() const {
     if (is_systolic()) return std::uint64_t{config_.systolic.rows} * config_.systolic.cols;
     return std::uint64_t{config_.pe_count} * config_.pe_width;
@@ -148,7 +175,12 @@ class Npu {
   std::uint64_t bandwidth_mbps_ = 0;
   std::uint32_t allowed_modes_mask_ = 0;
   std::vector<StackGeometry> geometries_;
+  EnergyTable energy_;
 };
+
+// The energies of `config` with every default filled in (energy.hpp has the rules). Throws
+// NpuConfigError for a negative or non-finite energy, or a node or supply out of range.
+EnergyTable resolve_energy(const NpuConfig& config);
 
 std::uint32_t ceil_log2(std::uint64_t value);
 

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "npu_model/energy.hpp"
+
 namespace npusim::npu {
 namespace {
 
@@ -473,6 +475,8 @@ LayerCost vector_cost_tiled(const Npu& npu, const VectorWork& work, std::uint32_
   const std::uint64_t operations =
       batch * g.out_height * g.out_width * static_cast<std::uint64_t>(g.channels) * g.taps;
   cost.roofline_cycles = std::max(ceil_div(operations, lanes), npu.data_cycles(cost.compulsory_bytes));
+  cost.on_chip = vector_accesses(npu, batch * work.input_elements, batch * work.output_elements,
+                                 batch * work.operations, cost.bytes);
   return cost;
 }
 

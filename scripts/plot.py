@@ -6,6 +6,8 @@ points that share a group and an x value (the seeds), with the range over seeds 
   latency-vs-load     mean and p99 latency against --x
   slo-vs-load         per-sample and tail-latency SLO satisfaction against --x
   utilisation-vs-load NPU utilisation against --x
+  energy-vs-load      energy per sample, average power and energy-delay (energy per sample
+                      times mean latency) against --x, when results.csv has the energy columns
   latency-cdf         the latency CDF of each group at --cdf-at (default: the largest x), read
                       from the points' summary.json
 
@@ -178,6 +180,24 @@ def plot_sweep(args):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     save(fig, args.out, f"{args.name}utilisation-vs-load")
+
+    if "energy.per_sample_mj" in rows[0]:
+        for r in rows:
+            r["energy_delay"] = str(number(r["energy.per_sample_mj"], "energy.per_sample_mj") *
+                                    number(r["latency_ms.mean"], "latency_ms.mean"))
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+        for ax, metric, title, unit in ((axes[0], "energy.per_sample_mj", "energy per sample", "mJ"),
+                                        (axes[1], "energy.avg_power_w", "average power", "W"),
+                                        (axes[2], "energy_delay", "energy-delay: energy per sample x mean latency",
+                                         "mJ x ms")):
+            panel(ax, rows, args.x, args.group, metric, "")
+            ax.set_title(title + note)
+            ax.set_xlabel(args.x)
+            ax.set_ylabel(unit)
+            ax.grid(True, alpha=0.3)
+        axes[2].set_yscale("log")
+        axes[0].legend(fontsize=8)
+        save(fig, args.out, f"{args.name}energy-vs-load")
 
     # The CDF at one x: each group's first point there (its first seed).
     xs = sorted({number(r[args.x], args.x) for r in rows})

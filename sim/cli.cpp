@@ -86,9 +86,9 @@ void run_table(const TableOptions& o, std::ostream& out) {
         const auto& e = table.entry(b, l);
         text << (b > 1 ? ", " : "")
              << fmt::format("{{\"batch\": {}, \"b_r\": {}, \"b_p\": {}, \"k\": {}, \"cycles\": {}, "
-                            "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, {}}}",
+                            "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, {}, {}}}",
                             b, e.mapping.b_r, e.mapping.b_p, e.mapping.k, e.cycles, e.compute_cycles, e.stall_cycles,
-                            e.offchip_bytes, memory_report_json(memory(b, l)));
+                            e.offchip_bytes, memory_report_json(memory(b, l)), energy_json(npu, e));
       }
       text << "]}";
     }
@@ -144,6 +144,10 @@ struct NetworkCost {
     if (!roofline_cycles || *roofline_cycles == 0) return std::nullopt;
     return static_cast<double>(cycles) / static_cast<double>(*roofline_cycles);
   }
+  // A sample's share of the batch's energy (leakage over the layers' cycles included): through
+  // every layer, and up to the layer where each exit decides (docs/npu-model.md §10).
+  double energy_pj_per_sample = 0;
+  std::vector<std::pair<std::string, double>> energy_pj_per_sample_to_exit;
 };
 
 NetworkCost network_cost(const npu::Npu& npu, const workloads::LoweredNetwork& net,
@@ -156,6 +160,15 @@ NetworkCost network_cost(const npu::Npu& npu, const workloads::LoweredNetwork& n
     c.roofline_cycles = roofline && c.roofline_cycles ? std::optional(*c.roofline_cycles + *roofline) : std::nullopt;
   }
   c.cycles_per_sample = static_cast<double>(c.cycles) / batch;
+  std::vector<double> energy_through;  // per sample, through layer l
+  for (std::size_t l = 0; l < net.layers.size(); ++l)
+    energy_through.push_back((l ? energy_through.back() : 0.0) +
+                             npu::layer_energy(npu, table.entry(batch, l)).total_pj() / batch);
+  c.energy_pj_per_sample = energy_through.empty() ? 0.0 : energy_through.back();
+  for (const auto& exit : net.exits) {
+    const std::size_t decided = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
+    c.energy_pj_per_sample_to_exit.emplace_back(exit.name, energy_through[decided]);
+  }
   if (c.cycles > 0)
     c.mac_utilisation = static_cast<double>(net.total_macs) * batch /
                         (static_cast<double>(c.cycles) * static_cast<double>(npu.macs_per_cycle()));
@@ -164,20 +177,27 @@ NetworkCost network_cost(const npu::Npu& npu, const workloads::LoweredNetwork& n
 
 std::string network_cost_json(const NetworkCost& c) {
   const auto ratio = c.roofline_ratio();
+  std::vector<std::string> exits;
+  for (const auto& [name, pj] : c.energy_pj_per_sample_to_exit) exits.push_back(fmt::format("{}: {}", json_string(name), pj));
   return fmt::format("{{\"batch\": {}, \"cycles\": {}, \"cycles_per_sample\": {}, \"mac_utilisation\": {}, "
-                     "\"roofline_cycles\": {}, \"cycles_over_roofline\": {}}}",
+                     "\"roofline_cycles\": {}, \"cycles_over_roofline\": {}, \"energy_pj_per_sample\": {}, "
+                     "\"energy_pj_per_sample_to_exit\": {{{}}}}}",
                      c.batch, c.cycles, c.cycles_per_sample, c.mac_utilisation,
                      c.roofline_cycles ? std::to_string(*c.roofline_cycles) : "null",
-                     ratio ? fmt::format("{}", *ratio) : "null");
+                     ratio ? fmt::format("{}", *ratio) : "null", c.energy_pj_per_sample, fmt::join(exits, ", "));
 }
 
 std::string network_cost_text(const NetworkCost& c) {
   const auto ratio = c.roofline_ratio();
-  return fmt::format("  batch {:>3}: {:.1f} cycles per sample, MAC utilisation {:.4f}, {}\n", c.batch,
-                     c.cycles_per_sample, c.mac_utilisation,
+  std::string exits;
+  for (const auto& [name, pj] : c.energy_pj_per_sample_to_exit) exits += fmt::format(" {} {:.2f}", name, pj / 1e6);
+  return fmt::format("  batch {:>3}: {:.1f} cycles per sample, MAC utilisation {:.4f}, {}\n"
+                     "             energy per sample {:.2f} uJ through every layer; to each exit, uJ:{}\n",
+                     c.batch, c.cycles_per_sample, c.mac_utilisation,
                      ratio ? fmt::format("{:.3f}x the roofline bound ({} cycles for the batch)", *ratio,
                                          *c.roofline_cycles)
-                           : std::string("no roofline bound (the model gives none on this NPU)"));
+                           : std::string("no roofline bound (the model gives none on this NPU)"),
+                     c.energy_pj_per_sample / 1e6, exits);
 }
 
 void run_model(const ModelOptions& o, std::ostream& out) {
@@ -239,9 +259,11 @@ void describe_policies(const std::vector<std::string>& plugins, std::ostream& ou
 void describe_npu(std::ostream& out) {
   const npu::NpuConfig defaults = default_npu().config();
   std::ostringstream text;
+  std::size_t width = 0;
+  for (const auto& key : npu_keys()) width = std::max(width, std::string_view(key.path).size());
   for (const auto& key : npu_keys())
-    text << fmt::format("npu.{:<24} {:<23} default {:<13} {}{}\n", key.path, key.type, key.show(defaults), key.meaning,
-                        std::string(key.unit).empty() ? "" : fmt::format(" ({})", key.unit));
+    text << fmt::format("npu.{:<{}} {:<23} default {:<13} {}{}\n", key.path, width, key.type, key.show(defaults),
+                        key.meaning, std::string(key.unit).empty() ? "" : fmt::format(" ({})", key.unit));
   text << "presets (npu: NAME in a scenario, or --npu configs/npu/NAME.yaml):";
   for (const auto& name : npu_presets()) text << " " << name;
   text << "\n";

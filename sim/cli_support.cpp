@@ -94,4 +94,15 @@ std::string memory_report_json(const MemoryReport& r) {
                      r.fused_into_previous);
 }
 
+std::string energy_json(const npu::Npu& npu, const npu::LayerCost& cost) {
+  const npu::OnChipAccesses& a = cost.on_chip;
+  const npu::EnergyParts e = npu::layer_energy(npu, cost);
+  return fmt::format(
+      "\"sram_bytes\": {{\"input_read\": {}, \"input_write\": {}, \"weight_read\": {}, \"weight_write\": {}, "
+      "\"output_read\": {}, \"output_write\": {}}}, \"vector_ops\": {}, \"energy_pj\": {{\"mac\": {}, \"sram\": {}, "
+      "\"dram\": {}, \"vector\": {}, \"static\": {}, \"total\": {}}}",
+      a.input_read_bytes, a.input_write_bytes, a.weight_read_bytes, a.weight_write_bytes, a.output_read_bytes,
+      a.output_write_bytes, a.vector_ops, e.mac_pj, e.sram_pj, e.dram_pj, e.vector_pj, e.static_pj, e.total_pj());
+}
+
 }  // namespace npusim::sim

@@ -50,4 +50,9 @@ MemoryReport memory_report(const npu::Npu& npu, const npu::LayerCost& cost, bool
 // {...}, "fused_into_previous": B`, each null when absent from the report.
 std::string memory_report_json(const MemoryReport& report);
 
+// `"sram_bytes": {"input_read": N, ...}, "vector_ops": N, "energy_pj": {"mac": X, "sram": X,
+// "dram": X, "vector": X, "static": X, "total": X}`: the layer's counts and their energy
+// (docs/npu-model.md, "Energy"), static being leakage over the layer's cycles.
+std::string energy_json(const npu::Npu& npu, const npu::LayerCost& cost);
+
 }  // namespace npusim::sim

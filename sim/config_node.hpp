@@ -63,6 +63,9 @@ class ConfigNode {
   // Where this node came from, for messages: "file:line", or "file (--set a.b)" for a value
   // given on the command line.
   std::string where() const;
+  // The file this node was read from (of a composed document, the file that gave it), or the
+  // source name of an embedded text.
+  std::string source_file() const { return source_of(node_); }
 
   // Applies a command-line override "a.b[2].c=VALUE" to this document (VALUE is YAML: 3,
   // fast, [1, 2]). Missing mappings are created; list indices must exist. Setting one key of an

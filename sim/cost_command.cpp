@@ -189,10 +189,10 @@ std::string npusim_fields_json(const npu::Npu& npu, const npu::LayerCost& cost) 
   const double latency_us = static_cast<double>(cost.cycles) / npu.config().clock_mhz;
   return fmt::format(
       "\"mapping\": {{\"b_r\": {}, \"b_p\": {}, \"k\": {}}}, \"mode\": \"{}\", \"cycles\": {}, \"latency_us\": {}, "
-      "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}, {}",
+      "\"compute_cycles\": {}, \"stall_cycles\": {}, \"offchip_bytes\": {}, \"macs\": {}, \"mac_utilisation\": {}, {}, {}",
       cost.mapping.b_r, cost.mapping.b_p, cost.mapping.k, npu::to_string(npu::mode_of(cost.mapping)), cost.cycles,
       latency_us, cost.compute_cycles, cost.stall_cycles, cost.offchip_bytes, cost.macs, cost.mac_utilisation,
-      memory_report_json(memory_report(npu, cost, false)));
+      memory_report_json(memory_report(npu, cost, false)), energy_json(npu, cost));
 }
 
 // The lines of the text report that show the memory hierarchy at work; a figure the model
@@ -271,6 +271,9 @@ void run_npusim_single(const CostOptions& o, const npu::Npu& npu, std::ostream& 
   text << memory_report_text(cost, memory_report(npu, cost, false));
   text << fmt::format("macs             {}\n", cost.macs);
   text << fmt::format("mac_utilisation  {:.4f}\n", cost.mac_utilisation);
+  const npu::EnergyParts e = npu::layer_energy(npu, cost);
+  text << fmt::format("energy_pj        {:.6g} (MAC {:.6g}, SRAM {:.6g}, DRAM {:.6g}, vector {:.6g}, static {:.6g})\n",
+                      e.total_pj(), e.mac_pj, e.sram_pj, e.dram_pj, e.vector_pj, e.static_pj);
   out << text.str();
 }
 

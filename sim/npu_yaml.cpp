@@ -1,6 +1,7 @@
 #include "sim/npu_yaml.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include <fmt/format.h>
@@ -66,6 +67,52 @@ void refuse_renamed_keys(const ConfigNode& node) {
   }
 }
 
+// The actions an energy table may price: the `energy` keys that are energies.
+struct EnergyAction {
+  const char* name;
+  std::optional<double> npu::EnergyConfig::*optional_field;
+  double npu::EnergyConfig::*field;
+};
+constexpr EnergyAction energy_actions[] = {
+    {"mac_pj", &npu::EnergyConfig::mac_pj, nullptr},
+    {"vector_op_pj", &npu::EnergyConfig::vector_op_pj, nullptr},
+    {"input_buffer_pj_per_byte", &npu::EnergyConfig::input_buffer_pj_per_byte, nullptr},
+    {"weight_buffer_pj_per_byte", &npu::EnergyConfig::weight_buffer_pj_per_byte, nullptr},
+    {"output_buffer_pj_per_byte", &npu::EnergyConfig::output_buffer_pj_per_byte, nullptr},
+    {"dram_pj_per_byte", nullptr, &npu::EnergyConfig::dram_pj_per_byte},
+    {"static_mw", nullptr, &npu::EnergyConfig::static_mw},
+};
+
+double read_energy_value(const ConfigNode& node) {
+  const double value = node.as_double();
+  if (!std::isfinite(value) || value < 0.0) node.fail(node.display_value(), "a finite number >= 0");
+  return value;
+}
+
+// An energy table file (docs/config.md, "Energy tables"): one mapping `energy_table` of action
+// names to energies, read relative to the file that names it. Keys given beside `table` in the
+// `energy` section win over the table's.
+void read_energy_table(const ConfigNode& node, npu::EnergyConfig& energy) {
+  std::filesystem::path file = node.as_string();
+  const std::filesystem::path from = node.source_file();
+  if (file.is_relative() && !from.empty() && from.string().front() != '<') file = from.parent_path() / file;
+  const ConfigNode document = ConfigNode::load_file(file);
+  document.expect_keys({"energy_table"});
+  const ConfigNode table = document.at("energy_table");
+  std::vector<std::string> names;
+  for (const auto& action : energy_actions) names.emplace_back(action.name);
+  table.expect_keys(names);
+  for (const auto& action : energy_actions) {
+    if (!table.has(action.name)) continue;
+    const double value = read_energy_value(table.at(action.name));
+    if (action.optional_field) energy.*action.optional_field = value;
+    else energy.*action.field = value;
+  }
+  energy.table = file.string();
+}
+
+std::string show_energy(double value) { return fmt::format("{:.4g}", value); }
+
 }  // namespace
 
 const std::vector<NpuKey>& npu_keys() {
@@ -81,6 +128,15 @@ const std::vector<NpuKey>& npu_keys() {
   };
   const auto show_kib = [](std::uint64_t npu::BufferConfig::*field) {
     return [field](const C& c) { return std::to_string(c.buffers.*field / 1024); };
+  };
+  const auto read_optional = [](std::optional<double> npu::EnergyConfig::*field) {
+    return [field](const ConfigNode& n, C& c) { c.energy.*field = read_energy_value(n); };
+  };
+  const auto read_energy = [](double npu::EnergyConfig::*field) {
+    return [field](const ConfigNode& n, C& c) { c.energy.*field = read_energy_value(n); };
+  };
+  const auto show_resolved = [](double npu::EnergyTable::*field) {
+    return [field](const C& c) { return show_energy(npu::resolve_energy(c).*field); };
   };
   static const std::vector<NpuKey> keys{
       {"name", "string", "", "appears in reports", [](const ConfigNode& n, C& c) { c.name = n.as_name(); },
@@ -150,6 +206,32 @@ const std::vector<NpuKey>& npu_keys() {
          for (const auto& item : n.as_list()) c.stack_factors.push_back(item.as_uint32());
        },
        [](const C& c) { return fmt::format("[{}]", fmt::join(c.stack_factors, ", ")); }},
+      {"energy.table", "file name", "", "an energy table (energy_table: action -> energy); keys beside it win",
+       [](const ConfigNode& n, C& c) { read_energy_table(n, c.energy); },
+       [](const C& c) { return c.energy.table.empty() ? std::string("none") : c.energy.table; }},
+      {"energy.node_nm", "number", "nm", "process node the default energies are scaled to",
+       [](const ConfigNode& n, C& c) { c.energy.node_nm = n.as_double(); },
+       [](const C& c) { return show_energy(c.energy.node_nm); }},
+      {"energy.supply_v", "number", "V", "supply voltage the default energies are scaled to",
+       [](const ConfigNode& n, C& c) { c.energy.supply_v = n.as_double(); },
+       [](const C& c) { return show_energy(c.energy.supply_v); }},
+      {"energy.mac_pj", "number", "pJ", "one multiply-accumulate (default: 8-bit mult + 32-bit add, scaled)",
+       read_optional(&npu::EnergyConfig::mac_pj), show_resolved(&npu::EnergyTable::mac_pj)},
+      {"energy.vector_op_pj", "number", "pJ", "one vector-path add, max or compare (default: 32-bit add, scaled)",
+       read_optional(&npu::EnergyConfig::vector_op_pj), show_resolved(&npu::EnergyTable::vector_op_pj)},
+      {"energy.input_buffer_pj_per_byte", "number", "pJ/byte", "input buffer byte read or written (default: by capacity)",
+       read_optional(&npu::EnergyConfig::input_buffer_pj_per_byte),
+       show_resolved(&npu::EnergyTable::input_buffer_pj_per_byte)},
+      {"energy.weight_buffer_pj_per_byte", "number", "pJ/byte", "weight buffer byte (default: by bank capacity)",
+       read_optional(&npu::EnergyConfig::weight_buffer_pj_per_byte),
+       show_resolved(&npu::EnergyTable::weight_buffer_pj_per_byte)},
+      {"energy.output_buffer_pj_per_byte", "number", "pJ/byte", "accumulator buffer byte (default: by bank capacity)",
+       read_optional(&npu::EnergyConfig::output_buffer_pj_per_byte),
+       show_resolved(&npu::EnergyTable::output_buffer_pj_per_byte)},
+      {"energy.dram_pj_per_byte", "number", "pJ/byte", "a byte over the off-chip channel (default: LPDDR4)",
+       read_energy(&npu::EnergyConfig::dram_pj_per_byte), show_resolved(&npu::EnergyTable::dram_pj_per_byte)},
+      {"energy.static_mw", "number", "mW", "leakage of the NPU, busy or idle",
+       read_energy(&npu::EnergyConfig::static_mw), show_resolved(&npu::EnergyTable::static_mw)},
   };
   return keys;
 }

@@ -68,6 +68,50 @@ Rates rates(const ServingResult& result) {
   return r;
 }
 
+// The run's energy (docs/metrics.md, "Energy"): the dynamic parts the engine counted, and
+// leakage over the same span as the rates, split into the time the NPU ran layers or moved
+// contexts (busy) and the rest (idle). Leakage is charged to devices by completed samples.
+struct EnergySummary {
+  npu::EnergyParts parts_pj;
+  double context_pj = 0, static_busy_pj = 0, static_idle_pj = 0;
+  double total_j = 0, per_sample_mj = 0, avg_power_w = 0;
+  std::vector<double> device_mj_per_sample;
+};
+
+EnergySummary energy_summary(const ServingResult& result) {
+  const auto& s = result.stats;
+  const Rates r = rates(result);
+  EnergySummary e;
+  e.parts_pj = s.dynamic_energy;
+  e.context_pj = s.context_energy_pj;
+  const double span_ps = std::max(0.0, ps_between(s.first_arrival_ps, s.end_ps));
+  const double busy_ps = std::min(span_ps, static_cast<double>(s.layer_busy_ps + s.context_transfer_ps));
+  e.static_busy_pj = s.static_mw * busy_ps / 1000.0;
+  e.static_idle_pj = s.static_mw * (span_ps - busy_ps) / 1000.0;
+  e.parts_pj.static_pj = e.static_busy_pj + e.static_idle_pj;
+  e.total_j = e.parts_pj.total_pj() / 1e12;
+  const auto completed = result.metrics.overall().completed;
+  e.per_sample_mj = completed ? e.total_j * 1e3 / static_cast<double>(completed) : 0.0;
+  e.avg_power_w = r.span_s > 0 ? e.total_j / r.span_s : 0.0;
+  for (std::size_t d = 0; d < s.device_dynamic_energy_pj.size(); ++d) {
+    const auto device_completed = result.metrics.devices()[d].completed;
+    const double leakage_pj =
+        completed ? e.parts_pj.static_pj * static_cast<double>(device_completed) / static_cast<double>(completed) : 0.0;
+    e.device_mj_per_sample.push_back(
+        device_completed ? (s.device_dynamic_energy_pj[d] + leakage_pj) / 1e9 / static_cast<double>(device_completed)
+                         : 0.0);
+  }
+  return e;
+}
+
+std::string energy_json(const EnergySummary& e) {
+  const auto j = [](double pj) { return pj / 1e12; };
+  return fmt::format(
+      R"({{"total_j": {}, "per_sample_mj": {}, "avg_power_w": {}, "mac_j": {}, "sram_j": {}, "dram_j": {}, "vector_j": {}, "static_j": {}, "of_which": {{"context_transfer_j": {}, "static_busy_j": {}, "static_idle_j": {}}}}})",
+      e.total_j, e.per_sample_mj, e.avg_power_w, j(e.parts_pj.mac_pj), j(e.parts_pj.sram_pj), j(e.parts_pj.dram_pj),
+      j(e.parts_pj.vector_pj), j(e.parts_pj.static_pj), j(e.context_pj), j(e.static_busy_pj), j(e.static_idle_pj));
+}
+
 }  // namespace
 
 void require_replaceable(const std::filesystem::path& path) {
@@ -160,6 +204,8 @@ std::string summary_json(const Scenario& scenario, const ServingResult& result) 
   out += fmt::format("  \"preemptions\": {},\n  \"merges\": {},\n  \"resumes\": {},\n", s.preemptions, s.merges, s.resumes);
   out += fmt::format("  \"context_spills\": {},\n  \"context_bytes_moved\": {},\n  \"decisions\": {},\n  \"max_queue\": {},\n",
                      s.context_spills, s.context_bytes_moved, s.decisions, s.max_queue);
+  const EnergySummary energy = energy_summary(result);
+  out += fmt::format("  \"energy\": {},\n", energy_json(energy));
   out += "  \"exits\": [";
   for (std::size_t i = 0; i < s.exits.size(); ++i) {
     const auto& e = s.exits[i];
@@ -169,9 +215,11 @@ std::string summary_json(const Scenario& scenario, const ServingResult& result) 
   out += "\n  ],\n  \"per_device\": [";
   for (std::size_t d = 0; d < scenario.devices.size(); ++d) {
     const auto& g = result.metrics.devices()[d];
-    out += fmt::format("{}\n    {{\"name\": {}, \"model\": {}, \"slo_ms\": {}, \"samples\": {}, \"latency_ms\": {}, \"slo\": {}}}",
+    out += fmt::format("{}\n    {{\"name\": {}, \"model\": {}, \"slo_ms\": {}, \"samples\": {}, \"latency_ms\": {}, \"slo\": {}, "
+                       "\"energy_mj_per_sample\": {}}}",
                        d ? "," : "", json_string(scenario.devices[d].stream.name), json_string(s.device_models[d]),
-                       s.device_slo_ms[d], counts_json(g), latency_json(g.latency_ns), slo_json(g));
+                       s.device_slo_ms[d], counts_json(g), latency_json(g.latency_ns), slo_json(g),
+                       energy.device_mj_per_sample[d]);
   }
   out += "\n  ]\n}\n";
   return out;
@@ -182,6 +230,7 @@ std::vector<std::pair<std::string, std::string>> summary_fields(const ServingRes
   const auto& s = result.stats;
   const auto& l = all.latency_ns;
   const Rates r = rates(result);
+  const EnergySummary energy = energy_summary(result);
   const auto num = [](double v) { return fmt::format("{}", v); };
   return {
       {"samples.arrived", std::to_string(all.arrived)},
@@ -202,6 +251,8 @@ std::vector<std::pair<std::string, std::string>> summary_fields(const ServingRes
       {"merges", std::to_string(s.merges)},
       {"context_spills", std::to_string(s.context_spills)},
       {"simulated_ms", num(ms(wide{s.end_ps} - wide{s.first_arrival_ps}))},
+      {"energy.per_sample_mj", num(energy.per_sample_mj)},
+      {"energy.avg_power_w", num(energy.avg_power_w)},
   };
 }
 
@@ -232,13 +283,22 @@ void print_summary(std::ostream& out, const Scenario& scenario, const ServingRes
   fmt::print(out, "NPU         {:.1f} % busy, {:.1f} % MAC utilisation; {} preemptions, {} merges, {} context spills\n",
              100.0 * r.utilisation, 100.0 * r.mac_utilisation,
              s.preemptions, s.merges, s.context_spills);
-  fmt::print(out, "{:<16} {:<12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}\n", "device", "model", "slo_ms", "arrived",
-             "completed", "dropped", "mean_ms", "p99_ms", "slo_%");
+  const EnergySummary energy = energy_summary(result);
+  const double total_pj = energy.parts_pj.total_pj();
+  const auto share = [total_pj](double pj) { return total_pj > 0 ? 100.0 * pj / total_pj : 0.0; };
+  fmt::print(out, "energy      {:.4f} mJ/sample, {:.4f} W average, {:.3f} J; MAC {:.1f} %, SRAM {:.1f} %, DRAM {:.1f} %, "
+             "vector {:.1f} %, static {:.1f} %\n",
+             energy.per_sample_mj, energy.avg_power_w, energy.total_j, share(energy.parts_pj.mac_pj),
+             share(energy.parts_pj.sram_pj), share(energy.parts_pj.dram_pj), share(energy.parts_pj.vector_pj),
+             share(energy.parts_pj.static_pj));
+  fmt::print(out, "{:<16} {:<12} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>9}\n", "device", "model", "slo_ms", "arrived",
+             "completed", "dropped", "mean_ms", "p99_ms", "slo_%", "mJ/sample");
   for (std::size_t d = 0; d < scenario.devices.size(); ++d) {
     const auto& g = result.metrics.devices()[d];
-    fmt::print(out, "{:<16} {:<12} {:>8.2f} {:>9} {:>9} {:>8} {:>9.3f} {:>9.3f} {:>7.2f}\n", scenario.devices[d].stream.name,
-               s.device_models[d], s.device_slo_ms[d], g.arrived, g.completed, g.dropped, g.latency_ns.mean() / 1e6,
-               g.latency_ns.percentile(99) / 1e6, 100.0 * g.slo_satisfaction());
+    fmt::print(out, "{:<16} {:<12} {:>8.2f} {:>9} {:>9} {:>8} {:>9.3f} {:>9.3f} {:>7.2f} {:>9.4f}\n",
+               scenario.devices[d].stream.name, s.device_models[d], s.device_slo_ms[d], g.arrived, g.completed, g.dropped,
+               g.latency_ns.mean() / 1e6, g.latency_ns.percentile(99) / 1e6, 100.0 * g.slo_satisfaction(),
+               energy.device_mj_per_sample[d]);
   }
   // One line per network: how many samples left at each of its exits.
   std::string line, model;

@@ -423,7 +423,20 @@ void emit_npu(YAML::Emitter& out, const npu::NpuConfig& c) {
   for (auto m : c.modes) out << npu::to_string(m);
   out << YAML::EndSeq << YAML::Key << "stack_factors" << YAML::Value << YAML::Flow << YAML::BeginSeq;
   for (auto k : c.stack_factors) out << k;
-  out << YAML::EndSeq << YAML::EndMap << YAML::EndMap;
+  out << YAML::EndSeq << YAML::EndMap;
+  // Energies as given (a table's values included); those left out stay derived on reload.
+  const npu::EnergyConfig& e = c.energy;
+  out << YAML::Key << "energy" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "node_nm" << YAML::Value << num(e.node_nm);
+  out << YAML::Key << "supply_v" << YAML::Value << num(e.supply_v);
+  for (const auto& [key, value] : {std::pair{"mac_pj", e.mac_pj}, std::pair{"vector_op_pj", e.vector_op_pj},
+                                   std::pair{"input_buffer_pj_per_byte", e.input_buffer_pj_per_byte},
+                                   std::pair{"weight_buffer_pj_per_byte", e.weight_buffer_pj_per_byte},
+                                   std::pair{"output_buffer_pj_per_byte", e.output_buffer_pj_per_byte}})
+    if (value) out << YAML::Key << key << YAML::Value << num(*value);
+  out << YAML::Key << "dram_pj_per_byte" << YAML::Value << num(e.dram_pj_per_byte);
+  out << YAML::Key << "static_mw" << YAML::Value << num(e.static_mw) << YAML::EndMap;
+  out << YAML::EndMap;
 }
 
 void emit_arrival(YAML::Emitter& out, const traces::ArrivalSpec& a, const std::filesystem::path& base_dir) {

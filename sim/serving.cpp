@@ -50,6 +50,7 @@ constexpr std::uint64_t max_idle_decisions_while_waiting = 1'000'000;
 struct LayerStep {
   std::int64_t ps = 0;  // its time, or -1 when it is too long for simulated time
   std::uint64_t macs = 0;
+  npu::EnergyParts energy;  // dynamic: its MACs, buffer accesses and off-chip bytes
 };
 
 // One network on this NPU: the FBE's control-block table, which also holds the activation bytes
@@ -123,7 +124,8 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
           continue;
         }
         const auto& cost = table.entry(b, layer);
-        steps.push_back({cost.cycles < max_layer_cycles ? npu.cycles_to_ps(cost.cycles) : -1, cost.macs});
+        steps.push_back({cost.cycles < max_layer_cycles ? npu.cycles_to_ps(cost.cycles) : -1, cost.macs,
+                         npu::price_energy(npu, cost.macs, cost.on_chip, cost.offchip_bytes, 0)});
       }
     return {name, &network, std::move(table), std::move(transfers), max_batch, std::move(steps)};
   } catch (const std::invalid_argument& e) {
@@ -179,6 +181,8 @@ SC_MODULE(ServingSystem) {
                                       slo_ns_.back() / 1e6, max_slo_ns / isolated_ns, device.stream.model));
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
+    stats_.device_dynamic_energy_pj.assign(scenario.devices.size(), 0.0);
+    stats_.static_mw = npu_.energy().static_mw;
     if (policy_info.analysis_only) oracle_.emplace(*this);
     if (skip_decisions) horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
     view_.max_batch = scenario.scheduler.max_batch;
@@ -640,6 +644,7 @@ SC_MODULE(ServingSystem) {
       save_cycles = models_[old.model].transfer_cycles(old.next_layer, old.samples.size());
       ++stats_.context_spills;
       stats_.context_bytes_moved += old.context_bytes;
+      charge_context(old);
     } else {
       on_chip_context_bytes_ += old.context_bytes;
     }
@@ -655,6 +660,20 @@ SC_MODULE(ServingSystem) {
     running_ = std::move(incoming);
     check_fbe();
     return transfer_context(save_cycles);
+  }
+
+  // A spilled context crosses the channel once each way; its samples share the energy.
+  void charge_context(const Batch& b) {
+    const npu::EnergyParts e = npu::context_transfer_energy(npu_, b.context_bytes);
+    stats_.dynamic_energy += e;
+    stats_.context_energy_pj += e.total_pj();
+    charge_samples(b.samples, e.total_pj());
+  }
+
+  void charge_samples(std::span<const SampleInfo> samples, double pj) {
+    if (samples.empty()) return;
+    const double share = pj / static_cast<double>(samples.size());
+    for (const auto& sample : samples) stats_.device_dynamic_energy_pj[sample.device] += share;
   }
 
   // A context transfer keeps the NPU busy for its duration.
@@ -673,6 +692,7 @@ SC_MODULE(ServingSystem) {
     if (old.spilled) {
       restore_cycles = models_[old.model].transfer_cycles(old.next_layer, old.samples.size());
       stats_.context_bytes_moved += old.context_bytes;
+      charge_context(old);
     } else {
       on_chip_context_bytes_ -= old.context_bytes;
     }
@@ -801,6 +821,8 @@ SC_MODULE(ServingSystem) {
       ++stats_.layers_run;
       stats_.layer_busy_ps += layer_end_ps_ - layer_start_ps_;
       stats_.macs += layer_step_->macs;
+      stats_.dynamic_energy += layer_step_->energy;
+      charge_samples(b.samples, layer_step_->energy.total_pj());
       ++b.next_layer;
       fbe_.layer_done();
       ++stats_.decisions;
@@ -826,9 +848,13 @@ SC_MODULE(ServingSystem) {
     ++stats_.layers_run;
     stats_.layer_busy_ps += duration;
     stats_.macs += layer_step_->macs;
+    stats_.dynamic_energy += layer_step_->energy;
+    charge_samples(b.samples, layer_step_->energy.total_pj());
     if (!observers_.empty()) {
       const auto& cost = models_[b.model].table.entry(layer_batch_, layer);
-      for (auto* o : observers_) o->on_layer({start, start + duration, b.model, layer, cost.mapping, cost.cycles, b.samples});
+      for (auto* o : observers_)
+        o->on_layer({start, start + duration, b.model, layer, cost.mapping, cost.cycles, b.samples,
+                     layer_step_->energy.total_pj()});
     }
     ++b.next_layer;
 

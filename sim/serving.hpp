@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "npu_model/energy.hpp"
 #include "npu_model/gemm.hpp"
 #include "scheduler/policy.hpp"
 #include "scheduler/registry.hpp"
@@ -32,6 +33,7 @@ struct LayerRun {
   npu::BatchMapping mapping;
   std::uint64_t cycles = 0;
   std::span<const scheduler::SampleInfo> samples;  // the batch; its size is the batch size
+  double dynamic_energy_pj = 0;  // the layer's energy without leakage (docs/npu-model.md, "Energy")
 };
 
 // Watches a run as it happens (traces, per-sample files, tests). Callbacks come in simulated
@@ -73,6 +75,13 @@ struct ServingStats {
   std::vector<ExitCount> exits;          // every exit of every model, model by model
   std::vector<double> device_slo_ms;     // resolved SLO of each device
   std::vector<std::string> device_models;
+  // Energy without leakage of the layers run and the context transfers (static_pj stays 0:
+  // leakage depends on the span, which the report applies with static_mw), the transfers' share
+  // of it, and each device's samples' share (a layer's energy split evenly over its batch).
+  npu::EnergyParts dynamic_energy;
+  double context_energy_pj = 0;
+  std::vector<double> device_dynamic_energy_pj;
+  double static_mw = 0;
 };
 
 struct ServingResult {

@@ -47,6 +47,18 @@ void ChromeTraceWriter::on_layer(const LayerRun& run) {
                     npu_track, us(run.start_ps), us(run.end_ps - run.start_ps), json_string(layer.name),
                     json_string(model_names_[run.model]), run.layer, run.samples.size(), run.mapping.b_r,
                     run.mapping.b_p, run.mapping.k, run.cycles));
+  // The layer's energy spread evenly over it, on top of leakage; a fused layer takes no time
+  // and shows no step (its energy is in the summary).
+  const std::int64_t duration_ps = run.end_ps - run.start_ps;
+  if (duration_ps <= 0) return;
+  const double static_w = npu_.energy().static_mw / 1000.0;
+  power(run.start_ps, static_w + run.dynamic_energy_pj / static_cast<double>(duration_ps));
+  if (inside(run.end_ps)) power(run.end_ps, static_w);
+}
+
+void ChromeTraceWriter::power(std::int64_t time_ps, double watts) {
+  event(fmt::format(R"({{"ph": "C", "pid": 1, "ts": {}, "name": "NPU power", "args": {{"watts": {}}}}})", us(time_ps),
+                    watts));
 }
 
 void ChromeTraceWriter::on_preempt(std::int64_t time_ps, std::uint32_t suspended, std::uint32_t layer,

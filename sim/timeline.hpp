@@ -14,7 +14,8 @@ namespace npusim::sim {
 
 // Tracks: the NPU (one slice per batch-layer with its batch size and mapping; preemptions,
 // merges and resumes as instants), the off-chip channel (context saves and restores), exits
-// (instants with the number leaving), drops, and the FIFO length as a counter.
+// (instants with the number leaving), drops, the FIFO length as a counter, and the NPU's power
+// as a counter (watts: leakage, plus each layer's energy over its duration while it runs).
 class ChromeTraceWriter final : public ServingObserver {
  public:
   // Events starting in [start_ms, end_ms) of simulated time are written.
@@ -34,6 +35,7 @@ class ChromeTraceWriter final : public ServingObserver {
  private:
   bool inside(std::int64_t time_ps) const { return time_ps >= start_ps_ && time_ps < end_ps_; }
   void event(const std::string& json);
+  void power(std::int64_t time_ps, double watts);
   void flush_exits();
 
   AtomicFile file_;

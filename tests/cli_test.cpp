@@ -117,6 +117,45 @@ TEST_F(Cli, UnknownKey) {
                         file.string() + ":3: npu.pe_cuont is not a known key");
 }
 
+TEST_F(Cli, EnergyConfigErrorsGetOneLine) {
+  const auto cost = [&](const std::string& name, const std::string& yaml) {
+    return run("cost --npu " + write(name, yaml).string() + " --gemm 8,8,8 --batch 1");
+  };
+  const std::string dir = dir_.string();
+  expect_one_line_error(cost("typo.yaml", "npu:\n  energy:\n    mac_pJ: 0.1\n"),
+                        dir + "/typo.yaml:3: npu.energy.mac_pJ is not a known key");
+  expect_one_line_error(cost("negative.yaml", "npu:\n  energy:\n    dram_pj_per_byte: -4\n"),
+                        dir + "/negative.yaml:3: npu.energy.dram_pj_per_byte = -4: allowed a finite number >= 0");
+  expect_one_line_error(cost("node.yaml", "npu:\n  energy:\n    node_nm: 0.5\n"),
+                        "npu.energy.node_nm = 0.5: allowed a number in [1, 1000]");
+  expect_one_line_error(cost("missing.yaml", "npu:\n  energy:\n    table: no-such-table.yaml\n"),
+                        dir + "/no-such-table.yaml: no such file");
+  write("unknown-action.yaml", "energy_table:\n  mac_pj: 0.1\n  sram_pj: 2\n");
+  expect_one_line_error(cost("uses-unknown.yaml", "npu:\n  energy: {table: unknown-action.yaml}\n"),
+                        dir + "/unknown-action.yaml:3: energy_table.sram_pj is not a known key");
+  write("negative-action.yaml", "energy_table:\n  static_mw: -1\n");
+  expect_one_line_error(cost("uses-negative.yaml", "npu:\n  energy: {table: negative-action.yaml}\n"),
+                        dir + "/negative-action.yaml:2: energy_table.static_mw = -1: allowed a finite number >= 0");
+  write("not-a-table.yaml", "mac_pj: 0.1\n");
+  expect_one_line_error(cost("uses-not-a-table.yaml", "npu:\n  energy: {table: not-a-table.yaml}\n"),
+                        "mac_pj is not a known key");
+}
+
+// A table prices the actions it names; a key beside `table` wins over it.
+TEST_F(Cli, EnergyTablesPriceTheirActions) {
+  write("table.yaml", "energy_table:\n  mac_pj: 1.5\n  dram_pj_per_byte: 1\n  static_mw: 0\n");
+  const auto npu = write("npu.yaml", "npu:\n  energy:\n    table: table.yaml\n    dram_pj_per_byte: 2\n");
+  const auto r = run("cost --npu " + npu.string() + " --gemm 64,64,64 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const double macs = std::stod(json_value(r.out, "macs"));
+  EXPECT_DOUBLE_EQ(std::stod(json_value(r.out, "mac")), 1.5 * macs);
+  EXPECT_DOUBLE_EQ(std::stod(json_value(r.out, "dram")), 2.0 * std::stod(json_value(r.out, "offchip_bytes")));
+  EXPECT_EQ(json_value(r.out, "static"), "0");
+  const double parts = std::stod(json_value(r.out, "mac")) + std::stod(json_value(r.out, "sram")) +
+                       std::stod(json_value(r.out, "dram")) + std::stod(json_value(r.out, "vector"));
+  EXPECT_NEAR(std::stod(json_value(r.out, "total")), parts, 1e-9 * parts);
+}
+
 TEST_F(Cli, BadOptions) {
   expect_one_line_error(run("cost --gemm 8,8 --batch 1"), "--gemm 8,8: allowed R,P,C");
   expect_one_line_error(run("cost --gemm 8,x,8 --batch 1"), "--gemm 8,x,8");
@@ -456,6 +495,13 @@ TEST_F(Cli, TableJsonReportsTheMemoryHierarchyOfEveryCell) {
     if (!gemm) {
       EXPECT_EQ(number_in(cell, "compulsory_bytes"), number_in(cell, "offchip_bytes")) << cell;
     }
+    // Every cell has its energy by part, and the parts sum to the total.
+    const auto part = [&](const char* key) { return std::stod(json_value(cell, key)); };
+    const double parts = part("mac") + part("sram") + part("dram") + part("vector") + part("static");
+    EXPECT_NEAR(part("total"), parts, 1e-9 * parts) << cell;
+    if (gemm) {
+      EXPECT_GT(part("mac"), 0.0) << cell;
+    }
   }
   EXPECT_GT(gemm_cells, cells.size() / 2);
   EXPECT_LT(gemm_cells, cells.size());
@@ -521,6 +567,22 @@ TEST_F(Cli, ModelWithAnNpuPrintsWholeNetworkFigures) {
                      static_cast<double>(cycles) / static_cast<double>(batch));
     EXPECT_LE(std::stod(json_value(c, "mac_utilisation")), 1.0);
     EXPECT_GE(std::stod(json_value(c, "cycles_over_roofline")), 1.0);
+    // A sample's energy is its share of the table's cells; it grows exit by exit, and leaving
+    // at any exit costs no more than running to the end (the final exit).
+    double energy_pj = 0;
+    for (const auto& cell : table)
+      if (number_in(cell, "batch") == batch) energy_pj += std::stod(json_value(cell, "total"));
+    const double per_sample = std::stod(json_value(c, "energy_pj_per_sample"));
+    EXPECT_NEAR(per_sample, energy_pj / static_cast<double>(batch), 1e-9 * per_sample) << c;
+    const auto open = c.find("\"energy_pj_per_sample_to_exit\": {");
+    ASSERT_NE(open, std::string::npos) << c;
+    std::istringstream exits(c.substr(open, c.find('}', open) - open));
+    std::vector<double> to_exit;
+    for (std::string word; exits >> word;)
+      if (word.back() != ':' && word.front() != '{' && word.front() != '"') to_exit.push_back(std::stod(word));
+    ASSERT_EQ(to_exit.size(), 7u) << c;  // six early exits and the final one
+    for (std::size_t e = 1; e < to_exit.size(); ++e) EXPECT_LE(to_exit[e - 1], to_exit[e]) << c;
+    EXPECT_NEAR(to_exit.back(), per_sample, 1e-9 * per_sample) << c;
   }
   // Where the model gives no roofline bound (a systolic array today) the ratio says null, never 0.
   const auto systolic =
@@ -575,8 +637,17 @@ TEST_F(CliRun, WritesTheSummaryTheIssueNames) {
                               "\"per_device\": ["})
     EXPECT_NE(summary.find(section), std::string::npos) << section;
   for (const char* key : {"arrived", "completed", "dropped", "mean", "p50", "p90", "p95", "p99", "max", "satisfaction",
-                          "tail_satisfaction", "throughput_sps", "utilisation", "preemptions", "relative_error_bound"})
+                          "tail_satisfaction", "throughput_sps", "utilisation", "preemptions", "relative_error_bound",
+                          "total_j", "per_sample_mj", "avg_power_w", "energy_mj_per_sample"})
     EXPECT_NE(json_value(summary, key), "<missing>") << key;
+  // The energy parts sum to the total, and the total is the samples' energy.
+  double parts_j = 0;
+  for (const char* part : {"mac_j", "sram_j", "dram_j", "vector_j", "static_j"}) parts_j += std::stod(json_value(summary, part));
+  const double total_j = std::stod(json_value(summary, "total_j"));
+  EXPECT_NEAR(parts_j, total_j, 1e-9 * total_j);
+  EXPECT_NEAR(std::stod(json_value(summary, "per_sample_mj")),
+              total_j * 1e3 / std::stod(json_value(summary, "completed")), 1e-9);
+  EXPECT_NE(r.out.find("energy      "), std::string::npos) << r.out;
   const auto arrived = std::stoull(json_value(summary, "arrived"));
   EXPECT_EQ(arrived, std::stoull(json_value(summary, "completed")) + std::stoull(json_value(summary, "dropped")));
   // One CSV row per sample, plus the header.
@@ -637,13 +708,18 @@ TEST_F(CliRun, SweepsAcrossArrayKinds) {
 }
 
 TEST_F(CliRun, ValidatePrintsAScenarioThatRunsTheSame) {
-  const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf");
+  const auto resolved = run("validate default --set simulation.duration_s=10 --set scheduler.policy=edf "
+                            "--set npu.energy.mac_pj=0.5 --set npu.energy.static_mw=10");
   ASSERT_EQ(resolved.status, 0) << resolved.err;
   EXPECT_NE(resolved.out.find("policy: edf"), std::string::npos);
+  // Energies given are written out; those left to their defaults stay derived.
+  EXPECT_NE(resolved.out.find("mac_pj: 0.5"), std::string::npos) << resolved.out;
+  EXPECT_EQ(resolved.out.find("vector_op_pj"), std::string::npos) << resolved.out;
   EXPECT_NE(resolved.out.find("context_buffer_kib: 0"), std::string::npos);  // defaults written out: none
   const auto file = write("resolved.yaml", resolved.out);
   ASSERT_EQ(run("run " + file.string() + " --out " + (dir_ / "a").string()).status, 0);
-  ASSERT_EQ(run("run default --set simulation.duration_s=10 --set scheduler.policy=edf --out " + (dir_ / "b").string()).status, 0);
+  ASSERT_EQ(run("run default --set simulation.duration_s=10 --set scheduler.policy=edf --set npu.energy.mac_pj=0.5 "
+                "--set npu.energy.static_mw=10 --out " + (dir_ / "b").string()).status, 0);
   EXPECT_EQ(slurp(dir_ / "a" / "metrics.csv"), slurp(dir_ / "b" / "metrics.csv"));
   expect_one_line_error(run("validate default --set scheduler.policy=fifo"), "scheduler.policy = fifo");
 }

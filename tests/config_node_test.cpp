@@ -99,7 +99,7 @@ TEST(NpuYaml, UnknownKeysAreErrors) {
   EXPECT_EQ(error_of("npu:\n  pe_cuont: 32\n"),
             "test.yaml:2: npu.pe_cuont is not a known key: allowed keys are name, clock_mhz, array, "
             "pe_count, pe_width, input_rows, systolic, element_bytes, accumulator_bytes, vector_lanes, "
-            "buffers, offchip, fuse_epilogue, keep_activations_on_chip, batching");
+            "buffers, offchip, fuse_epilogue, keep_activations_on_chip, batching, energy");
   EXPECT_EQ(error_of("npu:\n  buffers:\n    weight_kb: 4\n"),
             "test.yaml:3: npu.buffers.weight_kb is not a known key: allowed keys are input_kib, "
             "weight_kib, output_kib");

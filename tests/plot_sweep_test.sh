@@ -17,7 +17,7 @@ seeds: 2
 YAML
 "$npusim" sweep "$work/sweep.yaml" --out "$work/sweep" >/dev/null
 /usr/bin/python3 "$source_dir/scripts/plot.py" "$work/sweep/results.csv" --x 'devices[0].arrival.rate_hz' --out "$work/plots" >/dev/null
-for figure in latency-vs-load slo-vs-load utilisation-vs-load latency-cdf; do
+for figure in latency-vs-load slo-vs-load utilisation-vs-load energy-vs-load latency-cdf; do
   [[ "$(head -c 8 "$work/plots/$figure.png" | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ]] || fail "$figure.png is not a PNG"
   grep -q "<svg" "$work/plots/$figure.svg" || fail "$figure.svg is not an SVG"
 done
@@ -28,4 +28,4 @@ err=$(/usr/bin/python3 "$source_dir/scripts/plot.py" "$work/sweep/results.csv" -
 status=$?
 set -e
 [[ $status -ne 0 && "$err" == *"no column 'rate'"* ]] || fail "an unknown column was not refused: $err"
-echo "plot.py: four sweep figures and a single-run CDF, bad column refused"
+echo "plot.py: five sweep figures and a single-run CDF, bad column refused"

@@ -195,6 +195,50 @@ TEST_F(Serving, PreemptionCatchesUpAndMergesPayingTheContextTransfers) {
   EXPECT_EQ(kept.stats.context_spills, 0u);
 }
 
+// Energy (docs/npu-model.md, "Energy"): a sample that leaves at exit1 runs fc1 and exit1.fc;
+// one that goes to the end runs all four layers. Its energy is the same first two layers' plus
+// more, never less.
+TEST_F(Serving, AnExitNeverCostsMoreEnergyThanRunningToTheEnd) {
+  const auto energy_of = [&](int exit) {
+    Recorder r;
+    const auto result = run(tiny_scenario({{0, exit}}, "{policy: fcfs}"), r);
+    EXPECT_NEAR(result.stats.device_dynamic_energy_pj.at(0), result.stats.dynamic_energy.total_pj(),
+                1e-9 * result.stats.dynamic_energy.total_pj());
+    return result.stats.dynamic_energy.total_pj();
+  };
+  const double at_exit1 = energy_of(0);
+  const double at_end = energy_of(1);
+  EXPECT_GT(at_exit1, 0.0);
+  EXPECT_LT(at_exit1, at_end);
+
+  // The same arrivals in batches: each sample's exit moved to the end costs no less.
+  std::vector<std::pair<std::int64_t, int>> exits, ends;
+  std::mt19937_64 random(7);
+  for (int i = 0; i < 40; ++i) {
+    const std::int64_t t = static_cast<std::int64_t>(i) * 150;
+    exits.push_back({t, static_cast<int>(random() % 2)});
+    ends.push_back({t, 1});
+  }
+  const std::string policy = "{policy: static_batch, static_batch: {batch_size: 4, aimd: false}}";
+  Recorder r1, r2;
+  const double with_exits = run(tiny_scenario(exits, policy), r1).stats.dynamic_energy.total_pj();
+  const double to_the_end = run(tiny_scenario(ends, policy), r2).stats.dynamic_energy.total_pj();
+  EXPECT_LE(with_exits, to_the_end);
+}
+
+TEST_F(Serving, ASpilledContextCostsItsBytesAtDramAndInputBufferEnergy) {
+  const auto s = tiny_scenario({{0, 1}, {10, 1}}, "{policy: scripted}", "serving: {context_buffer_kib: 0}\n");
+  Recorder r;
+  const auto result = run(s, r);
+  ASSERT_EQ(result.stats.context_bytes_moved, 128u);
+  // 128 bytes over the channel and through the input buffer, one way each time.
+  const auto& t = s.npu.energy();
+  EXPECT_NEAR(result.stats.context_energy_pj, 128 * (t.dram_pj_per_byte + t.input_buffer_pj_per_byte), 1e-9);
+  double charged = 0;
+  for (double pj : result.stats.device_dynamic_energy_pj) charged += pj;
+  EXPECT_NEAR(charged, result.stats.dynamic_energy.total_pj(), 1e-9 * charged);
+}
+
 TEST_F(Serving, AKilledBatchSavesNoContextAndRerunsFromLayerZero) {
   // As above, but the preemption kills sample 0's batch (PREMA's kill): nothing is written off
   // chip, sample 1 runs all four layers alone, then sample 0 runs all four again from layer 0.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npusim run --trace / --vcd: the timeline is valid Chrome trace-event JSON, stays inside its
 # window, has one NPU slice at a time with batch and mapping, preemptions, exits and the FIFO
-# counter; the VCD declares the FBE registers and the FIFO length.
+# counter and the NPU power counter; the VCD declares the FBE registers and the FIFO length.
 # Usage: timeline_test.sh NPUSIM_BINARY SOURCE_DIR
 set -euo pipefail
 npusim=$1
@@ -28,6 +28,11 @@ names = {e["name"] for e in timed}
 for needed in ("preempt", "FIFO length"):
     if needed not in names: fail(f"no {needed} event")
 if not any(e.get("cat") == "exit" for e in timed): fail("no exit events")
+# The power counter: leakage (40 mW by default) between layers, more while a layer runs.
+power = [e["args"]["watts"] for e in timed if e["name"] == "NPU power"]
+if len(power) < len(layers): fail(f"{len(power)} power samples for {len(layers)} layers")
+if min(power) < 0.04 - 1e-12: fail(f"power {min(power)} W below the leakage")
+if max(power) <= 0.04: fail("no layer raises the power above the leakage")
 print(f"timeline: {len(timed)} events, {len(layers)} layer slices")
 PY
 for var in fbe.B_act fbe.l fbe.B_old fbe.l_old length; do
