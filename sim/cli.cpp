@@ -166,8 +166,7 @@ NetworkCost network_cost(const npu::Npu& npu, const workloads::LoweredNetwork& n
                              npu::layer_energy(npu, table.entry(batch, l)).total_pj() / batch);
   c.energy_pj_per_sample = energy_through.empty() ? 0.0 : energy_through.back();
   for (const auto& exit : net.exits) {
-    const std::size_t decided = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
-    c.energy_pj_per_sample_to_exit.emplace_back(exit.name, energy_through[decided]);
+    c.energy_pj_per_sample_to_exit.emplace_back(exit.name, energy_through[exit.decided_after()]);
   }
   if (c.cycles > 0)
     c.mac_utilisation = static_cast<double>(net.total_macs) * batch /

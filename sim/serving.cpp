@@ -79,8 +79,7 @@ std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& n
   std::vector<scheduler::ExitPoint> out;
   for (std::size_t e = 0; e < network.exits.size(); ++e) {
     const auto& exit = network.exits[e];
-    const std::size_t decided = exit.classifier_layers.empty() ? exit.after_layer : exit.classifier_layers.back();
-    out.push_back({exit.name, static_cast<std::uint32_t>(decided), probabilities[e]});
+    out.push_back({exit.name, static_cast<std::uint32_t>(exit.decided_after()), probabilities[e]});
   }
   return out;
 }
@@ -818,11 +817,7 @@ SC_MODULE(ServingSystem) {
     const scheduler::ModelProfile& profile = profiles_[b.model];
     bool settled = false;
     while (b.next_layer != stretch_last_layer_ && profile.exit_after(b.next_layer) < 0 && layer_end_ps_ <= until_ps) {
-      ++stats_.layers_run;
-      stats_.layer_busy_ps += layer_end_ps_ - layer_start_ps_;
-      stats_.macs += layer_step_->macs;
-      stats_.dynamic_energy += layer_step_->energy;
-      charge_samples(b.samples, layer_step_->energy.total_pj());
+      count_layer(b, layer_end_ps_ - layer_start_ps_);
       ++b.next_layer;
       fbe_.layer_done();
       ++stats_.decisions;
@@ -838,6 +833,16 @@ SC_MODULE(ServingSystem) {
     settling_ps_ = -1;
   }
 
+  // What a layer that ran for `duration_ps` adds to the run's sums, whichever path settles it:
+  // its time, MACs and energy, the energy shared by the samples that ran it.
+  void count_layer(const Batch& b, std::int64_t duration_ps) {
+    ++stats_.layers_run;
+    stats_.layer_busy_ps += duration_ps;
+    stats_.macs += layer_step_->macs;
+    stats_.dynamic_energy += layer_step_->energy;
+    charge_samples(b.samples, layer_step_->energy.total_pj());
+  }
+
   // The layer has run: exits leave, the FBE advances, a catch-up merges or a batch resumes.
   // Sets the trigger of the next decision and returns the context-restore time, if any.
   std::int64_t finish_layer() {
@@ -845,11 +850,7 @@ SC_MODULE(ServingSystem) {
     const std::uint32_t layer = b.next_layer;
     const std::int64_t start = layer_start_ps_;
     const std::int64_t duration = now_ps() - start;
-    ++stats_.layers_run;
-    stats_.layer_busy_ps += duration;
-    stats_.macs += layer_step_->macs;
-    stats_.dynamic_energy += layer_step_->energy;
-    charge_samples(b.samples, layer_step_->energy.total_pj());
+    count_layer(b, duration);
     if (!observers_.empty()) {
       const auto& cost = models_[b.model].table.entry(layer_batch_, layer);
       for (auto* o : observers_)

@@ -116,9 +116,7 @@ class Lowering {
     std::uint64_t running = 0;
     std::size_t layer = 0;
     for (auto& e : out.exits) {
-      const std::size_t end = e.classifier_layers.empty() ? e.after_layer + 1
-                                                          : e.classifier_layers.back() + 1;
-      for (; layer < end; ++layer) running = add_count(running, out.layers[layer].macs, "MACs");
+      for (; layer <= e.decided_after(); ++layer) running = add_count(running, out.layers[layer].macs, "MACs");
       e.macs_to_exit = running;
     }
     for (const auto& l : out.layers) {

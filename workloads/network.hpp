@@ -101,6 +101,9 @@ struct LoweredExit {
   double probability = 0.0;
   std::uint64_t macs_to_exit = 0;  // per sample that leaves here: backbone so far + every
                                    // classifier it ran, its own included
+  // The layer after which a sample leaves here: the exit's last classifier layer, or the
+  // backbone layer it hangs off when it has none.
+  std::size_t decided_after() const { return classifier_layers.empty() ? after_layer : classifier_layers.back(); }
 };
 
 // Execution order: backbone segments in topological order, each exit's classifier layers
