@@ -129,10 +129,8 @@ const std::vector<NpuKey>& npu_keys() {
   const auto show_kib = [](std::uint64_t npu::BufferConfig::*field) {
     return [field](const C& c) { return std::to_string(c.buffers.*field / 1024); };
   };
-  const auto read_optional = [](std::optional<double> npu::EnergyConfig::*field) {
-    return [field](const ConfigNode& n, C& c) { c.energy.*field = read_energy_value(n); };
-  };
-  const auto read_energy = [](double npu::EnergyConfig::*field) {
+  // A field that is a double or an optional one (a default derived when absent).
+  const auto read_energy = [](auto npu::EnergyConfig::*field) {
     return [field](const ConfigNode& n, C& c) { c.energy.*field = read_energy_value(n); };
   };
   const auto show_resolved = [](double npu::EnergyTable::*field) {
@@ -216,17 +214,17 @@ const std::vector<NpuKey>& npu_keys() {
        [](const ConfigNode& n, C& c) { c.energy.supply_v = n.as_double(); },
        [](const C& c) { return show_energy(c.energy.supply_v); }},
       {"energy.mac_pj", "number", "pJ", "one multiply-accumulate (default: 8-bit mult + 32-bit add, scaled)",
-       read_optional(&npu::EnergyConfig::mac_pj), show_resolved(&npu::EnergyTable::mac_pj)},
+       read_energy(&npu::EnergyConfig::mac_pj), show_resolved(&npu::EnergyTable::mac_pj)},
       {"energy.vector_op_pj", "number", "pJ", "one vector-path add, max or compare (default: 32-bit add, scaled)",
-       read_optional(&npu::EnergyConfig::vector_op_pj), show_resolved(&npu::EnergyTable::vector_op_pj)},
+       read_energy(&npu::EnergyConfig::vector_op_pj), show_resolved(&npu::EnergyTable::vector_op_pj)},
       {"energy.input_buffer_pj_per_byte", "number", "pJ/byte", "input buffer byte read or written (default: by capacity)",
-       read_optional(&npu::EnergyConfig::input_buffer_pj_per_byte),
+       read_energy(&npu::EnergyConfig::input_buffer_pj_per_byte),
        show_resolved(&npu::EnergyTable::input_buffer_pj_per_byte)},
       {"energy.weight_buffer_pj_per_byte", "number", "pJ/byte", "weight buffer byte (default: by bank capacity)",
-       read_optional(&npu::EnergyConfig::weight_buffer_pj_per_byte),
+       read_energy(&npu::EnergyConfig::weight_buffer_pj_per_byte),
        show_resolved(&npu::EnergyTable::weight_buffer_pj_per_byte)},
       {"energy.output_buffer_pj_per_byte", "number", "pJ/byte", "accumulator buffer byte (default: by bank capacity)",
-       read_optional(&npu::EnergyConfig::output_buffer_pj_per_byte),
+       read_energy(&npu::EnergyConfig::output_buffer_pj_per_byte),
        show_resolved(&npu::EnergyTable::output_buffer_pj_per_byte)},
       {"energy.dram_pj_per_byte", "number", "pJ/byte", "a byte over the off-chip channel (default: LPDDR4)",
        read_energy(&npu::EnergyConfig::dram_pj_per_byte), show_resolved(&npu::EnergyTable::dram_pj_per_byte)},
