@@ -24,11 +24,15 @@ std::vector<std::uint32_t> by_deadline(const SchedulerView& view, std::uint32_t 
 
 class Edf final : public Policy, public DecisionHorizon {
  public:
+  // The waiting sample with the earliest deadline (the first of equals); the queue is not empty.
+  static auto most_urgent(const SchedulerView& view) {
+    return std::min_element(view.queue.begin(), view.queue.end(),
+                            [](const auto& a, const auto& b) { return a.deadline_ns < b.deadline_ns; });
+  }
+
   Decision decide(const SchedulerView& view) override {
     if (view.queue.empty()) return view.running ? Decision::keep_running() : Decision::idle();
-    const auto urgent = std::min_element(view.queue.begin(), view.queue.end(), [](const auto& a, const auto& b) {
-      return a.deadline_ns < b.deadline_ns;
-    });
+    const auto urgent = most_urgent(view);
     if (!view.running) return Decision::start(by_deadline(view, urgent->model, never_ns, view.max_batch));
     const std::int64_t running_deadline = view.running->earliest_deadline_ns();
     if (view.preemptions_left == 0 || urgent->deadline_ns >= running_deadline) return Decision::keep_running();
@@ -43,10 +47,7 @@ class Edf final : public Policy, public DecisionHorizon {
   // arrival (the queue) or an exit (the in-flight deadlines) changes that.
   Horizon horizon(const SchedulerView& view) const override {
     if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
-    const auto urgent = std::min_element(view.queue.begin(), view.queue.end(), [](const auto& a, const auto& b) {
-      return a.deadline_ns < b.deadline_ns;
-    });
-    if (urgent->deadline_ns >= view.running->earliest_deadline_ns()) return Horizon::until_arrival_or_exit();
+    if (most_urgent(view)->deadline_ns >= view.running->earliest_deadline_ns()) return Horizon::until_arrival_or_exit();
     return Horizon::next_boundary(view);
   }
 };
