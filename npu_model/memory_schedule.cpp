@@ -1287,11 +1287,11 @@ class ScheduleWalk {
     Counters previous_counters;
     // In the innermost loop a snapshot costs about as much as an iteration, and most that are
     // taken while the state settles differ from the one before already in where the request side
-    // stands: a snapshot is taken only when that agrees with the iteration before (or for the
-    // first iteration compared). A repetition may then be found an iteration later.
+    // stands: a snapshot is taken only when that agrees with the iteration before (the first
+    // iteration compared, with where it stood as the loop began: a loop entered while the state
+    // settles would waste its first snapshot). A repetition may then be found an iteration later.
     const bool screen = stride == 1;
-    RequestSide last_side;
-    bool has_side = false;
+    RequestSide last_side = screen ? request_side(requests_ != 0) : RequestSide{};
     for (std::uint64_t i = 0; i < count && ok_; ++i) {
       const std::uint64_t requests_before = requests_;
       body(base + i * stride);
@@ -1299,14 +1299,15 @@ class ScheduleWalk {
       const bool requests_made = requests_ != requests_before;
       if (screen) {
         const RequestSide side = request_side(requests_made);
-        const bool alike = !has_side || side == last_side;
+        const bool alike = side == last_side;
         last_side = side;
-        has_side = true;
         if (!alike) {
           compared = false;
           continue;
         }
       }
+      // A snapshot that nothing before it can match and no later one is compared with is skipped.
+      if (!compared && i + 1 >= last_jumpable) continue;
       Snapshot& now = snapshots[current];
       const bool taken = snapshot(now, requests_made);
       const std::uint64_t land = taken && compared && now == snapshots[1 - current] ? landing(i) : i;
