@@ -1237,6 +1237,20 @@ class ScheduleWalk {
     return loop;
   }
 
+  // What one iteration adds once the state repeats: stream cycles, counters, and whether the
+  // request side moves too (snapshot()). Left uninitialised: only what is written is read.
+  struct Period {
+    std::uint64_t cycles, compute_cycles;
+    std::uint64_t input, weight, output, epilogue;
+    bool requests;
+  };
+  // The first jump of a loop's walk: after iteration `at`, decided by the records of the `reach`
+  // steps from the walk's base (its iterations up to `at` and the loads their prefetch makes).
+  struct FirstJump {
+    std::uint64_t at, reach;
+    Period period;
+  };
+
   // Moves a cursor `skipped` iterations on in a loop whose steps are [first, end), by its `index`
   // field, when the cursor's step and neighbour stay inside: only that field tells them from where
   // they were. Any other cursor is found again, by dividing, when next used.
@@ -1281,50 +1295,80 @@ class ScheduleWalk {
     // The two snapshots of this level take turns: the one after the iteration before, and the
     // one being taken.
     std::array<Snapshot, 2>& snapshots = snapshots_[depth_++];
+    const std::size_t level = depth_ - 1;
+    first_jump_made_[level] = first_jump_made_[level + 1] = false;
     int current = 0;
     bool compared = false;  // the other one holds the state after the iteration before
     std::uint64_t previous_end = 0;
     Counters previous_counters;
     // In the innermost loop a snapshot costs about as much as an iteration, and most that are
     // taken while the state settles differ from the one before already in where the request side
-    // stands: a snapshot is taken only when that agrees with the iteration before (or for the
-    // first iteration compared). A repetition may then be found an iteration later.
+    // stands: a snapshot is taken only when that agrees with the iteration before (the first
+    // iteration compared, with where it stood as the loop began: a loop entered while the state
+    // settles would waste its first snapshot). A repetition may then be found an iteration later.
     const bool screen = stride == 1;
-    RequestSide last_side;
-    bool has_side = false;
-    for (std::uint64_t i = 0; i < count && ok_; ++i) {
+    RequestSide last_side = screen ? request_side(requests_ != 0) : RequestSide{};
+    std::uint64_t i = 0;
+    if (replay_armed_[level]) {
+      // The loop around jumped, and this walk starts as the one compared there did: it repeats
+      // that walk up to its first jump, and then the jump, without snapshots.
+      replay_armed_[level] = false;
+      const FirstJump& replay = replays_[level];
+      for (; i <= replay.at && ok_; ++i) body(base + i * stride);
+      const std::uint64_t land = ok_ ? landing(replay.at) : 0;
+      if (land > replay.at) {
+        first_jumps_[level] = replay;
+        first_jump_made_[level] = true;
+        jump(loop, base, land - replay.at, replay.period);
+        i = land + 1;
+      }
+    }
+    for (; i < count && ok_; ++i) {
       const std::uint64_t requests_before = requests_;
       body(base + i * stride);
       if (i >= last_jumpable || i + 1 < first_compared || !ok_) continue;  // last_jumpable is 0 when the loop cannot jump
       const bool requests_made = requests_ != requests_before;
       if (screen) {
         const RequestSide side = request_side(requests_made);
-        const bool alike = !has_side || side == last_side;
+        const bool alike = side == last_side;
         last_side = side;
-        has_side = true;
         if (!alike) {
           compared = false;
           continue;
         }
       }
+      // A snapshot that nothing before it can match and no later one is compared with is skipped.
+      if (!compared && i + 1 >= last_jumpable) continue;
       Snapshot& now = snapshots[current];
       const bool taken = snapshot(now, requests_made);
       const std::uint64_t land = taken && compared && now == snapshots[1 - current] ? landing(i) : i;
       if (land > i) {
-        const std::uint64_t delta = last_stream_end_ - previous_end;
-        const std::uint64_t skipped = land - i;
-        shift_all(delta * skipped, stride * skipped, now.data()[0] != 0);
-        for (StepCursor* c : {&stream_cursor_, &input_cursor_, &weight_cursor_})
-          move_cursor(*c, base, base + count * stride, index, skipped, stride * skipped);
-        counters_.compute_cycles += skipped * (counters_.compute_cycles - previous_counters.compute_cycles);
-        TrafficBytes& bytes = counters_.bytes;
+        const TrafficBytes& is = counters_.bytes;
         const TrafficBytes& was = previous_counters.bytes;
-        bytes = {bytes.input + skipped * (bytes.input - was.input), bytes.weight + skipped * (bytes.weight - was.weight),
-                 bytes.output + skipped * (bytes.output - was.output), bytes.psum,
-                 bytes.epilogue + skipped * (bytes.epilogue - was.epilogue)};
+        const Period period{last_stream_end_ - previous_end,
+                            counters_.compute_cycles - previous_counters.compute_cycles,
+                            is.input - was.input,
+                            is.weight - was.weight,
+                            is.output - was.output,
+                            is.epilogue - was.epilogue,
+                            now.data()[0] != 0};
+        if (!first_jump_made_[level]) {
+          first_jumps_[level] = {i, (i + 1) * stride + layer_.max_prefetch, period};
+          first_jump_made_[level] = true;
+        }
+        jump(loop, base, land - i, period);
+        // Iteration land + 1 starts as iteration i did (the state after iteration i - 1 repeats a
+        // period on), so the loop inside walks it as it walked iteration i, up to its first jump,
+        // if the records that decided that jump, and the loads their prefetch made, are regular
+        // ones there too. A period that made no request compared no request side.
+        const FirstJump& inner = first_jumps_[level + 1];
+        if (first_jump_made_[level + 1] && period.requests && land + 1 < count &&
+            (land + 1) * stride + inner.reach <= (regular.hi + 1) * stride) {
+          replays_[level + 1] = inner;
+          replay_armed_[level + 1] = true;
+        }
         i = land;
         compared = false;
-        watch_abandonment();
         continue;
       }
       compared = taken;
@@ -1332,7 +1376,20 @@ class ScheduleWalk {
       previous_end = last_stream_end_;
       previous_counters = counters_;
     }
+    replay_armed_[level + 1] = false;
     --depth_;
+  }
+
+  // Jumps `skipped` iterations of `loop`, walked from `base`, each adding `period`.
+  void jump(const Loop& loop, std::uint64_t base, std::uint64_t skipped, const Period& period) {
+    shift_all(period.cycles * skipped, loop.stride * skipped, period.requests);
+    for (StepCursor* c : {&stream_cursor_, &input_cursor_, &weight_cursor_})
+      move_cursor(*c, base, base + loop.count * loop.stride, loop.index, skipped, loop.stride * skipped);
+    counters_.compute_cycles += skipped * period.compute_cycles;
+    TrafficBytes& bytes = counters_.bytes;
+    bytes = {bytes.input + skipped * period.input, bytes.weight + skipped * period.weight,
+             bytes.output + skipped * period.output, bytes.psum, bytes.epilogue + skipped * period.epilogue};
+    watch_abandonment();
   }
 
   // Walks loops[level..] from step `base`. A loop of one iteration (one chunk, one C-block) has
@@ -1427,6 +1484,9 @@ class ScheduleWalk {
   std::size_t depth_ = 0;  // nesting level of iterate()
   // Per level of iterate(): two snapshots, see iterate().
   std::array<std::array<Snapshot, 2>, max_levels> snapshots_;
+  // Per level of iterate(): the first jump of its latest walk, and the one its next walk repeats.
+  std::array<FirstJump, max_levels + 1> first_jumps_, replays_;
+  std::array<bool, max_levels + 1> first_jump_made_{}, replay_armed_{};
   Counters counters_;
   bool ok_ = true;
   Failure failure_ = Failure::none;
