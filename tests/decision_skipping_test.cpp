@@ -8,6 +8,8 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -83,13 +85,25 @@ std::string arrival(int process, double hz) {
 }
 constexpr int arrival_processes = 6;
 
+// A policy as the scenario's scheduler names it, with parameters set (YAML) or its defaults.
+struct PolicySetting {
+  std::string policy, parameters;
+};
+
 TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
+  std::vector<PolicySetting> settings;
+  for (const auto& policy : registry_.names()) settings.push_back({policy, ""});
+  // exit_aware's horizon reasons about each of its rules; each that a parameter turns on or
+  // off, or reprices, is checked on its own.
+  for (const char* parameters : {"{objective: slo}", "{objective: blend}", "{cross_model: false}", "{exit_blind: true}",
+                                 "{max_preemptions: 1}", "{guard_deadlines: false, slack_ms: 0.5}"})
+    settings.push_back({"exit_aware", parameters});
   std::mt19937_64 rng(20261202);
   const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); };
   const double loads[] = {0.4, 0.8, 1.5};
   const int scenarios_per_policy = 6;
   int scenario_index = 0;
-  for (const auto& policy : registry_.names()) {
+  for (const auto& [policy, parameters] : settings) {
     std::uint64_t decisions = 0, asked = 0;
     for (int k = 0; k < scenarios_per_policy; ++k, ++scenario_index) {
       const int network_count = 1 + scenario_index % 4;
@@ -111,11 +125,12 @@ TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
       }
       std::ofstream(dir_ / "trace.csv") << trace;
       const std::string yaml = fmt::format(
-          "name: skipping{}\ndevices:\n{}scheduler: {{policy: {}, max_batch: {}}}\n"
+          "name: skipping{}\ndevices:\n{}scheduler: {{policy: {}, max_batch: {}{}}}\n"
           "serving: {{fifo_capacity: {}, drop: {}, preemption_depth: {}, context_buffer_kib: {}}}\n"
           "simulation: {{seed: {}, samples: 600}}\n",
-          scenario_index, devices, policy, 1 + pick(16), 8 + pick(300), pick(2) ? "newest" : "oldest", pick(4),
-          pick(2) ? 0 : 64, scenario_index);
+          scenario_index, devices, policy, 1 + pick(16),
+          parameters.empty() ? "" : fmt::format(", {}: {}", policy, parameters), 8 + pick(300),
+          pick(2) ? "newest" : "oldest", pick(4), pick(2) ? 0 : 64, scenario_index);
       std::ofstream(dir_ / "scenario.yaml") << yaml;
       SCOPED_TRACE(yaml);
       const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
@@ -131,7 +146,7 @@ TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
       asked += skipping.asked;
     }
     // Every built-in policy declares a horizon, and at these loads it covers some boundaries.
-    EXPECT_LT(asked, decisions) << policy;
+    EXPECT_LT(asked, decisions) << policy << " " << parameters;
   }
 }
 

@@ -21,8 +21,7 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
     }
     // Counted, not listed: most boundaries merge nothing, and then nothing is allocated.
     const std::uint32_t model = view.running->model;
-    const auto waiting = static_cast<std::uint32_t>(
-        std::count_if(view.queue.begin(), view.queue.end(), [&](const SampleInfo& s) { return s.model == model; }));
+    const std::uint32_t waiting = queued_count(view, model);
     const std::uint32_t room = catch_up_room(view, waiting);
     if (room == 0) return Decision::keep_running();
     const std::uint32_t take = choose(view, room, waiting);
@@ -51,6 +50,11 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
   }
 
   double slack_ns() const { return slack_ns_; }
+
+  static std::uint32_t queued_count(const SchedulerView& view, std::uint32_t model) {
+    return static_cast<std::uint32_t>(
+        std::count_if(view.queue.begin(), view.queue.end(), [&](const SampleInfo& s) { return s.model == model; }));
+  }
 
  private:
   double slack_ns_;

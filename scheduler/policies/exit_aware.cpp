@@ -10,6 +10,7 @@
 //    waited long enough to be worth a preemption's fixed cost),
 // a batch being suspended at most max_preemptions times.
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "scheduler/policies/builtin.hpp"
@@ -71,7 +72,41 @@ class ExitAware final : public CatchUpPolicy {
     return preempt_for_other_model(view);
   }
 
+  // How long keep_running stands. Between a decision and the next arrival or exit, the only
+  // inputs of decide that move are the layer, the clock and the context-save overhead: the
+  // queue, the batch, the registers and the arrival rates stay as they are (observe_arrival is
+  // the only change to this policy's state, and skipped decisions change nothing). So it
+  // promises keep_running where that holds at any clock and any overhead:
+  //  - with the batch's preemptions at max_preemptions, until the batch changes;
+  //  - with nothing of the running network waiting, until an arrival;
+  //  - with no merge room, until an arrival or an exit (which frees room);
+  //  - otherwise, under the mean objective, up to the first layer where some catch-up plan
+  //    might pay (refuses_every_catch_up).
+  // Another network's waiting group is weighed against the clock (its patience, its wait), so
+  // with cross_model on and such a group waiting it is asked at the next boundary, as it is
+  // under the slo and blend objectives, whose misses move with the clock, while a catch-up is
+  // possible.
+  Horizon horizon(const SchedulerView& view) const override {
+    if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
+    const BatchInfo& running = *view.running;
+    if (running.preemptions >= max_preemptions_) return Horizon::until_batch_changes();
+    if (cross_model_ && std::any_of(view.queue.begin(), view.queue.end(),
+                                    [&](const SampleInfo& s) { return s.model != running.model; }))
+      return Horizon::next_boundary(view);
+    const std::uint32_t waiting = queued_count(view, running.model);
+    if (waiting == 0) return Horizon::until_arrival();
+    const std::uint32_t room = std::min(waiting, view.merge_room);
+    if (room == 0) return Horizon::until_arrival_or_exit();
+    if (objective_.counts_misses()) return Horizon::next_boundary(view);
+    const std::uint32_t layers = view.models[running.model].layer_count();
+    const std::uint32_t first = running.next_layer + 1;
+    const std::uint32_t doubt = first >= layers ? layers : refusals(view, room, waiting).first_doubt[first];
+    return doubt >= layers ? Horizon::until_arrival_or_exit() : Horizon{doubt, true, true};
+  }
+
  protected:
+  // refuses_every_catch_up proves in advance where this answers 0: a change of rule here must
+  // keep that proof true (tests/decision_skipping_test.cpp checks it over random scenarios).
   std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) override {
     const auto queued = view.queued_of_model(view.running->model, waiting);
     const auto alone = estimate_catch_up(view, 0, waiting, prediction_);
@@ -160,13 +195,10 @@ class ExitAware final : public CatchUpPolicy {
   // objective counts them: the in-flight and the caught-up samples finish together; the rest of
   // the network's queue drains, as its DrainPlan says, after the merged batch.
   double catch_up_cost(const SchedulerView& view, const std::vector<std::uint32_t>& queued, std::uint32_t take,
-                       const CatchUpEstimate& plan) {
+                       const CatchUpEstimate& plan) const {
     DrainPlan& drain = drain_plans_.of(view, view.running->model);
     const auto left = static_cast<std::uint32_t>(queued.size()) - take;
-    const double left_as_one_batch_ns = left * (plan.left_completion_ns - plan.merged_end_ns);
-    const double total_ns =
-        plan.total_latency_ns - left_as_one_batch_ns + view.ns_per_cycle * drain.total_cycles(left);
-    double cost = objective_.latency_weight * total_ns;
+    double cost = objective_.latency_weight * catch_up_latency_ns(view, drain, left, plan);
     if (!objective_.counts_misses()) return cost;
     const auto now = static_cast<double>(view.now_ns);
     for (const auto& s : view.running->samples) cost += objective_.miss_cost(s, now + plan.in_flight_completion_ns);
@@ -177,6 +209,66 @@ class ExitAware final : public CatchUpPolicy {
                                    now + plan.merged_end_ns + view.ns_per_cycle * offset_cycles);
     });
     return cost;
+  }
+
+  // The expected total latency of a catch-up plan that leaves `left` samples of the network
+  // queued: the plan's, with those samples draining as `drain` says instead of as one batch.
+  double catch_up_latency_ns(const SchedulerView& view, DrainPlan& drain, std::uint32_t left,
+                             const CatchUpEstimate& plan) const {
+    const double left_as_one_batch_ns = left * (plan.left_completion_ns - plan.merged_end_ns);
+    return plan.total_latency_ns - left_as_one_batch_ns + view.ns_per_cycle * drain.total_cycles(left);
+  }
+
+  // Whether choose, asked under the mean objective with the running batch about to run `layer`
+  // and the queue, batch and registers of `view`, answers 0 whatever the clock and the overhead
+  // then. Each plan is priced as choose prices it but without the context-save overhead. The
+  // overhead o only adds to a catch-up plan's latency (exactly: ns_per_cycle * o for every
+  // sample it delays) and is no part of the plan without a catch-up, so a plan dearer than that
+  // one without o is dearer with it. The margin, 1e-9 of the cost, is far above the rounding
+  // of either sum (a few parts in 1e16), so dearer here is dearer in choose. Nothing else choose
+  // weighs can make a dearer plan win: the deadline guard only rules plans out, the stretch for
+  // other networks' load scales both sides alike, and the blocking price is never negative.
+  bool refuses_every_catch_up(const SchedulerView& view, std::uint32_t layer, std::uint32_t room,
+                              std::uint32_t waiting) const {
+    BatchInfo running = *view.running;
+    running.next_layer = layer;
+    SchedulerView at_layer = view;
+    at_layer.running = &running;
+    at_layer.preemption_overhead_cycles = 0;
+    DrainPlan& drain = drain_plans_.of(view, running.model);
+    const double alone_ns = catch_up_latency_ns(at_layer, drain, waiting, estimate_catch_up(at_layer, 0, waiting, prediction_));
+    for (const std::uint32_t j : catch_up_candidates(room)) {
+      if (j == 0) continue;
+      const double plan_ns =
+          catch_up_latency_ns(at_layer, drain, waiting - j, estimate_catch_up(at_layer, j, waiting, prediction_));
+      if (!(plan_ns > alone_ns + 1e-9 * alone_ns)) return false;
+    }
+    return true;
+  }
+
+  // For one network, in-flight batch size, waiting count and room: first_doubt[l] is the first
+  // layer at or after l (1 <= l) at which refuses_every_catch_up does not hold, or the layer
+  // count. They depend on nothing else, and the same few keys come back boundary after
+  // boundary, so they are kept in a small table indexed by key: a memo, which changes no answer.
+  struct Refusals {
+    bool filled = false;
+    std::uint32_t model = 0, batch = 0, waiting = 0, room = 0;
+    std::vector<std::uint32_t> first_doubt;  // [0, layer count]
+  };
+  const Refusals& refusals(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) const {
+    const BatchInfo& running = *view.running;
+    const auto batch = static_cast<std::uint32_t>(running.samples.size());
+    const std::size_t slot =
+        (std::size_t{running.model} * 0x9E3779B1u ^ batch * 0x85EBCA77u ^ waiting * 0xC2B2AE3Du ^ room * 0x27D4EB2Fu) %
+        refusals_.size();
+    Refusals& r = refusals_[slot];
+    if (r.filled && r.model == running.model && r.batch == batch && r.waiting == waiting && r.room == room) return r;
+    const std::uint32_t layers = view.models[running.model].layer_count();
+    r = {true, running.model, batch, waiting, room, std::move(r.first_doubt)};
+    r.first_doubt.assign(layers + 1, layers);
+    for (std::uint32_t l = layers; l-- > 1;)
+      r.first_doubt[l] = refuses_every_catch_up(view, l, room, waiting) ? r.first_doubt[l + 1] : l;
+    return r;
   }
 
   // The batch a network would start now: its oldest waiting samples, as many as the first batch
@@ -351,7 +443,9 @@ class ExitAware final : public CatchUpPolicy {
   double max_wait_slos_;
   double patience_;
   double blocking_window_ns_;
-  DrainPlans drain_plans_;
+  // Memos, grown or filled by the const horizon too; neither changes an answer.
+  mutable DrainPlans drain_plans_;
+  mutable std::array<Refusals, 64> refusals_;
   std::vector<ArrivalRate> arrivals_;  // per network
 };
 
