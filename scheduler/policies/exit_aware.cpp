@@ -100,7 +100,7 @@ class ExitAware final : public CatchUpPolicy {
     if (objective_.counts_misses()) return Horizon::next_boundary(view);
     const std::uint32_t layers = view.models[running.model].layer_count();
     const std::uint32_t first = running.next_layer + 1;
-    const std::uint32_t doubt = first >= layers ? layers : refusals(view, room, waiting).first_doubt[first];
+    const std::uint32_t doubt = first_doubt(view, first, room, waiting);
     return doubt >= layers ? Horizon::until_arrival_or_exit() : Horizon{doubt, true, true};
   }
 
@@ -108,7 +108,7 @@ class ExitAware final : public CatchUpPolicy {
   // refuses_every_catch_up proves in advance where this answers 0: a change of rule here must
   // keep that proof true (tests/decision_skipping_test.cpp checks it over random scenarios).
   std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) override {
-    const auto queued = view.queued_of_model(view.running->model, waiting);
+    const auto& queued = queued_of_model(view, view.running->model, waiting, queued_);
     const auto alone = estimate_catch_up(view, 0, waiting, prediction_);
     const double deadline = in_flight_deadline(view, alone.in_flight_completion_ns);
     const auto now = static_cast<double>(view.now_ns);
@@ -246,29 +246,40 @@ class ExitAware final : public CatchUpPolicy {
     return true;
   }
 
-  // For one network, in-flight batch size, waiting count and room: first_doubt[l] is the first
-  // layer at or after l (1 <= l) at which refuses_every_catch_up does not hold, or the layer
-  // count. They depend on nothing else, and the same few keys come back boundary after
-  // boundary, so they are kept in a small table indexed by key: a memo, which changes no answer.
+  // The first layer from `first` on at which refuses_every_catch_up does not hold, or the
+  // layer count. Its answer at a layer depends on nothing but the network, the in-flight batch
+  // size, the waiting count and the room, and the same few of those come back boundary after
+  // boundary, so each layer's answer is kept for them in a small table indexed by that key: a
+  // memo, which changes no answer. A layer is priced only when a horizon first reaches it.
   struct Refusals {
-    bool filled = false;
     std::uint32_t model = 0, batch = 0, waiting = 0, room = 0;
-    std::vector<std::uint32_t> first_doubt;  // [0, layer count]
+    enum class Answer : std::uint8_t { unknown, refuses, may_catch_up };
+    std::vector<Answer> at_layer;  // empty until the entry is first used
   };
-  const Refusals& refusals(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) const {
+  std::uint32_t first_doubt(const SchedulerView& view, std::uint32_t first, std::uint32_t room,
+                            std::uint32_t waiting) const {
     const BatchInfo& running = *view.running;
     const auto batch = static_cast<std::uint32_t>(running.samples.size());
     const std::size_t slot =
         (std::size_t{running.model} * 0x9E3779B1u ^ batch * 0x85EBCA77u ^ waiting * 0xC2B2AE3Du ^ room * 0x27D4EB2Fu) %
         refusals_.size();
     Refusals& r = refusals_[slot];
-    if (r.filled && r.model == running.model && r.batch == batch && r.waiting == waiting && r.room == room) return r;
     const std::uint32_t layers = view.models[running.model].layer_count();
-    r = {true, running.model, batch, waiting, room, std::move(r.first_doubt)};
-    r.first_doubt.assign(layers + 1, layers);
-    for (std::uint32_t l = layers; l-- > 1;)
-      r.first_doubt[l] = refuses_every_catch_up(view, l, room, waiting) ? r.first_doubt[l + 1] : l;
-    return r;
+    if (r.at_layer.empty() || r.model != running.model || r.batch != batch || r.waiting != waiting || r.room != room) {
+      r.model = running.model;
+      r.batch = batch;
+      r.waiting = waiting;
+      r.room = room;
+      r.at_layer.assign(layers, Refusals::Answer::unknown);
+    }
+    for (std::uint32_t layer = first; layer < layers; ++layer) {
+      auto& answer = r.at_layer[layer];
+      if (answer == Refusals::Answer::unknown)
+        answer = refuses_every_catch_up(view, layer, room, waiting) ? Refusals::Answer::refuses
+                                                                    : Refusals::Answer::may_catch_up;
+      if (answer == Refusals::Answer::may_catch_up) return layer;
+    }
+    return layers;
   }
 
   // The batch a network would start now: its oldest waiting samples, as many as the first batch
@@ -280,31 +291,40 @@ class ExitAware final : public CatchUpPolicy {
     double sample_ns = 0.0;                // expected time until one of its samples is done
   };
 
-  // Per network with waiting samples, the first batch of its DrainPlan: its oldest samples.
-  std::vector<Group> waiting_groups(const SchedulerView& view) {
-    std::vector<Group> groups;
-    std::vector<int> group_of(view.models.size(), -1);
-    std::vector<std::uint32_t> waiting(view.models.size(), 0);  // then: the first batch's size
-    for (std::uint32_t i = 0; i < view.queue.size(); ++i) {
-      const auto m = view.queue[i].model;
-      if (group_of[m] < 0) {
-        group_of[m] = static_cast<int>(groups.size());
-        groups.push_back({m, {}, 0.0, 0.0});
+  // Per network with waiting samples, in the order of their oldest, the first batch of its
+  // DrainPlan: its oldest samples. Built in buffers this policy keeps, so that a decision
+  // allocates nothing once they have grown; valid until the next call.
+  std::vector<Group>& waiting_groups(const SchedulerView& view) {
+    group_of_.assign(view.models.size(), -1);
+    waiting_.assign(view.models.size(), 0);  // then: the first batch's size
+    std::size_t count = 0;
+    for (const auto& s : view.queue) {
+      if (group_of_[s.model] < 0) group_of_[s.model] = static_cast<int>(count++);
+      ++waiting_[s.model];
+    }
+    groups_.resize(count);
+    for (std::uint32_t m = 0; m < group_of_.size(); ++m) {
+      if (group_of_[m] < 0) continue;
+      Group& g = groups_[static_cast<std::size_t>(group_of_[m])];
+      g.model = m;
+      g.positions.clear();
+      waiting_[m] = drain_plans_.of(view, m).first_batch(waiting_[m]);
+    }
+    std::size_t unfilled = count;
+    for (std::uint32_t i = 0; i < view.queue.size() && unfilled > 0; ++i) {
+      auto& g = groups_[static_cast<std::size_t>(group_of_[view.queue[i].model])];
+      if (g.positions.size() < waiting_[g.model]) {
+        g.positions.push_back(i);
+        if (g.positions.size() == waiting_[g.model]) --unfilled;
       }
-      ++waiting[m];
     }
-    for (auto& g : groups) waiting[g.model] = drain_plans_.of(view, g.model).first_batch(waiting[g.model]);
-    for (std::uint32_t i = 0; i < view.queue.size(); ++i) {
-      auto& g = groups[static_cast<std::size_t>(group_of[view.queue[i].model])];
-      if (g.positions.size() < waiting[g.model]) g.positions.push_back(i);
-    }
-    for (auto& g : groups) {
+    for (auto& g : groups_) {
       const auto size = static_cast<std::uint32_t>(g.positions.size());
       const ModelProfile& model = view.models[g.model];
       g.batch_ns = view.ns_per_cycle * static_cast<double>(model.remaining_cycles(0, size, prediction_));
       g.sample_ns = view.ns_per_cycle * model.sample_remaining_cycles(0, size, prediction_);
     }
-    return groups;
+    return groups_;
   }
 
   // Expected time per sample of the network's most efficient batch size.
@@ -330,11 +350,12 @@ class ExitAware final : public CatchUpPolicy {
   //     (the most samples completed per unit of time first); counting misses, a group whose
   //     samples would miss behind another goes first when that costs less.
   std::vector<std::uint32_t> batch_to_start(const SchedulerView& view) {
-    auto groups = waiting_groups(view);
+    auto& groups = waiting_groups(view);
     if (const SampleInfo* aged = most_urgent_aged_sample(view))
       for (auto& g : groups)
         if (g.model == aged->model) return std::move(g.positions);
-    std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
+    // One group needs no order (and stable_sort would allocate its buffer even so).
+    if (groups.size() > 1) std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
       return static_cast<double>(a.positions.size()) * b.batch_ns > static_cast<double>(b.positions.size()) * a.batch_ns;
     });
     if (groups.size() == 1 || !objective_.counts_misses()) return std::move(groups.front().positions);
@@ -399,7 +420,7 @@ class ExitAware final : public CatchUpPolicy {
 
     const Group* best = nullptr;
     double best_gain = 0.0;
-    const auto groups = waiting_groups(view);
+    const auto& groups = waiting_groups(view);
     for (const auto& g : groups) {
       if (g.model == running.model) continue;
       const double resumed_ns = now + overhead_ns + g.batch_ns + in_flight_ns;
@@ -445,8 +466,13 @@ class ExitAware final : public CatchUpPolicy {
   double blocking_window_ns_;
   // Memos, grown or filled by the const horizon too; neither changes an answer.
   mutable DrainPlans drain_plans_;
-  mutable std::array<Refusals, 64> refusals_;
+  mutable std::array<Refusals, 256> refusals_;
   std::vector<ArrivalRate> arrivals_;  // per network
+  // Buffers a decision reuses instead of allocating: choose's queued samples, waiting_groups'.
+  std::vector<std::uint32_t> queued_;
+  std::vector<Group> groups_;
+  std::vector<int> group_of_;
+  std::vector<std::uint32_t> waiting_;
 };
 
 }  // namespace
