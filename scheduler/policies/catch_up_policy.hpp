@@ -23,7 +23,7 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
     const std::uint32_t model = view.running->model;
     const std::uint32_t waiting = queued_count(view, model);
     const std::uint32_t room = catch_up_room(view, waiting);
-    if (room == 0) return Decision::keep_running();
+    if (room == 0 || surely_refuses(view, room, waiting)) return Decision::keep_running();
     const std::uint32_t take = choose(view, room, waiting);
     if (take == 0) return Decision::keep_running();
     return Decision::preempt(view.queued_of_model(model, take));
@@ -36,6 +36,10 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
  protected:
   // How many of the `waiting` queued samples of the running model to catch up, at most `room`.
   virtual std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) = 0;
+  // A shortcut a policy may know: true only where choose would answer 0, so it need not be asked.
+  virtual bool surely_refuses(const SchedulerView& /*view*/, std::uint32_t /*room*/, std::uint32_t /*waiting*/) const {
+    return false;
+  }
 
   // The deadline the in-flight samples must still meet: the earliest among those that make it
   // when nothing joins (samples already predicted late cannot be saved by refusing to merge),

@@ -11,6 +11,7 @@
 // a batch being suspended at most max_preemptions times.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 
 #include "scheduler/policies/builtin.hpp"
@@ -105,6 +106,13 @@ class ExitAware final : public CatchUpPolicy {
   }
 
  protected:
+  // The horizon's proof, asked of the boundary at hand: its answers for a batch, waiting count
+  // and room are mostly known already when a decision is asked.
+  bool surely_refuses(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) const override {
+    const std::uint32_t layer = view.running->next_layer;
+    return !objective_.counts_misses() && first_doubt(view, layer, room, waiting) > layer;
+  }
+
   // refuses_every_catch_up proves in advance where this answers 0: a change of rule here must
   // keep that proof true (tests/decision_skipping_test.cpp checks it over random scenarios).
   std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) override {
@@ -253,8 +261,8 @@ class ExitAware final : public CatchUpPolicy {
   // memo, which changes no answer. A layer is priced only when a horizon first reaches it.
   struct Refusals {
     std::uint32_t model = 0, batch = 0, waiting = 0, room = 0;
-    enum class Answer : std::uint8_t { unknown, refuses, may_catch_up };
-    std::vector<Answer> at_layer;  // empty until the entry is first used
+    // Bit l % 64 of word l / 64: the answer at layer l is known; it is "a catch-up may pay".
+    std::vector<std::uint64_t> known, may_catch_up;  // empty until the entry is first used
   };
   std::uint32_t first_doubt(const SchedulerView& view, std::uint32_t first, std::uint32_t room,
                             std::uint32_t waiting) const {
@@ -265,19 +273,32 @@ class ExitAware final : public CatchUpPolicy {
         refusals_.size();
     Refusals& r = refusals_[slot];
     const std::uint32_t layers = view.models[running.model].layer_count();
-    if (r.at_layer.empty() || r.model != running.model || r.batch != batch || r.waiting != waiting || r.room != room) {
+    if (r.known.empty() || r.model != running.model || r.batch != batch || r.waiting != waiting || r.room != room) {
       r.model = running.model;
       r.batch = batch;
       r.waiting = waiting;
       r.room = room;
-      r.at_layer.assign(layers, Refusals::Answer::unknown);
+      r.known.assign((layers + 63) / 64, 0);
+      r.may_catch_up.assign(r.known.size(), 0);
     }
-    for (std::uint32_t layer = first; layer < layers; ++layer) {
-      auto& answer = r.at_layer[layer];
-      if (answer == Refusals::Answer::unknown)
-        answer = refuses_every_catch_up(view, layer, room, waiting) ? Refusals::Answer::refuses
-                                                                    : Refusals::Answer::may_catch_up;
-      if (answer == Refusals::Answer::may_catch_up) return layer;
+    // Each step jumps to the next layer whose answer is unknown or a doubt.
+    for (std::uint32_t layer = first; layer < layers;) {
+      const std::size_t word = layer / 64;
+      const std::uint64_t open = (~r.known[word] | r.may_catch_up[word]) & (~std::uint64_t{0} << (layer % 64));
+      if (open == 0) {
+        layer = static_cast<std::uint32_t>(word + 1) * 64;
+        continue;
+      }
+      layer = static_cast<std::uint32_t>(word * 64 + static_cast<std::size_t>(std::countr_zero(open)));
+      if (layer >= layers) break;
+      const std::uint64_t bit = std::uint64_t{1} << (layer % 64);
+      if (r.known[word] & bit) return layer;
+      r.known[word] |= bit;
+      if (!refuses_every_catch_up(view, layer, room, waiting)) {
+        r.may_catch_up[word] |= bit;
+        return layer;
+      }
+      ++layer;
     }
     return layers;
   }
