@@ -2,12 +2,16 @@
 // never what happens: for every built-in policy, a run with skipping and one without it give
 // byte-identical summary.json and samples.csv, over random scenarios of one to four networks
 // that use every arrival process, light load and overload, both drop policies, and a range of
-// batch limits, preemption depths and context buffers.
+// batch limits, preemption depths and context buffers. Over the same kind of scenarios, every
+// boundary a policy's horizon covers is also asked, to check it would have kept running.
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -83,40 +87,64 @@ std::string arrival(int process, double hz) {
 }
 constexpr int arrival_processes = 6;
 
-TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
-  std::mt19937_64 rng(20261202);
+// A policy as the scenario's scheduler names it, with parameters set (YAML) or its defaults.
+struct PolicySetting {
+  std::string policy, parameters;
+};
+
+// Every built-in policy with its defaults, and exit_aware with each parameter that turns one
+// of the rules its horizon reasons about on or off, or reprices it.
+std::vector<PolicySetting> policy_settings(const scheduler::PolicyRegistry& registry) {
+  std::vector<PolicySetting> settings;
+  for (const auto& policy : registry.names()) settings.push_back({policy, ""});
+  for (const char* parameters : {"{objective: slo}", "{objective: blend}", "{cross_model: false}", "{exit_blind: true}",
+                                 "{max_preemptions: 1}", "{guard_deadlines: false, slack_ms: 0.5}"})
+    settings.push_back({"exit_aware", parameters});
+  return settings;
+}
+
+// Writes the next random scenario under `policy` (and its replay trace) into `dir`; returns its
+// YAML. One to four networks by `scenario_index`, every arrival process, light load to overload.
+std::string write_random_scenario(const std::filesystem::path& dir, std::mt19937_64& rng, int scenario_index,
+                                  const std::string& policy, const std::string& parameters) {
   const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); };
   const double loads[] = {0.4, 0.8, 1.5};
-  const int scenarios_per_policy = 6;
-  int scenario_index = 0;
-  for (const auto& policy : registry_.names()) {
-    std::uint64_t decisions = 0, asked = 0;
-    for (int k = 0; k < scenarios_per_policy; ++k, ++scenario_index) {
-      const int network_count = 1 + scenario_index % 4;
-      const double load = loads[pick(3)];
-      std::string devices, trace = "arrival_ns,device,model,exit\n";
-      for (int n = 0; n < network_count; ++n) {
-        const Network& network = networks[(scenario_index + n) % 4];
-        const int process = (scenario_index + n) % arrival_processes;
-        const double hz = network.full_load_hz * load / network_count;
-        devices += fmt::format("  - {{name: d{}, model: {}, arrival: {}, {}}}\n", n, network.name, arrival(process, hz),
-                               pick(2) ? fmt::format("slo_ms: {}", 1 + pick(30)) : fmt::format("slo_factor: {}", 2 + pick(8)));
-        if (process == arrival_processes - 1) {
-          std::int64_t t = 0;
-          for (int i = 0; i < 300; ++i) {
-            t += static_cast<std::int64_t>(1e9 / hz * (0.2 + 1.6 * static_cast<double>(pick(1000)) / 1000.0));
-            trace += fmt::format("{},d{},{},\n", t, n, network.name);
-          }
-        }
+  const int network_count = 1 + scenario_index % 4;
+  const double load = loads[pick(3)];
+  std::string devices, trace = "arrival_ns,device,model,exit\n";
+  for (int n = 0; n < network_count; ++n) {
+    const Network& network = networks[(scenario_index + n) % 4];
+    const int process = (scenario_index + n) % arrival_processes;
+    const double hz = network.full_load_hz * load / network_count;
+    devices += fmt::format("  - {{name: d{}, model: {}, arrival: {}, {}}}\n", n, network.name, arrival(process, hz),
+                           pick(2) ? fmt::format("slo_ms: {}", 1 + pick(30)) : fmt::format("slo_factor: {}", 2 + pick(8)));
+    if (process == arrival_processes - 1) {
+      std::int64_t t = 0;
+      for (int i = 0; i < 300; ++i) {
+        t += static_cast<std::int64_t>(1e9 / hz * (0.2 + 1.6 * static_cast<double>(pick(1000)) / 1000.0));
+        trace += fmt::format("{},d{},{},\n", t, n, network.name);
       }
-      std::ofstream(dir_ / "trace.csv") << trace;
-      const std::string yaml = fmt::format(
-          "name: skipping{}\ndevices:\n{}scheduler: {{policy: {}, max_batch: {}}}\n"
-          "serving: {{fifo_capacity: {}, drop: {}, preemption_depth: {}, context_buffer_kib: {}}}\n"
-          "simulation: {{seed: {}, samples: 600}}\n",
-          scenario_index, devices, policy, 1 + pick(16), 8 + pick(300), pick(2) ? "newest" : "oldest", pick(4),
-          pick(2) ? 0 : 64, scenario_index);
-      std::ofstream(dir_ / "scenario.yaml") << yaml;
+    }
+  }
+  std::ofstream(dir / "trace.csv") << trace;
+  const std::string yaml = fmt::format(
+      "name: skipping{}\ndevices:\n{}scheduler: {{policy: {}, max_batch: {}{}}}\n"
+      "serving: {{fifo_capacity: {}, drop: {}, preemption_depth: {}, context_buffer_kib: {}}}\n"
+      "simulation: {{seed: {}, samples: 600}}\n",
+      scenario_index, devices, policy, 1 + pick(16), parameters.empty() ? "" : fmt::format(", {}: {}", policy, parameters),
+      8 + pick(300), pick(2) ? "newest" : "oldest", pick(4), pick(2) ? 0 : 64, scenario_index);
+  std::ofstream(dir / "scenario.yaml") << yaml;
+  return yaml;
+}
+constexpr int scenarios_per_setting = 6;
+
+TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
+  std::mt19937_64 rng(20261202);
+  int scenario_index = 0;
+  for (const auto& [policy, parameters] : policy_settings(registry_)) {
+    std::uint64_t decisions = 0, asked = 0;
+    for (int k = 0; k < scenarios_per_setting; ++k, ++scenario_index) {
+      const std::string yaml = write_random_scenario(dir_, rng, scenario_index, policy, parameters);
       SCOPED_TRACE(yaml);
       const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
       const Outcome skipping = run(scenario, true);
@@ -131,7 +159,104 @@ TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
       asked += skipping.asked;
     }
     // Every built-in policy declares a horizon, and at these loads it covers some boundaries.
-    EXPECT_LT(asked, decisions) << policy;
+    EXPECT_LT(asked, decisions) << policy << " " << parameters;
+  }
+}
+
+// Checks a policy's horizons directly, where equal bytes could hide a broken promise: it hands
+// the engine a horizon of one boundary, so that every boundary is asked, keeps the wrapped
+// policy's horizon as the engine would (from each decision the engine would have asked), and
+// at every boundary that horizon covers, counts whether the wrapped policy answers keep_running.
+class HorizonChecker final : public scheduler::Policy, public scheduler::DecisionHorizon {
+ public:
+  struct Tally {
+    std::uint64_t covered = 0, broken = 0;
+  };
+  HorizonChecker(std::unique_ptr<scheduler::Policy> wrapped, Tally& tally)
+      : wrapped_(std::move(wrapped)),
+        wrapped_horizon_(dynamic_cast<const scheduler::DecisionHorizon*>(wrapped_.get())),
+        tally_(tally) {}
+
+  void observe_arrival(const scheduler::SchedulerView& view, const scheduler::SampleInfo& sample) override {
+    arrived_ = true;
+    wrapped_->observe_arrival(view, sample);
+  }
+
+  scheduler::Decision decide(const scheduler::SchedulerView& view) override {
+    last_covered_ = covers(view);
+    if (!last_covered_) promise_.reset();
+    scheduler::Decision decision = wrapped_->decide(view);
+    if (last_covered_) {
+      ++tally_.covered;
+      if (decision.kind != scheduler::Decision::Kind::run) ++tally_.broken;
+    }
+    return decision;
+  }
+
+  scheduler::Horizon horizon(const scheduler::SchedulerView& view) const override {
+    if (!last_covered_ && wrapped_horizon_) {
+      promise_ = wrapped_horizon_->horizon(view);
+      const scheduler::BatchInfo& running = *view.running;
+      promised_batch_ = {running.model, running.next_layer, {}, running.merges, running.merge_layer,
+                         running.preemptions};
+      promised_size_ = running.samples.size();
+      arrived_ = false;
+    }
+    return scheduler::Horizon::next_boundary(view);
+  }
+
+ private:
+  // Whether the engine, skipping, would not have asked at this boundary: the batch the promise
+  // was made for runs on without a merge or resume, short of the promised layer, and nothing
+  // the promise wakes on has happened.
+  bool covers(const scheduler::SchedulerView& view) const {
+    if (!promise_ || !view.running || view.trigger == scheduler::Trigger::batch_completed) return false;
+    const scheduler::BatchInfo& running = *view.running;
+    if (running.model != promised_batch_.model || running.merges != promised_batch_.merges ||
+        running.merge_layer != promised_batch_.merge_layer || running.preemptions != promised_batch_.preemptions ||
+        running.samples.size() > promised_size_ || running.next_layer <= promised_batch_.next_layer)
+      return false;
+    if (promised_batch_.merges && running.next_layer == promised_batch_.merge_layer) return false;
+    if (promise_->wake_on_arrival && arrived_) return false;
+    if (promise_->wake_on_exit && running.samples.size() < promised_size_) return false;
+    return running.next_layer < promise_->until_layer;
+  }
+
+  std::unique_ptr<scheduler::Policy> wrapped_;
+  const scheduler::DecisionHorizon* wrapped_horizon_;
+  Tally& tally_;
+  bool last_covered_ = false;
+  mutable bool arrived_ = false;
+  mutable std::optional<scheduler::Horizon> promise_;
+  mutable scheduler::BatchInfo promised_batch_;
+  mutable std::size_t promised_size_ = 0;
+};
+
+TEST_F(DecisionSkipping, EveryBoundaryAHorizonCoversWouldKeepRunning) {
+  HorizonChecker::Tally tally;
+  std::vector<scheduler::PolicyInfo> checked;
+  for (const auto& info : registry_.policies()) {
+    scheduler::PolicyInfo wrapper = info;
+    wrapper.name = "checked_" + info.name;
+    wrapper.create = [create = info.create, &tally](const scheduler::ParameterValues& p) {
+      return std::make_unique<HorizonChecker>(create(p), tally);
+    };
+    checked.push_back(std::move(wrapper));
+  }
+  for (auto& wrapper : checked) registry_.add(std::move(wrapper));
+  std::mt19937_64 rng(20261203);
+  int scenario_index = 0;
+  for (const auto& [policy, parameters] : policy_settings(registry_)) {
+    if (policy.starts_with("checked_")) continue;
+    tally = {};
+    for (int k = 0; k < scenarios_per_setting; ++k, ++scenario_index) {
+      const std::string yaml = write_random_scenario(dir_, rng, scenario_index, "checked_" + policy, parameters);
+      SCOPED_TRACE(yaml);
+      const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+      sim::run_serving(scenario, registry_, {}, {}, {.skip_decisions = true});
+    }
+    EXPECT_EQ(tally.broken, 0u) << policy << " " << parameters << ": " << tally.covered << " covered";
+    EXPECT_GT(tally.covered, 0u) << policy << " " << parameters;
   }
 }
 

@@ -21,10 +21,9 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
     }
     // Counted, not listed: most boundaries merge nothing, and then nothing is allocated.
     const std::uint32_t model = view.running->model;
-    const auto waiting = static_cast<std::uint32_t>(
-        std::count_if(view.queue.begin(), view.queue.end(), [&](const SampleInfo& s) { return s.model == model; }));
+    const std::uint32_t waiting = queued_count(view, model);
     const std::uint32_t room = catch_up_room(view, waiting);
-    if (room == 0) return Decision::keep_running();
+    if (room == 0 || surely_refuses(view, room, waiting)) return Decision::keep_running();
     const std::uint32_t take = choose(view, room, waiting);
     if (take == 0) return Decision::keep_running();
     return Decision::preempt(view.queued_of_model(model, take));
@@ -37,6 +36,10 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
  protected:
   // How many of the `waiting` queued samples of the running model to catch up, at most `room`.
   virtual std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) = 0;
+  // A shortcut a policy may know: true only where choose would answer 0, so it need not be asked.
+  virtual bool surely_refuses(const SchedulerView& /*view*/, std::uint32_t /*room*/, std::uint32_t /*waiting*/) const {
+    return false;
+  }
 
   // The deadline the in-flight samples must still meet: the earliest among those that make it
   // when nothing joins (samples already predicted late cannot be saved by refusing to merge),
@@ -51,6 +54,11 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
   }
 
   double slack_ns() const { return slack_ns_; }
+
+  static std::uint32_t queued_count(const SchedulerView& view, std::uint32_t model) {
+    return static_cast<std::uint32_t>(
+        std::count_if(view.queue.begin(), view.queue.end(), [&](const SampleInfo& s) { return s.model == model; }));
+  }
 
  private:
   double slack_ns_;

@@ -9,6 +9,14 @@ std::vector<std::uint32_t> oldest_model_batch(const SchedulerView& view, std::si
   return view.queued_of_model(view.queue.front().model, limit);
 }
 
+const std::vector<std::uint32_t>& queued_of_model(const SchedulerView& view, std::uint32_t model, std::size_t limit,
+                                                  std::vector<std::uint32_t>& out) {
+  out.clear();
+  for (std::uint32_t i = 0; i < view.queue.size() && out.size() < limit; ++i)
+    if (view.queue[i].model == model) out.push_back(i);
+  return out;
+}
+
 CatchUpEstimate estimate_catch_up(const SchedulerView& view, std::uint32_t take, std::uint32_t waiting,
                                   Prediction prediction) {
   const BatchInfo& running = *view.running;

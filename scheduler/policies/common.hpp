@@ -15,6 +15,11 @@ namespace npusim::scheduler::policies {
 // Empty when the queue is.
 std::vector<std::uint32_t> oldest_model_batch(const SchedulerView& view, std::size_t limit);
 
+// SchedulerView::queued_of_model written into `out`, whose memory is reused, so that a decision
+// need not allocate; returns `out`.
+const std::vector<std::uint32_t>& queued_of_model(const SchedulerView& view, std::uint32_t model, std::size_t limit,
+                                                  std::vector<std::uint32_t>& out);
+
 // The expected outcome of catching up `take` queued samples into the running batch now.
 struct CatchUpEstimate {
   // Expected completion of an in-flight sample of the running batch, from now.

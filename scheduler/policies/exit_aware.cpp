@@ -10,6 +10,8 @@
 //    waited long enough to be worth a preemption's fixed cost),
 // a batch being suspended at most max_preemptions times.
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 
 #include "scheduler/policies/builtin.hpp"
@@ -71,9 +73,50 @@ class ExitAware final : public CatchUpPolicy {
     return preempt_for_other_model(view);
   }
 
+  // How long keep_running stands. Between a decision and the next arrival or exit, the only
+  // inputs of decide that move are the layer, the clock and the context-save overhead: the
+  // queue, the batch, the registers and the arrival rates stay as they are (observe_arrival is
+  // the only change to this policy's state, and skipped decisions change nothing). So it
+  // promises keep_running where that holds at any clock and any overhead:
+  //  - with the batch's preemptions at max_preemptions, until the batch changes;
+  //  - with nothing of the running network waiting, until an arrival;
+  //  - with no merge room, until an arrival or an exit (which frees room);
+  //  - otherwise, under the mean objective, up to the first layer where some catch-up plan
+  //    might pay (refuses_every_catch_up).
+  // Another network's waiting group is weighed against the clock (its patience, its wait), so
+  // with cross_model on and such a group waiting it is asked at the next boundary, as it is
+  // under the slo and blend objectives, whose misses move with the clock, while a catch-up is
+  // possible.
+  Horizon horizon(const SchedulerView& view) const override {
+    if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
+    const BatchInfo& running = *view.running;
+    if (running.preemptions >= max_preemptions_) return Horizon::until_batch_changes();
+    if (cross_model_ && std::any_of(view.queue.begin(), view.queue.end(),
+                                    [&](const SampleInfo& s) { return s.model != running.model; }))
+      return Horizon::next_boundary(view);
+    const std::uint32_t waiting = queued_count(view, running.model);
+    if (waiting == 0) return Horizon::until_arrival();
+    const std::uint32_t room = std::min(waiting, view.merge_room);
+    if (room == 0) return Horizon::until_arrival_or_exit();
+    if (objective_.counts_misses()) return Horizon::next_boundary(view);
+    const std::uint32_t layers = view.models[running.model].layer_count();
+    const std::uint32_t first = running.next_layer + 1;
+    const std::uint32_t doubt = first_doubt(view, first, room, waiting);
+    return doubt >= layers ? Horizon::until_arrival_or_exit() : Horizon{doubt, true, true};
+  }
+
  protected:
+  // The horizon's proof, asked of the boundary at hand: its answers for a batch, waiting count
+  // and room are mostly known already when a decision is asked.
+  bool surely_refuses(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) const override {
+    const std::uint32_t layer = view.running->next_layer;
+    return !objective_.counts_misses() && first_doubt(view, layer, room, waiting) > layer;
+  }
+
+  // refuses_every_catch_up proves in advance where this answers 0: a change of rule here must
+  // keep that proof true (tests/decision_skipping_test.cpp checks it over random scenarios).
   std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) override {
-    const auto queued = view.queued_of_model(view.running->model, waiting);
+    const auto& queued = queued_of_model(view, view.running->model, waiting, queued_);
     const auto alone = estimate_catch_up(view, 0, waiting, prediction_);
     const double deadline = in_flight_deadline(view, alone.in_flight_completion_ns);
     const auto now = static_cast<double>(view.now_ns);
@@ -160,13 +203,10 @@ class ExitAware final : public CatchUpPolicy {
   // objective counts them: the in-flight and the caught-up samples finish together; the rest of
   // the network's queue drains, as its DrainPlan says, after the merged batch.
   double catch_up_cost(const SchedulerView& view, const std::vector<std::uint32_t>& queued, std::uint32_t take,
-                       const CatchUpEstimate& plan) {
+                       const CatchUpEstimate& plan) const {
     DrainPlan& drain = drain_plans_.of(view, view.running->model);
     const auto left = static_cast<std::uint32_t>(queued.size()) - take;
-    const double left_as_one_batch_ns = left * (plan.left_completion_ns - plan.merged_end_ns);
-    const double total_ns =
-        plan.total_latency_ns - left_as_one_batch_ns + view.ns_per_cycle * drain.total_cycles(left);
-    double cost = objective_.latency_weight * total_ns;
+    double cost = objective_.latency_weight * catch_up_latency_ns(view, drain, left, plan);
     if (!objective_.counts_misses()) return cost;
     const auto now = static_cast<double>(view.now_ns);
     for (const auto& s : view.running->samples) cost += objective_.miss_cost(s, now + plan.in_flight_completion_ns);
@@ -179,6 +219,90 @@ class ExitAware final : public CatchUpPolicy {
     return cost;
   }
 
+  // The expected total latency of a catch-up plan that leaves `left` samples of the network
+  // queued: the plan's, with those samples draining as `drain` says instead of as one batch.
+  double catch_up_latency_ns(const SchedulerView& view, DrainPlan& drain, std::uint32_t left,
+                             const CatchUpEstimate& plan) const {
+    const double left_as_one_batch_ns = left * (plan.left_completion_ns - plan.merged_end_ns);
+    return plan.total_latency_ns - left_as_one_batch_ns + view.ns_per_cycle * drain.total_cycles(left);
+  }
+
+  // Whether choose, asked under the mean objective with the running batch about to run `layer`
+  // and the queue, batch and registers of `view`, answers 0 whatever the clock and the overhead
+  // then. Each plan is priced as choose prices it but without the context-save overhead. The
+  // overhead o only adds to a catch-up plan's latency (exactly: ns_per_cycle * o for every
+  // sample it delays) and is no part of the plan without a catch-up, so a plan dearer than that
+  // one without o is dearer with it. The margin, 1e-9 of the cost, is far above the rounding
+  // of either sum (a few parts in 1e16), so dearer here is dearer in choose. Nothing else choose
+  // weighs can make a dearer plan win: the deadline guard only rules plans out, the stretch for
+  // other networks' load scales both sides alike, and the blocking price is never negative.
+  bool refuses_every_catch_up(const SchedulerView& view, std::uint32_t layer, std::uint32_t room,
+                              std::uint32_t waiting) const {
+    BatchInfo running = *view.running;
+    running.next_layer = layer;
+    SchedulerView at_layer = view;
+    at_layer.running = &running;
+    at_layer.preemption_overhead_cycles = 0;
+    DrainPlan& drain = drain_plans_.of(view, running.model);
+    const double alone_ns = catch_up_latency_ns(at_layer, drain, waiting, estimate_catch_up(at_layer, 0, waiting, prediction_));
+    for (const std::uint32_t j : catch_up_candidates(room)) {
+      if (j == 0) continue;
+      const double plan_ns =
+          catch_up_latency_ns(at_layer, drain, waiting - j, estimate_catch_up(at_layer, j, waiting, prediction_));
+      if (!(plan_ns > alone_ns + 1e-9 * alone_ns)) return false;
+    }
+    return true;
+  }
+
+  // The first layer from `first` on at which refuses_every_catch_up does not hold, or the
+  // layer count. Its answer at a layer depends on nothing but the network, the in-flight batch
+  // size, the waiting count and the room, and the same few of those come back boundary after
+  // boundary, so each layer's answer is kept for them in a small table indexed by that key: a
+  // memo, which changes no answer. A layer is priced only when a horizon first reaches it.
+  struct Refusals {
+    std::uint32_t model = 0, batch = 0, waiting = 0, room = 0;
+    // Bit l % 64 of word l / 64: the answer at layer l is known; it is "a catch-up may pay".
+    std::vector<std::uint64_t> known, may_catch_up;  // empty until the entry is first used
+  };
+  std::uint32_t first_doubt(const SchedulerView& view, std::uint32_t first, std::uint32_t room,
+                            std::uint32_t waiting) const {
+    const BatchInfo& running = *view.running;
+    const auto batch = static_cast<std::uint32_t>(running.samples.size());
+    const std::size_t slot =
+        (std::size_t{running.model} * 0x9E3779B1u ^ batch * 0x85EBCA77u ^ waiting * 0xC2B2AE3Du ^ room * 0x27D4EB2Fu) %
+        refusals_.size();
+    Refusals& r = refusals_[slot];
+    const std::uint32_t layers = view.models[running.model].layer_count();
+    if (r.known.empty() || r.model != running.model || r.batch != batch || r.waiting != waiting || r.room != room) {
+      r.model = running.model;
+      r.batch = batch;
+      r.waiting = waiting;
+      r.room = room;
+      r.known.assign((layers + 63) / 64, 0);
+      r.may_catch_up.assign(r.known.size(), 0);
+    }
+    // Each step jumps to the next layer whose answer is unknown or a doubt.
+    for (std::uint32_t layer = first; layer < layers;) {
+      const std::size_t word = layer / 64;
+      const std::uint64_t open = (~r.known[word] | r.may_catch_up[word]) & (~std::uint64_t{0} << (layer % 64));
+      if (open == 0) {
+        layer = static_cast<std::uint32_t>(word + 1) * 64;
+        continue;
+      }
+      layer = static_cast<std::uint32_t>(word * 64 + static_cast<std::size_t>(std::countr_zero(open)));
+      if (layer >= layers) break;
+      const std::uint64_t bit = std::uint64_t{1} << (layer % 64);
+      if (r.known[word] & bit) return layer;
+      r.known[word] |= bit;
+      if (!refuses_every_catch_up(view, layer, room, waiting)) {
+        r.may_catch_up[word] |= bit;
+        return layer;
+      }
+      ++layer;
+    }
+    return layers;
+  }
+
   // The batch a network would start now: its oldest waiting samples, as many as the first batch
   // of its DrainPlan.
   struct Group {
@@ -188,31 +312,40 @@ class ExitAware final : public CatchUpPolicy {
     double sample_ns = 0.0;                // expected time until one of its samples is done
   };
 
-  // Per network with waiting samples, the first batch of its DrainPlan: its oldest samples.
-  std::vector<Group> waiting_groups(const SchedulerView& view) {
-    std::vector<Group> groups;
-    std::vector<int> group_of(view.models.size(), -1);
-    std::vector<std::uint32_t> waiting(view.models.size(), 0);  // then: the first batch's size
-    for (std::uint32_t i = 0; i < view.queue.size(); ++i) {
-      const auto m = view.queue[i].model;
-      if (group_of[m] < 0) {
-        group_of[m] = static_cast<int>(groups.size());
-        groups.push_back({m, {}, 0.0, 0.0});
+  // Per network with waiting samples, in the order of their oldest, the first batch of its
+  // DrainPlan: its oldest samples. Built in buffers this policy keeps, so that a decision
+  // allocates nothing once they have grown; valid until the next call.
+  std::vector<Group>& waiting_groups(const SchedulerView& view) {
+    group_of_.assign(view.models.size(), -1);
+    waiting_.assign(view.models.size(), 0);  // then: the first batch's size
+    std::size_t count = 0;
+    for (const auto& s : view.queue) {
+      if (group_of_[s.model] < 0) group_of_[s.model] = static_cast<int>(count++);
+      ++waiting_[s.model];
+    }
+    groups_.resize(count);
+    for (std::uint32_t m = 0; m < group_of_.size(); ++m) {
+      if (group_of_[m] < 0) continue;
+      Group& g = groups_[static_cast<std::size_t>(group_of_[m])];
+      g.model = m;
+      g.positions.clear();
+      waiting_[m] = drain_plans_.of(view, m).first_batch(waiting_[m]);
+    }
+    std::size_t unfilled = count;
+    for (std::uint32_t i = 0; i < view.queue.size() && unfilled > 0; ++i) {
+      auto& g = groups_[static_cast<std::size_t>(group_of_[view.queue[i].model])];
+      if (g.positions.size() < waiting_[g.model]) {
+        g.positions.push_back(i);
+        if (g.positions.size() == waiting_[g.model]) --unfilled;
       }
-      ++waiting[m];
     }
-    for (auto& g : groups) waiting[g.model] = drain_plans_.of(view, g.model).first_batch(waiting[g.model]);
-    for (std::uint32_t i = 0; i < view.queue.size(); ++i) {
-      auto& g = groups[static_cast<std::size_t>(group_of[view.queue[i].model])];
-      if (g.positions.size() < waiting[g.model]) g.positions.push_back(i);
-    }
-    for (auto& g : groups) {
+    for (auto& g : groups_) {
       const auto size = static_cast<std::uint32_t>(g.positions.size());
       const ModelProfile& model = view.models[g.model];
       g.batch_ns = view.ns_per_cycle * static_cast<double>(model.remaining_cycles(0, size, prediction_));
       g.sample_ns = view.ns_per_cycle * model.sample_remaining_cycles(0, size, prediction_);
     }
-    return groups;
+    return groups_;
   }
 
   // Expected time per sample of the network's most efficient batch size.
@@ -238,11 +371,12 @@ class ExitAware final : public CatchUpPolicy {
   //     (the most samples completed per unit of time first); counting misses, a group whose
   //     samples would miss behind another goes first when that costs less.
   std::vector<std::uint32_t> batch_to_start(const SchedulerView& view) {
-    auto groups = waiting_groups(view);
+    auto& groups = waiting_groups(view);
     if (const SampleInfo* aged = most_urgent_aged_sample(view))
       for (auto& g : groups)
         if (g.model == aged->model) return std::move(g.positions);
-    std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
+    // One group needs no order (and stable_sort would allocate its buffer even so).
+    if (groups.size() > 1) std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
       return static_cast<double>(a.positions.size()) * b.batch_ns > static_cast<double>(b.positions.size()) * a.batch_ns;
     });
     if (groups.size() == 1 || !objective_.counts_misses()) return std::move(groups.front().positions);
@@ -307,7 +441,7 @@ class ExitAware final : public CatchUpPolicy {
 
     const Group* best = nullptr;
     double best_gain = 0.0;
-    const auto groups = waiting_groups(view);
+    const auto& groups = waiting_groups(view);
     for (const auto& g : groups) {
       if (g.model == running.model) continue;
       const double resumed_ns = now + overhead_ns + g.batch_ns + in_flight_ns;
@@ -351,8 +485,15 @@ class ExitAware final : public CatchUpPolicy {
   double max_wait_slos_;
   double patience_;
   double blocking_window_ns_;
-  DrainPlans drain_plans_;
+  // Memos, grown or filled by the const horizon too; neither changes an answer.
+  mutable DrainPlans drain_plans_;
+  mutable std::array<Refusals, 256> refusals_;
   std::vector<ArrivalRate> arrivals_;  // per network
+  // Buffers a decision reuses instead of allocating: choose's queued samples, waiting_groups'.
+  std::vector<std::uint32_t> queued_;
+  std::vector<Group> groups_;
+  std::vector<int> group_of_;
+  std::vector<std::uint32_t> waiting_;
 };
 
 }  // namespace
