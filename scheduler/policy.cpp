@@ -38,9 +38,40 @@ Horizon Horizon::only_legal_answer(const SchedulerView& view) {
 
 std::vector<std::uint32_t> SchedulerView::queued_of_model(std::uint32_t model, std::size_t limit) const {
   std::vector<std::uint32_t> out;
+  queued_of_model(model, limit, out);
+  return out;
+}
+
+void SchedulerView::queued_of_model(std::uint32_t model, std::size_t limit, std::vector<std::uint32_t>& out) const {
+  out.clear();
+  if (uses_index()) return queue_index->oldest(model, limit, out);
   for (std::uint32_t i = 0; i < queue.size() && out.size() < limit; ++i)
     if (queue[i].model == model) out.push_back(i);
-  return out;
+}
+
+std::uint32_t SchedulerView::waiting_of_model(std::uint32_t model) const {
+  if (queue_index) return queue_index->waiting(model);
+  return static_cast<std::uint32_t>(
+      std::count_if(queue.begin(), queue.end(), [&](const SampleInfo& s) { return s.model == model; }));
+}
+
+std::uint32_t SchedulerView::most_urgent() const {
+  if (uses_index()) return queue_index->most_urgent();
+  std::uint32_t best = 0;
+  for (std::uint32_t i = 1; i < queue.size(); ++i)
+    if (queue[i].deadline_ns < queue[best].deadline_ns) best = i;
+  return best;
+}
+
+void SchedulerView::earliest_due(std::uint32_t model, std::int64_t before, std::size_t limit,
+                                 std::vector<std::uint32_t>& out) const {
+  out.clear();
+  if (uses_index()) return queue_index->earliest_due(model, before, limit, out);
+  for (std::uint32_t i = 0; i < queue.size(); ++i)
+    if (queue[i].model == model && queue[i].deadline_ns < before) out.push_back(i);
+  std::stable_sort(out.begin(), out.end(),
+                   [&](std::uint32_t a, std::uint32_t b) { return queue[a].deadline_ns < queue[b].deadline_ns; });
+  if (out.size() > limit) out.resize(limit);
 }
 
 }  // namespace npusim::scheduler

@@ -84,6 +84,30 @@ enum class Trigger {
 };
 std::string to_string(Trigger trigger);
 
+// What the engine keeps up to date about the waiting queue as samples come and go, so that a
+// decision need not scan it (docs/policies.md, "The queue index"). Positions are into
+// SchedulerView::queue. Every answer is the one a scan of the queue gives. Cost: O(d log n) for
+// d devices and n waiting samples, plus O(d + log n) for each position listed.
+// Contract: valid only during the decision whose view holds it.
+class QueueIndex {
+ public:
+  virtual ~QueueIndex() = default;
+  // Waiting samples of `model`.
+  virtual std::uint32_t waiting(std::uint32_t model) const = 0;
+  // The position of the waiting sample with the earliest deadline, the oldest of equals; the
+  // queue must not be empty.
+  virtual std::uint32_t most_urgent() const = 0;
+  // Appends to `out` the position of each device's oldest waiting sample, by device index.
+  // Within a device, arrivals and deadlines only grow, so this is also its most urgent one.
+  virtual void device_heads(std::vector<std::uint32_t>& out) const = 0;
+  // Appends to `out` the positions of the oldest `limit` waiting samples of `model`, oldest first.
+  virtual void oldest(std::uint32_t model, std::size_t limit, std::vector<std::uint32_t>& out) const = 0;
+  // Appends to `out` the positions of the waiting samples of `model` due before `before`,
+  // earliest deadline first (the oldest of equals), at most `limit`.
+  virtual void earliest_due(std::uint32_t model, std::int64_t before, std::size_t limit,
+                            std::vector<std::uint32_t>& out) const = 0;
+};
+
 struct SchedulerView {
   std::int64_t now_ns = 0;
   Trigger trigger = Trigger::arrival;
@@ -103,9 +127,26 @@ struct SchedulerView {
   // Null unless the policy is registered as analysis only (PolicyInfo::analysis_only).
   Oracle* oracle = nullptr;
 
+  // The engine's index of `queue`; null in views built by hand, where the helpers below scan.
+  // Last, so that the members before it keep their places for plugins built before it existed.
+  const QueueIndex* queue_index = nullptr;
+  // Up to this many waiting samples a scan costs less than the index, and gives the same answers.
+  static constexpr std::size_t scan_below = 64;
+  // Whether the helpers below ask the index rather than scan.
+  bool uses_index() const { return queue_index && queue.size() > scan_below; }
+
   std::int64_t ns_from_cycles(double cycles) const;
   // Positions in `queue` of the waiting samples of `model`, oldest first, at most `limit`.
   std::vector<std::uint32_t> queued_of_model(std::uint32_t model, std::size_t limit) const;
+  // The same, written into `out` (cleared first), whose memory a policy may reuse.
+  void queued_of_model(std::uint32_t model, std::size_t limit, std::vector<std::uint32_t>& out) const;
+  std::uint32_t waiting_of_model(std::uint32_t model) const;
+  // The position of the waiting sample with the earliest deadline, the oldest of equals; the
+  // queue must not be empty.
+  std::uint32_t most_urgent() const;
+  // Positions of the waiting samples of `model` due before `before`, earliest deadline first
+  // (the oldest of equals), at most `limit`, written into `out` (cleared first).
+  void earliest_due(std::uint32_t model, std::int64_t before, std::size_t limit, std::vector<std::uint32_t>& out) const;
 };
 
 // A policy's answer. The engine checks it and throws PolicyError when it breaks a rule:

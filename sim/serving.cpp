@@ -356,6 +356,7 @@ SC_MODULE(ServingSystem) {
     v.now_ns = now_ps() / 1000;
     v.trigger = trigger;
     v.queue = queue_.samples();
+    v.queue_index = &queue_;
     v.running = nullptr;
     v.preemption_overhead_cycles = 0;
     if (running_) {

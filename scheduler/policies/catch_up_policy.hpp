@@ -56,8 +56,7 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
   double slack_ns() const { return slack_ns_; }
 
   static std::uint32_t queued_count(const SchedulerView& view, std::uint32_t model) {
-    return static_cast<std::uint32_t>(
-        std::count_if(view.queue.begin(), view.queue.end(), [&](const SampleInfo& s) { return s.model == model; }));
+    return view.waiting_of_model(model);
   }
 
  private:

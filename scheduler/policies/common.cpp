@@ -11,9 +11,7 @@ std::vector<std::uint32_t> oldest_model_batch(const SchedulerView& view, std::si
 
 const std::vector<std::uint32_t>& queued_of_model(const SchedulerView& view, std::uint32_t model, std::size_t limit,
                                                   std::vector<std::uint32_t>& out) {
-  out.clear();
-  for (std::uint32_t i = 0; i < view.queue.size() && out.size() < limit; ++i)
-    if (view.queue[i].model == model) out.push_back(i);
+  view.queued_of_model(model, limit, out);
   return out;
 }
 

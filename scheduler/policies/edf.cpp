@@ -13,22 +13,14 @@ namespace {
 std::vector<std::uint32_t> by_deadline(const SchedulerView& view, std::uint32_t model, std::int64_t before,
                                        std::size_t limit) {
   std::vector<std::uint32_t> out;
-  for (std::uint32_t i = 0; i < view.queue.size(); ++i)
-    if (view.queue[i].model == model && view.queue[i].deadline_ns < before) out.push_back(i);
-  std::stable_sort(out.begin(), out.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return view.queue[a].deadline_ns < view.queue[b].deadline_ns;
-  });
-  if (out.size() > limit) out.resize(limit);
+  view.earliest_due(model, before, limit, out);
   return out;
 }
 
 class Edf final : public Policy, public DecisionHorizon {
  public:
   // The waiting sample with the earliest deadline (the first of equals); the queue is not empty.
-  static auto most_urgent(const SchedulerView& view) {
-    return std::min_element(view.queue.begin(), view.queue.end(),
-                            [](const auto& a, const auto& b) { return a.deadline_ns < b.deadline_ns; });
-  }
+  static const SampleInfo* most_urgent(const SchedulerView& view) { return &view.queue[view.most_urgent()]; }
 
   Decision decide(const SchedulerView& view) override {
     if (view.queue.empty()) return view.running ? Decision::keep_running() : Decision::idle();

@@ -91,10 +91,8 @@ class ExitAware final : public CatchUpPolicy {
     if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
     const BatchInfo& running = *view.running;
     if (running.preemptions >= max_preemptions_) return Horizon::until_batch_changes();
-    if (cross_model_ && std::any_of(view.queue.begin(), view.queue.end(),
-                                    [&](const SampleInfo& s) { return s.model != running.model; }))
-      return Horizon::next_boundary(view);
     const std::uint32_t waiting = queued_count(view, running.model);
+    if (cross_model_ && waiting < view.queue.size()) return Horizon::next_boundary(view);
     if (waiting == 0) return Horizon::until_arrival();
     const std::uint32_t room = std::min(waiting, view.merge_room);
     if (room == 0) return Horizon::until_arrival_or_exit();
@@ -116,7 +114,9 @@ class ExitAware final : public CatchUpPolicy {
   // refuses_every_catch_up proves in advance where this answers 0: a change of rule here must
   // keep that proof true (tests/decision_skipping_test.cpp checks it over random scenarios).
   std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) override {
-    const auto& queued = queued_of_model(view, view.running->model, waiting, queued_);
+    // Positions are needed only to price misses; the mean objective needs the count alone.
+    const auto& queued =
+        objective_.counts_misses() ? queued_of_model(view, view.running->model, waiting, queued_) : no_positions_;
     const auto alone = estimate_catch_up(view, 0, waiting, prediction_);
     const double deadline = in_flight_deadline(view, alone.in_flight_completion_ns);
     const auto now = static_cast<double>(view.now_ns);
@@ -124,12 +124,12 @@ class ExitAware final : public CatchUpPolicy {
     // catch-up's own blocking of them does not stretch.
     const double stretch = 1.0 / (1.0 - others_load(view, view.running->model));
     std::uint32_t best = 0;
-    double best_cost = stretch * catch_up_cost(view, queued, 0, alone);
+    double best_cost = stretch * catch_up_cost(view, waiting, queued, 0, alone);
     for (const std::uint32_t j : catch_up_candidates(room)) {
       if (j == 0) continue;
       const auto plan = estimate_catch_up(view, j, waiting, prediction_);
       if (now + plan.in_flight_completion_ns > deadline) continue;
-      const double cost = stretch * catch_up_cost(view, queued, j, plan) + catch_up_blocking_cost(view, j);
+      const double cost = stretch * catch_up_cost(view, waiting, queued, j, plan) + catch_up_blocking_cost(view, j);
       // Ties go to the larger catch-up: the same cost with more samples served.
       if (cost <= best_cost) {
         best = j;
@@ -202,10 +202,11 @@ class ExitAware final : public CatchUpPolicy {
   // The expected total latency of a catch-up plan, plus the SLO misses it predicts when the
   // objective counts them: the in-flight and the caught-up samples finish together; the rest of
   // the network's queue drains, as its DrainPlan says, after the merged batch.
-  double catch_up_cost(const SchedulerView& view, const std::vector<std::uint32_t>& queued, std::uint32_t take,
-                       const CatchUpEstimate& plan) const {
+  // `queued` lists the `waiting` samples' positions when the objective counts misses.
+  double catch_up_cost(const SchedulerView& view, std::uint32_t waiting, const std::vector<std::uint32_t>& queued,
+                       std::uint32_t take, const CatchUpEstimate& plan) const {
     DrainPlan& drain = drain_plans_.of(view, view.running->model);
-    const auto left = static_cast<std::uint32_t>(queued.size()) - take;
+    const std::uint32_t left = waiting - take;
     double cost = objective_.latency_weight * catch_up_latency_ns(view, drain, left, plan);
     if (!objective_.counts_misses()) return cost;
     const auto now = static_cast<double>(view.now_ns);
@@ -316,29 +317,18 @@ class ExitAware final : public CatchUpPolicy {
   // DrainPlan: its oldest samples. Built in buffers this policy keeps, so that a decision
   // allocates nothing once they have grown; valid until the next call.
   std::vector<Group>& waiting_groups(const SchedulerView& view) {
-    group_of_.assign(view.models.size(), -1);
-    waiting_.assign(view.models.size(), 0);  // then: the first batch's size
     std::size_t count = 0;
-    for (const auto& s : view.queue) {
-      if (group_of_[s.model] < 0) group_of_[s.model] = static_cast<int>(count++);
-      ++waiting_[s.model];
+    for (std::uint32_t m = 0; m < view.models.size(); ++m) {
+      const std::uint32_t waiting = view.waiting_of_model(m);
+      if (waiting == 0) continue;
+      if (groups_.size() <= count) groups_.emplace_back();
+      Group& g = groups_[count++];
+      g.model = m;
+      view.queued_of_model(m, drain_plans_.of(view, m).first_batch(waiting), g.positions);
     }
     groups_.resize(count);
-    for (std::uint32_t m = 0; m < group_of_.size(); ++m) {
-      if (group_of_[m] < 0) continue;
-      Group& g = groups_[static_cast<std::size_t>(group_of_[m])];
-      g.model = m;
-      g.positions.clear();
-      waiting_[m] = drain_plans_.of(view, m).first_batch(waiting_[m]);
-    }
-    std::size_t unfilled = count;
-    for (std::uint32_t i = 0; i < view.queue.size() && unfilled > 0; ++i) {
-      auto& g = groups_[static_cast<std::size_t>(group_of_[view.queue[i].model])];
-      if (g.positions.size() < waiting_[g.model]) {
-        g.positions.push_back(i);
-        if (g.positions.size() == waiting_[g.model]) --unfilled;
-      }
-    }
+    std::sort(groups_.begin(), groups_.end(),
+              [](const Group& a, const Group& b) { return a.positions.front() < b.positions.front(); });
     for (auto& g : groups_) {
       const auto size = static_cast<std::uint32_t>(g.positions.size());
       const ModelProfile& model = view.models[g.model];
@@ -401,14 +391,23 @@ class ExitAware final : public CatchUpPolicy {
 
   // The waiting sample with the earliest deadline among those that have waited max_wait_slos
   // of their SLO; null if none has (or ageing is off).
-  const SampleInfo* most_urgent_aged_sample(const SchedulerView& view) const {
+  // With the engine's index only each device's oldest sample is looked at: a device's SLO is
+  // fixed, so its aged samples are its oldest ones, and the first of them is due first.
+  const SampleInfo* most_urgent_aged_sample(const SchedulerView& view) {
     if (max_wait_slos_ <= 0.0) return nullptr;
     const SampleInfo* aged = nullptr;
-    for (const auto& s : view.queue) {
+    const auto consider = [&](const SampleInfo& s) {
       const auto slo = static_cast<double>(s.deadline_ns - s.arrival_ns);
       if (static_cast<double>(view.now_ns - s.arrival_ns) >= max_wait_slos_ * slo &&
-          (!aged || s.deadline_ns < aged->deadline_ns))
+          (!aged || s.deadline_ns < aged->deadline_ns || (s.deadline_ns == aged->deadline_ns && &s < aged)))
         aged = &s;
+    };
+    if (view.uses_index()) {
+      heads_.clear();
+      view.queue_index->device_heads(heads_);
+      for (const auto p : heads_) consider(view.queue[p]);
+    } else {
+      for (const auto& s : view.queue) consider(s);
     }
     return aged;
   }
@@ -425,9 +424,7 @@ class ExitAware final : public CatchUpPolicy {
   Decision preempt_for_other_model(const SchedulerView& view) {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
-    if (std::none_of(view.queue.begin(), view.queue.end(),
-                     [&](const SampleInfo& s) { return s.model != running.model; }))
-      return Decision::keep_running();
+    if (queued_count(view, running.model) == view.queue.size()) return Decision::keep_running();
     const auto in_flight = static_cast<std::uint32_t>(running.samples.size());
     const ModelProfile& model = view.models[running.model];
     const auto now = static_cast<double>(view.now_ns);
@@ -492,8 +489,8 @@ class ExitAware final : public CatchUpPolicy {
   // Buffers a decision reuses instead of allocating: choose's queued samples, waiting_groups'.
   std::vector<std::uint32_t> queued_;
   std::vector<Group> groups_;
-  std::vector<int> group_of_;
-  std::vector<std::uint32_t> waiting_;
+  std::vector<std::uint32_t> heads_;         // each device's oldest waiting sample
+  const std::vector<std::uint32_t> no_positions_;
 };
 
 }  // namespace
