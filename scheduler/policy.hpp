@@ -15,8 +15,11 @@
 namespace npusim::scheduler {
 
 // Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
-// registry.hpp changes its layout, so a plugin built against other headers is refused.
-inline constexpr int policy_api_version = 2;
+// registry.hpp changes its layout, so a plugin built against other headers is refused. A change
+// that only appends (3: SchedulerView::queue_index) keeps the older plugins loading: they read
+// nothing past what they knew. A plugin built for 3 is refused by an npusim of 2.
+inline constexpr int policy_api_version = 3;
+inline constexpr int oldest_loadable_policy_api_version = 2;
 
 inline constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
 
@@ -214,7 +217,7 @@ struct Horizon {
 // Optional, beside Policy: a policy that can tell in advance how long it keeps running a
 // batch. The engine finds it with dynamic_cast; a policy without it (every plugin built
 // against policy API 2 before this interface existed) is asked at every boundary. Adding it
-// changed no layout, so policy_api_version stays 2.
+// changed no layout.
 // Contract:
 //  - horizon is called right after a decision that leaves a batch running (run, start or
 //    preempt), with the view of the state that decision left: the batch about to run

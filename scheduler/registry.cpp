@@ -62,9 +62,9 @@ void PolicyRegistry::load_plugin(const std::filesystem::path& library) {
   if (!version || !register_fn)
     throw PolicyError(fmt::format("policy plugin {} does not export npusim_policy_api_version and "
                                   "npusim_register_policies (use NPUSIM_POLICY_PLUGIN)", file));
-  if (version() != policy_api_version)
-    throw PolicyError(fmt::format("policy plugin {} was built for policy API {}, this npusim has {}: rebuild it",
-                                  file, version(), policy_api_version));
+  if (version() < oldest_loadable_policy_api_version || version() > policy_api_version)
+    throw PolicyError(fmt::format("policy plugin {} was built for policy API {}, this npusim loads {} to {}: rebuild it",
+                                  file, version(), oldest_loadable_policy_api_version, policy_api_version));
   const std::size_t before = policies_.size();
   loading_ = file;
   // What the plugin registered, and any exception its code threw, must not outlive the library,

@@ -39,7 +39,8 @@ class PolicyRegistry {
   // Throws PolicyError if the name is taken or empty, or a parameter is declared twice.
   void add(PolicyInfo info);
   // Throws PolicyError (one line naming the file) if the library does not load, lacks the
-  // entry points, was built against another policy_api_version, registers a taken name, or
+  // entry points, was built for a policy API this npusim cannot load (older than
+  // oldest_loadable_policy_api_version or newer than policy_api_version), registers a taken name, or
   // registers an analysis-only policy: a plugin never gets the oracle.
   void load_plugin(const std::filesystem::path& library);
 

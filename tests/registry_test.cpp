@@ -52,11 +52,27 @@ TEST(PolicyRegistry, ChoiceParametersTakeOneWordOfTheirList) {
   EXPECT_THROW(scheduler::ParameterSpec::choice("objective", "fast", {"mean", "slo"}, ""), std::invalid_argument);
 }
 
+// API 3 only appended SchedulerView::queue_index, so a plugin built for 2 still loads and decides.
+TEST(PolicyRegistry, PluginsBuiltForTheOlderCompatibleApiStillLoad) {
+  scheduler::PolicyRegistry registry;
+  registry.load_plugin(NPUSIM_API_VERSION_2_PLUGIN);
+  scheduler::SchedulerView view;
+  const scheduler::SampleInfo waiting[] = {{1, 0, 100, 0, 0}};
+  view.queue = waiting;
+  const auto* info = registry.find("oldest_first_v2");
+  ASSERT_NE(info, nullptr);
+  auto policy = info->create(scheduler::ParameterValues(info->parameters, {}));
+  const auto d = policy->decide(view);
+  EXPECT_EQ(d.kind, scheduler::Decision::Kind::start);
+  EXPECT_EQ(d.queue_positions, (std::vector<std::uint32_t>{0}));
+}
+
 TEST(PolicyRegistry, BadPluginsAreNamed) {
   EXPECT_EQ(load_error(NPUSIM_WRONG_VERSION_PLUGIN),
             std::string("policy plugin ") + NPUSIM_WRONG_VERSION_PLUGIN +
-                " was built for policy API 999, this npusim has " + std::to_string(scheduler::policy_api_version) +
-                ": rebuild it");
+                " was built for policy API 999, this npusim loads " +
+                std::to_string(scheduler::oldest_loadable_policy_api_version) + " to " +
+                std::to_string(scheduler::policy_api_version) + ": rebuild it");
   EXPECT_EQ(load_error(NPUSIM_NO_ENTRY_PLUGIN),
             std::string("policy plugin ") + NPUSIM_NO_ENTRY_PLUGIN +
                 " does not export npusim_policy_api_version and npusim_register_policies (use NPUSIM_POLICY_PLUGIN)");
