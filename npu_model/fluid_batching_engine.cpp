@@ -140,6 +140,15 @@ void FbeRegisters::layer_done() {
   }
 }
 
+void FbeRegisters::layers_done(std::uint32_t n) {
+  if (n == 0) return;
+  if (merging_ && b_act_ > 0 && contexts_.back().layer > l_ && contexts_.back().layer < l_ + n)
+    throw FbeProtocolError(fmt::format("layers done: {} layers from l = {} pass the merge at l_old = {}", n, l_,
+                                       contexts_.back().layer));
+  l_ += n - 1;
+  layer_done();
+}
+
 void FbeRegisters::resume() {
   if (b_act_ != 0 || contexts_.empty())
     throw FbeProtocolError(fmt::format("resume: B_act is {} with {} suspended", b_act_, contexts_.size()));

@@ -58,6 +58,8 @@ class FbeProtocolError : public std::logic_error {
 //    layer 0.
 //  - early_exit(B_exit): B_exit samples leave at the current layer; B_act -= B_exit.
 //  - layer_done(): l += 1, then a catch-up run that reached l_old merges.
+//  - layers_done(n): n layer_done()s with no exit between them, in one step. A merge may only
+//    fall on the last of them.
 //  - resume(): when B_act is 0 (everybody left) and a batch is suspended, it comes back:
 //    B_act = B_old, l = l_old.
 // Violations (more exits than samples, more suspended batches than `depth`, a merged batch
@@ -69,6 +71,7 @@ class FbeRegisters {
   void preempt(std::uint32_t b_incr, bool merge = true, bool restart = false);
   void early_exit(std::uint32_t b_exit);
   void layer_done();
+  void layers_done(std::uint32_t n);
   void resume();
 
   std::uint32_t active_batch() const { return b_act_; }

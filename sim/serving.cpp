@@ -16,6 +16,7 @@
 #include "workloads/control_blocks.hpp"
 #include "npu_model/systemc_context.hpp"
 #include "sim/config_node.hpp"
+#include "sim/energy_ledger.hpp"
 #include "sim/waiting_queue.hpp"
 #include "traces/checked.hpp"
 
@@ -71,7 +72,59 @@ struct ModelRuntime {
   const LayerStep& step(std::uint32_t layer, std::uint32_t batch) const {
     return steps[std::size_t{layer} * (max_batch + 1) + batch];
   }
+  // Running sums of the steps at one batch size: entry `layer` of row `batch` holds what the
+  // layers before it take. A stretch of layers that no exit, merge or observer interrupts is
+  // planned and settled from two entries, however long it is. Times and MACs add modulo 2^64
+  // (a step too long for simulated time adds 0), so a difference is exact for any run of timed
+  // steps whose total fits; energy is counted exactly (sim/energy_ledger.hpp).
+  struct LayerSums {
+    std::uint64_t ps = 0, macs = 0;
+    EnergyCount energy;
+    Zeptojoules share_per_sample = 0;  // the energy divided evenly over the batch
+  };
+  std::vector<LayerSums> sums;  // [batch * (layer_count + 1) + layer]
+  std::uint32_t layer_count = 0;
+  const LayerSums* sums_row(std::uint32_t batch) const { return &sums[std::size_t{batch} * (layer_count + 1)]; }
+  // Whether the planner may use the sums: every step timed and every row's total time within
+  // 64-bit picoseconds.
+  bool sums_plan_stretches = true;
+  // Per layer: the first layer at or after it that an exit follows (layer_count if none).
+  std::vector<std::uint32_t> next_exit_layer;
 };
+
+// The sums of ModelRuntime, from its steps and its profile's exits.
+void add_running_sums(ModelRuntime& model, const scheduler::ModelProfile& profile) {
+  const std::uint32_t layers = model.layer_count;
+  model.sums.assign(std::size_t{model.max_batch + 1} * (layers + 1), {});
+  for (std::uint32_t b = 1; b <= model.max_batch; ++b) {
+    ModelRuntime::LayerSums* row = &model.sums[std::size_t{b} * (layers + 1)];
+    std::int64_t total_ps = 0;
+    for (std::uint32_t layer = 0; layer < layers; ++layer) {
+      const LayerStep& step = model.step(layer, b);
+      const double share_pj = step.energy.total_pj() / b;
+      for (const double pj : {step.energy.mac_pj, step.energy.sram_pj, step.energy.dram_pj, step.energy.vector_pj,
+                              step.energy.static_pj, share_pj})
+        if (!fits_energy_ledger(pj))
+          throw SimulationError(fmt::format("layer {} of {} at batch {} costs {} pJ of energy: allowed 0 to {:g} pJ "
+                                            "(check the NPU's energy figures)",
+                                            layer, model.name, b, pj, max_energy_term_pj));
+      const auto total = step.ps >= 0 ? traces::checked_add(total_ps, step.ps) : std::nullopt;
+      if (!total) model.sums_plan_stretches = false;
+      total_ps = total.value_or(0);
+      row[layer + 1].ps = row[layer].ps + static_cast<std::uint64_t>(std::max<std::int64_t>(step.ps, 0));
+      row[layer + 1].macs = row[layer].macs + step.macs;
+      row[layer + 1].energy = row[layer].energy;
+      row[layer + 1].energy += EnergyCount::of(step.energy);
+      row[layer + 1].share_per_sample = row[layer].share_per_sample + zeptojoules_of(share_pj);
+    }
+  }
+  model.next_exit_layer.assign(layers, layers);
+  std::uint32_t next = layers;
+  for (std::uint32_t layer = layers; layer-- > 0;) {
+    if (profile.exit_after(layer) >= 0) next = layer;
+    model.next_exit_layer[layer] = next;
+  }
+}
 
 // The network's exits with the probabilities the scheduler believes.
 std::vector<scheduler::ExitPoint> exit_points(const workloads::LoweredNetwork& network,
@@ -126,7 +179,10 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
         steps.push_back({cost.cycles < max_layer_cycles ? npu.cycles_to_ps(cost.cycles) : -1, cost.macs,
                          npu::price_energy(npu, cost.macs, cost.on_chip, cost.offchip_bytes, 0)});
       }
-    return {name, &network, std::move(table), std::move(transfers), max_batch, std::move(steps)};
+    ModelRuntime model{name, &network, std::move(table), std::move(transfers), max_batch, std::move(steps)};
+    model.layer_count = static_cast<std::uint32_t>(layers);
+    add_running_sums(model, profiles.back());
+    return model;
   } catch (const std::invalid_argument& e) {
     throw workloads::NetworkError(e.what());
   }
@@ -180,7 +236,7 @@ SC_MODULE(ServingSystem) {
                                       slo_ns_.back() / 1e6, max_slo_ns / isolated_ns, device.stream.model));
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
-    stats_.device_dynamic_energy_pj.assign(scenario.devices.size(), 0.0);
+    device_dynamic_energy_.assign(scenario.devices.size(), 0);
     stats_.static_mw = npu_.energy().static_mw;
     if (policy_info.analysis_only) oracle_.emplace(*this);
     if (skip_decisions) horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
@@ -196,6 +252,8 @@ SC_MODULE(ServingSystem) {
   ServingResult result() {
     metrics_.finish();
     ServingStats stats = stats_;
+    stats.dynamic_energy = dynamic_energy_.parts_pj();
+    for (const Zeptojoules zj : device_dynamic_energy_) stats.device_dynamic_energy_pj.push_back(pj_of(zj));
     for (std::size_t m = 0; m < models_.size(); ++m) {
       const auto& network = *models_[m].network;
       for (std::size_t e = 0; e < network.exits.size(); ++e)
@@ -665,15 +723,18 @@ SC_MODULE(ServingSystem) {
   // A spilled context crosses the channel once each way; its samples share the energy.
   void charge_context(const Batch& b) {
     const npu::EnergyParts e = npu::context_transfer_energy(npu_, b.context_bytes);
-    stats_.dynamic_energy += e;
+    const double share_pj = b.samples.empty() ? 0.0 : e.total_pj() / static_cast<double>(b.samples.size());
+    for (const double pj : {e.mac_pj, e.sram_pj, e.dram_pj, e.vector_pj, e.static_pj, share_pj})
+      if (!fits_energy_ledger(pj))
+        throw SimulationError(fmt::format("a context transfer of {} bytes costs {} pJ of energy: allowed 0 to {:g} pJ",
+                                          b.context_bytes, pj, max_energy_term_pj));
+    dynamic_energy_ += EnergyCount::of(e);
     stats_.context_energy_pj += e.total_pj();
-    charge_samples(b.samples, e.total_pj());
+    charge_samples(b.samples, zeptojoules_of(share_pj));
   }
 
-  void charge_samples(std::span<const SampleInfo> samples, double pj) {
-    if (samples.empty()) return;
-    const double share = pj / static_cast<double>(samples.size());
-    for (const auto& sample : samples) stats_.device_dynamic_energy_pj[sample.device] += share;
+  void charge_samples(std::span<const SampleInfo> samples, Zeptojoules share) {
+    for (const auto& sample : samples) device_dynamic_energy_[sample.device] += share;
   }
 
   // A context transfer keeps the NPU busy for its duration.
@@ -757,17 +818,48 @@ SC_MODULE(ServingSystem) {
       leaving_at_exit_.assign(profile.exits().size(), 0);
       for (const auto e : b.exits) ++leaving_at_exit_[e];
       auto batch = static_cast<std::uint32_t>(b.samples.size());
+      // The first boundary the stretch stops at whatever happens: the end, the horizon, a merge.
+      std::uint32_t stop_layer = std::min(profile.layer_count(), horizon_.until_layer);
+      if (b.merges && b.merge_layer > layer) stop_layer = std::min(stop_layer, b.merge_layer);
       while (true) {
         const int exit = profile.exit_after(layer);
         const std::uint32_t left = exit >= 0 ? leaving_at_exit_[static_cast<std::size_t>(exit)] : 0;
         batch -= left;
         ++layer;
-        if (batch == 0 || layer >= profile.layer_count() || (b.merges && layer == b.merge_layer) ||
-            layer >= horizon_.until_layer || (horizon_.wake_on_exit && left > 0) ||
+        if (batch == 0 || layer >= stop_layer || (b.merges && layer == b.merge_layer) ||
+            (horizon_.wake_on_exit && left > 0) ||
             (horizon_.wake_on_arrival &&
              (arrived_since_decision_ || (pending_arrival_ps_ >= 0 && pending_arrival_ps_ <= end_ps))))
           break;
-        const LayerStep& step = models_[b.model].step(layer, batch);
+        // Layer `layer` runs. So do the ones after it up to an exit or a stop, unless an arrival
+        // comes first: from the running sums, without a pass over them.
+        const ModelRuntime& model = models_[b.model];
+        const std::uint32_t quiet_last = std::min(model.next_exit_layer[layer], stop_layer - 1);
+        if (model.sums_plan_stretches && quiet_last > layer) {
+          const ModelRuntime::LayerSums* row = model.sums_row(batch);
+          const auto elapsed = [&](std::uint32_t x) { return static_cast<std::int64_t>(row[x].ps - row[layer].ps); };
+          if (traces::checked_add(end_ps, elapsed(quiet_last + 1))) {
+            std::uint32_t last = quiet_last;
+            // Boundary x (the end of layer x - 1) comes at end_ps + elapsed(x); the first at or
+            // after a pending arrival stops the stretch.
+            if (horizon_.wake_on_arrival && pending_arrival_ps_ >= 0 &&
+                end_ps + elapsed(quiet_last) >= pending_arrival_ps_) {
+              std::uint32_t lo = layer + 1, hi = quiet_last;  // the first stopping boundary is in [lo, hi]
+              while (lo < hi) {
+                const std::uint32_t mid = lo + (hi - lo) / 2;
+                if (end_ps + elapsed(mid) >= pending_arrival_ps_)
+                  hi = mid;
+                else
+                  lo = mid + 1;
+              }
+              last = lo - 1;
+            }
+            end_ps += elapsed(last + 1);
+            layer = last;
+            continue;
+          }
+        }
+        const LayerStep& step = model.step(layer, batch);
         // A layer whose time does not fit is left to start alone, where it fails as it would.
         if (step.ps < 0) break;
         const auto end = traces::checked_add(end_ps, step.ps);
@@ -810,38 +902,56 @@ SC_MODULE(ServingSystem) {
   }
 
   // Layers inside a stretch that no exit, merge or end follows, with nobody observing them: only
-  // their sums are reported, so they are settled in one pass (the FBE still steps through each;
-  // the engine checks its registers once after the pass). Planning checked their times fit.
+  // their sums are reported, so those that ended by `until_ps` are settled at once from the
+  // model's running sums, in O(log layers) (the FBE steps over them together; the engine checks
+  // its registers after). Planning checked their times fit.
   void settle_quiet_layers(std::int64_t until_ps) {
     Batch& b = *running_;
     const ModelRuntime& model = models_[b.model];
-    const scheduler::ModelProfile& profile = profiles_[b.model];
-    bool settled = false;
-    while (b.next_layer != stretch_last_layer_ && profile.exit_after(b.next_layer) < 0 && layer_end_ps_ <= until_ps) {
-      count_layer(b, layer_end_ps_ - layer_start_ps_);
-      ++b.next_layer;
-      fbe_.layer_done();
-      ++stats_.decisions;
-      layer_step_ = &model.step(b.next_layer, layer_batch_);
-      layer_start_ps_ = layer_end_ps_;
-      layer_end_ps_ += layer_step_->ps;
-      settled = true;
+    const std::uint32_t from = b.next_layer;
+    const std::uint32_t quiet_end = std::min(stretch_last_layer_, model.next_exit_layer[from]);
+    if (from >= quiet_end || layer_end_ps_ > until_ps) return;
+    const ModelRuntime::LayerSums* row = model.sums_row(layer_batch_);
+    // Layer x of the stretch ends at layer_start_ps_ + elapsed(x + 1).
+    const auto elapsed = [&](std::uint32_t x) { return static_cast<std::int64_t>(row[x].ps - row[from].ps); };
+    std::uint32_t to = quiet_end;  // settles [from, to): the first quiet layer still running, or quiet_end
+    if (layer_start_ps_ + elapsed(quiet_end) > until_ps) {
+      std::uint32_t lo = from + 1;  // layer `from` ended by until_ps: checked above
+      while (lo < to) {
+        const std::uint32_t mid = lo + (to - lo) / 2;
+        if (layer_start_ps_ + elapsed(mid + 1) <= until_ps)
+          lo = mid + 1;
+        else
+          to = mid;
+      }
     }
-    if (!settled) return;
+    const std::uint32_t settled = to - from;
+    count_layers(b, from, to, elapsed(to));
+    b.next_layer = to;
+    fbe_.layers_done(settled);
+    stats_.decisions += settled;
+    layer_step_ = &model.step(to, layer_batch_);
+    layer_start_ps_ += elapsed(to);
+    layer_end_ps_ = layer_start_ps_ + layer_step_->ps;
     trigger_ = Trigger::layer_boundary;
     settling_ps_ = layer_start_ps_;
     check_fbe();
     settling_ps_ = -1;
   }
 
-  // What a layer that ran for `duration_ps` adds to the run's sums, whichever path settles it:
-  // its time, MACs and energy, the energy shared by the samples that ran it.
-  void count_layer(const Batch& b, std::int64_t duration_ps) {
-    ++stats_.layers_run;
-    stats_.layer_busy_ps += duration_ps;
-    stats_.macs += layer_step_->macs;
-    stats_.dynamic_energy += layer_step_->energy;
-    charge_samples(b.samples, layer_step_->energy.total_pj());
+  // What the layers [from, to) of the running batch, which ran for `busy_ps` at B_act
+  // layer_batch_, add to the run's sums, whichever path settles them: their time, MACs and
+  // energy, the energy shared evenly by the samples that ran them.
+  void count_layers(const Batch& b, std::uint32_t from, std::uint32_t to, std::int64_t busy_ps) {
+    if (b.samples.size() != layer_batch_)
+      throw SimulationError(fmt::format("a batch of {} samples ran layers {} to {} at B_act {}", b.samples.size(), from,
+                                        to, layer_batch_));
+    const ModelRuntime::LayerSums* row = models_[b.model].sums_row(layer_batch_);
+    stats_.layers_run += to - from;
+    stats_.layer_busy_ps += busy_ps;
+    stats_.macs += row[to].macs - row[from].macs;
+    dynamic_energy_ += row[to].energy - row[from].energy;
+    charge_samples(b.samples, row[to].share_per_sample - row[from].share_per_sample);
   }
 
   // The layer has run: exits leave, the FBE advances, a catch-up merges or a batch resumes.
@@ -851,7 +961,7 @@ SC_MODULE(ServingSystem) {
     const std::uint32_t layer = b.next_layer;
     const std::int64_t start = layer_start_ps_;
     const std::int64_t duration = now_ps() - start;
-    count_layer(b, duration);
+    count_layers(b, layer, layer + 1, duration);
     if (!observers_.empty()) {
       const auto& cost = models_[b.model].table.entry(layer_batch_, layer);
       for (auto* o : observers_)
@@ -953,6 +1063,9 @@ SC_MODULE(ServingSystem) {
   std::vector<std::uint32_t> device_model_;
   std::vector<double> slo_ns_;
   std::vector<std::vector<std::uint64_t>> exit_counts_;
+  // Dynamic energy, counted exactly until the result reports it in picojoules.
+  EnergyCount dynamic_energy_;
+  std::vector<Zeptojoules> device_dynamic_energy_;
 
   std::exception_ptr failure_;
   // The NPU's state machine (advance).

@@ -94,6 +94,27 @@ TEST(FbeRegisters, PreemptCatchUpAndMerge) {
   EXPECT_EQ(fbe.layer(), 3u);
 }
 
+// layers_done(n) is n layer_done()s: the engine settles a quiet stretch of layers with it.
+TEST(FbeRegisters, SeveralLayersDoneAtOnceMergeOnlyOnTheLast) {
+  npu::FbeRegisters fbe(16);
+  fbe.start(5);
+  fbe.layers_done(0);
+  EXPECT_EQ(fbe.layer(), 0u);
+  fbe.layers_done(4);  // layers 0..3
+  EXPECT_EQ(fbe.layer(), 4u);
+  fbe.preempt(3);  // 3 catch up from layer 0 to l_old = 4
+  // Passing the merge at layer 4 on the way to layer 5 would skip it.
+  EXPECT_THROW(fbe.layers_done(5), npu::FbeProtocolError);
+  EXPECT_EQ(fbe.layer(), 0u);
+  fbe.layers_done(3);
+  EXPECT_TRUE(fbe.catching_up());
+  EXPECT_EQ(fbe.active_batch(), 3u);
+  fbe.layers_done(1);  // reaches l_old = 4: merge 3 + 5
+  EXPECT_FALSE(fbe.catching_up());
+  EXPECT_EQ(fbe.active_batch(), 8u);
+  EXPECT_EQ(fbe.layer(), 4u);
+}
+
 TEST(FbeRegisters, ProtocolViolationsThrow) {
   npu::FbeRegisters fbe(8);
   EXPECT_THROW(fbe.start(0), npu::FbeProtocolError);

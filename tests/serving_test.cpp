@@ -226,6 +226,59 @@ TEST_F(Serving, AnExitNeverCostsMoreEnergyThanRunningToTheEnd) {
   EXPECT_LE(with_exits, to_the_end);
 }
 
+// The engine counts energy exactly in zeptojoules and settles unobserved stretches of layers
+// from running sums (sim/energy_ledger.hpp). Its totals must equal what the layers report one by
+// one to an observer, summed here in long double with Kahan compensation, and each device's
+// share the layers' energy split evenly over the samples that ran them.
+TEST_F(Serving, EnergyTotalsEqualACompensatedSumOfTheLayersRun) {
+  struct Kahan {
+    long double sum = 0, carry = 0;
+    void add(long double x) {
+      const long double y = x - carry, t = sum + y;
+      carry = (t - sum) - y;
+      sum = t;
+    }
+  };
+  struct LayerEnergy : sim::ServingObserver {
+    Kahan total;
+    std::vector<Kahan> device;
+    void on_layer(const sim::LayerRun& run) override {
+      total.add(run.dynamic_energy_pj);
+      const long double share = static_cast<long double>(run.dynamic_energy_pj) / run.samples.size();
+      for (const auto& sample : run.samples) {
+        if (sample.device >= device.size()) device.resize(sample.device + 1);
+        device[sample.device].add(share);
+      }
+    }
+  };
+  // fcfs never preempts; edf and exit_aware do, and spill contexts with no context buffer.
+  for (const char* policy : {"fcfs", "edf", "exit_aware"}) {
+    SCOPED_TRACE(policy);
+    const auto s = sim::load_scenario(NPUSIM_SOURCE_DIR "/configs/scenarios/default.yaml",
+                                      {fmt::format("scheduler.policy={}", policy), "simulation.samples=4000",
+                                       "serving.context_buffer_kib=0"},
+                                      registry_);
+    LayerEnergy layers;
+    std::vector<sim::ServingObserver*> observers{&layers};
+    const auto observed = sim::run_serving(s, registry_, observers);
+    const auto unobserved = sim::run_serving(s, registry_);
+    const long double expected = layers.total.sum + observed.stats.context_energy_pj;
+    ASSERT_GT(expected, 0);
+    for (const auto* result : {&observed, &unobserved})
+      EXPECT_NEAR(result->stats.dynamic_energy.total_pj(), static_cast<double>(expected),
+                  static_cast<double>(1e-12L * expected));
+    if (observed.stats.context_spills == 0) {
+      ASSERT_EQ(layers.device.size(), unobserved.stats.device_dynamic_energy_pj.size());
+      for (std::size_t d = 0; d < layers.device.size(); ++d)
+        EXPECT_NEAR(unobserved.stats.device_dynamic_energy_pj[d], static_cast<double>(layers.device[d].sum),
+                    static_cast<double>(1e-12L * layers.device[d].sum))
+            << "device " << d;
+    } else {
+      EXPECT_STRNE(policy, "fcfs");
+    }
+  }
+}
+
 TEST_F(Serving, ASpilledContextCostsItsBytesAtDramAndInputBufferEnergy) {
   const auto s = tiny_scenario({{0, 1}, {10, 1}}, "{policy: scripted}", "serving: {context_buffer_kib: 0}\n");
   Recorder r;
