@@ -69,8 +69,11 @@ void SchedulerView::earliest_due(std::uint32_t model, std::int64_t before, std::
   if (uses_index()) return queue_index->earliest_due(model, before, limit, out);
   for (std::uint32_t i = 0; i < queue.size(); ++i)
     if (queue[i].model == model && queue[i].deadline_ns < before) out.push_back(i);
-  std::stable_sort(out.begin(), out.end(),
-                   [&](std::uint32_t a, std::uint32_t b) { return queue[a].deadline_ns < queue[b].deadline_ns; });
+  // Ties keep queue order; std::sort with the position as tie-break needs no buffer, unlike
+  // std::stable_sort.
+  std::sort(out.begin(), out.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return queue[a].deadline_ns < queue[b].deadline_ns || (queue[a].deadline_ns == queue[b].deadline_ns && a < b);
+  });
   if (out.size() > limit) out.resize(limit);
 }
 

@@ -299,7 +299,7 @@ SC_MODULE(ServingSystem) {
   // The time of the event being handled: the kernel's, or a layer boundary inside a stretch
   // that settle_stretch is catching up with.
   std::int64_t now_ps() const {
-    return settling_ps_ >= 0 ? settling_ps_ : static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+    return settling_ps_ >= 0 ? settling_ps_ : kernel_now_ps_;
   }
   // The kernel's resolution is its default, 1 ps.
   static sc_core::sc_time ps_time(std::int64_t ps) { return sc_core::sc_time::from_value(static_cast<sc_dt::uint64>(ps)); }
@@ -348,7 +348,10 @@ SC_MODULE(ServingSystem) {
   }
 
   void device_sources() {
-    guarded([this] { emit_arrivals(); });
+    guarded([this] {
+      kernel_now_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      emit_arrivals();
+    });
   }
 
   // Runs at time 0 and then at each arrival: admits what is due and sleeps until the next.
@@ -488,7 +491,10 @@ SC_MODULE(ServingSystem) {
 
   // ---- the NPU ----
   void npu_core() {
-    guarded([this] { advance(); });
+    guarded([this] {
+      kernel_now_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      advance();
+    });
   }
 
   // The NPU's control loop as a state machine: it runs until it has to wait for something,
@@ -641,7 +647,7 @@ SC_MODULE(ServingSystem) {
       if (named_twice && std::find(positions.begin(), p, *p) != p)
         refuse(fmt::format("{} names queue position {} twice", what, *p));
     }
-    Batch batch;
+    Batch batch = fresh_batch();
     batch.model = queue_[positions.front()].model;
     for (const auto p : positions) {
       if (queue_[p].model != batch.model) refuse(fmt::format("{} mixes samples of two models", what));
@@ -650,6 +656,18 @@ SC_MODULE(ServingSystem) {
     }
     queue_.erase(sorted_positions_);
     queue_changed();
+    return batch;
+  }
+
+  // An empty batch, with the memory of one that ended if there is one.
+  Batch fresh_batch() {
+    Batch batch;
+    if (spare_batches_.empty()) return batch;
+    batch.samples = std::move(spare_batches_.back().samples);
+    batch.exits = std::move(spare_batches_.back().exits);
+    spare_batches_.pop_back();
+    batch.samples.clear();
+    batch.exits.clear();
     return batch;
   }
 
@@ -765,6 +783,7 @@ SC_MODULE(ServingSystem) {
       r.merges = old.merges;
       r.merge_layer = old.merge_layer;
       r.preemptions = old.preemptions;
+      spare_batches_.push_back(std::move(old));
     } else {
       ++stats_.resumes;
       old.spilled = false;
@@ -831,10 +850,10 @@ SC_MODULE(ServingSystem) {
             (horizon_.wake_on_arrival &&
              (arrived_since_decision_ || (pending_arrival_ps_ >= 0 && pending_arrival_ps_ <= end_ps))))
           break;
-        // Layer `layer` runs. So do the ones after it up to an exit or a stop, unless an arrival
-        // comes first: from the running sums, without a pass over them.
+        // Layer `layer` runs. So do the ones after it up to an exit that a sample takes or a
+        // stop, unless an arrival comes first: from the running sums, without a pass over them.
         const ModelRuntime& model = models_[b.model];
-        const std::uint32_t quiet_last = std::min(model.next_exit_layer[layer], stop_layer - 1);
+        const std::uint32_t quiet_last = next_leaving_layer(b.model, layer, stop_layer - 1);
         if (model.sums_plan_stretches && quiet_last > layer) {
           const ModelRuntime::LayerSums* row = model.sums_row(batch);
           const auto elapsed = [&](std::uint32_t x) { return static_cast<std::int64_t>(row[x].ps - row[layer].ps); };
@@ -901,15 +920,26 @@ SC_MODULE(ServingSystem) {
     }
   }
 
-  // Layers inside a stretch that no exit, merge or end follows, with nobody observing them: only
-  // their sums are reported, so those that ended by `until_ps` are settled at once from the
-  // model's running sums, in O(log layers) (the FBE steps over them together; the engine checks
-  // its registers after). Planning checked their times fit.
+  // The first layer from `layer` to `limit` after which a sample of the stretch's batch leaves,
+  // or `limit`. An exit that nobody takes changes nothing: its layer is as quiet as any other.
+  std::uint32_t next_leaving_layer(std::uint32_t model, std::uint32_t layer, std::uint32_t limit) const {
+    const ModelRuntime& runtime = models_[model];
+    const scheduler::ModelProfile& profile = profiles_[model];
+    std::uint32_t next = runtime.next_exit_layer[layer];
+    while (next < limit && leaving_at_exit_[static_cast<std::size_t>(profile.exit_after(next))] == 0)
+      next = runtime.next_exit_layer[next + 1];
+    return std::min(next, limit);
+  }
+
+  // Layers inside a stretch that no sample leaves after and no merge or end follows, with nobody
+  // observing them: only their sums are reported, so those that ended by `until_ps` are settled
+  // at once from the model's running sums, in O(log layers) (the FBE steps over them together;
+  // the engine checks its registers after). Planning checked their times fit.
   void settle_quiet_layers(std::int64_t until_ps) {
     Batch& b = *running_;
     const ModelRuntime& model = models_[b.model];
     const std::uint32_t from = b.next_layer;
-    const std::uint32_t quiet_end = std::min(stretch_last_layer_, model.next_exit_layer[from]);
+    const std::uint32_t quiet_end = next_leaving_layer(b.model, from, stretch_last_layer_);
     if (from >= quiet_end || layer_end_ps_ > until_ps) return;
     const ModelRuntime::LayerSums* row = model.sums_row(layer_batch_);
     // Layer x of the stretch ends at layer_start_ps_ + elapsed(x + 1).
@@ -995,6 +1025,7 @@ SC_MODULE(ServingSystem) {
                                         profiles_[b.model].name()));
     std::int64_t restore_ps = 0;
     if (b.samples.empty()) {
+      spare_batches_.push_back(std::move(*running_));
       running_.reset();
       if (!suspended_.empty()) {
         fbe_.resume();
@@ -1088,7 +1119,11 @@ SC_MODULE(ServingSystem) {
   bool stretch_settled_ = true;
   std::int64_t stretch_restore_ps_ = 0;
   std::int64_t settling_ps_ = -1;  // a boundary being caught up with, or -1
-  std::vector<std::uint32_t> leaving_at_exit_;  // per exit of the running model, kept to reuse its memory
+  // The kernel's time, read once as each process starts: it does not move while one runs.
+  std::int64_t kernel_now_ps_ = 0;
+  // Per exit of the running model: how many samples of the stretch's batch leave there (set when
+  // a stretch of more than one layer is planned).
+  std::vector<std::uint32_t> leaving_at_exit_;
   // Drawn but not yet admitted, in arrival order: the next arrival, and any the oracle drew
   // ahead.
   std::deque<traces::Sample> upcoming_;
@@ -1111,6 +1146,8 @@ SC_MODULE(ServingSystem) {
   std::vector<std::uint32_t> sorted_positions_;  // take_from_queue's, kept to reuse its memory
   std::optional<Batch> running_;
   std::vector<Batch> suspended_;
+  // Batches that ended, kept so that starting a batch allocates nothing once the run is warm.
+  std::vector<Batch> spare_batches_;
   scheduler::SchedulerView view_;
   scheduler::BatchInfo running_info_;
   std::vector<scheduler::BatchInfo> suspended_info_;
