@@ -76,8 +76,9 @@ void BM_ServingOverload(benchmark::State& state) {
 BENCHMARK(BM_ServingOverload)->Arg(4096)->Arg(100000000)->Unit(benchmark::kMillisecond);
 
 // The same overload under the policies whose decisions read the queue (deadlines, per-network
-// counts): through the engine's queue index a decision costs O(devices · log queue), so the
-// unbounded FIFO should again cost at most about twice the bounded one.
+// counts, PREMA's tokens): through the engine's queue index a decision costs
+// O(devices · log queue), so the unbounded FIFO should again cost at most about twice the
+// bounded one.
 void BM_ServingOverloadDeciding(benchmark::State& state, const std::string& policy) {
   run_serving_scenario(state, {"scheduler.policy=" + policy, "devices[0].arrival.rate_hz=207",
                                "simulation.samples=300000", "serving.fifo_capacity=" + std::to_string(state.range(0))});
@@ -87,6 +88,10 @@ BENCHMARK_CAPTURE(BM_ServingOverloadDeciding, edf, std::string("edf"))
     ->Arg(100000000)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_ServingOverloadDeciding, exit_aware, std::string("exit_aware"))
+    ->Arg(4096)
+    ->Arg(100000000)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ServingOverloadDeciding, prema, std::string("prema"))
     ->Arg(4096)
     ->Arg(100000000)
     ->Unit(benchmark::kMillisecond);

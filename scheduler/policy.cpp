@@ -77,4 +77,14 @@ void SchedulerView::earliest_due(std::uint32_t model, std::int64_t before, std::
   if (out.size() > limit) out.resize(limit);
 }
 
+void SchedulerView::ordered_of_model(std::uint32_t model, std::size_t limit, const SampleOrder& before,
+                                     std::vector<std::uint32_t>& out) const {
+  out.clear();
+  if (uses_index()) return queue_index->ordered(model, limit, before, out);
+  for (std::uint32_t i = 0; i < queue.size(); ++i)
+    if (queue[i].model == model) out.push_back(i);
+  std::stable_sort(out.begin(), out.end(), [&](std::uint32_t a, std::uint32_t b) { return before(queue[a], queue[b]); });
+  if (out.size() > limit) out.resize(limit);
+}
+
 }  // namespace npusim::scheduler

@@ -3,6 +3,7 @@
 // what it may answer (Decision). docs/policies.md describes the built-in policies.
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <span>
 #include <stdexcept>
@@ -16,9 +17,10 @@ namespace npusim::scheduler {
 
 // Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
 // registry.hpp changes its layout, so a plugin built against other headers is refused. A change
-// that only appends (3: SchedulerView::queue_index) keeps the older plugins loading: they read
-// nothing past what they knew. A plugin built for 3 is refused by an npusim of 2.
-inline constexpr int policy_api_version = 3;
+// that only appends (3: SchedulerView::queue_index; 4: QueueIndex::ordered and
+// SchedulerView::ordered_of_model) keeps the older plugins loading: they read nothing past what
+// they knew. A plugin built for 4 is refused by an npusim of 3.
+inline constexpr int policy_api_version = 4;
 inline constexpr int oldest_loadable_policy_api_version = 2;
 
 inline constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
@@ -92,6 +94,9 @@ std::string to_string(Trigger trigger);
 // SchedulerView::queue. Every answer is the one a scan of the queue gives. Cost: O(d log n) for
 // d devices and n waiting samples, plus O(d + log n) for each position listed.
 // Contract: valid only during the decision whose view holds it.
+// Whether sample a goes before sample b.
+using SampleOrder = std::function<bool(const SampleInfo& a, const SampleInfo& b)>;
+
 class QueueIndex {
  public:
   virtual ~QueueIndex() = default;
@@ -109,6 +114,12 @@ class QueueIndex {
   // earliest deadline first (the oldest of equals), at most `limit`.
   virtual void earliest_due(std::uint32_t model, std::int64_t before, std::size_t limit,
                             std::vector<std::uint32_t>& out) const = 0;
+  // Appends to `out` the positions of at most `limit` waiting samples of `model`, first by
+  // `before` (a strict weak order), the oldest of equals. `before` must never put a sample ahead
+  // of an older one of its own device, so that each device's samples are already in order and
+  // the answer is their merge: O(d log n) plus O(d + log n) per position listed.
+  virtual void ordered(std::uint32_t model, std::size_t limit, const SampleOrder& before,
+                       std::vector<std::uint32_t>& out) const = 0;
 };
 
 struct SchedulerView {
@@ -150,6 +161,11 @@ struct SchedulerView {
   // Positions of the waiting samples of `model` due before `before`, earliest deadline first
   // (the oldest of equals), at most `limit`, written into `out` (cleared first).
   void earliest_due(std::uint32_t model, std::int64_t before, std::size_t limit, std::vector<std::uint32_t>& out) const;
+  // Positions of at most `limit` waiting samples of `model`, first by `before`, the oldest of
+  // equals, written into `out` (cleared first); `before` must keep each device's samples in
+  // arrival order (QueueIndex::ordered). An aging priority, such as PREMA's tokens, does.
+  void ordered_of_model(std::uint32_t model, std::size_t limit, const SampleOrder& before,
+                        std::vector<std::uint32_t>& out) const;
 };
 
 // A policy's answer. The engine checks it and throws PolicyError when it breaks a rule:

@@ -92,6 +92,16 @@ class WaitingQueue final : public scheduler::QueueIndex {
     merge_devices(model, limit, out, [this](std::uint32_t a, std::uint32_t b) { return earlier_due(a, b); },
                   [this, before](std::uint32_t p) { return (*this)[p].deadline_ns < before; });
   }
+  void ordered(std::uint32_t model, std::size_t limit, const scheduler::SampleOrder& before,
+               std::vector<std::uint32_t>& out) const override {
+    merge_devices(
+        model, limit, out,
+        [this, &before](std::uint32_t a, std::uint32_t b) {
+          const auto &sa = (*this)[a], &sb = (*this)[b];
+          return before(sa, sb) || (!before(sb, sa) && a < b);
+        },
+        [](std::uint32_t) { return true; });
+  }
 
  private:
   struct Device {

@@ -19,6 +19,7 @@ using scheduler::SchedulerView;
 struct Scenario {
   std::vector<std::uint32_t> device_model;
   std::vector<std::int64_t> device_slo_ns;
+  std::vector<std::uint32_t> device_priority;
 };
 
 // The index's answers and the scans', side by side, for every network and a few limits. The
@@ -41,6 +42,18 @@ void expect_index_equals_scan(const sim::WaitingQueue& queue, const Scenario& sc
         scan.earliest_due(m, before, limit, b);
         ASSERT_EQ(a, b) << "earliest due of model " << m << " before " << before << ", limit " << limit;
       }
+      // PREMA's order: tokens p * (1 + waited / T), most first; T set so that tokens tie across
+      // devices now and then.
+      const scheduler::SampleOrder more_tokens = [now_ns](const SampleInfo& x, const SampleInfo& y) {
+        const auto tokens = [now_ns](const SampleInfo& s) {
+          return s.priority * (1.0 + static_cast<double>(now_ns - s.arrival_ns) / 1'000'000.0);
+        };
+        return tokens(x) > tokens(y);
+      };
+      a.clear();
+      queue.ordered(m, limit, more_tokens, a);
+      scan.ordered_of_model(m, limit, more_tokens, b);
+      ASSERT_EQ(a, b) << "most tokens of model " << m << ", limit " << limit;
     }
   }
   if (queue.empty()) return;
@@ -71,6 +84,7 @@ TEST(WaitingQueue, IndexAnswersAsAScanWouldUnderRandomPushesDropsAndTakes) {
       sc.device_model.push_back(static_cast<std::uint32_t>(rng() % 3));
       // Equal SLOs on some devices, so that deadlines tie across devices.
       sc.device_slo_ns.push_back(static_cast<std::int64_t>(1 + rng() % 3) * 1'000'000);
+      sc.device_priority.push_back(std::uint32_t{1} << (2 * (rng() % 2)));  // 1 or 4
     }
     sim::WaitingQueue queue;
     std::uint64_t next_id = 0;
@@ -80,7 +94,8 @@ TEST(WaitingQueue, IndexAnswersAsAScanWouldUnderRandomPushesDropsAndTakes) {
       if (op < 8 || queue.empty()) {
         now_ns += static_cast<std::int64_t>(rng() % 3) * 500'000;  // arrivals at equal times too
         const auto d = static_cast<std::uint32_t>(rng() % devices);
-        queue.push_back({next_id++, now_ns, now_ns + sc.device_slo_ns[d], d, sc.device_model[d]}, 0);
+        queue.push_back({next_id++, now_ns, now_ns + sc.device_slo_ns[d], d, sc.device_model[d], sc.device_priority[d]},
+                        0);
       } else if (op < 9) {
         queue.pop_front();
       } else {

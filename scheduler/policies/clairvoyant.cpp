@@ -57,9 +57,10 @@ struct ExactDrain {
   std::vector<std::uint32_t> first_batch;   // [k]: the plan's first batch from sample k
 };
 
-ExactDrain drain_exactly(const ModelProfile& model, const std::vector<std::uint32_t>& leave_after,
+// `leave_after` holds the oldest of the `waiting` samples, at least min(waiting, exact_limit).
+ExactDrain drain_exactly(const ModelProfile& model, const std::vector<std::uint32_t>& leave_after, std::size_t waiting,
                          std::uint32_t max_batch, DrainPlan& expected, std::size_t exact_limit) {
-  const std::size_t n = leave_after.size();
+  const std::size_t n = waiting;
   const std::size_t exact = std::min(n, exact_limit);
   ExactDrain d;
   d.total_cycles.assign(exact + 1, 0.0);
@@ -115,19 +116,21 @@ class Clairvoyant final : public CatchUpPolicy {
 
  protected:
   // exit_aware's catch-up choice, priced exactly (docs/policies.md, "clairvoyant").
-  std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t /*waiting*/) override {
+  std::uint32_t choose(const SchedulerView& view, std::uint32_t room, std::uint32_t waiting) override {
     const BatchInfo& running = *view.running;
     const auto in_flight = leave_layers(view, running.samples);
-    const auto queued = leave_layers(view, view.queued_of_model(running.model, view.queue.size()));
+    // Only the samples priced exactly are listed; the rest count (O(d log queue), not O(queue)).
+    const std::size_t exact_limit = std::size_t{room} + exact_drain_samples;
+    const auto queued = leave_layers(view, view.queued_of_model(running.model, exact_limit));
     const ModelProfile& model = view.models[running.model];
-    const ExactDrain drain = drain_exactly(model, queued, view.max_batch, drain_plans_.of(view, running.model),
-                                           std::size_t{room} + exact_drain_samples);
-    const PlanPrice alone = price_catch_up(view, 0, in_flight, queued, drain);
+    const ExactDrain drain =
+        drain_exactly(model, queued, waiting, view.max_batch, drain_plans_.of(view, running.model), exact_limit);
+    const PlanPrice alone = price_catch_up(view, 0, in_flight, queued, waiting, drain);
     std::uint32_t best = 0;
     double best_total = alone.total_cycles;
     for (const std::uint32_t j : catch_up_candidates(room)) {
       if (j == 0) continue;
-      const PlanPrice plan = price_catch_up(view, j, in_flight, queued, drain);
+      const PlanPrice plan = price_catch_up(view, j, in_flight, queued, waiting, drain);
       // Ties go to the larger catch-up, as in exit_aware.
       if (plan.total_cycles <= best_total && keeps_deadlines(view, running.samples, alone, plan)) {
         best = j;
@@ -183,8 +186,10 @@ class Clairvoyant final : public CatchUpPolicy {
   // their true exits (drain_exactly). Arrivals to come are left out:
   // charging them the wait for the merged batch, as if none could merge, made it merge too
   // little (docs/policies.md).
+  // `queued` holds the oldest of the `waiting` queued samples, at least `take` of them.
   PlanPrice price_catch_up(const SchedulerView& view, std::uint32_t take, const std::vector<std::uint32_t>& in_flight,
-                           const std::vector<std::uint32_t>& queued, const ExactDrain& drain) const {
+                           const std::vector<std::uint32_t>& queued, std::uint32_t waiting,
+                           const ExactDrain& drain) const {
     const BatchInfo& running = *view.running;
     const ModelProfile& model = view.models[running.model];
     const std::uint32_t layer = running.next_layer;
@@ -207,7 +212,7 @@ class Clairvoyant final : public CatchUpPolicy {
       if (i < in_flight.size()) price.guarded_finish_cycles.push_back(delay + merged_run.finish_cycles[i]);
     }
     const double batch_end = delay + merged_run.cycles;
-    price.total_cycles += static_cast<double>(queued.size() - take) * batch_end + drain.total_cycles[take];
+    price.total_cycles += static_cast<double>(waiting - take) * batch_end + drain.total_cycles[take];
     return price;
   }
 
@@ -221,21 +226,30 @@ class Clairvoyant final : public CatchUpPolicy {
     double size() const { return static_cast<double>(positions.size()); }
   };
 
+  // In the order of each network's oldest waiting sample, as a pass over the queue meets them.
   std::vector<Group> waiting_groups(const SchedulerView& view) {
     std::vector<Group> groups;
-    for (const auto& s : view.queue) {
-      if (std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.model == s.model; })) continue;
-      const ModelProfile& model = view.models[s.model];
-      auto queued = view.queued_of_model(s.model, view.queue.size());
-      const ExactDrain drain = drain_exactly(model, leave_layers(view, queued), view.max_batch,
-                                             drain_plans_.of(view, s.model), view.max_batch + exact_drain_samples);
+    std::vector<std::uint32_t> oldest;
+    for (std::uint32_t m = 0; m < view.models.size(); ++m) {
+      const std::uint32_t waiting = view.waiting_of_model(m);
+      if (waiting == 0) continue;
+      const ModelProfile& model = view.models[m];
+      const std::size_t exact_limit = std::size_t{view.max_batch} + exact_drain_samples;
+      auto queued = view.queued_of_model(m, exact_limit);
+      oldest.push_back(queued.front());
+      const ExactDrain drain = drain_exactly(model, leave_layers(view, queued), waiting, view.max_batch,
+                                             drain_plans_.of(view, m), exact_limit);
       queued.resize(drain.first_batch[0]);
-      Group g{s.model, std::move(queued), 0.0};
-      g.batch_cycles = run_exactly(view.models[s.model], leave_layers(view, g.positions), 0,
-                                   view.models[s.model].layer_count()).cycles;
+      Group g{m, std::move(queued), 0.0};
+      g.batch_cycles = run_exactly(model, leave_layers(view, g.positions), 0, model.layer_count()).cycles;
       groups.push_back(std::move(g));
     }
-    return groups;
+    std::vector<Group> by_age;
+    std::vector<std::size_t> order(groups.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return oldest[a] < oldest[b]; });
+    for (const auto i : order) by_age.push_back(std::move(groups[i]));
+    return by_age;
   }
 
   // exit_aware's c-mu start (the group completing most samples per cycle, ties to the oldest
@@ -359,9 +373,7 @@ class Clairvoyant final : public CatchUpPolicy {
   Decision preempt_for_other_model(const SchedulerView& view) {
     const BatchInfo& running = *view.running;
     if (view.preemptions_left == 0 || running.next_layer == 0) return Decision::keep_running();
-    if (std::none_of(view.queue.begin(), view.queue.end(),
-                     [&](const SampleInfo& s) { return s.model != running.model; }))
-      return Decision::keep_running();
+    if (view.waiting_of_model(running.model) == view.queue.size()) return Decision::keep_running();
     const ModelProfile& model = view.models[running.model];
     const ExactRun rest = run_exactly(model, leave_layers(view, running.samples), running.next_layer, model.layer_count());
     const PlanPrice alone{0.0, rest.finish_cycles};

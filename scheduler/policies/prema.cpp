@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <span>
 
 #include "scheduler/policies/builtin.hpp"
 
@@ -27,7 +28,7 @@ class Prema final : public Policy, public DecisionHorizon {
   Decision decide(const SchedulerView& view) override {
     follow_engine(view);
     if (view.queue.empty()) return view.running ? Decision::keep_running() : Decision::idle();
-    const auto jobs = waiting_jobs(view);
+    const std::span<const Job> jobs = waiting_jobs(view);
     double most_tokens = 0.0;
     for (const auto& job : jobs) most_tokens = std::max(most_tokens, job.tokens);
     if (view.running) most_tokens = std::max(most_tokens, batch_tokens_.back());
@@ -117,25 +118,28 @@ class Prema final : public Policy, public DecisionHorizon {
     return threshold;
   }
 
-  std::vector<Job> waiting_jobs(const SchedulerView& view) const {
-    std::vector<std::vector<std::uint32_t>> by_model(view.models.size());
-    for (std::uint32_t i = 0; i < view.queue.size(); ++i) by_model[view.queue[i].model].push_back(i);
-    std::vector<Job> jobs;
-    for (std::uint32_t m = 0; m < by_model.size(); ++m) {
-      auto& positions = by_model[m];
-      if (positions.empty()) continue;
-      std::vector<double> sample_tokens(view.queue.size(), 0.0);
-      for (const auto p : positions) sample_tokens[p] = tokens(view, view.queue[p], view.now_ns);
-      std::stable_sort(positions.begin(), positions.end(),
-                       [&](std::uint32_t a, std::uint32_t b) { return sample_tokens[a] > sample_tokens[b]; });
-      if (positions.size() > view.max_batch) positions.resize(view.max_batch);
-      Job job{m, sample_tokens[positions.front()],
-              view.models[m].remaining_cycles(0, static_cast<std::uint32_t>(positions.size()), Prediction::exit_blind),
-              0.0, positions};
-      for (const auto p : positions) job.priority_sum += view.queue[p].priority;
-      jobs.push_back(std::move(job));
+  // One job per network with samples waiting, by network. A device's samples share its
+  // priority and network, so its older ones hold more tokens: the queue index merges the devices'
+  // lists in O(d log queue) instead of sorting the queue (SchedulerView::ordered_of_model). The
+  // jobs' memory is kept from call to call.
+  std::span<const Job> waiting_jobs(const SchedulerView& view) {
+    const SampleOrder more_tokens = [&view](const SampleInfo& a, const SampleInfo& b) {
+      return tokens(view, a, view.now_ns) > tokens(view, b, view.now_ns);
+    };
+    std::size_t count = 0;
+    for (std::uint32_t m = 0; m < view.models.size(); ++m) {
+      if (view.waiting_of_model(m) == 0) continue;
+      if (jobs_.size() == count) jobs_.emplace_back();
+      Job& job = jobs_[count++];
+      view.ordered_of_model(m, view.max_batch, more_tokens, job.positions);
+      job.model = m;
+      job.tokens = tokens(view, view.queue[job.positions.front()], view.now_ns);
+      job.length_cycles =
+          view.models[m].remaining_cycles(0, static_cast<std::uint32_t>(job.positions.size()), Prediction::exit_blind);
+      job.priority_sum = 0.0;
+      for (const auto p : job.positions) job.priority_sum += view.queue[p].priority;
     }
-    return jobs;
+    return {jobs_.data(), count};
   }
 
   // The tokens of the running batch and of each suspended one, as they were when it started:
@@ -158,6 +162,7 @@ class Prema final : public Policy, public DecisionHorizon {
   bool checkpoint_;
   bool kill_;
   std::vector<double> batch_tokens_;  // suspended batches oldest first, then the running one
+  std::vector<Job> jobs_;             // waiting_jobs' answer, and the memory of earlier ones past it
 };
 
 }  // namespace
