@@ -9,8 +9,10 @@
 // count of its waiting samples; per device, the ids of its waiting samples in arrival order.
 // Sample ids grow in arrival order, so a sample's position is a binary search by id; within a
 // device deadlines grow too, so a device's oldest sample is also its most urgent. A sample
-// taken from the middle of its device's list stays there, stale, until it reaches the front;
-// the front is always waiting.
+// taken from the middle of its device's list stays there, stale, until it reaches the front
+// (the front is always waiting), or until stale ids outnumber the device's waiting samples,
+// when the list is rebuilt: so a merge walks past O(waiting) stale ids at most, whatever a
+// policy takes.
 
 #include <algorithm>
 #include <cstdint>
@@ -59,6 +61,15 @@ class WaitingQueue final : public scheduler::QueueIndex {
     erase_positions(positions);
     for (const auto& sample : removed_) index_remove(sample);
   }
+
+  // Ids the per-device lists hold, stale ones included: at most 2 * size() + stale_slack per device.
+  std::size_t listed_ids() const {
+    std::size_t listed = 0;
+    for (const auto& d : devices_) listed += d.ids.size();
+    return listed;
+  }
+  // Stale ids a device's list may hold beyond its waiting samples before it is rebuilt.
+  static constexpr std::size_t stale_slack = 16;
 
   // ---- QueueIndex ----
   std::uint32_t waiting(std::uint32_t model) const override {
@@ -109,6 +120,7 @@ class WaitingQueue final : public scheduler::QueueIndex {
     std::uint32_t model = 0;
     std::int64_t last_deadline_ns = 0;
     std::deque<std::uint64_t> ids;  // its waiting samples' ids, oldest first; stale ones possible past the front
+    std::size_t waiting = 0;        // how many of `ids` are still waiting
   };
   struct Cursor {
     const Device* device;
@@ -180,6 +192,7 @@ class WaitingQueue final : public scheduler::QueueIndex {
     }
     d.last_deadline_ns = sample.deadline_ns;
     d.ids.push_back(sample.id);
+    ++d.waiting;
     ++waiting_per_model_[sample.model];
   }
 
@@ -187,7 +200,14 @@ class WaitingQueue final : public scheduler::QueueIndex {
   void index_remove(const scheduler::SampleInfo& sample) {
     --waiting_per_model_[sample.model];
     Device& d = devices_[sample.device];
-    if (d.ids.empty() || d.ids.front() != sample.id) return;  // stale in the middle until it reaches the front
+    --d.waiting;
+    if (d.ids.empty() || d.ids.front() != sample.id) {
+      // Stale in the middle until it reaches the front, unless the stale ones now outnumber
+      // the waiting: rebuilding then costs O(log n) per id it drops.
+      if (d.ids.size() > 2 * d.waiting + stale_slack)
+        std::erase_if(d.ids, [&](std::uint64_t id) { return find(id) == size(); });
+      return;
+    }
     d.ids.pop_front();
     while (!d.ids.empty() && find(d.ids.front()) == size()) d.ids.pop_front();
   }
