@@ -87,4 +87,11 @@ void SchedulerView::ordered_of_model(std::uint32_t model, std::size_t limit, con
   if (out.size() > limit) out.resize(limit);
 }
 
+std::vector<std::uint32_t> SchedulerView::take_spare_positions() const {
+  std::vector<std::uint32_t> out;
+  if (spare_positions) out.swap(*spare_positions);
+  out.clear();
+  return out;
+}
+
 }  // namespace npusim::scheduler

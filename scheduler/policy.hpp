@@ -17,8 +17,8 @@ namespace npusim::scheduler {
 
 // Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
 // registry.hpp changes its layout, so a plugin built against other headers is refused. A change
-// that only appends (3: SchedulerView::queue_index; 4: QueueIndex::ordered and
-// SchedulerView::ordered_of_model) keeps the older plugins loading: they read nothing past what
+// that only appends (3: SchedulerView::queue_index; 4: QueueIndex::ordered,
+// SchedulerView::ordered_of_model and SchedulerView::spare_positions) keeps the older plugins loading: they read nothing past what
 // they knew. A plugin built for 4 is refused by an npusim of 3.
 inline constexpr int policy_api_version = 4;
 inline constexpr int oldest_loadable_policy_api_version = 2;
@@ -144,6 +144,10 @@ struct SchedulerView {
   // The engine's index of `queue`; null in views built by hand, where the helpers below scan.
   // Last, so that the members before it keep their places for plugins built before it existed.
   const QueueIndex* queue_index = nullptr;
+  // The positions vector of the engine's last start or preempt decision, emptied, whose memory
+  // a policy may take for its next one (take_spare_positions): then deciding allocates nothing.
+  // Null in views built by hand. Appended after queue_index for the same reason.
+  std::vector<std::uint32_t>* spare_positions = nullptr;
   // Up to this many waiting samples a scan costs less than the index, and gives the same answers.
   static constexpr std::size_t scan_below = 64;
   // Whether the helpers below ask the index rather than scan.
@@ -166,6 +170,9 @@ struct SchedulerView {
   // arrival order (QueueIndex::ordered). An aging priority, such as PREMA's tokens, does.
   void ordered_of_model(std::uint32_t model, std::size_t limit, const SampleOrder& before,
                         std::vector<std::uint32_t>& out) const;
+  // An empty vector with the memory of spare_positions, if there is any left: fill it and
+  // return it in a Decision. Later calls in the same decision get one without memory.
+  std::vector<std::uint32_t> take_spare_positions() const;
 };
 
 // A policy's answer. The engine checks it and throws PolicyError when it breaks a rule:

@@ -244,6 +244,7 @@ SC_MODULE(ServingSystem) {
     view_.models = profiles_;
     view_.ns_per_cycle = ps_per_cycle_ / 1000.0;
     if (oracle_) view_.oracle = &*oracle_;
+    view_.spare_positions = &spare_positions_;
     // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
     SC_METHOD(device_sources);
     SC_METHOD(npu_core);
@@ -528,6 +529,9 @@ SC_MODULE(ServingSystem) {
           idle_decisions_while_waiting_ = 0;
           step_ = Step::start_layer;
           const std::int64_t save_ps = apply(decision);
+          // Its positions' memory serves the policy's next start or preempt.
+          if (decision.queue_positions.capacity() > spare_positions_.capacity())
+            spare_positions_ = std::move(decision.queue_positions);
           // Keeping on changes nothing, so the view it was asked with still holds.
           horizon_ = ask_horizon(decision.kind == Decision::Kind::run ? &asked : nullptr);
           if (sleep_for(save_ps)) return;
@@ -1144,6 +1148,7 @@ SC_MODULE(ServingSystem) {
   npu::FbeRegisters fbe_;
   WaitingQueue queue_;
   std::vector<std::uint32_t> sorted_positions_;  // take_from_queue's, kept to reuse its memory
+  std::vector<std::uint32_t> spare_positions_;   // the view's spare_positions
   std::optional<Batch> running_;
   std::vector<Batch> suspended_;
   // Batches that ended, kept so that starting a batch allocates nothing once the run is warm.

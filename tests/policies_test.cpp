@@ -47,6 +47,28 @@ TEST(Policies, FcfsRunsOneAtATimeInOrder) {
   EXPECT_EQ(fcfs->decide(b.view(10)).kind, Decision::Kind::run);
 }
 
+// The engine hands each view the memory of its last decision's positions (spare_positions):
+// a start or preempt built in it allocates nothing. Every built-in scheduler that starts a
+// batch must return its positions in that memory.
+TEST(Policies, StartsAreBuiltInTheEnginesSpareMemory) {
+  for (const char* name : {"fcfs", "static_batch", "lazy_batching", "prema", "edf", "exit_aware"}) {
+    SCOPED_TRACE(name);
+    auto policy = make(name);
+    ViewBuilder b;
+    b.models.push_back(four_layers(100, 10));
+    b.queue = {sample(1, 0, 100000), sample(2, 1, 100000)};
+    std::vector<std::uint32_t> spare;
+    spare.reserve(64);
+    const std::uint32_t* memory = spare.data();
+    auto view = b.view(1'000'000'000);  // long after every timeout
+    view.spare_positions = &spare;
+    const auto d = policy->decide(view);
+    ASSERT_EQ(d.kind, Decision::Kind::start);
+    EXPECT_EQ(d.queue_positions.data(), memory);
+    EXPECT_EQ(spare.capacity(), 0u);  // taken
+  }
+}
+
 TEST(Policies, StaticBatchWaitsForAFullBatchOrItsTimeout) {
   auto policy = make("static_batch", {{"batch_size", std::int64_t{2}}, {"aimd", false}, {"timeout_ms", 0.001}});
   ViewBuilder b;

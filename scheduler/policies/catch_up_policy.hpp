@@ -26,7 +26,9 @@ class CatchUpPolicy : public Policy, public DecisionHorizon {
     if (room == 0 || surely_refuses(view, room, waiting)) return Decision::keep_running();
     const std::uint32_t take = choose(view, room, waiting);
     if (take == 0) return Decision::keep_running();
-    return Decision::preempt(view.queued_of_model(model, take));
+    std::vector<std::uint32_t> positions = view.take_spare_positions();
+    view.queued_of_model(model, take, positions);
+    return Decision::preempt(std::move(positions));
   }
 
   // Their costs move with time (deadlines, waiting, arrival rates), so they are asked at every

@@ -262,7 +262,7 @@ class Clairvoyant final : public CatchUpPolicy {
     for (const auto& g : groups)
       if (g.size() * best->batch_cycles > best->size() * g.batch_cycles) best = &g;
     if (const auto wake_ns = worth_waiting_until(view, *best)) return Decision::idle(*wake_ns);
-    return Decision::start(best->positions);
+    return Decision::start(positions_in_spare(view, best->positions));
   }
 
   // The group starts now, or once the first w foreseen arrivals of its network (w = 1..k, as
@@ -399,7 +399,7 @@ class Clairvoyant final : public CatchUpPolicy {
       best_gain = gain;
     }
     if (!best) return Decision::keep_running();
-    return Decision::preempt(best->positions, false);
+    return Decision::preempt(positions_in_spare(view, best->positions), false);
   }
 
   double slack_ns_;

@@ -5,8 +5,16 @@
 namespace npusim::scheduler::policies {
 
 std::vector<std::uint32_t> oldest_model_batch(const SchedulerView& view, std::size_t limit) {
-  if (view.queue.empty()) return {};
-  return view.queued_of_model(view.queue.front().model, limit);
+  std::vector<std::uint32_t> out = view.take_spare_positions();
+  if (view.queue.empty()) return out;
+  view.queued_of_model(view.queue.front().model, limit, out);
+  return out;
+}
+
+std::vector<std::uint32_t> positions_in_spare(const SchedulerView& view, std::span<const std::uint32_t> positions) {
+  std::vector<std::uint32_t> out = view.take_spare_positions();
+  out.assign(positions.begin(), positions.end());
+  return out;
 }
 
 const std::vector<std::uint32_t>& queued_of_model(const SchedulerView& view, std::uint32_t model, std::size_t limit,

@@ -5,11 +5,16 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "scheduler/policy.hpp"
 
 namespace npusim::scheduler::policies {
+
+// `positions` copied into the engine's spare memory (SchedulerView::take_spare_positions), for
+// a Decision: the policy keeps its own vector for the next call, and nothing is allocated.
+std::vector<std::uint32_t> positions_in_spare(const SchedulerView& view, std::span<const std::uint32_t> positions);
 
 // Positions of up to `limit` queued samples of the oldest waiting sample's model, oldest first.
 // Empty when the queue is.

@@ -12,7 +12,7 @@ namespace {
 // deadline first (ties by arrival), at most `limit`.
 std::vector<std::uint32_t> by_deadline(const SchedulerView& view, std::uint32_t model, std::int64_t before,
                                        std::size_t limit) {
-  std::vector<std::uint32_t> out;
+  std::vector<std::uint32_t> out = view.take_spare_positions();
   view.earliest_due(model, before, limit, out);
   return out;
 }

@@ -364,12 +364,12 @@ class ExitAware final : public CatchUpPolicy {
     auto& groups = waiting_groups(view);
     if (const SampleInfo* aged = most_urgent_aged_sample(view))
       for (auto& g : groups)
-        if (g.model == aged->model) return std::move(g.positions);
+        if (g.model == aged->model) return positions_in_spare(view, g.positions);
     // One group needs no order (and stable_sort would allocate its buffer even so).
     if (groups.size() > 1) std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
       return static_cast<double>(a.positions.size()) * b.batch_ns > static_cast<double>(b.positions.size()) * a.batch_ns;
     });
-    if (groups.size() == 1 || !objective_.counts_misses()) return std::move(groups.front().positions);
+    if (groups.size() == 1 || !objective_.counts_misses()) return positions_in_spare(view, groups.front().positions);
     const auto now = static_cast<double>(view.now_ns);
     std::size_t best = 0;
     double best_cost = 0.0;
@@ -386,7 +386,7 @@ class ExitAware final : public CatchUpPolicy {
         best_cost = cost;
       }
     }
-    return std::move(groups[best].positions);
+    return positions_in_spare(view, groups[best].positions);
   }
 
   // The waiting sample with the earliest deadline among those that have waited max_wait_slos
@@ -471,7 +471,7 @@ class ExitAware final : public CatchUpPolicy {
       }
     }
     if (!best) return Decision::keep_running();
-    return Decision::preempt(best->positions, false);
+    return Decision::preempt(positions_in_spare(view, best->positions), false);
   }
 
   bool guard_deadlines_;

@@ -13,7 +13,9 @@ class Fcfs final : public Policy, public DecisionHorizon {
   Decision decide(const SchedulerView& view) override {
     if (view.running) return Decision::keep_running();
     if (view.queue.empty()) return Decision::idle();
-    return Decision::start({0});
+    std::vector<std::uint32_t> front = view.take_spare_positions();
+    front.push_back(0);
+    return Decision::start(std::move(front));
   }
 };
 

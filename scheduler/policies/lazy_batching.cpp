@@ -20,7 +20,7 @@ class LazyBatching final : public CatchUpPolicy {
     const auto alone = estimate_catch_up(view, 0, waiting, Prediction::exit_blind);
     const double in_flight_deadline = guarded_deadline_ns(view, alone.in_flight_completion_ns);
     const bool some_in_flight_on_time = in_flight_deadline != static_cast<double>(never_ns);
-    const auto joining = view.queued_of_model(view.running->model, room);
+    const auto& joining = queued_of_model(view, view.running->model, room, joining_);
     const auto now = static_cast<double>(view.now_ns);
     std::uint32_t best = 0;
     for (const std::uint32_t j : catch_up_candidates(room)) {
@@ -43,6 +43,7 @@ class LazyBatching final : public CatchUpPolicy {
   }
 
   double slack_ns_;
+  std::vector<std::uint32_t> joining_;  // choose's, kept to reuse its memory
 };
 
 }  // namespace

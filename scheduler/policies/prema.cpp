@@ -41,7 +41,7 @@ class Prema final : public Policy, public DecisionHorizon {
       if (!shortest)
         shortest = &*std::max_element(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return a.tokens < b.tokens; });
       batch_tokens_.push_back(shortest->tokens);
-      return Decision::start(shortest->positions);
+      return Decision::start(positions_in_spare(view, shortest->positions));
     }
     const BatchInfo& running = *view.running;
     const auto running_left = view.models[running.model].remaining_cycles(
@@ -53,8 +53,8 @@ class Prema final : public Policy, public DecisionHorizon {
     const Mechanism mechanism = choose_mechanism(view, *shortest);
     if (mechanism == Mechanism::drain) return Decision::keep_running();
     batch_tokens_.push_back(shortest->tokens);
-    if (mechanism == Mechanism::kill) return Decision::preempt_restarting(shortest->positions);
-    return Decision::preempt(shortest->positions, false);
+    if (mechanism == Mechanism::kill) return Decision::preempt_restarting(positions_in_spare(view, shortest->positions));
+    return Decision::preempt(positions_in_spare(view, shortest->positions), false);
   }
 
   // Tokens grow with time, so a waiting job may pass the running batch at any boundary; only

@@ -30,15 +30,15 @@ class StaticBatch final : public Policy, public DecisionHorizon {
     const std::uint32_t cap = batch_cap(view);
     if (batch_size_by_model_.empty()) batch_size_by_model_.assign(view.models.size(), aimd_ ? 1 : cap);
     // A full batch of any network goes first; networks are visited in order of their oldest sample.
-    std::vector<bool> seen(view.models.size(), false);
+    seen_.assign(view.models.size(), false);
     std::optional<std::uint32_t> due_model;
     std::int64_t earliest_due_ns = never_ns;
     for (const auto& oldest : view.queue) {
-      if (seen[oldest.model]) continue;
-      seen[oldest.model] = true;
+      if (seen_[oldest.model]) continue;
+      seen_[oldest.model] = true;
       const std::uint32_t size = std::min(batch_size_by_model_[oldest.model], cap);
-      auto positions = view.queued_of_model(oldest.model, size);
-      if (positions.size() == size) return start(view, std::move(positions));
+      auto& positions = queued_of_model(view, oldest.model, size, positions_);
+      if (positions.size() == size) return start(view, positions_in_spare(view, positions));
       const std::int64_t due_ns = partial_batch_due_ns(view, oldest, static_cast<std::uint32_t>(positions.size()));
       if (due_ns < earliest_due_ns) {
         earliest_due_ns = due_ns;
@@ -46,7 +46,9 @@ class StaticBatch final : public Policy, public DecisionHorizon {
       }
     }
     if (view.now_ns >= earliest_due_ns)
-      return start(view, view.queued_of_model(*due_model, std::min(batch_size_by_model_[*due_model], cap)));
+      return start(view, positions_in_spare(view, queued_of_model(view, *due_model,
+                                                                  std::min(batch_size_by_model_[*due_model], cap),
+                                                                  positions_)));
     return Decision::idle(earliest_due_ns);
   }
 
@@ -103,6 +105,9 @@ class StaticBatch final : public Policy, public DecisionHorizon {
   bool slo_aware_;
   std::vector<std::uint32_t> batch_size_by_model_;  // AIMD's current size, per network
   std::optional<StartedBatch> started_;
+  // decide's, kept to reuse their memory.
+  std::vector<bool> seen_;
+  std::vector<std::uint32_t> positions_;
 };
 
 }  // namespace
