@@ -937,8 +937,9 @@ SC_MODULE(ServingSystem) {
 
   // Layers inside a stretch that no sample leaves after and no merge or end follows, with nobody
   // observing them: only their sums are reported, so those that ended by `until_ps` are settled
-  // at once from the model's running sums, in O(log layers) (the FBE steps over them together;
-  // the engine checks its registers after). Planning checked their times fit.
+  // at once from the model's running sums, in O(log layers) plus a step per exit nobody takes
+  // (the FBE steps over them together; the engine checks its registers after). Planning checked
+  // their times fit.
   void settle_quiet_layers(std::int64_t until_ps) {
     Batch& b = *running_;
     const ModelRuntime& model = models_[b.model];

@@ -201,15 +201,15 @@ class WaitingQueue final : public scheduler::QueueIndex {
     --waiting_per_model_[sample.model];
     Device& d = devices_[sample.device];
     --d.waiting;
-    if (d.ids.empty() || d.ids.front() != sample.id) {
-      // Stale in the middle until it reaches the front, unless the stale ones now outnumber
-      // the waiting: rebuilding then costs O(log n) per id it drops.
-      if (d.ids.size() > 2 * d.waiting + stale_slack)
-        std::erase_if(d.ids, [&](std::uint64_t id) { return find(id) == size(); });
-      return;
+    // A sample taken from the middle stays, stale, until it reaches the front.
+    if (!d.ids.empty() && d.ids.front() == sample.id) {
+      d.ids.pop_front();
+      while (!d.ids.empty() && find(d.ids.front()) == size()) d.ids.pop_front();
     }
-    d.ids.pop_front();
-    while (!d.ids.empty() && find(d.ids.front()) == size()) d.ids.pop_front();
+    // Once the stale ones outnumber the waiting, whichever end the last removal took, the list
+    // is rebuilt: that costs O(log n) per id it drops.
+    if (d.ids.size() > 2 * d.waiting + stale_slack)
+      std::erase_if(d.ids, [&](std::uint64_t id) { return find(id) == size(); });
   }
 
   void erase_positions(std::span<const std::uint32_t> positions) {

@@ -141,6 +141,19 @@ TEST(WaitingQueue, StaleIdsStayBoundedWhenSamplesAreTakenFromTheMiddle) {
       }
     }
   }
+  // Taken from the middle while the list stays balanced, then drained from the front: the
+  // stale ids must go as the waiting ones do.
+  sim::WaitingQueue queue;
+  for (std::uint64_t id = 0; id < 4001; ++id)
+    queue.push_back({id, static_cast<std::int64_t>(id), static_cast<std::int64_t>(id) + 1'000'000, 0, 0, 1}, 0);
+  for (int taken = 0; taken < 2000; ++taken) {
+    const std::uint32_t middle[] = {2000};
+    queue.erase(middle);
+  }
+  while (queue.size() > 2) {
+    queue.pop_front();
+    ASSERT_LE(queue.listed_ids(), 2 * queue.size() + sim::WaitingQueue::stale_slack) << queue.size() << " waiting";
+  }
 }
 
 TEST(WaitingQueue, RefusesWhatWouldBreakTheIndex) {
