@@ -18,8 +18,9 @@ namespace npusim::scheduler {
 // Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
 // registry.hpp changes its layout, so a plugin built against other headers is refused. A change
 // that only appends (3: SchedulerView::queue_index; 4: QueueIndex::ordered,
-// SchedulerView::ordered_of_model and SchedulerView::spare_positions) keeps the older plugins loading: they read nothing past what
-// they knew. A plugin built for 4 is refused by an npusim of 3.
+// SchedulerView::ordered_of_model and SchedulerView::spare_positions) keeps the older plugins
+// loading: they read nothing past what they knew. A plugin built for 4 is refused by an npusim
+// of 3.
 inline constexpr int policy_api_version = 4;
 inline constexpr int oldest_loadable_policy_api_version = 2;
 
@@ -89,14 +90,14 @@ enum class Trigger {
 };
 std::string to_string(Trigger trigger);
 
+// Whether sample a goes before sample b.
+using SampleOrder = std::function<bool(const SampleInfo& a, const SampleInfo& b)>;
+
 // What the engine keeps up to date about the waiting queue as samples come and go, so that a
 // decision need not scan it (docs/policies.md, "The queue index"). Positions are into
 // SchedulerView::queue. Every answer is the one a scan of the queue gives. Cost: O(d log n) for
 // d devices and n waiting samples, plus O(d + log n) for each position listed.
 // Contract: valid only during the decision whose view holds it.
-// Whether sample a goes before sample b.
-using SampleOrder = std::function<bool(const SampleInfo& a, const SampleInfo& b)>;
-
 class QueueIndex {
  public:
   virtual ~QueueIndex() = default;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 
 #include "npu_model/energy.hpp"
 
@@ -18,6 +19,14 @@ __extension__ typedef __int128 Zeptojoules;
 inline constexpr double max_energy_term_pj = 1e15;
 inline bool fits_energy_ledger(double pj) { return pj >= 0.0 && pj <= max_energy_term_pj; }
 
+// The first of a priced action's terms, its parts and one sample's share of it, that the ledger
+// cannot take; none when all fit.
+inline std::optional<double> term_outside_energy_ledger(const npu::EnergyParts& parts, double share_pj) {
+  for (const double pj : {parts.mac_pj, parts.sram_pj, parts.dram_pj, parts.vector_pj, parts.static_pj, share_pj})
+    if (!fits_energy_ledger(pj)) return pj;
+  return std::nullopt;
+}
+
 // `pj` rounded to whole zeptojoules. Requires fits_energy_ledger(pj).
 inline Zeptojoules zeptojoules_of(double pj) { return static_cast<Zeptojoules>(std::round(pj * 1e9)); }
 
@@ -33,7 +42,6 @@ struct EnergyCount {
             zeptojoules_of(parts.vector_pj), zeptojoules_of(parts.static_pj)};
   }
   npu::EnergyParts parts_pj() const { return {pj_of(mac), pj_of(sram), pj_of(dram), pj_of(vector), pj_of(leakage)}; }
-  Zeptojoules total() const { return mac + sram + dram + vector + leakage; }
 
   EnergyCount& operator+=(const EnergyCount& o) {
     mac += o.mac;

@@ -102,12 +102,10 @@ void add_running_sums(ModelRuntime& model, const scheduler::ModelProfile& profil
     for (std::uint32_t layer = 0; layer < layers; ++layer) {
       const LayerStep& step = model.step(layer, b);
       const double share_pj = step.energy.total_pj() / b;
-      for (const double pj : {step.energy.mac_pj, step.energy.sram_pj, step.energy.dram_pj, step.energy.vector_pj,
-                              step.energy.static_pj, share_pj})
-        if (!fits_energy_ledger(pj))
-          throw SimulationError(fmt::format("layer {} of {} at batch {} costs {} pJ of energy: allowed 0 to {:g} pJ "
-                                            "(check the NPU's energy figures)",
-                                            layer, model.name, b, pj, max_energy_term_pj));
+      if (const auto pj = term_outside_energy_ledger(step.energy, share_pj))
+        throw SimulationError(fmt::format("layer {} of {} at batch {} costs {} pJ of energy: allowed 0 to {:g} pJ "
+                                          "(check the NPU's energy figures)",
+                                          layer, model.name, b, *pj, max_energy_term_pj));
       const auto total = step.ps >= 0 ? traces::checked_add(total_ps, step.ps) : std::nullopt;
       if (!total) model.sums_plan_stretches = false;
       total_ps = total.value_or(0);
@@ -746,10 +744,9 @@ SC_MODULE(ServingSystem) {
   void charge_context(const Batch& b) {
     const npu::EnergyParts e = npu::context_transfer_energy(npu_, b.context_bytes);
     const double share_pj = b.samples.empty() ? 0.0 : e.total_pj() / static_cast<double>(b.samples.size());
-    for (const double pj : {e.mac_pj, e.sram_pj, e.dram_pj, e.vector_pj, e.static_pj, share_pj})
-      if (!fits_energy_ledger(pj))
-        throw SimulationError(fmt::format("a context transfer of {} bytes costs {} pJ of energy: allowed 0 to {:g} pJ",
-                                          b.context_bytes, pj, max_energy_term_pj));
+    if (const auto pj = term_outside_energy_ledger(e, share_pj))
+      throw SimulationError(fmt::format("a context transfer of {} bytes costs {} pJ of energy: allowed 0 to {:g} pJ",
+                                        b.context_bytes, *pj, max_energy_term_pj));
     dynamic_energy_ += EnergyCount::of(e);
     stats_.context_energy_pj += e.total_pj();
     charge_samples(b.samples, zeptojoules_of(share_pj));

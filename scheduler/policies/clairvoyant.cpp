@@ -229,14 +229,12 @@ class Clairvoyant final : public CatchUpPolicy {
   // In the order of each network's oldest waiting sample, as a pass over the queue meets them.
   std::vector<Group> waiting_groups(const SchedulerView& view) {
     std::vector<Group> groups;
-    std::vector<std::uint32_t> oldest;
     for (std::uint32_t m = 0; m < view.models.size(); ++m) {
       const std::uint32_t waiting = view.waiting_of_model(m);
       if (waiting == 0) continue;
       const ModelProfile& model = view.models[m];
       const std::size_t exact_limit = std::size_t{view.max_batch} + exact_drain_samples;
       auto queued = view.queued_of_model(m, exact_limit);
-      oldest.push_back(queued.front());
       const ExactDrain drain = drain_exactly(model, leave_layers(view, queued), waiting, view.max_batch,
                                              drain_plans_.of(view, m), exact_limit);
       queued.resize(drain.first_batch[0]);
@@ -244,12 +242,10 @@ class Clairvoyant final : public CatchUpPolicy {
       g.batch_cycles = run_exactly(model, leave_layers(view, g.positions), 0, model.layer_count()).cycles;
       groups.push_back(std::move(g));
     }
-    std::vector<Group> by_age;
-    std::vector<std::size_t> order(groups.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return oldest[a] < oldest[b]; });
-    for (const auto i : order) by_age.push_back(std::move(groups[i]));
-    return by_age;
+    // A group keeps its network's oldest sample first (its first batch holds at least one).
+    std::sort(groups.begin(), groups.end(),
+              [](const Group& a, const Group& b) { return a.positions.front() < b.positions.front(); });
+    return groups;
   }
 
   // exit_aware's c-mu start (the group completing most samples per cycle, ties to the oldest
