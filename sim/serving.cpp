@@ -92,8 +92,9 @@ struct ModelRuntime {
   std::vector<std::uint32_t> next_exit_layer;
 };
 
-// The sums of ModelRuntime, from its steps and its profile's exits.
-void add_running_sums(ModelRuntime& model, const scheduler::ModelProfile& profile) {
+// The sums of ModelRuntime, from its steps and its profile's exits. A layer whose energy the
+// ledger cannot take (the NPU's energy figures are the user's) is a ConfigError naming `source`.
+void add_running_sums(ModelRuntime& model, const scheduler::ModelProfile& profile, const std::string& source) {
   const std::uint32_t layers = model.layer_count;
   model.sums.assign(std::size_t{model.max_batch + 1} * (layers + 1), {});
   for (std::uint32_t b = 1; b <= model.max_batch; ++b) {
@@ -103,9 +104,9 @@ void add_running_sums(ModelRuntime& model, const scheduler::ModelProfile& profil
       const LayerStep& step = model.step(layer, b);
       const double share_pj = step.energy.total_pj() / b;
       if (const auto pj = term_outside_energy_ledger(step.energy, share_pj))
-        throw SimulationError(fmt::format("layer {} of {} at batch {} costs {} pJ of energy: allowed 0 to {:g} pJ "
-                                          "(check the NPU's energy figures)",
-                                          layer, model.name, b, *pj, max_energy_term_pj));
+        throw ConfigError(fmt::format("{}: layer {} of {} at batch {} costs {} pJ of energy under the NPU's energy "
+                                      "figures: allowed 0 to {:g} pJ per layer (lower the npu.energy values)",
+                                      source, layer, model.name, b, *pj, max_energy_term_pj));
       const auto total = step.ps >= 0 ? traces::checked_add(total_ps, step.ps) : std::nullopt;
       if (!total) model.sums_plan_stretches = false;
       total_ps = total.value_or(0);
@@ -155,7 +156,7 @@ std::vector<double> believed_exit_probabilities(const Scenario& scenario, const 
 // Builds the runtime of a network and appends the scheduler's profile of it to `profiles`.
 ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const workloads::LoweredNetwork& network,
                            std::uint32_t max_batch, const std::vector<double>& exit_probabilities,
-                           std::vector<scheduler::ModelProfile>& profiles) {
+                           std::vector<scheduler::ModelProfile>& profiles, const std::string& source) {
   auto table = workloads::control_block_table(npu, network, max_batch);
   const std::size_t layers = network.layers.size();
   try {
@@ -179,7 +180,7 @@ ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const w
       }
     ModelRuntime model{name, &network, std::move(table), std::move(transfers), max_batch, std::move(steps)};
     model.layer_count = static_cast<std::uint32_t>(layers);
-    add_running_sums(model, profiles.back());
+    add_running_sums(model, profiles.back(), source);
     return model;
   } catch (const std::invalid_argument& e) {
     throw workloads::NetworkError(e.what());
@@ -745,8 +746,9 @@ SC_MODULE(ServingSystem) {
     const npu::EnergyParts e = npu::context_transfer_energy(npu_, b.context_bytes);
     const double share_pj = b.samples.empty() ? 0.0 : e.total_pj() / static_cast<double>(b.samples.size());
     if (const auto pj = term_outside_energy_ledger(e, share_pj))
-      throw SimulationError(fmt::format("a context transfer of {} bytes costs {} pJ of energy: allowed 0 to {:g} pJ",
-                                        b.context_bytes, *pj, max_energy_term_pj));
+      throw ConfigError(fmt::format("{}: a context transfer of {} bytes costs {} pJ of energy under the NPU's energy "
+                                    "figures: allowed 0 to {:g} pJ (lower the npu.energy values)",
+                                    scenario_.source, b.context_bytes, *pj, max_energy_term_pj));
     dynamic_energy_ += EnergyCount::of(e);
     stats_.context_energy_pj += e.total_pj();
     charge_samples(b.samples, zeptojoules_of(share_pj));
@@ -1168,7 +1170,7 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   models.reserve(scenario.models.size());
   for (const auto& [name, network] : scenario.models)
     models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch,
-                                   believed_exit_probabilities(scenario, name, network), profiles));
+                                   believed_exit_probabilities(scenario, name, network), profiles, scenario.source));
   // The policy dies before the registry that may hold its plugin.
   std::unique_ptr<scheduler::Policy> policy;
   const std::string origin = info->origin == "built-in" ? "" : fmt::format(" (plugin {})", info->origin);

@@ -190,6 +190,8 @@ refuses "no sample arrived" run "$inputs/replay_empty.yaml"
 refuses "devices[0].name = cam\"1: allowed a name" run "$inputs/device_name_quote.yaml"
 refuses "devices[0].name = cam\\x0Ax" run "$inputs/device_name_newline.yaml"
 refuses "device_name_not_utf8.yaml" run "$inputs/device_name_not_utf8.yaml"
+# Energy figures are the user's; one that no layer's energy ledger can hold is their mistake.
+refuses "default.yaml>: layer 0 of mobilenetv2 at batch 1 costs" run default --set npu.energy.mac_pj=1e12
 
 echo "$cases cases, $failures failed"
 [ "$failures" -eq 0 ]
