@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "traces/checked.hpp"
 
@@ -11,6 +12,13 @@ std::int64_t BatchInfo::earliest_deadline_ns() const {
   std::int64_t earliest = never_ns;
   for (const auto& s : samples) earliest = std::min(earliest, s.deadline_ns);
   return earliest;
+}
+
+// Of an empty batch, the least int64: no deadline is later than none.
+std::int64_t BatchInfo::latest_deadline_ns() const {
+  std::int64_t latest = std::numeric_limits<std::int64_t>::min();
+  for (const auto& s : samples) latest = std::max(latest, s.deadline_ns);
+  return latest;
 }
 
 std::string to_string(Trigger trigger) {

@@ -79,6 +79,7 @@ struct BatchInfo {
   std::uint32_t preemptions = 0;
 
   std::int64_t earliest_deadline_ns() const;
+  std::int64_t latest_deadline_ns() const;
 };
 
 enum class Trigger {
@@ -253,6 +254,23 @@ class DecisionHorizon {
  public:
   virtual ~DecisionHorizon() = default;
   virtual Horizon horizon(const SchedulerView& view) const = 0;
+};
+
+// Optional, beside DecisionHorizon: a horizon that wakes on arrival may sleep through the
+// arrivals that cannot change what it covers, told apart by their deadline. The engine finds it
+// with dynamic_cast; without it, every arrival wakes. Adding it changed no layout.
+// Contract:
+//  - wakes_on_arrivals_due_before_ns is called right after a horizon that wakes on arrival,
+//    with the view that horizon was asked with.
+//  - Its answer D promises that the horizon's promise holds however many samples due at or
+//    after D arrive (or are dropped) during it: decide would still answer keep_running at every
+//    boundary the horizon covers. Only an arrival due before D wakes it. never_ns wakes on
+//    every arrival. observe_arrival is still called for each sample.
+//  - It must not change the policy's state, and is as deterministic as decide.
+class ArrivalWakeFilter {
+ public:
+  virtual ~ArrivalWakeFilter() = default;
+  virtual std::int64_t wakes_on_arrivals_due_before_ns(const SchedulerView& view) const = 0;
 };
 
 // A scheduling policy. One instance serves one simulation, single-threaded.

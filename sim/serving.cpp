@@ -46,6 +46,10 @@ std::int64_t ps_of_arrival(std::int64_t arrival_ns) {
 // Waiting for a batch to fill takes one idle per arrival at most, far fewer than this.
 constexpr std::uint64_t max_idle_decisions_while_waiting = 1'000'000;
 
+// How many samples a stretch's planning may draw ahead looking for an arrival that wakes its
+// horizon: enough for any stretch at any sane rate, and a bound on the memory they hold.
+constexpr std::size_t max_drawn_ahead = 4096;
+
 // What running a layer at a batch size takes, kept apart from the table's large entries so that
 // the serving loop touches a few bytes per layer.
 struct LayerStep {
@@ -233,12 +237,16 @@ SC_MODULE(ServingSystem) {
                                       "1e9 ms (a factor up to {:.6g} for {})",
                                       scenario.source, device.stream.name, device.slo_factor.value_or(0.0),
                                       slo_ns_.back() / 1e6, max_slo_ns / isolated_ns, device.stream.model));
+      slo_whole_ns_.push_back(static_cast<std::int64_t>(std::llround(slo_ns_.back())));
     }
     for (std::size_t m = 0; m < models_.size(); ++m) exit_counts_.emplace_back(models_[m].network->exits.size(), 0);
     device_dynamic_energy_.assign(scenario.devices.size(), 0);
     stats_.static_mw = npu_.energy().static_mw;
     if (policy_info.analysis_only) oracle_.emplace(*this);
-    if (skip_decisions) horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
+    if (skip_decisions) {
+      horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
+      arrival_filter_ = dynamic_cast<const scheduler::ArrivalWakeFilter*>(&policy);
+    }
     view_.max_batch = scenario.scheduler.max_batch;
     view_.models = profiles_;
     view_.ns_per_cycle = ps_per_cycle_ / 1000.0;
@@ -375,15 +383,15 @@ SC_MODULE(ServingSystem) {
   }
 
   SampleInfo sample_info(const traces::Sample& s) const {
-    return {s.id, s.arrival_ns, s.arrival_ns + static_cast<std::int64_t>(std::llround(slo_ns_[s.device])), s.device,
+    return {s.id, s.arrival_ns, s.arrival_ns + slo_whole_ns_[s.device], s.device,
             device_model_[s.device], scenario_.devices[s.device].priority};
   }
 
   void admit(const traces::Sample& s) {
     if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = ps_of_arrival(s.arrival_ns);
-    arrived_since_decision_ = true;
     metrics_.arrived(s.device);
     const SampleInfo info = sample_info(s);
+    if (info.deadline_ns < wake_due_before_ns_) arrived_since_decision_ = true;
     const std::uint32_t model = info.model;
     if (s.exit >= profiles_[model].exits().size())
       throw SimulationError(fmt::format("sample {} drew exit {} of a model with {} exits", s.id, s.exit,
@@ -520,6 +528,7 @@ SC_MODULE(ServingSystem) {
           const scheduler::SchedulerView& asked = view(trigger_);
           ask_policy("decide", [&] { decision = policy_.decide(asked); });
           arrived_since_decision_ = false;
+          wake_due_before_ns_ = scheduler::never_ns;
           check_kind(decision.kind);
           if (decision.kind == Decision::Kind::idle) {
             idle(decision);
@@ -815,11 +824,32 @@ SC_MODULE(ServingSystem) {
 
   // The policy's horizon for the batch that its decision left running (one boundary when it
   // declares none, or skipping is off), asked with `current`, or a view built now if null.
+  // Also asks its ArrivalWakeFilter, if it has one, which arrivals wake that horizon.
   scheduler::Horizon ask_horizon(const scheduler::SchedulerView* current) {
     if (!horizon_policy_) return {running_->next_layer + 1, true, true};
+    const scheduler::SchedulerView& asked = current ? *current : view(trigger_);
     scheduler::Horizon horizon;
-    ask_policy("horizon", [&] { horizon = horizon_policy_->horizon(current ? *current : view(trigger_)); });
+    ask_policy("horizon", [&] { horizon = horizon_policy_->horizon(asked); });
+    if (horizon.wake_on_arrival && arrival_filter_)
+      ask_policy("wakes_on_arrivals_due_before_ns",
+                 [&] { wake_due_before_ns_ = arrival_filter_->wakes_on_arrivals_due_before_ns(asked); });
     return horizon;
+  }
+
+  // The arrival time of the first sample still to come that wakes the horizon (one due before
+  // wake_due_before_ns_), if it comes by `by_ps`; -1 if none does. Draws samples ahead as far
+  // as that takes, which changes no draw, but at most max_drawn_ahead of them: past that, the
+  // last one drawn is taken to wake it (waking early only asks the policy once more).
+  std::int64_t waking_arrival_by(std::int64_t by_ps) {
+    for (std::size_t i = 0;; ++i) {
+      if (i == upcoming_.size() && !draw_arrival()) return -1;
+      const traces::Sample& s = upcoming_[i];
+      const std::int64_t ps = ps_of_arrival(s.arrival_ns);
+      if (ps > by_ps) return -1;
+      if (wake_due_before_ns_ == scheduler::never_ns || i + 1 >= max_drawn_ahead ||
+          s.arrival_ns + slo_whole_ns_[s.device] < wake_due_before_ns_)
+        return ps;
+    }
   }
 
   // Starts the running batch's next layer and plans how many layers run before the policy is
@@ -850,8 +880,7 @@ SC_MODULE(ServingSystem) {
         ++layer;
         if (batch == 0 || layer >= stop_layer || (b.merges && layer == b.merge_layer) ||
             (horizon_.wake_on_exit && left > 0) ||
-            (horizon_.wake_on_arrival &&
-             (arrived_since_decision_ || (pending_arrival_ps_ >= 0 && pending_arrival_ps_ <= end_ps))))
+            (horizon_.wake_on_arrival && (arrived_since_decision_ || waking_arrival_by(end_ps) >= 0)))
           break;
         // Layer `layer` runs. So do the ones after it up to an exit that a sample takes or a
         // stop, unless an arrival comes first: from the running sums, without a pass over them.
@@ -863,13 +892,14 @@ SC_MODULE(ServingSystem) {
           if (traces::checked_add(end_ps, elapsed(quiet_last + 1))) {
             std::uint32_t last = quiet_last;
             // Boundary x (the end of layer x - 1) comes at end_ps + elapsed(x); the first at or
-            // after a pending arrival stops the stretch.
-            if (horizon_.wake_on_arrival && pending_arrival_ps_ >= 0 &&
-                end_ps + elapsed(quiet_last) >= pending_arrival_ps_) {
+            // after an arrival that wakes the horizon stops the stretch.
+            const std::int64_t waking_ps =
+                horizon_.wake_on_arrival ? waking_arrival_by(end_ps + elapsed(quiet_last)) : -1;
+            if (waking_ps >= 0) {
               std::uint32_t lo = layer + 1, hi = quiet_last;  // the first stopping boundary is in [lo, hi]
               while (lo < hi) {
                 const std::uint32_t mid = lo + (hi - lo) / 2;
-                if (end_ps + elapsed(mid) >= pending_arrival_ps_)
+                if (end_ps + elapsed(mid) >= waking_ps)
                   hi = mid;
                 else
                   lo = mid + 1;
@@ -1097,6 +1127,7 @@ SC_MODULE(ServingSystem) {
   std::vector<std::string> model_index_;
   std::vector<std::uint32_t> device_model_;
   std::vector<double> slo_ns_;
+  std::vector<std::int64_t> slo_whole_ns_;  // slo_ns_ rounded: what a deadline adds to an arrival
   std::vector<std::vector<std::uint64_t>> exit_counts_;
   // Dynamic energy, counted exactly until the result reports it in picojoules.
   EnergyCount dynamic_energy_;
@@ -1116,8 +1147,10 @@ SC_MODULE(ServingSystem) {
   // one timed step, and whether a sample arrived since (an arrival during a context save
   // counts).
   const scheduler::DecisionHorizon* horizon_policy_ = nullptr;  // null: asked at every boundary
+  const scheduler::ArrivalWakeFilter* arrival_filter_ = nullptr;  // null: every arrival wakes
   scheduler::Horizon horizon_;
-  bool arrived_since_decision_ = false;
+  std::int64_t wake_due_before_ns_ = scheduler::never_ns;  // only arrivals due earlier wake horizon_
+  bool arrived_since_decision_ = false;  // ... and one of those arrived
   std::uint32_t stretch_last_layer_ = 0;
   std::int64_t stretch_end_ps_ = 0;
   bool stretch_settled_ = true;

@@ -104,7 +104,8 @@ std::vector<PolicySetting> policy_settings(const scheduler::PolicyRegistry& regi
 }
 
 // Writes the next random scenario under `policy` (and its replay trace) into `dir`; returns its
-// YAML. One to four networks by `scenario_index`, every arrival process, light load to overload.
+// YAML. One to four networks by `scenario_index`, every arrival process, one or two SLOs per
+// network, light load to overload.
 std::string write_random_scenario(const std::filesystem::path& dir, std::mt19937_64& rng, int scenario_index,
                                   const std::string& policy, const std::string& parameters) {
   const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); };
@@ -118,6 +119,11 @@ std::string write_random_scenario(const std::filesystem::path& dir, std::mt19937
     const double hz = network.full_load_hz * load / network_count;
     devices += fmt::format("  - {{name: d{}, model: {}, arrival: {}, {}}}\n", n, network.name, arrival(process, hz),
                            pick(2) ? fmt::format("slo_ms: {}", 1 + pick(30)) : fmt::format("slo_factor: {}", 2 + pick(8)));
+    // Half the networks get a second, Poisson device with an SLO of its own, so that a batch can
+    // hold deadlines of two SLOs and an arrival can fall due among them.
+    if (pick(2))
+      devices += fmt::format("  - {{name: d{}b, model: {}, arrival: {}, slo_ms: {}}}\n", n, network.name,
+                             arrival(0, hz / 2), 1 + pick(30));
     if (process == arrival_processes - 1) {
       std::int64_t t = 0;
       for (int i = 0; i < 300; ++i) {
@@ -175,10 +181,11 @@ class HorizonChecker final : public scheduler::Policy, public scheduler::Decisio
   HorizonChecker(std::unique_ptr<scheduler::Policy> wrapped, Tally& tally)
       : wrapped_(std::move(wrapped)),
         wrapped_horizon_(dynamic_cast<const scheduler::DecisionHorizon*>(wrapped_.get())),
+        wrapped_filter_(dynamic_cast<const scheduler::ArrivalWakeFilter*>(wrapped_.get())),
         tally_(tally) {}
 
   void observe_arrival(const scheduler::SchedulerView& view, const scheduler::SampleInfo& sample) override {
-    arrived_ = true;
+    if (sample.deadline_ns < wakes_if_due_before_ns_) arrived_ = true;
     wrapped_->observe_arrival(view, sample);
   }
 
@@ -196,6 +203,9 @@ class HorizonChecker final : public scheduler::Policy, public scheduler::Decisio
   scheduler::Horizon horizon(const scheduler::SchedulerView& view) const override {
     if (!last_covered_ && wrapped_horizon_) {
       promise_ = wrapped_horizon_->horizon(view);
+      wakes_if_due_before_ns_ = promise_->wake_on_arrival && wrapped_filter_
+                                    ? wrapped_filter_->wakes_on_arrivals_due_before_ns(view)
+                                    : scheduler::never_ns;
       const scheduler::BatchInfo& running = *view.running;
       promised_batch_ = {running.model, running.next_layer, {}, running.merges, running.merge_layer,
                          running.preemptions};
@@ -224,9 +234,11 @@ class HorizonChecker final : public scheduler::Policy, public scheduler::Decisio
 
   std::unique_ptr<scheduler::Policy> wrapped_;
   const scheduler::DecisionHorizon* wrapped_horizon_;
+  const scheduler::ArrivalWakeFilter* wrapped_filter_;
   Tally& tally_;
   bool last_covered_ = false;
-  mutable bool arrived_ = false;
+  mutable bool arrived_ = false;  // since the promise, a sample due before wakes_if_due_before_ns_
+  mutable std::int64_t wakes_if_due_before_ns_ = scheduler::never_ns;
   mutable std::optional<scheduler::Horizon> promise_;
   mutable scheduler::BatchInfo promised_batch_;
   mutable std::size_t promised_size_ = 0;

@@ -17,7 +17,7 @@ std::vector<std::uint32_t> by_deadline(const SchedulerView& view, std::uint32_t 
   return out;
 }
 
-class Edf final : public Policy, public DecisionHorizon {
+class Edf final : public Policy, public DecisionHorizon, public ArrivalWakeFilter {
  public:
   // The waiting sample with the earliest deadline (the first of equals); the queue is not empty.
   static const SampleInfo* most_urgent(const SchedulerView& view) { return &view.queue[view.most_urgent()]; }
@@ -35,12 +35,39 @@ class Edf final : public Policy, public DecisionHorizon {
     return Decision::preempt(by_deadline(view, urgent->model, running_deadline, view.max_batch), false);
   }
 
-  // It keeps running while no queued deadline is earlier than every in-flight one: only an
-  // arrival (the queue) or an exit (the in-flight deadlines) changes that.
+  // It keeps running while no queued deadline is earlier than every in-flight one. Exits can
+  // raise the in-flight earliest up to the batch's latest deadline at most, and only arrivals
+  // due before it can lower the queued earliest. So while nothing waiting is due before the
+  // batch's latest deadline, only such an arrival wakes it; otherwise (nothing waiting is due
+  // before its earliest) an exit, or an arrival due before the earliest.
   Horizon horizon(const SchedulerView& view) const override {
-    if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
-    if (most_urgent(view)->deadline_ns >= view.running->earliest_deadline_ns()) return Horizon::until_arrival_or_exit();
+    if (view.preemptions_left == 0) return Horizon::until_batch_changes();
+    switch (standing(view)) {
+      case Standing::behind_every_deadline: return Horizon::until_arrival();
+      case Standing::behind_the_earliest: return Horizon::until_arrival_or_exit();
+      case Standing::ahead: break;
+    }
     return Horizon::next_boundary(view);
+  }
+
+  std::int64_t wakes_on_arrivals_due_before_ns(const SchedulerView& view) const override {
+    switch (standing(view)) {
+      case Standing::behind_every_deadline: return view.running->latest_deadline_ns();
+      case Standing::behind_the_earliest: return view.running->earliest_deadline_ns();
+      case Standing::ahead: break;
+    }
+    return never_ns;
+  }
+
+ private:
+  // Where the earliest waiting deadline stands against the running batch's deadlines.
+  enum class Standing { behind_every_deadline, behind_the_earliest, ahead };
+  static Standing standing(const SchedulerView& view) {
+    if (view.queue.empty()) return Standing::behind_every_deadline;
+    const std::int64_t urgent = most_urgent(view)->deadline_ns;
+    if (urgent >= view.running->latest_deadline_ns()) return Standing::behind_every_deadline;
+    if (urgent >= view.running->earliest_deadline_ns()) return Standing::behind_the_earliest;
+    return Standing::ahead;
   }
 };
 
