@@ -35,9 +35,13 @@ constexpr std::int64_t max_time_ps = std::numeric_limits<std::int64_t>::max();
 // Npu::cycles_to_ps is exact below 10^13 cycles; a layer that long is out of any time range here.
 constexpr std::uint64_t max_layer_cycles = 9'000'000'000'000ULL;
 
-std::int64_t ps_of_arrival(std::int64_t arrival_ns) {
-  if (arrival_ns < 0 || arrival_ns > traces::max_arrival_ns)
-    throw SimulationError(fmt::format("arrival at {} ns escaped the arrival range check", arrival_ns));
+[[noreturn, gnu::cold, gnu::noinline]] void arrival_out_of_range(std::int64_t arrival_ns) {
+  throw SimulationError(fmt::format("arrival at {} ns escaped the arrival range check", arrival_ns));
+}
+
+inline std::int64_t ps_of_arrival(std::int64_t arrival_ns) {
+  if (arrival_ns < 0 || arrival_ns > traces::max_arrival_ns) [[unlikely]]
+    arrival_out_of_range(arrival_ns);
   return arrival_ns * 1000;
 }
 
@@ -409,12 +413,13 @@ SC_MODULE(ServingSystem) {
     queue_changed();
     stats_.max_queue = std::max<std::uint64_t>(stats_.max_queue, queue_.size());
     ask_policy("observe_arrival", [&] { policy_.observe_arrival(view(Trigger::arrival), info); });
-    arrival_event_.notify();
+    // Nothing else waits for it, and a notification nobody waits for costs the kernel as much.
+    if (npu_waits_for_arrival_) arrival_event_.notify();
   }
 
   void drop(const SampleInfo& info) {
     metrics_.dropped(info.device);
-    drawn_exits_.erase(info.id);
+    if (oracle_) drawn_exits_.erase(info.id);
     for (auto* o : observers_) o->on_drop(now_ps(), info);
   }
 
@@ -501,6 +506,7 @@ SC_MODULE(ServingSystem) {
   void npu_core() {
     guarded([this] {
       kernel_now_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      npu_waits_for_arrival_ = false;
       advance();
     });
   }
@@ -519,7 +525,7 @@ SC_MODULE(ServingSystem) {
           if (!running_ && queue_.empty()) {
             if (sources_done_) return;  // the run is over: nothing will call again
             trigger_ = Trigger::arrival;
-            next_trigger(arrival_event_);
+            wait_for_arrival();
             return;
           }
           ++stats_.decisions;
@@ -629,7 +635,7 @@ SC_MODULE(ServingSystem) {
       if (sources_done_)
         refuse(fmt::format("left {} samples waiting with no arrival or wake-up to come", queue_.size()));
       trigger_ = Trigger::arrival;
-      next_trigger(arrival_event_);
+      wait_for_arrival();
       return;
     }
     const auto wake_ps = traces::checked_mul<std::int64_t>(d.wake_ns, 1000);
@@ -641,16 +647,26 @@ SC_MODULE(ServingSystem) {
     if (wake_ps_ <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
     step_ = Step::after_idle;
     next_trigger(ps_time(wake_ps_ - now_ps()), arrival_event_);
+    npu_waits_for_arrival_ = true;
+  }
+
+  void wait_for_arrival() {
+    next_trigger(arrival_event_);
+    npu_waits_for_arrival_ = true;
   }
 
   // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO, in
   // O(batch) plus the FIFO's own moves: nothing here walks the whole queue.
   Batch take_from_queue(const std::vector<std::uint32_t>& positions, const char* what) {
     if (positions.empty()) refuse(fmt::format("{} with no samples", what));
-    sorted_positions_.assign(positions.begin(), positions.end());
-    std::sort(sorted_positions_.begin(), sorted_positions_.end());
-    const bool named_twice =
-        std::adjacent_find(sorted_positions_.begin(), sorted_positions_.end()) != sorted_positions_.end();
+    // Policies mostly name positions in queue order already.
+    const std::vector<std::uint32_t>* sorted = &positions;
+    if (!std::is_sorted(positions.begin(), positions.end())) {
+      sorted_positions_.assign(positions.begin(), positions.end());
+      std::sort(sorted_positions_.begin(), sorted_positions_.end());
+      sorted = &sorted_positions_;
+    }
+    const bool named_twice = std::adjacent_find(sorted->begin(), sorted->end()) != sorted->end();
     // The first broken position in the policy's order is the one named; finding a repeat that
     // way is quadratic, so it is done only when there is one.
     for (auto p = positions.begin(); p != positions.end(); ++p) {
@@ -666,7 +682,7 @@ SC_MODULE(ServingSystem) {
       batch.samples.push_back(queue_[p]);
       batch.exits.push_back(queue_.exit(p));
     }
-    queue_.erase(sorted_positions_);
+    queue_.erase(*sorted);
     queue_changed();
     return batch;
   }
@@ -1106,7 +1122,7 @@ SC_MODULE(ServingSystem) {
     metrics_.completed(sample.device, latency_ns, static_cast<double>(sample.deadline_ns - sample.arrival_ns),
                        static_cast<double>(now) / 1000.0);
     ++exit_counts_[sample.model][exit];
-    drawn_exits_.erase(sample.id);
+    if (oracle_) drawn_exits_.erase(sample.id);
     stats_.end_ps = now;
     for (auto* o : observers_) o->on_complete(now, sample, exit);
   }
@@ -1175,6 +1191,7 @@ SC_MODULE(ServingSystem) {
   std::int64_t pending_arrival_ps_ = -1;
   bool sources_done_ = false;
   sc_core::sc_event arrival_event_;
+  bool npu_waits_for_arrival_ = false;  // npu_core's next_trigger includes arrival_event_
 
   // The FBE's registers, driven as the hardware would be; the engine checks after every step
   // that they describe the batch it runs.
