@@ -18,10 +18,10 @@ namespace npusim::scheduler {
 // Bumped whenever a type in this header or in model_profile.hpp / parameters.hpp /
 // registry.hpp changes its layout, so a plugin built against other headers is refused. A change
 // that only appends (3: SchedulerView::queue_index; 4: QueueIndex::ordered,
-// SchedulerView::ordered_of_model and SchedulerView::spare_positions) keeps the older plugins
-// loading: they read nothing past what they knew. A plugin built for 4 is refused by an npusim
-// of 3.
-inline constexpr int policy_api_version = 4;
+// SchedulerView::ordered_of_model and SchedulerView::spare_positions; 5:
+// SchedulerView::preemption_overheads) keeps the older plugins loading: they read nothing past
+// what they knew. A plugin built for 5 is refused by an npusim of 4.
+inline constexpr int policy_api_version = 5;
 inline constexpr int oldest_loadable_policy_api_version = 2;
 
 inline constexpr std::int64_t never_ns = std::numeric_limits<std::int64_t>::max();
@@ -124,6 +124,23 @@ class QueueIndex {
                        std::vector<std::uint32_t>& out) const = 0;
 };
 
+// What preempting the running batch would cost at its later boundaries, with its samples and
+// the context buffer as they are now. Exits, merges, resumes and preemptions change the answers,
+// so they hold over a stretch that wakes on exits and ends at a merge or resume, as every
+// horizon's does. Contract:
+//  - cycles_before(layer) is what SchedulerView::preemption_overhead_cycles would be at the
+//    boundary before `layer` of the running batch, if nothing changes until then; 0 for a layer
+//    at or past the network's last.
+//  - context_room_bytes() is the context buffer's free bytes now. With the running batch's
+//    network and size it decides every cycles_before answer, so it may key a memo of them.
+//  - Both are quick (a table look-up) and change nothing.
+class PreemptionOverheads {
+ public:
+  virtual ~PreemptionOverheads() = default;
+  virtual std::uint64_t cycles_before(std::uint32_t layer) const = 0;
+  virtual std::uint64_t context_room_bytes() const = 0;
+};
+
 struct SchedulerView {
   std::int64_t now_ns = 0;
   Trigger trigger = Trigger::arrival;
@@ -150,6 +167,9 @@ struct SchedulerView {
   // a policy may take for its next one (take_spare_positions): then deciding allocates nothing.
   // Null in views built by hand. Appended after queue_index for the same reason.
   std::vector<std::uint32_t>* spare_positions = nullptr;
+  // The running batch's preemption overhead at its later boundaries; null when no batch runs,
+  // and in views built by hand. Appended after spare_positions for the same reason.
+  const PreemptionOverheads* preemption_overheads = nullptr;
   // Up to this many waiting samples a scan costs less than the index, and gives the same answers.
   static constexpr std::size_t scan_below = 64;
   // Whether the helpers below ask the index rather than scan.

@@ -433,10 +433,12 @@ SC_MODULE(ServingSystem) {
     v.queue_index = &queue_;
     v.running = nullptr;
     v.preemption_overhead_cycles = 0;
+    v.preemption_overheads = nullptr;
     if (running_) {
       running_info_ = running_->info();
       v.running = &running_info_;
       v.preemption_overhead_cycles = preemption_overhead_cycles(*running_);
+      v.preemption_overheads = &running_overheads_;
     }
     suspended_info_.clear();
     for (const auto& b : suspended_) suspended_info_.push_back(b.info());
@@ -499,8 +501,33 @@ SC_MODULE(ServingSystem) {
   }
   bool fits_on_chip(std::uint64_t bytes) const { return on_chip_context_bytes_ + bytes <= context_capacity_bytes_; }
   std::uint64_t preemption_overhead_cycles(const Batch& b) const {
-    return fits_on_chip(context_bytes(b)) ? 0 : 2 * models_[b.model].transfer_cycles(b.next_layer, b.samples.size());
+    return preemption_overhead_cycles(b.model, b.samples.size(), b.next_layer);
   }
+  // The same for a batch of `batch` samples of `model` stopped before `layer`.
+  std::uint64_t preemption_overhead_cycles(std::uint32_t model, std::size_t batch, std::uint32_t layer) const {
+    if (batch == 0) return 0;
+    const ModelRuntime& runtime = models_[model];
+    const std::uint64_t bytes = runtime.table.on_chip_bytes_before(static_cast<std::uint32_t>(batch), layer);
+    return fits_on_chip(bytes) ? 0 : 2 * runtime.transfer_cycles(layer, batch);
+  }
+
+  // The view's preemption_overheads: the running batch's overhead at its later boundaries, as
+  // things stand.
+  class RunningOverheads final : public scheduler::PreemptionOverheads {
+   public:
+    explicit RunningOverheads(const ServingSystem& system) : system_(system) {}
+    std::uint64_t cycles_before(std::uint32_t layer) const override {
+      const Batch& b = *system_.running_;
+      if (layer >= system_.models_[b.model].layer_count) return 0;
+      return system_.preemption_overhead_cycles(b.model, b.samples.size(), layer);
+    }
+    std::uint64_t context_room_bytes() const override {
+      return system_.context_capacity_bytes_ - system_.on_chip_context_bytes_;
+    }
+
+   private:
+    const ServingSystem& system_;
+  };
 
   // ---- the NPU ----
   void npu_core() {
@@ -1192,6 +1219,7 @@ SC_MODULE(ServingSystem) {
   bool sources_done_ = false;
   sc_core::sc_event arrival_event_;
   bool npu_waits_for_arrival_ = false;  // npu_core's next_trigger includes arrival_event_
+  RunningOverheads running_overheads_{*this};
 
   // The FBE's registers, driven as the hardware would be; the engine checks after every step
   // that they describe the batch it runs.

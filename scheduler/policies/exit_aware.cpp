@@ -13,6 +13,8 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <functional>
+#include <limits>
 
 #include "scheduler/policies/builtin.hpp"
 #include "scheduler/policies/catch_up_policy.hpp"
@@ -76,8 +78,9 @@ class ExitAware final : public CatchUpPolicy {
   // How long keep_running stands. Between a decision and the next arrival or exit, the only
   // inputs of decide that move are the layer, the clock and the context-save overhead: the
   // queue, the batch, the registers and the arrival rates stay as they are (observe_arrival is
-  // the only change to this policy's state, and skipped decisions change nothing). So it
-  // promises keep_running where that holds at any clock and any overhead:
+  // the only change to this policy's state, and skipped decisions change nothing). The overhead
+  // at each later layer is foreseen by the view (preemption_overheads; where it is not, any
+  // overhead is allowed for). So it promises keep_running where that holds at any clock:
   //  - with the batch's preemptions at max_preemptions, until the batch changes;
   //  - with nothing of the running network waiting, until an arrival;
   //  - with no merge room, until an arrival or an exit (which frees room);
@@ -229,21 +232,24 @@ class ExitAware final : public CatchUpPolicy {
   }
 
   // Whether choose, asked under the mean objective with the running batch about to run `layer`
-  // and the queue, batch and registers of `view`, answers 0 whatever the clock and the overhead
-  // then. Each plan is priced as choose prices it but without the context-save overhead. The
-  // overhead o only adds to a catch-up plan's latency (exactly: ns_per_cycle * o for every
-  // sample it delays) and is no part of the plan without a catch-up, so a plan dearer than that
-  // one without o is dearer with it. The margin, 1e-9 of the cost, is far above the rounding
-  // of either sum (a few parts in 1e16), so dearer here is dearer in choose. Nothing else choose
-  // weighs can make a dearer plan win: the deadline guard only rules plans out, the stretch for
-  // other networks' load scales both sides alike, and the blocking price is never negative.
+  // and the queue, batch and registers of `view`, answers 0 whatever the clock then. Each plan
+  // is priced as choose prices it, with the context-save overhead the view foresees at that
+  // boundary (view.preemption_overheads, which holds while the batch, the registers and the
+  // context buffer do), or without it in a view that foresees none. The overhead o only adds to
+  // a catch-up plan's latency (exactly: ns_per_cycle * o for every sample it delays) and is no
+  // part of the plan without a catch-up, so a plan dearer than that one without o is dearer with
+  // it. The margin, 1e-9 of the cost, is far above the rounding of either sum (a few parts in
+  // 1e16), so dearer here is dearer in choose. Nothing else choose weighs can make a dearer plan
+  // win: the deadline guard only rules plans out, the stretch for other networks' load scales
+  // both sides alike, and the blocking price is never negative.
   bool refuses_every_catch_up(const SchedulerView& view, std::uint32_t layer, std::uint32_t room,
                               std::uint32_t waiting) const {
     BatchInfo running = *view.running;
     running.next_layer = layer;
     SchedulerView at_layer = view;
     at_layer.running = &running;
-    at_layer.preemption_overhead_cycles = 0;
+    at_layer.preemption_overhead_cycles =
+        view.preemption_overheads ? view.preemption_overheads->cycles_before(layer) : 0;
     DrainPlan& drain = drain_plans_.of(view, running.model);
     const double alone_ns = catch_up_latency_ns(at_layer, drain, waiting, estimate_catch_up(at_layer, 0, waiting, prediction_));
     for (const std::uint32_t j : catch_up_candidates(room)) {
@@ -257,11 +263,14 @@ class ExitAware final : public CatchUpPolicy {
 
   // The first layer from `first` on at which refuses_every_catch_up does not hold, or the
   // layer count. Its answer at a layer depends on nothing but the network, the in-flight batch
-  // size, the waiting count and the room, and the same few of those come back boundary after
-  // boundary, so each layer's answer is kept for them in a small table indexed by that key: a
-  // memo, which changes no answer. A layer is priced only when a horizon first reaches it.
+  // size, the waiting count, the room and the overheads foreseen (the context buffer's free
+  // bytes, or none foreseen), and the same few of those come back boundary after boundary, so
+  // each layer's answer is kept for them in a small table indexed by that key: a memo, which
+  // changes no answer. A layer is priced only when a horizon first reaches it.
+  static constexpr std::uint64_t no_overheads_foreseen = std::numeric_limits<std::uint64_t>::max();
   struct Refusals {
     std::uint32_t model = 0, batch = 0, waiting = 0, room = 0;
+    std::uint64_t context_room_bytes = no_overheads_foreseen;
     // Bit l % 64 of word l / 64: the answer at layer l is known; it is "a catch-up may pay".
     std::vector<std::uint64_t> known, may_catch_up;  // empty until the entry is first used
   };
@@ -269,16 +278,20 @@ class ExitAware final : public CatchUpPolicy {
                             std::uint32_t waiting) const {
     const BatchInfo& running = *view.running;
     const auto batch = static_cast<std::uint32_t>(running.samples.size());
-    const std::size_t slot =
-        (std::size_t{running.model} * 0x9E3779B1u ^ batch * 0x85EBCA77u ^ waiting * 0xC2B2AE3Du ^ room * 0x27D4EB2Fu) %
-        refusals_.size();
+    const std::uint64_t context_room_bytes =
+        view.preemption_overheads ? view.preemption_overheads->context_room_bytes() : no_overheads_foreseen;
+    const std::size_t slot = (std::size_t{running.model} * 0x9E3779B1u ^ batch * 0x85EBCA77u ^
+                              waiting * 0xC2B2AE3Du ^ room * 0x27D4EB2Fu ^ std::hash<std::uint64_t>{}(context_room_bytes)) %
+                             refusals_.size();
     Refusals& r = refusals_[slot];
     const std::uint32_t layers = view.models[running.model].layer_count();
-    if (r.known.empty() || r.model != running.model || r.batch != batch || r.waiting != waiting || r.room != room) {
+    if (r.known.empty() || r.model != running.model || r.batch != batch || r.waiting != waiting || r.room != room ||
+        r.context_room_bytes != context_room_bytes) {
       r.model = running.model;
       r.batch = batch;
       r.waiting = waiting;
       r.room = room;
+      r.context_room_bytes = context_room_bytes;
       r.known.assign((layers + 63) / 64, 0);
       r.may_catch_up.assign(r.known.size(), 0);
     }
