@@ -897,9 +897,9 @@ SC_MODULE(ServingSystem) {
 
   // Starts the running batch's next layer and plans how many layers run before the policy is
   // asked again: up to the first boundary that its horizon, an exit, a merge, the batch's end
-  // or an arrival stops at. Exits are known (each sample's is drawn), and so is the next arrival
-  // (the sources hold it), so the stretch is planned exactly and runs as one timed step. Returns
-  // its length.
+  // or an arrival stops at. Exits are known (each sample's is drawn), and so is the first
+  // arrival that wakes the horizon (the sources hold the next one and draw ahead as far as
+  // needed), so the stretch is planned exactly and runs as one timed step. Returns its length.
   std::int64_t start_stretch() {
     const std::int64_t first_ps = start_layer();
     stretch_settled_ = false;
@@ -1187,8 +1187,8 @@ SC_MODULE(ServingSystem) {
   const LayerStep* layer_step_ = nullptr;
   std::uint32_t layer_batch_ = 0;  // B_act when the layer started
   // Decision skipping: the horizon of the last decision, the stretch of layers it lets run as
-  // one timed step, and whether a sample arrived since (an arrival during a context save
-  // counts).
+  // one timed step, and whether a sample that wakes that horizon arrived since (an arrival
+  // during a context save counts).
   const scheduler::DecisionHorizon* horizon_policy_ = nullptr;  // null: asked at every boundary
   const scheduler::ArrivalWakeFilter* arrival_filter_ = nullptr;  // null: every arrival wakes
   scheduler::Horizon horizon_;

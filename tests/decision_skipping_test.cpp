@@ -325,6 +325,26 @@ TEST_F(DecisionSkipping, ExitAwareForeseesThePreemptionOverheadExactly) {
   EXPECT_GT(tally.covered, 10000u);
 }
 
+// edf's ArrivalWakeFilter lets the engine plan a stretch past arrivals that cannot preempt, and
+// wake at the first that can: two SLOs on one network, where arrivals of the tight device fall
+// due among the batch's deadlines, and a loose device fast enough that many arrivals fall inside
+// one stretch.
+TEST_F(DecisionSkipping, EdfSleepsOnlyThroughArrivalsThatCannotPreempt) {
+  std::ofstream(dir_ / "scenario.yaml")
+      << "name: two_slos\nmodel: resnet50\ndevices:\n"
+      << "  - {name: tight, count: 2, arrival: {process: poisson, rate_hz: 120}, slo_ms: 6}\n"
+      << "  - {name: loose, arrival: {process: poisson, rate_hz: 3000}, slo_ms: 400}\n"
+      << "scheduler: {policy: edf, max_batch: 16}\nserving: {fifo_capacity: 64, drop: oldest, preemption_depth: 2}\n"
+      << "simulation: {seed: 9, samples: 8000}\n";
+  const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+  const Outcome skipping = run(scenario, true);
+  const Outcome asking = run(scenario, false);
+  EXPECT_EQ(skipping.summary, asking.summary);
+  EXPECT_EQ(skipping.samples_csv, asking.samples_csv);
+  EXPECT_EQ(skipping.unobserved_summary, asking.summary);
+  EXPECT_LT(skipping.asked, skipping.decisions / 4);
+}
+
 // A policy that declares no horizon, as a plugin built before DecisionHorizon existed: it is
 // asked at every decision point, skipping on or off.
 class AskedEverywhere final : public scheduler::Policy {
