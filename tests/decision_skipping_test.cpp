@@ -59,6 +59,20 @@ class DecisionSkipping : public ::testing::Test {
     return out;
   }
 
+  // Runs `scenario` with skipping and without, expects the same bytes from both (and from each
+  // without observers), and every boundary asked without skipping; returns the skipping run.
+  Outcome expect_same_bytes(const sim::Scenario& scenario) {
+    const Outcome skipping = run(scenario, true);
+    const Outcome asking = run(scenario, false);
+    EXPECT_EQ(skipping.summary, asking.summary);
+    EXPECT_EQ(skipping.unobserved_summary, asking.summary);
+    EXPECT_EQ(asking.unobserved_summary, asking.summary);
+    EXPECT_EQ(skipping.samples_csv, asking.samples_csv);
+    EXPECT_EQ(asking.asked, asking.decisions);
+    EXPECT_LE(skipping.asked, skipping.decisions);
+    return skipping;
+  }
+
   scheduler::PolicyRegistry registry_;
   std::filesystem::path dir_;
 };
@@ -153,14 +167,7 @@ TEST_F(DecisionSkipping, GivesTheSameBytesForEveryBuiltInPolicy) {
       const std::string yaml = write_random_scenario(dir_, rng, scenario_index, policy, parameters);
       SCOPED_TRACE(yaml);
       const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
-      const Outcome skipping = run(scenario, true);
-      const Outcome asking = run(scenario, false);
-      EXPECT_EQ(skipping.summary, asking.summary);
-      EXPECT_EQ(skipping.unobserved_summary, asking.summary);
-      EXPECT_EQ(asking.unobserved_summary, asking.summary);
-      EXPECT_EQ(skipping.samples_csv, asking.samples_csv);
-      EXPECT_EQ(asking.asked, asking.decisions);
-      EXPECT_LE(skipping.asked, skipping.decisions);
+      const Outcome skipping = expect_same_bytes(scenario);
       decisions += skipping.decisions;
       asked += skipping.asked;
     }
@@ -312,8 +319,7 @@ TEST_F(DecisionSkipping, ExitAwareForeseesThePreemptionOverheadExactly) {
       SCOPED_TRACE(fmt::format("{}, context_buffer_kib {}", policy, context_buffer_kib));
       const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
       if (std::string(policy) == "exit_aware") {
-        const Outcome skipping = run(scenario, true);
-        EXPECT_EQ(skipping.summary, run(scenario, false).summary);
+        const Outcome skipping = expect_same_bytes(scenario);
         EXPECT_LT(skipping.asked * 10, skipping.decisions);  // about 1.8 of 52 boundaries a sample
       } else {
         sim::run_serving(scenario, registry_, {}, {}, {.skip_decisions = true});
@@ -337,11 +343,7 @@ TEST_F(DecisionSkipping, EdfSleepsOnlyThroughArrivalsThatCannotPreempt) {
       << "scheduler: {policy: edf, max_batch: 16}\nserving: {fifo_capacity: 64, drop: oldest, preemption_depth: 2}\n"
       << "simulation: {seed: 9, samples: 8000}\n";
   const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
-  const Outcome skipping = run(scenario, true);
-  const Outcome asking = run(scenario, false);
-  EXPECT_EQ(skipping.summary, asking.summary);
-  EXPECT_EQ(skipping.samples_csv, asking.samples_csv);
-  EXPECT_EQ(skipping.unobserved_summary, asking.summary);
+  const Outcome skipping = expect_same_bytes(scenario);
   EXPECT_LT(skipping.asked, skipping.decisions / 4);
 }
 
