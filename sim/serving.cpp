@@ -386,8 +386,10 @@ SC_MODULE(ServingSystem) {
     arrival_event_.notify(sc_core::SC_ZERO_TIME);
   }
 
+  std::int64_t deadline_ns(const traces::Sample& s) const { return s.arrival_ns + slo_whole_ns_[s.device]; }
+
   SampleInfo sample_info(const traces::Sample& s) const {
-    return {s.id, s.arrival_ns, s.arrival_ns + slo_whole_ns_[s.device], s.device,
+    return {s.id, s.arrival_ns, deadline_ns(s), s.device,
             device_model_[s.device], scenario_.devices[s.device].priority};
   }
 
@@ -890,7 +892,7 @@ SC_MODULE(ServingSystem) {
       const std::int64_t ps = ps_of_arrival(s.arrival_ns);
       if (ps > by_ps) return -1;
       if (wake_due_before_ns_ == scheduler::never_ns || i + 1 >= max_drawn_ahead ||
-          s.arrival_ns + slo_whole_ns_[s.device] < wake_due_before_ns_)
+          deadline_ns(s) < wake_due_before_ns_)
         return ps;
     }
   }
