@@ -247,6 +247,7 @@ SC_MODULE(ServingSystem) {
     device_dynamic_energy_.assign(scenario.devices.size(), 0);
     stats_.static_mw = npu_.energy().static_mw;
     if (policy_info.analysis_only) oracle_.emplace(*this);
+    lazy_arrivals_ = skip_decisions;
     if (skip_decisions) {
       horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
       arrival_filter_ = dynamic_cast<const scheduler::ArrivalWakeFilter*>(&policy);
@@ -308,10 +309,10 @@ SC_MODULE(ServingSystem) {
   }
 
  private:
-  // The time of the event being handled: the kernel's, or a layer boundary inside a stretch
-  // that settle_stretch is catching up with.
+  // The time of the event being handled: the kernel's, an arrival the NPU admits late, or a
+  // layer boundary inside a stretch that settle_stretch is catching up with.
   std::int64_t now_ps() const {
-    return settling_ps_ >= 0 ? settling_ps_ : kernel_now_ps_;
+    return settling_ps_ >= 0 ? settling_ps_ : event_ps_;
   }
   // The kernel's resolution is its default, 1 ps.
   static sc_core::sc_time ps_time(std::int64_t ps) { return sc_core::sc_time::from_value(static_cast<sc_dt::uint64>(ps)); }
@@ -361,29 +362,55 @@ SC_MODULE(ServingSystem) {
 
   void device_sources() {
     guarded([this] {
-      kernel_now_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      sources_asleep_ = false;
       emit_arrivals();
     });
   }
 
-  // Runs at time 0 and then at each arrival: admits what is due and sleeps until the next.
+  // Runs at time 0 and at each arrival while the NPU waits for one: admits what is due and
+  // sleeps until the next arrival, or, with lazy arrivals while the NPU runs and admits them
+  // itself, until the NPU starts to wait and sets the alarm.
   void emit_arrivals() {
-    while (!upcoming_.empty() || draw_arrival()) {
-      pending_arrival_ps_ = ps_of_arrival(upcoming_.front().arrival_ns);
-      if (pending_arrival_ps_ > now_ps()) {
-        next_trigger(ps_time(pending_arrival_ps_ - now_ps()));
-        return;
-      }
-      const traces::Sample sample = upcoming_.front();
-      upcoming_.pop_front();
-      // What the NPU finished by now happened first, so observers and the policy's view see
-      // events in time order even while the NPU sleeps through a stretch of layers.
-      settle_stretch(now_ps());
-      admit(sample);
+    while (admit_next_arrival_by(event_ps_)) {
     }
-    pending_arrival_ps_ = -1;
-    sources_done_ = true;
-    arrival_event_.notify(sc_core::SC_ZERO_TIME);
+    if (sources_done_) {
+      arrival_event_.notify(sc_core::SC_ZERO_TIME);
+    } else if (lazy_arrivals_ && !npu_waits_for_arrival_) {
+      next_trigger(sources_wake_event_);
+      sources_asleep_ = true;
+    } else {
+      next_trigger(ps_time(pending_arrival_ps_ - event_ps_));
+    }
+  }
+
+  // Admits the next arrival if it is due by `until_ps`, at its own instant, after what the NPU
+  // finished by then: observers and the policy's view see events in time order even while the
+  // NPU sleeps through a stretch of layers, and whether the sources or the NPU admit it. False
+  // if none is due: pending_arrival_ps_ then holds the next one's time, or sources_done_ is set.
+  bool admit_next_arrival_by(std::int64_t until_ps) {
+    if (upcoming_.empty() && !draw_arrival()) {
+      pending_arrival_ps_ = -1;
+      sources_done_ = true;
+      return false;
+    }
+    pending_arrival_ps_ = ps_of_arrival(upcoming_.front().arrival_ns);
+    if (pending_arrival_ps_ > until_ps) return false;
+    const traces::Sample sample = upcoming_.front();
+    upcoming_.pop_front();
+    const std::int64_t event_ps = event_ps_;
+    event_ps_ = pending_arrival_ps_;
+    settle_stretch(event_ps_);
+    admit(sample);
+    event_ps_ = event_ps;
+    return true;
+  }
+
+  // With lazy arrivals the sources sleep while the NPU runs; it admits what arrived since its
+  // last step before it takes the next, which is the order the kernel would have run them in.
+  void admit_arrivals_due() {
+    while (pending_arrival_ps_ >= 0 && pending_arrival_ps_ <= event_ps_ && admit_next_arrival_by(event_ps_)) {
+    }
   }
 
   std::int64_t deadline_ns(const traces::Sample& s) const { return s.arrival_ns + slo_whole_ns_[s.device]; }
@@ -416,7 +443,11 @@ SC_MODULE(ServingSystem) {
     stats_.max_queue = std::max<std::uint64_t>(stats_.max_queue, queue_.size());
     ask_policy("observe_arrival", [&] { policy_.observe_arrival(view(Trigger::arrival), info); });
     // Nothing else waits for it, and a notification nobody waits for costs the kernel as much.
-    if (npu_waits_for_arrival_) arrival_event_.notify();
+    // Once notified, the NPU runs at this instant: it waits no more.
+    if (npu_waits_for_arrival_) {
+      arrival_event_.notify();
+      npu_waits_for_arrival_ = false;
+    }
   }
 
   void drop(const SampleInfo& info) {
@@ -534,8 +565,9 @@ SC_MODULE(ServingSystem) {
   // ---- the NPU ----
   void npu_core() {
     guarded([this] {
-      kernel_now_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
       npu_waits_for_arrival_ = false;
+      if (sources_asleep_) admit_arrivals_due();
       advance();
     });
   }
@@ -676,12 +708,20 @@ SC_MODULE(ServingSystem) {
     if (wake_ps_ <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
     step_ = Step::after_idle;
     next_trigger(ps_time(wake_ps_ - now_ps()), arrival_event_);
-    npu_waits_for_arrival_ = true;
+    start_waiting_for_arrival();
   }
 
   void wait_for_arrival() {
     next_trigger(arrival_event_);
+    start_waiting_for_arrival();
+  }
+
+  void start_waiting_for_arrival() {
     npu_waits_for_arrival_ = true;
+    // The sleeping sources wake at the next arrival, as if they had been waiting for it: the
+    // NPU has admitted everything due by now.
+    if (sources_asleep_ && !sources_done_)
+      sources_wake_event_.notify(ps_time(std::max<std::int64_t>(pending_arrival_ps_ - event_ps_, 0)));
   }
 
   // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO, in
@@ -1201,8 +1241,9 @@ SC_MODULE(ServingSystem) {
   bool stretch_settled_ = true;
   std::int64_t stretch_restore_ps_ = 0;
   std::int64_t settling_ps_ = -1;  // a boundary being caught up with, or -1
-  // The kernel's time, read once as each process starts: it does not move while one runs.
-  std::int64_t kernel_now_ps_ = 0;
+  // The kernel's time, read once as each process starts (it does not move while one runs), or
+  // that of an arrival the NPU admits late.
+  std::int64_t event_ps_ = 0;
   // Per exit of the running model: how many samples of the stretch's batch leave there (set when
   // a stretch of more than one layer is planned).
   std::vector<std::uint32_t> leaving_at_exit_;
@@ -1221,6 +1262,14 @@ SC_MODULE(ServingSystem) {
   bool sources_done_ = false;
   sc_core::sc_event arrival_event_;
   bool npu_waits_for_arrival_ = false;  // npu_core's next_trigger includes arrival_event_
+  // Lazy arrivals: while the NPU runs, the sources do not wake at each arrival; the NPU admits
+  // the arrivals due whenever it wakes, and wakes the sources when it starts to wait for one.
+  // Only with decision skipping, whose stretches already end where an arrival would wake the
+  // policy; without it (or with a VCD trace, which samples the FIFO at kernel time) every
+  // arrival is a kernel event, as it always was.
+  bool lazy_arrivals_ = false;
+  bool sources_asleep_ = false;  // next_trigger(sources_wake_event_)
+  sc_core::sc_event sources_wake_event_;
   RunningOverheads running_overheads_{*this};
 
   // The FBE's registers, driven as the hardware would be; the engine checks after every step
