@@ -363,22 +363,20 @@ SC_MODULE(ServingSystem) {
   void device_sources() {
     guarded([this] {
       event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
-      sources_asleep_ = false;
       emit_arrivals();
     });
   }
 
-  // Runs at time 0 and at each arrival while the NPU waits for one: admits what is due and
-  // sleeps until the next arrival, or, with lazy arrivals while the NPU runs and admits them
-  // itself, until the NPU starts to wait and sets the alarm.
+  // Runs at time 0 and then at each arrival: admits what is due and sleeps until the next. With
+  // lazy arrivals it hands the arrivals to the NPU as soon as the NPU is not waiting for one,
+  // and returns no more.
   void emit_arrivals() {
     while (admit_next_arrival_by(event_ps_)) {
     }
     if (sources_done_) {
       arrival_event_.notify(sc_core::SC_ZERO_TIME);
     } else if (lazy_arrivals_ && !npu_waits_for_arrival_) {
-      next_trigger(sources_wake_event_);
-      sources_asleep_ = true;
+      npu_admits_arrivals_ = true;
     } else {
       next_trigger(ps_time(pending_arrival_ps_ - event_ps_));
     }
@@ -406,8 +404,8 @@ SC_MODULE(ServingSystem) {
     return true;
   }
 
-  // With lazy arrivals the sources sleep while the NPU runs; it admits what arrived since its
-  // last step before it takes the next, which is the order the kernel would have run them in.
+  // Once the NPU admits arrivals, it admits what arrived since its last step before it takes
+  // the next, in the order the kernel would have run the sources and the NPU in.
   void admit_arrivals_due() {
     while (pending_arrival_ps_ >= 0 && pending_arrival_ps_ <= event_ps_ && admit_next_arrival_by(event_ps_)) {
     }
@@ -567,7 +565,7 @@ SC_MODULE(ServingSystem) {
     guarded([this] {
       event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
       npu_waits_for_arrival_ = false;
-      if (sources_asleep_) admit_arrivals_due();
+      if (npu_admits_arrivals_) admit_arrivals_due();
       advance();
     });
   }
@@ -707,21 +705,22 @@ SC_MODULE(ServingSystem) {
     wake_ps_ = *wake_ps;
     if (wake_ps_ <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
     step_ = Step::after_idle;
-    next_trigger(ps_time(wake_ps_ - now_ps()), arrival_event_);
-    start_waiting_for_arrival();
+    wait_for_arrival(wake_ps_);
   }
 
-  void wait_for_arrival() {
-    next_trigger(arrival_event_);
-    start_waiting_for_arrival();
-  }
-
-  void start_waiting_for_arrival() {
+  // Sleeps until the next arrival, or until `wake_ps` if that comes first.
+  void wait_for_arrival(std::int64_t wake_ps = max_time_ps) {
+    if (npu_admits_arrivals_) {
+      // It has admitted every arrival due by now, so the next is later.
+      const std::int64_t until_ps = sources_done_ ? wake_ps : std::min(wake_ps, pending_arrival_ps_);
+      if (until_ps != max_time_ps) next_trigger(ps_time(until_ps - now_ps()));
+      return;
+    }
+    if (wake_ps == max_time_ps)
+      next_trigger(arrival_event_);
+    else
+      next_trigger(ps_time(wake_ps - now_ps()), arrival_event_);
     npu_waits_for_arrival_ = true;
-    // The sleeping sources wake at the next arrival, as if they had been waiting for it: the
-    // NPU has admitted everything due by now.
-    if (sources_asleep_ && !sources_done_)
-      sources_wake_event_.notify(ps_time(std::max<std::int64_t>(pending_arrival_ps_ - event_ps_, 0)));
   }
 
   // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO, in
@@ -1262,14 +1261,13 @@ SC_MODULE(ServingSystem) {
   bool sources_done_ = false;
   sc_core::sc_event arrival_event_;
   bool npu_waits_for_arrival_ = false;  // npu_core's next_trigger includes arrival_event_
-  // Lazy arrivals: while the NPU runs, the sources do not wake at each arrival; the NPU admits
-  // the arrivals due whenever it wakes, and wakes the sources when it starts to wait for one.
-  // Only with decision skipping, whose stretches already end where an arrival would wake the
-  // policy; without it (or with a VCD trace, which samples the FIFO at kernel time) every
-  // arrival is a kernel event, as it always was.
+  // Lazy arrivals: an arrival is not a kernel event of its own. The NPU admits the arrivals due
+  // whenever it wakes, and when it waits for one it sleeps until the next. Only with decision
+  // skipping, whose stretches already end where an arrival would wake the policy; without it
+  // (or with a VCD trace, which samples the FIFO at kernel time) the sources admit every
+  // arrival at its instant, as they always did.
   bool lazy_arrivals_ = false;
-  bool sources_asleep_ = false;  // next_trigger(sources_wake_event_)
-  sc_core::sc_event sources_wake_event_;
+  bool npu_admits_arrivals_ = false;  // the sources have handed the arrivals over
   RunningOverheads running_overheads_{*this};
 
   // The FBE's registers, driven as the hardware would be; the engine checks after every step
