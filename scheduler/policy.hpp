@@ -293,6 +293,18 @@ class ArrivalWakeFilter {
   virtual std::int64_t wakes_on_arrivals_due_before_ns(const SchedulerView& view) const = 0;
 };
 
+// Optional, beside Policy: whether observe_arrival does anything in this run. The engine finds
+// it with dynamic_cast and, when it skips decisions, asks once before the first arrival; false
+// spares it building a view and calling observe_arrival for every sample. Without it, every
+// arrival is observed. Adding it changed no layout.
+// Contract: false promises that observe_arrival would change nothing, whatever it was called
+// with; the answer must not change during the run.
+class ArrivalInterest {
+ public:
+  virtual ~ArrivalInterest() = default;
+  virtual bool observes_arrivals() const = 0;
+};
+
 // A scheduling policy. One instance serves one simulation, single-threaded.
 // Contract:
 //  - observe_arrival is called for every sample that enters the queue, before any decision at

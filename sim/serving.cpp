@@ -251,6 +251,8 @@ SC_MODULE(ServingSystem) {
     if (skip_decisions) {
       horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
       arrival_filter_ = dynamic_cast<const scheduler::ArrivalWakeFilter*>(&policy);
+      if (const auto* interest = dynamic_cast<const scheduler::ArrivalInterest*>(&policy))
+        ask_policy("observes_arrivals", [&] { observes_arrivals_ = interest->observes_arrivals(); });
     }
     view_.max_batch = scenario.scheduler.max_batch;
     view_.models = profiles_;
@@ -439,7 +441,8 @@ SC_MODULE(ServingSystem) {
     queue_.push_back(info, s.exit);
     queue_changed();
     stats_.max_queue = std::max<std::uint64_t>(stats_.max_queue, queue_.size());
-    ask_policy("observe_arrival", [&] { policy_.observe_arrival(view(Trigger::arrival), info); });
+    if (observes_arrivals_)
+      ask_policy("observe_arrival", [&] { policy_.observe_arrival(view(Trigger::arrival), info); });
     // Nothing else waits for it, and a notification nobody waits for costs the kernel as much.
     // Once notified, the NPU runs at this instant: it waits no more.
     if (npu_waits_for_arrival_) {
@@ -1232,6 +1235,7 @@ SC_MODULE(ServingSystem) {
   // during a context save counts).
   const scheduler::DecisionHorizon* horizon_policy_ = nullptr;  // null: asked at every boundary
   const scheduler::ArrivalWakeFilter* arrival_filter_ = nullptr;  // null: every arrival wakes
+  bool observes_arrivals_ = true;  // false: observe_arrival is never called
   scheduler::Horizon horizon_;
   std::int64_t wake_due_before_ns_ = scheduler::never_ns;  // only arrivals due earlier wake horizon_
   bool arrived_since_decision_ = false;  // ... and one of those arrived

@@ -44,8 +44,10 @@ struct Objective {
   }
 };
 
-class ExitAware final : public CatchUpPolicy {
+class ExitAware final : public CatchUpPolicy, public ArrivalInterest {
  public:
+  // Arrivals feed the blocking estimate only while it has a window.
+  bool observes_arrivals() const override { return blocking_window_ns_ > 0.0; }
   explicit ExitAware(const ParameterValues& p)
       : CatchUpPolicy(p.real("slack_ms")),
         guard_deadlines_(p.boolean("guard_deadlines")),

@@ -5,8 +5,9 @@
 namespace npusim::scheduler::policies {
 namespace {
 
-class Fcfs final : public Policy, public DecisionHorizon {
+class Fcfs final : public Policy, public DecisionHorizon, public ArrivalInterest {
  public:
+  bool observes_arrivals() const override { return false; }
   // A batch of one runs to completion: nothing wakes it.
   Horizon horizon(const SchedulerView&) const override { return Horizon::until_batch_changes(); }
 

@@ -11,8 +11,9 @@
 namespace npusim::scheduler::policies {
 namespace {
 
-class LazyBatching final : public CatchUpPolicy {
+class LazyBatching final : public CatchUpPolicy, public ArrivalInterest {
  public:
+  bool observes_arrivals() const override { return false; }
   explicit LazyBatching(const ParameterValues& p) : CatchUpPolicy(p.real("slack_ms")), slack_ns_(p.real("slack_ms") * 1e6) {}
 
  protected:
