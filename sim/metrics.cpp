@@ -18,16 +18,15 @@ std::size_t nearest_rank(double q, std::size_t n) {
 
 }  // namespace
 
-int LatencyDistribution::bucket_of(double value) const {
+int LatencyDistribution::bucket_of(double value) {
   return static_cast<int>(std::ceil(std::log(value) / log_gamma));
 }
 
-void LatencyDistribution::add_to_sketch(double value) {
+void LatencyDistribution::add_to_sketch(double value, int bucket) {
   if (value <= 0.0) {
     ++zero_count_;
     return;
   }
-  const int bucket = bucket_of(value);
   if (buckets_.empty()) first_bucket_ = bucket;
   if (bucket < first_bucket_) {
     buckets_.insert(buckets_.begin(), static_cast<std::size_t>(first_bucket_ - bucket), 0);
@@ -38,19 +37,21 @@ void LatencyDistribution::add_to_sketch(double value) {
   ++buckets_[index];
 }
 
-void LatencyDistribution::add(double value) {
+void LatencyDistribution::add(double value) { add(value, sketching_ && value > 0.0 ? bucket_of(value) : 0); }
+
+void LatencyDistribution::add(double value, int bucket) {
   ++count_;
   sum_ += value;
   max_ = std::max(max_, value);
   if (sketching_) {
-    add_to_sketch(value);
+    add_to_sketch(value, bucket);
     return;
   }
   values_.push_back(value);
   sorted_ = false;
   if (values_.size() > exact_limit_) {
     sketching_ = true;
-    for (const double v : values_) add_to_sketch(v);
+    for (const double v : values_) add_to_sketch(v, v > 0.0 ? bucket_of(v) : 0);
     std::vector<double>().swap(values_);
   }
 }
@@ -75,8 +76,11 @@ double LatencyDistribution::percentile(double q) const {
   return max_;
 }
 
-void TailWindows::add(double completion_ns, double latency_over_slo) {
-  const auto window = static_cast<std::int64_t>(std::floor(completion_ns / window_ns_));
+std::int64_t TailWindows::window_of(double completion_ns) const {
+  return static_cast<std::int64_t>(std::floor(completion_ns / window_ns_));
+}
+
+void TailWindows::add_in_window(std::int64_t window, double latency_over_slo) {
   if (window != current_) {
     close();
     current_ = window;
@@ -109,11 +113,17 @@ void MetricsCollector::dropped(std::uint32_t device) {
 }
 
 void MetricsCollector::completed(std::uint32_t device, double latency_ns, double slo_ns, double completion_ns) {
+  // Every group has the same exact limit and window width, so a device's distribution sketches
+  // only once the overall one does, and the sample's sketch bucket and window are found once.
+  const int bucket =
+      !overall_.latency_ns.exact() && latency_ns > 0.0 ? LatencyDistribution::bucket_of(latency_ns) : 0;
+  const std::int64_t window = overall_.tail.window_of(completion_ns);
+  const double over_slo = latency_ns / slo_ns;
   for (GroupMetrics* group : {&overall_, &devices_[device]}) {
     ++group->completed;
     if (latency_ns <= slo_ns) ++group->within_slo;
-    group->latency_ns.add(latency_ns);
-    group->tail.add(completion_ns, latency_ns / slo_ns);
+    group->latency_ns.add(latency_ns, bucket);
+    group->tail.add_in_window(window, over_slo);
   }
 }
 

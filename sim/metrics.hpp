@@ -18,18 +18,21 @@ class LatencyDistribution {
   explicit LatencyDistribution(std::uint64_t exact_limit) : exact_limit_(exact_limit) {}
 
   void add(double value);
+  // The same, with the value's sketch bucket found once for several distributions: `bucket` must
+  // be bucket_of(value) if this one sketches and value > 0; it is ignored otherwise.
+  void add(double value, int bucket);
+  static int bucket_of(double value);
   std::uint64_t count() const { return count_; }
   double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0.0; }
   double max() const { return max_; }
   // Nearest rank: the smallest value with at least q% of the values at or below it. 0 when
   // empty.
   double percentile(double q) const;
-  bool exact() const { return !sketching_; }
+  bool exact() const { return !sketching_; }  // false once it sketches: it stays so
   double relative_error_bound() const { return sketching_ ? sketch_relative_error : 0.0; }
 
  private:
-  int bucket_of(double value) const;
-  void add_to_sketch(double value);
+  void add_to_sketch(double value, int bucket);
 
   std::uint64_t exact_limit_;
   std::uint64_t count_ = 0;
@@ -51,7 +54,10 @@ class TailWindows {
  public:
   TailWindows(double window_ns, double percentile) : window_ns_(window_ns), percentile_(percentile) {}
   // Completions must come in non-decreasing time.
-  void add(double completion_ns, double latency_over_slo);
+  void add(double completion_ns, double latency_over_slo) { add_in_window(window_of(completion_ns), latency_over_slo); }
+  // The same, in steps that several windowed series of one width can share.
+  std::int64_t window_of(double completion_ns) const;
+  void add_in_window(std::int64_t window, double latency_over_slo);
   void finish();  // closes the open window
   std::uint64_t windows() const { return windows_; }
   std::uint64_t satisfied() const { return satisfied_; }
