@@ -1163,7 +1163,9 @@ SC_MODULE(ServingSystem) {
   }
 
   // The traced copies follow the state only inside the VCD window, so the file stays small.
-  bool tracing() const { return now_ps() >= trace_window_.first && now_ps() < trace_window_.second; }
+  bool tracing() const {
+    return trace_window_.second > 0 && now_ps() >= trace_window_.first && now_ps() < trace_window_.second;
+  }
 
   void queue_changed() {
     if (tracing()) traced_.queue_length = static_cast<unsigned>(queue_.size());
