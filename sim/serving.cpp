@@ -253,6 +253,7 @@ SC_MODULE(ServingSystem) {
       arrival_filter_ = dynamic_cast<const scheduler::ArrivalWakeFilter*>(&policy);
       if (const auto* interest = dynamic_cast<const scheduler::ArrivalInterest*>(&policy))
         ask_policy("observes_arrivals", [&] { observes_arrivals_ = interest->observes_arrivals(); });
+      admission_sees_the_npu_ = observes_arrivals_ || !observers.empty();
     }
     view_.max_batch = scenario.scheduler.max_batch;
     view_.models = profiles_;
@@ -388,6 +389,8 @@ SC_MODULE(ServingSystem) {
   // finished by then: observers and the policy's view see events in time order even while the
   // NPU sleeps through a stretch of layers, and whether the sources or the NPU admit it. False
   // if none is due: pending_arrival_ps_ then holds the next one's time, or sources_done_ is set.
+  // With nobody to see it, the stretch is settled later in one pass: an admission does not touch
+  // the running batch, and a layer's settling does not touch the FIFO.
   bool admit_next_arrival_by(std::int64_t until_ps) {
     if (upcoming_.empty() && !draw_arrival()) {
       pending_arrival_ps_ = -1;
@@ -400,7 +403,7 @@ SC_MODULE(ServingSystem) {
     upcoming_.pop_front();
     const std::int64_t event_ps = event_ps_;
     event_ps_ = pending_arrival_ps_;
-    settle_stretch(event_ps_);
+    if (admission_sees_the_npu_) settle_stretch(event_ps_);
     admit(sample);
     event_ps_ = event_ps;
     return true;
@@ -1238,6 +1241,9 @@ SC_MODULE(ServingSystem) {
   const scheduler::DecisionHorizon* horizon_policy_ = nullptr;  // null: asked at every boundary
   const scheduler::ArrivalWakeFilter* arrival_filter_ = nullptr;  // null: every arrival wakes
   bool observes_arrivals_ = true;  // false: observe_arrival is never called
+  // Whether an admission must see the NPU as it was at that instant: there is an observer, the
+  // policy observes arrivals, or decisions are not skipped (the reference order).
+  bool admission_sees_the_npu_ = true;
   scheduler::Horizon horizon_;
   std::int64_t wake_due_before_ns_ = scheduler::never_ns;  // only arrivals due earlier wake horizon_
   bool arrived_since_decision_ = false;  // ... and one of those arrived
