@@ -347,15 +347,18 @@ TEST_F(DecisionSkipping, EdfSleepsOnlyThroughArrivalsThatCannotPreempt) {
   EXPECT_LT(skipping.asked, skipping.decisions / 4);
 }
 
+// Runs every batch to its end, and starts the oldest sample's network with as many as fit.
+scheduler::Decision greedy(const scheduler::SchedulerView& view) {
+  if (view.running) return scheduler::Decision::keep_running();
+  if (view.queue.empty()) return scheduler::Decision::idle();
+  return scheduler::Decision::start(view.queued_of_model(view.queue.front().model, view.max_batch));
+}
+
 // A policy that declares no horizon, as a plugin built before DecisionHorizon existed: it is
 // asked at every decision point, skipping on or off.
 class AskedEverywhere final : public scheduler::Policy {
  public:
-  scheduler::Decision decide(const scheduler::SchedulerView& view) override {
-    if (view.running) return scheduler::Decision::keep_running();
-    if (view.queue.empty()) return scheduler::Decision::idle();
-    return scheduler::Decision::start(view.queued_of_model(view.queue.front().model, view.max_batch));
-  }
+  scheduler::Decision decide(const scheduler::SchedulerView& view) override { return greedy(view); }
 };
 
 TEST_F(DecisionSkipping, AsksAPolicyWithoutAHorizonAtEveryBoundary) {
@@ -369,6 +372,72 @@ TEST_F(DecisionSkipping, AsksAPolicyWithoutAHorizonAtEveryBoundary) {
   EXPECT_EQ(skipping.asked, skipping.decisions);
   EXPECT_GT(skipping.decisions, 2000u);  // a batch of up to 8 runs 60-odd layers
   EXPECT_EQ(skipping.summary, run(scenario, false).summary);
+}
+
+// A greedy policy without a horizon that says through ArrivalInterest whether it watches
+// arrivals, counts those it is shown, and checks that each is shown at its own instant: with
+// decision skipping the NPU admits arrivals itself when it next wakes, later in kernel time.
+class ArrivalWatcher final : public scheduler::Policy, public scheduler::ArrivalInterest {
+ public:
+  struct Tally {
+    std::uint64_t shown = 0, shown_at_another_time = 0, shown_twice = 0;
+  };
+  ArrivalWatcher(bool interested, Tally& tally) : interested_(interested), tally_(tally) {}
+  bool observes_arrivals() const override { return interested_; }
+  void observe_arrival(const scheduler::SchedulerView& view, const scheduler::SampleInfo& sample) override {
+    ++tally_.shown;
+    if (view.now_ns != sample.arrival_ns) ++tally_.shown_at_another_time;
+    if (sample.id < next_id_) ++tally_.shown_twice;
+    next_id_ = sample.id + 1;
+  }
+  scheduler::Decision decide(const scheduler::SchedulerView& view) override { return greedy(view); }
+
+ private:
+  bool interested_;
+  Tally& tally_;
+  std::uint64_t next_id_ = 0;
+};
+
+TEST_F(DecisionSkipping, ShowsArrivalsAtTheirInstantAndOnlyToPoliciesThatWatchThem) {
+  ArrivalWatcher::Tally watching, ignoring;
+  registry_.add({"watching", "greedy, watches arrivals", {}, [&](const scheduler::ParameterValues&) {
+                   return std::make_unique<ArrivalWatcher>(true, watching);
+                 }});
+  registry_.add({"ignoring", "greedy, ignores arrivals", {}, [&](const scheduler::ParameterValues&) {
+                   return std::make_unique<ArrivalWatcher>(false, ignoring);
+                 }});
+  // 2,000 arrivals in bursts at up to four times what batches of 8 sustain, with gaps: the FIFO
+  // of 16 drops some, oldest first, so every arrival enters it and is observed; arrivals land
+  // both while the NPU runs and while it waits.
+  const auto write = [&](const std::string& policy) {
+    std::ofstream(dir_ / "scenario.yaml")
+        << "name: watched\nmodel: resnet56\ndevices:\n"
+        << "  - {name: cam, count: 2, arrival: {process: mmpp, rate_hz: 6000, peak_factor: 4, burst_ms: 3, gap_ms: 6}, "
+           "slo_ms: 5}\n"
+        << "scheduler: {policy: " << policy << ", max_batch: 8}\nserving: {fifo_capacity: 16, drop: oldest}\n"
+        << "simulation: {seed: 5, samples: 2000}\n";
+    return sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+  };
+  const auto watched = write("watching");
+  const Outcome lazy = run(watched, true);  // two runs: with an observer and without
+  EXPECT_EQ(watching.shown, 2 * 2000u);
+  EXPECT_EQ(watching.shown_at_another_time, 0u);
+  EXPECT_EQ(watching.shown_twice, 0u);
+  const Outcome eager = run(watched, false);
+  EXPECT_EQ(watching.shown, 4 * 2000u);
+  EXPECT_EQ(watching.shown_at_another_time, 0u);
+  EXPECT_EQ(lazy.summary, eager.summary);
+  EXPECT_EQ(lazy.samples_csv, eager.samples_csv);
+  EXPECT_EQ(lazy.unobserved_summary, eager.unobserved_summary);
+  const auto dropped_at = lazy.summary.find("\"dropped\": ");  // the first is the overall count
+  ASSERT_NE(dropped_at, std::string::npos);
+  EXPECT_GT(std::stoul(lazy.summary.substr(dropped_at + 11)), 100u);
+
+  const auto ignored = write("ignoring");
+  run(ignored, true);
+  EXPECT_EQ(ignoring.shown, 0u);  // asked once, before the first arrival: it does not watch
+  run(ignored, false);
+  EXPECT_EQ(ignoring.shown, 2 * 2000u);  // without skipping, every arrival is shown, as always
 }
 
 }  // namespace
