@@ -452,6 +452,7 @@ SC_MODULE(ServingSystem) {
       arrival_event_.notify();
       npu_waits_for_arrival_ = false;
     }
+    queued_while_npu_slept_ = true;
   }
 
   void drop(const SampleInfo& info) {
@@ -571,7 +572,18 @@ SC_MODULE(ServingSystem) {
     guarded([this] {
       event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
       npu_waits_for_arrival_ = false;
-      if (npu_admits_arrivals_) admit_arrivals_due();
+      if (npu_admits_arrivals_) {
+        admit_arrivals_due();
+        if (npu_sleeps_until_arrival_) {
+          npu_sleeps_until_arrival_ = false;
+          // An arrival the FIFO refused (drop: newest) did not wake a waiting NPU when arrivals
+          // were events, nor did anything short of its wake-up or the end of the arrivals.
+          if (!queued_while_npu_slept_ && !sources_done_ && event_ps_ < npu_sleep_wake_ps_) {
+            wait_for_arrival(npu_sleep_wake_ps_);
+            return;
+          }
+        }
+      }
       advance();
     });
   }
@@ -720,6 +732,9 @@ SC_MODULE(ServingSystem) {
       // It has admitted every arrival due by now, so the next is later.
       const std::int64_t until_ps = sources_done_ ? wake_ps : std::min(wake_ps, pending_arrival_ps_);
       if (until_ps != max_time_ps) next_trigger(ps_time(until_ps - now_ps()));
+      npu_sleeps_until_arrival_ = true;
+      npu_sleep_wake_ps_ = wake_ps;
+      queued_while_npu_slept_ = false;
       return;
     }
     if (wake_ps == max_time_ps)
@@ -1280,6 +1295,11 @@ SC_MODULE(ServingSystem) {
   // arrival at its instant, as they always did.
   bool lazy_arrivals_ = false;
   bool npu_admits_arrivals_ = false;  // the sources have handed the arrivals over
+  // ... and the NPU sleeps until the next arrival or npu_sleep_wake_ps_, whichever comes first;
+  // whether a sample entered the FIFO since it fell asleep.
+  bool npu_sleeps_until_arrival_ = false;
+  std::int64_t npu_sleep_wake_ps_ = max_time_ps;
+  bool queued_while_npu_slept_ = false;
   RunningOverheads running_overheads_{*this};
 
   // The FBE's registers, driven as the hardware would be; the engine checks after every step

@@ -114,12 +114,14 @@ std::vector<PolicySetting> policy_settings(const scheduler::PolicyRegistry& regi
   for (const char* parameters : {"{objective: slo}", "{objective: blend}", "{cross_model: false}", "{exit_blind: true}",
                                  "{max_preemptions: 1}", "{guard_deadlines: false, slack_ms: 0.5}"})
     settings.push_back({"exit_aware", parameters});
+  // A fixed batch that a small FIFO cannot hold: it idles until its timeout with the FIFO full.
+  settings.push_back({"static_batch", "{batch_size: 8, aimd: false}"});
   return settings;
 }
 
 // Writes the next random scenario under `policy` (and its replay trace) into `dir`; returns its
 // YAML. One to four networks by `scenario_index`, every arrival process, one or two SLOs per
-// network, light load to overload.
+// network, light load to overload, FIFOs from one sample to 307.
 std::string write_random_scenario(const std::filesystem::path& dir, std::mt19937_64& rng, int scenario_index,
                                   const std::string& policy, const std::string& parameters) {
   const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); };
@@ -147,12 +149,15 @@ std::string write_random_scenario(const std::filesystem::path& dir, std::mt19937
     }
   }
   std::ofstream(dir / "trace.csv") << trace;
+  // A third of the FIFOs hold fewer samples than a batch may: full while a policy idles, they
+  // refuse arrivals (drop: newest) that must then not wake it.
+  const int fifo_capacity = pick(3) ? 8 + pick(300) : 1 + pick(6);
   const std::string yaml = fmt::format(
       "name: skipping{}\ndevices:\n{}scheduler: {{policy: {}, max_batch: {}{}}}\n"
       "serving: {{fifo_capacity: {}, drop: {}, preemption_depth: {}, context_buffer_kib: {}}}\n"
       "simulation: {{seed: {}, samples: 600}}\n",
       scenario_index, devices, policy, 1 + pick(16), parameters.empty() ? "" : fmt::format(", {}: {}", policy, parameters),
-      8 + pick(300), pick(2) ? "newest" : "oldest", pick(4), pick(2) ? 0 : 64, scenario_index);
+      fifo_capacity, pick(2) ? "newest" : "oldest", pick(4), pick(2) ? 0 : 64, scenario_index);
   std::ofstream(dir / "scenario.yaml") << yaml;
   return yaml;
 }
@@ -352,6 +357,25 @@ scheduler::Decision greedy(const scheduler::SchedulerView& view) {
   if (view.running) return scheduler::Decision::keep_running();
   if (view.queue.empty()) return scheduler::Decision::idle();
   return scheduler::Decision::start(view.queued_of_model(view.queue.front().model, view.max_batch));
+}
+
+// With lazy arrivals the NPU, idling, sleeps until the next arrival and admits it itself. An
+// arrival that a full FIFO refuses (drop: newest) never woke it when arrivals were events, so it
+// must not wake it now: static_batch waits for a batch of 8 that a FIFO of 3 cannot hold, until
+// its timeout, while most arrivals are refused.
+TEST_F(DecisionSkipping, AnArrivalTheFifoRefusesWakesNoIdlePolicy) {
+  std::ofstream(dir_ / "scenario.yaml")
+      << "name: refused\nmodel: resnet56\ndevices:\n"
+      << "  - {name: cam, count: 2, arrival: {process: poisson, rate_hz: 3000}, slo_ms: 50}\n"
+      << "scheduler:\n  policy: static_batch\n  max_batch: 8\n"
+      << "  static_batch: {batch_size: 8, aimd: false, timeout_ms: 5, slo_aware_timeout: false}\n"
+      << "serving: {fifo_capacity: 3, drop: newest}\nsimulation: {seed: 5, samples: 2000}\n";
+  const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+  const Outcome skipping = expect_same_bytes(scenario);
+  // The FIFO refuses most arrivals: 2 x 3,000/s against batches of at most 3 every 5 ms or so.
+  const auto dropped_at = skipping.summary.find("\"dropped\": ");  // the first is the overall count
+  ASSERT_NE(dropped_at, std::string::npos);
+  EXPECT_GT(std::stoul(skipping.summary.substr(dropped_at + 11)), 1000u);
 }
 
 // A policy that declares no horizon, as a plugin built before DecisionHorizon existed: it is
