@@ -73,9 +73,21 @@ class DecisionSkipping : public ::testing::Test {
     return skipping;
   }
 
+  // Writes `yaml` as the scenario file and loads it.
+  sim::Scenario scenario_of(const std::string& yaml) {
+    std::ofstream(dir_ / "scenario.yaml") << yaml;
+    return sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+  }
+
   scheduler::PolicyRegistry registry_;
   std::filesystem::path dir_;
 };
+
+// The overall count of dropped samples in a summary.json (its first "dropped").
+std::uint64_t overall_dropped(const std::string& summary) {
+  const auto at = summary.find("\"dropped\": ");
+  return at == std::string::npos ? 0 : std::stoull(summary.substr(at + 11));
+}
 
 // Rates at which one device of each network alone would keep the default NPU about busy at
 // batch 1 (docs/models.md gives each network's expected time per sample with its exits).
@@ -341,14 +353,12 @@ TEST_F(DecisionSkipping, ExitAwareForeseesThePreemptionOverheadExactly) {
 // due among the batch's deadlines, and a loose device fast enough that many arrivals fall inside
 // one stretch.
 TEST_F(DecisionSkipping, EdfSleepsOnlyThroughArrivalsThatCannotPreempt) {
-  std::ofstream(dir_ / "scenario.yaml")
-      << "name: two_slos\nmodel: resnet50\ndevices:\n"
-      << "  - {name: tight, count: 2, arrival: {process: poisson, rate_hz: 120}, slo_ms: 6}\n"
-      << "  - {name: loose, arrival: {process: poisson, rate_hz: 3000}, slo_ms: 400}\n"
-      << "scheduler: {policy: edf, max_batch: 16}\nserving: {fifo_capacity: 64, drop: oldest, preemption_depth: 2}\n"
-      << "simulation: {seed: 9, samples: 8000}\n";
-  const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
-  const Outcome skipping = expect_same_bytes(scenario);
+  const Outcome skipping = expect_same_bytes(scenario_of(
+      "name: two_slos\nmodel: resnet50\ndevices:\n"
+      "  - {name: tight, count: 2, arrival: {process: poisson, rate_hz: 120}, slo_ms: 6}\n"
+      "  - {name: loose, arrival: {process: poisson, rate_hz: 3000}, slo_ms: 400}\n"
+      "scheduler: {policy: edf, max_batch: 16}\nserving: {fifo_capacity: 64, drop: oldest, preemption_depth: 2}\n"
+      "simulation: {seed: 9, samples: 8000}\n"));
   EXPECT_LT(skipping.asked, skipping.decisions / 4);
 }
 
@@ -364,18 +374,14 @@ scheduler::Decision greedy(const scheduler::SchedulerView& view) {
 // must not wake it now: static_batch waits for a batch of 8 that a FIFO of 3 cannot hold, until
 // its timeout, while most arrivals are refused.
 TEST_F(DecisionSkipping, AnArrivalTheFifoRefusesWakesNoIdlePolicy) {
-  std::ofstream(dir_ / "scenario.yaml")
-      << "name: refused\nmodel: resnet56\ndevices:\n"
-      << "  - {name: cam, count: 2, arrival: {process: poisson, rate_hz: 3000}, slo_ms: 50}\n"
-      << "scheduler:\n  policy: static_batch\n  max_batch: 8\n"
-      << "  static_batch: {batch_size: 8, aimd: false, timeout_ms: 5, slo_aware_timeout: false}\n"
-      << "serving: {fifo_capacity: 3, drop: newest}\nsimulation: {seed: 5, samples: 2000}\n";
-  const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
-  const Outcome skipping = expect_same_bytes(scenario);
+  const Outcome skipping = expect_same_bytes(scenario_of(
+      "name: refused\nmodel: resnet56\ndevices:\n"
+      "  - {name: cam, count: 2, arrival: {process: poisson, rate_hz: 3000}, slo_ms: 50}\n"
+      "scheduler:\n  policy: static_batch\n  max_batch: 8\n"
+      "  static_batch: {batch_size: 8, aimd: false, timeout_ms: 5, slo_aware_timeout: false}\n"
+      "serving: {fifo_capacity: 3, drop: newest}\nsimulation: {seed: 5, samples: 2000}\n"));
   // The FIFO refuses most arrivals: 2 x 3,000/s against batches of at most 3 every 5 ms or so.
-  const auto dropped_at = skipping.summary.find("\"dropped\": ");  // the first is the overall count
-  ASSERT_NE(dropped_at, std::string::npos);
-  EXPECT_GT(std::stoul(skipping.summary.substr(dropped_at + 11)), 1000u);
+  EXPECT_GT(overall_dropped(skipping.summary), 1000u);
 }
 
 // A policy that declares no horizon, as a plugin built before DecisionHorizon existed: it is
@@ -388,10 +394,9 @@ class AskedEverywhere final : public scheduler::Policy {
 TEST_F(DecisionSkipping, AsksAPolicyWithoutAHorizonAtEveryBoundary) {
   registry_.add({"asked_everywhere", "greedy batches, no horizon", {},
                  [](const scheduler::ParameterValues&) { return std::make_unique<AskedEverywhere>(); }});
-  std::ofstream(dir_ / "scenario.yaml")
-      << "name: plain\nmodel: resnet56\ndevices:\n  - {name: cam, arrival: {process: poisson, rate_hz: 9000}, slo_ms: 5}\n"
-      << "scheduler: {policy: asked_everywhere, max_batch: 8}\nsimulation: {seed: 3, samples: 2000}\n";
-  const auto scenario = sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+  const auto scenario = scenario_of(
+      "name: plain\nmodel: resnet56\ndevices:\n  - {name: cam, arrival: {process: poisson, rate_hz: 9000}, slo_ms: 5}\n"
+      "scheduler: {policy: asked_everywhere, max_batch: 8}\nsimulation: {seed: 3, samples: 2000}\n");
   const Outcome skipping = run(scenario, true);
   EXPECT_EQ(skipping.asked, skipping.decisions);
   EXPECT_GT(skipping.decisions, 2000u);  // a batch of up to 8 runs 60-odd layers
@@ -434,13 +439,13 @@ TEST_F(DecisionSkipping, ShowsArrivalsAtTheirInstantAndOnlyToPoliciesThatWatchTh
   // of 16 drops some, oldest first, so every arrival enters it and is observed; arrivals land
   // both while the NPU runs and while it waits.
   const auto write = [&](const std::string& policy) {
-    std::ofstream(dir_ / "scenario.yaml")
-        << "name: watched\nmodel: resnet56\ndevices:\n"
-        << "  - {name: cam, count: 2, arrival: {process: mmpp, rate_hz: 6000, peak_factor: 4, burst_ms: 3, gap_ms: 6}, "
-           "slo_ms: 5}\n"
-        << "scheduler: {policy: " << policy << ", max_batch: 8}\nserving: {fifo_capacity: 16, drop: oldest}\n"
-        << "simulation: {seed: 5, samples: 2000}\n";
-    return sim::load_scenario((dir_ / "scenario.yaml").string(), {}, registry_);
+    return scenario_of(fmt::format(
+        "name: watched\nmodel: resnet56\ndevices:\n"
+        "  - {{name: cam, count: 2, arrival: {{process: mmpp, rate_hz: 6000, peak_factor: 4, burst_ms: 3, gap_ms: 6}}, "
+        "slo_ms: 5}}\n"
+        "scheduler: {{policy: {}, max_batch: 8}}\nserving: {{fifo_capacity: 16, drop: oldest}}\n"
+        "simulation: {{seed: 5, samples: 2000}}\n",
+        policy));
   };
   const auto watched = write("watching");
   const Outcome lazy = run(watched, true);  // two runs: with an observer and without
@@ -453,9 +458,7 @@ TEST_F(DecisionSkipping, ShowsArrivalsAtTheirInstantAndOnlyToPoliciesThatWatchTh
   EXPECT_EQ(lazy.summary, eager.summary);
   EXPECT_EQ(lazy.samples_csv, eager.samples_csv);
   EXPECT_EQ(lazy.unobserved_summary, eager.unobserved_summary);
-  const auto dropped_at = lazy.summary.find("\"dropped\": ");  // the first is the overall count
-  ASSERT_NE(dropped_at, std::string::npos);
-  EXPECT_GT(std::stoul(lazy.summary.substr(dropped_at + 11)), 100u);
+  EXPECT_GT(overall_dropped(lazy.summary), 100u);
 
   const auto ignored = write("ignoring");
   run(ignored, true);
