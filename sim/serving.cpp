@@ -377,7 +377,10 @@ SC_MODULE(ServingSystem) {
     while (admit_next_arrival_by(event_ps_)) {
     }
     if (sources_done_) {
-      arrival_event_.notify(sc_core::SC_ZERO_TIME);
+      // An NPU that waits with no wake-up of its own (the last arrivals were refused) would
+      // otherwise never learn that none is to come. One woken by an arrival just now, or with a
+      // wake-up, is not woken again.
+      if (npu_waits_for_arrival_ && !npu_wait_has_wakeup_) arrival_event_.notify(sc_core::SC_ZERO_TIME);
     } else if (lazy_arrivals_ && !npu_waits_for_arrival_) {
       npu_admits_arrivals_ = true;
     } else {
@@ -578,7 +581,9 @@ SC_MODULE(ServingSystem) {
           npu_sleeps_until_arrival_ = false;
           // An arrival the FIFO refused (drop: newest) did not wake a waiting NPU when arrivals
           // were events, nor did anything short of its wake-up or the end of the arrivals.
-          if (!queued_while_npu_slept_ && !sources_done_ && event_ps_ < npu_sleep_wake_ps_) {
+          // Nor did the end of the arrivals, unless the NPU had no wake-up of its own.
+          const bool told_arrivals_ended = sources_done_ && npu_sleep_wake_ps_ == max_time_ps;
+          if (!queued_while_npu_slept_ && !told_arrivals_ended && event_ps_ < npu_sleep_wake_ps_) {
             wait_for_arrival(npu_sleep_wake_ps_);
             return;
           }
@@ -742,6 +747,7 @@ SC_MODULE(ServingSystem) {
     else
       next_trigger(ps_time(wake_ps - now_ps()), arrival_event_);
     npu_waits_for_arrival_ = true;
+    npu_wait_has_wakeup_ = wake_ps != max_time_ps;
   }
 
   // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO, in
@@ -1288,6 +1294,7 @@ SC_MODULE(ServingSystem) {
   bool sources_done_ = false;
   sc_core::sc_event arrival_event_;
   bool npu_waits_for_arrival_ = false;  // npu_core's next_trigger includes arrival_event_
+  bool npu_wait_has_wakeup_ = false;    // ... and a time-out
   // Lazy arrivals: an arrival is not a kernel event of its own. The NPU admits the arrivals due
   // whenever it wakes, and when it waits for one it sleeps until the next. Only with decision
   // skipping, whose stretches already end where an arrival would wake the policy; without it
