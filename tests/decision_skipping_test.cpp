@@ -384,6 +384,19 @@ TEST_F(DecisionSkipping, AnArrivalTheFifoRefusesWakesNoIdlePolicy) {
   EXPECT_GT(overall_dropped(skipping.summary), 1000u);
 }
 
+// The end of the arrivals wakes a waiting NPU only if it has no wake-up of its own: static_batch,
+// idling until its timeout for a batch of 8, sees the last of two arrivals and then only its
+// timeout, with arrivals as events or lazy. The NPU used to be woken once more at the last
+// arrival when arrivals were events, and lazy arrivals made one decision fewer.
+TEST_F(DecisionSkipping, TheEndOfArrivalsWakesOnlyAnNpuWithNoWakeUp) {
+  std::ofstream(dir_ / "two.csv") << "arrival_ns,device,model,exit\n0,cam,resnet56,0\n1000000,cam,resnet56,0\n";
+  expect_same_bytes(scenario_of(
+      "name: two\nmodel: resnet56\ndevices:\n  - {name: cam, arrival: {process: replay, file: two.csv}, slo_ms: 100}\n"
+      "scheduler:\n  policy: static_batch\n  max_batch: 16\n"
+      "  static_batch: {batch_size: 8, aimd: false, timeout_ms: 30, slo_aware_timeout: false}\n"
+      "simulation: {seed: 1, duration_s: 10}\n"));
+}
+
 // A policy that declares no horizon, as a plugin built before DecisionHorizon existed: it is
 // asked at every decision point, skipping on or off.
 class AskedEverywhere final : public scheduler::Policy {
