@@ -579,9 +579,9 @@ SC_MODULE(ServingSystem) {
         admit_arrivals_due();
         if (npu_sleeps_until_arrival_) {
           npu_sleeps_until_arrival_ = false;
-          // An arrival the FIFO refused (drop: newest) did not wake a waiting NPU when arrivals
-          // were events, nor did anything short of its wake-up or the end of the arrivals.
-          // Nor did the end of the arrivals, unless the NPU had no wake-up of its own.
+          // When arrivals were events, one the FIFO refused (drop: newest) did not wake a waiting
+          // NPU, and the end of the arrivals woke only one with no wake-up of its own: without
+          // either, it sleeps on.
           const bool told_arrivals_ended = sources_done_ && npu_sleep_wake_ps_ == max_time_ps;
           if (!queued_while_npu_slept_ && !told_arrivals_ended && event_ps_ < npu_sleep_wake_ps_) {
             wait_for_arrival(npu_sleep_wake_ps_);
