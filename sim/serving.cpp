@@ -380,7 +380,7 @@ SC_MODULE(ServingSystem) {
       // An NPU that waits with no wake-up of its own (the last arrivals were refused) would
       // otherwise never learn that none is to come. One woken by an arrival just now, or with a
       // wake-up, is not woken again.
-      if (npu_waits_for_arrival_ && !npu_wait_has_wakeup_) arrival_event_.notify(sc_core::SC_ZERO_TIME);
+      if (npu_waits_for_arrival_ && wait_wake_ps() == max_time_ps) arrival_event_.notify(sc_core::SC_ZERO_TIME);
     } else if (lazy_arrivals_ && !npu_waits_for_arrival_) {
       npu_admits_arrivals_ = true;
     } else {
@@ -582,9 +582,9 @@ SC_MODULE(ServingSystem) {
           // When arrivals were events, one the FIFO refused (drop: newest) did not wake a waiting
           // NPU, and the end of the arrivals woke only one with no wake-up of its own: without
           // either, it sleeps on.
-          const bool told_arrivals_ended = sources_done_ && npu_sleep_wake_ps_ == max_time_ps;
-          if (!queued_while_npu_slept_ && !told_arrivals_ended && event_ps_ < npu_sleep_wake_ps_) {
-            wait_for_arrival(npu_sleep_wake_ps_);
+          const bool told_arrivals_ended = sources_done_ && wait_wake_ps() == max_time_ps;
+          if (!queued_while_npu_slept_ && !told_arrivals_ended && event_ps_ < wait_wake_ps()) {
+            wait_for_arrival();
             return;
           }
         }
@@ -728,17 +728,20 @@ SC_MODULE(ServingSystem) {
     wake_ps_ = *wake_ps;
     if (wake_ps_ <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
     step_ = Step::after_idle;
-    wait_for_arrival(wake_ps_);
+    wait_for_arrival();
   }
 
-  // Sleeps until the next arrival, or until `wake_ps` if that comes first.
-  void wait_for_arrival(std::int64_t wake_ps = max_time_ps) {
+  // The wake-up of the wait the NPU is in or about to enter: an idle decision's, or none.
+  std::int64_t wait_wake_ps() const { return step_ == Step::after_idle ? wake_ps_ : max_time_ps; }
+
+  // Sleeps until the next arrival, or until its wake-up if that comes first.
+  void wait_for_arrival() {
+    const std::int64_t wake_ps = wait_wake_ps();
     if (npu_admits_arrivals_) {
       // It has admitted every arrival due by now, so the next is later.
       const std::int64_t until_ps = sources_done_ ? wake_ps : std::min(wake_ps, pending_arrival_ps_);
       if (until_ps != max_time_ps) next_trigger(ps_time(until_ps - now_ps()));
       npu_sleeps_until_arrival_ = true;
-      npu_sleep_wake_ps_ = wake_ps;
       queued_while_npu_slept_ = false;
       return;
     }
@@ -747,7 +750,6 @@ SC_MODULE(ServingSystem) {
     else
       next_trigger(ps_time(wake_ps - now_ps()), arrival_event_);
     npu_waits_for_arrival_ = true;
-    npu_wait_has_wakeup_ = wake_ps != max_time_ps;
   }
 
   // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO, in
@@ -1294,7 +1296,6 @@ SC_MODULE(ServingSystem) {
   bool sources_done_ = false;
   sc_core::sc_event arrival_event_;
   bool npu_waits_for_arrival_ = false;  // npu_core's next_trigger includes arrival_event_
-  bool npu_wait_has_wakeup_ = false;    // ... and a time-out
   // Lazy arrivals: an arrival is not a kernel event of its own. The NPU admits the arrivals due
   // whenever it wakes, and when it waits for one it sleeps until the next. Only with decision
   // skipping, whose stretches already end where an arrival would wake the policy; without it
@@ -1302,10 +1303,9 @@ SC_MODULE(ServingSystem) {
   // arrival at its instant, as they always did.
   bool lazy_arrivals_ = false;
   bool npu_admits_arrivals_ = false;  // the sources have handed the arrivals over
-  // ... and the NPU sleeps until the next arrival or npu_sleep_wake_ps_, whichever comes first;
+  // ... and the NPU sleeps until the next arrival or its wake-up, whichever comes first;
   // whether a sample entered the FIFO since it fell asleep.
   bool npu_sleeps_until_arrival_ = false;
-  std::int64_t npu_sleep_wake_ps_ = max_time_ps;
   bool queued_while_npu_slept_ = false;
   RunningOverheads running_overheads_{*this};
 
