@@ -293,6 +293,24 @@ class ArrivalWakeFilter {
   virtual std::int64_t wakes_on_arrivals_due_before_ns(const SchedulerView& view) const = 0;
 };
 
+// Optional, beside DecisionHorizon: a horizon that wakes on arrival may sleep through its first
+// few arrivals, when so few samples cannot change what it covers. The engine finds it with
+// dynamic_cast; without it, the first arrival wakes. Adding it changed no layout.
+// Contract:
+//  - arrivals_that_wake is called right after a horizon that wakes on arrival (and after the
+//    ArrivalWakeFilter, if any), with the view that horizon was asked with.
+//  - Its answer N >= 1 promises that the horizon's promise holds at every boundary it covers
+//    while fewer than N samples that wake it (those due before the ArrivalWakeFilter's answer,
+//    if any) have arrived since it was given: whichever networks they belong to, whether the
+//    FIFO took them or not, and whatever exits it does not wake on happened meanwhile. The
+//    N-th such arrival wakes it. observe_arrival is still called for each sample.
+//  - It must not change the policy's state, and is as deterministic as decide.
+class ArrivalCountWake {
+ public:
+  virtual ~ArrivalCountWake() = default;
+  virtual std::uint32_t arrivals_that_wake(const SchedulerView& view) const = 0;
+};
+
 // Optional, beside Policy: whether observe_arrival does anything in this run. The engine finds
 // it with dynamic_cast and, when it skips decisions, asks once before the first arrival; false
 // spares it building a view and calling observe_arrival for every sample. Without it, every

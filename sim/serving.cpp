@@ -251,6 +251,7 @@ SC_MODULE(ServingSystem) {
     if (skip_decisions) {
       horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
       arrival_filter_ = dynamic_cast<const scheduler::ArrivalWakeFilter*>(&policy);
+      arrival_count_ = dynamic_cast<const scheduler::ArrivalCountWake*>(&policy);
       if (const auto* interest = dynamic_cast<const scheduler::ArrivalInterest*>(&policy))
         ask_policy("observes_arrivals", [&] { observes_arrivals_ = interest->observes_arrivals(); });
       admission_sees_the_npu_ = observes_arrivals_ || !observers.empty();
@@ -430,7 +431,8 @@ SC_MODULE(ServingSystem) {
     if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = ps_of_arrival(s.arrival_ns);
     metrics_.arrived(s.device);
     const SampleInfo info = sample_info(s);
-    if (info.deadline_ns < wake_due_before_ns_) arrived_since_decision_ = true;
+    if (info.deadline_ns < wake_due_before_ns_ && arrivals_until_wake_ > 0 && --arrivals_until_wake_ == 0)
+      arrived_since_decision_ = true;
     const std::uint32_t model = info.model;
     if (s.exit >= profiles_[model].exits().size())
       throw SimulationError(fmt::format("sample {} drew exit {} of a model with {} exits", s.id, s.exit,
@@ -617,6 +619,7 @@ SC_MODULE(ServingSystem) {
           ask_policy("decide", [&] { decision = policy_.decide(asked); });
           arrived_since_decision_ = false;
           wake_due_before_ns_ = scheduler::never_ns;
+          arrivals_until_wake_ = 1;
           check_kind(decision.kind);
           if (decision.kind == Decision::Kind::idle) {
             idle(decision);
@@ -937,7 +940,8 @@ SC_MODULE(ServingSystem) {
 
   // The policy's horizon for the batch that its decision left running (one boundary when it
   // declares none, or skipping is off), asked with `current`, or a view built now if null.
-  // Also asks its ArrivalWakeFilter, if it has one, which arrivals wake that horizon.
+  // Also asks its ArrivalWakeFilter and ArrivalCountWake, if it has them, which arrivals wake
+  // that horizon and how many of them it takes.
   scheduler::Horizon ask_horizon(const scheduler::SchedulerView* current) {
     if (!horizon_policy_) return {running_->next_layer + 1, true, true};
     const scheduler::SchedulerView& asked = current ? *current : view(trigger_);
@@ -946,21 +950,27 @@ SC_MODULE(ServingSystem) {
     if (horizon.wake_on_arrival && arrival_filter_)
       ask_policy("wakes_on_arrivals_due_before_ns",
                  [&] { wake_due_before_ns_ = arrival_filter_->wakes_on_arrivals_due_before_ns(asked); });
+    if (horizon.wake_on_arrival && arrival_count_) {
+      ask_policy("arrivals_that_wake", [&] { arrivals_until_wake_ = arrival_count_->arrivals_that_wake(asked); });
+      if (arrivals_until_wake_ == 0) refuse("arrivals_that_wake answered 0: allowed 1 or more");
+    }
     return horizon;
   }
 
-  // The arrival time of the first sample still to come that wakes the horizon (one due before
-  // wake_due_before_ns_), if it comes by `by_ps`; -1 if none does. Draws samples ahead as far
-  // as that takes, which changes no draw, but at most max_drawn_ahead of them: past that, the
-  // last one drawn is taken to wake it (waking early only asks the policy once more).
+  // The arrival time of the sample still to come that wakes the horizon (the
+  // arrivals_until_wake_-th of those due before wake_due_before_ns_), if it comes by `by_ps`;
+  // -1 if none does. Draws samples ahead as far as that takes, which changes no draw, but at
+  // most max_drawn_ahead of them: past that, the last one drawn is taken to wake it (waking
+  // early only asks the policy once more).
   std::int64_t waking_arrival_by(std::int64_t by_ps) {
+    std::uint32_t still = arrivals_until_wake_;
     for (std::size_t i = 0;; ++i) {
       if (i == upcoming_.size() && !draw_arrival()) return -1;
       const traces::Sample& s = upcoming_[i];
       const std::int64_t ps = ps_of_arrival(s.arrival_ns);
       if (ps > by_ps) return -1;
-      if (wake_due_before_ns_ == scheduler::never_ns || i + 1 >= max_drawn_ahead ||
-          deadline_ns(s) < wake_due_before_ns_)
+      if (i + 1 >= max_drawn_ahead) return ps;
+      if ((wake_due_before_ns_ == scheduler::never_ns || deadline_ns(s) < wake_due_before_ns_) && --still == 0)
         return ps;
     }
   }
@@ -1263,13 +1273,15 @@ SC_MODULE(ServingSystem) {
   // during a context save counts).
   const scheduler::DecisionHorizon* horizon_policy_ = nullptr;  // null: asked at every boundary
   const scheduler::ArrivalWakeFilter* arrival_filter_ = nullptr;  // null: every arrival wakes
+  const scheduler::ArrivalCountWake* arrival_count_ = nullptr;    // null: the first arrival wakes
   bool observes_arrivals_ = true;  // false: observe_arrival is never called
   // Whether an admission must see the NPU as it was at that instant: there is an observer, the
   // policy observes arrivals, or decisions are not skipped (the reference order).
   bool admission_sees_the_npu_ = true;
   scheduler::Horizon horizon_;
   std::int64_t wake_due_before_ns_ = scheduler::never_ns;  // only arrivals due earlier wake horizon_
-  bool arrived_since_decision_ = false;  // ... and one of those arrived
+  std::uint32_t arrivals_until_wake_ = 1;  // ... the count of those still to arrive before one wakes it
+  bool arrived_since_decision_ = false;    // ... and the one that wakes it arrived
   std::uint32_t stretch_last_layer_ = 0;
   std::int64_t stretch_end_ps_ = 0;
   bool stretch_settled_ = true;

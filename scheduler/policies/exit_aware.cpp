@@ -44,7 +44,7 @@ struct Objective {
   }
 };
 
-class ExitAware final : public CatchUpPolicy, public ArrivalInterest {
+class ExitAware final : public CatchUpPolicy, public ArrivalInterest, public ArrivalCountWake {
  public:
   // Arrivals feed the blocking estimate only while it has a window.
   bool observes_arrivals() const override { return blocking_window_ns_ > 0.0; }
@@ -84,7 +84,9 @@ class ExitAware final : public CatchUpPolicy, public ArrivalInterest {
   // at each later layer is foreseen by the view (preemption_overheads; where it is not, any
   // overhead is allowed for). So it promises keep_running where that holds at any clock:
   //  - with the batch's preemptions at max_preemptions, until the batch changes;
-  //  - with nothing of the running network waiting, until an arrival;
+  //  - with nothing of the running network waiting, until an arrival; or, where one waiting
+  //    sample could not make a catch-up pay, until an exit or a second arrival
+  //    (sleeps_through_a_lone_arrival);
   //  - with no merge room, until an arrival or an exit (which frees room);
   //  - otherwise, under the mean objective, up to the first layer where some catch-up plan
   //    might pay (refuses_every_catch_up).
@@ -93,12 +95,14 @@ class ExitAware final : public CatchUpPolicy, public ArrivalInterest {
   // under the slo and blend objectives, whose misses move with the clock, while a catch-up is
   // possible.
   Horizon horizon(const SchedulerView& view) const override {
+    if (view.queue.empty() && sleeps_through_a_lone_arrival(view)) return Horizon::until_arrival_or_exit();
     if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
     const BatchInfo& running = *view.running;
     if (running.preemptions >= max_preemptions_) return Horizon::until_batch_changes();
     const std::uint32_t waiting = queued_count(view, running.model);
     if (cross_model_ && waiting < view.queue.size()) return Horizon::next_boundary(view);
-    if (waiting == 0) return Horizon::until_arrival();
+    if (waiting == 0)
+      return sleeps_through_a_lone_arrival(view) ? Horizon::until_arrival_or_exit() : Horizon::until_arrival();
     const std::uint32_t room = std::min(waiting, view.merge_room);
     if (room == 0) return Horizon::until_arrival_or_exit();
     if (objective_.counts_misses()) return Horizon::next_boundary(view);
@@ -106,6 +110,12 @@ class ExitAware final : public CatchUpPolicy, public ArrivalInterest {
     const std::uint32_t first = running.next_layer + 1;
     const std::uint32_t doubt = first_doubt(view, first, room, waiting);
     return doubt >= layers ? Horizon::until_arrival_or_exit() : Horizon{doubt, true, true};
+  }
+
+  // With nothing of the running network waiting, the horizon may sleep through the first
+  // arrival (see sleeps_through_a_lone_arrival).
+  std::uint32_t arrivals_that_wake(const SchedulerView& view) const override {
+    return sleeps_through_a_lone_arrival(view) ? 2 : 1;
   }
 
  protected:
@@ -261,6 +271,22 @@ class ExitAware final : public CatchUpPolicy, public ArrivalInterest {
       if (!(plan_ns > alone_ns + 1e-9 * alone_ns)) return false;
     }
     return true;
+  }
+
+  // Whether, with nothing of the running network waiting, one sample arriving would leave
+  // decide answering keep_running at every later boundary while the batch keeps its size (the
+  // horizon then wakes on exits): no room for a catch-up, which holds until an exit, or
+  // refuses_every_catch_up at every later layer for one waiting sample, proved by first_doubt
+  // with the overheads the view foresees, which hold as long. Nothing else decide weighs moves
+  // meanwhile: under the mean objective the clock does not count, and another network's
+  // sample is never weighed against the running batch (one network, or cross_model off). The
+  // slo and blend objectives price misses, which move with the clock.
+  bool sleeps_through_a_lone_arrival(const SchedulerView& view) const {
+    if (objective_.counts_misses() || (cross_model_ && view.models.size() > 1)) return false;
+    const BatchInfo& running = *view.running;
+    if (running.preemptions >= max_preemptions_ || queued_count(view, running.model) != 0) return false;
+    if (view.merge_room == 0 || view.preemptions_left == 0) return true;
+    return first_doubt(view, running.next_layer + 1, 1, 1) >= view.models[running.model].layer_count();
   }
 
   // The first layer from `first` on at which refuses_every_catch_up does not hold, or the
