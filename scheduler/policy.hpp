@@ -312,15 +312,17 @@ class ArrivalCountWake {
 };
 
 // Optional, beside Policy: whether observe_arrival does anything in this run. The engine finds
-// it with dynamic_cast and, when it skips decisions, asks once before the first arrival; false
-// spares it building a view and calling observe_arrival for every sample. Without it, every
-// arrival is observed. Adding it changed no layout.
-// Contract: false promises that observe_arrival would change nothing, whatever it was called
-// with; the answer must not change during the run.
-class ArrivalInterest {
+// it with dynamic_cast and, when it skips decisions, asks once before the first arrival, with
+// the view as the run starts (its networks, batch limit and NPU; nothing queued or running);
+// false spares it building a view and calling observe_arrival for every sample. Without it,
+// every arrival is observed. Adding it changed no layout. (It replaced ArrivalInterest, whose
+// question had no view; a plugin built with that one is not asked, so it observes every arrival.)
+// Contract: false promises that observe_arrival would change nothing in this run, whatever it
+// was called with; the answer must not change during the run.
+class ArrivalObservation {
  public:
-  virtual ~ArrivalInterest() = default;
-  virtual bool observes_arrivals() const = 0;
+  virtual ~ArrivalObservation() = default;
+  virtual bool observes_arrivals(const SchedulerView& view) const = 0;
 };
 
 // A scheduling policy. One instance serves one simulation, single-threaded.

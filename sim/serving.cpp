@@ -252,15 +252,18 @@ SC_MODULE(ServingSystem) {
       horizon_policy_ = dynamic_cast<const scheduler::DecisionHorizon*>(&policy);
       arrival_filter_ = dynamic_cast<const scheduler::ArrivalWakeFilter*>(&policy);
       arrival_count_ = dynamic_cast<const scheduler::ArrivalCountWake*>(&policy);
-      if (const auto* interest = dynamic_cast<const scheduler::ArrivalInterest*>(&policy))
-        ask_policy("observes_arrivals", [&] { observes_arrivals_ = interest->observes_arrivals(); });
-      admission_sees_the_npu_ = observes_arrivals_ || !observers.empty();
     }
     view_.max_batch = scenario.scheduler.max_batch;
     view_.models = profiles_;
     view_.ns_per_cycle = ps_per_cycle_ / 1000.0;
     if (oracle_) view_.oracle = &*oracle_;
     view_.spare_positions = &spare_positions_;
+    if (skip_decisions) {
+      if (const auto* observation = dynamic_cast<const scheduler::ArrivalObservation*>(&policy))
+        ask_policy("observes_arrivals",
+                   [&] { observes_arrivals_ = observation->observes_arrivals(view(Trigger::arrival)); });
+      admission_sees_the_npu_ = observes_arrivals_ || !observers.empty();
+    }
     // Methods, not threads: no coroutine switch per event, which is most of an event's cost.
     SC_METHOD(device_sources);
     SC_METHOD(npu_core);

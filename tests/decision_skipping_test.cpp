@@ -497,16 +497,16 @@ TEST_F(DecisionSkipping, WakesAHorizonAtTheArrivalItCounts) {
   EXPECT_LT(counting.asked * 10, first_arrival.asked * 9) << counting.asked << " against " << first_arrival.asked;
 }
 
-// A greedy policy without a horizon that says through ArrivalInterest whether it watches
+// A greedy policy without a horizon that says through ArrivalObservation whether it watches
 // arrivals, counts those it is shown, and checks that each is shown at its own instant: with
 // decision skipping the NPU admits arrivals itself when it next wakes, later in kernel time.
-class ArrivalWatcher final : public scheduler::Policy, public scheduler::ArrivalInterest {
+class ArrivalWatcher final : public scheduler::Policy, public scheduler::ArrivalObservation {
  public:
   struct Tally {
     std::uint64_t shown = 0, shown_at_another_time = 0, shown_twice = 0;
   };
   ArrivalWatcher(bool interested, Tally& tally) : interested_(interested), tally_(tally) {}
-  bool observes_arrivals() const override { return interested_; }
+  bool observes_arrivals(const scheduler::SchedulerView&) const override { return interested_; }
   void observe_arrival(const scheduler::SchedulerView& view, const scheduler::SampleInfo& sample) override {
     ++tally_.shown;
     if (view.now_ns != sample.arrival_ns) ++tally_.shown_at_another_time;

@@ -95,9 +95,9 @@ struct PlanPrice {
   std::vector<double> guarded_finish_cycles;
 };
 
-class Clairvoyant final : public CatchUpPolicy, public ArrivalInterest {
+class Clairvoyant final : public CatchUpPolicy, public ArrivalObservation {
  public:
-  bool observes_arrivals() const override { return false; }
+  bool observes_arrivals(const SchedulerView&) const override { return false; }
   explicit Clairvoyant(const ParameterValues& p)
       : CatchUpPolicy(p.real("slack_ms")),
         slack_ns_(p.real("slack_ms") * 1e6),

@@ -17,9 +17,9 @@ std::vector<std::uint32_t> by_deadline(const SchedulerView& view, std::uint32_t 
   return out;
 }
 
-class Edf final : public Policy, public DecisionHorizon, public ArrivalWakeFilter, public ArrivalInterest {
+class Edf final : public Policy, public DecisionHorizon, public ArrivalWakeFilter, public ArrivalObservation {
  public:
-  bool observes_arrivals() const override { return false; }
+  bool observes_arrivals(const SchedulerView&) const override { return false; }
   // The waiting sample with the earliest deadline (the first of equals); the queue is not empty.
   static const SampleInfo* most_urgent(const SchedulerView& view) { return &view.queue[view.most_urgent()]; }
 

@@ -44,10 +44,13 @@ struct Objective {
   }
 };
 
-class ExitAware final : public CatchUpPolicy, public ArrivalInterest, public ArrivalCountWake {
+class ExitAware final : public CatchUpPolicy, public ArrivalObservation, public ArrivalCountWake {
  public:
-  // Arrivals feed the blocking estimate only while it has a window.
-  bool observes_arrivals() const override { return blocking_window_ns_ > 0.0; }
+  // Arrivals feed the other networks' rates, for the blocking price and the load that stretches
+  // a catch-up plan, only while there is a window and another network.
+  bool observes_arrivals(const SchedulerView& view) const override {
+    return blocking_window_ns_ > 0.0 && view.models.size() > 1;
+  }
   explicit ExitAware(const ParameterValues& p)
       : CatchUpPolicy(p.real("slack_ms")),
         guard_deadlines_(p.boolean("guard_deadlines")),

@@ -5,9 +5,9 @@
 namespace npusim::scheduler::policies {
 namespace {
 
-class Fcfs final : public Policy, public DecisionHorizon, public ArrivalInterest {
+class Fcfs final : public Policy, public DecisionHorizon, public ArrivalObservation {
  public:
-  bool observes_arrivals() const override { return false; }
+  bool observes_arrivals(const SchedulerView&) const override { return false; }
   // A batch of one runs to completion: nothing wakes it.
   Horizon horizon(const SchedulerView&) const override { return Horizon::until_batch_changes(); }
 

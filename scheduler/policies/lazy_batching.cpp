@@ -11,9 +11,9 @@
 namespace npusim::scheduler::policies {
 namespace {
 
-class LazyBatching final : public CatchUpPolicy, public ArrivalInterest {
+class LazyBatching final : public CatchUpPolicy, public ArrivalObservation {
  public:
-  bool observes_arrivals() const override { return false; }
+  bool observes_arrivals(const SchedulerView&) const override { return false; }
   explicit LazyBatching(const ParameterValues& p) : CatchUpPolicy(p.real("slack_ms")), slack_ns_(p.real("slack_ms") * 1e6) {}
 
  protected:

@@ -17,9 +17,9 @@ namespace {
 
 constexpr std::array<std::uint32_t, 3> priority_levels{low_priority, medium_priority, high_priority};
 
-class Prema final : public Policy, public DecisionHorizon, public ArrivalInterest {
+class Prema final : public Policy, public DecisionHorizon, public ArrivalObservation {
  public:
-  bool observes_arrivals() const override { return false; }
+  bool observes_arrivals(const SchedulerView&) const override { return false; }
   explicit Prema(const ParameterValues& p)
       : fixed_threshold_(p.real("token_threshold")),
         preemptive_(p.boolean("preemptive")),

@@ -13,9 +13,9 @@
 namespace npusim::scheduler::policies {
 namespace {
 
-class StaticBatch final : public Policy, public DecisionHorizon, public ArrivalInterest {
+class StaticBatch final : public Policy, public DecisionHorizon, public ArrivalObservation {
  public:
-  bool observes_arrivals() const override { return false; }
+  bool observes_arrivals(const SchedulerView&) const override { return false; }
   explicit StaticBatch(const ParameterValues& p)
       : batch_size_(static_cast<std::uint32_t>(p.integer("batch_size"))),
         aimd_(p.boolean("aimd")),
