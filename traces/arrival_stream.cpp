@@ -39,31 +39,52 @@ ArrivalStream::ArrivalStream(std::vector<DeviceStream> devices, std::uint64_t se
     } else {
       processes_.push_back(make_process(d.arrival, RandomStream(seed, stream_id(i, arrival_purpose))));
     }
-    pending_events_.emplace_back();
-    refill(i);
+    pending_exits_.emplace_back();
+    if (const auto first = processes_.back()->next()) {
+      pending_exits_.back() = first->exit;
+      heap_.push_back({first->time_ns, i});
+      for (std::size_t at = heap_.size() - 1; at > 0 && heap_[at].before(heap_[(at - 1) / 2]); at = (at - 1) / 2)
+        std::swap(heap_[at], heap_[(at - 1) / 2]);
+    }
   }
 }
 
-void ArrivalStream::refill(std::uint32_t device) {
-  pending_events_[device] = processes_[device]->next();
-  if (pending_events_[device]) queue_.push({pending_events_[device]->time_ns, device});
+void ArrivalStream::sink_root() {
+  const std::size_t size = heap_.size();
+  const Pending sinking = heap_[0];
+  std::size_t at = 0;
+  while (true) {
+    std::size_t child = 2 * at + 1;
+    if (child >= size) break;
+    if (child + 1 < size && heap_[child + 1].before(heap_[child])) ++child;
+    if (!heap_[child].before(sinking)) break;
+    heap_[at] = heap_[child];
+    at = child;
+  }
+  heap_[at] = sinking;
 }
 
 std::optional<Sample> ArrivalStream::next() {
-  if (queue_.empty()) return std::nullopt;
-  const Pending top = queue_.top();
-  queue_.pop();
-  const ArrivalEvent event = *pending_events_[top.device];
+  if (heap_.empty()) return std::nullopt;
+  const Pending top = heap_[0];
+  const std::optional<std::uint32_t> fixed_exit = pending_exits_[top.device];
   Sample sample;
   sample.id = next_id_++;
-  sample.arrival_ns = event.time_ns;
+  sample.arrival_ns = top.time_ns;
   sample.device = top.device;
   // Draw for every sample, replayed or not, so a device's exit stream stays aligned with its
   // arrivals whatever the trace fixes.
   const std::uint32_t drawn = samplers_[top.device].sample(exit_rngs_[top.device]);
-  sample.exit_from_trace = event.exit.has_value();
-  sample.exit = event.exit.value_or(drawn);
-  refill(top.device);
+  sample.exit_from_trace = fixed_exit.has_value();
+  sample.exit = fixed_exit.value_or(drawn);
+  if (const auto following = processes_[top.device]->next()) {
+    pending_exits_[top.device] = following->exit;
+    heap_[0].time_ns = following->time_ns;
+  } else {
+    heap_[0] = heap_.back();
+    heap_.pop_back();
+  }
+  if (!heap_.empty()) sink_root();
   return sample;
 }
 

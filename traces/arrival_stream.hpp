@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <string>
 #include <vector>
 
@@ -45,21 +44,22 @@ class ArrivalStream {
   const std::vector<DeviceStream>& devices() const { return devices_; }
 
  private:
+  // Each device's next arrival, a binary min-heap by time, then device: the earliest is the root.
+  // A device's next arrival takes its place at the root and sinks, one pass instead of a pop
+  // and a push.
   struct Pending {
     std::int64_t time_ns;
     std::uint32_t device;
-    bool operator>(const Pending& o) const {
-      return time_ns != o.time_ns ? time_ns > o.time_ns : device > o.device;
-    }
+    bool before(const Pending& o) const { return time_ns != o.time_ns ? time_ns < o.time_ns : device < o.device; }
   };
-  void refill(std::uint32_t device);
+  void sink_root();
 
   std::vector<DeviceStream> devices_;
   std::vector<std::unique_ptr<ArrivalProcess>> processes_;
   std::vector<ExitSampler> samplers_;
   std::vector<RandomStream> exit_rngs_;
-  std::vector<std::optional<ArrivalEvent>> pending_events_;
-  std::priority_queue<Pending, std::vector<Pending>, std::greater<>> queue_;
+  std::vector<std::optional<std::uint32_t>> pending_exits_;  // per device: what its trace fixes
+  std::vector<Pending> heap_;
   std::uint64_t next_id_ = 0;
 };
 
