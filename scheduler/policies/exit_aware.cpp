@@ -86,7 +86,9 @@ class ExitAware final : public CatchUpPolicy, public ArrivalObservation, public 
   // the only change to this policy's state, and skipped decisions change nothing). The overhead
   // at each later layer is foreseen by the view (preemption_overheads; where it is not, any
   // overhead is allowed for). So it promises keep_running where that holds at any clock:
-  //  - with the batch's preemptions at max_preemptions, until the batch changes;
+  //  - with the batch's preemptions at max_preemptions, or no preemption register left, until
+  //    the batch changes (decide then finds neither a catch-up nor another network's batch to
+  //    start, whatever waits);
   //  - with nothing of the running network waiting, until an arrival; or, where one waiting
   //    sample could not make a catch-up pay, until an exit or a second arrival
   //    (sleeps_through_a_lone_arrival);
@@ -98,10 +100,8 @@ class ExitAware final : public CatchUpPolicy, public ArrivalObservation, public 
   // under the slo and blend objectives, whose misses move with the clock, while a catch-up is
   // possible.
   Horizon horizon(const SchedulerView& view) const override {
-    if (view.queue.empty() && sleeps_through_a_lone_arrival(view)) return Horizon::until_arrival_or_exit();
-    if (view.queue.empty() || view.preemptions_left == 0) return Horizon::only_legal_answer(view);
     const BatchInfo& running = *view.running;
-    if (running.preemptions >= max_preemptions_) return Horizon::until_batch_changes();
+    if (running.preemptions >= max_preemptions_ || view.preemptions_left == 0) return Horizon::until_batch_changes();
     const std::uint32_t waiting = queued_count(view, running.model);
     if (cross_model_ && waiting < view.queue.size()) return Horizon::next_boundary(view);
     if (waiting == 0)
