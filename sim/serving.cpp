@@ -1283,8 +1283,8 @@ SC_MODULE(ServingSystem) {
   bool admission_sees_the_npu_ = true;
   scheduler::Horizon horizon_;
   std::int64_t wake_due_before_ns_ = scheduler::never_ns;  // only arrivals due earlier wake horizon_
-  std::uint32_t arrivals_until_wake_ = 1;  // ... the count of those still to arrive before one wakes it
-  bool arrived_since_decision_ = false;    // ... and the one that wakes it arrived
+  std::uint32_t arrivals_until_wake_ = 1;  // ... how many of those are still to arrive, the last waking it
+  bool arrived_since_decision_ = false;    // ... and that last one arrived
   std::uint32_t stretch_last_layer_ = 0;
   std::int64_t stretch_end_ps_ = 0;
   bool stretch_settled_ = true;
