@@ -434,8 +434,7 @@ SC_MODULE(ServingSystem) {
     if (metrics_.overall().arrived == 0) stats_.first_arrival_ps = ps_of_arrival(s.arrival_ns);
     metrics_.arrived(s.device);
     const SampleInfo info = sample_info(s);
-    if (info.deadline_ns < wake_due_before_ns_ && arrivals_until_wake_ > 0 && --arrivals_until_wake_ == 0)
-      arrived_since_decision_ = true;
+    if (info.deadline_ns < wake_due_before_ns_ && arrivals_until_wake_ > 0) --arrivals_until_wake_;
     const std::uint32_t model = info.model;
     if (s.exit >= profiles_[model].exits().size())
       throw SimulationError(fmt::format("sample {} drew exit {} of a model with {} exits", s.id, s.exit,
@@ -620,7 +619,6 @@ SC_MODULE(ServingSystem) {
           Decision decision;
           const scheduler::SchedulerView& asked = view(trigger_);
           ask_policy("decide", [&] { decision = policy_.decide(asked); });
-          arrived_since_decision_ = false;
           wake_due_before_ns_ = scheduler::never_ns;
           arrivals_until_wake_ = 1;
           check_kind(decision.kind);
@@ -1006,7 +1004,7 @@ SC_MODULE(ServingSystem) {
         ++layer;
         if (batch == 0 || layer >= stop_layer || (b.merges && layer == b.merge_layer) ||
             (horizon_.wake_on_exit && left > 0) ||
-            (horizon_.wake_on_arrival && (arrived_since_decision_ || waking_arrival_by(end_ps) >= 0)))
+            (horizon_.wake_on_arrival && (arrivals_until_wake_ == 0 || waking_arrival_by(end_ps) >= 0)))
           break;
         // Layer `layer` runs. So do the ones after it up to an exit that a sample takes or a
         // stop, unless an arrival comes first: from the running sums, without a pass over them.
@@ -1283,8 +1281,8 @@ SC_MODULE(ServingSystem) {
   bool admission_sees_the_npu_ = true;
   scheduler::Horizon horizon_;
   std::int64_t wake_due_before_ns_ = scheduler::never_ns;  // only arrivals due earlier wake horizon_
-  std::uint32_t arrivals_until_wake_ = 1;  // ... how many of those are still to arrive, the last waking it
-  bool arrived_since_decision_ = false;    // ... and that last one arrived
+  // ... how many of those are still to arrive since the decision, the last waking it (0: it has)
+  std::uint32_t arrivals_until_wake_ = 1;
   std::uint32_t stretch_last_layer_ = 0;
   std::int64_t stretch_end_ps_ = 0;
   bool stretch_settled_ = true;

@@ -1,5 +1,6 @@
 #include "traces/arrival_stream.hpp"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -43,8 +44,7 @@ ArrivalStream::ArrivalStream(std::vector<DeviceStream> devices, std::uint64_t se
     if (const auto first = processes_.back()->next()) {
       pending_exits_.back() = first->exit;
       heap_.push_back({first->time_ns, i});
-      for (std::size_t at = heap_.size() - 1; at > 0 && heap_[at].before(heap_[(at - 1) / 2]); at = (at - 1) / 2)
-        std::swap(heap_[at], heap_[(at - 1) / 2]);
+      std::push_heap(heap_.begin(), heap_.end(), [](const Pending& a, const Pending& b) { return b.before(a); });
     }
   }
 }
