@@ -369,7 +369,7 @@ SC_MODULE(ServingSystem) {
 
   void device_sources() {
     guarded([this] {
-      event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      kernel_ps_ = event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
       emit_arrivals();
     });
   }
@@ -388,7 +388,7 @@ SC_MODULE(ServingSystem) {
     } else if (lazy_arrivals_ && !npu_waits_for_arrival_) {
       npu_admits_arrivals_ = true;
     } else {
-      next_trigger(ps_time(pending_arrival_ps_ - event_ps_));
+      wake_at(pending_arrival_ps_);
     }
   }
 
@@ -577,25 +577,15 @@ SC_MODULE(ServingSystem) {
   // ---- the NPU ----
   void npu_core() {
     guarded([this] {
-      event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
+      kernel_ps_ = event_ps_ = static_cast<std::int64_t>(sc_core::sc_time_stamp().value());
       npu_waits_for_arrival_ = false;
-      if (npu_admits_arrivals_) {
-        admit_arrivals_due();
-        if (npu_sleeps_until_arrival_) {
-          npu_sleeps_until_arrival_ = false;
-          // When arrivals were events, one the FIFO refused (drop: newest) did not wake a waiting
-          // NPU, and the end of the arrivals woke only one with no wake-up of its own: without
-          // either, it sleeps on.
-          const bool told_arrivals_ended = sources_done_ && wait_wake_ps() == max_time_ps;
-          if (!queued_while_npu_slept_ && !told_arrivals_ended && event_ps_ < wait_wake_ps()) {
-            wait_for_arrival();
-            return;
-          }
-        }
-      }
+      if (npu_admits_arrivals_) admit_arrivals_due();
       advance();
     });
   }
+
+  // Asks the kernel to call the running process at `ps`, which is not before the kernel's now.
+  void wake_at(std::int64_t ps) { next_trigger(ps_time(ps - kernel_ps_)); }
 
   // The NPU's control loop as a state machine: it runs until it has to wait for something,
   // asks the kernel to call it back then (next_trigger), and returns.
@@ -605,13 +595,13 @@ SC_MODULE(ServingSystem) {
         case Step::decide: {
           // Arrivals stamped with this instant are in the FIFO before anything is decided.
           if (pending_arrival_ps_ == now_ps()) {
-            next_trigger(sc_core::SC_ZERO_TIME);
+            wake_at(now_ps());
             return;
           }
           if (!running_ && queue_.empty()) {
             if (sources_done_) return;  // the run is over: nothing will call again
             trigger_ = Trigger::arrival;
-            wait_for_arrival();
+            if (wait_for_arrival()) break;
             return;
           }
           ++stats_.decisions;
@@ -623,7 +613,7 @@ SC_MODULE(ServingSystem) {
           arrivals_until_wake_ = 1;
           check_kind(decision.kind);
           if (decision.kind == Decision::Kind::idle) {
-            idle(decision);
+            if (idle(decision)) break;
             return;
           }
           idle_decisions_while_waiting_ = 0;
@@ -660,7 +650,7 @@ SC_MODULE(ServingSystem) {
   bool sleep_for(std::int64_t ps) {
     if (ps <= 0) return false;
     if (!traces::checked_add(now_ps(), ps)) out_of_time(fmt::format("a step of {} ps", ps));
-    next_trigger(ps_time(ps));
+    wake_at(now_ps() + ps);
     return true;
   }
 
@@ -712,7 +702,8 @@ SC_MODULE(ServingSystem) {
                        static_cast<int>(kind)));
   }
 
-  void idle(const Decision& d) {
+  // Returns whether the NPU's wait is already over (as wait_for_arrival).
+  bool idle(const Decision& d) {
     if (running_) refuse("asked to idle while a batch is running (answer run or preempt)");
     if (++idle_decisions_while_waiting_ > max_idle_decisions_while_waiting)
       refuse(fmt::format("idled {} times in a row while {} samples waited, starting no batch: no progress",
@@ -721,8 +712,7 @@ SC_MODULE(ServingSystem) {
       if (sources_done_)
         refuse(fmt::format("left {} samples waiting with no arrival or wake-up to come", queue_.size()));
       trigger_ = Trigger::arrival;
-      wait_for_arrival();
-      return;
+      return wait_for_arrival();
     }
     const auto wake_ps = traces::checked_mul<std::int64_t>(d.wake_ns, 1000);
     if (!wake_ps)
@@ -732,28 +722,38 @@ SC_MODULE(ServingSystem) {
     wake_ps_ = *wake_ps;
     if (wake_ps_ <= now_ps()) refuse(fmt::format("asked to idle until {} ns, which is not later than now", d.wake_ns));
     step_ = Step::after_idle;
-    wait_for_arrival();
+    return wait_for_arrival();
   }
 
   // The wake-up of the wait the NPU is in or about to enter: an idle decision's, or none.
   std::int64_t wait_wake_ps() const { return step_ == Step::after_idle ? wake_ps_ : max_time_ps; }
 
-  // Sleeps until the next arrival, or until its wake-up if that comes first.
-  void wait_for_arrival() {
+  // Sleeps until the next arrival, or until its wake-up if that comes first. Once the NPU admits
+  // the arrivals, nothing else happens before then, so the NPU's clock moves there at once and
+  // the kernel is not called back for it: returns true, and advance goes on at that instant. A
+  // wait that ends with nothing queued (the FIFO refused the arrival) and before the wake-up goes
+  // on, as one woken by the sources would not have been; one with no wake-up ends when the
+  // arrivals end.
+  bool wait_for_arrival() {
     const std::int64_t wake_ps = wait_wake_ps();
     if (npu_admits_arrivals_) {
-      // It has admitted every arrival due by now, so the next is later.
-      const std::int64_t until_ps = sources_done_ ? wake_ps : std::min(wake_ps, pending_arrival_ps_);
-      if (until_ps != max_time_ps) next_trigger(ps_time(until_ps - now_ps()));
-      npu_sleeps_until_arrival_ = true;
-      queued_while_npu_slept_ = false;
-      return;
+      while (true) {
+        // It has admitted every arrival due by now, so the next is later.
+        const std::int64_t until_ps = sources_done_ ? wake_ps : std::min(wake_ps, pending_arrival_ps_);
+        if (until_ps == max_time_ps) return false;  // the run is over
+        event_ps_ = until_ps;
+        queued_while_npu_slept_ = false;
+        admit_arrivals_due();
+        const bool told_arrivals_ended = sources_done_ && wake_ps == max_time_ps;
+        if (queued_while_npu_slept_ || told_arrivals_ended || event_ps_ >= wake_ps) return true;
+      }
     }
     if (wake_ps == max_time_ps)
       next_trigger(arrival_event_);
     else
-      next_trigger(ps_time(wake_ps - now_ps()), arrival_event_);
+      next_trigger(ps_time(wake_ps - kernel_ps_), arrival_event_);
     npu_waits_for_arrival_ = true;
+    return false;
   }
 
   // Moves the samples at `positions` (distinct, in range, one model) out of the FIFO, in
@@ -1288,8 +1288,10 @@ SC_MODULE(ServingSystem) {
   bool stretch_settled_ = true;
   std::int64_t stretch_restore_ps_ = 0;
   std::int64_t settling_ps_ = -1;  // a boundary being caught up with, or -1
-  // The kernel's time, read once as each process starts (it does not move while one runs), or
-  // that of an arrival the NPU admits late.
+  // The kernel's time, read once as each process starts (it does not move while one runs).
+  std::int64_t kernel_ps_ = 0;
+  // The time of what is being done: the kernel's, that of an arrival the NPU admits late, or
+  // that of the end of a wait the NPU went through without the kernel.
   std::int64_t event_ps_ = 0;
   // Per exit of the running model: how many samples of the stretch's batch leave there (set when
   // a stretch of more than one layer is planned).
@@ -1316,10 +1318,7 @@ SC_MODULE(ServingSystem) {
   // arrival at its instant, as they always did.
   bool lazy_arrivals_ = false;
   bool npu_admits_arrivals_ = false;  // the sources have handed the arrivals over
-  // ... and the NPU sleeps until the next arrival or its wake-up, whichever comes first;
-  // whether a sample entered the FIFO since it fell asleep.
-  bool npu_sleeps_until_arrival_ = false;
-  bool queued_while_npu_slept_ = false;
+  bool queued_while_npu_slept_ = false;  // whether a sample entered the FIFO while the NPU waited
   RunningOverheads running_overheads_{*this};
 
   // The FBE's registers, driven as the hardware would be; the engine checks after every step
