@@ -85,16 +85,15 @@ void TailWindows::add_in_window(std::int64_t window, double latency_over_slo) {
     close();
     current_ = window;
   }
-  ratios_.push_back(latency_over_slo);
+  ++in_window_;
+  if (latency_over_slo <= 1.0) ++within_in_window_;
 }
 
 void TailWindows::close() {
-  if (ratios_.empty()) return;
-  const std::size_t rank = nearest_rank(percentile_, ratios_.size());
-  std::nth_element(ratios_.begin(), ratios_.begin() + static_cast<std::ptrdiff_t>(rank - 1), ratios_.end());
+  if (in_window_ == 0) return;
   ++windows_;
-  if (ratios_[rank - 1] <= 1.0) ++satisfied_;
-  ratios_.clear();
+  if (within_in_window_ >= nearest_rank(percentile_, in_window_)) ++satisfied_;
+  in_window_ = within_in_window_ = 0;
 }
 
 void TailWindows::finish() { close(); }

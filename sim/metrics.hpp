@@ -67,7 +67,9 @@ class TailWindows {
   void close();
   double window_ns_, percentile_;
   std::int64_t current_ = -1;
-  std::vector<double> ratios_;
+  // The open window's samples, and those of them within their SLO: its q-th percentile is at
+  // most 1 exactly when at least its nearest rank of them are, so no ratio needs keeping.
+  std::uint64_t in_window_ = 0, within_in_window_ = 0;
   std::uint64_t windows_ = 0, satisfied_ = 0;
 };
 

@@ -69,6 +69,34 @@ TEST(TailWindows, AWindowIsSatisfiedWhenItsPercentileMeetsTheSlo) {
   EXPECT_DOUBLE_EQ(tail.satisfaction(), 2.0 / 3.0);
 }
 
+// The definition, computed the long way: each window's ratios sorted, the nearest-rank
+// percentile read off and compared with 1. Random windows of 1 to 40 samples, ratios around 1
+// (some exactly 1), several percentiles.
+TEST(TailWindows, AgreesWithSortingEachWindowsRatios) {
+  std::mt19937_64 rng(20261203);
+  std::uniform_int_distribution<int> size(1, 40);
+  std::uniform_real_distribution<double> ratio(0.2, 1.8);
+  for (const double q : {50.0, 90.0, 95.0, 99.0, 100.0}) {
+    sim::TailWindows tail(1000.0, q);
+    std::uint64_t windows = 0, satisfied = 0;
+    for (int w = 0; w < 300; ++w) {
+      if (w % 7 == 3) continue;  // an empty window is not counted
+      std::vector<double> ratios(static_cast<std::size_t>(size(rng)));
+      for (auto& r : ratios) r = rng() % 5 == 0 ? 1.0 : ratio(rng);
+      for (std::size_t i = 0; i < ratios.size(); ++i) tail.add(1000.0 * w + static_cast<double>(i), ratios[i]);
+      std::sort(ratios.begin(), ratios.end());
+      const auto rank = static_cast<std::size_t>(std::ceil(q / 100.0 * static_cast<double>(ratios.size()) - 1e-9));
+      ++windows;
+      if (ratios[std::max<std::size_t>(rank, 1) - 1] <= 1.0) ++satisfied;
+    }
+    tail.finish();
+    EXPECT_EQ(tail.windows(), windows) << "p" << q;
+    EXPECT_EQ(tail.satisfied(), satisfied) << "p" << q;
+    EXPECT_GT(satisfied, 0u) << "p" << q;
+    EXPECT_LT(satisfied, windows) << "p" << q;
+  }
+}
+
 TEST(MetricsCollector, CountsPerDeviceAndOverall) {
   sim::MetricsCollector m(2, 100, 1e9, 95.0);
   m.arrived(0);
