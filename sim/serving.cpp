@@ -585,10 +585,16 @@ SC_MODULE(ServingSystem) {
   }
 
   // Asks the kernel to call the running process at `ps`, which is not before the kernel's now.
-  void wake_at(std::int64_t ps) { next_trigger(ps_time(ps - kernel_ps_)); }
+  void wake_at(std::int64_t ps) {
+    if (ps < kernel_ps_)
+      throw SimulationError(fmt::format("a wake-up at {} ps is before the kernel's time, {} ps", ps, kernel_ps_));
+    next_trigger(ps_time(ps - kernel_ps_));
+  }
 
-  // The NPU's control loop as a state machine: it runs until it has to wait for something,
-  // asks the kernel to call it back then (next_trigger), and returns.
+  // The NPU's control loop as a state machine: it runs until it has to wait for something the
+  // kernel times (the end of a stretch or a context transfer, or an arrival the sources
+  // notify), asks the kernel to call it back then (next_trigger), and returns. A wait for an
+  // arrival it admits itself it goes through on its own (wait_for_arrival).
   void advance() {
     while (true) {
       switch (step_) {
@@ -1288,7 +1294,10 @@ SC_MODULE(ServingSystem) {
   bool stretch_settled_ = true;
   std::int64_t stretch_restore_ps_ = 0;
   std::int64_t settling_ps_ = -1;  // a boundary being caught up with, or -1
-  // The kernel's time, read once as each process starts (it does not move while one runs).
+  // The kernel's time, read once as each process starts (it does not move while one runs). It
+  // lags event_ps_ after a wait the NPU went through on its own, so nothing may read the
+  // kernel's time for the NPU's: that is why a VCD trace, which samples at kernel time, turns
+  // lazy arrivals off.
   std::int64_t kernel_ps_ = 0;
   // The time of what is being done: the kernel's, that of an arrival the NPU admits late, or
   // that of the end of a wait the NPU went through without the kernel.
