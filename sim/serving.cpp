@@ -737,9 +737,9 @@ SC_MODULE(ServingSystem) {
   // Sleeps until the next arrival, or until its wake-up if that comes first. Once the NPU admits
   // the arrivals, nothing else happens before then, so the NPU's clock moves there at once and
   // the kernel is not called back for it: returns true, and advance goes on at that instant. A
-  // wait that ends with nothing queued (the FIFO refused the arrival) and before the wake-up goes
-  // on, as one woken by the sources would not have been; one with no wake-up ends when the
-  // arrivals end.
+  // wait that ends with nothing queued (the FIFO refused the arrival) before the wake-up goes on,
+  // since a refused arrival did not wake the NPU when arrivals were kernel events; one with no
+  // wake-up ends when the arrivals end.
   bool wait_for_arrival() {
     const std::int64_t wake_ps = wait_wake_ps();
     if (npu_admits_arrivals_) {
