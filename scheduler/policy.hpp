@@ -240,8 +240,9 @@ class PolicyError : public std::runtime_error {
 // How long a policy's keep_running answer stands, so that the engine need not ask it at the
 // boundaries in between (docs/serving.md, "Decision skipping"). The engine asks the policy
 // again at the first boundary where the running batch's next layer reaches until_layer, or
-// earlier: after a sample arrives (with wake_on_arrival; the N-th, with ArrivalCountWake), where samples left at an exit (with
-// wake_on_exit), and always when the batch completes or empties, merges or resumes.
+// earlier: after a sample arrives (with wake_on_arrival; the N-th, with ArrivalCountWake),
+// where samples left at an exit (with wake_on_exit), and always when the batch completes or
+// empties, merges or resumes.
 struct Horizon {
   static constexpr std::uint32_t batch_end = std::numeric_limits<std::uint32_t>::max();
   std::uint32_t until_layer = 0;

@@ -584,12 +584,14 @@ SC_MODULE(ServingSystem) {
     });
   }
 
-  // Asks the kernel to call the running process at `ps`, which is not before the kernel's now.
-  void wake_at(std::int64_t ps) {
+  // How far `ps`, which is not before the kernel's now, lies from it: what next_trigger takes.
+  sc_core::sc_time from_kernel_now(std::int64_t ps) const {
     if (ps < kernel_ps_)
       throw SimulationError(fmt::format("a wake-up at {} ps is before the kernel's time, {} ps", ps, kernel_ps_));
-    next_trigger(ps_time(ps - kernel_ps_));
+    return ps_time(ps - kernel_ps_);
   }
+  // Asks the kernel to call the running process at `ps`.
+  void wake_at(std::int64_t ps) { next_trigger(from_kernel_now(ps)); }
 
   // The NPU's control loop as a state machine: it runs until it has to wait for something the
   // kernel times (the end of a stretch or a context transfer, or an arrival the sources
@@ -757,7 +759,7 @@ SC_MODULE(ServingSystem) {
     if (wake_ps == max_time_ps)
       next_trigger(arrival_event_);
     else
-      next_trigger(ps_time(wake_ps - kernel_ps_), arrival_event_);
+      next_trigger(from_kernel_now(wake_ps), arrival_event_);
     npu_waits_for_arrival_ = true;
     return false;
   }
