@@ -38,6 +38,7 @@ struct LayerCost {
   // Buffer bytes read and written and vector operations (docs/npu-model.md, "Energy"); they
   // never change the cycles.
   OnChipAccesses on_chip;
+  friend bool operator==(const LayerCost&, const LayerCost&) = default;
 };
 
 // The layer's energy: its counts priced by the NPU's energy table, with leakage over its

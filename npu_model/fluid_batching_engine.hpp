@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <systemc>
@@ -32,6 +34,14 @@ class ControlBlockTable {
   // Activation bytes the residency plan holds on chip at the boundary before `layer` for a
   // batch of `batch`: what a batch suspended there must save. Same range checks as entry.
   std::uint64_t on_chip_bytes_before(std::uint32_t batch, std::size_t layer) const;
+
+  // The table as bytes and back (control_block_bytes.cpp), for a cache of tables between runs.
+  // from_bytes(to_bytes()) equals the table field for field. from_bytes takes only what to_bytes
+  // of the same build wrote: it throws std::invalid_argument for bytes that are cut short, too
+  // long, or hold a value no table holds, but does not detect a table altered field by field.
+  std::string to_bytes() const;
+  static ControlBlockTable from_bytes(std::string_view bytes);
+  friend bool operator==(const ControlBlockTable&, const ControlBlockTable&) = default;
 
  private:
   std::size_t layer_count_ = 0;

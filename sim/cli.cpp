@@ -33,6 +33,7 @@
 #include "sim/run_report.hpp"
 #include "sim/serving.hpp"
 #include "sim/sweep.hpp"
+#include "sim/table_cache.hpp"
 #include "sim/timeline.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "traces/trace_file.hpp"
@@ -288,6 +289,7 @@ struct RunOptions {
   std::string trace_window = "0:1000";
   std::string vcd_file;
   bool ask_every_boundary = false;
+  std::string table_cache;
 };
 
 // "START:END" in ms of simulated time.
@@ -399,7 +401,8 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
     const VcdTrace vcd{vcd_partial, static_cast<std::int64_t>(trace_start_ms * 1e9),
                        static_cast<std::int64_t>(trace_end_ms * 1e9)};
     const ServingResult result =
-        run_serving(scenario, registry, observers, vcd, {.skip_decisions = !o.ask_every_boundary});
+        run_serving(scenario, registry, observers, vcd,
+                    {.skip_decisions = !o.ask_every_boundary, .table_cache = o.table_cache});
     progress.reset();
     if (!o.vcd_file.empty()) {
       require_replaceable(vcd_file);
@@ -580,6 +583,8 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
   run_cmd->add_option("--vcd", run.vcd_file, "Write a SystemC VCD trace of the FBE registers and the FIFO length (same window)");
   run_cmd->add_flag("--no-decision-skipping", run.ask_every_boundary,
                     "Ask the policy at every layer boundary, even those its horizon covers (same results, slower)");
+  run_cmd->add_option("--table-cache", run.table_cache,
+                      "Keep the FBE tables in DIR and reuse them in later runs of this build (same results, faster start)");
 
   std::string validate_file;
   std::vector<std::string> validate_overrides;
@@ -652,6 +657,8 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
   } catch (const SweepError& e) {
     return user_error(err, e.what());
   } catch (const OutputError& e) {
+    return user_error(err, e.what());
+  } catch (const TableCacheError& e) {
     return user_error(err, e.what());
   } catch (const std::filesystem::filesystem_error& e) {
     // Creating or clearing an output directory: a path or permission the user gave.

@@ -17,6 +17,7 @@
 #include "npu_model/systemc_context.hpp"
 #include "sim/config_node.hpp"
 #include "sim/energy_ledger.hpp"
+#include "sim/table_cache.hpp"
 #include "sim/waiting_queue.hpp"
 #include "traces/checked.hpp"
 
@@ -164,8 +165,10 @@ std::vector<double> believed_exit_probabilities(const Scenario& scenario, const 
 // Builds the runtime of a network and appends the scheduler's profile of it to `profiles`.
 ModelRuntime build_runtime(const npu::Npu& npu, const std::string& name, const workloads::LoweredNetwork& network,
                            std::uint32_t max_batch, const std::vector<double>& exit_probabilities,
-                           std::vector<scheduler::ModelProfile>& profiles, const std::string& source) {
-  auto table = workloads::control_block_table(npu, network, max_batch);
+                           std::vector<scheduler::ModelProfile>& profiles, const std::string& source,
+                           TableCache* tables) {
+  const auto build = [&] { return workloads::control_block_table(npu, network, max_batch); };
+  auto table = tables ? tables->get(npu.config(), workloads::layer_works(network), max_batch, build) : build();
   const std::size_t layers = network.layers.size();
   try {
     profiles.emplace_back(network.name, static_cast<std::uint32_t>(layers), max_batch,
@@ -1357,9 +1360,12 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   std::vector<ModelRuntime> models;
   std::vector<scheduler::ModelProfile> profiles;
   models.reserve(scenario.models.size());
+  std::optional<TableCache> tables;
+  if (!engine.table_cache.empty()) tables.emplace(engine.table_cache);
   for (const auto& [name, network] : scenario.models)
     models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch,
-                                   believed_exit_probabilities(scenario, name, network), profiles, scenario.source));
+                                   believed_exit_probabilities(scenario, name, network), profiles, scenario.source,
+                                   tables ? &*tables : nullptr));
   // The policy dies before the registry that may hold its plugin.
   std::unique_ptr<scheduler::Policy> policy;
   const std::string origin = info->origin == "built-in" ? "" : fmt::format(" (plugin {})", info->origin);

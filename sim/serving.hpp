@@ -107,6 +107,9 @@ struct EngineOptions {
   // boundaries it covers, and the layers in between run as one timed step. Off: it is asked at
   // every boundary, as a plugin is. A VCD trace turns it off, to show every layer's registers.
   bool skip_decisions = true;
+  // A directory of control-block tables kept between runs (TableCache); empty: every table is
+  // built.
+  std::filesystem::path table_cache;
 };
 
 ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,

@@ -20,6 +20,7 @@
 #include "sim/config_node.hpp"
 #include "sim/run_report.hpp"
 #include "sim/scenario_yaml.hpp"
+#include "sim/table_cache.hpp"
 
 extern char** environ;
 
@@ -372,6 +373,9 @@ pid_t start_point(const std::filesystem::path& npusim, const std::string& base, 
   }
   args.push_back("--out");
   args.push_back(point_dir(dir, point.index).string());
+  // Points that share an NPU, a network and max_batch share its control-block table.
+  args.push_back("--table-cache");
+  args.push_back((dir / "table-cache").string());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -630,6 +634,12 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
     write_atomically(plan_file, text);
   }
   std::filesystem::create_directories(o.out_dir / "points");
+  // Checked here, once, rather than by every point.
+  try {
+    TableCache check(o.out_dir / "table-cache");
+  } catch (const TableCacheError& e) {
+    throw SweepError(e.what());
+  }
   std::vector<const SweepPoint*> todo;
   SweepOutcome outcome;
   for (const auto& p : plan.points) {

@@ -21,6 +21,9 @@ script -qec "'$npusim' sweep '$sweep' --out '$work/whole' --jobs 2" /dev/null > 
 tr '\r' '\n' < "$work/tty.txt" | grep -q "sweep: 240/240 done, 0 failed" || fail "no progress line: $(tail -c 300 "$work/tty.txt")"
 [[ $(wc -l < "$work/whole/results.csv") -eq 241 ]] || fail "results.csv should have 240 rows and a header"
 [[ $(grep -c ',ok,' "$work/whole/results.csv") -eq 240 ]] || fail "not every point succeeded"
+# Every point has the same NPU, network and max_batch: they share one table file.
+tables=$(find "$work/whole/table-cache" -type f)
+[[ $(grep -c '\.table$' <<< "$tables") -eq 1 && $(wc -l <<< "$tables") -eq 1 ]] || fail "table cache: $tables"
 
 # 2. Killed with SIGKILL (the driver and its points) part-way, then resumed.
 setsid "$npusim" sweep "$sweep" --out "$work/killed" --jobs 2 >/dev/null 2>&1 &
@@ -87,4 +90,4 @@ err=$(PATH=/nonexistent "$npusim" sweep "$sweep" --out "$work/slurmless" --backe
 status=$?
 set -e
 [[ $status -eq 2 && "$err" == *"sbatch and squeue are not on PATH"*"--backend local"* ]] || fail "missing Slurm: $status $err"
-echo "sweep: 240 points with progress, resume after kill -9 identical, failures recorded, bad sweeps refused"
+echo "sweep: 240 points with progress and one shared table, resume after kill -9 identical, failures recorded, bad sweeps refused"

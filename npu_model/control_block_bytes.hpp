@@ -1,0 +1,19 @@
+#pragma once
+// What a control-block table is built from, as bytes: the key of a cache of tables between runs
+// (sim/table_cache.hpp). ControlBlockTable::to_bytes and from_bytes are defined beside it.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "npu_model/layer_lowering.hpp"
+#include "npu_model/npu_config.hpp"
+
+namespace npusim::npu {
+
+// Every field of the configuration and of each layer, then max_batch: two calls return equal
+// bytes exactly when ControlBlockTable::build would be given equal inputs, so equal keys mean
+// equal tables within one build of npusim.
+std::string control_block_key(const NpuConfig& npu, const std::vector<LayerWork>& layers, std::uint32_t max_batch);
+
+}  // namespace npusim::npu

@@ -1,0 +1,323 @@
+// The table cache (sim/table_cache.hpp): a table read back equals the one built, field for
+// field; every input of the build moves the key; damaged, foreign or misplaced files are
+// rebuilt, never used; and a run with the cache writes the same bytes as one without.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "npu_model/control_block_bytes.hpp"
+#include "sim/network_yaml.hpp"
+#include "sim/npu_yaml.hpp"
+#include "sim/table_cache.hpp"
+#include "workloads/control_blocks.hpp"
+
+namespace npusim {
+namespace {
+
+npu::Npu preset(const std::string& name) {
+  return sim::load_npu_file(std::string(NPUSIM_SOURCE_DIR) + "/configs/npu/" + name + ".yaml");
+}
+
+std::string read_bytes(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_bytes(const std::filesystem::path& file, const std::string& bytes) {
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+class TableCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("npusim_table_cache_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // The cache's answer for ResNet-56 on `npu`, counting the builds it asked for.
+  npu::ControlBlockTable cached(sim::TableCache& cache, const npu::Npu& npu, std::uint32_t max_batch = 4) {
+    return cache.get(npu.config(), workloads::layer_works(network_), max_batch, [&] {
+      ++builds_;
+      return workloads::control_block_table(npu, network_, max_batch);
+    });
+  }
+
+  std::filesystem::path dir_;
+  workloads::LoweredNetwork network_ = sim::load_model("resnet56");
+  int builds_ = 0;
+};
+
+TEST(TableBytes, ReadBackEqualsTheTableFieldForField) {
+  // Dot-product and systolic NPUs, with and without activations kept on chip (placements and
+  // on-chip bytes before layers), at several table sizes.
+  for (const std::string name : {"default", "baseline", "spe-only", "systolic"}) {
+    for (const std::string model : {"resnet56", "mobilenetv2"}) {
+      const auto npu = preset(name);
+      const auto table = workloads::control_block_table(npu, sim::load_model(model), 3);
+      const auto back = npu::ControlBlockTable::from_bytes(table.to_bytes());
+      EXPECT_TRUE(back == table) << name << " " << model;
+      EXPECT_EQ(back.to_bytes(), table.to_bytes());
+    }
+  }
+}
+
+TEST(TableBytes, RefusesBytesNoTableWrites) {
+  const auto table = workloads::control_block_table(preset("default"), sim::load_model("resnet56"), 2);
+  const std::string bytes = table.to_bytes();
+  // Cut short anywhere, or with bytes after the table.
+  for (const std::size_t keep : {std::size_t{0}, std::size_t{7}, std::size_t{8}, std::size_t{20}, bytes.size() / 2,
+                                 bytes.size() - 8, bytes.size() - 1})
+    EXPECT_THROW(npu::ControlBlockTable::from_bytes(std::string_view(bytes).substr(0, keep)), std::invalid_argument)
+        << keep;
+  EXPECT_THROW(npu::ControlBlockTable::from_bytes(bytes + std::string(8, '\0')), std::invalid_argument);
+  // Counts the bytes cannot hold: no memory is reserved for them.
+  std::string huge = bytes;
+  huge[7] = '\x7f';  // layer count near 2^63
+  EXPECT_THROW(npu::ControlBlockTable::from_bytes(huge), std::invalid_argument);
+  std::string no_batch = bytes;
+  for (int i = 8; i < 16; ++i) no_batch[i] = '\0';  // max_batch 0
+  EXPECT_THROW(npu::ControlBlockTable::from_bytes(no_batch), std::invalid_argument);
+  // The first entry's fields follow the two counts (16 bytes), 8 bytes each: its input_resident
+  // flag is field 21 and its loop order field 16 (of 37).
+  std::string flag = bytes;
+  flag[16 + 8 * 21] = 2;
+  EXPECT_THROW(npu::ControlBlockTable::from_bytes(flag), std::invalid_argument);
+  std::string order = bytes;
+  order[16 + 8 * 16] = 2;
+  EXPECT_THROW(npu::ControlBlockTable::from_bytes(order), std::invalid_argument);
+}
+
+// Every field ControlBlockTable::build reads moves the key: the list below names them all (the
+// sizes checked in control_block_bytes.cpp make a new field fail the build until it is added
+// there; it belongs here too).
+TEST(TableKey, EveryInputMovesIt) {
+  const npu::NpuConfig base_npu = preset("default").config();
+  const auto base_layers = workloads::layer_works(sim::load_model("resnet56"));
+  const std::string base = npu::control_block_key(base_npu, base_layers, 8);
+  EXPECT_EQ(npu::control_block_key(base_npu, base_layers, 8), base);
+  EXPECT_NE(npu::control_block_key(base_npu, base_layers, 9), base);
+
+  using NpuChange = std::function<void(npu::NpuConfig&)>;
+  const std::vector<std::pair<std::string, NpuChange>> npu_changes{
+      {"name", [](auto& c) { c.name += "x"; }},
+      {"clock_mhz", [](auto& c) { ++c.clock_mhz; }},
+      {"array", [](auto& c) { c.array = npu::ArrayKind::systolic; }},
+      {"systolic.rows", [](auto& c) { ++c.systolic.rows; }},
+      {"systolic.cols", [](auto& c) { ++c.systolic.cols; }},
+      {"systolic.dataflow", [](auto& c) { c.systolic.dataflow = npu::Dataflow::output_stationary; }},
+      {"systolic.stall_free", [](auto& c) { c.systolic.stall_free = !c.systolic.stall_free; }},
+      {"pe_count", [](auto& c) { ++c.pe_count; }},
+      {"pe_width", [](auto& c) { ++c.pe_width; }},
+      {"input_rows", [](auto& c) { ++c.input_rows; }},
+      {"element_bytes", [](auto& c) { ++c.element_bytes; }},
+      {"accumulator_bytes", [](auto& c) { ++c.accumulator_bytes; }},
+      {"vector_lanes", [](auto& c) { ++c.vector_lanes; }},
+      {"buffers.input_bytes", [](auto& c) { ++c.buffers.input_bytes; }},
+      {"buffers.weight_bytes", [](auto& c) { ++c.buffers.weight_bytes; }},
+      {"buffers.output_bytes", [](auto& c) { ++c.buffers.output_bytes; }},
+      {"offchip.bandwidth_gb_per_s", [](auto& c) { c.offchip.bandwidth_gb_per_s *= 1.0000001; }},
+      {"offchip.latency_ns", [](auto& c) { ++c.offchip.latency_ns; }},
+      {"offchip.queue_depth", [](auto& c) { ++c.offchip.queue_depth; }},
+      {"modes", [](auto& c) { c.modes.pop_back(); }},
+      {"modes order", [](auto& c) { std::swap(c.modes.front(), c.modes.back()); }},
+      {"stack_factors", [](auto& c) { c.stack_factors.push_back(8); }},
+      {"fuse_epilogue", [](auto& c) { c.fuse_epilogue = !c.fuse_epilogue; }},
+      {"keep_activations_on_chip", [](auto& c) { c.keep_activations_on_chip = !c.keep_activations_on_chip; }},
+      {"energy.node_nm", [](auto& c) { c.energy.node_nm += 1; }},
+      {"energy.supply_v", [](auto& c) { c.energy.supply_v += 0.1; }},
+      {"energy.mac_pj", [](auto& c) { c.energy.mac_pj = 0.0; }},
+      {"energy.vector_op_pj", [](auto& c) { c.energy.vector_op_pj = 0.0; }},
+      {"energy.input_buffer_pj_per_byte", [](auto& c) { c.energy.input_buffer_pj_per_byte = 0.0; }},
+      {"energy.weight_buffer_pj_per_byte", [](auto& c) { c.energy.weight_buffer_pj_per_byte = 0.0; }},
+      {"energy.output_buffer_pj_per_byte", [](auto& c) { c.energy.output_buffer_pj_per_byte = 0.0; }},
+      {"energy.dram_pj_per_byte", [](auto& c) { c.energy.dram_pj_per_byte += 1; }},
+      {"energy.static_mw", [](auto& c) { c.energy.static_mw += 1; }},
+      {"energy.table", [](auto& c) { c.energy.table += "x"; }},
+  };
+  std::set<std::string> keys{base};
+  for (const auto& [field, change] : npu_changes) {
+    npu::NpuConfig changed = base_npu;
+    change(changed);
+    EXPECT_TRUE(keys.insert(npu::control_block_key(changed, base_layers, 8)).second) << field;
+  }
+
+  // A layer in the middle, a GEMM one and a vector-path one.
+  std::size_t gemm = 0, vector = 0;
+  for (std::size_t i = 1; i < base_layers.size(); ++i) {
+    if (!gemm && !base_layers[i].on_vector_path) gemm = i;
+    if (!vector && base_layers[i].on_vector_path) vector = i;
+  }
+  ASSERT_GT(gemm, 0u);
+  ASSERT_GT(vector, 0u);
+  using LayerChange = std::function<void(npu::LayerWork&)>;
+  const std::vector<std::pair<std::string, LayerChange>> layer_changes{
+      {"name", [](auto& l) { l.name += "x"; }},
+      {"kind",
+       [](auto& l) {
+         l.kind = l.kind == npu::LayerKind::concatenation ? npu::LayerKind::pooling : npu::LayerKind::concatenation;
+       }},
+      {"inputs", [](auto& l) { l.inputs.push_back(0); }},
+      {"input_elements", [](auto& l) { ++l.input_elements; }},
+      {"on_vector_path", [](auto& l) { l.on_vector_path = !l.on_vector_path; }},
+      {"gemm.rows", [](auto& l) { ++l.gemm.rows; }},
+      {"gemm.depth", [](auto& l) { ++l.gemm.depth; }},
+      {"gemm.cols", [](auto& l) { ++l.gemm.cols; }},
+      {"gemm.groups", [](auto& l) { ++l.gemm.groups; }},
+      {"gemm.window.in_height", [](auto& l) { ++l.gemm.window.in_height; }},
+      {"gemm.window.in_width", [](auto& l) { ++l.gemm.window.in_width; }},
+      {"gemm.window.kernel_height", [](auto& l) { ++l.gemm.window.kernel_height; }},
+      {"gemm.window.kernel_width", [](auto& l) { ++l.gemm.window.kernel_width; }},
+      {"gemm.window.stride_height", [](auto& l) { ++l.gemm.window.stride_height; }},
+      {"gemm.window.stride_width", [](auto& l) { ++l.gemm.window.stride_width; }},
+      {"gemm.window.padding_height", [](auto& l) { ++l.gemm.window.padding_height; }},
+      {"gemm.window.padding_width", [](auto& l) { ++l.gemm.window.padding_width; }},
+      {"vector.input_elements", [](auto& l) { ++l.vector.input_elements; }},
+      {"vector.output_elements", [](auto& l) { ++l.vector.output_elements; }},
+      {"vector.operations", [](auto& l) { ++l.vector.operations; }},
+      {"vector.kind",
+       [](auto& l) { l.vector.kind = l.vector.kind == npu::VectorKind::add ? npu::VectorKind::pooling : npu::VectorKind::add; }},
+      {"vector.height", [](auto& l) { ++l.vector.height; }},
+      {"vector.width", [](auto& l) { ++l.vector.width; }},
+      {"vector.channels", [](auto& l) { ++l.vector.channels; }},
+      {"vector.kernel_height", [](auto& l) { ++l.vector.kernel_height; }},
+      {"vector.kernel_width", [](auto& l) { ++l.vector.kernel_width; }},
+      {"vector.stride_height", [](auto& l) { ++l.vector.stride_height; }},
+      {"vector.stride_width", [](auto& l) { ++l.vector.stride_width; }},
+      {"vector.padding_height", [](auto& l) { ++l.vector.padding_height; }},
+      {"vector.padding_width", [](auto& l) { ++l.vector.padding_width; }},
+      {"out_height", [](auto& l) { ++l.out_height; }},
+      {"out_width", [](auto& l) { ++l.out_width; }},
+      {"out_channels", [](auto& l) { ++l.out_channels; }},
+  };
+  for (const std::size_t at : {gemm, vector}) {
+    for (const auto& [field, change] : layer_changes) {
+      auto changed = base_layers;
+      change(changed[at]);
+      EXPECT_TRUE(keys.insert(npu::control_block_key(base_npu, changed, 8)).second) << field << " of layer " << at;
+    }
+  }
+  auto fewer = base_layers;
+  fewer.pop_back();
+  EXPECT_TRUE(keys.insert(npu::control_block_key(base_npu, fewer, 8)).second);
+  // A field's bytes cannot pass for the next one's: a name one character longer with the same
+  // bytes after it moves the key.
+  auto shifted = base_layers;
+  shifted[0].name += '\0';
+  EXPECT_TRUE(keys.insert(npu::control_block_key(base_npu, shifted, 8)).second);
+}
+
+TEST(TableCache, TheBuildHasAnIdentity) {
+  // Debian's g++ links with --build-id; without one the cache would build every table.
+  EXPECT_FALSE(sim::executable_build_id().empty());
+}
+
+TEST_F(TableCacheTest, BuildsOnceAndReadsBackTheSameTable) {
+  const auto npu = preset("default");
+  sim::TableCache cache(dir_);
+  const auto first = cached(cache, npu);
+  const auto second = cached(cache, npu);
+  EXPECT_EQ(builds_, 1);
+  EXPECT_EQ(cache.hits(), 1u);
+  EXPECT_EQ(cache.misses(), 1u);
+  EXPECT_TRUE(first == second);
+  EXPECT_TRUE(second == workloads::control_block_table(npu, network_, 4));
+  // Another cache on the same directory (another run) finds it too; another NPU or max_batch
+  // does not.
+  sim::TableCache later(dir_);
+  cached(later, npu);
+  EXPECT_EQ(builds_, 1);
+  cached(later, preset("spe-only"));
+  cached(later, npu, 5);
+  EXPECT_EQ(builds_, 3);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), std::filesystem::directory_iterator()), 3);
+}
+
+TEST_F(TableCacheTest, DamagedOrForeignFilesAreBuiltAgainAndReplaced) {
+  const auto npu = preset("default");
+  sim::TableCache cache(dir_);
+  const auto built = cached(cache, npu);
+  const auto file = cache.file_for(npu.config(), workloads::layer_works(network_), 4);
+  const std::string good = read_bytes(file);
+  ASSERT_GT(good.size(), 1000u);
+
+  std::vector<std::pair<std::string, std::string>> damaged{
+      {"empty", ""},
+      {"cut short", good.substr(0, good.size() / 2)},
+      {"one byte more", good + "x"},
+      {"a flipped byte", good},
+      {"a flipped checksum", good},
+      {"another magic", "npusim-table-cache 2\n" + good.substr(21)},
+  };
+  damaged[3].second[good.size() / 2] ^= 0x10;
+  damaged[4].second[good.size() - 1] ^= 0x01;
+  // Another table's whole, valid file under this table's name (a collision of the file name).
+  cached(cache, npu, 3);
+  damaged.emplace_back("another key", read_bytes(cache.file_for(npu.config(), workloads::layer_works(network_), 3)));
+  int expected_builds = builds_;
+  for (const auto& [what, bytes] : damaged) {
+    write_bytes(file, bytes);
+    EXPECT_TRUE(cached(cache, npu) == built) << what;
+    EXPECT_EQ(builds_, ++expected_builds) << what;
+    EXPECT_EQ(read_bytes(file), good) << what << ": the file is replaced by the table built";
+  }
+  // A directory in the file's place: built every time, and nothing is left behind.
+  std::filesystem::remove(file);
+  std::filesystem::create_directory(file);
+  EXPECT_TRUE(cached(cache, npu) == built);
+  EXPECT_TRUE(cached(cache, npu) == built);
+  EXPECT_EQ(builds_, expected_builds + 2);
+  for (const auto& entry : std::filesystem::directory_iterator(dir_))
+    EXPECT_EQ(entry.path().string().find(".partial"), std::string::npos) << entry.path();
+}
+
+TEST_F(TableCacheTest, ADirectoryThatCannotBeOneIsRefused) {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ / "file") << "x";
+  EXPECT_THROW(sim::TableCache(dir_ / "file"), sim::TableCacheError);
+  EXPECT_THROW(sim::TableCache(dir_ / "file" / "below"), sim::TableCacheError);
+}
+
+// End to end: `npusim run --table-cache` gives the bytes of a run without it, first when it
+// builds the table and then when it reads it back.
+TEST_F(TableCacheTest, RunsWithTheCacheWriteTheSameBytes) {
+  const std::string cli = NPUSIM_CLI_PATH;
+  const std::string scenario = std::string(NPUSIM_SOURCE_DIR) + "/configs/scenarios/resnet50-8cams.yaml";
+  const auto run = [&](const std::string& out, const std::string& extra) {
+    const std::string command = cli + " run " + scenario + " --set simulation.samples=3000 --samples-csv --out " +
+                                (dir_ / out).string() + extra + " >/dev/null 2>&1";
+    return std::system(command.c_str());
+  };
+  ASSERT_EQ(run("plain", ""), 0);
+  ASSERT_EQ(run("first", " --table-cache " + (dir_ / "tables").string()), 0);
+  ASSERT_EQ(run("second", " --table-cache " + (dir_ / "tables").string()), 0);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_ / "tables"), std::filesystem::directory_iterator()), 1);
+  for (const std::string file : {"summary.json", "metrics.csv", "samples.csv"}) {
+    const std::string plain = read_bytes(dir_ / "plain" / file);
+    ASSERT_FALSE(plain.empty()) << file;
+    EXPECT_EQ(read_bytes(dir_ / "first" / file), plain) << file;
+    EXPECT_EQ(read_bytes(dir_ / "second" / file), plain) << file;
+  }
+  // A cache directory that cannot be one: one line, exit status 2.
+  std::ofstream(dir_ / "not-a-dir") << "x";
+  const int status = run("bad", " --table-cache " + (dir_ / "not-a-dir").string());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
+}  // namespace
+}  // namespace npusim
