@@ -12,8 +12,9 @@
 namespace npusim::npu {
 
 // Every field of the configuration and of each layer, then max_batch: two calls return equal
-// bytes exactly when ControlBlockTable::build would be given equal inputs, so equal keys mean
-// equal tables within one build of npusim.
+// bytes only when ControlBlockTable::build would be given equal inputs, so equal keys mean
+// equal tables within one build of npusim. (Unequal keys may still mean equal tables: names
+// that the build ignores are in the key too.)
 std::string control_block_key(const NpuConfig& npu, const std::vector<LayerWork>& layers, std::uint32_t max_batch);
 
 }  // namespace npusim::npu

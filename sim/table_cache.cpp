@@ -1,10 +1,14 @@
 #include "sim/table_cache.hpp"
 
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -13,13 +17,14 @@
 #include <fmt/format.h>
 
 #include "npu_model/control_block_bytes.hpp"
+#include "workloads/network.hpp"
 
 namespace npusim::sim {
 
 namespace {
 
 constexpr std::string_view magic = "npusim-table-cache 1\n";
-// Far above any table (ResNet-50 at batch 1..32 takes about 0.5 MB): a larger file is not read.
+// Far above any table (ResNet-50 at batch 1..32 takes about 0.8 MB): a larger file is not read.
 constexpr std::uintmax_t largest_file_bytes = std::uintmax_t{1} << 30;
 
 std::uint64_t fnv1a(std::string_view bytes, std::uint64_t hash = 0xcbf29ce484222325ull) {
@@ -59,43 +64,84 @@ std::string read_file(const std::filesystem::path& file) {
   return in.bad() ? std::string{} : std::move(bytes).str();
 }
 
-}  // namespace
+// The loaded object (the executable or a shared library) whose segments hold `address`: its
+// load address and its GNU build ID ("" when it has none). Not found: load address 0.
+struct LoadedObject {
+  std::uintptr_t load_address = 0;
+  std::string build_id;
+};
 
-std::string executable_build_id() {
-  std::string id;
-  // The first object listed is the executable itself; its notes are mapped with it.
+LoadedObject object_holding(const void* address) {
+  struct Search {
+    std::uintptr_t address;
+    LoadedObject found;
+  } search{reinterpret_cast<std::uintptr_t>(address), {}};
   dl_iterate_phdr(
       [](dl_phdr_info* info, std::size_t, void* data) -> int {
-        auto& out = *static_cast<std::string*>(data);
+        auto& s = *static_cast<Search*>(data);
+        const auto holds = [&](const ElfW(Phdr)& segment) {
+          const std::uintptr_t start = info->dlpi_addr + segment.p_vaddr;
+          return segment.p_type == PT_LOAD && s.address >= start && s.address - start < segment.p_memsz;
+        };
+        if (std::none_of(info->dlpi_phdr, info->dlpi_phdr + info->dlpi_phnum, holds)) return 0;
+        s.found.load_address = info->dlpi_addr == 0 ? 1 : info->dlpi_addr;  // a non-PIE executable loads at 0
         for (int i = 0; i < info->dlpi_phnum; ++i) {
           const ElfW(Phdr)& segment = info->dlpi_phdr[i];
           if (segment.p_type != PT_NOTE) continue;
           const std::size_t align = segment.p_align == 8 ? 8 : 4;
-          const auto pad = [align](std::size_t n) { return (n + align - 1) & ~(align - 1); };
-          const char* note = reinterpret_cast<const char*>(info->dlpi_addr + segment.p_vaddr);
-          const char* end = note + segment.p_memsz;
-          while (static_cast<std::size_t>(end - note) >= sizeof(ElfW(Nhdr))) {
-            const auto* header = reinterpret_cast<const ElfW(Nhdr)*>(note);
-            const char* name = note + sizeof(ElfW(Nhdr));
-            const char* desc = name + pad(header->n_namesz);
-            if (desc + header->n_descsz > end) break;
-            if (header->n_type == NT_GNU_BUILD_ID && header->n_namesz == 4 && std::memcmp(name, "GNU", 4) == 0) {
-              out.assign(desc, header->n_descsz);
+          const auto pad = [align](std::size_t n) { return (n + align - 1) / align * align; };
+          const char* notes = reinterpret_cast<const char*>(info->dlpi_addr + segment.p_vaddr);
+          const std::size_t size = segment.p_memsz;
+          // Offsets from the segment's start, each checked against its size before it is used.
+          std::size_t at = 0;
+          while (size - at >= sizeof(ElfW(Nhdr))) {
+            ElfW(Nhdr) header;
+            std::memcpy(&header, notes + at, sizeof header);
+            const std::size_t name_at = at + sizeof header;
+            if (pad(header.n_namesz) > size - name_at) break;
+            const std::size_t desc_at = name_at + pad(header.n_namesz);
+            if (header.n_descsz > size - desc_at) break;
+            if (header.n_type == NT_GNU_BUILD_ID && header.n_namesz == 4 && std::memcmp(notes + name_at, "GNU", 4) == 0) {
+              s.found.build_id.assign(notes + desc_at, header.n_descsz);
               return 1;
             }
-            note = desc + pad(header->n_descsz);
+            if (pad(header.n_descsz) > size - desc_at) break;
+            at = desc_at + pad(header.n_descsz);
           }
         }
         return 1;
       },
-      &id);
-  return id;
+      &search);
+  return search.found;
 }
 
-TableCache::TableCache(std::filesystem::path dir) : dir_(std::move(dir)), build_id_(executable_build_id()) {
+}  // namespace
+
+std::string code_build_id() {
+  // The objects whose code decides a table and its key: the cost model and mapper (npu_model),
+  // the lowering of networks (workloads) and this cache. Linked statically, as the project
+  // builds by default, they are all the executable; built as shared libraries, a changed cost
+  // model changes its library's ID, not the executable's.
+  const void* code[] = {reinterpret_cast<const void*>(&npu::ControlBlockTable::build),
+                        reinterpret_cast<const void*>(&workloads::layer_works),
+                        reinterpret_cast<const void*>(&code_build_id)};
+  std::vector<std::uintptr_t> seen;
+  std::string ids;
+  for (const void* address : code) {
+    const LoadedObject object = object_holding(address);
+    if (object.load_address == 0 || object.build_id.empty()) return {};
+    if (std::find(seen.begin(), seen.end(), object.load_address) != seen.end()) continue;
+    seen.push_back(object.load_address);
+    ids += object.build_id;
+  }
+  return ids;
+}
+
+TableCache::TableCache(std::filesystem::path dir) : dir_(std::move(dir)), build_id_(code_build_id()) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
-  if (!std::filesystem::is_directory(dir_))
+  std::error_code not_a_directory;
+  if (!std::filesystem::is_directory(dir_, not_a_directory))
     throw TableCacheError(fmt::format("table cache {}: cannot create it as a directory{}", dir_.string(),
                                       ec ? ": " + ec.message() : std::string{}));
 }
@@ -127,8 +173,10 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
         read_section(body, at, payload) && at == body.size() && id == build_id_ && stored_key == key) {
       try {
         auto table = npu::ControlBlockTable::from_bytes(payload);
-        ++hits_;
-        return table;
+        if (table.layer_count() == layers.size() && table.max_batch() == max_batch) {
+          ++hits_;
+          return table;
+        }
       } catch (const std::invalid_argument&) {
         // Bytes this build did not write: built again below, and replaced.
       }
@@ -142,17 +190,23 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
   append_section(bytes, key);
   append_section(bytes, table.to_bytes());
   append_u64(bytes, fnv1a(bytes));
-  // A name no other writer uses: two runs that build the same table at once each rename a whole
-  // file into place, and the second replaces the first with the same bytes.
-  const auto partial = file.string() + fmt::format(".{}.{:x}.partial", ::getpid(), reinterpret_cast<std::uintptr_t>(this));
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    std::error_code ec;
-    if (out) std::filesystem::rename(partial, file, ec);
-    if (!out || ec) std::filesystem::remove(partial, ec);
+  // A name no other writer uses (created exclusively): two runs that build the same table at
+  // once each rename a whole file into place, and the second replaces the first with the same
+  // bytes.
+  std::string partial = file.string() + ".partial.XXXXXX";
+  const int fd = ::mkstemp(partial.data());
+  if (fd < 0) return table;
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    written += static_cast<std::size_t>(n);
   }
+  const bool whole = ::close(fd) == 0 && written == bytes.size();
+  std::error_code ec;
+  if (whole) std::filesystem::rename(partial, file, ec);
+  if (!whole || ec) std::filesystem::remove(partial, ec);
   return table;
 }
 

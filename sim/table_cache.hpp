@@ -20,12 +20,13 @@ class TableCacheError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The GNU build ID of the running executable, or "" when it has none.
-std::string executable_build_id();
+// The GNU build IDs of the loaded objects that hold the code deciding a table (the executable
+// alone when linked statically), or "" when one of them has none.
+std::string code_build_id();
 
 // Contract: get() returns exactly the table `build` returns for its inputs, whatever the
 // directory holds. A stored table is used only when its file names the same build of npusim
-// (executable_build_id) and the same key (npu::control_block_key), and its checksum holds; any
+// (code_build_id) and the same key (npu::control_block_key), and its checksum holds; any
 // other file is ignored and replaced. Without a build ID nothing is read or stored. Files are
 // written under a name of their own and renamed into place, so runs sharing the directory never
 // read a partial one; a table that cannot be stored is built again next time.

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -37,6 +38,16 @@ std::string read_bytes(const std::filesystem::path& file) {
 
 void write_bytes(const std::filesystem::path& file, const std::string& bytes) {
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// `file` with byte `at` changed and its checksum (FNV-1a, 64 bits, over all but the last 8
+// bytes, which hold it little-endian) made to match again.
+std::string with_checksum(std::string file, std::size_t at) {
+  file[at] = static_cast<char>(file[at] ^ 0x5a);
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  for (std::size_t i = 0; i + 8 < file.size(); ++i) hash = (hash ^ static_cast<unsigned char>(file[i])) * 0x100000001b3ull;
+  for (int i = 0; i < 8; ++i) file[file.size() - 8 + i] = static_cast<char>((hash >> (8 * i)) & 0xff);
+  return file;
 }
 
 class TableCacheTest : public ::testing::Test {
@@ -73,6 +84,80 @@ TEST(TableBytes, ReadBackEqualsTheTableFieldForField) {
       EXPECT_TRUE(back == table) << name << " " << model;
       EXPECT_EQ(back.to_bytes(), table.to_bytes());
     }
+  }
+}
+
+// Bytes with a distinct value in every field of every entry read back into those values and
+// write out unchanged: a field the reader and the writer both dropped, or read in another order,
+// would shift every later one. 37 fields an entry, then the on-chip bytes of each entry.
+TEST(TableBytes, EveryFieldOfAnEntryRoundTrips) {
+  constexpr std::uint64_t layers = 2, max_batch = 3, fields = 37;
+  // Fields holding a flag or an enumeration, by position: their values must stay in range.
+  const std::set<std::uint64_t> flags{21, 22, 25, 26, 29}, order{16}, epilogue{27};
+  std::string bytes;
+  const auto put = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(layers);
+  put(max_batch);
+  std::vector<std::uint64_t> values;
+  for (std::uint64_t e = 0; e < layers * max_batch; ++e)
+    for (std::uint64_t f = 0; f < fields; ++f) {
+      std::uint64_t v = 1000 * (e + 1) + f;
+      if (flags.count(f)) v = (e + f) % 2;
+      if (order.count(f)) v = e % 2;
+      if (epilogue.count(f)) v = e % 3;
+      if (f == 10) v = std::bit_cast<std::uint64_t>(0.25 * static_cast<double>(e + 1));  // mac_utilisation
+      values.push_back(v);
+      put(v);
+    }
+  for (std::uint64_t e = 0; e < layers * max_batch; ++e) put(7'000'000 + e);
+  const auto table = npu::ControlBlockTable::from_bytes(bytes);
+  EXPECT_EQ(table.to_bytes(), bytes);
+  ASSERT_EQ(table.layer_count(), layers);
+  ASSERT_EQ(table.max_batch(), max_batch);
+  // Entries are layer-major: entry e is layer e / max_batch at batch e % max_batch + 1.
+  for (std::uint64_t e = 0; e < layers * max_batch; ++e) {
+    const auto& c = table.entry(static_cast<std::uint32_t>(e % max_batch + 1), e / max_batch);
+    const std::uint64_t* v = &values[e * fields];
+    EXPECT_EQ(c.cycles, v[0]);
+    EXPECT_EQ(c.compute_cycles, v[1]);
+    EXPECT_EQ(c.stall_cycles, v[2]);
+    EXPECT_EQ(c.offchip_bytes, v[3]);
+    EXPECT_EQ(c.bytes.input, v[4]);
+    EXPECT_EQ(c.bytes.weight, v[5]);
+    EXPECT_EQ(c.bytes.output, v[6]);
+    EXPECT_EQ(c.bytes.psum, v[7]);
+    EXPECT_EQ(c.bytes.epilogue, v[8]);
+    EXPECT_EQ(c.macs, v[9]);
+    EXPECT_EQ(c.mac_utilisation, std::bit_cast<double>(v[10]));
+    EXPECT_EQ(c.compulsory_bytes, v[11]);
+    EXPECT_EQ(c.roofline_cycles, v[12]);
+    EXPECT_EQ(c.mapping.b_r, v[13]);
+    EXPECT_EQ(c.mapping.b_p, v[14]);
+    EXPECT_EQ(c.mapping.k, v[15]);
+    EXPECT_EQ(static_cast<std::uint64_t>(c.tiling.order), v[16]);
+    EXPECT_EQ(c.tiling.band_rows, v[17]);
+    EXPECT_EQ(c.tiling.band_samples, v[18]);
+    EXPECT_EQ(c.tiling.col_block, v[19]);
+    EXPECT_EQ(c.tiling.channel_chunks, v[20]);
+    EXPECT_EQ(c.tiling.input_resident, v[21] == 1);
+    EXPECT_EQ(c.tiling.weights_resident, v[22] == 1);
+    EXPECT_EQ(c.tiling.input_prefetch, v[23]);
+    EXPECT_EQ(c.tiling.weight_prefetch, v[24]);
+    EXPECT_EQ(c.placement.input_on_chip, v[25] == 1);
+    EXPECT_EQ(c.placement.output_on_chip, v[26] == 1);
+    EXPECT_EQ(static_cast<std::uint64_t>(c.placement.epilogue), v[27]);
+    EXPECT_EQ(c.placement.reserved_input_bytes, v[28]);
+    EXPECT_EQ(c.fused_into_previous, v[29] == 1);
+    EXPECT_EQ(c.on_chip.input_read_bytes, v[30]);
+    EXPECT_EQ(c.on_chip.input_write_bytes, v[31]);
+    EXPECT_EQ(c.on_chip.weight_read_bytes, v[32]);
+    EXPECT_EQ(c.on_chip.weight_write_bytes, v[33]);
+    EXPECT_EQ(c.on_chip.output_read_bytes, v[34]);
+    EXPECT_EQ(c.on_chip.output_write_bytes, v[35]);
+    EXPECT_EQ(c.on_chip.vector_ops, v[36]);
+    EXPECT_EQ(table.on_chip_bytes_before(static_cast<std::uint32_t>(e % max_batch + 1), e / max_batch), 7'000'000 + e);
   }
 }
 
@@ -149,6 +234,11 @@ TEST(TableKey, EveryInputMovesIt) {
       {"energy.static_mw", [](auto& c) { c.energy.static_mw += 1; }},
       {"energy.table", [](auto& c) { c.energy.table += "x"; }},
   };
+  // A set energy differs from another set value, not only from an unset one.
+  npu::NpuConfig set_once = base_npu, set_twice = base_npu;
+  set_once.energy.mac_pj = 1.0;
+  set_twice.energy.mac_pj = 2.0;
+  EXPECT_NE(npu::control_block_key(set_once, base_layers, 8), npu::control_block_key(set_twice, base_layers, 8));
   std::set<std::string> keys{base};
   for (const auto& [field, change] : npu_changes) {
     npu::NpuConfig changed = base_npu;
@@ -223,7 +313,7 @@ TEST(TableKey, EveryInputMovesIt) {
 
 TEST(TableCache, TheBuildHasAnIdentity) {
   // Debian's g++ links with --build-id; without one the cache would build every table.
-  EXPECT_FALSE(sim::executable_build_id().empty());
+  EXPECT_FALSE(sim::code_build_id().empty());
 }
 
 TEST_F(TableCacheTest, BuildsOnceAndReadsBackTheSameTable) {
@@ -262,6 +352,7 @@ TEST_F(TableCacheTest, DamagedOrForeignFilesAreBuiltAgainAndReplaced) {
       {"a flipped byte", good},
       {"a flipped checksum", good},
       {"another magic", "npusim-table-cache 2\n" + good.substr(21)},
+      {"another build", with_checksum(good, 21 + 8)},
   };
   damaged[3].second[good.size() / 2] ^= 0x10;
   damaged[4].second[good.size() - 1] ^= 0x01;
@@ -295,26 +386,39 @@ TEST_F(TableCacheTest, ADirectoryThatCannotBeOneIsRefused) {
 // End to end: `npusim run --table-cache` gives the bytes of a run without it, first when it
 // builds the table and then when it reads it back.
 TEST_F(TableCacheTest, RunsWithTheCacheWriteTheSameBytes) {
-  const std::string cli = NPUSIM_CLI_PATH;
-  const std::string scenario = std::string(NPUSIM_SOURCE_DIR) + "/configs/scenarios/resnet50-8cams.yaml";
-  const auto run = [&](const std::string& out, const std::string& extra) {
-    const std::string command = cli + " run " + scenario + " --set simulation.samples=3000 --samples-csv --out " +
-                                (dir_ / out).string() + extra + " >/dev/null 2>&1";
+  const std::string configs = std::string(NPUSIM_SOURCE_DIR) + "/configs/";
+  const std::string tables = " --table-cache " + (dir_ / "tables").string();
+  const auto run = [&](const std::string& scenario, const std::string& out, const std::string& extra) {
+    const std::string command = std::string(NPUSIM_CLI_PATH) + " run " + scenario +
+                                " --set simulation.samples=3000 --samples-csv --out " + (dir_ / out).string() + extra +
+                                " >/dev/null 2>&1";
     return std::system(command.c_str());
   };
-  ASSERT_EQ(run("plain", ""), 0);
-  ASSERT_EQ(run("first", " --table-cache " + (dir_ / "tables").string()), 0);
-  ASSERT_EQ(run("second", " --table-cache " + (dir_ / "tables").string()), 0);
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_ / "tables"), std::filesystem::directory_iterator()), 1);
-  for (const std::string file : {"summary.json", "metrics.csv", "samples.csv"}) {
-    const std::string plain = read_bytes(dir_ / "plain" / file);
-    ASSERT_FALSE(plain.empty()) << file;
-    EXPECT_EQ(read_bytes(dir_ / "first" / file), plain) << file;
-    EXPECT_EQ(read_bytes(dir_ / "second" / file), plain) << file;
+  const auto tables_stored = [&] {
+    return std::distance(std::filesystem::directory_iterator(dir_ / "tables"), std::filesystem::directory_iterator());
+  };
+  // ResNet-50 on the default NPU (one table), then three networks on a systolic NPU sharing the
+  // same directory (three more).
+  const std::vector<std::pair<std::string, std::string>> scenarios{
+      {"r50-", configs + "scenarios/resnet50-8cams.yaml"},
+      {"mix-", configs + "robustness/r50-r56-mbv2-poisson-79.yaml --set npu=systolic"}};
+  long expected_tables = 0;
+  for (const auto& [name, scenario] : scenarios) {
+    ASSERT_EQ(run(scenario, name + "plain", ""), 0) << name;
+    ASSERT_EQ(run(scenario, name + "first", tables), 0) << name;
+    ASSERT_EQ(run(scenario, name + "second", tables), 0) << name;
+    expected_tables += name == "r50-" ? 1 : 3;
+    EXPECT_EQ(tables_stored(), expected_tables) << name;
+    for (const std::string file : {"summary.json", "metrics.csv", "samples.csv"}) {
+      const std::string plain = read_bytes(dir_ / (name + "plain") / file);
+      ASSERT_FALSE(plain.empty()) << name << file;
+      EXPECT_EQ(read_bytes(dir_ / (name + "first") / file), plain) << name << file;
+      EXPECT_EQ(read_bytes(dir_ / (name + "second") / file), plain) << name << file;
+    }
   }
   // A cache directory that cannot be one: one line, exit status 2.
   std::ofstream(dir_ / "not-a-dir") << "x";
-  const int status = run("bad", " --table-cache " + (dir_ / "not-a-dir").string());
+  const int status = run(scenarios[0].second, "bad", " --table-cache " + (dir_ / "not-a-dir").string());
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
 }
