@@ -1,14 +1,11 @@
 #include "npu_model/control_block_bytes.hpp"
 
-#include <bit>
 #include <cstdint>
-#include <cstring>
-#include <optional>
 #include <stdexcept>
-#include <type_traits>
 
 #include <fmt/format.h>
 
+#include "npu_model/byte_fields.hpp"
 #include "npu_model/fluid_batching_engine.hpp"
 
 namespace npusim::npu {
@@ -30,79 +27,6 @@ static_assert(sizeof(LayerCost) == 240 && sizeof(TrafficBytes) == 40 && sizeof(B
 #endif
 
 namespace {
-
-// Fixed-width little-endian fields; a string or a vector is its length, then its elements.
-class ByteWriter {
- public:
-  void u64(std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) bytes_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  }
-  void i64(std::int64_t v) { u64(static_cast<std::uint64_t>(v)); }
-  void u32(std::uint32_t v) { u64(v); }
-  void flag(bool v) { u64(v ? 1 : 0); }
-  void real(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
-  template <typename E>
-    requires std::is_enum_v<E>
-  void enumeration(E v) {
-    u64(static_cast<std::uint64_t>(v));
-  }
-  void text(const std::string& v) {
-    u64(v.size());
-    bytes_.append(v);
-  }
-  void optional_real(const std::optional<double>& v) {
-    flag(v.has_value());
-    real(v.value_or(0.0));
-  }
-  std::string take() { return std::move(bytes_); }
-
- private:
-  std::string bytes_;
-};
-
-class ByteReader {
- public:
-  explicit ByteReader(std::string_view bytes) : bytes_(bytes) {}
-  std::uint64_t u64() {
-    if (bytes_.size() - at_ < 8)
-      throw std::invalid_argument(fmt::format("control-block table bytes end at byte {}: a field needs 8", at_));
-    std::uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(bytes_[at_ + i])} << (8 * i);
-    at_ += 8;
-    return v;
-  }
-  std::uint32_t u32() {
-    const std::uint64_t v = u64();
-    if (v > 0xffffffffu) fail("a 32-bit field", v);
-    return static_cast<std::uint32_t>(v);
-  }
-  bool flag() {
-    const std::uint64_t v = u64();
-    if (v > 1) fail("a flag", v);
-    return v == 1;
-  }
-  double real() { return std::bit_cast<double>(u64()); }
-  template <typename E>
-    requires std::is_enum_v<E>
-  E enumeration(E last) {
-    const std::uint64_t v = u64();
-    if (v > static_cast<std::uint64_t>(last)) fail("an enumeration", v);
-    return static_cast<E>(v);
-  }
-  void finish() const {
-    if (at_ != bytes_.size())
-      throw std::invalid_argument(
-          fmt::format("control-block table bytes go on past the table: {} of {} bytes read", at_, bytes_.size()));
-  }
-
- private:
-  [[noreturn]] void fail(const char* what, std::uint64_t value) const {
-    throw std::invalid_argument(
-        fmt::format("control-block table bytes hold {} for {} at byte {}", value, what, at_ - 8));
-  }
-  std::string_view bytes_;
-  std::size_t at_ = 0;
-};
 
 // A table entry's bytes: its LayerCost's 37 fields and its on-chip bytes, 8 bytes each.
 constexpr std::size_t entry_bytes = (37 + 1) * 8;
@@ -191,7 +115,7 @@ LayerCost read_cost(ByteReader& r) {
 
 std::string control_block_key(const NpuConfig& c, const std::vector<LayerWork>& layers, std::uint32_t max_batch) {
   ByteWriter w;
-  w.text(c.name);
+  w.section(c.name);
   w.u32(c.clock_mhz);
   w.enumeration(c.array);
   w.u32(c.systolic.rows);
@@ -220,11 +144,11 @@ std::string control_block_key(const NpuConfig& c, const std::vector<LayerWork>& 
     w.optional_real(*v);
   w.real(e.dram_pj_per_byte);
   w.real(e.static_mw);
-  w.text(e.table);
+  w.section(e.table);
 
   w.u64(layers.size());
   for (const LayerWork& l : layers) {
-    w.text(l.name);
+    w.section(l.name);
     w.enumeration(l.kind);
     w.u64(l.inputs.size());
     for (const std::int64_t i : l.inputs) w.i64(i);
@@ -251,7 +175,7 @@ std::string ControlBlockTable::to_bytes() const {
 }
 
 ControlBlockTable ControlBlockTable::from_bytes(std::string_view bytes) {
-  ByteReader r(bytes);
+  ByteReader r(bytes, "control-block table bytes");
   ControlBlockTable table;
   table.layer_count_ = r.u64();
   table.max_batch_ = r.u32();

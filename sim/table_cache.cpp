@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "npu_model/byte_fields.hpp"
 #include "npu_model/control_block_bytes.hpp"
 #include "workloads/network.hpp"
 
@@ -30,27 +31,6 @@ constexpr std::uintmax_t largest_file_bytes = std::uintmax_t{1} << 30;
 std::uint64_t fnv1a(std::string_view bytes, std::uint64_t hash = 0xcbf29ce484222325ull) {
   for (const char c : bytes) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
   return hash;
-}
-
-void append_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-void append_section(std::string& out, std::string_view bytes) {
-  append_u64(out, bytes.size());
-  out.append(bytes);
-}
-
-// Reads a length-prefixed section at `at`; false when the file ends first.
-bool read_section(std::string_view file, std::size_t& at, std::string_view& section) {
-  if (file.size() - at < 8) return false;
-  std::uint64_t length = 0;
-  for (int i = 0; i < 8; ++i) length |= std::uint64_t{static_cast<unsigned char>(file[at + i])} << (8 * i);
-  at += 8;
-  if (length > file.size() - at) return false;
-  section = file.substr(at, length);
-  at += length;
-  return true;
 }
 
 std::string read_file(const std::filesystem::path& file) {
@@ -161,35 +141,38 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
   const std::string key = npu::control_block_key(npu, layers, max_batch);
   const auto file = file_for_key(key);
 
+  // The file: the magic line, the build IDs, the key and the table as sections, then the
+  // checksum of all that.
   const std::string stored = read_file(file);
-  if (stored.size() > magic.size() + 8 && std::string_view(stored).substr(0, magic.size()) == magic) {
-    const std::string_view body(stored.data(), stored.size() - 8);
-    std::uint64_t checksum = 0;
-    for (int i = 0; i < 8; ++i)
-      checksum |= std::uint64_t{static_cast<unsigned char>(stored[body.size() + i])} << (8 * i);
-    std::size_t at = magic.size();
-    std::string_view id, stored_key, payload;
-    if (checksum == fnv1a(body) && read_section(body, at, id) && read_section(body, at, stored_key) &&
-        read_section(body, at, payload) && at == body.size() && id == build_id_ && stored_key == key) {
-      try {
+  if (stored.size() > 8) {
+    try {
+      const std::string_view body(stored.data(), stored.size() - 8);
+      npu::ByteReader checksum(std::string_view(stored).substr(body.size()), "a table cache file's checksum");
+      npu::ByteReader r(body, "a table cache file");
+      if (checksum.u64() == fnv1a(body) && r.raw(magic.size()) == magic && r.section() == build_id_ &&
+          r.section() == key) {
+        const std::string_view payload = r.section();
+        r.finish();
         auto table = npu::ControlBlockTable::from_bytes(payload);
         if (table.layer_count() == layers.size() && table.max_batch() == max_batch) {
           ++hits_;
           return table;
         }
-      } catch (const std::invalid_argument&) {
-        // Bytes this build did not write: built again below, and replaced.
       }
+    } catch (const std::invalid_argument&) {
+      // Bytes this build did not write: built again below, and replaced.
     }
   }
 
   ++misses_;
   npu::ControlBlockTable table = build();
-  std::string bytes(magic);
-  append_section(bytes, build_id_);
-  append_section(bytes, key);
-  append_section(bytes, table.to_bytes());
-  append_u64(bytes, fnv1a(bytes));
+  npu::ByteWriter w;
+  w.raw(magic);
+  w.section(build_id_);
+  w.section(key);
+  w.section(table.to_bytes());
+  w.u64(fnv1a(w.written()));
+  const std::string bytes = w.take();
   // A name no other writer uses (created exclusively): two runs that build the same table at
   // once each rename a whole file into place, and the second replaces the first with the same
   // bytes.

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "scratch_dir.hpp"
+
 namespace npusim {
 namespace {
 
@@ -25,16 +27,8 @@ std::string slurp(const std::filesystem::path& file) {
   return text.str();
 }
 
-class Cli : public ::testing::Test {
+class Cli : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("npusim_cli_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   CliResult run(const std::string& args) {
     const auto out = dir_ / "stdout", err = dir_ / "stderr";
     // No SYSTEMC_DISABLE_COPYRIGHT_MESSAGE here on purpose: the CLI must silence SystemC itself.
@@ -58,8 +52,6 @@ class Cli : public ::testing::Test {
     EXPECT_EQ(r.err.rfind("npusim: error: ", 0), 0u) << r.err;
     EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
   }
-
-  std::filesystem::path dir_;
 };
 
 std::string json_value(const std::string& json, const std::string& key) {

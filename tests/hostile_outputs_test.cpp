@@ -15,6 +15,7 @@
 
 #include "sim/json.hpp"
 #include "sim/run_report.hpp"
+#include "scratch_dir.hpp"
 
 namespace npusim {
 namespace {
@@ -155,18 +156,7 @@ TEST(JsonString, AnyBytesGiveValidJson) {
   }
 }
 
-class Scratch : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("npusim-outputs-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
-};
+using Scratch = testing::ScratchDirTest;
 
 using AtomicFileTest = Scratch;
 

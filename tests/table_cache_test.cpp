@@ -21,6 +21,7 @@
 #include "sim/npu_yaml.hpp"
 #include "sim/table_cache.hpp"
 #include "workloads/control_blocks.hpp"
+#include "scratch_dir.hpp"
 
 namespace npusim {
 namespace {
@@ -50,16 +51,8 @@ std::string with_checksum(std::string file, std::size_t at) {
   return file;
 }
 
-class TableCacheTest : public ::testing::Test {
+class TableCacheTest : public testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("npusim_table_cache_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // The cache's answer for ResNet-56 on `npu`, counting the builds it asked for.
   npu::ControlBlockTable cached(sim::TableCache& cache, const npu::Npu& npu, std::uint32_t max_batch = 4) {
     return cache.get(npu.config(), workloads::layer_works(network_), max_batch, [&] {
@@ -68,7 +61,6 @@ class TableCacheTest : public ::testing::Test {
     });
   }
 
-  std::filesystem::path dir_;
   workloads::LoweredNetwork network_ = sim::load_model("resnet56");
   int builds_ = 0;
 };
@@ -377,7 +369,6 @@ TEST_F(TableCacheTest, DamagedOrForeignFilesAreBuiltAgainAndReplaced) {
 }
 
 TEST_F(TableCacheTest, ADirectoryThatCannotBeOneIsRefused) {
-  std::filesystem::create_directories(dir_);
   std::ofstream(dir_ / "file") << "x";
   EXPECT_THROW(sim::TableCache(dir_ / "file"), sim::TableCacheError);
   EXPECT_THROW(sim::TableCache(dir_ / "file" / "below"), sim::TableCacheError);
