@@ -489,6 +489,15 @@ struct SweepCliOptions {
   bool dry_run = false;
 };
 
+// A sweep point in a forked copy of this process: the command line the point's own process
+// would get, on this process's standard streams, which the sweep has pointed at /dev/null and
+// the point's error file.
+int run_point_in_process(const std::vector<std::string>& args) {
+  std::vector<const char*> argv{"npusim"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return run_cli(static_cast<int>(argv.size()), argv.data(), std::cout, std::cerr);
+}
+
 // Exit status 3 when the sweep ran but some points failed (their errors are in results.csv).
 int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream& err) {
   if (o.out_dir.empty() && !o.dry_run) throw UsageError("sweep: --out DIR is required (or --dry-run)");
@@ -502,6 +511,7 @@ int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream&
   if (!o.slurm_options.empty() && options.backend != SweepBackend::slurm)
     throw UsageError("--slurm-option: only with --backend slurm");
   options.npusim = std::filesystem::read_symlink("/proc/self/exe");
+  options.run_point = run_point_in_process;
   options.progress = ::isatty(STDERR_FILENO) != 0;
   const SweepPlan plan = load_sweep(o.file, o.overrides);
   if (o.dry_run) {
@@ -629,7 +639,8 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
     if (run_cmd->parsed()) run_scenario(run, out, err);
     if (validate_cmd->parsed()) run_validate(validate_file, validate_overrides, out);
     if (sweep_cmd->parsed()) return run_sweep_command(sweep, out, err);
-    if (task_cmd->parsed()) run_sweep_task(task_dir, task_index, std::filesystem::read_symlink("/proc/self/exe"));
+    if (task_cmd->parsed()) run_sweep_task(task_dir, task_index, std::filesystem::read_symlink("/proc/self/exe"),
+                                                  run_point_in_process);
     return 0;
   } catch (const CLI::Success& e) {  // --help and --version
     return app.exit(e, out, err);

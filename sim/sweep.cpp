@@ -1,15 +1,20 @@
 #include "sim/sweep.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
+#include <deque>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -169,14 +174,14 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
       std::vector<std::string> assignments = fixed;
       assignments.push_back(axis.path + "=" + axis.values[i]);
       try {
-        load_scenario(plan.base, assignments);
+        plan.loads_plugins |= !load_scenario(plan.base, assignments).scheduler.plugins.empty();
       } catch (const std::exception& e) {  // a config, network or arrival error: one line
         throw ConfigError(fmt::format("{}: {} = {}: {}", axis.nodes[i].where(), axis.path, axis.values[i], e.what()));
       }
     }
   };
   try {
-    load_scenario(plan.base, fixed);
+    plan.loads_plugins |= !load_scenario(plan.base, fixed).scheduler.plugins.empty();
   } catch (const std::exception& e) {
     throw ConfigError(fmt::format("{}: base {} with set: {}", doc.at("base").where(), base, e.what()));
   }
@@ -363,10 +368,9 @@ void clear_point(const std::filesystem::path& dir, std::size_t index) {
     std::filesystem::remove(point_dir(dir, index) / name);
 }
 
-// Starts `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr.
-pid_t start_point(const std::filesystem::path& npusim, const std::string& base, const SweepPoint& point,
-                  const std::filesystem::path& dir) {
-  std::vector<std::string> args{npusim.string(), "run", base};
+// The command line of a point, after the program's name.
+std::vector<std::string> point_args(const std::string& base, const SweepPoint& point, const std::filesystem::path& dir) {
+  std::vector<std::string> args{"run", base};
   for (const auto& a : point.assignments) {
     args.push_back("--set");
     args.push_back(a);
@@ -376,10 +380,65 @@ pid_t start_point(const std::filesystem::path& npusim, const std::string& base, 
   // Points that share an NPU, a network and max_batch share its control-block table.
   args.push_back("--table-cache");
   args.push_back((dir / "table-cache").string());
+  return args;
+}
+
+std::string stderr_file(const std::filesystem::path& dir, std::size_t index) {
+  return point_dir(dir, index).string() + ".stderr";
+}
+
+// So that what this process has buffered is written once, not again by a forked child.
+void flush_standard_streams() {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+}
+
+// Runs one point in this process with its standard error in the point's .stderr file (standard
+// output already goes to /dev/null) and returns its exit status.
+int run_point_here(const PointRunner& runner, const std::vector<std::string>& args, const std::string& err) {
+  const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (err_fd < 0 || ::dup2(err_fd, STDERR_FILENO) < 0) return 1;
+  ::close(err_fd);
+  int status = 1;
+  try {
+    status = runner(args);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "npusim: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "npusim: internal error: unknown exception\n");
+  }
+  flush_standard_streams();
+  return status;
+}
+
+void discard_standard_output() {
+  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null_fd < 0 || ::dup2(null_fd, STDOUT_FILENO) < 0) ::_exit(1);
+  ::close(null_fd);
+}
+
+// Starts `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr, as a
+// process of its own: a forked copy of this one when `runner` is set (it leaves by _exit, so
+// none of this process's exit handlers run twice), else a new process of `npusim`.
+pid_t start_point(const std::filesystem::path& npusim, const PointRunner& runner, const std::string& base,
+                  const SweepPoint& point, const std::filesystem::path& dir) {
+  std::vector<std::string> args = point_args(base, point, dir);
+  const std::string err = stderr_file(dir, point.index);
+  if (runner) {
+    flush_standard_streams();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw SweepError(fmt::format("cannot start a sweep point: fork: {}", std::strerror(errno)));
+    if (pid == 0) {
+      discard_standard_output();
+      ::_exit(run_point_here(runner, args, err));
+    }
+    return pid;
+  }
+  args.insert(args.begin(), npusim.string());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  const std::string err = point_dir(dir, point.index).string() + ".stderr";
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
@@ -391,20 +450,30 @@ pid_t start_point(const std::filesystem::path& npusim, const std::string& base, 
   return pid;
 }
 
-// Records how a point's process ended. A failure keeps its error line.
-bool record_point(const std::filesystem::path& dir, std::size_t index, int status) {
-  const auto err_path = point_dir(dir, index).string() + ".stderr";
-  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && whole_result(dir, index);
+// How a point ended: its exit status, or the signal that killed the process running it.
+struct PointEnd {
+  int exit_status = 0;
+  int signal = 0;  // > 0: killed
+};
+
+PointEnd point_end(int wait_status) {
+  return WIFSIGNALED(wait_status) ? PointEnd{0, WTERMSIG(wait_status)} : PointEnd{WEXITSTATUS(wait_status), 0};
+}
+
+// Records how a point ended. A failure keeps its error line.
+bool record_point(const std::filesystem::path& dir, std::size_t index, PointEnd end) {
+  const auto err_path = stderr_file(dir, index);
+  const bool ok = end.signal == 0 && end.exit_status == 0 && whole_result(dir, index);
   if (!ok) {
     std::string last, line;
     std::ifstream err(err_path);
     while (std::getline(err, line))
       if (!line.empty()) last = line;
-    const std::string why = WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
-                            : !last.empty()     ? last
-                            : WEXITSTATUS(status) == 0
+    const std::string why = end.signal > 0    ? fmt::format("killed by signal {}", end.signal)
+                            : !last.empty()   ? last
+                            : end.exit_status == 0
                                 ? std::string("exit status 0 but no whole metrics.csv and summary.json")
-                                : fmt::format("exit status {} and no message", WEXITSTATUS(status));
+                                : fmt::format("exit status {} and no message", end.exit_status);
     write_atomically(error_file(dir, index), why + "\n");
   }
   std::error_code ignored;
@@ -412,13 +481,13 @@ bool record_point(const std::filesystem::path& dir, std::size_t index, int statu
   return ok;
 }
 
-bool run_point_now(const std::filesystem::path& npusim, const std::string& base, const SweepPoint& point,
-                   const std::filesystem::path& dir) {
-  const pid_t pid = start_point(npusim, base, point, dir);
+bool run_point_now(const std::filesystem::path& npusim, const PointRunner& runner, const std::string& base,
+                   const SweepPoint& point, const std::filesystem::path& dir) {
+  const pid_t pid = start_point(npusim, runner, base, point, dir);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  return record_point(dir, point.index, status);
+  return record_point(dir, point.index, point_end(status));
 }
 
 // ---- results ----
@@ -503,8 +572,11 @@ std::size_t count_failed(const SweepPlan& plan, const std::filesystem::path& dir
   return n;
 }
 
-void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
-               Progress& progress, std::size_t already) {
+// Each point in a process of its own: for sweeps whose scenarios load policy plugins, which
+// may keep state between runs, or without a runner.
+void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o,
+                                 const std::vector<const SweepPoint*>& todo, Progress& progress,
+                                 std::size_t already) {
   std::map<pid_t, std::size_t> running;
   std::size_t next = 0, done = already;
   const unsigned jobs = std::max(1u, o.jobs);
@@ -513,7 +585,7 @@ void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<c
   while (next < todo.size() || !running.empty()) {
     while (next < todo.size() && running.size() < jobs) {
       const auto* point = todo[next++];
-      running[start_point(o.npusim, plan.base, *point, o.out_dir)] = point->index;
+      running[start_point(o.npusim, o.run_point, plan.base, *point, o.out_dir)] = point->index;
     }
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
@@ -523,10 +595,183 @@ void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<c
     }
     const auto it = running.find(pid);
     if (it == running.end()) continue;
-    if (!record_point(o.out_dir, it->second, status)) ++failed;
+    if (!record_point(o.out_dir, it->second, point_end(status))) ++failed;
     running.erase(it);
     progress.update(++done, failed);
   }
+}
+
+// ---- local workers ----
+//
+// A worker is a forked copy of this process that runs the points it is sent one after another,
+// in-process (runs share no mutable state: docs/architecture.md), and answers each with its
+// exit status. Forking or executing a process per point cost more than a short point's
+// simulation on virtual machines, where page faults are dear, and the forks, made by the one
+// driver, kept a sweep from scaling with its jobs (docs/sweeps.md). A point that crashes its
+// worker fails alone: the driver records it, and a new worker takes the next point.
+
+// A worker is replaced after this many points, so that memory a run leaks (SystemC's, say)
+// cannot grow with the sweep.
+constexpr std::size_t points_per_worker = 100;
+// Points sent ahead, so that a worker starts its next point without waiting for the driver to
+// wake and answer: a sleeping core of a virtual machine wakes slowly.
+constexpr std::size_t points_queued_per_worker = 2;
+
+struct Worker {
+  pid_t pid = -1;
+  int channel = -1;                  // the driver's end of a socket pair
+  std::string received;              // bytes of a reply not yet whole
+  std::deque<std::size_t> queued;    // points sent, oldest (the one running) first
+  std::size_t served = 0;            // points sent to it
+};
+
+bool send_line(int fd, const std::string& text) {
+  std::size_t sent = 0;
+  while (sent < text.size()) {
+    const ssize_t n = ::send(fd, text.data() + sent, text.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// The worker's side: reads point indices, one a line, until the driver closes the channel.
+[[noreturn]] void serve_points(const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir,
+                               int channel) {
+  discard_standard_output();
+  std::string received;
+  char chunk[256];
+  for (;;) {
+    const auto end = received.find('\n');
+    if (end == std::string::npos) {
+      const ssize_t n = ::read(channel, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) ::_exit(0);
+      received.append(chunk, static_cast<std::size_t>(n));
+      continue;
+    }
+    const std::size_t index = std::stoull(received.substr(0, end));
+    received.erase(0, end + 1);
+    const int status = run_point_here(runner, point_args(plan.base, plan.points.at(index), dir), stderr_file(dir, index));
+    if (!send_line(channel, fmt::format("{} {}\n", index, status))) ::_exit(0);
+  }
+}
+
+void start_worker(Worker& worker, const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir,
+                  const std::vector<Worker>& all) {
+  int ends[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
+    throw SweepError(fmt::format("cannot start a sweep worker: socketpair: {}", std::strerror(errno)));
+  flush_standard_streams();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(ends[0]);
+    ::close(ends[1]);
+    throw SweepError(fmt::format("cannot start a sweep worker: fork: {}", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    ::close(ends[0]);
+    for (const auto& other : all)
+      if (other.channel >= 0) ::close(other.channel);
+    serve_points(runner, plan, dir, ends[1]);
+  }
+  ::close(ends[1]);
+  worker = Worker{pid, ends[0], {}, {}, 0};
+}
+
+// Closes the channel (the worker leaves when it has read all) and returns how it ended.
+int stop_worker(Worker& worker) {
+  ::close(worker.channel);
+  int status = 0;
+  while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  worker = Worker{};
+  return status;
+}
+
+void run_local_workers(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
+                       Progress& progress, std::size_t already) {
+  std::deque<std::size_t> pending;
+  for (const auto* point : todo) pending.push_back(point->index);
+  std::vector<Worker> workers(std::min<std::size_t>(std::max(1u, o.jobs), todo.size()));
+  std::size_t done = already;
+  std::size_t failed = count_failed(plan, o.out_dir);
+  progress.update(done, failed);
+  const auto finish = [&](std::size_t index, PointEnd end) {
+    if (!record_point(o.out_dir, index, end)) ++failed;
+    progress.update(++done, failed);
+  };
+  for (;;) {
+    for (auto& worker : workers) {
+      if (worker.pid >= 0 && worker.served == points_per_worker && worker.queued.empty()) stop_worker(worker);
+      while (!pending.empty() && worker.queued.size() < points_queued_per_worker &&
+             (worker.pid < 0 || worker.served < points_per_worker)) {
+        const std::size_t index = pending.front();
+        if (worker.pid < 0) start_worker(worker, o.run_point, plan, o.out_dir, workers);
+        if (!send_line(worker.channel, fmt::format("{}\n", index))) {
+          // It died: what it had queued runs again, its running point recorded when it is reaped.
+          if (worker.queued.empty()) {
+            stop_worker(worker);
+            start_worker(worker, o.run_point, plan, o.out_dir, workers);
+            if (!send_line(worker.channel, fmt::format("{}\n", index)))
+              throw SweepError(fmt::format("cannot hand point {} to a sweep worker: {}", index, std::strerror(errno)));
+          } else {
+            break;
+          }
+        }
+        pending.pop_front();
+        worker.queued.push_back(index);
+        ++worker.served;
+      }
+    }
+    std::vector<pollfd> waiting;
+    std::vector<Worker*> busy;
+    for (auto& worker : workers)
+      if (!worker.queued.empty()) {
+        waiting.push_back(pollfd{worker.channel, POLLIN, 0});
+        busy.push_back(&worker);
+      }
+    if (busy.empty()) break;
+    if (::poll(waiting.data(), waiting.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      throw SweepError(fmt::format("waiting for sweep points: {}", std::strerror(errno)));
+    }
+    for (std::size_t i = 0; i < busy.size(); ++i) {
+      if (waiting[i].revents == 0) continue;
+      Worker& worker = *busy[i];
+      char chunk[256];
+      const ssize_t n = ::read(worker.channel, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        // The worker died in the middle of its first queued point; the others never started.
+        const std::deque<std::size_t> queued = worker.queued;
+        finish(queued.front(), point_end(stop_worker(worker)));
+        pending.insert(pending.begin(), queued.begin() + 1, queued.end());
+        continue;
+      }
+      worker.received.append(chunk, static_cast<std::size_t>(n));
+      for (auto end = worker.received.find('\n'); end != std::string::npos; end = worker.received.find('\n')) {
+        std::istringstream reply(worker.received.substr(0, end));
+        std::size_t index = 0;
+        int status = 0;
+        reply >> index >> status;
+        worker.received.erase(0, end + 1);
+        if (worker.queued.empty() || index != worker.queued.front() || !reply)
+          throw SweepError(fmt::format("a sweep worker answered for a point it was not running ({})", index));
+        worker.queued.pop_front();
+        finish(index, PointEnd{status, 0});
+      }
+    }
+  }
+  for (auto& worker : workers)
+    if (worker.pid >= 0) stop_worker(worker);
+}
+
+void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
+               Progress& progress, std::size_t already) {
+  if (o.run_point && !plan.loads_plugins && !todo.empty()) run_local_workers(plan, o, todo, progress, already);
+  else run_local_process_per_point(plan, o, todo, progress, already);
 }
 
 std::string find_on_path(const std::string& program) {
@@ -672,12 +917,13 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   return outcome;
 }
 
-void run_sweep_task(const std::filesystem::path& out_dir, std::size_t task, const std::filesystem::path& npusim) {
+void run_sweep_task(const std::filesystem::path& out_dir, std::size_t task, const std::filesystem::path& npusim,
+                    const PointRunner& run_point) {
   const StoredPlan stored = read_plan(out_dir);
   const std::size_t first = task * stored.points_per_task;
   for (std::size_t i = first; i < std::min(first + stored.points_per_task, stored.plan.points.size()); ++i) {
     const auto& point = stored.plan.points[i];
-    if (!finished(out_dir, point.index)) run_point_now(npusim, stored.plan.base, point, out_dir);
+    if (!finished(out_dir, point.index)) run_point_now(npusim, run_point, stored.plan.base, point, out_dir);
   }
 }
 

@@ -1,11 +1,12 @@
 #pragma once
 // Design-space sweeps (docs/sweeps.md): a base scenario and axes (a grid, zipped lists,
-// seeds) expand into points; each point is one `npusim run` in its own process, locally or as
+// seeds) expand into points; each point is one `npusim run`, locally in forked workers or as
 // a Slurm job array; results gather into results.csv. Each point's result is written
 // atomically, so a killed sweep resumes where it stopped.
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ struct SweepPlan {
   std::string base;                     // the base scenario: an absolute path, or "default"
   std::vector<std::string> parameters;  // axis paths, in column order
   std::vector<SweepPoint> points;
+  bool loads_plugins = false;  // some point's scenario loads a policy plugin: each point gets a process of its own
 };
 
 // Reads a sweep file and checks every axis value against the base scenario, so unknown key
@@ -32,6 +34,14 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
 
 enum class SweepBackend { local, slurm };
 
+// Runs one point's command line (the words after the program's name: "run", the base scenario,
+// its --set, --out and --table-cache options) in the calling process, writing to file
+// descriptors 1 and 2, and returns its exit status. The sweep calls it in a forked copy of
+// itself, so a point still fails alone (a crash, an error, a leak), but skips the exec and the
+// dynamic loading and start-up of a new program, which on a virtual machine cost more than a
+// short point's simulation (docs/sweeps.md).
+using PointRunner = std::function<int(const std::vector<std::string>& args)>;
+
 struct SweepOptions {
   std::filesystem::path out_dir;
   unsigned jobs = 1;                   // local: points in parallel
@@ -39,7 +49,8 @@ struct SweepOptions {
   bool resume = false;
   std::size_t points_per_task = 0;     // slurm: 0 chooses (one per point, at most 1000 tasks)
   std::vector<std::string> slurm_options;  // slurm: passed to sbatch as given (--partition=..., --time=...)
-  std::filesystem::path npusim;        // the executable that runs points
+  std::filesystem::path npusim;        // the executable that runs points (Slurm tasks; local points without run_point)
+  PointRunner run_point;               // local points: forked and run in-process; empty: exec npusim
   bool progress = false;               // draw a progress line on `log`
 };
 
@@ -55,7 +66,9 @@ struct SweepOutcome {
 SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& options, std::ostream& log);
 
 // One Slurm array task: runs its share of the points of the sweep planned in out_dir.
-void run_sweep_task(const std::filesystem::path& out_dir, std::size_t task, const std::filesystem::path& npusim);
+// `run_point` as in SweepOptions (empty: exec npusim for each point).
+void run_sweep_task(const std::filesystem::path& out_dir, std::size_t task, const std::filesystem::path& npusim,
+                    const PointRunner& run_point = {});
 
 // A sweep that cannot start or gather (not a bad point: those are recorded and the sweep goes
 // on). what() is one line.

@@ -38,10 +38,14 @@ std::string read_file(const std::filesystem::path& file) {
   if (!std::filesystem::is_regular_file(file, ec)) return {};
   const auto size = std::filesystem::file_size(file, ec);
   if (ec || size > largest_file_bytes) return {};
+  // One buffer of the file's size, read into: a growing stream copies the bytes several times
+  // into fresh pages, which cost a sweep point more than the reading itself. A file that
+  // changed size meanwhile reads short or long and fails the checks after.
+  std::string bytes(static_cast<std::size_t>(size), '\0');
   std::ifstream in(file, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return in.bad() ? std::string{} : std::move(bytes).str();
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (static_cast<std::uintmax_t>(in.gcount()) != size || in.peek() != std::char_traits<char>::eof()) return {};
+  return bytes;
 }
 
 // The loaded object (the executable or a shared library) whose segments hold `address`: its

@@ -1,0 +1,157 @@
+// Local sweeps run their points in long-lived forked workers (docs/sweeps.md). These tests
+// check what that must not change: every point's bytes equal those of a process of its own, a
+// point that kills its worker fails alone while the others run, a worker is replaced after its
+// share of points, and scenarios with policy plugins still get a process per point.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "scratch_dir.hpp"
+#include "sim/cli.hpp"
+#include "sim/sweep.hpp"
+
+namespace {
+
+using namespace npusim::sim;
+
+class SweepWorkers : public npusim::testing::ScratchDirTest {
+ protected:
+  std::filesystem::path write_sweep(const std::string& name, const std::string& body) {
+    const auto file = dir_ / (name + ".yaml");
+    std::ofstream(file) << "name: " << name << "\nbase: default\n" << body;
+    return file;
+  }
+
+  static std::string read(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  SweepOutcome run(const SweepPlan& plan, const std::filesystem::path& out, unsigned jobs, PointRunner runner) {
+    SweepOptions options;
+    options.out_dir = out;
+    options.jobs = jobs;
+    options.npusim = NPUSIM_CLI_PATH;
+    options.run_point = std::move(runner);
+    std::ostringstream log;
+    return run_sweep(plan, options, log);
+  }
+};
+
+bool has(const std::vector<std::string>& args, const std::string& word) {
+  return std::find(args.begin(), args.end(), word) != args.end();
+}
+
+std::string out_dir_of(const std::vector<std::string>& args) {
+  const auto it = std::find(args.begin(), args.end(), "--out");
+  return it == args.end() || it + 1 == args.end() ? std::string{} : *(it + 1);
+}
+
+// What the CLI gives a sweep: the point's command line, run here.
+int run_with_the_cli(const std::vector<std::string>& args) {
+  std::vector<const char*> argv{"npusim"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return run_cli(static_cast<int>(argv.size()), argv.data(), std::cout, std::cerr);
+}
+
+// A point's result without a simulation, and the process that wrote it.
+int write_fake_result(const std::vector<std::string>& args) {
+  const std::filesystem::path out = out_dir_of(args);
+  std::filesystem::create_directories(out);
+  std::ofstream(out / "metrics.csv") << "samples.arrived,pid\n1," << ::getpid() << "\n";
+  std::ofstream(out / "summary.json") << "{}\n";
+  return 0;
+}
+
+TEST_F(SweepWorkers, GiveTheBytesOfAProcessPerPoint) {
+  const auto plan = load_sweep(write_sweep("bytes", "set:\n  simulation.samples: 300\n"
+                                                    "grid:\n  scheduler.policy: [fcfs, exit_aware]\nseeds: 3\n"));
+  ASSERT_EQ(plan.points.size(), 6u);
+  const auto by_process = run(plan, dir_ / "exec", 1, {});
+  const auto by_workers = run(plan, dir_ / "workers", 2, run_with_the_cli);
+  EXPECT_EQ(by_process.succeeded, 6u);
+  EXPECT_EQ(by_workers.succeeded, 6u);
+  EXPECT_EQ(read(dir_ / "exec" / "results.csv"), read(dir_ / "workers" / "results.csv"));
+  for (const char* point : {"000000", "000003", "000005"})
+    for (const char* file : {"summary.json", "metrics.csv", "scenario.yaml"}) {
+      const auto expected = read(dir_ / "exec" / "points" / point / file);
+      EXPECT_FALSE(expected.empty()) << point << "/" << file;
+      EXPECT_EQ(read(dir_ / "workers" / "points" / point / file), expected) << point << "/" << file;
+    }
+}
+
+// Seed 2's points kill the worker running them (jobs 1, so the next point was already queued
+// to it): they fail with the signal named, and every other point runs, as in its own process.
+TEST_F(SweepWorkers, APointThatKillsItsWorkerFailsAlone) {
+  const auto plan = load_sweep(write_sweep("crash", "set:\n  simulation.samples: 200\n"
+                                                    "grid:\n  scheduler.policy: [fcfs, edf]\nseeds: 3\n"));
+  const auto outcome = run(plan, dir_ / "out", 1, [](const std::vector<std::string>& args) {
+    if (has(args, "simulation.seed=2")) ::raise(SIGKILL);
+    return run_with_the_cli(args);
+  });
+  EXPECT_EQ(outcome.succeeded, 4u);
+  EXPECT_EQ(outcome.failed, 2u);
+  const auto separate = run(plan, dir_ / "exec", 1, {});
+  EXPECT_EQ(separate.succeeded, 6u);
+  for (const auto& point : plan.points) {
+    char name[16];
+    std::snprintf(name, sizeof name, "%06zu", point.index);
+    const auto points = dir_ / "out" / "points";
+    if (point.values.back() == "2") {
+      EXPECT_EQ(read(points / (std::string(name) + ".error")), "killed by signal 9\n") << name;
+    } else {
+      EXPECT_FALSE(std::filesystem::exists(points / (std::string(name) + ".error"))) << name;
+      EXPECT_EQ(read(points / name / "summary.json"), read(dir_ / "exec" / "points" / name / "summary.json")) << name;
+    }
+  }
+}
+
+// 250 points on one job: workers serve at most 100 points each, so at least three serve them.
+TEST_F(SweepWorkers, AreReplacedAfterAHundredPoints) {
+  const auto plan = load_sweep(write_sweep("many", "seeds: 250\n"));
+  const auto outcome = run(plan, dir_ / "out", 1, write_fake_result);
+  ASSERT_EQ(outcome.succeeded, 250u);
+  std::map<std::string, std::size_t> points_per_process;
+  for (const auto& point : plan.points) {
+    char name[16];
+    std::snprintf(name, sizeof name, "%06zu", point.index);
+    const auto metrics = read(dir_ / "out" / "points" / name / "metrics.csv");
+    ++points_per_process[metrics.substr(metrics.find("\n1,") + 3)];
+  }
+  EXPECT_GE(points_per_process.size(), 3u);
+  for (const auto& [pid, points] : points_per_process) EXPECT_LE(points, 100u) << "process " << pid;
+}
+
+// A plugin may keep state between runs, so its points do not share a process.
+TEST_F(SweepWorkers, LeavePluginScenariosAProcessPerPoint) {
+  const auto sweep = write_sweep("plugin", std::string("set:\n  scheduler.plugins: [") + NPUSIM_EXAMPLE_PLUGIN +
+                                                  "]\n  scheduler.policy: greedy_batch\nseeds: 4\n");
+  const auto plan = load_sweep(sweep);
+  EXPECT_TRUE(plan.loads_plugins);
+  const auto outcome = run(plan, dir_ / "out", 1, write_fake_result);
+  ASSERT_EQ(outcome.succeeded, 4u);
+  std::set<std::string> processes;
+  for (const auto& point : plan.points) {
+    char name[16];
+    std::snprintf(name, sizeof name, "%06zu", point.index);
+    processes.insert(read(dir_ / "out" / "points" / name / "metrics.csv"));
+  }
+  EXPECT_EQ(processes.size(), 4u);
+  EXPECT_FALSE(load_sweep(write_sweep("builtin", "seeds: 2\n")).loads_plugins);
+}
+
+}  // namespace
