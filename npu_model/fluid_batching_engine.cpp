@@ -1,5 +1,9 @@
 #include "npu_model/fluid_batching_engine.hpp"
 
+#include <algorithm>
+#include <exception>
+#include <thread>
+
 #include <fmt/format.h>
 
 namespace npusim::npu {
@@ -47,14 +51,15 @@ std::vector<LayerCost> costs_under(const Npu& npu, const std::vector<LayerWork>&
 }  // namespace
 
 ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<LayerWork>& layers,
-                                           std::uint32_t max_batch) {
+                                           std::uint32_t max_batch, unsigned threads) {
   if (max_batch == 0) throw std::invalid_argument("control-block table needs max_batch >= 1");
   ControlBlockTable table;
   table.layer_count_ = layers.size();
   table.max_batch_ = max_batch;
   table.entries_.resize(layers.size() * max_batch);
   table.on_chip_bytes_.resize(layers.size() * max_batch);
-  for (std::uint32_t batch = 1; batch <= max_batch; ++batch) {
+  // Each batch size writes its own entries, so batch sizes build apart.
+  const auto build_batch = [&](std::uint32_t batch) {
     ResidencyPlan plan = plan_residency(npu, layers, batch);
     std::vector<LayerCost> costs;
     try {
@@ -69,7 +74,28 @@ ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<Lay
       table.entries_[table.index(batch, i)] = std::move(costs[i]);
       table.on_chip_bytes_[table.index(batch, i)] = plan.on_chip_bytes_before[i];
     }
+  };
+  const unsigned workers = std::clamp<unsigned>(threads, 1, max_batch);
+  if (workers == 1) {
+    for (std::uint32_t batch = 1; batch <= max_batch; ++batch) build_batch(batch);
+    return table;
   }
+  std::vector<std::exception_ptr> failures(max_batch + 1);
+  {
+    std::vector<std::jthread> pool;
+    for (unsigned w = 0; w < workers; ++w)
+      pool.emplace_back([&, w] {
+        for (std::uint32_t batch = 1 + w; batch <= max_batch; batch += workers) {
+          try {
+            build_batch(batch);
+          } catch (...) {
+            failures[batch] = std::current_exception();
+          }
+        }
+      });
+  }
+  for (const auto& failure : failures)
+    if (failure) std::rethrow_exception(failure);
   return table;
 }
 

@@ -21,8 +21,10 @@ namespace npusim::npu {
 // that batch size puts them. Immutable after build.
 class ControlBlockTable {
  public:
+  // `threads` > 1 builds batch sizes on that many threads; the table, and the exception thrown
+  // (the smallest failing batch size's), are those of a build on one.
   static ControlBlockTable build(const Npu& npu, const std::vector<LayerWork>& layers,
-                                 std::uint32_t max_batch);
+                                 std::uint32_t max_batch, unsigned threads = 1);
 
   std::size_t layer_count() const { return layer_count_; }
   std::uint32_t max_batch() const { return max_batch_; }

@@ -88,16 +88,32 @@ void check_strict_yaml(const std::string& text, const std::string& source) {
 
 }  // namespace
 
+namespace {
+
+[[noreturn]] void throw_not_yaml(const std::string& source, const YAML::ParserException& e) {
+  throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
+}
+
+}  // namespace
+
 ConfigNode ConfigNode::load_text(const std::string& text, const std::string& source) {
-  auto name = std::make_shared<const std::string>(source);
   try {
     check_strict_yaml(text, source);
+  } catch (const YAML::ParserException& e) {
+    throw_not_yaml(source, e);
+  }
+  return load_embedded_text(text, source);
+}
+
+ConfigNode ConfigNode::load_embedded_text(const std::string& text, const std::string& source) {
+  auto name = std::make_shared<const std::string>(source);
+  try {
     YAML::Node root = YAML::Load(text);
     if (!root.IsMap())
       throw ConfigError(fmt::format("{}:1: the document must be a YAML mapping (key: value)", source));
     return ConfigNode(root, name, "", std::make_shared<std::vector<std::string>>());
   } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
+    throw_not_yaml(source, e);
   }
 }
 

@@ -309,7 +309,7 @@ workloads::LoweredNetwork load_model(const std::string& name_or_file, const Mode
   for (const auto& model : embedded::models)
     if (name_or_file == model.name) {
       const std::string source = fmt::format("<zoo {}>", model.name);
-      return workloads::lower_network(parse_network(ConfigNode::load_text(std::string(model.yaml), source), "."));
+      return workloads::lower_network(parse_network(ConfigNode::load_embedded_text(std::string(model.yaml), source), "."));
     }
   const std::filesystem::path file(name_or_file);
   if (file.extension() == ".csv") {

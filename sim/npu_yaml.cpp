@@ -329,7 +329,7 @@ bool is_npu_preset(const std::string& name) {
 npu::Npu load_npu_preset(const std::string& name, const std::vector<std::string>& overrides) {
   for (const auto& preset : embedded::npu_presets)
     if (name == preset.name)
-      return load_with_overrides(ConfigNode::load_text(preset.text, fmt::format("<embedded configs/npu/{}.yaml>", name)),
+      return load_with_overrides(ConfigNode::load_embedded_text(preset.text, fmt::format("<embedded configs/npu/{}.yaml>", name)),
                                  overrides);
   throw ConfigError(fmt::format("{} is not an NPU preset: allowed {}", name, fmt::join(npu_presets(), ", ")));
 }

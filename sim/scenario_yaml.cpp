@@ -305,7 +305,7 @@ std::vector<traces::DeviceStream> Scenario::streams() const {
 Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides,
                        scheduler::PolicyRegistry& registry) {
   const bool embedded = file_or_default == "default";
-  ConfigNode document = embedded ? ConfigNode::load_text(default_scenario_yaml(), "<embedded configs/scenarios/default.yaml>")
+  ConfigNode document = embedded ? ConfigNode::load_embedded_text(default_scenario_yaml(), "<embedded configs/scenarios/default.yaml>")
                                  : ConfigNode::load_composed(file_or_default);
   std::vector<std::string> npu_overrides;
   for (const auto& assignment : overrides) {

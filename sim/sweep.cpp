@@ -26,6 +26,7 @@
 #include "sim/run_report.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "sim/table_cache.hpp"
+#include "workloads/control_blocks.hpp"
 
 extern char** environ;
 
@@ -768,8 +769,26 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, const std::
     if (worker.pid >= 0) stop_worker(worker);
 }
 
+// The tables of the first point to run, built by the driver on one thread per job before any
+// point starts. Most sweeps vary the load, the policy or the seed, so every point needs them;
+// without this every worker builds the same table at once, each on one thread, before its
+// first point, and that start was the serial part of a short sweep. A point whose scenario or
+// table fails is left to fail on its own, with its own message.
+void build_first_tables(const SweepPlan& plan, const SweepOptions& o, const SweepPoint& first) {
+  try {
+    const Scenario scenario = load_scenario(plan.base, first.assignments);
+    TableCache tables(o.out_dir / "table-cache");
+    for (const auto& [name, network] : scenario.models)
+      tables.get(scenario.npu.config(), workloads::layer_works(network), scenario.scheduler.max_batch, [&] {
+        return workloads::control_block_table(scenario.npu, network, scenario.scheduler.max_batch, std::max(1u, o.jobs));
+      });
+  } catch (const std::exception&) {
+  }
+}
+
 void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
                Progress& progress, std::size_t already) {
+  if (!todo.empty()) build_first_tables(plan, o, *todo.front());
   if (o.run_point && !plan.loads_plugins && !todo.empty()) run_local_workers(plan, o, todo, progress, already);
   else run_local_process_per_point(plan, o, todo, progress, already);
 }

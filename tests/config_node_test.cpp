@@ -6,7 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include "sim/config_node.hpp"
+#include "sim/network_yaml.hpp"
 #include "sim/npu_yaml.hpp"
+#include "sim/scenario_yaml.hpp"
 
 namespace npusim {
 namespace {
@@ -18,6 +21,22 @@ std::string error_of(const std::string& yaml) {
     return e.what();
   }
   return "";
+}
+
+// Text compiled into npusim is loaded without the strict pass (ConfigNode::load_embedded_text),
+// so every such text must pass it: the NPU presets and the zoo's networks, from the folders
+// they are compiled from, and the default scenario.
+TEST(ConfigNode, EveryEmbeddedTextPassesTheStrictCheck) {
+  std::size_t files = 0;
+  for (const char* folder : {"/configs/npu", "/configs/models"})
+    for (const auto& entry : std::filesystem::directory_iterator(std::string(NPUSIM_SOURCE_DIR) + folder))
+      if (entry.path().extension() == ".yaml") {
+        EXPECT_NO_THROW(sim::ConfigNode::load_file(entry.path())) << entry.path();
+        ++files;
+      }
+  EXPECT_GE(files, 6u);
+  EXPECT_NO_THROW(sim::ConfigNode::load_text(sim::default_scenario_yaml(), "default"));
+  EXPECT_NO_THROW(sim::model_zoo());  // strict-loads every compiled-in network
 }
 
 TEST(NpuYaml, ShippedConfigsLoad) {

@@ -48,6 +48,30 @@ TEST(ControlBlockTable, EveryEntryIsTheBestLegalMapping) {
   EXPECT_THROW(table.entry(1, layers.size()), std::out_of_range);
 }
 
+// Batch sizes built on several threads give the table of one thread, entry for entry, and the
+// error of one thread: the smallest failing batch size's.
+TEST(ControlBlockTable, ThreadsChangeNothingButTheTime) {
+  const auto npu = npu::Npu::validate(npu::NpuConfig{});
+  const auto layers = resnet56();
+  const auto serial = npu::ControlBlockTable::build(npu, layers, 7);
+  for (unsigned threads : {2u, 3u, 7u, 64u}) EXPECT_EQ(npu::ControlBlockTable::build(npu, layers, 7, threads), serial) << threads;
+
+  npu::NpuConfig cramped;
+  cramped.buffers.output_bytes = 1024;  // less than one output row's accumulators of conv1
+  const auto small = npu::Npu::validate(cramped);
+  const auto message = [&](unsigned threads) {
+    try {
+      (void)npu::ControlBlockTable::build(small, layers, 6, threads);
+    } catch (const npu::NoFeasibleTiling& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string expected = message(1);
+  EXPECT_NE(expected.find("at least 2 KiB"), std::string::npos) << expected;
+  EXPECT_EQ(message(3), expected);
+}
+
 TEST(ControlBlockTable, FluidHardwareIsNeverSlowerThanTheBaseline) {
   // The baseline's mappings (R-batching, k = 1) are a subset of the full NPU's, so every entry
   // of the full table is at most the baseline's; and somewhere in ResNet-56 it is strictly

@@ -5,9 +5,9 @@
 namespace npusim::workloads {
 
 npu::ControlBlockTable control_block_table(const npu::Npu& npu, const LoweredNetwork& network,
-                                           std::uint32_t max_batch) {
+                                           std::uint32_t max_batch, unsigned threads) {
   try {
-    return npu::ControlBlockTable::build(npu, layer_works(network), max_batch);
+    return npu::ControlBlockTable::build(npu, layer_works(network), max_batch, threads);
   } catch (const npu::NoFeasibleTiling& e) {
     throw npu::NoFeasibleTiling(fmt::format("network {}: {}", network.name, e.what()));
   } catch (const npu::InvalidMapping& e) {

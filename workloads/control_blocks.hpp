@@ -10,8 +10,8 @@ namespace npusim::workloads {
 
 // ControlBlockTable::build over every layer of `network`, batches 1..max_batch. A layer no
 // tiling fits throws npu::NoFeasibleTiling, one line naming the network, the layer, the batch
-// and the buffer.
+// and the buffer. `threads` as in ControlBlockTable::build.
 npu::ControlBlockTable control_block_table(const npu::Npu& npu, const LoweredNetwork& network,
-                                           std::uint32_t max_batch);
+                                           std::uint32_t max_batch, unsigned threads = 1);
 
 }  // namespace npusim::workloads
