@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -395,12 +396,23 @@ void flush_standard_streams() {
   std::fflush(nullptr);
 }
 
+// Points `target` (1 or 2) at `file`. False if it cannot.
+bool redirect(int target, const char* file, int flags) {
+  const int fd = ::open(file, flags | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  if (fd == target) return ::fcntl(fd, F_SETFD, 0) == 0;  // it keeps the number, so it must survive exec
+  const bool ok = ::dup2(fd, target) >= 0;
+  ::close(fd);
+  return ok;
+}
+
 // Runs one point in this process with its standard error in the point's .stderr file (standard
 // output already goes to /dev/null) and returns its exit status.
 int run_point_here(const PointRunner& runner, const std::vector<std::string>& args, const std::string& err) {
-  const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (err_fd < 0 || ::dup2(err_fd, STDERR_FILENO) < 0) return 1;
-  ::close(err_fd);
+  if (!redirect(STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC)) return 1;
+  // A failed write of an earlier point must not fail this one.
+  std::cout.clear();
+  std::cerr.clear();
   int status = 1;
   try {
     status = runner(args);
@@ -414,9 +426,21 @@ int run_point_here(const PointRunner& runner, const std::vector<std::string>& ar
 }
 
 void discard_standard_output() {
-  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  if (null_fd < 0 || ::dup2(null_fd, STDOUT_FILENO) < 0) ::_exit(1);
-  ::close(null_fd);
+  if (!redirect(STDOUT_FILENO, "/dev/null", O_WRONLY)) ::_exit(1);
+}
+
+// A driver started with standard input, output or error closed would hand those numbers to
+// the files and sockets it opens, and a point writing to "standard output" would write into
+// them: each closed one is pointed at /dev/null first.
+void open_standard_descriptors() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      const int null_fd = ::open("/dev/null", O_RDWR);
+      if (null_fd >= 0 && null_fd != fd) {
+        ::dup2(null_fd, fd);
+        ::close(null_fd);
+      }
+    }
 }
 
 // Starts `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr, as a
@@ -573,9 +597,8 @@ std::size_t count_failed(const SweepPlan& plan, const std::filesystem::path& dir
   return n;
 }
 
-// Each point in a process of its own: for sweeps whose scenarios load policy plugins, which
-// may keep state between runs, or without a runner.
-void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o,
+// Each point in a process of its own, forked when `runner` is set, else a new npusim.
+void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, const PointRunner& runner,
                                  const std::vector<const SweepPoint*>& todo, Progress& progress,
                                  std::size_t already) {
   std::map<pid_t, std::size_t> running;
@@ -586,7 +609,7 @@ void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o,
   while (next < todo.size() || !running.empty()) {
     while (next < todo.size() && running.size() < jobs) {
       const auto* point = todo[next++];
-      running[start_point(o.npusim, o.run_point, plan.base, *point, o.out_dir)] = point->index;
+      running[start_point(o.npusim, runner, plan.base, *point, o.out_dir)] = point->index;
     }
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
@@ -605,11 +628,11 @@ void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o,
 // ---- local workers ----
 //
 // A worker is a forked copy of this process that runs the points it is sent one after another,
-// in-process (runs share no mutable state: docs/architecture.md), and answers each with its
-// exit status. Forking or executing a process per point cost more than a short point's
-// simulation on virtual machines, where page faults are dear, and the forks, made by the one
-// driver, kept a sweep from scaling with its jobs (docs/sweeps.md). A point that crashes its
-// worker fails alone: the driver records it, and a new worker takes the next point.
+// in-process (runs share no mutable state: docs/architecture.md), and says when it starts
+// each and how it ended. Forking or executing a process per point cost more than a short
+// point's simulation on virtual machines, where page faults are dear, and the forks, made by
+// the one driver, kept a sweep from scaling with its jobs (docs/sweeps.md). A point that kills
+// its worker fails alone: the driver records it, and the points queued behind it run again.
 
 // A worker is replaced after this many points, so that memory a run leaks (SystemC's, say)
 // cannot grow with the sweep.
@@ -617,13 +640,16 @@ constexpr std::size_t points_per_worker = 100;
 // Points sent ahead, so that a worker starts its next point without waiting for the driver to
 // wake and answer: a sleeping core of a virtual machine wakes slowly.
 constexpr std::size_t points_queued_per_worker = 2;
+// Workers that die in a row before starting a point: something is wrong with all of them.
+constexpr int deaths_before_any_start = 3;
 
 struct Worker {
   pid_t pid = -1;
-  int channel = -1;                  // the driver's end of a socket pair
-  std::string received;              // bytes of a reply not yet whole
-  std::deque<std::size_t> queued;    // points sent, oldest (the one running) first
-  std::size_t served = 0;            // points sent to it
+  int channel = -1;                // the driver's end of a socket pair
+  std::string received;            // bytes of a message not yet whole
+  std::deque<std::size_t> queued;  // points sent, oldest first
+  bool front_started = false;      // the oldest queued point has started
+  std::size_t served = 0;          // points sent to it
 };
 
 bool send_line(int fd, const std::string& text) {
@@ -637,7 +663,8 @@ bool send_line(int fd, const std::string& text) {
   return true;
 }
 
-// The worker's side: reads point indices, one a line, until the driver closes the channel.
+// The worker's side: reads point indices, one a line, until the driver closes the channel;
+// writes "start INDEX" before a point and "done INDEX STATUS" after it.
 [[noreturn]] void serve_points(const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir,
                                int channel) {
   discard_standard_output();
@@ -654,81 +681,115 @@ bool send_line(int fd, const std::string& text) {
     }
     const std::size_t index = std::stoull(received.substr(0, end));
     received.erase(0, end + 1);
+    if (!send_line(channel, fmt::format("start {}\n", index))) ::_exit(0);
     const int status = run_point_here(runner, point_args(plan.base, plan.points.at(index), dir), stderr_file(dir, index));
-    if (!send_line(channel, fmt::format("{} {}\n", index, status))) ::_exit(0);
+    if (!send_line(channel, fmt::format("done {} {}\n", index, status))) ::_exit(0);
   }
 }
 
-void start_worker(Worker& worker, const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir,
-                  const std::vector<Worker>& all) {
-  int ends[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
-    throw SweepError(fmt::format("cannot start a sweep worker: socketpair: {}", std::strerror(errno)));
-  flush_standard_streams();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(ends[0]);
+// Owns the workers: whatever way the driver leaves, none is left running or unreaped.
+class WorkerPool {
+ public:
+  WorkerPool(std::size_t size, const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir)
+      : workers_(size), runner_(runner), plan_(plan), dir_(dir) {}
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  ~WorkerPool() {
+    for (auto& worker : workers_)
+      if (worker.pid >= 0) {
+        ::kill(worker.pid, SIGKILL);
+        stop(worker);
+      }
+  }
+
+  std::vector<Worker>& workers() { return workers_; }
+
+  void start(Worker& worker) {
+    int ends[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
+      throw SweepError(fmt::format("cannot start a sweep worker: socketpair: {}", std::strerror(errno)));
+    flush_standard_streams();
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      ::close(ends[0]);
+      ::close(ends[1]);
+      throw SweepError(fmt::format("cannot start a sweep worker: fork: {}", std::strerror(errno)));
+    }
+    if (pid == 0) {
+      ::close(ends[0]);
+      for (const auto& other : workers_)
+        if (other.channel >= 0) ::close(other.channel);
+      serve_points(runner_, plan_, dir_, ends[1]);
+    }
     ::close(ends[1]);
-    throw SweepError(fmt::format("cannot start a sweep worker: fork: {}", std::strerror(errno)));
+    worker = Worker{pid, ends[0], {}, {}, false, 0};
   }
-  if (pid == 0) {
-    ::close(ends[0]);
-    for (const auto& other : all)
-      if (other.channel >= 0) ::close(other.channel);
-    serve_points(runner, plan, dir, ends[1]);
-  }
-  ::close(ends[1]);
-  worker = Worker{pid, ends[0], {}, {}, 0};
-}
 
-// Closes the channel (the worker leaves when it has read all) and returns how it ended.
-int stop_worker(Worker& worker) {
-  ::close(worker.channel);
-  int status = 0;
-  while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
+  // Closes the channel (the worker leaves when it has read all) and returns how it ended.
+  static int stop(Worker& worker) {
+    ::close(worker.channel);
+    int status = 0;
+    while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    worker = Worker{};
+    return status;
   }
-  worker = Worker{};
-  return status;
-}
+
+ private:
+  std::vector<Worker> workers_;
+  const PointRunner& runner_;
+  const SweepPlan& plan_;
+  const std::filesystem::path& dir_;
+};
 
 void run_local_workers(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
                        Progress& progress, std::size_t already) {
   std::deque<std::size_t> pending;
   for (const auto* point : todo) pending.push_back(point->index);
-  std::vector<Worker> workers(std::min<std::size_t>(std::max(1u, o.jobs), todo.size()));
+  WorkerPool pool(std::min<std::size_t>(std::max(1u, o.jobs), todo.size()), o.run_point, plan, o.out_dir);
   std::size_t done = already;
   std::size_t failed = count_failed(plan, o.out_dir);
+  int deaths_in_a_row = 0;
   progress.update(done, failed);
   const auto finish = [&](std::size_t index, PointEnd end) {
     if (!record_point(o.out_dir, index, end)) ++failed;
     progress.update(++done, failed);
   };
+  // A worker that died: its started point failed with how it ended; the points queued behind
+  // it, or all of them if none had started, run again, first.
+  const auto bury = [&](Worker& worker) {
+    const std::deque<std::size_t> queued = worker.queued;
+    const bool started = worker.front_started;
+    const int status = WorkerPool::stop(worker);
+    if (started) {
+      deaths_in_a_row = 0;
+      finish(queued.front(), point_end(status));
+    } else if (++deaths_in_a_row == deaths_before_any_start) {
+      throw SweepError(fmt::format("{} sweep workers in a row ended before starting a point (the last: {})",
+                                   deaths_before_any_start,
+                                   WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
+                                                       : fmt::format("exit status {}", WEXITSTATUS(status))));
+    }
+    pending.insert(pending.begin(), queued.begin() + (started ? 1 : 0), queued.end());
+  };
   for (;;) {
-    for (auto& worker : workers) {
-      if (worker.pid >= 0 && worker.served == points_per_worker && worker.queued.empty()) stop_worker(worker);
+    for (auto& worker : pool.workers()) {
+      if (worker.pid >= 0 && worker.served == points_per_worker && worker.queued.empty()) WorkerPool::stop(worker);
       while (!pending.empty() && worker.queued.size() < points_queued_per_worker &&
              (worker.pid < 0 || worker.served < points_per_worker)) {
-        const std::size_t index = pending.front();
-        if (worker.pid < 0) start_worker(worker, o.run_point, plan, o.out_dir, workers);
-        if (!send_line(worker.channel, fmt::format("{}\n", index))) {
-          // It died: what it had queued runs again, its running point recorded when it is reaped.
-          if (worker.queued.empty()) {
-            stop_worker(worker);
-            start_worker(worker, o.run_point, plan, o.out_dir, workers);
-            if (!send_line(worker.channel, fmt::format("{}\n", index)))
-              throw SweepError(fmt::format("cannot hand point {} to a sweep worker: {}", index, std::strerror(errno)));
-          } else {
-            break;
-          }
+        if (worker.pid < 0) pool.start(worker);
+        if (!send_line(worker.channel, fmt::format("{}\n", pending.front()))) {
+          bury(worker);
+          continue;
         }
+        worker.queued.push_back(pending.front());
         pending.pop_front();
-        worker.queued.push_back(index);
         ++worker.served;
       }
     }
     std::vector<pollfd> waiting;
     std::vector<Worker*> busy;
-    for (auto& worker : workers)
+    for (auto& worker : pool.workers())
       if (!worker.queued.empty()) {
         waiting.push_back(pollfd{worker.channel, POLLIN, 0});
         busy.push_back(&worker);
@@ -745,28 +806,33 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, const std::
       const ssize_t n = ::read(worker.channel, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        // The worker died in the middle of its first queued point; the others never started.
-        const std::deque<std::size_t> queued = worker.queued;
-        finish(queued.front(), point_end(stop_worker(worker)));
-        pending.insert(pending.begin(), queued.begin() + 1, queued.end());
+        bury(worker);
         continue;
       }
       worker.received.append(chunk, static_cast<std::size_t>(n));
       for (auto end = worker.received.find('\n'); end != std::string::npos; end = worker.received.find('\n')) {
-        std::istringstream reply(worker.received.substr(0, end));
+        std::istringstream message(worker.received.substr(0, end));
+        worker.received.erase(0, end + 1);
+        std::string what;
         std::size_t index = 0;
         int status = 0;
-        reply >> index >> status;
-        worker.received.erase(0, end + 1);
-        if (worker.queued.empty() || index != worker.queued.front() || !reply)
-          throw SweepError(fmt::format("a sweep worker answered for a point it was not running ({})", index));
+        message >> what >> index;
+        if (what == "done") message >> status;
+        if (!message || worker.queued.empty() || index != worker.queued.front() || (what != "start" && what != "done"))
+          throw SweepError(fmt::format("a sweep worker sent a message out of turn: {} {}", what, index));
+        if (what == "start") {
+          worker.front_started = true;
+          deaths_in_a_row = 0;
+          continue;
+        }
         worker.queued.pop_front();
+        worker.front_started = false;
         finish(index, PointEnd{status, 0});
       }
     }
   }
-  for (auto& worker : workers)
-    if (worker.pid >= 0) stop_worker(worker);
+  for (auto& worker : pool.workers())
+    if (worker.pid >= 0) WorkerPool::stop(worker);
 }
 
 // The tables of the first point to run, built by the driver on one thread per job before any
@@ -788,9 +854,12 @@ void build_first_tables(const SweepPlan& plan, const SweepOptions& o, const Swee
 
 void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
                Progress& progress, std::size_t already) {
+  open_standard_descriptors();
   if (!todo.empty()) build_first_tables(plan, o, *todo.front());
   if (o.run_point && !plan.loads_plugins && !todo.empty()) run_local_workers(plan, o, todo, progress, already);
-  else run_local_process_per_point(plan, o, todo, progress, already);
+  // The driver has loaded the plugins to check the plan, so a copy of it would start each point
+  // with them loaded: these points get a new npusim each.
+  else run_local_process_per_point(plan, o, plan.loads_plugins ? PointRunner{} : o.run_point, todo, progress, already);
 }
 
 std::string find_on_path(const std::string& program) {

@@ -24,7 +24,7 @@ struct SweepPlan {
   std::string base;                     // the base scenario: an absolute path, or "default"
   std::vector<std::string> parameters;  // axis paths, in column order
   std::vector<SweepPoint> points;
-  bool loads_plugins = false;  // some point's scenario loads a policy plugin: each point gets a process of its own
+  bool loads_plugins = false;  // some point's scenario loads a policy plugin: each point runs as a new npusim
 };
 
 // Reads a sweep file and checks every axis value against the base scenario, so unknown key
@@ -36,10 +36,10 @@ enum class SweepBackend { local, slurm };
 
 // Runs one point's command line (the words after the program's name: "run", the base scenario,
 // its --set, --out and --table-cache options) in the calling process, writing to file
-// descriptors 1 and 2, and returns its exit status. The sweep calls it in a forked copy of
-// itself, so a point still fails alone (a crash, an error, a leak), but skips the exec and the
-// dynamic loading and start-up of a new program, which on a virtual machine cost more than a
-// short point's simulation (docs/sweeps.md).
+// descriptors 1 and 2, and returns its exit status. The sweep calls it in forked workers, each
+// running up to 100 points in turn: a point that crashes its worker still fails alone, and no
+// exec, dynamic loading or start-up of a new program is paid per point, which on a virtual
+// machine cost more than a short point's simulation (docs/sweeps.md).
 using PointRunner = std::function<int(const std::vector<std::string>& args)>;
 
 struct SweepOptions {
@@ -50,7 +50,7 @@ struct SweepOptions {
   std::size_t points_per_task = 0;     // slurm: 0 chooses (one per point, at most 1000 tasks)
   std::vector<std::string> slurm_options;  // slurm: passed to sbatch as given (--partition=..., --time=...)
   std::filesystem::path npusim;        // the executable that runs points (Slurm tasks; local points without run_point)
-  PointRunner run_point;               // local points: forked and run in-process; empty: exec npusim
+  PointRunner run_point;               // local points: run in forked workers; empty: exec npusim per point
   bool progress = false;               // draw a progress line on `log`
 };
 

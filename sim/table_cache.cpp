@@ -10,7 +10,6 @@
 #include <cstring>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string_view>
 #include <system_error>
 
@@ -40,7 +39,7 @@ std::string read_file(const std::filesystem::path& file) {
   if (ec || size > largest_file_bytes) return {};
   // One buffer of the file's size, read into: a growing stream copies the bytes several times
   // into fresh pages, which cost a sweep point more than the reading itself. A file that
-  // changed size meanwhile reads short or long and fails the checks after.
+  // changed size meanwhile reads short or long, and is treated as missing.
   std::string bytes(static_cast<std::size_t>(size), '\0');
   std::ifstream in(file, std::ios::binary);
   in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));

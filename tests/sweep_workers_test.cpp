@@ -4,6 +4,7 @@
 // share of points, and scenarios with policy plugins still get a process per point.
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,7 +12,6 @@
 #include <iostream>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -78,29 +78,36 @@ int write_fake_result(const std::vector<std::string>& args) {
 }
 
 TEST_F(SweepWorkers, GiveTheBytesOfAProcessPerPoint) {
+  // The default scenario serves two networks (ResNet-56 and MobileNetV2); two NPUs, two policies.
   const auto plan = load_sweep(write_sweep("bytes", "set:\n  simulation.samples: 300\n"
-                                                    "grid:\n  scheduler.policy: [fcfs, exit_aware]\nseeds: 3\n"));
-  ASSERT_EQ(plan.points.size(), 6u);
+                                                    "grid:\n  npu: [default, baseline]\n"
+                                                    "  scheduler.policy: [fcfs, exit_aware]\nseeds: 2\n"));
+  ASSERT_EQ(plan.points.size(), 8u);
   const auto by_process = run(plan, dir_ / "exec", 1, {});
   const auto by_workers = run(plan, dir_ / "workers", 2, run_with_the_cli);
-  EXPECT_EQ(by_process.succeeded, 6u);
-  EXPECT_EQ(by_workers.succeeded, 6u);
+  EXPECT_EQ(by_process.succeeded, 8u);
+  EXPECT_EQ(by_workers.succeeded, 8u);
   EXPECT_EQ(read(dir_ / "exec" / "results.csv"), read(dir_ / "workers" / "results.csv"));
-  for (const char* point : {"000000", "000003", "000005"})
-    for (const char* file : {"summary.json", "metrics.csv", "scenario.yaml"}) {
-      const auto expected = read(dir_ / "exec" / "points" / point / file);
-      EXPECT_FALSE(expected.empty()) << point << "/" << file;
-      EXPECT_EQ(read(dir_ / "workers" / "points" / point / file), expected) << point << "/" << file;
+  std::size_t files = 0;
+  for (const auto& point : std::filesystem::directory_iterator(dir_ / "exec" / "points"))
+    for (const auto& file : std::filesystem::directory_iterator(point.path())) {
+      const auto twin = dir_ / "workers" / "points" / point.path().filename() / file.path().filename();
+      EXPECT_EQ(read(twin), read(file.path())) << twin;
+      ++files;
     }
+  EXPECT_EQ(files, 8u * 3);  // summary.json, metrics.csv, scenario.yaml
 }
 
-// Seed 2's points kill the worker running them (jobs 1, so the next point was already queued
-// to it): they fail with the signal named, and every other point runs, as in its own process.
+// Seed 2's points kill the worker running them (jobs 1, so the next point is queued behind):
+// they fail with the signal named, and every other point runs, as in its own process.
 TEST_F(SweepWorkers, APointThatKillsItsWorkerFailsAlone) {
   const auto plan = load_sweep(write_sweep("crash", "set:\n  simulation.samples: 200\n"
                                                     "grid:\n  scheduler.policy: [fcfs, edf]\nseeds: 3\n"));
   const auto outcome = run(plan, dir_ / "out", 1, [](const std::vector<std::string>& args) {
-    if (has(args, "simulation.seed=2")) ::raise(SIGKILL);
+    if (has(args, "simulation.seed=2")) {
+      ::usleep(200'000);  // time for the driver to queue the next point behind this one
+      ::raise(SIGKILL);
+    }
     return run_with_the_cli(args);
   });
   EXPECT_EQ(outcome.succeeded, 4u);
@@ -120,7 +127,7 @@ TEST_F(SweepWorkers, APointThatKillsItsWorkerFailsAlone) {
   }
 }
 
-// 250 points on one job: workers serve at most 100 points each, so at least three serve them.
+// 250 points on one job: workers serve 100 points each, so three serve them.
 TEST_F(SweepWorkers, AreReplacedAfterAHundredPoints) {
   const auto plan = load_sweep(write_sweep("many", "seeds: 250\n"));
   const auto outcome = run(plan, dir_ / "out", 1, write_fake_result);
@@ -132,26 +139,45 @@ TEST_F(SweepWorkers, AreReplacedAfterAHundredPoints) {
     const auto metrics = read(dir_ / "out" / "points" / name / "metrics.csv");
     ++points_per_process[metrics.substr(metrics.find("\n1,") + 3)];
   }
-  EXPECT_GE(points_per_process.size(), 3u);
+  EXPECT_EQ(points_per_process.size(), 3u);
   for (const auto& [pid, points] : points_per_process) EXPECT_LE(points, 100u) << "process " << pid;
 }
 
-// A plugin may keep state between runs, so its points do not share a process.
-TEST_F(SweepWorkers, LeavePluginScenariosAProcessPerPoint) {
-  const auto sweep = write_sweep("plugin", std::string("set:\n  scheduler.plugins: [") + NPUSIM_EXAMPLE_PLUGIN +
-                                                  "]\n  scheduler.policy: greedy_batch\nseeds: 4\n");
+// A plugin may keep state between runs, and the driver has loaded it to check the plan, so
+// its points run as new npusim processes: the in-process runner is never called.
+TEST_F(SweepWorkers, LeavePluginScenariosANewProcessPerPoint) {
+  const auto sweep = write_sweep("plugin", std::string("set:\n  simulation.samples: 200\n  scheduler.plugins: [") +
+                                               NPUSIM_EXAMPLE_PLUGIN + "]\n  scheduler.policy: greedy_batch\nseeds: 3\n");
   const auto plan = load_sweep(sweep);
   EXPECT_TRUE(plan.loads_plugins);
-  const auto outcome = run(plan, dir_ / "out", 1, write_fake_result);
-  ASSERT_EQ(outcome.succeeded, 4u);
-  std::set<std::string> processes;
-  for (const auto& point : plan.points) {
-    char name[16];
-    std::snprintf(name, sizeof name, "%06zu", point.index);
-    processes.insert(read(dir_ / "out" / "points" / name / "metrics.csv"));
-  }
-  EXPECT_EQ(processes.size(), 4u);
+  const auto outcome = run(plan, dir_ / "out", 2, [](const std::vector<std::string>&) -> int { ::_exit(99); });
+  EXPECT_EQ(outcome.succeeded, 3u) << (outcome.first_errors.empty() ? "" : outcome.first_errors.front());
   EXPECT_FALSE(load_sweep(write_sweep("builtin", "seeds: 2\n")).loads_plugins);
+}
+
+// A driver started with standard output and error closed still runs every point: the numbers
+// are not handed to the workers' files or channels.
+TEST_F(SweepWorkers, RunWithTheStandardStreamsClosed) {
+  const auto plan = load_sweep(write_sweep("closed", "set:\n  simulation.samples: 200\nseeds: 4\n"));
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(STDOUT_FILENO);
+    ::close(STDERR_FILENO);
+    SweepOptions options;
+    options.out_dir = dir_ / "out";
+    options.jobs = 2;
+    options.npusim = NPUSIM_CLI_PATH;
+    options.run_point = run_with_the_cli;
+    std::ostringstream log;
+    ::_exit(static_cast<int>(run_sweep(plan, options, log).succeeded));
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 4);
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ / "out" / "points"))
+    EXPECT_NE(entry.path().extension(), ".error") << read(entry.path());
 }
 
 }  // namespace
