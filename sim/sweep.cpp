@@ -1,6 +1,7 @@
 #include "sim/sweep.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <spawn.h>
 #include <signal.h>
@@ -8,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -16,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <deque>
+#include <exception>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -169,19 +173,6 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
 
   // Every axis value must make a valid scenario on its own: unknown paths and wrong types are
   // the sweep file's fault and are reported now. Combinations are checked when points run.
-  const auto check = [&](const Axis& axis) {
-    // Any unsigned 64-bit seed is valid, and each seed was read as one: one is enough.
-    const std::size_t checked = &axis == &seeds ? 1 : axis.values.size();
-    for (std::size_t i = 0; i < checked; ++i) {
-      std::vector<std::string> assignments = fixed;
-      assignments.push_back(axis.path + "=" + axis.values[i]);
-      try {
-        plan.loads_plugins |= !load_scenario(plan.base, assignments).scheduler.plugins.empty();
-      } catch (const std::exception& e) {  // a config, network or arrival error: one line
-        throw ConfigError(fmt::format("{}: {} = {}: {}", axis.nodes[i].where(), axis.path, axis.values[i], e.what()));
-      }
-    }
-  };
   try {
     plan.loads_plugins |= !load_scenario(plan.base, fixed).scheduler.plugins.empty();
   } catch (const std::exception& e) {
@@ -192,11 +183,55 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
   for (const auto& g : zips)
     for (const auto& a : g) axes.push_back(&a);
   if (!seeds.values.empty()) axes.push_back(&seeds);
+  // The values load on every core (each load parses the scenario and its networks, the one
+  // serial part of a short sweep's start), and the first error in axis order is reported, as
+  // one thread would.
+  struct ValueCheck {
+    const Axis* axis;
+    std::size_t value;
+    std::exception_ptr error;
+    bool loads_plugins = false;
+  };
+  std::vector<ValueCheck> checks;
+  for (const auto* a : axes) {
+    // Any unsigned 64-bit seed is valid, and each seed was read as one: one is enough.
+    const std::size_t checked = a == &seeds ? 1 : a->values.size();
+    for (std::size_t i = 0; i < checked; ++i) checks.push_back({a, i, nullptr});
+  }
+  {
+    std::atomic<std::size_t> next{0};
+    const auto check_values = [&] {
+      for (std::size_t c = next++; c < checks.size(); c = next++) {
+        ValueCheck& check = checks[c];
+        std::vector<std::string> assignments = fixed;
+        assignments.push_back(check.axis->path + "=" + check.axis->values[check.value]);
+        try {
+          check.loads_plugins = !load_scenario(plan.base, assignments).scheduler.plugins.empty();
+        } catch (...) {
+          check.error = std::current_exception();
+        }
+      }
+    };
+    const std::size_t threads = std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), checks.size());
+    std::vector<std::jthread> pool;
+    for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(check_values);
+    check_values();
+  }
+  std::size_t c = 0;
   for (const auto* a : axes) {
     for (const auto* other : axes)
       if (other != a && other->path == a->path)
         a->nodes.front().fail_here(fmt::format("{} is swept twice", a->path));
-    check(*a);
+    for (; c < checks.size() && checks[c].axis == a; ++c) {
+      plan.loads_plugins |= checks[c].loads_plugins;
+      if (!checks[c].error) continue;
+      try {
+        std::rethrow_exception(checks[c].error);
+      } catch (const std::exception& e) {  // a config, network or arrival error: one line
+        const std::size_t i = checks[c].value;
+        throw ConfigError(fmt::format("{}: {} = {}: {}", a->nodes[i].where(), a->path, a->values[i], e.what()));
+      }
+    }
     plan.parameters.push_back(a->path);
   }
 
@@ -338,8 +373,17 @@ bool whole_result(const std::filesystem::path& dir, std::size_t index) {
     return n;
   };
   if (fields(row) == 0 || fields(row) != fields(header)) return false;
-  const std::string summary = read_text(point_dir(dir, index) / "summary.json");
-  return summary.size() > 2 && summary.front() == '{' && summary.compare(summary.size() - 2, 2, "}\n") == 0;
+  // Only its ends are read: a sweep's results.csv checks every point, and a summary is tens of
+  // kilobytes.
+  std::ifstream summary(point_dir(dir, index) / "summary.json", std::ios::binary | std::ios::ate);
+  const std::streamoff size = summary ? static_cast<std::streamoff>(summary.tellg()) : 0;
+  if (size <= 2) return false;
+  char first = 0, last[2] = {};
+  summary.seekg(0);
+  summary.get(first);
+  summary.seekg(size - 2);
+  summary.read(last, 2);
+  return summary && first == '{' && last[0] == '}' && last[1] == '\n';
 }
 
 // A failure is recorded when its .error file holds a line.
@@ -517,11 +561,14 @@ bool run_point_now(const std::filesystem::path& npusim, const PointRunner& runne
 
 // ---- results ----
 
-void write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
+// Returns which points have a whole result, by index.
+std::vector<bool> write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
+  std::vector<bool> whole(plan.points.size());
+  for (const auto& point : plan.points) whole[point.index] = whole_result(dir, point.index);
   std::vector<std::string> metric_names;
   for (const auto& point : plan.points) {
     const auto file = point_dir(dir, point.index) / "metrics.csv";
-    if (!whole_result(dir, point.index)) continue;
+    if (!whole[point.index]) continue;
     std::istringstream text(read_text(file));
     std::string header;
     std::getline(text, header);
@@ -540,7 +587,7 @@ void write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
     out += std::to_string(point.index);
     const auto metrics = point_dir(dir, point.index) / "metrics.csv";
     std::string row, error;
-    if (whole_result(dir, point.index)) {
+    if (whole[point.index]) {
       std::istringstream text(read_text(metrics));
       std::string header;
       std::getline(text, header);
@@ -558,6 +605,7 @@ void write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
     out.append(",").append(csv_field(error)).append("\n");
   }
   write_atomically(dir / "results.csv", out);
+  return whole;
 }
 
 // ---- progress ----
@@ -668,6 +716,10 @@ bool send_line(int fd, const std::string& text) {
 [[noreturn]] void serve_points(const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir,
                                int channel) {
   discard_standard_output();
+  // Memory a point frees stays mapped for the next: given back and mapped again, every page
+  // faults anew, and on a virtual machine faults were a point's dearest part.
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   std::string received;
   char chunk[256];
   for (;;) {
@@ -990,13 +1042,13 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   if (o.backend == SweepBackend::local) run_local(plan, o, todo, progress, outcome.reused);
   else run_slurm(plan, o, todo, progress, points_per_task, outcome.reused);
   progress.finish();
-  write_results(plan, o.out_dir);
+  const std::vector<bool> whole = write_results(plan, o.out_dir);
   // Every point without a whole result is failed: results.csv says so, with a reason.
-  for (const auto& p : plan.points) outcome.succeeded += whole_result(o.out_dir, p.index) ? 1 : 0;
+  outcome.succeeded = static_cast<std::size_t>(std::count(whole.begin(), whole.end(), true));
   outcome.failed = outcome.total - outcome.succeeded;
   for (const auto& p : plan.points) {
     if (outcome.first_errors.size() == 3) break;
-    if (whole_result(o.out_dir, p.index)) continue;
+    if (whole[p.index]) continue;
     std::string line = recorded_failure(o.out_dir, p.index) ? read_text(error_file(o.out_dir, p.index))
                                                             : std::string("no whole result");
     while (!line.empty() && line.back() == '\n') line.pop_back();

@@ -81,6 +81,9 @@ expect_refusal empty-axis "$base
 grid: {scheduler.policy: []}" "grid.scheduler.policy = []: allowed a non-empty list of values"
 expect_refusal wrong-type "$base
 grid: {simulation.samples: [100, lots]}" "simulation.samples = lots"
+# Axis values are checked on every core; the first bad one in axis order is the one named.
+expect_refusal first-error "$base
+grid: {simulation.samples: [100, 200, lots], scheduler.policy: [fifo, edf]}" "simulation.samples = lots"
 expect_refusal zip-lengths "$base
 zip: [{npu.pe_count: [32, 64], npu.pe_width: [32]}]" "zip[0].npu.pe_width = 1 values: allowed 2 values"
 expect_refusal unknown-key "$base
