@@ -1,6 +1,7 @@
 #include "npu_model/fluid_batching_engine.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <thread>
 
@@ -82,17 +83,20 @@ ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<Lay
   }
   std::vector<std::exception_ptr> failures(max_batch + 1);
   {
-    std::vector<std::jthread> pool;
-    for (unsigned w = 0; w < workers; ++w)
-      pool.emplace_back([&, w] {
-        for (std::uint32_t batch = 1 + w; batch <= max_batch; batch += workers) {
-          try {
-            build_batch(batch);
-          } catch (...) {
-            failures[batch] = std::current_exception();
-          }
+    // Largest batch sizes first, each to the next free thread: they take longest.
+    std::atomic<std::uint32_t> next{max_batch};
+    const auto build_some = [&] {
+      for (std::uint32_t batch = next--; batch >= 1 && batch <= max_batch; batch = next--) {
+        try {
+          build_batch(batch);
+        } catch (...) {
+          failures[batch] = std::current_exception();
         }
-      });
+      }
+    };
+    std::vector<std::jthread> pool;
+    for (unsigned w = 1; w < workers; ++w) pool.emplace_back(build_some);
+    build_some();
   }
   for (const auto& failure : failures)
     if (failure) std::rethrow_exception(failure);
