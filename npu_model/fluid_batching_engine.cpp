@@ -81,12 +81,13 @@ ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<Lay
     for (std::uint32_t batch = 1; batch <= max_batch; ++batch) build_batch(batch);
     return table;
   }
-  std::vector<std::exception_ptr> failures(max_batch + 1);
+  std::vector<std::exception_ptr> failures(std::size_t{max_batch} + 1);
   {
     // Largest batch sizes first, each to the next free thread: they take longest.
-    std::atomic<std::uint32_t> next{max_batch};
+    std::atomic<std::uint64_t> taken{0};
     const auto build_some = [&] {
-      for (std::uint32_t batch = next--; batch >= 1 && batch <= max_batch; batch = next--) {
+      for (std::uint64_t i = taken++; i < max_batch; i = taken++) {
+        const auto batch = static_cast<std::uint32_t>(max_batch - i);
         try {
           build_batch(batch);
         } catch (...) {

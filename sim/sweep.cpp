@@ -203,9 +203,9 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
     const auto check_values = [&] {
       for (std::size_t c = next++; c < checks.size(); c = next++) {
         ValueCheck& check = checks[c];
-        std::vector<std::string> assignments = fixed;
-        assignments.push_back(check.axis->path + "=" + check.axis->values[check.value]);
         try {
+          std::vector<std::string> assignments = fixed;
+          assignments.push_back(check.axis->path + "=" + check.axis->values[check.value]);
           check.loads_plugins = !load_scenario(plan.base, assignments).scheduler.plugins.empty();
         } catch (...) {
           check.error = std::current_exception();
@@ -375,7 +375,10 @@ bool whole_result(const std::filesystem::path& dir, std::size_t index) {
   if (fields(row) == 0 || fields(row) != fields(header)) return false;
   // Only its ends are read: a sweep's results.csv checks every point, and a summary is tens of
   // kilobytes.
-  std::ifstream summary(point_dir(dir, index) / "summary.json", std::ios::binary | std::ios::ate);
+  const auto summary_file = point_dir(dir, index) / "summary.json";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(summary_file, ec)) return false;  // a FIFO would block the open
+  std::ifstream summary(summary_file, std::ios::binary | std::ios::ate);
   const std::streamoff size = summary ? static_cast<std::streamoff>(summary.tellg()) : 0;
   if (size <= 2) return false;
   char first = 0, last[2] = {};
@@ -717,9 +720,11 @@ bool send_line(int fd, const std::string& text) {
                                int channel) {
   discard_standard_output();
   // Memory a point frees stays mapped for the next: given back and mapped again, every page
-  // faults anew, and on a virtual machine faults were a point's dearest part.
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  // faults anew, and on a virtual machine faults were a point's dearest part. 32 MiB is the
+  // largest mmap threshold every glibc accepts; the trim threshold is set only if it was, since
+  // setting it alone freezes the mmap threshold at 128 KiB. A worker may so keep up to 64 MiB
+  // of freed memory.
+  if (::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1) ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
   std::string received;
   char chunk[256];
   for (;;) {
