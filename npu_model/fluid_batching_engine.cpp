@@ -76,11 +76,9 @@ ControlBlockTable ControlBlockTable::build(const Npu& npu, const std::vector<Lay
       table.on_chip_bytes_[table.index(batch, i)] = plan.on_chip_bytes_before[i];
     }
   };
+  // One path for any thread count: the calling thread is one of them, and the error thrown is
+  // the smallest failing batch size's, as an ascending build on one thread would throw.
   const unsigned workers = std::clamp<unsigned>(threads, 1, max_batch);
-  if (workers == 1) {
-    for (std::uint32_t batch = 1; batch <= max_batch; ++batch) build_batch(batch);
-    return table;
-  }
   std::vector<std::exception_ptr> failures(std::size_t{max_batch} + 1);
   {
     // Largest batch sizes first, each to the next free thread: they take longest.
