@@ -513,7 +513,11 @@ int run_sweep_command(const SweepCliOptions& o, std::ostream& out, std::ostream&
   options.npusim = std::filesystem::read_symlink("/proc/self/exe");
   options.run_point = run_point_in_process;
   options.progress = ::isatty(STDERR_FILENO) != 0;
-  const SweepPlan plan = load_sweep(o.file, o.overrides);
+  // The plan is checked on as many threads as points would run on: --jobs 1 keeps a login
+  // node's other cores free, and a Slurm driver (whose jobs are the cluster's) uses one thread
+  // unless told.
+  const unsigned check_threads = options.backend == SweepBackend::local ? options.jobs : std::max(1u, o.jobs);
+  const SweepPlan plan = load_sweep(o.file, o.overrides, check_threads);
   if (o.dry_run) {
     // The expansion only: how many points, and what each sets. Nothing is written.
     std::ostringstream text;

@@ -98,7 +98,8 @@ void check_point_count(const std::filesystem::path& file, const std::vector<std:
 
 }  // namespace
 
-SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides,
+                     unsigned check_threads) {
   const ConfigNode doc = ConfigNode::load_file(file);
   doc.expect_keys({"name", "base", "set", "grid", "zip", "seeds"});
   SweepPlan plan;
@@ -183,9 +184,9 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
   for (const auto& g : zips)
     for (const auto& a : g) axes.push_back(&a);
   if (!seeds.values.empty()) axes.push_back(&seeds);
-  // The values load on every core (each load parses the scenario and its networks, the one
-  // serial part of a short sweep's start), and the first error in axis order is reported, as
-  // one thread would.
+  // The values load on the caller's threads (each load parses the scenario and its networks,
+  // the one serial part of a short sweep's start), and the first error in axis order is
+  // reported, as one thread would.
   struct ValueCheck {
     const Axis* axis;
     std::size_t value;
@@ -212,7 +213,7 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
         }
       }
     };
-    const std::size_t threads = std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), checks.size());
+    const std::size_t threads = std::min<std::size_t>(std::max(1u, check_threads), checks.size());
     std::vector<std::jthread> pool;
     for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(check_values);
     check_values();

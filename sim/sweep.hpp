@@ -30,9 +30,11 @@ struct SweepPlan {
 // Reads a sweep file and checks every axis value against the base scenario, so unknown key
 // paths and values of the wrong type are reported before any point runs. `overrides` are
 // --set assignments applied to every point. Throws ConfigError (one line): the first bad value
-// in axis order. The values load on one thread per core, so a policy plugin the scenarios name
-// is loaded, and registers, on several threads at once (each into a registry of its own).
-SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
+// in axis order. The values load on up to `check_threads` threads (0 is taken as 1), so a policy
+// plugin the scenarios name may be loaded, and register, on several threads at once (each into
+// a registry of its own).
+SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::string>& overrides = {},
+                     unsigned check_threads = 1);
 
 enum class SweepBackend { local, slurm };
 

@@ -67,7 +67,9 @@ grep -q '^3,failed,40,"\[1, 16\]",.*npu.batching.stack_factors' "$work/mixed/res
 expect_refusal() {  # name, sweep text, expected text
   printf '%s\n' "$2" > "$work/$1.yaml"
   set +e
-  "$npusim" sweep "$work/$1.yaml" --out "$work/$1" >"$work/$1.out" 2>"$work/$1.err"
+  # Three jobs check the plan on three threads on any machine: the error must be the first in
+  # axis order all the same.
+  "$npusim" sweep "$work/$1.yaml" --out "$work/$1" --jobs 3 >"$work/$1.out" 2>"$work/$1.err"
   local status=$?
   set -e
   [[ $status -eq 2 && $(wc -l < "$work/$1.err") -eq 1 && ! -s "$work/$1.out" ]] || fail "$1: status $status, $(cat "$work/$1.err")"
