@@ -25,6 +25,7 @@
 #include "npu_model/layer_lowering.hpp"
 #include "sim/cli_support.hpp"
 #include "sim/config_node.hpp"
+#include "sim/run_memo.hpp"
 #include "sim/cost_command.hpp"
 #include "sim/json.hpp"
 #include "sim/model_report.hpp"
@@ -347,10 +348,10 @@ std::filesystem::path vcd_path(const std::filesystem::path& file) {
   return file.extension() == ".vcd" ? file : std::filesystem::path(file.string() + ".vcd");
 }
 
-void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
+void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err, RunMemo* memo) {
   scheduler::PolicyRegistry registry;
   scheduler::register_builtin_policies(registry);
-  const Scenario scenario = load_scenario(o.scenario, o.overrides, registry);
+  const Scenario scenario = load_scenario(o.scenario, o.overrides, registry, memo);
   if (o.samples_csv && o.out_dir.empty()) throw UsageError("--samples-csv needs --out DIR");
   const auto [trace_start_ms, trace_end_ms] = parse_window(o.trace_window);
   const std::filesystem::path dir(o.out_dir);
@@ -402,7 +403,7 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err) {
                        static_cast<std::int64_t>(trace_end_ms * 1e9)};
     const ServingResult result =
         run_serving(scenario, registry, observers, vcd,
-                    {.skip_decisions = !o.ask_every_boundary, .table_cache = o.table_cache});
+                    {.skip_decisions = !o.ask_every_boundary, .table_cache = o.table_cache, .memo = memo});
     progress.reset();
     if (!o.vcd_file.empty()) {
       require_replaceable(vcd_file);
@@ -492,10 +493,10 @@ struct SweepCliOptions {
 // A sweep point in a forked copy of this process: the command line the point's own process
 // would get, on this process's standard streams, which the sweep has pointed at /dev/null and
 // the point's error file.
-int run_point_in_process(const std::vector<std::string>& args) {
+int run_point_in_process(const std::vector<std::string>& args, RunMemo& memo) {
   std::vector<const char*> argv{"npusim"};
   for (const auto& a : args) argv.push_back(a.c_str());
-  return run_cli(static_cast<int>(argv.size()), argv.data(), std::cout, std::cerr);
+  return run_cli(static_cast<int>(argv.size()), argv.data(), std::cout, std::cerr, &memo);
 }
 
 // Exit status 3 when the sweep ran but some points failed (their errors are in results.csv).
@@ -551,7 +552,7 @@ int user_error(std::ostream& err, const std::string& message) {
   return 2;
 }
 
-int run_command(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+int run_command(int argc, const char* const* argv, std::ostream& out, std::ostream& err, RunMemo* memo) {
   CLI::App app{"npusim: cycle-level simulator of an edge NPU serving early-exit DNNs"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "npusim 0.1.0");
@@ -640,7 +641,7 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
     if (model_cmd->parsed()) run_model(model, out);
     if (describe_cmd->parsed()) run_describe(describe_what, describe_plugins, out);
     if (trace_cmd->parsed()) run_trace(trace, out);
-    if (run_cmd->parsed()) run_scenario(run, out, err);
+    if (run_cmd->parsed()) run_scenario(run, out, err, memo);
     if (validate_cmd->parsed()) run_validate(validate_file, validate_overrides, out);
     if (sweep_cmd->parsed()) return run_sweep_command(sweep, out, err);
     if (task_cmd->parsed()) run_sweep_task(task_dir, task_index, std::filesystem::read_symlink("/proc/self/exe"),
@@ -687,8 +688,8 @@ int run_command(int argc, const char* const* argv, std::ostream& out, std::ostre
 
 }  // namespace
 
-int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  const int status = run_command(argc, argv, out, err);
+int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err, RunMemo* memo) {
+  const int status = run_command(argc, argv, out, err, memo);
   if (status == 2) return status;
   // Output that never arrived (a full disk, a closed pipe, > /dev/full) is a failure, not a
   // success with nothing printed. Flushing std::cout flushes the C stdout beneath it.

@@ -11,6 +11,7 @@
 #include "sim/embedded_configs.hpp"
 #include "sim/network_yaml.hpp"
 #include "sim/npu_yaml.hpp"
+#include "sim/run_memo.hpp"
 
 namespace npusim::sim {
 namespace {
@@ -220,7 +221,8 @@ double positive(const ConfigNode& node, double max, const std::string& unit) {
   return value;
 }
 
-std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode& document, Scenario& scenario) {
+std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode& document, Scenario& scenario,
+                                        RunMemo* memo) {
   const auto devices = list.as_list();
   if (devices.empty()) list.fail("[]", "a list of at least one device");
   std::set<std::string> names;
@@ -234,7 +236,9 @@ std::vector<DeviceConfig> parse_devices(const ConfigNode& list, const ConfigNode
     const ConfigNode model_node = d.has("model") ? d.at("model") : document.at("model");
     const std::string model_name = model_node.as_name();
     if (!scenario.models.count(model_name))
-      scenario.models.emplace(model_name, load_model(resolve_model(model_name, scenario.base_dir)));
+      scenario.models.emplace(model_name, memo && is_zoo_model(model_name)
+                                              ? memo->zoo_model(model_name, [&] { return load_model(model_name); })
+                                              : load_model(resolve_model(model_name, scenario.base_dir)));
     const auto& model = scenario.models.at(model_name);
     device.stream.model = model_name;
     device.stream.arrival = parse_arrival(d.at("arrival"));
@@ -303,7 +307,7 @@ std::vector<traces::DeviceStream> Scenario::streams() const {
 }
 
 Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides,
-                       scheduler::PolicyRegistry& registry) {
+                       scheduler::PolicyRegistry& registry, RunMemo* memo) {
   const bool embedded = file_or_default == "default";
   ConfigNode document = embedded ? ConfigNode::load_embedded_text(default_scenario_yaml(), "<embedded configs/scenarios/default.yaml>")
                                  : ConfigNode::load_composed(file_or_default);
@@ -325,7 +329,7 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
                                     document.source(), traces::printable(scenario.name), traces::name_rule));
   }
   scenario.npu = parse_npu(document, npu_overrides, scenario.base_dir);
-  scenario.devices = parse_devices(document.at("devices"), document, scenario);
+  scenario.devices = parse_devices(document.at("devices"), document, scenario, memo);
 
   const ConfigNode scheduler_node = document.at("scheduler");
   scenario.scheduler = parse_scheduler(scheduler_node, registry, scenario.base_dir);

@@ -19,6 +19,8 @@
 
 namespace npusim::sim {
 
+class RunMemo;  // sim/run_memo.hpp
+
 struct DeviceConfig {
   traces::DeviceStream stream;
   // Exactly one is set: an absolute SLO, or a multiple of the model's isolated batch-1
@@ -82,10 +84,11 @@ struct Scenario {
 // Loads, composes and validates a scenario. `overrides` are --set assignments
 // ("scheduler.policy=edf", "npu.pe_count=32") applied before parsing. Plugins named in
 // scheduler.plugins are loaded into `registry`, which must hold the built-in policies and
-// outlive every policy made from it. Throws ConfigError (one line: file:line: path = value:
-// allowed ...) or workloads::NetworkError.
+// outlive every policy made from it. With `memo`, zoo networks parsed by earlier loads in this
+// process are taken from it (and kept there); the scenario is the same. Throws ConfigError (one
+// line: file:line: path = value: allowed ...) or workloads::NetworkError.
 Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides,
-                       scheduler::PolicyRegistry& registry);
+                       scheduler::PolicyRegistry& registry, RunMemo* memo = nullptr);
 // For callers that need only the arrivals (npusim trace): the built-in policies suffice.
 Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides = {});
 const std::string& default_scenario_yaml();

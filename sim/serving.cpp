@@ -1361,7 +1361,7 @@ ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegis
   std::vector<scheduler::ModelProfile> profiles;
   models.reserve(scenario.models.size());
   std::optional<TableCache> tables;
-  if (!engine.table_cache.empty()) tables.emplace(engine.table_cache);
+  if (!engine.table_cache.empty()) tables.emplace(engine.table_cache, engine.memo);
   for (const auto& [name, network] : scenario.models)
     models.push_back(build_runtime(scenario.npu, name, network, scenario.scheduler.max_batch,
                                    believed_exit_probabilities(scenario, name, network), profiles, scenario.source,

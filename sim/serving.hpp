@@ -16,6 +16,7 @@
 #include "scheduler/policy.hpp"
 #include "scheduler/registry.hpp"
 #include "sim/metrics.hpp"
+#include "sim/run_memo.hpp"
 #include "sim/scenario_yaml.hpp"
 
 namespace npusim::sim {
@@ -110,6 +111,9 @@ struct EngineOptions {
   // A directory of control-block tables kept between runs (TableCache); empty: every table is
   // built.
   std::filesystem::path table_cache;
+  // Tables kept between the runs of this process (a sweep worker's), used with table_cache;
+  // null: none. Results are the same either way.
+  RunMemo* memo = nullptr;
 };
 
 ServingResult run_serving(const Scenario& scenario, const scheduler::PolicyRegistry& registry,

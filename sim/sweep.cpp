@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "sim/config_node.hpp"
+#include "sim/run_memo.hpp"
 #include "sim/run_report.hpp"
 #include "sim/scenario_yaml.hpp"
 #include "sim/table_cache.hpp"
@@ -202,12 +203,15 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
   {
     std::atomic<std::size_t> next{0};
     const auto check_values = [&] {
+      RunMemo memo;  // this thread's: it parses each zoo network once
       for (std::size_t c = next++; c < checks.size(); c = next++) {
         ValueCheck& check = checks[c];
         try {
+          scheduler::PolicyRegistry registry;  // a plugin registers into each check's own
+          scheduler::register_builtin_policies(registry);
           std::vector<std::string> assignments = fixed;
           assignments.push_back(check.axis->path + "=" + check.axis->values[check.value]);
-          check.loads_plugins = !load_scenario(plan.base, assignments).scheduler.plugins.empty();
+          check.loads_plugins = !load_scenario(plan.base, assignments, registry, &memo).scheduler.plugins.empty();
         } catch (...) {
           check.error = std::current_exception();
         }
@@ -456,14 +460,15 @@ bool redirect(int target, const char* file, int flags) {
 
 // Runs one point in this process with its standard error in the point's .stderr file (standard
 // output already goes to /dev/null) and returns its exit status.
-int run_point_here(const PointRunner& runner, const std::vector<std::string>& args, const std::string& err) {
+int run_point_here(const PointRunner& runner, RunMemo& memo, const std::vector<std::string>& args,
+                   const std::string& err) {
   if (!redirect(STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC)) return 1;
   // A failed write of an earlier point must not fail this one.
   std::cout.clear();
   std::cerr.clear();
   int status = 1;
   try {
-    status = runner(args);
+    status = runner(args, memo);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "npusim: internal error: %s\n", e.what());
   } catch (...) {
@@ -494,8 +499,8 @@ void open_standard_descriptors() {
 // Starts `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr, as a
 // process of its own: a forked copy of this one when `runner` is set (it leaves by _exit, so
 // none of this process's exit handlers run twice), else a new process of `npusim`.
-pid_t start_point(const std::filesystem::path& npusim, const PointRunner& runner, const std::string& base,
-                  const SweepPoint& point, const std::filesystem::path& dir) {
+pid_t start_point(const std::filesystem::path& npusim, const PointRunner& runner, RunMemo& memo,
+                  const std::string& base, const SweepPoint& point, const std::filesystem::path& dir) {
   std::vector<std::string> args = point_args(base, point, dir);
   const std::string err = stderr_file(dir, point.index);
   if (runner) {
@@ -504,7 +509,7 @@ pid_t start_point(const std::filesystem::path& npusim, const PointRunner& runner
     if (pid < 0) throw SweepError(fmt::format("cannot start a sweep point: fork: {}", std::strerror(errno)));
     if (pid == 0) {
       discard_standard_output();
-      ::_exit(run_point_here(runner, args, err));
+      ::_exit(run_point_here(runner, memo, args, err));
     }
     return pid;
   }
@@ -554,9 +559,9 @@ bool record_point(const std::filesystem::path& dir, std::size_t index, PointEnd 
   return ok;
 }
 
-bool run_point_now(const std::filesystem::path& npusim, const PointRunner& runner, const std::string& base,
+bool run_point_now(const std::filesystem::path& npusim, const PointRunner& runner, RunMemo& memo, const std::string& base,
                    const SweepPoint& point, const std::filesystem::path& dir) {
-  const pid_t pid = start_point(npusim, runner, base, point, dir);
+  const pid_t pid = start_point(npusim, runner, memo, base, point, dir);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -650,7 +655,7 @@ std::size_t count_failed(const SweepPlan& plan, const std::filesystem::path& dir
 }
 
 // Each point in a process of its own, forked when `runner` is set, else a new npusim.
-void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, const PointRunner& runner,
+void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, const PointRunner& runner, RunMemo& memo,
                                  const std::vector<const SweepPoint*>& todo, Progress& progress,
                                  std::size_t already) {
   std::map<pid_t, std::size_t> running;
@@ -661,7 +666,7 @@ void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, c
   while (next < todo.size() || !running.empty()) {
     while (next < todo.size() && running.size() < jobs) {
       const auto* point = todo[next++];
-      running[start_point(o.npusim, runner, plan.base, *point, o.out_dir)] = point->index;
+      running[start_point(o.npusim, runner, memo, plan.base, *point, o.out_dir)] = point->index;
     }
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
@@ -717,7 +722,7 @@ bool send_line(int fd, const std::string& text) {
 
 // The worker's side: reads point indices, one a line, until the driver closes the channel;
 // writes "start INDEX" before a point and "done INDEX STATUS" after it.
-[[noreturn]] void serve_points(const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir,
+[[noreturn]] void serve_points(const PointRunner& runner, RunMemo& memo, const SweepPlan& plan, const std::filesystem::path& dir,
                                int channel) {
   discard_standard_output();
   // Memory a point frees stays mapped for the next: given back and mapped again, every page
@@ -740,7 +745,8 @@ bool send_line(int fd, const std::string& text) {
     const std::size_t index = std::stoull(received.substr(0, end));
     received.erase(0, end + 1);
     if (!send_line(channel, fmt::format("start {}\n", index))) ::_exit(0);
-    const int status = run_point_here(runner, point_args(plan.base, plan.points.at(index), dir), stderr_file(dir, index));
+    const int status =
+        run_point_here(runner, memo, point_args(plan.base, plan.points.at(index), dir), stderr_file(dir, index));
     if (!send_line(channel, fmt::format("done {} {}\n", index, status))) ::_exit(0);
   }
 }
@@ -748,8 +754,10 @@ bool send_line(int fd, const std::string& text) {
 // Owns the workers: whatever way the driver leaves, none is left running or unreaped.
 class WorkerPool {
  public:
-  WorkerPool(std::size_t size, const PointRunner& runner, const SweepPlan& plan, const std::filesystem::path& dir)
-      : workers_(size), runner_(runner), plan_(plan), dir_(dir) {}
+  // Each worker starts with a copy of `memo` as it is when the worker is forked.
+  WorkerPool(std::size_t size, const PointRunner& runner, RunMemo& memo, const SweepPlan& plan,
+             const std::filesystem::path& dir)
+      : workers_(size), runner_(runner), memo_(memo), plan_(plan), dir_(dir) {}
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
   ~WorkerPool() {
@@ -777,7 +785,7 @@ class WorkerPool {
       ::close(ends[0]);
       for (const auto& other : workers_)
         if (other.channel >= 0) ::close(other.channel);
-      serve_points(runner_, plan_, dir_, ends[1]);
+      serve_points(runner_, memo_, plan_, dir_, ends[1]);
     }
     ::close(ends[1]);
     worker = Worker{pid, ends[0], {}, {}, false, 0};
@@ -796,15 +804,16 @@ class WorkerPool {
  private:
   std::vector<Worker> workers_;
   const PointRunner& runner_;
+  RunMemo& memo_;
   const SweepPlan& plan_;
   const std::filesystem::path& dir_;
 };
 
-void run_local_workers(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
-                       Progress& progress, std::size_t already) {
+void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& memo,
+                       const std::vector<const SweepPoint*>& todo, Progress& progress, std::size_t already) {
   std::deque<std::size_t> pending;
   for (const auto* point : todo) pending.push_back(point->index);
-  WorkerPool pool(std::min<std::size_t>(std::max(1u, o.jobs), todo.size()), o.run_point, plan, o.out_dir);
+  WorkerPool pool(std::min<std::size_t>(std::max(1u, o.jobs), todo.size()), o.run_point, memo, plan, o.out_dir);
   std::size_t done = already;
   std::size_t failed = count_failed(plan, o.out_dir);
   int deaths_in_a_row = 0;
@@ -896,12 +905,15 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, const std::
 // The tables of the first point to run, built by the driver on one thread per job before any
 // point starts. Most sweeps vary the load, the policy or the seed, so every point needs them;
 // without this every worker builds the same table at once, each on one thread, before its
-// first point, and that start was the serial part of a short sweep. A point whose scenario or
-// table fails is left to fail on its own, with its own message.
-void build_first_tables(const SweepPlan& plan, const SweepOptions& o, const SweepPoint& first) {
+// first point, and that start was the serial part of a short sweep. They, and the zoo networks
+// parsed, are kept in `memo`, which every worker starts with. A point whose scenario or table
+// fails is left to fail on its own, with its own message.
+void build_first_tables(const SweepPlan& plan, const SweepOptions& o, const SweepPoint& first, RunMemo& memo) {
   try {
-    const Scenario scenario = load_scenario(plan.base, first.assignments);
-    TableCache tables(o.out_dir / "table-cache");
+    scheduler::PolicyRegistry registry;
+    scheduler::register_builtin_policies(registry);
+    const Scenario scenario = load_scenario(plan.base, first.assignments, registry, &memo);
+    TableCache tables(o.out_dir / "table-cache", &memo);
     for (const auto& [name, network] : scenario.models)
       tables.get(scenario.npu.config(), workloads::layer_works(network), scenario.scheduler.max_batch, [&] {
         return workloads::control_block_table(scenario.npu, network, scenario.scheduler.max_batch, std::max(1u, o.jobs));
@@ -913,11 +925,14 @@ void build_first_tables(const SweepPlan& plan, const SweepOptions& o, const Swee
 void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
                Progress& progress, std::size_t already) {
   open_standard_descriptors();
-  if (!todo.empty()) build_first_tables(plan, o, *todo.front());
-  if (o.run_point && !plan.loads_plugins && !todo.empty()) run_local_workers(plan, o, todo, progress, already);
+  RunMemo memo;
+  if (!todo.empty()) build_first_tables(plan, o, *todo.front(), memo);
+  if (o.run_point && !plan.loads_plugins && !todo.empty()) run_local_workers(plan, o, memo, todo, progress, already);
   // The driver has loaded the plugins to check the plan, so a copy of it would start each point
   // with them loaded: these points get a new npusim each.
-  else run_local_process_per_point(plan, o, plan.loads_plugins ? PointRunner{} : o.run_point, todo, progress, already);
+  else
+    run_local_process_per_point(plan, o, plan.loads_plugins ? PointRunner{} : o.run_point, memo, todo, progress,
+                                already);
 }
 
 std::string find_on_path(const std::string& program) {
@@ -1066,10 +1081,11 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
 void run_sweep_task(const std::filesystem::path& out_dir, std::size_t task, const std::filesystem::path& npusim,
                     const PointRunner& run_point) {
   const StoredPlan stored = read_plan(out_dir);
+  RunMemo memo;  // each point runs in a fork: it stays empty here
   const std::size_t first = task * stored.points_per_task;
   for (std::size_t i = first; i < std::min(first + stored.points_per_task, stored.plan.points.size()); ++i) {
     const auto& point = stored.plan.points[i];
-    if (!finished(out_dir, point.index)) run_point_now(npusim, run_point, stored.plan.base, point, out_dir);
+    if (!finished(out_dir, point.index)) run_point_now(npusim, run_point, memo, stored.plan.base, point, out_dir);
   }
 }
 

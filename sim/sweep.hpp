@@ -13,6 +13,8 @@
 
 namespace npusim::sim {
 
+class RunMemo;  // sim/run_memo.hpp
+
 struct SweepPoint {
   std::size_t index = 0;
   std::vector<std::string> values;       // one per SweepPlan::parameters, as YAML text
@@ -43,8 +45,10 @@ enum class SweepBackend { local, slurm };
 // descriptors 1 and 2, and returns its exit status. The sweep calls it in forked workers, each
 // running up to 100 points in turn: a point that crashes its worker still fails alone, and no
 // exec, dynamic loading or start-up of a new program is paid per point, which on a virtual
-// machine cost more than a short point's simulation (docs/sweeps.md).
-using PointRunner = std::function<int(const std::vector<std::string>& args)>;
+// machine cost more than a short point's simulation (docs/sweeps.md). `memo` is the worker's
+// own (sim/run_memo.hpp): the zoo networks and tables of its earlier points, and of the first
+// point, which the driver prepared before forking it.
+using PointRunner = std::function<int(const std::vector<std::string>& args, RunMemo& memo)>;
 
 struct SweepOptions {
   std::filesystem::path out_dir;

@@ -120,7 +120,8 @@ std::string code_build_id() {
   return ids;
 }
 
-TableCache::TableCache(std::filesystem::path dir) : dir_(std::move(dir)), build_id_(code_build_id()) {
+TableCache::TableCache(std::filesystem::path dir, RunMemo* memo)
+    : dir_(std::move(dir)), build_id_(code_build_id()), memo_(memo) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   std::error_code not_a_directory;
@@ -142,6 +143,12 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
                                        std::uint32_t max_batch, const std::function<npu::ControlBlockTable()>& build) {
   if (build_id_.empty()) return build();
   const std::string key = npu::control_block_key(npu, layers, max_batch);
+  if (memo_) {
+    if (const npu::ControlBlockTable* kept = memo_->table(key)) {
+      ++hits_;
+      return *kept;
+    }
+  }
   const auto file = file_for_key(key);
 
   // The file: the magic line, the build IDs, the key and the table as sections, then the
@@ -159,6 +166,7 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
         auto table = npu::ControlBlockTable::from_bytes(payload);
         if (table.layer_count() == layers.size() && table.max_batch() == max_batch) {
           ++hits_;
+          if (memo_) memo_->keep_table(key, table);
           return table;
         }
       }
@@ -169,6 +177,7 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
 
   ++misses_;
   npu::ControlBlockTable table = build();
+  if (memo_) memo_->keep_table(key, table);
   npu::ByteWriter w;
   w.raw(magic);
   w.section(build_id_);

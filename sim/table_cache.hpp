@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "npu_model/fluid_batching_engine.hpp"
+#include "sim/run_memo.hpp"
 
 namespace npusim::sim {
 
@@ -29,12 +30,14 @@ std::string code_build_id();
 // (code_build_id) and the same key (npu::control_block_key), and its checksum holds; any
 // other file is ignored and replaced. Without a build ID nothing is read or stored. Files are
 // written under a name of their own and renamed into place, so runs sharing the directory never
-// read a partial one; a table that cannot be stored is built again next time.
+// read a partial one; a table that cannot be stored is built again next time. With a RunMemo,
+// a table this process has read or built before comes from memory (a hit), and each one read
+// or built is kept there.
 class TableCache {
  public:
   // Creates `dir` if needed. Throws TableCacheError naming it when it cannot, or when it is not
-  // a directory.
-  explicit TableCache(std::filesystem::path dir);
+  // a directory. `memo`, if given, must outlive the cache.
+  explicit TableCache(std::filesystem::path dir, RunMemo* memo = nullptr);
 
   npu::ControlBlockTable get(const npu::NpuConfig& npu, const std::vector<npu::LayerWork>& layers,
                              std::uint32_t max_batch, const std::function<npu::ControlBlockTable()>& build);
@@ -50,6 +53,7 @@ class TableCache {
 
   std::filesystem::path dir_;
   std::string build_id_;
+  RunMemo* memo_;
   std::uint64_t hits_ = 0, misses_ = 0;
 };
 

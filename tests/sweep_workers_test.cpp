@@ -20,6 +20,7 @@
 
 #include "scratch_dir.hpp"
 #include "sim/cli.hpp"
+#include "sim/run_memo.hpp"
 #include "sim/sweep.hpp"
 
 namespace {
@@ -62,14 +63,14 @@ std::string out_dir_of(const std::vector<std::string>& args) {
 }
 
 // What the CLI gives a sweep: the point's command line, run here.
-int run_with_the_cli(const std::vector<std::string>& args) {
+int run_with_the_cli(const std::vector<std::string>& args, RunMemo& memo) {
   std::vector<const char*> argv{"npusim"};
   for (const auto& a : args) argv.push_back(a.c_str());
-  return run_cli(static_cast<int>(argv.size()), argv.data(), std::cout, std::cerr);
+  return run_cli(static_cast<int>(argv.size()), argv.data(), std::cout, std::cerr, &memo);
 }
 
 // A point's result without a simulation, and the process that wrote it.
-int write_fake_result(const std::vector<std::string>& args) {
+int write_fake_result(const std::vector<std::string>& args, RunMemo&) {
   const std::filesystem::path out = out_dir_of(args);
   std::filesystem::create_directories(out);
   std::ofstream(out / "metrics.csv") << "samples.arrived,pid\n1," << ::getpid() << "\n";
@@ -103,12 +104,12 @@ TEST_F(SweepWorkers, GiveTheBytesOfAProcessPerPoint) {
 TEST_F(SweepWorkers, APointThatKillsItsWorkerFailsAlone) {
   const auto plan = load_sweep(write_sweep("crash", "set:\n  simulation.samples: 200\n"
                                                     "grid:\n  scheduler.policy: [fcfs, edf]\nseeds: 3\n"));
-  const auto outcome = run(plan, dir_ / "out", 1, [](const std::vector<std::string>& args) {
+  const auto outcome = run(plan, dir_ / "out", 1, [](const std::vector<std::string>& args, RunMemo& memo) {
     if (has(args, "simulation.seed=2")) {
       ::usleep(200'000);  // time for the driver to queue the next point behind this one
       ::raise(SIGKILL);
     }
-    return run_with_the_cli(args);
+    return run_with_the_cli(args, memo);
   });
   EXPECT_EQ(outcome.succeeded, 4u);
   EXPECT_EQ(outcome.failed, 2u);
@@ -150,7 +151,7 @@ TEST_F(SweepWorkers, LeavePluginScenariosANewProcessPerPoint) {
                                                NPUSIM_EXAMPLE_PLUGIN + "]\n  scheduler.policy: greedy_batch\nseeds: 3\n");
   const auto plan = load_sweep(sweep);
   EXPECT_TRUE(plan.loads_plugins);
-  const auto outcome = run(plan, dir_ / "out", 2, [](const std::vector<std::string>&) -> int { ::_exit(99); });
+  const auto outcome = run(plan, dir_ / "out", 2, [](const std::vector<std::string>&, RunMemo&) -> int { ::_exit(99); });
   EXPECT_EQ(outcome.succeeded, 3u) << (outcome.first_errors.empty() ? "" : outcome.first_errors.front());
   EXPECT_FALSE(load_sweep(write_sweep("builtin", "seeds: 2\n")).loads_plugins);
 }

@@ -17,8 +17,10 @@
 #include <vector>
 
 #include "npu_model/control_block_bytes.hpp"
+#include "sim/cli.hpp"
 #include "sim/network_yaml.hpp"
 #include "sim/npu_yaml.hpp"
+#include "sim/run_memo.hpp"
 #include "sim/table_cache.hpp"
 #include "workloads/control_blocks.hpp"
 #include "scratch_dir.hpp"
@@ -376,6 +378,84 @@ TEST_F(TableCacheTest, ADirectoryThatCannotBeOneIsRefused) {
 
 // End to end: `npusim run --table-cache` gives the bytes of a run without it, first when it
 // builds the table and then when it reads it back.
+// With a RunMemo, a table read or built once comes from memory after: the file is not read
+// again (deleting it changes nothing), and the table equals the one built.
+TEST_F(TableCacheTest, AMemoKeepsTablesBetweenRuns) {
+  const auto npu = preset("default");
+  sim::RunMemo memo;
+  sim::TableCache first_run(dir_, &memo);
+  const auto built = cached(first_run, npu);
+  EXPECT_EQ(builds_, 1);
+  EXPECT_EQ(memo.tables_kept(), 1u);
+  for (const auto& file : std::filesystem::directory_iterator(dir_)) std::filesystem::remove(file.path());
+  sim::TableCache second_run(dir_, &memo);
+  const auto kept = cached(second_run, npu);
+  EXPECT_EQ(builds_, 1);
+  EXPECT_EQ(second_run.hits(), 1u);
+  EXPECT_TRUE(kept == built);
+  // A table read from the directory (not built here) is kept too.
+  sim::TableCache writer(dir_);
+  cached(writer, npu, 5);
+  EXPECT_EQ(builds_, 2);
+  sim::TableCache reader(dir_, &memo);
+  const auto read_back = cached(reader, npu, 5);
+  EXPECT_EQ(builds_, 2);
+  EXPECT_EQ(memo.tables_kept(), 2u);
+  EXPECT_TRUE(*memo.table(npu::control_block_key(npu.config(), workloads::layer_works(network_), 5)) == read_back);
+}
+
+// The memo keeps the newest RunMemo::kept_tables tables: a sweep over many NPUs does not grow
+// a worker without bound, and a dropped table is read from the directory again.
+TEST_F(TableCacheTest, AMemoKeepsABoundedNumberOfTables) {
+  const auto npu = preset("default");
+  sim::RunMemo memo;
+  sim::TableCache cache(dir_, &memo);
+  const std::uint32_t sizes = static_cast<std::uint32_t>(sim::RunMemo::kept_tables) + 2;
+  for (std::uint32_t max_batch = 1; max_batch <= sizes; ++max_batch) cached(cache, npu, max_batch);
+  EXPECT_EQ(memo.tables_kept(), sim::RunMemo::kept_tables);
+  const auto layers = workloads::layer_works(network_);
+  EXPECT_EQ(memo.table(npu::control_block_key(npu.config(), layers, 1)), nullptr);
+  EXPECT_EQ(memo.table(npu::control_block_key(npu.config(), layers, 2)), nullptr);
+  EXPECT_NE(memo.table(npu::control_block_key(npu.config(), layers, 3)), nullptr);
+  EXPECT_NE(memo.table(npu::control_block_key(npu.config(), layers, sizes)), nullptr);
+  const auto misses = cache.misses();
+  cached(cache, npu, 1);  // from the file, not built
+  EXPECT_EQ(cache.misses(), misses);
+  EXPECT_EQ(builds_, static_cast<int>(sizes));
+}
+
+// Runs in one process that share a memo (as a sweep worker's points do) write the bytes of
+// runs without one: three networks on two NPUs, in an order that reuses every table and
+// network.
+TEST_F(TableCacheTest, RunsSharingAMemoWriteTheSameBytes) {
+  const std::string scenario = std::string(NPUSIM_SOURCE_DIR) + "/configs/robustness/r50-r56-mbv2-poisson-79.yaml";
+  const std::string tables = (dir_ / "tables").string();
+  sim::RunMemo memo;
+  const auto run = [&](const std::string& out, const std::string& npu, const std::string& seed, sim::RunMemo* with) {
+    const std::string out_dir = (dir_ / out).string();
+    const std::vector<std::string> args{"npusim", "run", scenario, "--set", "simulation.samples=1500", "--set",
+                                        "npu=" + npu, "--set", "simulation.seed=" + seed, "--samples-csv",
+                                        "--out", out_dir, "--table-cache", tables};
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    std::ostringstream out_text, err_text;
+    return sim::run_cli(static_cast<int>(argv.size()), argv.data(), out_text, err_text, with);
+  };
+  int runs = 0;
+  for (const std::string npu : {"default", "spe-only", "default"})
+    for (const std::string seed : {"1", "2"}) {
+      const std::string name = npu + "-" + seed + "-" + std::to_string(runs++);
+      ASSERT_EQ(run(name + "-alone", npu, seed, nullptr), 0) << name;
+      ASSERT_EQ(run(name + "-memo", npu, seed, &memo), 0) << name;
+      for (const std::string file : {"summary.json", "metrics.csv", "samples.csv", "scenario.yaml"}) {
+        const std::string alone = read_bytes(dir_ / (name + "-alone") / file);
+        ASSERT_FALSE(alone.empty()) << name << " " << file;
+        EXPECT_EQ(read_bytes(dir_ / (name + "-memo") / file), alone) << name << " " << file;
+      }
+    }
+  EXPECT_EQ(memo.tables_kept(), 6u);  // three networks on two NPUs
+}
+
 TEST_F(TableCacheTest, RunsWithTheCacheWriteTheSameBytes) {
   const std::string configs = std::string(NPUSIM_SOURCE_DIR) + "/configs/";
   const std::string tables = " --table-cache " + (dir_ / "tables").string();
