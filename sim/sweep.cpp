@@ -175,8 +175,11 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
 
   // Every axis value must make a valid scenario on its own: unknown paths and wrong types are
   // the sweep file's fault and are reported now. Combinations are checked when points run.
+  RunMemo base_memo;  // the base's zoo networks, which every thread below starts with
   try {
-    plan.loads_plugins |= !load_scenario(plan.base, fixed).scheduler.plugins.empty();
+    scheduler::PolicyRegistry registry;
+    scheduler::register_builtin_policies(registry);
+    plan.loads_plugins |= !load_scenario(plan.base, fixed, registry, &base_memo).scheduler.plugins.empty();
   } catch (const std::exception& e) {
     throw ConfigError(fmt::format("{}: base {} with set: {}", doc.at("base").where(), base, e.what()));
   }
@@ -203,7 +206,7 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
   {
     std::atomic<std::size_t> next{0};
     const auto check_values = [&] {
-      RunMemo memo;  // this thread's: it parses each zoo network once
+      RunMemo memo = base_memo;  // this thread's own
       for (std::size_t c = next++; c < checks.size(); c = next++) {
         ValueCheck& check = checks[c];
         try {
