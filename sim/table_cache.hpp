@@ -30,7 +30,8 @@ std::string code_build_id();
 // (code_build_id) and the same key (npu::control_block_key), and its checksum holds; any
 // other file is ignored and replaced. Without a build ID nothing is read or stored. Files are
 // written under a name of their own and renamed into place, so runs sharing the directory never
-// read a partial one; a table that cannot be stored is built again next time. With a RunMemo,
+// read a partial one; a table that cannot be stored is built again by the next process (with a
+// RunMemo, not by later runs of this one). With a RunMemo,
 // a table this process has read or built before comes from memory (a hit), and each one read
 // or built is kept there.
 class TableCache {

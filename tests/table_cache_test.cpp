@@ -376,8 +376,6 @@ TEST_F(TableCacheTest, ADirectoryThatCannotBeOneIsRefused) {
   EXPECT_THROW(sim::TableCache(dir_ / "file" / "below"), sim::TableCacheError);
 }
 
-// End to end: `npusim run --table-cache` gives the bytes of a run without it, first when it
-// builds the table and then when it reads it back.
 // With a RunMemo, a table read or built once comes from memory after: the file is not read
 // again (deleting it changes nothing), and the table equals the one built.
 TEST_F(TableCacheTest, AMemoKeepsTablesBetweenRuns) {
@@ -404,22 +402,28 @@ TEST_F(TableCacheTest, AMemoKeepsTablesBetweenRuns) {
   EXPECT_TRUE(*memo.table(npu::control_block_key(npu.config(), workloads::layer_works(network_), 5)) == read_back);
 }
 
-// The memo keeps the newest RunMemo::kept_tables tables: a sweep over many NPUs does not grow
-// a worker without bound, and a dropped table is read from the directory again.
+// The memo keeps RunMemo::kept_tables tables, the least recently used dropped first: a sweep
+// over many NPUs does not grow a worker without bound, a table every point uses stays, and a
+// dropped table is read from the directory again.
 TEST_F(TableCacheTest, AMemoKeepsABoundedNumberOfTables) {
   const auto npu = preset("default");
+  const auto layers = workloads::layer_works(network_);
+  const auto key = [&](std::uint32_t max_batch) { return npu::control_block_key(npu.config(), layers, max_batch); };
   sim::RunMemo memo;
   sim::TableCache cache(dir_, &memo);
   const std::uint32_t sizes = static_cast<std::uint32_t>(sim::RunMemo::kept_tables) + 2;
-  for (std::uint32_t max_batch = 1; max_batch <= sizes; ++max_batch) cached(cache, npu, max_batch);
+  for (std::uint32_t max_batch = 1; max_batch <= sizes; ++max_batch) {
+    cached(cache, npu, max_batch);
+    cached(cache, npu, 1);  // used by every "point": never the least recently used
+  }
   EXPECT_EQ(memo.tables_kept(), sim::RunMemo::kept_tables);
-  const auto layers = workloads::layer_works(network_);
-  EXPECT_EQ(memo.table(npu::control_block_key(npu.config(), layers, 1)), nullptr);
-  EXPECT_EQ(memo.table(npu::control_block_key(npu.config(), layers, 2)), nullptr);
-  EXPECT_NE(memo.table(npu::control_block_key(npu.config(), layers, 3)), nullptr);
-  EXPECT_NE(memo.table(npu::control_block_key(npu.config(), layers, sizes)), nullptr);
+  EXPECT_NE(memo.table(key(1)), nullptr);
+  EXPECT_EQ(memo.table(key(2)), nullptr);
+  EXPECT_EQ(memo.table(key(3)), nullptr);
+  for (std::uint32_t max_batch = 4; max_batch <= sizes; ++max_batch) EXPECT_NE(memo.table(key(max_batch)), nullptr);
+  EXPECT_EQ(builds_, static_cast<int>(sizes));
   const auto misses = cache.misses();
-  cached(cache, npu, 1);  // from the file, not built
+  cached(cache, npu, 2);  // from the file, not built
   EXPECT_EQ(cache.misses(), misses);
   EXPECT_EQ(builds_, static_cast<int>(sizes));
 }
@@ -454,8 +458,11 @@ TEST_F(TableCacheTest, RunsSharingAMemoWriteTheSameBytes) {
       }
     }
   EXPECT_EQ(memo.tables_kept(), 6u);  // three networks on two NPUs
+  EXPECT_EQ(memo.zoo_models_kept(), 3u);
 }
 
+// End to end: `npusim run --table-cache` gives the bytes of a run without it, first when it
+// builds the table and then when it reads it back.
 TEST_F(TableCacheTest, RunsWithTheCacheWriteTheSameBytes) {
   const std::string configs = std::string(NPUSIM_SOURCE_DIR) + "/configs/";
   const std::string tables = " --table-cache " + (dir_ / "tables").string();
