@@ -188,9 +188,9 @@ SweepPlan load_sweep(const std::filesystem::path& file, const std::vector<std::s
   for (const auto& g : zips)
     for (const auto& a : g) axes.push_back(&a);
   if (!seeds.values.empty()) axes.push_back(&seeds);
-  // The values load on the caller's threads (each load parses the scenario and its networks,
-  // the one serial part of a short sweep's start), and the first error in axis order is
-  // reported, as one thread would.
+  // The values load on the caller's threads (each load parses the scenario; its zoo networks
+  // come from the base's memo), and the first error in axis order is reported, as one thread
+  // would.
   struct ValueCheck {
     const Axis* axis;
     std::size_t value;
