@@ -86,10 +86,6 @@ void check_strict_yaml(const std::string& text, const std::string& source) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 [[noreturn]] void throw_not_yaml(const std::string& source, const YAML::ParserException& e) {
   throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
 }

@@ -499,23 +499,28 @@ void open_standard_descriptors() {
     }
 }
 
-// Starts `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr, as a
-// process of its own: a forked copy of this one when `runner` is set (it leaves by _exit, so
-// none of this process's exit handlers run twice), else a new process of `npusim`.
-pid_t start_point(const std::filesystem::path& npusim, const PointRunner& runner, RunMemo& memo,
-                  const std::string& base, const SweepPoint& point, const std::filesystem::path& dir) {
+// Runs `npusim run BASE --set ... --out POINT_DIR`, its stderr to POINT_DIR.stderr, in a
+// forked copy of this process (it leaves by _exit, so none of this process's exit handlers run
+// twice).
+pid_t fork_point(const PointRunner& runner, RunMemo& memo, const std::string& base, const SweepPoint& point,
+                 const std::filesystem::path& dir) {
+  const std::vector<std::string> args = point_args(base, point, dir);
+  const std::string err = stderr_file(dir, point.index);
+  flush_standard_streams();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw SweepError(fmt::format("cannot start a sweep point: fork: {}", std::strerror(errno)));
+  if (pid == 0) {
+    discard_standard_output();
+    ::_exit(run_point_here(runner, memo, args, err));
+  }
+  return pid;
+}
+
+// The same as a new process of `npusim`.
+pid_t spawn_point(const std::filesystem::path& npusim, const std::string& base, const SweepPoint& point,
+                  const std::filesystem::path& dir) {
   std::vector<std::string> args = point_args(base, point, dir);
   const std::string err = stderr_file(dir, point.index);
-  if (runner) {
-    flush_standard_streams();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw SweepError(fmt::format("cannot start a sweep point: fork: {}", std::strerror(errno)));
-    if (pid == 0) {
-      discard_standard_output();
-      ::_exit(run_point_here(runner, memo, args, err));
-    }
-    return pid;
-  }
   args.insert(args.begin(), npusim.string());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -564,7 +569,7 @@ bool record_point(const std::filesystem::path& dir, std::size_t index, PointEnd 
 
 bool run_point_now(const std::filesystem::path& npusim, const PointRunner& runner, RunMemo& memo, const std::string& base,
                    const SweepPoint& point, const std::filesystem::path& dir) {
-  const pid_t pid = start_point(npusim, runner, memo, base, point, dir);
+  const pid_t pid = runner ? fork_point(runner, memo, base, point, dir) : spawn_point(npusim, base, point, dir);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -657,10 +662,9 @@ std::size_t count_failed(const SweepPlan& plan, const std::filesystem::path& dir
   return n;
 }
 
-// Each point in a process of its own, forked when `runner` is set, else a new npusim.
-void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, const PointRunner& runner, RunMemo& memo,
-                                 const std::vector<const SweepPoint*>& todo, Progress& progress,
-                                 std::size_t already) {
+// Each point in a new npusim process.
+void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
+                                 Progress& progress, std::size_t already) {
   std::map<pid_t, std::size_t> running;
   std::size_t next = 0, done = already;
   const unsigned jobs = std::max(1u, o.jobs);
@@ -669,7 +673,7 @@ void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, c
   while (next < todo.size() || !running.empty()) {
     while (next < todo.size() && running.size() < jobs) {
       const auto* point = todo[next++];
-      running[start_point(o.npusim, runner, memo, plan.base, *point, o.out_dir)] = point->index;
+      running[spawn_point(o.npusim, plan.base, *point, o.out_dir)] = point->index;
     }
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
@@ -933,9 +937,7 @@ void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<c
   if (o.run_point && !plan.loads_plugins && !todo.empty()) run_local_workers(plan, o, memo, todo, progress, already);
   // The driver has loaded the plugins to check the plan, so a copy of it would start each point
   // with them loaded: these points get a new npusim each.
-  else
-    run_local_process_per_point(plan, o, plan.loads_plugins ? PointRunner{} : o.run_point, memo, todo, progress,
-                                already);
+  else run_local_process_per_point(plan, o, todo, progress, already);
 }
 
 std::string find_on_path(const std::string& program) {
