@@ -5,7 +5,9 @@
 #include <poll.h>
 #include <spawn.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,8 +23,10 @@
 #include <deque>
 #include <exception>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -341,14 +345,31 @@ void write_atomically(const std::filesystem::path& file, const std::string& text
   out.commit();
 }
 
-// Empty for anything but a regular file: reading a FIFO put in place of a result would block.
-std::string read_text(const std::filesystem::path& file) {
-  if (!std::filesystem::is_regular_file(file)) return {};
-  std::ifstream in(file);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+// The bytes of `file` if it is a regular file, else nothing. O_NONBLOCK: the open of a FIFO put
+// in place of a result must not block. One open, one fstat and the reads: a sweep checks every
+// point's files, and on virtual machines each system call is dear.
+std::optional<std::string> read_regular_file(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct stat status {};
+  std::optional<std::string> text;
+  if (::fstat(fd, &status) == 0 && S_ISREG(status.st_mode)) {
+    text.emplace();
+    text->reserve(static_cast<std::size_t>(status.st_size));
+    char chunk[65536];
+    for (;;) {
+      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text->append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return text;
 }
+
+// Empty for anything but a regular file.
+std::string read_text(const std::filesystem::path& file) { return read_regular_file(file).value_or(""); }
 
 // ---- one point ----
 
@@ -361,17 +382,17 @@ std::filesystem::path error_file(const std::filesystem::path& dir, std::size_t i
 
 // A result is whole when metrics.csv is a header and one row of as many non-empty fields,
 // each line ended, and summary.json is a closed object. Anything else (an emptied or cut file)
-// was damaged after the point ran.
-bool whole_result(const std::filesystem::path& dir, std::size_t index) {
-  const auto metrics = point_dir(dir, index) / "metrics.csv";
-  if (!std::filesystem::is_regular_file(metrics)) return false;
-  const std::string text = read_text(metrics);
-  const auto end_of_header = text.find('\n');
-  if (end_of_header == std::string::npos || end_of_header == 0 || text.back() != '\n') return false;
-  const std::string header = text.substr(0, end_of_header);
-  const std::string row = text.substr(end_of_header + 1, text.size() - end_of_header - 2);
-  if (row.empty() || row.find('\n') != std::string::npos || header.rfind("samples.arrived,", 0) != 0) return false;
-  const auto fields = [](const std::string& line) {
+// was damaged after the point ran. Returns metrics.csv's text when it is whole.
+std::optional<std::string> whole_metrics(const std::filesystem::path& dir, std::size_t index) {
+  std::optional<std::string> text = read_regular_file(point_dir(dir, index) / "metrics.csv");
+  if (!text) return std::nullopt;
+  const auto end_of_header = text->find('\n');
+  if (end_of_header == std::string::npos || end_of_header == 0 || text->back() != '\n') return std::nullopt;
+  const std::string_view header = std::string_view(*text).substr(0, end_of_header);
+  const std::string_view row = std::string_view(*text).substr(end_of_header + 1, text->size() - end_of_header - 2);
+  if (row.empty() || row.find('\n') != std::string::npos || header.rfind("samples.arrived,", 0) != 0)
+    return std::nullopt;
+  const auto fields = [](std::string_view line) {
     std::size_t n = 1;
     for (std::size_t i = 0; i < line.size(); ++i)
       if (line[i] == ',') {
@@ -380,27 +401,42 @@ bool whole_result(const std::filesystem::path& dir, std::size_t index) {
       }
     return n;
   };
-  if (fields(row) == 0 || fields(row) != fields(header)) return false;
+  if (fields(row) == 0 || fields(row) != fields(header)) return std::nullopt;
   // Only its ends are read: a sweep's results.csv checks every point, and a summary is tens of
   // kilobytes.
-  const auto summary_file = point_dir(dir, index) / "summary.json";
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(summary_file, ec)) return false;  // a FIFO would block the open
-  std::ifstream summary(summary_file, std::ios::binary | std::ios::ate);
-  const std::streamoff size = summary ? static_cast<std::streamoff>(summary.tellg()) : 0;
-  if (size <= 2) return false;
+  const int fd = ::open((point_dir(dir, index) / "summary.json").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct stat status {};
   char first = 0, last[2] = {};
-  summary.seekg(0);
-  summary.get(first);
-  summary.seekg(size - 2);
-  summary.read(last, 2);
-  return summary && first == '{' && last[0] == '}' && last[1] == '\n';
+  const bool closed_object = ::fstat(fd, &status) == 0 && S_ISREG(status.st_mode) && status.st_size > 2 &&
+                             ::pread(fd, &first, 1, 0) == 1 && ::pread(fd, last, 2, status.st_size - 2) == 2 &&
+                             first == '{' && last[0] == '}' && last[1] == '\n';
+  ::close(fd);
+  if (!closed_object) return std::nullopt;
+  return text;
 }
+
+bool whole_result(const std::filesystem::path& dir, std::size_t index) { return whole_metrics(dir, index).has_value(); }
 
 // A failure is recorded when its .error file holds a line.
 bool recorded_failure(const std::filesystem::path& dir, std::size_t index) {
-  const auto file = error_file(dir, index);
-  return std::filesystem::is_regular_file(file) && read_text(file).find_first_not_of(" \n") != std::string::npos;
+  return read_text(error_file(dir, index)).find_first_not_of(" \n") != std::string::npos;
+}
+
+// Which points have any entry in points/ (a directory, a result's file, an .error), by index,
+// from one listing: the state of a point with none is known without a look at its files, and a
+// new sweep has none.
+std::vector<bool> points_with_entries(const SweepPlan& plan, const std::filesystem::path& dir) {
+  std::vector<bool> touched(plan.points.size());
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir / "points", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::size_t index = 0, digits = 0;
+    while (digits < name.size() && digits < 12 && name[digits] >= '0' && name[digits] <= '9')
+      index = index * 10 + static_cast<std::size_t>(name[digits++] - '0');
+    if (digits > 0 && index < touched.size()) touched[index] = true;
+  }
+  return touched;
 }
 
 enum class PointState { missing, ok, failed, damaged };
@@ -461,11 +497,9 @@ bool redirect(int target, const char* file, int flags) {
   return ok;
 }
 
-// Runs one point in this process with its standard error in the point's .stderr file (standard
-// output already goes to /dev/null) and returns its exit status.
-int run_point_here(const PointRunner& runner, RunMemo& memo, const std::vector<std::string>& args,
-                   const std::string& err) {
-  if (!redirect(STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC)) return 1;
+// Runs one point in this process, with standard output already at /dev/null and standard
+// error where the point's should go, and returns its exit status.
+int run_in_process(const PointRunner& runner, RunMemo& memo, const std::vector<std::string>& args) {
   // A failed write of an earlier point must not fail this one.
   std::cout.clear();
   std::cerr.clear();
@@ -479,6 +513,13 @@ int run_point_here(const PointRunner& runner, RunMemo& memo, const std::vector<s
   }
   flush_standard_streams();
   return status;
+}
+
+// The same with its standard error in the point's .stderr file.
+int run_point_here(const PointRunner& runner, RunMemo& memo, const std::vector<std::string>& args,
+                   const std::string& err) {
+  if (!redirect(STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC)) return 1;
+  return run_in_process(runner, memo, args);
 }
 
 void discard_standard_output() {
@@ -546,22 +587,33 @@ PointEnd point_end(int wait_status) {
   return WIFSIGNALED(wait_status) ? PointEnd{0, WTERMSIG(wait_status)} : PointEnd{WEXITSTATUS(wait_status), 0};
 }
 
-// Records how a point ended. A failure keeps its error line.
+// The last line of what a point wrote to standard error that is not empty.
+std::string_view last_line(std::string_view text) {
+  std::string_view last;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const auto end = std::min(text.find('\n', start), text.size());
+    if (end > start) last = text.substr(start, end - start);
+    start = end + 1;
+  }
+  return last;
+}
+
+// Why a point failed, in one line: how it ended and what it wrote to standard error last.
+std::string failure_reason(PointEnd end, std::string_view err_text) {
+  const std::string_view last = last_line(err_text);
+  if (end.signal > 0) return fmt::format("killed by signal {}", end.signal);
+  if (!last.empty()) return std::string(last);
+  return end.exit_status == 0 ? std::string("exit status 0 but no whole metrics.csv and summary.json")
+                              : fmt::format("exit status {} and no message", end.exit_status);
+}
+
+// Records how a point that wrote its standard error to POINT.stderr ended. A failure keeps its
+// error line.
 bool record_point(const std::filesystem::path& dir, std::size_t index, PointEnd end) {
   const auto err_path = stderr_file(dir, index);
   const bool ok = end.signal == 0 && end.exit_status == 0 && whole_result(dir, index);
-  if (!ok) {
-    std::string last, line;
-    std::ifstream err(err_path);
-    while (std::getline(err, line))
-      if (!line.empty()) last = line;
-    const std::string why = end.signal > 0    ? fmt::format("killed by signal {}", end.signal)
-                            : !last.empty()   ? last
-                            : end.exit_status == 0
-                                ? std::string("exit status 0 but no whole metrics.csv and summary.json")
-                                : fmt::format("exit status {} and no message", end.exit_status);
-    write_atomically(error_file(dir, index), why + "\n");
-  }
+  if (!ok) write_atomically(error_file(dir, index), failure_reason(end, read_text(err_path)) + "\n");
   std::error_code ignored;
   std::filesystem::remove(err_path, ignored);
   return ok;
@@ -578,37 +630,37 @@ bool run_point_now(const std::filesystem::path& npusim, const PointRunner& runne
 
 // ---- results ----
 
-// Returns which points have a whole result, by index.
-std::vector<bool> write_results(const SweepPlan& plan, const std::filesystem::path& dir) {
+// Returns which points have a whole result, by index. `metrics` holds, by index, the
+// metrics.csv of points already checked whole (empty for the others, which are checked here).
+std::vector<bool> write_results(const SweepPlan& plan, const std::filesystem::path& dir,
+                                std::vector<std::string> metrics) {
   std::vector<bool> whole(plan.points.size());
-  for (const auto& point : plan.points) whole[point.index] = whole_result(dir, point.index);
-  std::vector<std::string> metric_names;
   for (const auto& point : plan.points) {
-    const auto file = point_dir(dir, point.index) / "metrics.csv";
-    if (!whole[point.index]) continue;
-    std::istringstream text(read_text(file));
-    std::string header;
-    std::getline(text, header);
-    metric_names = split_tabs([&] {
-      std::string h = header;
-      for (auto& c : h) c = c == ',' ? '\t' : c;
-      return h;
-    }());
-    break;
+    std::string& text = metrics.at(point.index);
+    if (text.empty()) text = whole_metrics(dir, point.index).value_or("");
+    whole[point.index] = !text.empty();
   }
+  std::vector<std::string> metric_names;
+  for (const auto& point : plan.points)
+    if (whole[point.index]) {
+      std::string header = metrics[point.index].substr(0, metrics[point.index].find('\n'));
+      for (auto& c : header) c = c == ',' ? '\t' : c;
+      metric_names = split_tabs(header);
+      break;
+    }
   std::string out = "point,status";
   for (const auto& p : plan.parameters) out.append(",").append(csv_field(p));
   for (const auto& m : metric_names) out.append(",").append(m);
   out += ",error\n";
   for (const auto& point : plan.points) {
     out += std::to_string(point.index);
-    const auto metrics = point_dir(dir, point.index) / "metrics.csv";
-    std::string row, error;
+    std::string_view row;
+    std::string error;
     if (whole[point.index]) {
-      std::istringstream text(read_text(metrics));
-      std::string header;
-      std::getline(text, header);
-      std::getline(text, row);
+      // A whole metrics.csv is a header and one row, each ended by a newline.
+      const std::string_view text = metrics[point.index];
+      const auto start = text.find('\n') + 1;
+      row = text.substr(start, text.size() - start - 1);
     } else {
       error = recorded_failure(dir, point.index) ? read_text(error_file(dir, point.index))
                                                  : std::string("no whole result: metrics.csv or summary.json is "
@@ -657,8 +709,10 @@ class Progress {
 
 // Failures recorded so far, for the progress line; points still to run are not among them.
 std::size_t count_failed(const SweepPlan& plan, const std::filesystem::path& dir) {
+  const std::vector<bool> touched = points_with_entries(plan, dir);
   std::size_t n = 0;
-  for (const auto& p : plan.points) n += recorded_failure(dir, p.index) && !whole_result(dir, p.index) ? 1 : 0;
+  for (const auto& p : plan.points)
+    n += touched[p.index] && recorded_failure(dir, p.index) && !whole_result(dir, p.index) ? 1 : 0;
   return n;
 }
 
@@ -710,6 +764,7 @@ constexpr int deaths_before_any_start = 3;
 struct Worker {
   pid_t pid = -1;
   int channel = -1;                // the driver's end of a socket pair
+  int point_stderr = -1;           // a memory file: the standard error of the point it runs
   std::string received;            // bytes of a message not yet whole
   std::deque<std::size_t> queued;  // points sent, oldest first
   bool front_started = false;      // the oldest queued point has started
@@ -727,11 +782,30 @@ bool send_line(int fd, const std::string& text) {
   return true;
 }
 
-// The worker's side: reads point indices, one a line, until the driver closes the channel;
-// writes "start INDEX" before a point and "done INDEX STATUS" after it.
+// All of a file from its start, whatever the descriptor's offset.
+std::string read_from_start(int fd) {
+  std::string text;
+  char chunk[65536];
+  for (;;) {
+    const ssize_t n = ::pread(fd, chunk, sizeof chunk, static_cast<off_t>(text.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return text;
+    text.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+// The worker's side: reads point indices, one a line, until the driver closes the channel. It
+// writes "start INDEX" before a point and "done INDEX ok SIZE" or "done INDEX failed SIZE"
+// after it, followed by SIZE bytes: the point's metrics.csv, checked whole, or why it failed.
+// So the driver touches no file of a point that succeeds. Each point's standard error goes to
+// `point_stderr`, emptied first: a point leaves no file behind in points/ to be removed.
 [[noreturn]] void serve_points(const PointRunner& runner, RunMemo& memo, const SweepPlan& plan, const std::filesystem::path& dir,
-                               int channel) {
+                               int channel, int point_stderr) {
   discard_standard_output();
+  if (point_stderr != STDERR_FILENO) {
+    if (::dup2(point_stderr, STDERR_FILENO) < 0) ::_exit(1);
+    ::close(point_stderr);
+  }
   // Memory a point frees stays mapped for the next: given back and mapped again, every page
   // faults anew, and on a virtual machine faults were a point's dearest part. 32 MiB is the
   // largest mmap threshold every glibc accepts; the trim threshold is set only if it was, since
@@ -751,10 +825,15 @@ bool send_line(int fd, const std::string& text) {
     }
     const std::size_t index = std::stoull(received.substr(0, end));
     received.erase(0, end + 1);
+    if (::ftruncate(STDERR_FILENO, 0) != 0 || ::lseek(STDERR_FILENO, 0, SEEK_SET) < 0) ::_exit(1);
     if (!send_line(channel, fmt::format("start {}\n", index))) ::_exit(0);
-    const int status =
-        run_point_here(runner, memo, point_args(plan.base, plan.points.at(index), dir), stderr_file(dir, index));
-    if (!send_line(channel, fmt::format("done {} {}\n", index, status))) ::_exit(0);
+    const int status = run_in_process(runner, memo, point_args(plan.base, plan.points.at(index), dir));
+    std::optional<std::string> metrics;
+    if (status == 0) metrics = whole_metrics(dir, index);
+    const std::string report =
+        metrics ? std::move(*metrics) : failure_reason(PointEnd{status, 0}, read_from_start(STDERR_FILENO));
+    if (!send_line(channel, fmt::format("done {} {} {}\n", index, metrics ? "ok" : "failed", report.size()) + report))
+      ::_exit(0);
   }
 }
 
@@ -781,26 +860,38 @@ class WorkerPool {
     int ends[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
       throw SweepError(fmt::format("cannot start a sweep worker: socketpair: {}", std::strerror(errno)));
+    const int point_stderr = ::memfd_create("npusim-point-stderr", MFD_CLOEXEC);
+    if (point_stderr < 0) {
+      const int error = errno;
+      ::close(ends[0]);
+      ::close(ends[1]);
+      throw SweepError(fmt::format("cannot start a sweep worker: memfd_create: {}", std::strerror(error)));
+    }
     flush_standard_streams();
     const pid_t pid = ::fork();
     if (pid < 0) {
+      const int error = errno;
       ::close(ends[0]);
       ::close(ends[1]);
-      throw SweepError(fmt::format("cannot start a sweep worker: fork: {}", std::strerror(errno)));
+      ::close(point_stderr);
+      throw SweepError(fmt::format("cannot start a sweep worker: fork: {}", std::strerror(error)));
     }
     if (pid == 0) {
       ::close(ends[0]);
-      for (const auto& other : workers_)
+      for (const auto& other : workers_) {
         if (other.channel >= 0) ::close(other.channel);
-      serve_points(runner_, memo_, plan_, dir_, ends[1]);
+        if (other.point_stderr >= 0) ::close(other.point_stderr);
+      }
+      serve_points(runner_, memo_, plan_, dir_, ends[1], point_stderr);
     }
     ::close(ends[1]);
-    worker = Worker{pid, ends[0], {}, {}, false, 0};
+    worker = Worker{pid, ends[0], point_stderr, {}, {}, false, 0};
   }
 
   // Closes the channel (the worker leaves when it has read all) and returns how it ended.
   static int stop(Worker& worker) {
     ::close(worker.channel);
+    ::close(worker.point_stderr);
     int status = 0;
     while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -816,8 +907,11 @@ class WorkerPool {
   const std::filesystem::path& dir_;
 };
 
+// Runs `todo` on the workers. The metrics.csv of each point that succeeds, as its worker
+// checked it, goes to `metrics` (by index) for results.csv.
 void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& memo,
-                       const std::vector<const SweepPoint*>& todo, Progress& progress, std::size_t already) {
+                       const std::vector<const SweepPoint*>& todo, Progress& progress, std::size_t already,
+                       std::vector<std::string>& metrics) {
   std::deque<std::size_t> pending;
   for (const auto* point : todo) pending.push_back(point->index);
   WorkerPool pool(std::min<std::size_t>(std::max(1u, o.jobs), todo.size()), o.run_point, memo, plan, o.out_dir);
@@ -825,19 +919,24 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
   std::size_t failed = count_failed(plan, o.out_dir);
   int deaths_in_a_row = 0;
   progress.update(done, failed);
-  const auto finish = [&](std::size_t index, PointEnd end) {
-    if (!record_point(o.out_dir, index, end)) ++failed;
+  const auto succeed = [&](std::size_t index, std::string metrics_csv) {
+    metrics.at(index) = std::move(metrics_csv);
     progress.update(++done, failed);
+  };
+  const auto fail = [&](std::size_t index, const std::string& reason) {
+    write_atomically(error_file(o.out_dir, index), reason + "\n");
+    progress.update(++done, ++failed);
   };
   // A worker that died: its started point failed with how it ended; the points queued behind
   // it, or all of them if none had started, run again, first.
   const auto bury = [&](Worker& worker) {
     const std::deque<std::size_t> queued = worker.queued;
     const bool started = worker.front_started;
+    const std::string err_text = started ? read_from_start(worker.point_stderr) : std::string();
     const int status = WorkerPool::stop(worker);
     if (started) {
       deaths_in_a_row = 0;
-      finish(queued.front(), point_end(status));
+      fail(queued.front(), failure_reason(point_end(status), err_text));
     } else if (++deaths_in_a_row == deaths_before_any_start) {
       throw SweepError(fmt::format("{} sweep workers in a row ended before starting a point (the last: {})",
                                    deaths_before_any_start,
@@ -876,7 +975,7 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
     for (std::size_t i = 0; i < busy.size(); ++i) {
       if (waiting[i].revents == 0) continue;
       Worker& worker = *busy[i];
-      char chunk[256];
+      char chunk[65536];
       const ssize_t n = ::read(worker.channel, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
@@ -886,22 +985,27 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
       worker.received.append(chunk, static_cast<std::size_t>(n));
       for (auto end = worker.received.find('\n'); end != std::string::npos; end = worker.received.find('\n')) {
         std::istringstream message(worker.received.substr(0, end));
-        worker.received.erase(0, end + 1);
-        std::string what;
-        std::size_t index = 0;
-        int status = 0;
+        std::string what, outcome;
+        std::size_t index = 0, size = 0;
         message >> what >> index;
-        if (what == "done") message >> status;
-        if (!message || worker.queued.empty() || index != worker.queued.front() || (what != "start" && what != "done"))
-          throw SweepError(fmt::format("a sweep worker sent a message out of turn: {} {}", what, index));
+        if (what == "done") message >> outcome >> size;
+        if (!message || worker.queued.empty() || index != worker.queued.front() ||
+            !(what == "start" || (what == "done" && (outcome == "ok" || outcome == "failed"))))
+          throw SweepError(fmt::format("a sweep worker sent a message out of turn: {}",
+                                       worker.received.substr(0, std::min<std::size_t>(end, 80))));
         if (what == "start") {
+          worker.received.erase(0, end + 1);
           worker.front_started = true;
           deaths_in_a_row = 0;
           continue;
         }
+        if (worker.received.size() - (end + 1) < size) break;  // the rest of the report is still on its way
+        std::string report = worker.received.substr(end + 1, size);
+        worker.received.erase(0, end + 1 + size);
         worker.queued.pop_front();
         worker.front_started = false;
-        finish(index, PointEnd{status, 0});
+        if (outcome == "ok") succeed(index, std::move(report));
+        else fail(index, report);
       }
     }
   }
@@ -930,11 +1034,12 @@ void build_first_tables(const SweepPlan& plan, const SweepOptions& o, const Swee
 }
 
 void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
-               Progress& progress, std::size_t already) {
+               Progress& progress, std::size_t already, std::vector<std::string>& metrics) {
   open_standard_descriptors();
   RunMemo memo;
   if (!todo.empty()) build_first_tables(plan, o, *todo.front(), memo);
-  if (o.run_point && !plan.loads_plugins && !todo.empty()) run_local_workers(plan, o, memo, todo, progress, already);
+  if (o.run_point && !plan.loads_plugins && !todo.empty())
+    run_local_workers(plan, o, memo, todo, progress, already, metrics);
   // The driver has loaded the plugins to check the plan, so a copy of it would start each point
   // with them loaded: these points get a new npusim each.
   else run_local_process_per_point(plan, o, todo, progress, already);
@@ -1053,8 +1158,9 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   }
   std::vector<const SweepPoint*> todo;
   SweepOutcome outcome;
+  const std::vector<bool> touched = points_with_entries(plan, o.out_dir);
   for (const auto& p : plan.points) {
-    const PointState state = point_state(o.out_dir, p.index);
+    const PointState state = touched[p.index] ? point_state(o.out_dir, p.index) : PointState::missing;
     if (state == PointState::ok || state == PointState::failed) continue;
     if (state == PointState::damaged) {
       clear_point(o.out_dir, p.index);
@@ -1065,10 +1171,12 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   outcome.total = plan.points.size();
   outcome.reused = plan.points.size() - todo.size();
   Progress progress(log, o.progress, plan.points.size(), outcome.reused);
-  if (o.backend == SweepBackend::local) run_local(plan, o, todo, progress, outcome.reused);
+  // The metrics.csv of each point whose worker checked it whole; the others are read from points/.
+  std::vector<std::string> metrics(plan.points.size());
+  if (o.backend == SweepBackend::local) run_local(plan, o, todo, progress, outcome.reused, metrics);
   else run_slurm(plan, o, todo, progress, points_per_task, outcome.reused);
   progress.finish();
-  const std::vector<bool> whole = write_results(plan, o.out_dir);
+  const std::vector<bool> whole = write_results(plan, o.out_dir, std::move(metrics));
   // Every point without a whole result is failed: results.csv says so, with a reason.
   outcome.succeeded = static_cast<std::size_t>(std::count(whole.begin(), whole.end(), true));
   outcome.failed = outcome.total - outcome.succeeded;

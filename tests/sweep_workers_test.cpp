@@ -129,6 +129,52 @@ TEST_F(SweepWorkers, APointThatKillsItsWorkerFailsAlone) {
 }
 
 // 250 points on one job: workers serve 100 points each, so three serve them.
+// A worker sends why a point failed: the last line the point wrote to standard error, or how it
+// ended. Each point's standard error starts empty (a message never leaks into the next point's
+// failure), a point that leaves its worker takes its last line with it, and no point leaves a
+// file in points/ beside its result or its .error.
+TEST_F(SweepWorkers, SendWhyAPointFailed) {
+  const auto plan = load_sweep(write_sweep("why", "seeds: 6\n"));
+  ASSERT_EQ(plan.points.size(), 6u);
+  const auto outcome = run(plan, dir_ / "out", 1, [](const std::vector<std::string>& args, RunMemo& memo) {
+    if (has(args, "simulation.seed=1")) {
+      std::fprintf(stderr, "warning: a point that succeeds may write to standard error\n");
+      return write_fake_result(args, memo);
+    }
+    if (has(args, "simulation.seed=2")) {
+      std::fprintf(stderr, "first line\nnpusim: the reason of seed 2\n\n");
+      return 2;
+    }
+    if (has(args, "simulation.seed=3")) return 3;  // nothing written: how it ended
+    if (has(args, "simulation.seed=4")) {
+      std::fprintf(stderr, "npusim: seed 4 leaves its worker\n");
+      std::fflush(stderr);
+      ::_exit(7);
+    }
+    if (has(args, "simulation.seed=5")) return 0;  // no result written
+    return write_fake_result(args, memo);
+  });
+  EXPECT_EQ(outcome.succeeded, 2u);
+  EXPECT_EQ(outcome.failed, 4u);
+  const auto points = dir_ / "out" / "points";
+  const std::map<std::string, std::string> expected{
+      {"000001.error", "npusim: the reason of seed 2\n"},
+      {"000002.error", "exit status 3 and no message\n"},
+      {"000003.error", "npusim: seed 4 leaves its worker\n"},
+      {"000004.error", "exit status 0 but no whole metrics.csv and summary.json\n"}};
+  std::map<std::string, std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator(points))
+    if (!entry.is_directory()) found[entry.path().filename().string()] = read(entry.path());
+  EXPECT_EQ(found, expected);
+  std::istringstream results(read(dir_ / "out" / "results.csv"));
+  std::string line;
+  std::getline(results, line);
+  EXPECT_EQ(line, "point,status,simulation.seed,samples.arrived,pid,error");
+  std::vector<std::string> rows;
+  while (std::getline(results, line)) rows.push_back(line.substr(0, line.find(',', line.find(',') + 1)));
+  EXPECT_EQ(rows, (std::vector<std::string>{"0,ok", "1,failed", "2,failed", "3,failed", "4,failed", "5,ok"}));
+}
+
 TEST_F(SweepWorkers, AreReplacedAfterAHundredPoints) {
   const auto plan = load_sweep(write_sweep("many", "seeds: 250\n"));
   const auto outcome = run(plan, dir_ / "out", 1, write_fake_result);
