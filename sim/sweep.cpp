@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cinttypes>
 #include <chrono>
 #include <cstring>
 #include <cstdio>
@@ -28,6 +29,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -752,9 +754,6 @@ void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, c
 // the one driver, kept a sweep from scaling with its jobs (docs/sweeps.md). A point that kills
 // its worker fails alone: the driver records it, and the points queued behind it run again.
 
-// A worker is replaced after this many points, so that memory a run leaks (SystemC's, say)
-// cannot grow with the sweep.
-constexpr std::size_t points_per_worker = 100;
 // Points sent ahead, so that a worker starts its next point without waiting for the driver to
 // wake and answer: a sleeping core of a virtual machine wakes slowly.
 constexpr std::size_t points_queued_per_worker = 2;
@@ -769,6 +768,8 @@ struct Worker {
   std::deque<std::size_t> queued;  // points sent, oldest first
   bool front_started = false;      // the oldest queued point has started
   std::size_t served = 0;          // points sent to it
+  std::uint64_t first_resident_bytes = 0;  // its resident memory after its first point
+  bool retiring = false;                   // its memory grew too much: it is sent no more points
 };
 
 bool send_line(int fd, const std::string& text) {
@@ -780,6 +781,14 @@ bool send_line(int fd, const std::string& text) {
     sent += static_cast<std::size_t>(n);
   }
   return true;
+}
+
+// This process's resident memory, or 0 when /proc does not say.
+std::uint64_t resident_bytes() {
+  const std::string statm = read_text("/proc/self/statm");
+  std::uint64_t size_pages = 0, resident_pages = 0;
+  if (std::sscanf(statm.c_str(), "%" SCNu64 " %" SCNu64, &size_pages, &resident_pages) != 2) return 0;
+  return resident_pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 // All of a file from its start, whatever the descriptor's offset.
@@ -795,8 +804,9 @@ std::string read_from_start(int fd) {
 }
 
 // The worker's side: reads point indices, one a line, until the driver closes the channel. It
-// writes "start INDEX" before a point and "done INDEX ok SIZE" or "done INDEX failed SIZE"
-// after it, followed by SIZE bytes: the point's metrics.csv, checked whole, or why it failed.
+// writes "start INDEX" before a point and "done INDEX ok SIZE RESIDENT" or "done INDEX failed
+// SIZE RESIDENT" after it (RESIDENT: its resident memory in bytes), followed by SIZE bytes: the
+// point's metrics.csv, checked whole, or why it failed.
 // So the driver touches no file of a point that succeeds. Each point's standard error goes to
 // `point_stderr`, emptied first: a point leaves no file behind in points/ to be removed.
 [[noreturn]] void serve_points(const PointRunner& runner, RunMemo& memo, const SweepPlan& plan, const std::filesystem::path& dir,
@@ -813,10 +823,14 @@ std::string read_from_start(int fd) {
   // of freed memory.
   if (::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1) ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
   std::string received;
+  // A point's report waits for the next point's "start" when that point is already queued, so
+  // the driver wakes once a point, not twice.
+  std::string outbox;
   char chunk[256];
   for (;;) {
     const auto end = received.find('\n');
     if (end == std::string::npos) {
+      if (!outbox.empty() && !send_line(channel, std::exchange(outbox, {}))) ::_exit(0);
       const ssize_t n = ::read(channel, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) ::_exit(0);
@@ -825,15 +839,18 @@ std::string read_from_start(int fd) {
     }
     const std::size_t index = std::stoull(received.substr(0, end));
     received.erase(0, end + 1);
-    if (::ftruncate(STDERR_FILENO, 0) != 0 || ::lseek(STDERR_FILENO, 0, SEEK_SET) < 0) ::_exit(1);
-    if (!send_line(channel, fmt::format("start {}\n", index))) ::_exit(0);
+    if (::ftruncate(STDERR_FILENO, 0) != 0 || ::lseek(STDERR_FILENO, 0, SEEK_SET) < 0) {
+      send_line(channel, outbox);
+      ::_exit(1);
+    }
+    if (!send_line(channel, std::exchange(outbox, {}) + fmt::format("start {}\n", index))) ::_exit(0);
     const int status = run_in_process(runner, memo, point_args(plan.base, plan.points.at(index), dir));
     std::optional<std::string> metrics;
     if (status == 0) metrics = whole_metrics(dir, index);
     const std::string report =
         metrics ? std::move(*metrics) : failure_reason(PointEnd{status, 0}, read_from_start(STDERR_FILENO));
-    if (!send_line(channel, fmt::format("done {} {} {}\n", index, metrics ? "ok" : "failed", report.size()) + report))
-      ::_exit(0);
+    outbox = fmt::format("done {} {} {} {}\n", index, metrics ? "ok" : "failed", report.size(), resident_bytes()) +
+             report;
   }
 }
 
@@ -907,17 +924,21 @@ class WorkerPool {
   const std::filesystem::path& dir_;
 };
 
-// Runs `todo` on the workers. The metrics.csv of each point that succeeds, as its worker
-// checked it, goes to `metrics` (by index) for results.csv.
+// Runs `todo` on the workers, and `once_started` once the first have their points. The
+// metrics.csv of each point that succeeds, as its worker checked it, goes to `metrics` (by
+// index) for results.csv.
 void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& memo,
                        const std::vector<const SweepPoint*>& todo, Progress& progress, std::size_t already,
-                       std::vector<std::string>& metrics) {
+                       std::vector<std::string>& metrics, const std::function<void()>& once_started) {
   std::deque<std::size_t> pending;
   for (const auto* point : todo) pending.push_back(point->index);
   WorkerPool pool(std::min<std::size_t>(std::max(1u, o.jobs), todo.size()), o.run_point, memo, plan, o.out_dir);
   std::size_t done = already;
   std::size_t failed = count_failed(plan, o.out_dir);
   int deaths_in_a_row = 0;
+  bool told_started = false;
+  // A worker that is sent no more points, and is stopped once it has run those it was sent.
+  const auto done_with = [&](const Worker& w) { return w.served >= std::max<std::size_t>(1, o.worker_points) || w.retiring; };
   progress.update(done, failed);
   const auto succeed = [&](std::size_t index, std::string metrics_csv) {
     metrics.at(index) = std::move(metrics_csv);
@@ -947,9 +968,9 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
   };
   for (;;) {
     for (auto& worker : pool.workers()) {
-      if (worker.pid >= 0 && worker.served == points_per_worker && worker.queued.empty()) WorkerPool::stop(worker);
+      if (worker.pid >= 0 && done_with(worker) && worker.queued.empty()) WorkerPool::stop(worker);
       while (!pending.empty() && worker.queued.size() < points_queued_per_worker &&
-             (worker.pid < 0 || worker.served < points_per_worker)) {
+             (worker.pid < 0 || !done_with(worker))) {
         if (worker.pid < 0) pool.start(worker);
         if (!send_line(worker.channel, fmt::format("{}\n", pending.front()))) {
           bury(worker);
@@ -959,6 +980,10 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
         pending.pop_front();
         ++worker.served;
       }
+    }
+    if (!told_started) {
+      told_started = true;
+      if (once_started) once_started();
     }
     std::vector<pollfd> waiting;
     std::vector<Worker*> busy;
@@ -987,8 +1012,9 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
         std::istringstream message(worker.received.substr(0, end));
         std::string what, outcome;
         std::size_t index = 0, size = 0;
+        std::uint64_t resident = 0;
         message >> what >> index;
-        if (what == "done") message >> outcome >> size;
+        if (what == "done") message >> outcome >> size >> resident;
         if (!message || worker.queued.empty() || index != worker.queued.front() ||
             !(what == "start" || (what == "done" && (outcome == "ok" || outcome == "failed"))))
           throw SweepError(fmt::format("a sweep worker sent a message out of turn: {}",
@@ -1004,6 +1030,8 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
         worker.received.erase(0, end + 1 + size);
         worker.queued.pop_front();
         worker.front_started = false;
+        if (worker.first_resident_bytes == 0) worker.first_resident_bytes = resident;
+        else if (resident > worker.first_resident_bytes + o.worker_growth_bytes) worker.retiring = true;
         if (outcome == "ok") succeed(index, std::move(report));
         else fail(index, report);
       }
@@ -1018,31 +1046,44 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
 // without this every worker builds the same table at once, each on one thread, before its
 // first point, and that start was the serial part of a short sweep. They, and the zoo networks
 // parsed, are kept in `memo`, which every worker starts with. A point whose scenario or table
-// fails is left to fail on its own, with its own message.
-void build_first_tables(const SweepPlan& plan, const SweepOptions& o, const SweepPoint& first, RunMemo& memo) {
+// fails is left to fail on its own, with its own message. Returns the cache that holds the
+// tables built, whose files are still to be written (TableCache::store_built).
+std::optional<TableCache> build_first_tables(const SweepPlan& plan, const SweepOptions& o, const SweepPoint& first,
+                                             RunMemo& memo) {
+  std::optional<TableCache> tables;
   try {
     scheduler::PolicyRegistry registry;
     scheduler::register_builtin_policies(registry);
     const Scenario scenario = load_scenario(plan.base, first.assignments, registry, &memo);
-    TableCache tables(o.out_dir / "table-cache", &memo);
+    tables.emplace(o.out_dir / "table-cache", &memo, TableCache::Store::when_asked);
     for (const auto& [name, network] : scenario.models)
-      tables.get(scenario.npu.config(), workloads::layer_works(network), scenario.scheduler.max_batch, [&] {
+      tables->get(scenario.npu.config(), workloads::layer_works(network), scenario.scheduler.max_batch, [&] {
         return workloads::control_block_table(scenario.npu, network, scenario.scheduler.max_batch, std::max(1u, o.jobs));
       });
   } catch (const std::exception&) {
   }
+  return tables;
 }
 
 void run_local(const SweepPlan& plan, const SweepOptions& o, const std::vector<const SweepPoint*>& todo,
                Progress& progress, std::size_t already, std::vector<std::string>& metrics) {
   open_standard_descriptors();
   RunMemo memo;
-  if (!todo.empty()) build_first_tables(plan, o, *todo.front(), memo);
-  if (o.run_point && !plan.loads_plugins && !todo.empty())
-    run_local_workers(plan, o, memo, todo, progress, already, metrics);
-  // The driver has loaded the plugins to check the plan, so a copy of it would start each point
-  // with them loaded: these points get a new npusim each.
-  else run_local_process_per_point(plan, o, todo, progress, already);
+  std::optional<TableCache> first_tables;
+  if (!todo.empty()) first_tables = build_first_tables(plan, o, *todo.front(), memo);
+  // The workers start with the tables in memory, so their files (for a resume, or a later sweep)
+  // are written once the workers run; a new npusim per point reads them, so before it starts.
+  const auto store_first_tables = [&] {
+    if (first_tables) first_tables->store_built();
+  };
+  if (o.run_point && !plan.loads_plugins && !todo.empty()) {
+    run_local_workers(plan, o, memo, todo, progress, already, metrics, store_first_tables);
+  } else {
+    store_first_tables();
+    // The driver has loaded the plugins to check the plan, so a copy of it would start each
+    // point with them loaded: these points get a new npusim each.
+    run_local_process_per_point(plan, o, todo, progress, already);
+  }
 }
 
 std::string find_on_path(const std::string& program) {

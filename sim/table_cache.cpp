@@ -120,8 +120,8 @@ std::string code_build_id() {
   return ids;
 }
 
-TableCache::TableCache(std::filesystem::path dir, RunMemo* memo)
-    : dir_(std::move(dir)), build_id_(code_build_id()), memo_(memo) {
+TableCache::TableCache(std::filesystem::path dir, RunMemo* memo, Store store)
+    : dir_(std::move(dir)), build_id_(code_build_id()), memo_(memo), store_(memo ? store : Store::at_once) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   std::error_code not_a_directory;
@@ -178,6 +178,18 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
   ++misses_;
   npu::ControlBlockTable table = build();
   if (memo_) memo_->keep_table(key, table);
+  if (store_ == Store::when_asked) unstored_.push_back(key);
+  else store(key, table);
+  return table;
+}
+
+void TableCache::store_built() {
+  for (const auto& key : unstored_)
+    if (const npu::ControlBlockTable* kept = memo_->table(key)) store(key, *kept);
+  unstored_.clear();
+}
+
+void TableCache::store(const std::string& key, const npu::ControlBlockTable& table) const {
   npu::ByteWriter w;
   w.raw(magic);
   w.section(build_id_);
@@ -188,9 +200,9 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
   // A name no other writer uses (created exclusively): two runs that build the same table at
   // once each rename a whole file into place, and the second replaces the first with the same
   // bytes.
-  std::string partial = file.string() + ".partial.XXXXXX";
+  std::string partial = file_for_key(key).string() + ".partial.XXXXXX";
   const int fd = ::mkstemp(partial.data());
-  if (fd < 0) return table;
+  if (fd < 0) return;
   std::size_t written = 0;
   while (written < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
@@ -200,9 +212,8 @@ npu::ControlBlockTable TableCache::get(const npu::NpuConfig& npu, const std::vec
   }
   const bool whole = ::close(fd) == 0 && written == bytes.size();
   std::error_code ec;
-  if (whole) std::filesystem::rename(partial, file, ec);
+  if (whole) std::filesystem::rename(partial, file_for_key(key), ec);
   if (!whole || ec) std::filesystem::remove(partial, ec);
-  return table;
 }
 
 }  // namespace npusim::sim

@@ -36,12 +36,19 @@ std::string code_build_id();
 // or built is kept there.
 class TableCache {
  public:
+  // When a table get() builds is written to its file: at once, or by store_built() (with a
+  // memo only), so that a caller with other work to start first keeps the writing off its path.
+  enum class Store { at_once, when_asked };
+
   // Creates `dir` if needed. Throws TableCacheError naming it when it cannot, or when it is not
   // a directory. `memo`, if given, must outlive the cache.
-  explicit TableCache(std::filesystem::path dir, RunMemo* memo = nullptr);
+  explicit TableCache(std::filesystem::path dir, RunMemo* memo = nullptr, Store store = Store::at_once);
 
   npu::ControlBlockTable get(const npu::NpuConfig& npu, const std::vector<npu::LayerWork>& layers,
                              std::uint32_t max_batch, const std::function<npu::ControlBlockTable()>& build);
+
+  // Store::when_asked: writes the files of the tables built so far that the memo still holds.
+  void store_built();
 
   std::uint64_t hits() const { return hits_; }
   std::uint64_t misses() const { return misses_; }
@@ -51,10 +58,13 @@ class TableCache {
 
  private:
   std::filesystem::path file_for_key(const std::string& key) const;
+  void store(const std::string& key, const npu::ControlBlockTable& table) const;
 
   std::filesystem::path dir_;
   std::string build_id_;
   RunMemo* memo_;
+  Store store_;
+  std::vector<std::string> unstored_;  // keys of tables built and not yet written
   std::uint64_t hits_ = 0, misses_ = 0;
 };
 

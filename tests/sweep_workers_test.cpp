@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <iostream>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -42,12 +43,14 @@ class SweepWorkers : public npusim::testing::ScratchDirTest {
     return text.str();
   }
 
-  SweepOutcome run(const SweepPlan& plan, const std::filesystem::path& out, unsigned jobs, PointRunner runner) {
+  SweepOutcome run(const SweepPlan& plan, const std::filesystem::path& out, unsigned jobs, PointRunner runner,
+                   const std::function<void(SweepOptions&)>& adjust = {}) {
     SweepOptions options;
     options.out_dir = out;
     options.jobs = jobs;
     options.npusim = NPUSIM_CLI_PATH;
     options.run_point = std::move(runner);
+    if (adjust) adjust(options);
     std::ostringstream log;
     return run_sweep(plan, options, log);
   }
@@ -175,19 +178,53 @@ TEST_F(SweepWorkers, SendWhyAPointFailed) {
   EXPECT_EQ(rows, (std::vector<std::string>{"0,ok", "1,failed", "2,failed", "3,failed", "4,failed", "5,ok"}));
 }
 
-TEST_F(SweepWorkers, AreReplacedAfterAHundredPoints) {
-  const auto plan = load_sweep(write_sweep("many", "seeds: 250\n"));
-  const auto outcome = run(plan, dir_ / "out", 1, write_fake_result);
-  ASSERT_EQ(outcome.succeeded, 250u);
-  std::map<std::string, std::size_t> points_per_process;
+// Which process ran each point, by the pid write_fake_result puts in its metrics.csv.
+std::map<std::string, std::size_t> points_per_process(const SweepPlan& plan, const std::filesystem::path& out) {
+  std::map<std::string, std::size_t> count;
   for (const auto& point : plan.points) {
     char name[16];
     std::snprintf(name, sizeof name, "%06zu", point.index);
-    const auto metrics = read(dir_ / "out" / "points" / name / "metrics.csv");
-    ++points_per_process[metrics.substr(metrics.find("\n1,") + 3)];
+    std::ifstream in(out / "points" / name / "metrics.csv");
+    std::string header, row;
+    std::getline(in, header);
+    std::getline(in, row);
+    ++count[row.substr(row.find(',') + 1)];
   }
-  EXPECT_EQ(points_per_process.size(), 3u);
-  for (const auto& [pid, points] : points_per_process) EXPECT_LE(points, 100u) << "process " << pid;
+  return count;
+}
+
+TEST_F(SweepWorkers, AreReplacedAfterTheirShareOfPoints) {
+  const auto plan = load_sweep(write_sweep("many", "seeds: 250\n"));
+  const auto outcome = run(plan, dir_ / "out", 1, write_fake_result, [](SweepOptions& o) { o.worker_points = 100; });
+  ASSERT_EQ(outcome.succeeded, 250u);
+  const auto count = points_per_process(plan, dir_ / "out");
+  EXPECT_EQ(count.size(), 3u);  // 100 + 100 + 50
+  for (const auto& [pid, points] : count) EXPECT_LE(points, 100u) << "process " << pid;
+  // By default a worker runs 1,000 points.
+  const auto by_default = run(plan, dir_ / "default", 1, write_fake_result);
+  ASSERT_EQ(by_default.succeeded, 250u);
+  EXPECT_EQ(points_per_process(plan, dir_ / "default").size(), 1u);
+}
+
+// Each point keeps 3 MiB more resident: with a bound of 8 MiB over the first point's, a worker
+// is replaced after its fourth point at the latest (3 more after the first: 9 MiB), and the
+// points already sent to it still run there.
+TEST_F(SweepWorkers, AreReplacedWhenTheirMemoryGrows) {
+  const auto plan = load_sweep(write_sweep("leak", "seeds: 24\n"));
+  const auto outcome = run(
+      plan, dir_ / "out", 2,
+      [](const std::vector<std::string>& args, RunMemo& memo) {
+        constexpr std::size_t leaked_bytes = 3 << 20;
+        char* leak = new char[leaked_bytes];
+        for (std::size_t i = 0; i < leaked_bytes; i += 1024) leak[i] = 1;  // resident, not just reserved
+        return write_fake_result(args, memo);
+      },
+      [](SweepOptions& o) { o.worker_growth_bytes = 8 << 20; });
+  ASSERT_EQ(outcome.succeeded, 24u);
+  const auto count = points_per_process(plan, dir_ / "out");
+  // A worker is told to stop after its fourth point, with up to two more already sent.
+  for (const auto& [pid, points] : count) EXPECT_LE(points, 6u) << "process " << pid;
+  EXPECT_GE(count.size(), 24u / 6);
 }
 
 // A plugin may keep state between runs, and the driver has loaded it to check the plan, so

@@ -402,6 +402,29 @@ TEST_F(TableCacheTest, AMemoKeepsTablesBetweenRuns) {
   EXPECT_TRUE(*memo.table(npu::control_block_key(npu.config(), workloads::layer_works(network_), 5)) == read_back);
 }
 
+// A cache told to store when asked writes no file until store_built(), and then the file of
+// each table it built, which a new cache reads back without building.
+TEST_F(TableCacheTest, StoresWhenAskedWriteOnlyThen) {
+  const auto npu = preset("default");
+  sim::RunMemo memo;
+  sim::TableCache driver(dir_, &memo, sim::TableCache::Store::when_asked);
+  const auto built = cached(driver, npu);
+  cached(driver, npu);  // a hit: nothing more to write
+  EXPECT_EQ(builds_, 1);
+  EXPECT_TRUE(std::filesystem::is_empty(dir_));
+  driver.store_built();
+  std::size_t files = 0;
+  for (const auto& file : std::filesystem::directory_iterator(dir_)) {
+    EXPECT_EQ(file.path().extension(), ".table") << file.path();
+    ++files;
+  }
+  EXPECT_EQ(files, 1u);
+  sim::TableCache reader(dir_);
+  EXPECT_TRUE(cached(reader, npu) == built);
+  EXPECT_EQ(builds_, 1);
+  EXPECT_EQ(reader.hits(), 1u);
+}
+
 // The memo keeps RunMemo::kept_tables tables, the least recently used dropped first: a sweep
 // over many NPUs does not grow a worker without bound, a table every point uses stays, and a
 // dropped table is read from the directory again.
