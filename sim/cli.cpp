@@ -357,18 +357,22 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err, Run
   const std::filesystem::path dir(o.out_dir);
   bool created = false;
   if (!o.out_dir.empty()) {
-    if (std::filesystem::exists(dir) && !std::filesystem::is_directory(dir))
+    const bool existed = std::filesystem::exists(dir);
+    if (existed && !std::filesystem::is_directory(dir))
       throw UsageError(fmt::format("--out {}: exists and is not a directory", o.out_dir));
     // Checked before anything is removed or created: an output never replaces a directory,
-    // device or FIFO that happens to carry one of the names.
-    for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"}) {
-      require_replaceable(dir / name);
-      require_replaceable(dir / (std::string(name) + ".partial"));
-    }
+    // device or FIFO that happens to carry one of the names. A directory made here holds none
+    // (a sweep makes one per point, and each look costs a system call).
+    if (existed)
+      for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"}) {
+        require_replaceable(dir / name);
+        require_replaceable(dir / (std::string(name) + ".partial"));
+      }
     created = std::filesystem::create_directories(dir);
     // A result from an earlier run must not pass for this one's if this one fails.
-    for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"})
-      std::filesystem::remove(dir / name);
+    if (!created)
+      for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"})
+        std::filesystem::remove(dir / name);
   }
   if (!o.trace_file.empty()) {
     require_replaceable(o.trace_file);

@@ -126,12 +126,17 @@ void require_replaceable(const std::filesystem::path& path) {
 
 AtomicFile::AtomicFile(std::filesystem::path file) : file_(std::move(file)), partial_(file_.string() + ".partial") {
   require_replaceable(file_);
-  require_replaceable(partial_);
-  // A partial file left by a killed run is stale; O_EXCL then makes sure that what is opened
-  // is the regular file created here, never a FIFO or device slipped in under the name.
+  // O_EXCL makes sure that what is opened is the regular file created here, never a FIFO or
+  // device slipped in under the name. Anything already there is looked at only then: a partial
+  // file left by a killed run is stale and goes; another kind of file is an error.
+  const auto create = [&] { return ::open(partial_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666); };
+  int fd = create();
   std::error_code ignored;
-  std::filesystem::remove(partial_, ignored);
-  const int fd = ::open(partial_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0 && errno == EEXIST) {
+    require_replaceable(partial_);
+    std::filesystem::remove(partial_, ignored);
+    fd = create();
+  }
   if (fd < 0) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
   ::close(fd);
   out_.open(partial_, std::ios::binary | std::ios::trunc);
