@@ -363,16 +363,20 @@ void run_scenario(const RunOptions& o, std::ostream& out, std::ostream& err, Run
     // Checked before anything is removed or created: an output never replaces a directory,
     // device or FIFO that happens to carry one of the names. A directory made here holds none
     // (a sweep makes one per point, and each look costs a system call).
-    if (existed)
+    const auto require_outputs_replaceable = [&] {
       for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"}) {
         require_replaceable(dir / name);
         require_replaceable(dir / (std::string(name) + ".partial"));
       }
+    };
+    if (existed) require_outputs_replaceable();
     created = std::filesystem::create_directories(dir);
-    // A result from an earlier run must not pass for this one's if this one fails.
-    if (!created)
+    if (!created) {
+      if (!existed) require_outputs_replaceable();  // made by another process meanwhile
+      // A result from an earlier run must not pass for this one's if this one fails.
       for (const char* name : {"metrics.csv", "summary.json", "samples.csv", "scenario.yaml"})
         std::filesystem::remove(dir / name);
+    }
   }
   if (!o.trace_file.empty()) {
     require_replaceable(o.trace_file);

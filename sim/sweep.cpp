@@ -46,6 +46,8 @@ namespace npusim::sim {
 namespace {
 
 constexpr const char* plan_magic = "npusim-sweep-plan 1";
+// The size of each read of a file or a worker's channel.
+constexpr std::size_t read_chunk_bytes = 65536;
 
 // ---- the sweep file ----
 
@@ -351,14 +353,14 @@ void write_atomically(const std::filesystem::path& file, const std::string& text
 // in place of a result must not block. One open, one fstat and the reads: a sweep checks every
 // point's files, and on virtual machines each system call is dear.
 std::optional<std::string> read_regular_file(const std::filesystem::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   struct stat status {};
   std::optional<std::string> text;
   if (::fstat(fd, &status) == 0 && S_ISREG(status.st_mode)) {
     text.emplace();
     text->reserve(static_cast<std::size_t>(status.st_size));
-    char chunk[65536];
+    char chunk[read_chunk_bytes];
     for (;;) {
       const ssize_t n = ::read(fd, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
@@ -406,7 +408,8 @@ std::optional<std::string> whole_metrics(const std::filesystem::path& dir, std::
   if (fields(row) == 0 || fields(row) != fields(header)) return std::nullopt;
   // Only its ends are read: a sweep's results.csv checks every point, and a summary is tens of
   // kilobytes.
-  const int fd = ::open((point_dir(dir, index) / "summary.json").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  const int fd =
+      ::open((point_dir(dir, index) / "summary.json").c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   struct stat status {};
   char first = 0, last[2] = {};
@@ -438,6 +441,9 @@ std::vector<bool> points_with_entries(const SweepPlan& plan, const std::filesyst
       index = index * 10 + static_cast<std::size_t>(name[digits++] - '0');
     if (digits > 0 && index < touched.size()) touched[index] = true;
   }
+  // A listing that fails would pass every finished point for a missing one.
+  if (ec && ec != std::errc::no_such_file_or_directory)
+    throw SweepError(fmt::format("cannot list {}: {}", (dir / "points").string(), ec.message()));
   return touched;
 }
 
@@ -757,6 +763,8 @@ void run_local_process_per_point(const SweepPlan& plan, const SweepOptions& o, c
 // Points sent ahead, so that a worker starts its next point without waiting for the driver to
 // wake and answer: a sleeping core of a virtual machine wakes slowly.
 constexpr std::size_t points_queued_per_worker = 2;
+// The largest report a worker sends: a metrics.csv, or a reason of at most read_chunk_bytes.
+constexpr std::size_t max_report_bytes = std::size_t{64} << 20;
 // Workers that die in a row before starting a point: something is wrong with all of them.
 constexpr int deaths_before_any_start = 3;
 
@@ -791,31 +799,34 @@ std::uint64_t resident_bytes() {
   return resident_pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-// All of a file from its start, whatever the descriptor's offset.
-std::string read_from_start(int fd) {
-  std::string text;
-  char chunk[65536];
-  for (;;) {
-    const ssize_t n = ::pread(fd, chunk, sizeof chunk, static_cast<off_t>(text.size()));
+// The end of a point's standard error, at most `read_chunk_bytes` of it, whatever the
+// descriptor's offset: enough for the last line of any message, and a point that writes
+// gigabytes there costs no more memory.
+std::string tail_of(int fd) {
+  struct stat status {};
+  if (::fstat(fd, &status) != 0) return {};
+  const off_t start = std::max<off_t>(0, status.st_size - static_cast<off_t>(read_chunk_bytes));
+  std::string text(static_cast<std::size_t>(status.st_size - start), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::pread(fd, text.data() + got, text.size() - got, start + static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return text;
-    text.append(chunk, static_cast<std::size_t>(n));
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
   }
+  text.resize(got);
+  return text;
 }
 
 // The worker's side: reads point indices, one a line, until the driver closes the channel. It
 // writes "start INDEX" before a point and "done INDEX ok SIZE RESIDENT" or "done INDEX failed
 // SIZE RESIDENT" after it (RESIDENT: its resident memory in bytes), followed by SIZE bytes: the
-// point's metrics.csv, checked whole, or why it failed.
-// So the driver touches no file of a point that succeeds. Each point's standard error goes to
-// `point_stderr`, emptied first: a point leaves no file behind in points/ to be removed.
-[[noreturn]] void serve_points(const PointRunner& runner, RunMemo& memo, const SweepPlan& plan, const std::filesystem::path& dir,
-                               int channel, int point_stderr) {
-  discard_standard_output();
-  if (point_stderr != STDERR_FILENO) {
-    if (::dup2(point_stderr, STDERR_FILENO) < 0) ::_exit(1);
-    ::close(point_stderr);
-  }
+// point's metrics.csv, checked whole, or why it failed. So the driver touches no file of a
+// point that succeeds. Each point's standard error goes to the worker's memory file (its
+// descriptor 2), emptied first: a point leaves no file behind in points/ to be removed.
+// Returns when the driver closes the channel.
+void serve_points_until_closed(const PointRunner& runner, RunMemo& memo, const SweepPlan& plan,
+                               const std::filesystem::path& dir, int channel) {
   // Memory a point frees stays mapped for the next: given back and mapped again, every page
   // faults anew, and on a virtual machine faults were a point's dearest part. 32 MiB is the
   // largest mmap threshold every glibc accepts; the trim threshold is set only if it was, since
@@ -830,10 +841,10 @@ std::string read_from_start(int fd) {
   for (;;) {
     const auto end = received.find('\n');
     if (end == std::string::npos) {
-      if (!outbox.empty() && !send_line(channel, std::exchange(outbox, {}))) ::_exit(0);
+      if (!outbox.empty() && !send_line(channel, std::exchange(outbox, {}))) return;
       const ssize_t n = ::read(channel, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) ::_exit(0);
+      if (n <= 0) return;
       received.append(chunk, static_cast<std::size_t>(n));
       continue;
     }
@@ -843,15 +854,36 @@ std::string read_from_start(int fd) {
       send_line(channel, outbox);
       ::_exit(1);
     }
-    if (!send_line(channel, std::exchange(outbox, {}) + fmt::format("start {}\n", index))) ::_exit(0);
+    if (!send_line(channel, std::exchange(outbox, {}) + fmt::format("start {}\n", index))) return;
     const int status = run_in_process(runner, memo, point_args(plan.base, plan.points.at(index), dir));
     std::optional<std::string> metrics;
     if (status == 0) metrics = whole_metrics(dir, index);
     const std::string report =
-        metrics ? std::move(*metrics) : failure_reason(PointEnd{status, 0}, read_from_start(STDERR_FILENO));
+        metrics ? std::move(*metrics) : failure_reason(PointEnd{status, 0}, tail_of(STDERR_FILENO));
     outbox = fmt::format("done {} {} {} {}\n", index, metrics ? "ok" : "failed", report.size(), resident_bytes()) +
              report;
   }
+}
+
+// The worker's whole life: it leaves by _exit, so that nothing of the driver's (its exit
+// handlers, the pool that would kill the other workers) runs in it, whatever it throws.
+[[noreturn]] void serve_points(const PointRunner& runner, RunMemo& memo, const SweepPlan& plan,
+                               const std::filesystem::path& dir, int channel, int point_stderr) {
+  discard_standard_output();
+  if (point_stderr != STDERR_FILENO) {
+    if (::dup2(point_stderr, STDERR_FILENO) < 0) ::_exit(1);
+    ::close(point_stderr);
+  }
+  try {
+    serve_points_until_closed(runner, memo, plan, dir, channel);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "npusim: internal error in a sweep worker: %s\n", e.what());
+    ::_exit(70);
+  } catch (...) {
+    std::fprintf(stderr, "npusim: internal error in a sweep worker: unknown exception\n");
+    ::_exit(70);
+  }
+  ::_exit(0);
 }
 
 // Owns the workers: whatever way the driver leaves, none is left running or unreaped.
@@ -877,12 +909,16 @@ class WorkerPool {
     int ends[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
       throw SweepError(fmt::format("cannot start a sweep worker: socketpair: {}", std::strerror(errno)));
-    const int point_stderr = ::memfd_create("npusim-point-stderr", MFD_CLOEXEC);
+    // A file in memory; where the kernel refuses those (a seccomp profile, say), a file with no
+    // name in the sweep's directory.
+    int point_stderr = ::memfd_create("npusim-point-stderr", MFD_CLOEXEC);
+    if (point_stderr < 0) point_stderr = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (point_stderr < 0) {
       const int error = errno;
       ::close(ends[0]);
       ::close(ends[1]);
-      throw SweepError(fmt::format("cannot start a sweep worker: memfd_create: {}", std::strerror(error)));
+      throw SweepError(fmt::format("cannot start a sweep worker: no file for its points' standard error in memory "
+                                   "or in {}: {}", dir_.string(), std::strerror(error)));
     }
     flush_standard_streams();
     const pid_t pid = ::fork();
@@ -953,7 +989,7 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
   const auto bury = [&](Worker& worker) {
     const std::deque<std::size_t> queued = worker.queued;
     const bool started = worker.front_started;
-    const std::string err_text = started ? read_from_start(worker.point_stderr) : std::string();
+    const std::string err_text = started ? tail_of(worker.point_stderr) : std::string();
     const int status = WorkerPool::stop(worker);
     if (started) {
       deaths_in_a_row = 0;
@@ -1000,7 +1036,7 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
     for (std::size_t i = 0; i < busy.size(); ++i) {
       if (waiting[i].revents == 0) continue;
       Worker& worker = *busy[i];
-      char chunk[65536];
+      char chunk[read_chunk_bytes];
       const ssize_t n = ::read(worker.channel, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
@@ -1012,11 +1048,13 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
         std::istringstream message(worker.received.substr(0, end));
         std::string what, outcome;
         std::size_t index = 0, size = 0;
-        std::uint64_t resident = 0;
+        std::uint64_t resident_bytes_now = 0;
         message >> what >> index;
-        if (what == "done") message >> outcome >> size >> resident;
+        if (what == "done") message >> outcome >> size >> resident_bytes_now;
         if (!message || worker.queued.empty() || index != worker.queued.front() ||
-            !(what == "start" || (what == "done" && (outcome == "ok" || outcome == "failed"))))
+            !(what == "start" ||
+              (what == "done" && worker.front_started && (outcome == "ok" || outcome == "failed") &&
+               size <= max_report_bytes)))
           throw SweepError(fmt::format("a sweep worker sent a message out of turn: {}",
                                        worker.received.substr(0, std::min<std::size_t>(end, 80))));
         if (what == "start") {
@@ -1030,8 +1068,10 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
         worker.received.erase(0, end + 1 + size);
         worker.queued.pop_front();
         worker.front_started = false;
-        if (worker.first_resident_bytes == 0) worker.first_resident_bytes = resident;
-        else if (resident > worker.first_resident_bytes + o.worker_growth_bytes) worker.retiring = true;
+        if (worker.first_resident_bytes == 0) worker.first_resident_bytes = resident_bytes_now;
+        else if (resident_bytes_now > worker.first_resident_bytes &&
+                 resident_bytes_now - worker.first_resident_bytes > o.worker_growth_bytes)
+          worker.retiring = true;
         if (outcome == "ok") succeed(index, std::move(report));
         else fail(index, report);
       }
@@ -1200,8 +1240,11 @@ SweepOutcome run_sweep(const SweepPlan& plan, const SweepOptions& o, std::ostrea
   std::vector<const SweepPoint*> todo;
   SweepOutcome outcome;
   const std::vector<bool> touched = points_with_entries(plan, o.out_dir);
+  std::error_code ignored;
   for (const auto& p : plan.points) {
     const PointState state = touched[p.index] ? point_state(o.out_dir, p.index) : PointState::missing;
+    // Left by a driver that was killed while the point ran in a process of its own.
+    if (touched[p.index]) std::filesystem::remove(stderr_file(o.out_dir, p.index), ignored);
     if (state == PointState::ok || state == PointState::failed) continue;
     if (state == PointState::damaged) {
       clear_point(o.out_dir, p.index);

@@ -60,8 +60,8 @@ struct SweepOptions {
   std::filesystem::path npusim;        // the executable that runs points (Slurm tasks; local points without run_point)
   PointRunner run_point;               // local points: run in forked workers; empty: exec npusim per point
   // Local workers: one is replaced, once the points sent to it have run, after `worker_points`
-  // points or when its resident memory exceeds what it held after its first point by
-  // `worker_growth_bytes`, so that memory runs leak cannot grow with the sweep.
+  // points (0 is taken as 1) or when its resident memory exceeds what it held after its first
+  // point by `worker_growth_bytes`, so that memory runs leak cannot grow with the sweep.
   std::size_t worker_points = 1000;
   std::uint64_t worker_growth_bytes = std::uint64_t{256} << 20;
   bool progress = false;               // draw a progress line on `log`

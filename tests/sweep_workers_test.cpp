@@ -131,7 +131,6 @@ TEST_F(SweepWorkers, APointThatKillsItsWorkerFailsAlone) {
   }
 }
 
-// 250 points on one job: workers serve 100 points each, so three serve them.
 // A worker sends why a point failed: the last line the point wrote to standard error, or how it
 // ended. Each point's standard error starts empty (a message never leaks into the next point's
 // failure), a point that leaves its worker takes its last line with it, and no point leaves a
@@ -178,6 +177,39 @@ TEST_F(SweepWorkers, SendWhyAPointFailed) {
   EXPECT_EQ(rows, (std::vector<std::string>{"0,ok", "1,failed", "2,failed", "3,failed", "4,failed", "5,ok"}));
 }
 
+// Reports larger than a read of the channel, holding the words of the protocol, reach the
+// driver whole: a metrics.csv of 200 KiB in results.csv, and the last line of a failure's
+// standard error after 200 KiB of others (only its end is read).
+TEST_F(SweepWorkers, SendReportsOfAnySizeAndText) {
+  const auto plan = load_sweep(write_sweep("large", "seeds: 4\n"));
+  std::string note;
+  while (note.size() < (200u << 10)) note += "done 0 ok 5 start 1 ";
+  const auto outcome = run(plan, dir_ / "out", 2, [&](const std::vector<std::string>& args, RunMemo&) {
+    if (has(args, "simulation.seed=2") || has(args, "simulation.seed=4")) {
+      for (int line = 0; line < 50; ++line) std::fprintf(stderr, "%.4096s\n", note.c_str());
+      std::fprintf(stderr, "npusim: done 9 ok 3 is not a report\n");
+      return 2;
+    }
+    const std::filesystem::path out = out_dir_of(args);
+    std::filesystem::create_directories(out);
+    std::ofstream(out / "metrics.csv") << "samples.arrived,note\n1," << note << "\n";
+    std::ofstream(out / "summary.json") << "{}\n";
+    return 0;
+  });
+  EXPECT_EQ(outcome.succeeded, 2u);
+  EXPECT_EQ(outcome.failed, 2u);
+  EXPECT_EQ(read(dir_ / "out" / "points" / "000001.error"), "npusim: done 9 ok 3 is not a report\n");
+  EXPECT_EQ(read(dir_ / "out" / "points" / "000003.error"), "npusim: done 9 ok 3 is not a report\n");
+  std::istringstream results(read(dir_ / "out" / "results.csv"));
+  std::string line;
+  std::getline(results, line);
+  EXPECT_EQ(line, "point,status,simulation.seed,samples.arrived,note,error");
+  std::getline(results, line);
+  EXPECT_EQ(line, "0,ok,1,1," + note + ",");
+  std::getline(results, line);
+  EXPECT_EQ(line, "1,failed,2,,,npusim: done 9 ok 3 is not a report");
+}
+
 // Which process ran each point, by the pid write_fake_result puts in its metrics.csv.
 std::map<std::string, std::size_t> points_per_process(const SweepPlan& plan, const std::filesystem::path& out) {
   std::map<std::string, std::size_t> count;
@@ -193,6 +225,7 @@ std::map<std::string, std::size_t> points_per_process(const SweepPlan& plan, con
   return count;
 }
 
+// 250 points on one job, workers told to serve 100 points each: three serve them.
 TEST_F(SweepWorkers, AreReplacedAfterTheirShareOfPoints) {
   const auto plan = load_sweep(write_sweep("many", "seeds: 250\n"));
   const auto outcome = run(plan, dir_ / "out", 1, write_fake_result, [](SweepOptions& o) { o.worker_points = 100; });
