@@ -124,42 +124,75 @@ void require_replaceable(const std::filesystem::path& path) {
                                 path.string(), file_kind(type)));
 }
 
+AtomicFile::DescriptorBuffer::DescriptorBuffer() : buffer_(65536) {
+  setp(buffer_.data(), buffer_.data() + buffer_.size());
+}
+
+AtomicFile::DescriptorBuffer::~DescriptorBuffer() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool AtomicFile::DescriptorBuffer::drain() {
+  const char* next = pbase();
+  while (next < pptr() && error_ == 0) {
+    const ssize_t n = ::write(fd_, next, static_cast<std::size_t>(pptr() - next));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) error_ = n < 0 ? errno : EIO;
+    else next += n;
+  }
+  setp(buffer_.data(), buffer_.data() + buffer_.size());
+  return error_ == 0;
+}
+
+AtomicFile::DescriptorBuffer::int_type AtomicFile::DescriptorBuffer::overflow(int_type c) {
+  if (fd_ < 0 || !drain()) return traits_type::eof();
+  if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+  *pptr() = traits_type::to_char_type(c);
+  pbump(1);
+  return c;
+}
+
+int AtomicFile::DescriptorBuffer::sync() { return fd_ >= 0 && drain() ? 0 : -1; }
+
+bool AtomicFile::DescriptorBuffer::close() {
+  if (fd_ < 0) return error_ == 0;
+  drain();
+  if (::close(fd_) != 0 && error_ == 0) error_ = errno;
+  fd_ = -1;
+  return error_ == 0;
+}
+
 AtomicFile::AtomicFile(std::filesystem::path file) : file_(std::move(file)), partial_(file_.string() + ".partial") {
   require_replaceable(file_);
   // O_EXCL makes sure that what is opened is the regular file created here, never a FIFO or
-  // device slipped in under the name. Anything already there is looked at only then: a partial
-  // file left by a killed run is stale and goes; another kind of file is an error.
+  // device slipped in under the name, and every write goes through that descriptor. Anything
+  // already there is looked at only then: a partial file left by a killed run is stale and
+  // goes; another kind of file is an error.
   const auto create = [&] { return ::open(partial_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666); };
   int fd = create();
-  std::error_code ignored;
   if (fd < 0 && errno == EEXIST) {
     require_replaceable(partial_);
+    std::error_code ignored;
     std::filesystem::remove(partial_, ignored);
     fd = create();
   }
   if (fd < 0) throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
-  ::close(fd);
-  out_.open(partial_, std::ios::binary | std::ios::trunc);
-  if (!out_) {
-    std::filesystem::remove(partial_, ignored);
-    throw OutputError(fmt::format("cannot write {}: {}", file_.string(), std::strerror(errno)));
-  }
+  buffer_.attach(fd);
 }
 
 AtomicFile::~AtomicFile() {
   if (committed_) return;
-  out_.close();
+  buffer_.close();
   std::error_code ignored;
   std::filesystem::remove(partial_, ignored);
 }
 
 void AtomicFile::commit() {
-  errno = 0;
   out_.flush();
-  if (out_) out_.close();
-  if (out_.fail())
+  const bool written = buffer_.close() && !out_.fail();
+  if (!written)
     throw OutputError(fmt::format("cannot write {}: {}", file_.string(),
-                                  errno != 0 ? std::strerror(errno) : "a write or the close failed"));
+                                  buffer_.error() != 0 ? std::strerror(buffer_.error()) : "a write or the close failed"));
   // Checked again: the path may have become something else while the file was written.
   require_replaceable(file_);
   std::error_code ec;

@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <streambuf>
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sim/serving.hpp"
 
@@ -38,8 +40,31 @@ class AtomicFile {
   void commit();
 
  private:
+  // Writes to the descriptor that created NAME.partial, never to whatever the name may point at
+  // by the time of a second open. A write that fails sets the stream's badbit and keeps errno.
+  class DescriptorBuffer : public std::streambuf {
+   public:
+    DescriptorBuffer();
+    ~DescriptorBuffer() override;
+    void attach(int fd) { fd_ = fd; }
+    // Writes what is buffered and closes; false (errno kept in error()) when any write failed.
+    bool close();
+    int error() const { return error_; }
+
+   protected:
+    int_type overflow(int_type c) override;
+    int sync() override;
+
+   private:
+    bool drain();
+    int fd_ = -1;
+    int error_ = 0;
+    std::vector<char> buffer_;
+  };
+
   std::filesystem::path file_, partial_;
-  std::ofstream out_;
+  DescriptorBuffer buffer_;
+  std::ostream out_{&buffer_};
   bool committed_ = false;
 };
 

@@ -2,9 +2,13 @@
 // JSON strings valid UTF-8 with control characters escaped; and an output replaces only a
 // regular file, with every write checked.
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -214,6 +218,38 @@ TEST_F(AtomicFileTest, AFailedWriteIsReportedAtCommitAndNothingIsRenamed) {
     out.stream().setstate(std::ios::badbit);  // as a write to a full disk leaves it
     EXPECT_THROW(out.commit(), sim::OutputError);
   }
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "old\n");
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "out.txt.partial"));
+}
+
+// A write the system refuses, here past a file-size limit as on a full disk, is reported at
+// commit with the system's reason; the target keeps its bytes and no partial file is left.
+TEST_F(AtomicFileTest, AWriteTheSystemRefusesIsReportedWithItsReason) {
+  const auto file = dir_ / "out.txt";
+  std::ofstream(file) << "old\n";
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 4096) GTEST_SKIP() << "file-size limit below 4 KiB";
+  rlimit small = saved;
+  small.rlim_cur = 4096;
+  const auto previous_handler = std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string message;
+  {
+    sim::AtomicFile out(file);
+    out.stream() << std::string(200'000, 'x');  // past 64 KiB: written before the commit
+    try {
+      out.commit();
+    } catch (const sim::OutputError& e) {
+      message = e.what();
+    }
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, previous_handler);
+  EXPECT_EQ(message, "cannot write " + file.string() + ": " + std::strerror(EFBIG));
   std::ifstream in(file);
   std::stringstream text;
   text << in.rdbuf();
