@@ -67,28 +67,50 @@ void ModelProfile::build_predictions() {
   blind_catch_up_.assign(size, 0);
   aware_catch_up_.assign(size, 0);
   aware_catch_up_exit_latency_.assign(size, 0.0);
+  // The first layer at or after each layer whose exit is decided after it. Between exits the
+  // survival does not change, so an exit-aware batch keeps its size over such a stretch, and its
+  // cycles there are a difference of the blind prefix sums (exact: integers, wrapping alike).
+  std::vector<std::uint32_t> next_exit(layer_count_);
+  for (std::uint32_t l = layer_count_; l-- > 0;)
+    next_exit[l] = exit_after_[l] >= 0 || l + 1 == layer_count_ ? l : next_exit[l + 1];
   for (std::uint32_t b = 1; b <= max_batch_; ++b) {
     for (std::uint32_t l = layer_count_; l-- > 0;)
       blind_remaining_[index(l, b)] = blind_remaining_[index(l + 1, b)] + cycles_[index(l, b)];
     for (std::uint32_t l = 0; l < layer_count_; ++l)
       blind_catch_up_[index(l + 1, b)] = blind_catch_up_[index(l, b)] + cycles_[index(l, b)];
-    // Exit-aware: walk forward from every start layer. O(layers^2) per batch size.
-    for (std::uint32_t start = 0; start < layer_count_; ++start) {
+    // Exit-aware from layer 0, layer by layer: the catch-up tables need every layer's sum.
+    {
       std::uint64_t elapsed = 0;
       double sample_latency = 0.0;
-      for (std::uint32_t m = start; m < layer_count_; ++m) {
-        const std::uint32_t running = expected_batch(b, start, m, Prediction::exit_aware);
+      for (std::uint32_t m = 0; m < layer_count_; ++m) {
+        const std::uint32_t running = expected_batch(b, 0, m, Prediction::exit_aware);
         if (running > 0) elapsed += cycles_[index(m, running)];
         if (exit_after_[m] >= 0) {
-          const double leaving = survival(start, m) * hazard_after_[m];  // of the samples at `start`
+          const double leaving = survival(0, m) * hazard_after_[m];
           sample_latency += leaving * static_cast<double>(elapsed);
-          if (start == 0) {
-            // Samples of a catch-up batch that leave after m finish before any layer > m.
-            for (std::uint32_t to = m + 1; to <= layer_count_; ++to)
-              aware_catch_up_exit_latency_[index(to, b)] += leaving * static_cast<double>(elapsed);
-          }
+          // Samples of a catch-up batch that leave after m finish before any layer > m.
+          for (std::uint32_t to = m + 1; to <= layer_count_; ++to)
+            aware_catch_up_exit_latency_[index(to, b)] += leaving * static_cast<double>(elapsed);
         }
-        if (start == 0) aware_catch_up_[index(m + 1, b)] = elapsed;
+        aware_catch_up_[index(m + 1, b)] = elapsed;
+      }
+      aware_remaining_[index(0, b)] = elapsed;
+      aware_sample_remaining_[index(0, b)] = sample_latency;
+    }
+    // From every later layer, a stretch between exits at a time: O(layers x exits) per batch
+    // size rather than O(layers^2), with the same sums in the same order.
+    for (std::uint32_t start = 1; start < layer_count_; ++start) {
+      std::uint64_t elapsed = 0;
+      double sample_latency = 0.0;
+      for (std::uint32_t m = start; m < layer_count_;) {
+        const std::uint32_t last = next_exit[m];
+        const std::uint32_t running = expected_batch(b, start, m, Prediction::exit_aware);
+        if (running > 0) elapsed += blind_catch_up_[index(last + 1, running)] - blind_catch_up_[index(m, running)];
+        if (exit_after_[last] >= 0) {
+          const double leaving = survival(start, last) * hazard_after_[last];  // of the samples at `start`
+          sample_latency += leaving * static_cast<double>(elapsed);
+        }
+        m = last + 1;
       }
       aware_remaining_[index(start, b)] = elapsed;
       aware_sample_remaining_[index(start, b)] = sample_latency;

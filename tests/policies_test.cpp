@@ -1,8 +1,11 @@
 // The built-in policies, decision by decision, on hand-built views of a four-layer network
 // whose costs are simple enough to compute by hand; and the predictions they rest on.
 
+#include <cmath>
 #include <map>
+#include <random>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "policy_views.hpp"
@@ -31,6 +34,51 @@ TEST(ModelProfile, SurvivalAndPredictionsByHand) {
   EXPECT_EQ(p.catch_up_cycles(4, 2, scheduler::Prediction::exit_aware), 280u);
   EXPECT_DOUBLE_EQ(p.catch_up_exit_latency_cycles(4, 2, scheduler::Prediction::exit_aware), 0.5 * 280);
   EXPECT_EQ(p.isolated_cycles(), 4u * 110);
+}
+
+// The predictions from every start layer against their definitions, summed here layer by layer
+// (docs/policies.md, "Predictions"), on random profiles: random cycles (some near 2^62, so that
+// sums wrap), exits at random layers, some with probability 0.
+TEST(ModelProfile, PredictionsFromEveryLayerMatchTheirDefinitions) {
+  std::mt19937_64 random(20261204);
+  for (int trial = 0; trial < 300; ++trial) {
+    const auto layers = static_cast<std::uint32_t>(1 + random() % 40);
+    const auto max_batch = static_cast<std::uint32_t>(1 + random() % 16);
+    std::vector<std::uint64_t> cycles(std::size_t{layers} * (max_batch + 1));
+    for (auto& c : cycles) c = random() % 50 == 0 ? (std::uint64_t{1} << 62) + random() % 1000 : random() % 1'000'000;
+    std::vector<scheduler::ExitPoint> exits;
+    double left = 1.0;
+    for (std::uint32_t l = 0; l + 1 < layers; ++l)
+      if (random() % 5 == 0) {
+        const double p = random() % 4 == 0 ? 0.0 : left * static_cast<double>(random() % 1000) / 1000.0;
+        exits.push_back({fmt::format("e{}", l), l, p});
+        left -= p;
+      }
+    exits.push_back({"final", layers - 1, left});
+    const scheduler::ModelProfile profile(
+        "random", layers, max_batch, [&](std::uint32_t l, std::uint32_t b) { return cycles[l * (max_batch + 1) + b]; },
+        exits);
+    for (const auto prediction : {scheduler::Prediction::exit_aware, scheduler::Prediction::exit_blind})
+      for (std::uint32_t start = 0; start < layers; ++start)
+        for (std::uint32_t b = 1; b <= max_batch; ++b) {
+          std::uint64_t elapsed = 0;
+          double sample_latency = 0.0;
+          for (std::uint32_t m = start; m < layers; ++m) {
+            const std::uint32_t running = profile.expected_batch(b, start, m, prediction);
+            if (running > 0) elapsed += profile.cycles(m, running);
+            if (profile.exit_after(m) >= 0) {
+              const double hazard = m + 1 == layers ? 1.0 : 1.0 - profile.survival(m, m + 1);
+              sample_latency += profile.survival(start, m) * hazard * static_cast<double>(elapsed);
+            }
+          }
+          SCOPED_TRACE(fmt::format("trial {}, {} layers, start {}, batch {}", trial, layers, start, b));
+          ASSERT_EQ(profile.remaining_cycles(start, b, prediction), elapsed);
+          if (prediction == scheduler::Prediction::exit_aware) {
+            ASSERT_NEAR(profile.sample_remaining_cycles(start, b, prediction), sample_latency,
+                        1e-9 * std::max(1.0, std::fabs(sample_latency)));
+          }
+        }
+  }
 }
 
 TEST(Policies, FcfsRunsOneAtATimeInOrder) {
