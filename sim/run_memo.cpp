@@ -9,6 +9,11 @@ std::size_t entries_of(const npu::ControlBlockTable& table) { return table.layer
 
 }  // namespace
 
+const npu::Npu& RunMemo::npu_preset(const std::string& name, const std::function<npu::Npu()>& load) {
+  if (const auto it = npu_presets_.find(name); it != npu_presets_.end()) return it->second;
+  return npu_presets_.emplace(name, load()).first->second;
+}
+
 const workloads::LoweredNetwork& RunMemo::zoo_model(const std::string& name,
                                                     const std::function<workloads::LoweredNetwork()>& load) {
   if (const auto it = zoo_.find(name); it != zoo_.end()) return it->second;

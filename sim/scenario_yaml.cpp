@@ -121,10 +121,15 @@ const std::vector<ExclusiveKeys>& scenario_exclusive_keys() {
 }
 
 // `npu:` is a preset name, a file (relative to the scenario) holding an `npu:` section, or the
-// section itself. Overrides of npu.* keys apply to whichever it is.
+// section itself. Overrides of npu.* keys apply to whichever it is. A preset without overrides
+// comes from `memo` when there is one: presets are compiled in.
 npu::Npu parse_npu(ConfigNode document, const std::vector<std::string>& npu_overrides,
-                   const std::filesystem::path& base_dir) {
-  if (!document.has("npu")) return load_npu_preset("default", npu_overrides);
+                   const std::filesystem::path& base_dir, RunMemo* memo) {
+  const auto preset = [&](const std::string& name, const std::vector<std::string>& overrides) {
+    if (!memo || !overrides.empty()) return sim::load_npu_preset(name, overrides);
+    return memo->npu_preset(name, [&] { return sim::load_npu_preset(name, overrides); });
+  };
+  if (!document.has("npu")) return preset("default", npu_overrides);
   const ConfigNode node = document.at("npu");
   if (node.display_value() == "<map>") {
     for (const auto& assignment : npu_overrides) document.apply_override(assignment);
@@ -133,7 +138,7 @@ npu::Npu parse_npu(ConfigNode document, const std::vector<std::string>& npu_over
   const std::string name = node.as_string();
   const std::filesystem::path file = base_dir / name;
   if (std::filesystem::is_regular_file(file)) return load_npu_file(file, npu_overrides);
-  if (is_npu_preset(name)) return load_npu_preset(name, npu_overrides);
+  if (is_npu_preset(name)) return preset(name, npu_overrides);
   // A FIFO, a device or a directory: the reader says which, without reading it.
   std::error_code ec;
   if (std::filesystem::exists(file, ec)) return load_npu_file(file, npu_overrides);
@@ -328,7 +333,7 @@ Scenario load_scenario(const std::string& file_or_default, const std::vector<std
       throw ConfigError(fmt::format("{}: the scenario's name (its file name without .yaml) = {}: allowed {}, or a name: key",
                                     document.source(), traces::printable(scenario.name), traces::name_rule));
   }
-  scenario.npu = parse_npu(document, npu_overrides, scenario.base_dir);
+  scenario.npu = parse_npu(document, npu_overrides, scenario.base_dir, memo);
   scenario.devices = parse_devices(document.at("devices"), document, scenario, memo);
 
   const ConfigNode scheduler_node = document.at("scheduler");

@@ -482,6 +482,22 @@ TEST_F(TableCacheTest, RunsSharingAMemoWriteTheSameBytes) {
     }
   EXPECT_EQ(memo.tables_kept(), 6u);  // three networks on two NPUs
   EXPECT_EQ(memo.zoo_models_kept(), 3u);
+  EXPECT_EQ(memo.npu_presets_kept(), 2u);
+  // A preset with an npu.* override is built anew, never served as the plain preset it names.
+  const auto slow = [&](const std::string& out, sim::RunMemo* with) {
+    const std::string out_dir = (dir_ / out).string();
+    const std::vector<std::string> args{"npusim", "run", scenario, "--set", "simulation.samples=1500", "--set",
+                                        "npu=default", "--set", "npu.offchip.bandwidth_gb_per_s=6.4", "--out", out_dir};
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    std::ostringstream out_text, err_text;
+    return sim::run_cli(static_cast<int>(argv.size()), argv.data(), out_text, err_text, with);
+  };
+  ASSERT_EQ(slow("slow-alone", nullptr), 0);
+  ASSERT_EQ(slow("slow-memo", &memo), 0);
+  EXPECT_EQ(read_bytes(dir_ / "slow-memo" / "summary.json"), read_bytes(dir_ / "slow-alone" / "summary.json"));
+  EXPECT_NE(read_bytes(dir_ / "slow-memo" / "summary.json"), read_bytes(dir_ / "default-1-0-alone" / "summary.json"));
+  EXPECT_EQ(memo.npu_presets_kept(), 2u);
 }
 
 // End to end: `npusim run --table-cache` gives the bytes of a run without it, first when it
