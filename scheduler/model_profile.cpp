@@ -100,9 +100,13 @@ void ModelProfile::build_predictions() {
     // From every later layer, a stretch between exits at a time: O(layers x exits) per batch
     // size rather than O(layers^2), with the same sums in the same order.
     for (std::uint32_t start = 1; start < layer_count_; ++start) {
-      std::uint64_t elapsed = 0;
+      // Layer `start` runs the whole batch (expected_batch of a batch where it is); the rest of
+      // its stretch runs what survives from it, which is nothing when nothing reaches `start`.
+      std::uint64_t elapsed = cycles_[index(start, b)];
       double sample_latency = 0.0;
-      for (std::uint32_t m = start; m < layer_count_;) {
+      if (exit_after_[start] >= 0)
+        sample_latency += survival(start, start) * hazard_after_[start] * static_cast<double>(elapsed);
+      for (std::uint32_t m = start + 1; m < layer_count_;) {
         const std::uint32_t last = next_exit[m];
         const std::uint32_t running = expected_batch(b, start, m, Prediction::exit_aware);
         if (running > 0) elapsed += blind_catch_up_[index(last + 1, running)] - blind_catch_up_[index(m, running)];

@@ -124,7 +124,7 @@ void require_replaceable(const std::filesystem::path& path) {
                                 path.string(), file_kind(type)));
 }
 
-AtomicFile::DescriptorBuffer::DescriptorBuffer() : buffer_(65536) {
+AtomicFile::DescriptorBuffer::DescriptorBuffer() : buffer_(buffer_bytes) {
   setp(buffer_.data(), buffer_.data() + buffer_.size());
 }
 
@@ -154,6 +154,12 @@ AtomicFile::DescriptorBuffer::int_type AtomicFile::DescriptorBuffer::overflow(in
 
 int AtomicFile::DescriptorBuffer::sync() { return fd_ >= 0 && drain() ? 0 : -1; }
 
+void AtomicFile::DescriptorBuffer::discard() {
+  setp(buffer_.data(), buffer_.data() + buffer_.size());
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
 bool AtomicFile::DescriptorBuffer::close() {
   if (fd_ < 0) return error_ == 0;
   drain();
@@ -182,7 +188,7 @@ AtomicFile::AtomicFile(std::filesystem::path file) : file_(std::move(file)), par
 
 AtomicFile::~AtomicFile() {
   if (committed_) return;
-  buffer_.close();
+  buffer_.discard();
   std::error_code ignored;
   std::filesystem::remove(partial_, ignored);
 }

@@ -3,7 +3,6 @@
 // readable summary for the terminal. Files appear complete or not at all.
 
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <streambuf>
 #include <ostream>
@@ -44,11 +43,16 @@ class AtomicFile {
   // by the time of a second open. A write that fails sets the stream's badbit and keeps errno.
   class DescriptorBuffer : public std::streambuf {
    public:
+    static constexpr std::size_t buffer_bytes = 64 * 1024;
     DescriptorBuffer();
     ~DescriptorBuffer() override;
+    DescriptorBuffer(const DescriptorBuffer&) = delete;
+    DescriptorBuffer& operator=(const DescriptorBuffer&) = delete;
     void attach(int fd) { fd_ = fd; }
     // Writes what is buffered and closes; false (errno kept in error()) when any write failed.
     bool close();
+    // Closes without writing what is buffered: the file is about to be removed.
+    void discard();
     int error() const { return error_; }
 
    protected:

@@ -233,12 +233,22 @@ TEST_F(AtomicFileTest, AWriteTheSystemRefusesIsReportedWithItsReason) {
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
   if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 4096) GTEST_SKIP() << "file-size limit below 4 KiB";
-  rlimit small = saved;
-  small.rlim_cur = 4096;
-  const auto previous_handler = std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  // Restores the limit and the signal's handler however the block below ends: other tests may
+  // run in this process after this one (by hand, or with --gtest_repeat).
+  struct Restore {
+    rlimit limit;
+    void (*handler)(int);
+    ~Restore() {
+      EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+      std::signal(SIGXFSZ, handler);
+    }
+  };
   std::string message;
   {
+    const Restore restore{saved, std::signal(SIGXFSZ, SIG_IGN)};  // the write fails with EFBIG instead
+    rlimit small = saved;
+    small.rlim_cur = 4096;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
     sim::AtomicFile out(file);
     out.stream() << std::string(200'000, 'x');  // past 64 KiB: written before the commit
     try {
@@ -247,8 +257,6 @@ TEST_F(AtomicFileTest, AWriteTheSystemRefusesIsReportedWithItsReason) {
       message = e.what();
     }
   }
-  ::setrlimit(RLIMIT_FSIZE, &saved);
-  std::signal(SIGXFSZ, previous_handler);
   EXPECT_EQ(message, "cannot write " + file.string() + ": " + std::strerror(EFBIG));
   std::ifstream in(file);
   std::stringstream text;

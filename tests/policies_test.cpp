@@ -38,7 +38,8 @@ TEST(ModelProfile, SurvivalAndPredictionsByHand) {
 
 // The predictions from every start layer against their definitions, summed here layer by layer
 // (docs/policies.md, "Predictions"), on random profiles: random cycles (some near 2^62, so that
-// sums wrap), exits at random layers, some with probability 0.
+// sums wrap), exits at random layers, some with probability 0, and some taking every sample
+// still there (hazard 1 before the last layer: nothing survives past them).
 TEST(ModelProfile, PredictionsFromEveryLayerMatchTheirDefinitions) {
   std::mt19937_64 random(20261204);
   for (int trial = 0; trial < 300; ++trial) {
@@ -50,7 +51,8 @@ TEST(ModelProfile, PredictionsFromEveryLayerMatchTheirDefinitions) {
     double left = 1.0;
     for (std::uint32_t l = 0; l + 1 < layers; ++l)
       if (random() % 5 == 0) {
-        const double p = random() % 4 == 0 ? 0.0 : left * static_cast<double>(random() % 1000) / 1000.0;
+        const auto draw = random() % 8;
+        const double p = draw < 2 ? 0.0 : draw == 2 ? left : left * static_cast<double>(random() % 1000) / 1000.0;
         exits.push_back({fmt::format("e{}", l), l, p});
         left -= p;
       }
