@@ -43,11 +43,12 @@ enum class SweepBackend { local, slurm };
 // Runs one point's command line (the words after the program's name: "run", the base scenario,
 // its --set, --out and --table-cache options) in the calling process, writing to file
 // descriptors 1 and 2, and returns its exit status. The sweep calls it in forked workers, each
-// running up to 100 points in turn: a point that crashes its worker still fails alone, and no
-// exec, dynamic loading or start-up of a new program is paid per point, which on a virtual
-// machine cost more than a short point's simulation (docs/sweeps.md). `memo` is the worker's
-// own (sim/run_memo.hpp): the zoo networks and tables of its earlier points, and of the first
-// point, which the driver prepared before forking it.
+// running many points in turn (SweepOptions::worker_points): a point that crashes its worker
+// still fails alone, and no exec, dynamic loading or start-up of a new program is paid per
+// point, which on a virtual machine cost more than a short point's simulation
+// (docs/sweeps.md). `memo` is the worker's own (sim/run_memo.hpp): the NPU presets, zoo
+// networks and tables of its earlier points, and of the first point, which the driver prepared
+// before forking it.
 using PointRunner = std::function<int(const std::vector<std::string>& args, RunMemo& memo)>;
 
 struct SweepOptions {
