@@ -974,7 +974,9 @@ void run_local_workers(const SweepPlan& plan, const SweepOptions& o, RunMemo& me
   int deaths_in_a_row = 0;
   bool told_started = false;
   // A worker that is sent no more points, and is stopped once it has run those it was sent.
-  const auto done_with = [&](const Worker& w) { return w.served >= std::max<std::size_t>(1, o.worker_points) || w.retiring; };
+  const auto done_with = [&](const Worker& w) {
+    return w.served >= std::max<std::size_t>(1, o.worker_points) || w.retiring;
+  };
   progress.update(done, failed);
   const auto succeed = [&](std::size_t index, std::string metrics_csv) {
     metrics.at(index) = std::move(metrics_csv);
