@@ -190,6 +190,7 @@ void TableCache::store_built() {
 }
 
 void TableCache::store(const std::string& key, const npu::ControlBlockTable& table) const {
+  const auto file = file_for_key(key);
   npu::ByteWriter w;
   w.raw(magic);
   w.section(build_id_);
@@ -200,7 +201,7 @@ void TableCache::store(const std::string& key, const npu::ControlBlockTable& tab
   // A name no other writer uses (created exclusively): two runs that build the same table at
   // once each rename a whole file into place, and the second replaces the first with the same
   // bytes.
-  std::string partial = file_for_key(key).string() + ".partial.XXXXXX";
+  std::string partial = file.string() + ".partial.XXXXXX";
   const int fd = ::mkstemp(partial.data());
   if (fd < 0) return;
   std::size_t written = 0;
@@ -212,7 +213,7 @@ void TableCache::store(const std::string& key, const npu::ControlBlockTable& tab
   }
   const bool whole = ::close(fd) == 0 && written == bytes.size();
   std::error_code ec;
-  if (whole) std::filesystem::rename(partial, file_for_key(key), ec);
+  if (whole) std::filesystem::rename(partial, file, ec);
   if (!whole || ec) std::filesystem::remove(partial, ec);
 }
 
