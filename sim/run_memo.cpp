@@ -7,17 +7,22 @@ namespace {
 
 std::size_t entries_of(const npu::ControlBlockTable& table) { return table.layer_count() * table.max_batch(); }
 
+// The entry `name` of `kept`, loaded the first time only.
+template <typename T>
+const T& kept_or_loaded(std::map<std::string, T>& kept, const std::string& name, const std::function<T()>& load) {
+  if (const auto it = kept.find(name); it != kept.end()) return it->second;
+  return kept.emplace(name, load()).first->second;
+}
+
 }  // namespace
 
 const npu::Npu& RunMemo::npu_preset(const std::string& name, const std::function<npu::Npu()>& load) {
-  if (const auto it = npu_presets_.find(name); it != npu_presets_.end()) return it->second;
-  return npu_presets_.emplace(name, load()).first->second;
+  return kept_or_loaded(npu_presets_, name, load);
 }
 
 const workloads::LoweredNetwork& RunMemo::zoo_model(const std::string& name,
                                                     const std::function<workloads::LoweredNetwork()>& load) {
-  if (const auto it = zoo_.find(name); it != zoo_.end()) return it->second;
-  return zoo_.emplace(name, load()).first->second;
+  return kept_or_loaded(zoo_, name, load);
 }
 
 const npu::ControlBlockTable* RunMemo::table(const std::string& key) {

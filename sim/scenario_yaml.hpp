@@ -84,8 +84,9 @@ struct Scenario {
 // Loads, composes and validates a scenario. `overrides` are --set assignments
 // ("scheduler.policy=edf", "npu.pe_count=32") applied before parsing. Plugins named in
 // scheduler.plugins are loaded into `registry`, which must hold the built-in policies and
-// outlive every policy made from it. With `memo`, zoo networks parsed by earlier loads in this
-// process are taken from it (and kept there); the scenario is the same. Throws ConfigError (one
+// outlive every policy made from it. With `memo`, NPU presets (without npu.* overrides) and zoo
+// networks parsed by earlier loads in this process are taken from it (and kept there); the
+// scenario is the same. Throws ConfigError (one
 // line: file:line: path = value: allowed ...) or workloads::NetworkError.
 Scenario load_scenario(const std::string& file_or_default, const std::vector<std::string>& overrides,
                        scheduler::PolicyRegistry& registry, RunMemo* memo = nullptr);

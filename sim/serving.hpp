@@ -16,10 +16,11 @@
 #include "scheduler/policy.hpp"
 #include "scheduler/registry.hpp"
 #include "sim/metrics.hpp"
-#include "sim/run_memo.hpp"
 #include "sim/scenario_yaml.hpp"
 
 namespace npusim::sim {
+
+class RunMemo;  // sim/run_memo.hpp
 
 // The simulator broke one of its own invariants (sample balance, a sample in two places).
 // An internal fault, not a user error.
